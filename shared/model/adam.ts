@@ -2,7 +2,7 @@
  * Adam (betas 0.9/0.999, eps 1e-8, no weight decay) over named tensors, with the state exposed so
  * that recovery can start a fresh optimizer and the checkpoint baseline can save and restore it.
  */
-import * as tf from '@tensorflow/tfjs-core';
+import * as tf from './tf.js';
 
 export interface AdamState {
   step: number;

@@ -3,7 +3,7 @@
  * forward, under tf.grads for backward, and for sampling. Shapes: B batch, T time, D model width,
  * H heads, K head size (D / H), F SwiGLU hidden width, V vocabulary.
  */
-import * as tf from '@tensorflow/tfjs-core';
+import * as tf from './tf.js';
 import type { ResolvedConfig } from './config.js';
 
 type T2 = tf.Tensor2D;
@@ -99,11 +99,16 @@ export function block(x: T3, p: (n: string) => tf.Tensor, c: ResolvedConfig, k: 
   return tf.add(h, swiglu(rmsNorm(h, p('mlp_norm.weight'), c.normEps), p)) as T3;
 }
 
-/** Token embedding lookup: ids [B, T] -> [B, T, D]. */
+/**
+ * Token embedding lookup: ids [B, T] -> [B, T, D], written as onehot(ids) @ W. A gather would do
+ * less arithmetic, but its gradient (UnsortedSegmentSum) is missing from the wasm backend; with a
+ * byte vocabulary the matmul is cheap and runs on every backend.
+ */
 export function embed(ids: tf.Tensor2D, weight: tf.Tensor): T3 {
   const [B, T] = ids.shape;
-  const flat = tf.gather(weight, tf.reshape(ids, [B * T]));
-  return tf.reshape(flat, [B, T, weight.shape[1] as number]) as T3;
+  const V = weight.shape[0] as number;
+  const onehot = tf.oneHot(tf.reshape(ids, [B * T]) as tf.Tensor1D, V);
+  return tf.reshape(tf.matMul(onehot, weight as T2), [B, T, weight.shape[1] as number]) as T3;
 }
 
 /** Final norm and LM head: [B, T, D] -> logits [B*T, V]. */

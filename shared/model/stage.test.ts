@@ -1,6 +1,6 @@
 import { describe, it, expect, beforeAll } from 'vitest';
-import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs-backend-cpu';
+import * as tf from './tf.js';
+
 import { Stage, validateWeights, WeightsError, type NamedWeights } from './stage.js';
 import { resolveConfig, configForStages, ConfigError, getPreset, type ModelConfig } from './config.js';
 import { mulberry32 } from './rng.js';

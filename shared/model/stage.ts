@@ -12,9 +12,7 @@
  * normal pipeline runs everything a stage owns in one hop; CheckFree+'s swapped microbatches run
  * stage 0's embedding and its blocks as separate hops (see shared/schedule).
  */
-import * as tf from '@tensorflow/tfjs-core';
-// Backward needs every op's gradient registered (tfjs-core ships them separately).
-import '@tensorflow/tfjs-core/dist/register_all_gradients';
+import * as tf from './tf.js';
 import { numStages, resolveConfig, type ModelConfig, type ResolvedConfig } from './config.js';
 import { stageParamSpecs, initialValue, sizeOf, type ParamSpec } from './params.js';
 import * as L from './layers.js';

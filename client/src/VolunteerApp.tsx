@@ -1,0 +1,252 @@
+import { useCallback, useEffect, useRef, useState, type ReactNode } from 'react';
+
+import {
+  initialStatus,
+  isBackendName,
+  type BackendName,
+  type ConnectionState,
+  type PageToWorker,
+  type StageAssignment,
+  type VolunteerStatus,
+  type WorkerToPage,
+} from './messages';
+
+declare global {
+  interface Window {
+    /** Latest status snapshot from the worker (for tests and debugging). */
+    __volunteerStatus?: VolunteerStatus;
+  }
+}
+
+/** How long a graceful leave may take before the worker is terminated anyway. */
+const LEAVE_TIMEOUT_MS = 10_000;
+const MAX_LOG_LINES = 200;
+
+interface PageOptions {
+  autojoin: boolean;
+  coordinatorUrl: string;
+  backends: BackendName[] | undefined;
+}
+
+function readPageOptions(): PageOptions {
+  const params = new URLSearchParams(window.location.search);
+  const backends = params
+    .get('backends')
+    ?.split(',')
+    .map((s) => s.trim())
+    .filter(isBackendName);
+  return {
+    autojoin: params.get('autojoin') === '1',
+    coordinatorUrl: params.get('coordinator') ?? window.location.origin,
+    backends: backends && backends.length > 0 ? backends : undefined,
+  };
+}
+
+const CONNECTION_LABEL: Record<ConnectionState, string> = {
+  idle: 'Not started',
+  initializing: 'Preparing (checking GPU)',
+  ready: 'Ready (not connected)',
+  connecting: 'Connecting…',
+  connected: 'Connected',
+  reconnecting: 'Reconnecting…',
+  leaving: 'Leaving…',
+  left: 'Left the swarm',
+  error: 'Error',
+};
+
+function fmt(value: number | null, digits: number, unit = ''): string {
+  if (value == null || !Number.isFinite(value)) return '—';
+  return `${value.toFixed(digits)}${unit}`;
+}
+
+function fmtStage(stage: StageAssignment, connection: ConnectionState): string {
+  if (stage === 'spare') return 'Spare (standby)';
+  if (typeof stage === 'number') return `Stage ${stage}`;
+  return connection === 'connected' ? 'Waiting for assignment' : 'Waiting';
+}
+
+function fmtDuration(seconds: number): string {
+  if (!Number.isFinite(seconds) || seconds <= 0) return '0 s';
+  if (seconds < 60) return `${seconds.toFixed(1)} s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) return `${minutes} min ${Math.floor(seconds % 60)} s`;
+  return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+}
+
+interface RowProps {
+  label: string;
+  testId: string;
+  children: ReactNode;
+}
+
+function Row({ label, testId, children }: RowProps) {
+  return (
+    <div className="row">
+      <dt>{label}</dt>
+      <dd data-testid={testId}>{children}</dd>
+    </div>
+  );
+}
+
+export function VolunteerApp() {
+  const [options] = useState(readPageOptions);
+  const [status, setStatus] = useState<VolunteerStatus>(initialStatus);
+  const [running, setRunning] = useState(false);
+  const [leaving, setLeaving] = useState(false);
+  const [logLines, setLogLines] = useState<string[]>([]);
+  const workerRef = useRef<Worker | null>(null);
+  const leaveTimerRef = useRef<ReturnType<typeof setTimeout> | null>(null);
+
+  const appendLog = useCallback((line: string) => {
+    setLogLines((prev) => [...prev.slice(-(MAX_LOG_LINES - 1)), line]);
+  }, []);
+
+  const teardown = useCallback(() => {
+    if (leaveTimerRef.current) clearTimeout(leaveTimerRef.current);
+    leaveTimerRef.current = null;
+    workerRef.current?.terminate();
+    workerRef.current = null;
+    setRunning(false);
+    setLeaving(false);
+  }, []);
+
+  const join = useCallback(() => {
+    if (workerRef.current) return;
+    const worker = new Worker(new URL('./worker.ts', import.meta.url), { type: 'module', name: 'volunteer' });
+    workerRef.current = worker;
+    worker.onmessage = (ev: MessageEvent<WorkerToPage>) => {
+      const msg = ev.data;
+      switch (msg.type) {
+        case 'status':
+          window.__volunteerStatus = msg;
+          setStatus(msg);
+          break;
+        case 'log':
+          appendLog(`[${msg.level}] ${msg.message}`);
+          break;
+        case 'stopped':
+          if (workerRef.current === worker) teardown();
+          break;
+      }
+    };
+    worker.onerror = (ev: ErrorEvent) => {
+      const message = `worker failed: ${ev.message || 'could not load the worker script'}`;
+      appendLog(`[error] ${message}`);
+      setStatus((prev) => {
+        const next: VolunteerStatus = { ...prev, connection: 'error', error: message, updatedAt: Date.now() };
+        window.__volunteerStatus = next;
+        return next;
+      });
+      if (workerRef.current === worker) teardown();
+    };
+    const start: PageToWorker = { type: 'start', url: options.coordinatorUrl, backends: options.backends };
+    worker.postMessage(start);
+    setRunning(true);
+  }, [appendLog, options, teardown]);
+
+  const stop = useCallback(() => {
+    const worker = workerRef.current;
+    if (!worker || leaving) return;
+    setLeaving(true);
+    const msg: PageToWorker = { type: 'stop' };
+    worker.postMessage(msg);
+    leaveTimerRef.current = setTimeout(() => {
+      appendLog('[warn] graceful leave timed out; terminating the worker');
+      if (workerRef.current === worker) teardown();
+    }, LEAVE_TIMEOUT_MS);
+  }, [appendLog, leaving, teardown]);
+
+  useEffect(() => {
+    // Runs once per mount (twice in StrictMode dev, where the first worker is torn down again).
+    if (options.autojoin) join();
+    // Best effort: tell the worker to leave when the tab goes away.
+    const onPageHide = () => workerRef.current?.postMessage({ type: 'stop' } satisfies PageToWorker);
+    window.addEventListener('pagehide', onPageHide);
+    return () => {
+      window.removeEventListener('pagehide', onPageHide);
+      teardown();
+    };
+  }, [join, options.autojoin, teardown]);
+
+  const s = status;
+  return (
+    <main className="volunteer" data-connection={s.connection}>
+      <header>
+        <h1>Volunteer training swarm</h1>
+        <p className="lede">
+          Lend this tab's GPU to train a small language model together with other volunteers. Your browser trains one
+          slice (pipeline stage) of the model; you can stop at any time.
+        </p>
+      </header>
+
+      <div className="actions">
+        {running ? (
+          <button type="button" className="stop" data-testid="join-button" onClick={stop} disabled={leaving}>
+            {leaving ? 'Leaving…' : 'Stop'}
+          </button>
+        ) : (
+          <button type="button" className="join" data-testid="join-button" onClick={join}>
+            Join
+          </button>
+        )}
+        <span className={`pill pill-${s.connection}`} data-testid="status-connection" data-value={s.connection}>
+          {CONNECTION_LABEL[s.connection]}
+        </span>
+      </div>
+
+      {s.error && (
+        <p className="error" role="alert" data-testid="status-error">
+          {s.error}
+        </p>
+      )}
+
+      <section className="panel" aria-label="Status">
+        <dl>
+          <Row label="Backend" testId="status-backend">
+            <span data-value={s.backend ?? ''}>{s.backend ?? (s.connection === 'initializing' ? 'selecting…' : '—')}</span>
+            {s.skipped.length > 0 && (
+              <ul className="skipped" data-testid="status-skipped">
+                {s.skipped.map((k) => (
+                  <li key={k.backend}>
+                    <strong>{k.backend}</strong> not used: {k.reason}
+                  </li>
+                ))}
+              </ul>
+            )}
+          </Row>
+          <Row label="GPU adapter" testId="status-adapter">
+            {s.adapter ? s.adapter.label : s.backend && s.backend !== 'webgpu' ? 'n/a (not using WebGPU)' : '—'}
+          </Row>
+          <Row label="Throughput" testId="status-throughput">
+            {fmt(s.throughputGflops, 2, ' GFLOP/s')}
+          </Row>
+          <Row label="Stage" testId="status-stage">
+            {fmtStage(s.stage, s.connection)}
+          </Row>
+          <Row label="Iteration" testId="status-iteration">
+            {s.iteration ?? '—'}
+          </Row>
+          <Row label="Step time" testId="status-step-ms">
+            {fmt(s.stepMs, 1, ' ms')}
+          </Row>
+          <Row label="Tokens / s" testId="status-tokens-per-sec">
+            {fmt(s.tokensPerSec, 1)}
+          </Row>
+          <Row label="GPU time donated" testId="status-gpu-seconds">
+            {fmtDuration(s.gpuSecondsDonated)}
+          </Row>
+          <Row label="Last loss" testId="status-last-loss">
+            {fmt(s.lastLoss, 4)}
+          </Row>
+        </dl>
+      </section>
+
+      {logLines.length > 0 && (
+        <details className="log">
+          <summary>Details</summary>
+          <pre data-testid="worker-log">{logLines.join('\n')}</pre>
+        </details>
+      )}
+    </main>
+  );
+}

@@ -1,0 +1,124 @@
+/**
+ * Messages exchanged between the volunteer page (main thread) and the
+ * training Web Worker. Both directions are discriminated unions on `type`.
+ *
+ * Status messages are full snapshots (not patches): the page can simply
+ * replace its copy with the latest one.
+ */
+
+/** tfjs backends we know how to select, fastest first. */
+export type BackendName = 'webgpu' | 'webgl' | 'wasm' | 'cpu';
+
+export const DEFAULT_BACKEND_ORDER: readonly BackendName[] = ['webgpu', 'webgl', 'wasm', 'cpu'];
+
+export function isBackendName(value: string): value is BackendName {
+  return (DEFAULT_BACKEND_ORDER as readonly string[]).includes(value);
+}
+
+/** A backend that was tried (or not even tried) and why it was not used. */
+export interface SkippedBackend {
+  backend: BackendName;
+  /** Human-readable explanation, suitable for showing to the volunteer. */
+  reason: string;
+}
+
+/** What we know about the GPU behind the chosen backend. */
+export interface AdapterSummary {
+  vendor: string;
+  architecture: string;
+  description: string;
+  device: string;
+  /** True for software / fallback adapters such as SwiftShader. */
+  isFallbackAdapter: boolean | null;
+  /** One-line label for display, e.g. "google swiftshader (software)". */
+  label: string;
+}
+
+/**
+ * Coordinator connection lifecycle as seen by the worker.
+ * - idle: nothing started yet
+ * - initializing: selecting a tfjs backend / measuring throughput
+ * - ready: backend is up, not (yet) connected to a coordinator
+ * - connecting / connected / reconnecting: socket.io states
+ * - leaving: graceful leave in progress (after a `stop` request)
+ * - left: left gracefully; the worker may now be terminated
+ * - error: fatal error, see `error`
+ */
+export type ConnectionState =
+  | 'idle'
+  | 'initializing'
+  | 'ready'
+  | 'connecting'
+  | 'connected'
+  | 'reconnecting'
+  | 'leaving'
+  | 'left'
+  | 'error';
+
+/** Pipeline stage index, 'spare' (hot standby), or null (waiting for an assignment). */
+export type StageAssignment = number | 'spare' | null;
+
+export interface VolunteerStatus {
+  type: 'status';
+  /** tfjs backend in use, null until selected. */
+  backend: BackendName | null;
+  adapter: AdapterSummary | null;
+  /** Faster backends that were not usable, with reasons. */
+  skipped: SkippedBackend[];
+  /** Local matmul benchmark result. */
+  throughputGflops: number | null;
+  connection: ConnectionState;
+  stage: StageAssignment;
+  /** Global training iteration this volunteer last worked on. */
+  iteration: number | null;
+  /** Wall time of the last local step (forward or backward), ms. */
+  stepMs: number | null;
+  tokensPerSec: number | null;
+  /** Accumulated seconds of accelerator work done for the swarm. */
+  gpuSecondsDonated: number;
+  lastLoss: number | null;
+  /** Last fatal or user-visible error, null when fine. */
+  error: string | null;
+  /** Date.now() in the worker when this snapshot was produced. */
+  updatedAt: number;
+}
+
+export type StatusFields = Omit<VolunteerStatus, 'type' | 'updatedAt'>;
+
+export function initialStatus(): VolunteerStatus {
+  return {
+    type: 'status',
+    backend: null,
+    adapter: null,
+    skipped: [],
+    throughputGflops: null,
+    connection: 'idle',
+    stage: null,
+    iteration: null,
+    stepMs: null,
+    tokensPerSec: null,
+    gpuSecondsDonated: 0,
+    lastLoss: null,
+    error: null,
+    updatedAt: Date.now(),
+  };
+}
+
+/** Worker -> page. */
+export type WorkerToPage =
+  | VolunteerStatus
+  | { type: 'log'; level: 'debug' | 'info' | 'warn' | 'error'; message: string }
+  /** The worker has finished leaving (or failed to start); it is safe to terminate it. */
+  | { type: 'stopped' };
+
+/** Page -> worker. */
+export type PageToWorker =
+  | {
+      type: 'start';
+      /** Coordinator base URL (socket.io endpoint origin). */
+      url: string;
+      /** Optional override of the backend preference order (testing / debugging). */
+      backends?: BackendName[];
+    }
+  /** Leave the swarm gracefully, then reply with `{type:'stopped'}`. */
+  | { type: 'stop' };

@@ -1,0 +1,7 @@
+/** Binary wire formats: tensor frames, named-tensor bundles, and their errors. */
+export * from './frame-error';
+export * from './finite';
+export * from './shape';
+export { DEFAULT_MAX_BYTES } from './bytes';
+export * from './codec';
+export * from './named-tensors';

@@ -1,0 +1,55 @@
+/**
+ * Run settings shared by the local trainer, the coordinator and the experiments: the model
+ * preset and the training schedule. Defaults are the tiny preset, sized for CPU tests.
+ */
+import { configForStages, getPreset, ConfigError, type ResolvedConfig } from './model/config.js';
+
+export const RECOVERY_STRATEGIES = ['checkfree+', 'checkfree', 'checkpoint', 'redundant', 'none'] as const;
+export type RecoveryStrategy = (typeof RECOVERY_STRATEGIES)[number];
+
+export interface RunSettings {
+  preset: string;
+  stages: number;
+  microbatches: number;
+  /** Sequences per microbatch. */
+  batch: number;
+  /** Overrides the preset's sequence length when set. */
+  seqLen?: number;
+  lr: number;
+  seed: number;
+  recovery: RecoveryStrategy;
+}
+
+export const DEFAULT_SETTINGS: RunSettings = {
+  preset: 'tiny',
+  stages: 4,
+  microbatches: 4,
+  batch: 4,
+  lr: 3e-3,
+  seed: 1234,
+  recovery: 'checkfree+',
+};
+
+/** The model config these settings describe (throws ConfigError on a bad combination). */
+export function modelConfigOf(s: RunSettings): ResolvedConfig {
+  const p = getPreset(s.preset);
+  return configForStages({ ...p, seed: s.seed, seqLen: s.seqLen ?? p.seqLen }, s.stages);
+}
+
+/** Whether microbatch paths use CheckFree+'s swapped order. */
+export function usesSwap(s: Pick<RunSettings, 'recovery'>): boolean {
+  return s.recovery === 'checkfree+';
+}
+
+export function checkSettings(s: RunSettings): void {
+  const int = (n: string, v: number, min = 1) => {
+    if (!Number.isInteger(v) || v < min) throw new ConfigError(`${n} must be an integer >= ${min}, got ${v}`);
+  };
+  int('microbatches', s.microbatches);
+  int('batch', s.batch);
+  if (!(s.lr > 0 && s.lr < 1)) throw new ConfigError(`lr must be in (0, 1), got ${s.lr}`);
+  if (!RECOVERY_STRATEGIES.includes(s.recovery)) {
+    throw new ConfigError(`unknown recovery strategy "${s.recovery}"; choose one of: ${RECOVERY_STRATEGIES.join(', ')}`);
+  }
+  modelConfigOf(s);
+}
