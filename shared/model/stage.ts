@@ -266,11 +266,16 @@ export class Stage {
     return this.adam.step;
   }
 
-  /** Inference without stashing: activations, or logits [B*T,V] when the segment has the head. */
-  infer(input: tf.Tensor, seg: Segment = this.fullSegment()): tf.Tensor {
+  /**
+   * Inference without stashing: activations; with the head, logits [B*T,V], or the mean loss when
+   * `targets` are given (validation).
+   */
+  infer(input: tf.Tensor, seg: Segment = this.fullSegment(), targets?: tf.Tensor): tf.Tensor {
     this.checkSegment(seg);
     this.checkInput(input, seg);
-    return tf.tidy(() => this.run((n) => this.params.get(n)!, input, seg, null));
+    return tf.tidy(() =>
+      this.run((n) => this.params.get(n)!, input, seg, seg.head && targets ? (tf.reshape(targets, [-1]) as tf.Tensor1D) : null),
+    );
   }
 
   /** Named flat copies of every parameter (synchronous read; use getWeightsAsync on WebGPU). */

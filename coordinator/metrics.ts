@@ -1,0 +1,63 @@
+/**
+ * Prometheus metrics (prom-client), all under the `swarm_` prefix. One registry per coordinator
+ * so tests can run several coordinators in one process.
+ */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+export class SwarmMetrics {
+  readonly registry = new Registry();
+  readonly volunteers = new Gauge({ name: 'swarm_volunteers', help: 'Connected volunteers by state', labelNames: ['state'] as const, registers: [this.registry] });
+  readonly stages = new Gauge({ name: 'swarm_stages', help: 'Pipeline stages in the run', registers: [this.registry] });
+  readonly iteration = new Gauge({ name: 'swarm_iteration', help: 'Completed optimizer steps', registers: [this.registry] });
+  readonly trainLoss = new Gauge({ name: 'swarm_train_loss', help: 'Mean training loss of the last iteration', registers: [this.registry] });
+  readonly valLoss = new Gauge({ name: 'swarm_val_loss', help: 'Validation loss at the last evaluation', registers: [this.registry] });
+  readonly tokens = new Counter({ name: 'swarm_tokens_total', help: 'Training tokens processed in completed iterations', registers: [this.registry] });
+  readonly stageBackend = new Gauge({
+    name: 'swarm_stage_backend',
+    help: '1 for the tfjs backend serving each stage',
+    labelNames: ['stage', 'backend'] as const,
+    registers: [this.registry],
+  });
+  readonly iterationSeconds = new Histogram({
+    name: 'swarm_iteration_seconds',
+    help: 'Wall-clock time of completed iterations',
+    buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 60, 120],
+    registers: [this.registry],
+  });
+  readonly relayBytes = new Counter({
+    name: 'swarm_relay_bytes_total',
+    help: 'Bytes relayed through the coordinator',
+    labelNames: ['direction'] as const,
+    registers: [this.registry],
+  });
+  readonly rejected = new Counter({
+    name: 'swarm_rejected_messages_total',
+    help: 'Messages from volunteers rejected by validation',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly recoveries = new Counter({
+    name: 'swarm_recoveries_total',
+    help: 'Stage recoveries by method',
+    labelNames: ['method'] as const,
+    registers: [this.registry],
+  });
+  readonly recoverySeconds = new Histogram({
+    name: 'swarm_recovery_seconds',
+    help: 'Time from a lost stage detected to the next completed iteration',
+    buckets: [0.1, 0.5, 1, 2, 5, 10, 30, 60, 300],
+    registers: [this.registry],
+  });
+  readonly recoveryBytes = new Counter({
+    name: 'swarm_recovery_bytes_total',
+    help: 'Weight bytes moved for recoveries and replicas',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+  readonly staleResults = new Counter({ name: 'swarm_stale_results_total', help: 'Late results of abandoned attempts (dropped)', registers: [this.registry] });
+  readonly abandoned = new Counter({ name: 'swarm_abandoned_iterations_total', help: 'Iterations abandoned because a stage was lost', registers: [this.registry] });
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+}

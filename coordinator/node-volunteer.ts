@@ -1,0 +1,40 @@
+/**
+ * A simulated volunteer in Node: the same VolunteerAgent the browser worker runs, on tfjs's wasm
+ * (or cpu) backend, over a socket.io client. Used by tests, experiments and the soak script.
+ */
+import { io } from 'socket.io-client';
+import * as tf from '../shared/model/tf.js';
+import { VolunteerAgent, type AgentStatus, type VolunteerSocket } from '../shared/volunteer/agent.js';
+import { useNodeBackend } from '../shared/train/node-backend.js';
+
+export interface NodeVolunteer {
+  agent: VolunteerAgent;
+  socket: VolunteerSocket;
+  status(): AgentStatus;
+  /** Graceful leave (tells the coordinator). */
+  leave(): void;
+  /** Abrupt loss: the connection just drops, like a closed tab. */
+  kill(): void;
+}
+
+export async function startNodeVolunteer(url: string, opts: { backend?: 'wasm' | 'cpu'; poison?: boolean; name?: string } = {}): Promise<NodeVolunteer> {
+  const backend = await useNodeBackend(opts.backend ?? 'wasm');
+  const socket: VolunteerSocket = io(url, { transports: ['websocket'], reconnection: true, forceNew: true });
+  let last: AgentStatus | null = null;
+  const agent = new VolunteerAgent(socket, {
+    capabilities: { backend, adapter: null, throughputGflops: 1, agent: `node/${opts.name ?? 'sim'} tfjs-${tf.version_core}` },
+    onStatus: (s) => (last = s),
+    poison: opts.poison,
+  });
+  return {
+    agent,
+    socket,
+    status: () => last ?? agent.status,
+    leave: () => agent.leave(),
+    kill: () => {
+      socket.io.opts.reconnection = false;
+      socket.io.engine?.close();
+      agent.dispose();
+    },
+  };
+}

@@ -1,0 +1,135 @@
+/**
+ * Every socket.io event between the coordinator and a volunteer, typed in one place, with the
+ * zod schemas the coordinator validates each incoming JSON payload against. Tensors travel as
+ * binary frames (codec.ts) next to the JSON metadata, never as JSON number lists.
+ *
+ * Task flow for one iteration (coordinator = scheduler and relay; tabs are workers):
+ *   coordinator -> tab   task {dir:'F', hop}  + input frame (tokens or activation) [+ targets]
+ *   tab -> coordinator   out  {dir:'F', hop}  + activation frame   (or {loss} after the head)
+ *   coordinator -> tab   task {dir:'B', hop}  + gradient frame (or lossScale at the head)
+ *   tab -> coordinator   out  {dir:'B', hop}  + gradient frame     (none after the embedding)
+ *   coordinator -> tabs  step {iteration}   -> ack {preClipNorm, postClipNorm}
+ * `hop` is always the index in the microbatch's *forward* path (shared/schedule), in both
+ * directions, so it doubles as the stash key on the tab.
+ */
+import { z } from 'zod';
+import type { ResolvedConfig } from '../model/config.js';
+
+export const BACKENDS = ['webgpu', 'webgl', 'wasm', 'cpu'] as const;
+export type BackendName = (typeof BACKENDS)[number];
+
+const str = (max: number) => z.string().max(max);
+const count = z.number().int().min(0).max(0xffff);
+const finite = z.number().finite();
+
+export const segmentSchema = z.strictObject({ embed: z.boolean(), blocks: z.boolean(), head: z.boolean() });
+
+export const capabilitiesSchema = z.strictObject({
+  backend: z.enum(BACKENDS),
+  adapter: z
+    .strictObject({ vendor: str(200), architecture: str(200), description: str(400), isFallbackAdapter: z.boolean().optional() })
+    .nullable(),
+  throughputGflops: finite.min(0).max(1e6),
+  agent: str(200),
+  /** Id of a previous session of this volunteer (reconnect after a blip). */
+  resumeId: str(64).optional(),
+});
+export type Capabilities = z.infer<typeof capabilitiesSchema>;
+
+export const DIRECTIONS = ['F', 'B', 'E'] as const;
+export type TaskDir = (typeof DIRECTIONS)[number];
+
+/** Metadata of a task result sent by a tab (the frame, if any, travels beside it). */
+export const outMetaSchema = z.strictObject({
+  /** Echo of the task's attempt: results of an abandoned attempt are recognised and dropped. */
+  attempt: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  iteration: z.number().int().min(0).max(0xffffffff),
+  mb: count,
+  dir: z.enum(DIRECTIONS),
+  hop: count,
+  /** Mean cross-entropy of the microbatch: present exactly when the hop ran the head forward. */
+  loss: finite.min(0).max(1000).optional(),
+  /** Milliseconds of compute this task took on the tab. */
+  computeMs: finite.min(0).max(3_600_000),
+});
+export type OutMeta = z.infer<typeof outMetaSchema>;
+
+export const stepAckSchema = z.strictObject({
+  iteration: z.number().int().min(0),
+  preClipNorm: finite.min(0),
+  postClipNorm: finite.min(0),
+  stepMs: finite.min(0),
+});
+export type StepAck = z.infer<typeof stepAckSchema>;
+
+export const statsSchema = z.strictObject({
+  computeMs: finite.min(0).max(3_600_000),
+  tokensPerSec: finite.min(0).max(1e12),
+});
+export type VolunteerStats = z.infer<typeof statsSchema>;
+
+export const okAckSchema = z.union([z.strictObject({ ok: z.literal(true) }), z.strictObject({ ok: z.literal(false), error: str(2000) })]);
+export type OkAck = z.infer<typeof okAckSchema>;
+
+export interface TaskMeta {
+  /** Increases with every pass the coordinator starts (an abandoned iteration is retried under a new attempt). */
+  attempt: number;
+  iteration: number;
+  mb: number;
+  dir: TaskDir;
+  /** Index in the forward path (also the stash key). */
+  hop: number;
+  stage: number;
+  segment: z.infer<typeof segmentSchema>;
+  /** dLoss/dOutput for a backward hop that starts at the head (1 / microbatches). */
+  lossScale?: number;
+}
+
+export interface Assignment {
+  /** The stage this tab now trains, or null for a spare. */
+  stage: number | null;
+  config: ResolvedConfig;
+  lr: number;
+  /** Named-tensor bundle of the stage's current weights; null = build from the seed. */
+  weights: Uint8Array | null;
+  /** Why: 'start', 'join', 'recovery:<method>', ... */
+  reason: string;
+}
+
+export type WeightParts = 'all' | 'embed' | 'head' | 'replica:embed' | 'replica:head';
+
+export interface RunStatus {
+  state: 'waiting' | 'running' | 'paused' | 'recovering';
+  iteration: number;
+  stages: number;
+  /** Volunteers still needed before the run can start or resume. */
+  needed: number;
+  trainLoss: number | null;
+  valLoss: number | null;
+}
+
+/** Events the coordinator sends to a volunteer. */
+export interface ServerToVolunteer {
+  welcome: (info: { volunteerId: string; runId: string }) => void;
+  assign: (a: Assignment, ack: (r: OkAck) => void) => void;
+  task: (meta: TaskMeta, input: Uint8Array | null, targets: Uint8Array | null) => void;
+  step: (info: { iteration: number }, ack: (r: StepAck | { error: string }) => void) => void;
+  abandon: (info: { iteration: number }) => void;
+  /** The stage's own weights (all, or only its embedding/head), or a replica this tab holds. */
+  get_weights: (info: { parts: WeightParts }, ack: (bundle: Uint8Array | { error: string }) => void) => void;
+  /** Keep this bundle as the replica of a neighbour's embedding or head (CheckFree+). */
+  put_replica: (info: { part: 'embed' | 'head' }, bundle: Uint8Array, ack: (r: OkAck) => void) => void;
+  run_status: (s: RunStatus) => void;
+  rejected: (info: { reason: string; message: string }) => void;
+}
+
+/** Events a volunteer sends to the coordinator. */
+export interface VolunteerToServer {
+  hello: (caps: Capabilities, ack: (r: OkAck) => void) => void;
+  out: (meta: OutMeta, frame: Uint8Array | null) => void;
+  stats: (s: VolunteerStats) => void;
+  leave: () => void;
+}
+
+/** Limits the coordinator enforces on the socket (frames are bounded by activation size). */
+export const MAX_SOCKET_BYTES = 64 * 1024 * 1024;

@@ -1,0 +1,106 @@
+/**
+ * Which recovery a lost stage gets, and from which stages: a pure decision from the strategy,
+ * the lost stage and the stage count. rebuild.ts executes the plan on weights.
+ *
+ * Rules (stage 0 owns the embedding, stage S-1 the head; "edge" = first or last stage):
+ *
+ *   checkfree    intermediate stage i -> average of stages i-1 and i+1 (weighted by their norms);
+ *                an edge stage has only one neighbour -> re-init from the seed (fallback).
+ *   checkfree+   intermediate stage i -> average of i-1 and i+1, as checkfree;
+ *                stage 0   -> copy the blocks of stage 1 (its swap partner), embedding from the
+ *                             replica held by stage 1;
+ *                stage S-1 -> copy the blocks of stage S-2, head from the replica held by S-2.
+ *   none         re-init from the seed (no fallback: that *is* the strategy).
+ *   checkpoint,  executed by the coordinator (restore from storage / from the redundant copy);
+ *   redundant    the plan only names the method and lists no sources.
+ *
+ * Small pipelines, where the swapped pairs overlap (see shared/schedule/paths.ts):
+ *
+ *   S = 3   stage 1 is intermediate (average of 0 and 2) *and* the swap partner of both edges:
+ *           lost 0 -> copy stage 1's blocks + embedding replica held by 1;
+ *           lost 2 -> copy stage 1's blocks + head replica held by 1.
+ *           Plain checkfree can only recover stage 1.
+ *   S = 2   each stage is both the first and the last of the single swapped pair, and there is no
+ *           intermediate stage (plain checkfree recovers nothing):
+ *           lost 0 -> copy stage 1's blocks + embedding replica held by 1;
+ *           lost 1 -> copy stage 0's blocks + head replica held by 0.
+ *   S = 1   nothing to recover from: every checkfree variant re-inits (fallback).
+ */
+import type { RecoveryStrategy } from '../run-settings.js';
+import { RECOVERY_STRATEGIES } from '../run-settings.js';
+import { replicaHolders, type ReplicaPart } from './replicas.js';
+import { RecoveryError } from './errors.js';
+
+export type RecoveryMethod = 'average' | 'copy' | 'reinit' | 'checkpoint' | 'redundant';
+
+export interface RecoveryPlan {
+  strategy: RecoveryStrategy;
+  /** The lost stage. */
+  lost: number;
+  nStages: number;
+  method: RecoveryMethod;
+  /** Stages whose block weights are needed: [prev, next] for average, [partner] for copy. */
+  blockSources: number[];
+  /** The stage whose tab holds the lost stage's embedding/head replica (copy only). */
+  replicaSource: number | null;
+  /** Which replica `replicaSource` supplies (null when none is needed). */
+  replicaPart: ReplicaPart | null;
+  /** True when the strategy could not apply and the stage is re-initialised from the seed. */
+  fallback: boolean;
+  /** One line for logs and the event feed. */
+  description: string;
+}
+
+/** Decides how stage `lost` of an `nStages`-stage pipeline is recovered under `strategy`. */
+export function planRecovery(strategy: RecoveryStrategy, lost: number, nStages: number): RecoveryPlan {
+  if (!RECOVERY_STRATEGIES.includes(strategy)) {
+    throw new RecoveryError(`unknown recovery strategy "${String(strategy)}"; choose one of: ${RECOVERY_STRATEGIES.join(', ')}`);
+  }
+  if (!Number.isInteger(nStages) || nStages < 1) throw new RangeError(`nStages must be an integer >= 1, got ${nStages}`);
+  if (!Number.isInteger(lost) || lost < 0 || lost >= nStages) {
+    throw new RangeError(`lost stage ${lost} out of range 0..${nStages - 1}`);
+  }
+  const base = { strategy, lost, nStages, blockSources: [] as number[], replicaSource: null, replicaPart: null, fallback: false };
+  const reinit = (fallback: boolean, why: string): RecoveryPlan => ({
+    ...base,
+    method: 'reinit',
+    fallback,
+    description: `stage ${lost}: re-init from seed (${why})`,
+  });
+
+  if (strategy === 'checkpoint' || strategy === 'redundant') {
+    const what = strategy === 'checkpoint' ? 'restore from the last checkpoint' : 'restore from the redundant copy';
+    return { ...base, method: strategy, description: `stage ${lost}: ${what}` };
+  }
+  if (strategy === 'none') return reinit(false, 'no recovery strategy');
+  if (nStages === 1) return reinit(true, `${strategy} needs at least 2 stages`);
+
+  const first = lost === 0;
+  const last = lost === nStages - 1;
+  if (!first && !last) {
+    const prev = lost - 1;
+    const next = lost + 1;
+    return {
+      ...base,
+      method: 'average',
+      blockSources: [prev, next],
+      description: `stage ${lost}: weighted average of stages ${prev} and ${next}`,
+    };
+  }
+  if (strategy === 'checkfree') {
+    return reinit(true, `checkfree cannot recover the ${first ? 'first' : 'last'} stage: it has one neighbour`);
+  }
+  // checkfree+: copy the swap partner; restore the embedding/head from the partner's replica.
+  // With S = 2 the lost stage is both first and last; it owns exactly one of the two parts.
+  const part: ReplicaPart = first ? 'embed' : 'head';
+  const partner = first ? 1 : nStages - 2;
+  const holder = replicaHolders(nStages)[part]!;
+  return {
+    ...base,
+    method: 'copy',
+    blockSources: [partner],
+    replicaSource: holder,
+    replicaPart: part,
+    description: `stage ${lost}: copy blocks of stage ${partner}, ${part === 'embed' ? 'embedding' : 'head'} from the replica on stage ${holder}`,
+  };
+}

@@ -1,0 +1,303 @@
+/**
+ * The volunteer agent: what a tab does once it is connected. It is backend-agnostic and
+ * transport-agnostic (any socket.io client socket), so the browser's Web Worker (WebGPU) and the
+ * Node simulated volunteers (wasm) run exactly the same code.
+ *
+ * Tasks are queued and run one at a time; queued backward tasks run before queued forward tasks
+ * (with the coordinator capping microbatches in flight, this gives a 1F1B-style schedule).
+ */
+import type { Socket } from 'socket.io-client';
+import * as tf from '../model/tf.js';
+import { Stage, type NamedWeights } from '../model/stage.js';
+import { decodeTensorFrame, encodeTensorFrame, encodeNamedTensors, decodeNamedTensors } from '../protocol/codec.js';
+import type {
+  Assignment,
+  Capabilities,
+  OkAck,
+  OutMeta,
+  RunStatus,
+  ServerToVolunteer,
+  StepAck,
+  TaskMeta,
+  VolunteerToServer,
+  WeightParts,
+} from '../protocol/events.js';
+
+export type VolunteerSocket = Socket<ServerToVolunteer, VolunteerToServer>;
+
+export interface AgentStatus {
+  volunteerId: string | null;
+  stage: number | 'spare' | null;
+  iteration: number | null;
+  stepMs: number | null;
+  tokensPerSec: number | null;
+  /** Seconds of compute donated so far. */
+  computeSeconds: number;
+  lastLoss: number | null;
+  run: RunStatus | null;
+}
+
+interface QueuedTask {
+  meta: TaskMeta;
+  input: Uint8Array | null;
+  targets: Uint8Array | null;
+}
+
+export interface AgentOptions {
+  capabilities: Capabilities;
+  onStatus?: (s: AgentStatus) => void;
+  onLog?: (level: 'info' | 'warn' | 'error', message: string) => void;
+  /** Test hook: corrupts outgoing activations (used to test quarantine of poisoned tabs). */
+  poison?: boolean;
+}
+
+function toBytes(b: Uint8Array | ArrayBuffer): Uint8Array {
+  return b instanceof Uint8Array ? b : new Uint8Array(b);
+}
+
+export class VolunteerAgent {
+  private stage: Stage | null = null;
+  private queue: QueuedTask[] = [];
+  private running = false;
+  /** Replicas of a neighbour's embedding/head held for CheckFree+. */
+  private replicas = new Map<'embed' | 'head', Uint8Array>();
+  private iterationComputeMs = 0;
+  private iterationTokens = 0;
+  readonly status: AgentStatus = {
+    volunteerId: null,
+    stage: null,
+    iteration: null,
+    stepMs: null,
+    tokensPerSec: null,
+    computeSeconds: 0,
+    lastLoss: null,
+    run: null,
+  };
+
+  constructor(private socket: VolunteerSocket, private opts: AgentOptions) {
+    socket.on('welcome', (info) => {
+      this.status.volunteerId = info.volunteerId;
+      this.emitStatus();
+    });
+    socket.on('assign', (a, ack) => {
+      try {
+        this.assign(a);
+        ack({ ok: true });
+      } catch (e) {
+        this.log('error', `assignment failed: ${(e as Error).message}`);
+        ack({ ok: false, error: (e as Error).message });
+      }
+    });
+    socket.on('task', (meta, input, targets) => {
+      this.queue.push({ meta, input: input && toBytes(input), targets: targets && toBytes(targets) });
+      void this.pump();
+    });
+    socket.on('step', (info, ack) => {
+      void this.step(info.iteration).then(ack, (e: Error) => ack({ error: e.message }));
+    });
+    socket.on('abandon', () => {
+      // Socket order guarantees every task of the abandoned attempt arrived before this.
+      this.queue = [];
+      this.stage?.abandon();
+      this.iterationComputeMs = 0;
+      this.iterationTokens = 0;
+    });
+    socket.on('get_weights', ({ parts }, ack) => {
+      void this.weightsBundle(parts).then(ack, (e: Error) => ack({ error: e.message }));
+    });
+    socket.on('put_replica', ({ part }, bundle, ack) => {
+      // Validate before keeping: a replica must decode; it is restored only through the coordinator.
+      try {
+        decodeNamedTensors(toBytes(bundle));
+        this.replicas.set(part, toBytes(bundle));
+        ack({ ok: true });
+      } catch (e) {
+        ack({ ok: false, error: (e as Error).message });
+      }
+    });
+    socket.on('run_status', (s) => {
+      this.status.run = s;
+      this.emitStatus();
+    });
+    socket.on('rejected', (info) => this.log('warn', `coordinator rejected a message (${info.reason}): ${info.message}`));
+    socket.on('connect', () => this.hello());
+    if (socket.connected) this.hello();
+  }
+
+  private hello(): void {
+    const caps = { ...this.opts.capabilities, ...(this.status.volunteerId ? { resumeId: this.status.volunteerId } : {}) };
+    this.socket.emit('hello', caps, (r: OkAck) => {
+      if (!r.ok) this.log('error', `coordinator refused hello: ${r.error}`);
+    });
+  }
+
+  private log(level: 'info' | 'warn' | 'error', message: string): void {
+    this.opts.onLog?.(level, message);
+  }
+
+  private emitStatus(): void {
+    this.opts.onStatus?.({ ...this.status });
+  }
+
+  /** The stage this agent trains (tests use it to inspect weights). */
+  get currentStage(): Stage | null {
+    return this.stage;
+  }
+
+  private assign(a: Assignment): void {
+    this.queue = [];
+    this.stage?.dispose();
+    this.stage = null;
+    if (a.stage === null) {
+      this.status.stage = 'spare';
+    } else {
+      const stage = new Stage(a.config, a.stage, { lr: a.lr });
+      if (a.weights) {
+        const bundle = decodeNamedTensors(toBytes(a.weights));
+        const w: NamedWeights = {};
+        for (const [n, t] of Object.entries(bundle)) w[n] = t.data;
+        stage.setWeights(w);
+      }
+      this.stage = stage;
+      this.status.stage = a.stage;
+      this.log('info', `assigned stage ${a.stage} (${a.reason})`);
+    }
+    this.emitStatus();
+  }
+
+  private async weightsBundle(parts: WeightParts): Promise<Uint8Array> {
+    if (parts === 'replica:embed' || parts === 'replica:head') {
+      const r = this.replicas.get(parts === 'replica:embed' ? 'embed' : 'head');
+      if (!r) throw new Error(`no ${parts} held`);
+      return r;
+    }
+    if (!this.stage) throw new Error('no stage assigned');
+    const w = await this.stage.getWeightsAsync();
+    const rec: Record<string, { shape: number[]; data: Float32Array }> = {};
+    for (const s of this.stage.specs) {
+      if (parts === 'embed' && !s.name.startsWith('embed.')) continue;
+      if (parts === 'head' && !s.name.startsWith('head.')) continue;
+      rec[s.name] = { shape: s.shape, data: w[s.name]! };
+    }
+    return encodeNamedTensors(rec);
+  }
+
+  private next(): QueuedTask | undefined {
+    const b = this.queue.findIndex((t) => t.meta.dir === 'B');
+    const i = b >= 0 ? b : 0;
+    return this.queue.splice(i, 1)[0];
+  }
+
+  private async pump(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    try {
+      for (let t = this.next(); t; t = this.next()) {
+        try {
+          await this.run(t);
+        } catch (e) {
+          this.log('error', `task ${t.meta.dir} it${t.meta.iteration} mb${t.meta.mb} hop${t.meta.hop} failed: ${(e as Error).message}`);
+        }
+      }
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async run({ meta, input, targets }: QueuedTask): Promise<void> {
+    const stage = this.stage;
+    if (!stage || stage.index !== meta.stage) throw new Error(`task for stage ${meta.stage} but this tab holds ${stage?.index ?? 'none'}`);
+    const t0 = performance.now();
+    const key = `${meta.attempt}:${meta.mb}:${meta.hop}`;
+    const out: OutMeta = { attempt: meta.attempt, iteration: meta.iteration, mb: meta.mb, dir: meta.dir, hop: meta.hop, computeMs: 0 };
+    let frame: Uint8Array | null = null;
+    const x = input ? tensorOf(input) : null;
+    const y = targets ? tensorOf(targets) : null;
+    try {
+      if (meta.dir === 'F' || meta.dir === 'E') {
+        if (!x) throw new Error('forward task without input');
+        const result = meta.dir === 'F' ? stage.forward(key, x, meta.segment, y ?? undefined) : stage.infer(x, meta.segment, y ?? undefined);
+        const data = (await result.data()) as Float32Array;
+        const shape = result.shape;
+        result.dispose();
+        if (meta.segment.head) {
+          out.loss = data[0]!;
+          if (meta.dir === 'F') this.status.lastLoss = data[0]!;
+        } else {
+          frame = this.opts.poison
+            ? poisonedFrame(meta, stage.index, shape, data)
+            : encodeTensorFrame(
+                { kind: 'act', iteration: meta.iteration, microbatch: meta.mb, hop: meta.hop, fromStage: stage.index, toStage: -1, dtype: 'float32', shape },
+                data,
+              );
+        }
+        if (meta.dir === 'F' && meta.segment.embed && x.shape.length === 2) this.iterationTokens += x.size;
+      } else {
+        const dx = stage.backward(key, x ?? meta.lossScale ?? 1);
+        if (dx) {
+          const data = (await dx.data()) as Float32Array;
+          frame = encodeTensorFrame(
+            { kind: 'grad', iteration: meta.iteration, microbatch: meta.mb, hop: meta.hop, fromStage: stage.index, toStage: -1, dtype: 'float32', shape: dx.shape },
+            data,
+          );
+          dx.dispose();
+        }
+      }
+    } finally {
+      x?.dispose();
+      y?.dispose();
+    }
+    out.computeMs = performance.now() - t0;
+    this.iterationComputeMs += out.computeMs;
+    this.status.computeSeconds += out.computeMs / 1000;
+    this.socket.emit('out', out, frame);
+  }
+
+  private async step(iteration: number): Promise<StepAck> {
+    const stage = this.stage;
+    if (!stage) throw new Error('no stage assigned');
+    // Tasks of this iteration still queued would be a coordinator bug; wait for the pump anyway.
+    while (this.running) await new Promise((r) => setTimeout(r, 1));
+    const t0 = performance.now();
+    const norms = stage.clipAndStep();
+    const stepMs = this.iterationComputeMs + (performance.now() - t0);
+    this.status.iteration = iteration + 1;
+    this.status.stepMs = stepMs;
+    this.status.tokensPerSec = stepMs > 0 ? (this.iterationTokens * 1000) / stepMs : null;
+    this.status.computeSeconds += (performance.now() - t0) / 1000;
+    this.socket.emit('stats', { computeMs: stepMs, tokensPerSec: this.status.tokensPerSec ?? 0 });
+    this.iterationComputeMs = 0;
+    this.iterationTokens = 0;
+    this.emitStatus();
+    return { iteration, preClipNorm: norms.preClipNorm, postClipNorm: norms.postClipNorm, stepMs };
+  }
+
+  /** Leave gracefully: tell the coordinator, then disconnect. */
+  leave(): void {
+    this.socket.emit('leave');
+    this.socket.disconnect();
+    this.dispose();
+  }
+
+  dispose(): void {
+    this.stage?.dispose();
+    this.stage = null;
+    this.queue = [];
+  }
+}
+
+function tensorOf(bytes: Uint8Array): tf.Tensor {
+  const { header, data } = decodeTensorFrame(bytes);
+  return tf.tensor(data, header.shape, header.dtype);
+}
+
+/** A frame whose payload is non-finite, bypassing the encoder's finiteness check (test hook). */
+function poisonedFrame(meta: TaskMeta, stage: number, shape: number[], data: Float32Array): Uint8Array {
+  const clean = encodeTensorFrame(
+    { kind: 'act', iteration: meta.iteration, microbatch: meta.mb, hop: meta.hop, fromStage: stage, toStage: -1, dtype: 'float32', shape },
+    new Float32Array(data.length),
+  );
+  const view = new Float32Array(clean.buffer, clean.byteOffset + clean.byteLength - data.length * 4, data.length);
+  view.fill(Number.NaN);
+  return clean;
+}
