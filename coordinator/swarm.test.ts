@@ -83,7 +83,7 @@ describe('swarm over socket.io', () => {
     const { coord, url } = await startSwarm(settings, 4, { maxIterations: 3 });
     const bad = ioClient(url, { transports: ['websocket'], forceNew: true });
     const rejected: string[] = [];
-    bad.on('rejected' as never, (r: { reason: string }) => rejected.push(r.reason));
+    bad.on('rejected' as never, (r: { reason: string }) => void rejected.push(r.reason));
     const disconnected = new Promise<void>((r) => bad.on('disconnect', () => r()));
     await new Promise<void>((r) => bad.on('connect', () => r()));
     bad.emit('hello' as never, { backend: 'webgpu', adapter: null, throughputGflops: 5, agent: 'evil' } as never, (() => {}) as never);

@@ -1,3 +1,4 @@
+import type { RunStatus } from '../../shared/protocol/events';
 import { useCallback, useEffect, useRef, useState, type ReactNode } from 'react';
 
 import {
@@ -63,6 +64,16 @@ function fmtStage(stage: StageAssignment, connection: ConnectionState): string {
   if (stage === 'spare') return 'Spare (standby)';
   if (typeof stage === 'number') return `Stage ${stage}`;
   return connection === 'connected' ? 'Waiting for assignment' : 'Waiting';
+}
+
+function fmtRun(run: RunStatus | null): string {
+  if (!run) return '—';
+  if (run.state === 'waiting' || run.state === 'recovering') {
+    const who = run.needed > 0 ? `; ${run.needed} more volunteer${run.needed === 1 ? '' : 's'} needed` : '';
+    return `${run.state === 'waiting' ? 'waiting to start' : 'rebuilding a lost stage'}${who}`;
+  }
+  const loss = run.trainLoss !== null ? `, loss ${run.trainLoss.toFixed(3)}` : '';
+  return `${run.state}, ${run.stages} stages, iteration ${run.iteration}${loss}`;
 }
 
 function fmtDuration(seconds: number): string {
@@ -222,6 +233,9 @@ export function VolunteerApp() {
           </Row>
           <Row label="Stage" testId="status-stage">
             {fmtStage(s.stage, s.connection)}
+          </Row>
+          <Row label="Swarm" testId="status-run">
+            {fmtRun(s.run)}
           </Row>
           <Row label="Iteration" testId="status-iteration">
             {s.iteration ?? '—'}

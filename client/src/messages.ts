@@ -1,3 +1,4 @@
+import type { RunStatus } from '../../shared/protocol/events';
 /**
  * Messages exchanged between the volunteer page (main thread) and the
  * training Web Worker. Both directions are discriminated unions on `type`.
@@ -77,6 +78,8 @@ export interface VolunteerStatus {
   /** Accumulated seconds of accelerator work done for the swarm. */
   gpuSecondsDonated: number;
   lastLoss: number | null;
+  /** The run as the coordinator last described it (state, iteration, volunteers still needed). */
+  run: RunStatus | null;
   /** Last fatal or user-visible error, null when fine. */
   error: string | null;
   /** Date.now() in the worker when this snapshot was produced. */
@@ -99,6 +102,7 @@ export function initialStatus(): VolunteerStatus {
     tokensPerSec: null,
     gpuSecondsDonated: 0,
     lastLoss: null,
+    run: null,
     error: null,
     updatedAt: Date.now(),
   };

@@ -1,14 +1,15 @@
 /**
  * The volunteer's life cycle inside the Web Worker.
  *
- * `runVolunteer(ctx)` is where the coordinator socket and pipeline-stage
- * training will plug in. Today it only does the parts that exist:
- *   1. pick the fastest working tfjs backend (and say why faster ones were skipped),
- *   2. measure local matmul throughput,
- *   3. report both, then stay "ready" until asked to leave.
- * It deliberately does NOT fake training, a connection, a stage or a loss.
+ * `runVolunteer(ctx)`:
+ *   1. picks the fastest working tfjs backend (and says why faster ones were skipped),
+ *   2. measures local matmul throughput,
+ *   3. joins the coordinator over socket.io and trains its assigned stage (VolunteerAgent),
+ *   4. leaves gracefully when the page says Stop.
  */
+import { io } from 'socket.io-client';
 import { measureThroughput, selectBackend } from './backend';
+import { VolunteerAgent, type VolunteerSocket } from '../../shared/volunteer/agent';
 import type { BackendName, StatusFields, VolunteerStatus } from './messages';
 
 export interface VolunteerContext {
@@ -43,12 +44,37 @@ export async function runVolunteer(ctx: VolunteerContext): Promise<void> {
   ctx.log('info', `matmul throughput on ${selection.backend}: ${throughputGflops.toFixed(2)} GFLOP/s`);
   if (ctx.signal.aborted) return;
 
-  // --- Coordinator connection + stage training plug in here. ---------------
-  // Expected shape: connect socket.io to ctx.url, send a join with
-  // { backend, adapter, throughputGflops }, then loop on stage assignments,
-  // updating ctx.update({ connection, stage, iteration, stepMs, tokensPerSec,
-  // gpuSecondsDonated, lastLoss }). On ctx.signal abort: send a graceful leave,
-  // wait for the coordinator's ack (bounded), disconnect, and return.
-  ctx.update({ connection: 'ready' });
+  // Join the swarm: the same VolunteerAgent the Node simulated volunteers run.
+  const socket: VolunteerSocket = io(ctx.url, { transports: ['websocket'], reconnection: true });
+  ctx.update({ connection: 'connecting' });
+  socket.on('connect', () => ctx.update({ connection: 'connected', error: null }));
+  socket.on('disconnect', (reason) => {
+    if (!ctx.signal.aborted) ctx.update({ connection: 'reconnecting', error: `disconnected: ${reason}` });
+  });
+  socket.on('connect_error', (e) => ctx.update({ connection: 'reconnecting', error: `cannot reach coordinator: ${e.message}` }));
+  const adapter = selection.adapterInfo;
+  const agent = new VolunteerAgent(socket, {
+    capabilities: {
+      backend: selection.backend,
+      adapter: adapter
+        ? { vendor: adapter.vendor.slice(0, 200), architecture: adapter.architecture.slice(0, 200), description: adapter.description.slice(0, 400), isFallbackAdapter: adapter.isFallbackAdapter ?? undefined }
+        : null,
+      throughputGflops: Number.isFinite(throughputGflops) ? throughputGflops : 0,
+      agent: (typeof navigator !== 'undefined' ? navigator.userAgent : 'worker').slice(0, 200),
+    },
+    onStatus: (s) =>
+      ctx.update({
+        stage: s.stage,
+        iteration: s.iteration,
+        stepMs: s.stepMs,
+        tokensPerSec: s.tokensPerSec,
+        gpuSecondsDonated: s.computeSeconds,
+        lastLoss: s.lastLoss,
+        run: s.run,
+      }),
+    onLog: (level, message) => ctx.log(level, message),
+  });
   await whenAborted(ctx.signal);
+  // Leave gracefully: the coordinator is told, not left to time out.
+  agent.leave();
 }

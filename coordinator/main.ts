@@ -1,0 +1,164 @@
+/**
+ * `npm start`: builds the client if needed and runs the coordinator (volunteer page at /,
+ * dashboard at /dashboard, /metrics, /healthz). `npm run swarm -- --tabs N` also opens N headless
+ * Chromium volunteers so a machine without a GPU shows a training run.
+ */
+import { parseArgs } from 'node:util';
+import { existsSync, statSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Coordinator, DEFAULT_COORDINATOR, type CoordinatorOptions } from './server.js';
+import { DEFAULT_SETTINGS, RECOVERY_STRATEGIES, type RecoveryStrategy } from '../shared/run-settings.js';
+import { ConfigError, presetNames } from '../shared/model/config.js';
+import { DataError } from '../shared/data/dataset.js';
+import { TokenizerError } from '../shared/data/tokenizer.js';
+import { AVERAGE_WEIGHTINGS, type AverageWeighting } from '../shared/recovery/average.js';
+import { SWARM_STRATEGIES } from './recovery.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const d = DEFAULT_COORDINATOR;
+const s = DEFAULT_SETTINGS;
+
+const HELP = `Usage: npm start -- [options]        (npm run swarm -- --tabs N adds headless volunteers)
+
+Runs the swarm coordinator: volunteer page at /, dashboard at /dashboard, Prometheus metrics at
+/metrics, health at /healthz, all on one port.
+
+Server
+  --port <n>               port (default ${d.port}; env PORT)
+  --host <addr>            bind address (default ${d.host}: this machine only; 0.0.0.0 to accept volunteers
+                           from the network)
+  --tabs <n>               also launch n headless Chromium volunteers (WebGPU via SwiftShader)
+  --rebuild                rebuild the client even if dist/client is up to date
+Run
+  --preset <${presetNames().join('|')}>  model size (default ${s.preset}; base is sized for real GPUs)
+  --stages <n>             pipeline stages (default ${s.stages})
+  --microbatches <n>       microbatches per iteration (default ${s.microbatches})
+  --batch <n>              sequences per microbatch (default ${s.batch})
+  --seq <n>                sequence length (default: the preset's)
+  --lr <x>                 Adam learning rate (default ${s.lr})
+  --seed <n>               init and data seed (default ${s.seed})
+  --data <file>            UTF-8 training text (default: the shipped corpus)
+  --max-iterations <n>     stop training after n iterations (default: never)
+  --eval-every <n>         validation every n iterations (default ${d.evalEvery}; 0 = never)
+  --eval-batches <n>       validation batches (default ${d.evalBatches})
+Recovery
+  --recovery <s>           ${SWARM_STRATEGIES.join(' | ')} (default ${s.recovery})
+  --lr-scale <x>           learning-rate multiplier for a rebuilt stage (default ${d.recovery.lrScale})
+  --replica-every <n>      refresh CheckFree+ embedding/head replicas every n iterations (default ${d.recovery.replicaEvery})
+  --weighting <w>          CheckFree neighbour weighting: ${AVERAGE_WEIGHTINGS.join(' | ')} (default ${d.recovery.weighting})
+  --grace <ms>             a disconnected tab keeps its stage this long (default ${d.graceMs})
+  --heartbeat-timeout <ms> a tab silent this long is lost (default ${d.heartbeatTimeoutMs})
+  -h, --help               this text
+`;
+
+function clientStale(): boolean {
+  const out = join(ROOT, 'dist/client/index.html');
+  if (!existsSync(out)) return true;
+  const built = statSync(out).mtimeMs;
+  const newest = (dir: string): number =>
+    readdirSync(dir, { withFileTypes: true }).reduce((m, e) => {
+      const p = join(dir, e.name);
+      return Math.max(m, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
+    }, 0);
+  return Math.max(newest(join(ROOT, 'client')), newest(join(ROOT, 'shared'))) > built;
+}
+
+async function main(): Promise<void> {
+  const { values: v } = parseArgs({
+    options: {
+      port: { type: 'string' },
+      host: { type: 'string' },
+      tabs: { type: 'string' },
+      rebuild: { type: 'boolean' },
+      preset: { type: 'string' },
+      stages: { type: 'string' },
+      microbatches: { type: 'string' },
+      batch: { type: 'string' },
+      seq: { type: 'string' },
+      lr: { type: 'string' },
+      seed: { type: 'string' },
+      data: { type: 'string' },
+      'max-iterations': { type: 'string' },
+      'eval-every': { type: 'string' },
+      'eval-batches': { type: 'string' },
+      recovery: { type: 'string' },
+      'lr-scale': { type: 'string' },
+      'replica-every': { type: 'string' },
+      weighting: { type: 'string' },
+      grace: { type: 'string' },
+      'heartbeat-timeout': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (v.help) {
+    process.stdout.write(HELP);
+    return;
+  }
+  const num = (name: keyof typeof v, dflt: number): number => {
+    const raw = v[name];
+    if (raw === undefined) return dflt;
+    const n = Number(raw);
+    if (!Number.isFinite(n)) throw new ConfigError(`--${name} must be a number, got "${String(raw)}"`);
+    return n;
+  };
+  const recovery = (v.recovery ?? s.recovery) as RecoveryStrategy;
+  if (!RECOVERY_STRATEGIES.includes(recovery)) throw new ConfigError(`unknown --recovery "${recovery}"; choose one of: ${SWARM_STRATEGIES.join(', ')}`);
+  const weighting = (v.weighting ?? d.recovery.weighting) as AverageWeighting;
+  if (!AVERAGE_WEIGHTINGS.includes(weighting)) throw new ConfigError(`unknown --weighting "${weighting}"; choose one of: ${AVERAGE_WEIGHTINGS.join(', ')}`);
+  const opts: CoordinatorOptions = {
+    ...d,
+    port: num('port', Number(process.env.PORT ?? d.port)),
+    host: v.host ?? d.host,
+    data: v.data,
+    evalEvery: num('eval-every', d.evalEvery),
+    evalBatches: num('eval-batches', d.evalBatches),
+    maxIterations: num('max-iterations', 0),
+    graceMs: num('grace', d.graceMs),
+    heartbeatTimeoutMs: num('heartbeat-timeout', d.heartbeatTimeoutMs),
+    clientDir: join(ROOT, 'dist/client'),
+    settings: {
+      preset: v.preset ?? s.preset,
+      stages: num('stages', s.stages),
+      microbatches: num('microbatches', s.microbatches),
+      batch: num('batch', s.batch),
+      seqLen: v.seq === undefined ? undefined : num('seq', 0),
+      lr: num('lr', s.lr),
+      seed: num('seed', s.seed),
+      recovery,
+    },
+    recovery: { lrScale: num('lr-scale', d.recovery.lrScale), replicaEvery: num('replica-every', d.recovery.replicaEvery), weighting },
+  };
+  if (v.rebuild || clientStale()) {
+    console.log('building the client (vite build) ...');
+    const { build } = await import('vite');
+    await build({ configFile: join(ROOT, 'vite.config.ts'), logLevel: 'warn' });
+  }
+  const coord = new Coordinator(opts);
+  const url = await coord.listen();
+  console.log(`\n  volunteer swarm coordinator ready\n  volunteers: ${url}/\n  dashboard:  ${url}/dashboard\n  metrics:    ${url}/metrics\n`);
+  if (opts.host === '127.0.0.1') console.log('  (bound to 127.0.0.1: only this machine can join; use --host 0.0.0.0 to accept volunteers from the network)\n');
+  const tabs = num('tabs', 0);
+  let swarm: { close(): Promise<void> } | null = null;
+  if (tabs > 0) {
+    const { launchBrowserTabs } = await import('./browser-tabs.js');
+    swarm = await launchBrowserTabs(url, tabs);
+    console.log(`  launched ${tabs} headless Chromium volunteer tab(s)\n`);
+  }
+  const shutdown = async () => {
+    await swarm?.close().catch(() => {});
+    await coord.close();
+    process.exit(0);
+  };
+  process.once('SIGINT', shutdown);
+  process.once('SIGTERM', shutdown);
+}
+
+main().catch((e: unknown) => {
+  if (e instanceof ConfigError || e instanceof DataError || e instanceof TokenizerError || (e as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+    console.error(`error: ${(e as Error).message}`);
+    process.exit(2);
+  }
+  console.error(e);
+  process.exit(1);
+});
