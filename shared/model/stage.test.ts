@@ -244,6 +244,32 @@ describe('clipAndStep and weights', () => {
     expect(s.lr).toBe(2e-3);
   });
 
+  it('optimizer state round-trips: a restored stage takes exactly the same next step', () => {
+    const cfg = configForStages(base, 2);
+    const ids = tf.tensor2d(randomTokens(2, 8, cfg.vocabSize, 1), [2, 8], 'int32');
+    const train = (s: Stage) => {
+      s.forward('a', ids).dispose();
+      s.backward('a', tf.ones([2, 8, cfg.dModel]));
+      s.clipAndStep();
+    };
+    const a = new Stage(cfg, 0, { lr: 1e-2 });
+    train(a);
+    train(a);
+    const b = new Stage(cfg, 0, { lr: 5e-4 });
+    b.setWeights(a.getWeights());
+    b.setOptimizerState(a.getOptimizerState());
+    expect(b.optimizerStep()).toBe(2);
+    expect(b.lr).toBe(1e-2);
+    train(a);
+    train(b);
+    const wa = a.getWeights();
+    const wb = b.getWeights();
+    for (const n of Object.keys(wa)) expect(maxRelErr(wb[n]!, wa[n]!), n).toBeLessThan(1e-6);
+    const bad = a.getOptimizerState();
+    bad.m['embed.weight'] = new Float32Array(3);
+    expect(() => b.setOptimizerState(bad)).toThrow(/expected/);
+  });
+
   it('setWeights refuses unknown names, wrong sizes, non-finite values and missing names, changing nothing', () => {
     const cfg = configForStages(base, 2);
     const s = new Stage(cfg, 1);

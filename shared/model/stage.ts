@@ -33,6 +33,14 @@ export interface GradNorms {
 
 export type NamedWeights = Record<string, Float32Array>;
 
+/** Adam's state in transferable form. */
+export interface OptimizerState {
+  step: number;
+  lr: number;
+  m: NamedWeights;
+  v: NamedWeights;
+}
+
 export class WeightsError extends Error {
   constructor(message: string) {
     super(message);
@@ -259,6 +267,43 @@ export class Stage {
     disposeAdamState(this.adam);
     this.adam = freshAdamState();
     this.lr = lr;
+  }
+
+  /**
+   * Adam's state as named flat arrays (moments of parameters never updated are absent): what the
+   * checkpoint baseline saves and the redundant baseline copies.
+   */
+  getOptimizerState(): OptimizerState {
+    const m: NamedWeights = {};
+    const v: NamedWeights = {};
+    for (const [n, t] of this.adam.m) m[n] = t.dataSync() as Float32Array;
+    for (const [n, t] of this.adam.v) v[n] = t.dataSync() as Float32Array;
+    return { step: this.adam.step, lr: this.lr, m, v };
+  }
+
+  /** getOptimizerState without synchronous reads (WebGPU cannot read back synchronously). */
+  async getOptimizerStateAsync(): Promise<OptimizerState> {
+    const m: NamedWeights = {};
+    const v: NamedWeights = {};
+    for (const [n, t] of this.adam.m) m[n] = (await t.data()) as Float32Array;
+    for (const [n, t] of this.adam.v) v[n] = (await t.data()) as Float32Array;
+    return { step: this.adam.step, lr: this.lr, m, v };
+  }
+
+  /** Restores a state from getOptimizerState (validated like weights; nothing changes on error). */
+  setOptimizerState(state: OptimizerState): void {
+    if (!Number.isInteger(state.step) || state.step < 0) throw new WeightsError(`optimizer step must be a non-negative integer, got ${state.step}`);
+    if (!(state.lr > 0)) throw new WeightsError(`optimizer lr must be > 0, got ${state.lr}`);
+    validateWeights(this.specs, state.m, { partial: true });
+    validateWeights(this.specs, state.v, { partial: true });
+    const fresh = freshAdamState();
+    fresh.step = state.step;
+    const shapeOf = new Map(this.specs.map((sp) => [sp.name, sp.shape]));
+    for (const [n, d] of Object.entries(state.m)) fresh.m.set(n, tf.tensor(d, shapeOf.get(n)!));
+    for (const [n, d] of Object.entries(state.v)) fresh.v.set(n, tf.tensor(d, shapeOf.get(n)!));
+    disposeAdamState(this.adam);
+    this.adam = fresh;
+    this.lr = state.lr;
   }
 
   /** Adam's step count (0 after resetOptimizer). */
