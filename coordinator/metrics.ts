@@ -55,6 +55,7 @@ export class SwarmMetrics {
     registers: [this.registry],
   });
   readonly staleResults = new Counter({ name: 'swarm_stale_results_total', help: 'Late results of abandoned attempts (dropped)', registers: [this.registry] });
+  readonly quarantined = new Counter({ name: 'swarm_quarantined_total', help: 'Tabs quarantined for poisoned numbers', registers: [this.registry] });
   readonly abandoned = new Counter({ name: 'swarm_abandoned_iterations_total', help: 'Iterations abandoned because a stage was lost', registers: [this.registry] });
 
   text(): Promise<string> {

@@ -17,7 +17,7 @@ export interface NodeVolunteer {
   kill(): void;
 }
 
-export async function startNodeVolunteer(url: string, opts: { backend?: 'wasm' | 'cpu'; poison?: boolean; name?: string } = {}): Promise<NodeVolunteer> {
+export async function startNodeVolunteer(url: string, opts: { backend?: 'wasm' | 'cpu'; poison?: 'nan' | 'huge-grads'; name?: string } = {}): Promise<NodeVolunteer> {
   const backend = await useNodeBackend(opts.backend ?? 'wasm');
   const socket: VolunteerSocket = io(url, { transports: ['websocket'], reconnection: true, forceNew: true });
   let last: AgentStatus | null = null;
@@ -32,7 +32,7 @@ export async function startNodeVolunteer(url: string, opts: { backend?: 'wasm' |
     status: () => last ?? agent.status,
     leave: () => agent.leave(),
     kill: () => {
-      socket.io.opts.reconnection = false;
+      socket.io.reconnection(false);
       socket.io.engine?.close();
       agent.dispose();
     },

@@ -7,6 +7,8 @@
  * The maths lives in shared/recovery (pure functions, unit-tested); this module only fetches
  * weights from tabs, applies the plan, and reports every recovery as an event and metrics.
  */
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { NamedWeights } from '../shared/model/stage.js';
 import { planRecovery, type RecoveryPlan } from '../shared/recovery/plan.js';
 import { rebuildStageWeights } from '../shared/recovery/rebuild.js';
@@ -23,14 +25,36 @@ import type { Logger } from './log.js';
 
 export interface RecoveryOptions {
   strategy: RecoveryStrategy;
+  /** Checkpoint baseline: iterations between checkpoints, or 'auto' (Young/Daly). */
+  checkpointEvery: number | 'auto';
+  /** Failure rate assumed by the auto interval, per stage per hour (e.g. 0.1 = 10%/h). */
+  expectedFailureRate: number;
+  /** Where the checkpoint baseline writes stage states. */
+  checkpointDir: string;
   lrScale: number;
   /** Refresh CheckFree+'s embedding/head replicas every this many iterations (0 = never). */
   replicaEvery: number;
   weighting: AverageWeighting;
 }
 
-/** Strategies the swarm runs today (checkpoint and redundant exist only as local baselines). */
-export const SWARM_STRATEGIES: readonly RecoveryStrategy[] = ['checkfree+', 'checkfree', 'none'];
+/** Every strategy runs in the swarm. */
+export const SWARM_STRATEGIES: readonly RecoveryStrategy[] = ['checkfree+', 'checkfree', 'checkpoint', 'redundant', 'none'];
+
+/**
+ * Young/Daly optimal checkpoint interval in seconds: sqrt(2 * C / lambda) for checkpoint cost C
+ * seconds and failure rate lambda per second.
+ */
+export function youngDalyInterval(checkpointSeconds: number, failuresPerSecond: number): number {
+  if (!(checkpointSeconds > 0) || !(failuresPerSecond > 0)) return Infinity;
+  return Math.sqrt((2 * checkpointSeconds) / failuresPerSecond);
+}
+
+interface Checkpoint {
+  iteration: number;
+  files: string[];
+  bytes: number;
+  seconds: number;
+}
 
 export interface RecoveryEvent {
   stage: number;
@@ -60,6 +84,11 @@ export class Recovery {
   private open: RecoveryEvent[] = [];
   readonly done: RecoveryEvent[] = [];
   replicaBytes = 0;
+  /** Bytes moved to keep redundant copies (redundant baseline). */
+  redundantBytes = 0;
+  lastCheckpoint: Checkpoint | null = null;
+  /** Measured cost of the last checkpoint (seconds), for the auto interval. */
+  checkpointSeconds: number | null = null;
 
   constructor(
     public opts: RecoveryOptions,
@@ -82,11 +111,25 @@ export class Recovery {
   async onStageLost(stage: number, _v: Volunteer): Promise<void> {
     const S = this.scheduler.nStages;
     const detectedAt = Date.now();
+    if (this.opts.strategy === 'checkpoint') return this.rollBack(stage, detectedAt);
     let plan = planRecovery(this.opts.strategy, stage, S);
     const notes: string[] = [];
     let bundle: Uint8Array | null = null;
     let sources: RecoveryEvent['sources'] = [];
     let bytesMoved = 0;
+    let lrScale = this.opts.lrScale;
+    if (plan.method === 'redundant') {
+      const holder = (stage - 1 + S) % S;
+      try {
+        bundle = await this.fetch(holder, 'replica:stage');
+        bytesMoved += bundle.byteLength;
+        sources = [{ stage: holder, part: 'redundant-copy', bytes: bundle.byteLength }];
+        lrScale = 1; // exact restore: same weights, same Adam state, same learning rate
+      } catch (e) {
+        notes.push(`redundant copy unavailable on stage ${holder} (${(e as Error).message}); re-initialised from the seed`);
+        plan = { ...plan, method: 'reinit', fallback: true };
+      }
+    }
     if (plan.method === 'average' || plan.method === 'copy') {
       try {
         const weights: Partial<Record<number, NamedWeights>> = {};
@@ -120,6 +163,37 @@ export class Recovery {
       }
     }
     if (bundle) bytesMoved += bundle.byteLength; // to the replacement tab
+    this.scheduler.vacant.set(stage, {
+      weights: bundle,
+      reason: `recovery:${plan.method}${plan.fallback ? ' (fallback)' : ''}`,
+      lrScale,
+    });
+    this.openEvent({
+      iteration: this.scheduler.iteration,
+      stage,
+      method: plan.method,
+      fallback: plan.fallback,
+      sources,
+      bytesMoved,
+      detectedAt,
+      notes,
+      description: plan.description,
+    });
+  }
+
+  private openEvent(e: {
+    iteration: number;
+    stage: number;
+    method: RecoveryPlan['method'];
+    fallback: boolean;
+    sources: RecoveryEvent['sources'];
+    bytesMoved: number;
+    detectedAt: number;
+    notes: string[];
+    description: string;
+  }): void {
+    const { stage, method, fallback, sources, bytesMoved, detectedAt, notes } = e;
+    const plan = { method, fallback, description: e.description };
     const ev: RecoveryEvent = {
       stage,
       strategy: this.opts.strategy,
@@ -128,7 +202,7 @@ export class Recovery {
       sources,
       bytesMoved,
       detectedAt,
-      iteration: this.scheduler.iteration,
+      iteration: e.iteration,
       lossBefore: this.scheduler.lastTrainLoss,
       lossAfter: null,
       seconds: null,
@@ -137,11 +211,6 @@ export class Recovery {
     this.open.push(ev);
     this.metrics.recoveries.inc({ method: plan.method });
     this.metrics.recoveryBytes.inc({ kind: 'recovery' }, bytesMoved);
-    this.scheduler.vacant.set(stage, {
-      weights: bundle,
-      reason: `recovery:${plan.method}${plan.fallback ? ' (fallback)' : ''}`,
-      lrScale: this.opts.lrScale,
-    });
     this.events.add(
       'recovery',
       `stage ${stage} lost at iteration ${ev.iteration}: ${plan.description}; ${plan.fallback ? 'FALLBACK to seed re-init; ' : ''}` +
@@ -165,6 +234,8 @@ export class Recovery {
       );
     }
     this.open = [];
+    if (this.opts.strategy === 'checkpoint' && this.checkpointDue(r)) await this.checkpoint(r.iteration);
+    if (this.opts.strategy === 'redundant') await this.refreshRedundantCopies();
     if (this.opts.strategy === 'checkfree+' && this.opts.replicaEvery > 0 && r.iteration % this.opts.replicaEvery === 0) {
       await this.refreshReplicas();
     }
@@ -188,6 +259,102 @@ export class Recovery {
         this.metrics.recoveryBytes.inc({ kind: 'replica' }, 2 * bundle.byteLength);
       } catch (e) {
         this.log.warn({ part, err: (e as Error).message }, 'replica refresh failed');
+      }
+    }
+  }
+
+  /** Iterations between checkpoints now: fixed, or Young/Daly from the measured cost. */
+  checkpointInterval(): number {
+    if (this.opts.checkpointEvery !== 'auto') return Math.max(1, Math.round(this.opts.checkpointEvery));
+    const hist = this.scheduler.history.slice(-20);
+    const iterSeconds = hist.length ? hist.reduce((a, h) => a + h.seconds, 0) / hist.length : 1;
+    const lambda = (this.opts.expectedFailureRate * this.scheduler.nStages) / 3600;
+    const c = this.checkpointSeconds ?? iterSeconds; // before the first measurement: one iteration's worth
+    const seconds = youngDalyInterval(c, lambda);
+    return Math.max(1, Math.min(10_000, Math.round(seconds / Math.max(iterSeconds, 1e-3))));
+  }
+
+  private checkpointDue(r: IterationRecord): boolean {
+    if (!this.lastCheckpoint) return true;
+    return r.iteration - this.lastCheckpoint.iteration >= this.checkpointInterval();
+  }
+
+  /** Every stage uploads weights + Adam state; the coordinator writes them to disk. */
+  async checkpoint(iteration: number): Promise<void> {
+    const t0 = Date.now();
+    const dir = join(this.opts.checkpointDir, `iter-${iteration}`);
+    mkdirSync(dir, { recursive: true });
+    const files: string[] = [];
+    let bytes = 0;
+    for (let s = 0; s < this.scheduler.nStages; s++) {
+      const b = await this.fetch(s, 'state');
+      const f = join(dir, `stage-${s}.bin`);
+      writeFileSync(f, b);
+      files.push(f);
+      bytes += b.byteLength;
+    }
+    const seconds = (Date.now() - t0) / 1000;
+    const previous = this.lastCheckpoint;
+    this.lastCheckpoint = { iteration, files, bytes, seconds };
+    this.checkpointSeconds = seconds;
+    this.metrics.recoveryBytes.inc({ kind: 'checkpoint' }, bytes);
+    if (previous) rmSync(dirname(previous.files[0]!), { recursive: true, force: true });
+    this.log.info({ iteration, bytes, seconds, next: this.checkpointInterval() }, 'checkpoint written');
+  }
+
+  /** Checkpoint baseline: the whole swarm rolls back to the last checkpoint. */
+  private async rollBack(stage: number, detectedAt: number): Promise<void> {
+    const ck = this.lastCheckpoint;
+    const target = ck?.iteration ?? 0;
+    const lostAt = this.scheduler.iteration;
+    const lostIterations = lostAt - target;
+    const states = ck ? ck.files.map((f) => new Uint8Array(readFileSync(f))) : [];
+    let bytesMoved = 0;
+    const S = this.scheduler.nStages;
+    for (let s = 0; s < S; s++) {
+      const state = ck ? states[s]! : null;
+      if (state) bytesMoved += state.byteLength;
+      const owner = this.registry.owner(s);
+      if (s !== stage && owner) {
+        const r = await owner.socket
+          .timeout(60_000)
+          .emitWithAck('assign', { stage: s, config: this.scheduler.opts.config, lr: this.scheduler.opts.settings.lr, weights: state, reason: `rollback to iteration ${target}` })
+          .catch((e: Error) => ({ ok: false as const, error: e.message }));
+        if (!r.ok) this.log.warn({ stage: s, err: r.error }, 'rollback of a live stage failed');
+      } else {
+        this.scheduler.vacant.set(s, { weights: state, reason: `rollback to iteration ${target}`, lrScale: 1 });
+      }
+    }
+    this.scheduler.iteration = target;
+    this.metrics.iteration.set(target);
+    this.openEvent({
+      iteration: lostAt,
+      stage,
+      method: 'checkpoint',
+      fallback: !ck,
+      sources: ck ? [{ stage: -1, part: `checkpoint@${target}`, bytes: bytesMoved }] : [],
+      bytesMoved,
+      detectedAt,
+      notes: [`rolled back ${lostIterations} iteration(s) to ${ck ? `the checkpoint at iteration ${target}` : 'the start (no checkpoint yet)'}`],
+      description: `checkpoint: whole swarm rolls back to iteration ${target}`,
+    });
+  }
+
+  /** Redundant baseline: every stage's full state is copied to its predecessor's tab each iteration. */
+  async refreshRedundantCopies(): Promise<void> {
+    const S = this.scheduler.nStages;
+    if (S < 2) return;
+    for (let s = 0; s < S; s++) {
+      const holder = this.registry.owner((s - 1 + S) % S);
+      if (!holder) continue;
+      try {
+        const b = await this.fetch(s, 'state');
+        const r = await holder.socket.timeout(60_000).emitWithAck('put_replica', { part: 'stage' }, b);
+        if (!r.ok) throw new Error(r.error);
+        this.redundantBytes += 2 * b.byteLength;
+        this.metrics.recoveryBytes.inc({ kind: 'redundant' }, 2 * b.byteLength);
+      } catch (e) {
+        this.log.warn({ stage: s, err: (e as Error).message }, 'redundant copy refresh failed');
       }
     }
   }

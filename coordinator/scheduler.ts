@@ -13,7 +13,8 @@ import type { ResolvedConfig } from '../shared/model/config.js';
 import { forwardPath, type Hop } from '../shared/schedule/paths.js';
 import { decodeTensorFrame, encodeTensorFrame, FrameError } from '../shared/protocol/index.js';
 import type { OutMeta, RunStatus, StepAck, TaskMeta } from '../shared/protocol/events.js';
-import { stepAckSchema } from '../shared/protocol/events.js';
+import { stepAckSchema, gradNormAckSchema } from '../shared/protocol/events.js';
+import { NormOutlierDetector } from './outliers.js';
 import type { TokenDataset, Batch } from '../shared/data/dataset.js';
 import type { GradNorms } from '../shared/model/stage.js';
 import type { RunSettings } from '../shared/run-settings.js';
@@ -33,6 +34,10 @@ export interface SchedulerOptions {
   maxIterations: number;
   /** Give up on a step ack after this long (the tab is then treated as lost). */
   stepTimeoutMs: number;
+  /** A tab that leaves a task unanswered this long is treated as lost (alive but not computing). */
+  taskTimeoutMs: number;
+  /** A gradient norm this many times the stage's recent median is quarantined. */
+  outlierFactor: number;
 }
 
 export interface IterationRecord {
@@ -55,9 +60,11 @@ export class IterationAbandoned extends Error {
 interface Outstanding {
   stage: number;
   meta: TaskMeta;
+  sentAt: number;
 }
 
 type Reject = (v: Volunteer, reason: string, message: string) => void;
+type Quarantine = (v: Volunteer, reason: string) => void;
 
 /** A vacant stage's weights waiting for a volunteer (null = build from the seed). */
 export interface PendingStage {
@@ -78,12 +85,17 @@ export class Scheduler {
   readonly vacant = new Map<number, PendingStage>();
   private outstanding = new Map<string, Outstanding>();
   private attempt = 0;
+  /** Screens each stage's gradient norm against its own history. */
+  readonly outliers: NormOutlierDetector;
   private current: { attempt: number; iteration: number; abort: (e: Error) => void; onOut: (v: Volunteer, meta: OutMeta, frame: Uint8Array | null) => void } | null = null;
   private wake: (() => void) | null = null;
   private closed = false;
   private loopDone: Promise<void> | null = null;
   /** Called when a stage is lost (set by the coordinator: recovery). */
   onStageLost: (stage: number, v: Volunteer) => Promise<void> = async () => {};
+  /** Called when a tab answers pings but leaves a task unanswered past taskTimeoutMs. */
+  onUnresponsive: (v: Volunteer, why: string) => void = () => {};
+  private watchdog: NodeJS.Timeout | null = null;
   /** Called after every completed iteration. */
   onIteration: (r: IterationRecord) => Promise<void> = async () => {};
   /** How a task reaches a volunteer (the coordinator routes through socket.io rooms so a tab back from a blip gets it). */
@@ -97,8 +109,10 @@ export class Scheduler {
     private events: EventLog,
     private log: Logger,
     private reject: Reject,
+    private quarantine: Quarantine,
   ) {
     const S = this.nStages;
+    this.outliers = new NormOutlierDetector(S, opts.outlierFactor);
     this.lastNorms = Array.from({ length: S }, () => null);
     for (let s = 0; s < S; s++) this.vacant.set(s, { weights: null, reason: 'start', lrScale: 1 });
     metrics.stages.set(S);
@@ -153,6 +167,7 @@ export class Scheduler {
           reason: pending.reason,
         });
         if (!r.ok) throw new Error(r.error);
+        this.outliers.reset(stage);
         this.events.add('assign', `stage ${stage} -> ${v.id} (${v.caps.backend}; ${pending.reason})`, { stage, volunteer: v.id, reason: pending.reason });
       } catch (e) {
         this.log.warn({ volunteer: v.id, stage, err: (e as Error).message }, 'assignment failed');
@@ -176,10 +191,24 @@ export class Scheduler {
 
   start(): void {
     this.loopDone = this.loop();
+    this.watchdog = setInterval(() => this.checkOverdue(), Math.min(1000, Math.max(50, this.opts.taskTimeoutMs / 4)));
+    this.watchdog.unref();
+  }
+
+  /** Drops the owner of the oldest overdue task, if any. */
+  private checkOverdue(): void {
+    const now = Date.now();
+    for (const o of this.outstanding.values()) {
+      if (now - o.sentAt < this.opts.taskTimeoutMs) continue;
+      const owner = this.registry.owner(o.stage);
+      if (owner) this.onUnresponsive(owner, `task ${o.meta.dir} mb ${o.meta.mb} hop ${o.meta.hop} unanswered for ${now - o.sentAt} ms`);
+      return;
+    }
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    if (this.watchdog) clearInterval(this.watchdog);
     this.current?.abort(new Error('coordinator closing'));
     this.kick();
     await this.loopDone;
@@ -256,7 +285,7 @@ export class Scheduler {
   private send(meta: TaskMeta, input: Uint8Array | null, targets: Uint8Array | null): void {
     const owner = this.registry.owner(meta.stage);
     if (!owner) throw new IterationAbandoned(meta.stage, []);
-    this.outstanding.set(taskKey(meta.attempt, meta.mb, meta.dir, meta.hop), { stage: meta.stage, meta });
+    this.outstanding.set(taskKey(meta.attempt, meta.mb, meta.dir, meta.hop), { stage: meta.stage, meta, sentAt: Date.now() });
     const bytes = (input?.byteLength ?? 0) + (targets?.byteLength ?? 0);
     this.metrics.relayBytes.inc({ direction: meta.dir === 'B' ? 'backward' : 'forward' }, bytes);
     this.emitTask(owner, meta, input, targets);
@@ -319,8 +348,10 @@ export class Scheduler {
   /** Route a task result from a volunteer (called by the socket layer after schema validation). */
   handleOut(v: Volunteer, meta: OutMeta, frame: Uint8Array | null): void {
     if (meta.attempt <= this.attempt && (!this.current || meta.attempt < this.current.attempt)) {
-      // A result of an abandoned attempt (or one that finished): late, not malicious.
+      // A result of an abandoned or finished attempt: late (or replayed); dropped, not an offence.
       this.metrics.staleResults.inc();
+      this.metrics.rejected.inc({ reason: 'stale' });
+      v.socket.emit('rejected', { reason: 'stale', message: `result for attempt ${meta.attempt}, which is over` });
       return;
     }
     if (!this.current || meta.attempt !== this.current.attempt || meta.iteration !== this.current.iteration) {
@@ -407,11 +438,38 @@ export class Scheduler {
     const { settings, dataset } = this.opts;
     const t0 = Date.now();
     const losses = await this.runMicrobatches(it, settings.microbatches, 'train', (mb) => dataset.trainBatch(settings.seed, it, mb, settings.batch));
-    // The barrier: every stage clips and steps.
+    // The barrier, phase 1: every stage reports its gradient norm; an outlier is quarantined and
+    // the iteration abandoned before anyone steps, so a poisoned contribution is never applied.
+    const owners = Array.from({ length: this.nStages }, (_, s) => {
+      const o = this.registry.owner(s);
+      if (!o) throw new IterationAbandoned(s, []);
+      return o;
+    });
+    const norms = await Promise.all(
+      owners.map(async (owner, s) => {
+        const raw = await owner.socket
+          .timeout(this.opts.stepTimeoutMs)
+          .emitWithAck('grad_norm', { iteration: it })
+          .catch(() => {
+            throw new IterationAbandoned(s, []);
+          });
+        const parsed = gradNormAckSchema.safeParse(raw);
+        if (!parsed.success || parsed.data.iteration !== it) {
+          this.reject(owner, 'step', `bad gradient-norm acknowledgement: ${JSON.stringify(raw).slice(0, 200)}`);
+          throw new IterationAbandoned(s, []);
+        }
+        return parsed.data.preClipNorm;
+      }),
+    );
+    const outlier = this.outliers.screen(norms);
+    if (outlier) {
+      const owner = owners[outlier.stage]!;
+      this.quarantine(owner, outlier.reason);
+      throw new IterationAbandoned(outlier.stage, []);
+    }
+    // Phase 2: every stage clips and steps.
     const acks = await Promise.all(
-      Array.from({ length: this.nStages }, async (_, s) => {
-        const owner = this.registry.owner(s);
-        if (!owner) throw new IterationAbandoned(s, []);
+      owners.map(async (owner, s) => {
         let raw: unknown;
         try {
           raw = await owner.socket.timeout(this.opts.stepTimeoutMs).emitWithAck('step', { iteration: it });
@@ -427,6 +485,7 @@ export class Scheduler {
         return parsed.data as StepAck;
       }),
     );
+    this.outliers.accept(norms);
     this.current = null;
     this.iteration = it + 1;
     const trainLoss = losses.reduce((a, b) => a + b, 0) / losses.length;

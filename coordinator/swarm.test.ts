@@ -88,11 +88,14 @@ describe('swarm over socket.io', () => {
     await new Promise<void>((r) => bad.on('connect', () => r()));
     bad.emit('hello' as never, { backend: 'webgpu', adapter: null, throughputGflops: 5, agent: 'evil' } as never, (() => {}) as never);
     await until(() => coord.registry.all().length === 5, 10_000, 'bad client registered');
-    bad.emit('out' as never, { attempt: 1, iteration: 0, mb: 0, dir: 'F', hop: 0, computeMs: 1, extra: 'x' } as never, new Uint8Array([1, 2, 3]) as never);
+    // Three offences (the default --max-offences) get the tab disconnected.
+    for (let i = 0; i < 3; i++) {
+      bad.emit('out' as never, { attempt: 1, iteration: 0, mb: 0, dir: 'F', hop: 0, computeMs: 1, extra: 'x' } as never, new Uint8Array([1, 2, 3]) as never);
+    }
     await disconnected;
     expect(rejected).toContain('schema');
     await until(() => coord.scheduler.iteration >= 3, 120_000, 'training continues');
-    expect(await coord.metrics.text()).toMatch(/swarm_rejected_messages_total\{reason="schema"\} 1/);
+    expect(await coord.metrics.text()).toMatch(/swarm_rejected_messages_total\{reason="schema"\} 3/);
     bad.close();
   });
 

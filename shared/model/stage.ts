@@ -221,15 +221,39 @@ export class Stage {
     });
   }
 
+  /** gradNorm without a synchronous read (WebGPU in a worker cannot read back synchronously). */
+  async gradNormAsync(): Promise<number> {
+    if (this.grads.size === 0) return 0;
+    const total = tf.tidy(() => tf.addN([...this.grads.values()].map((g) => tf.sum(tf.square(g)))));
+    try {
+      return Math.sqrt(((await total.data()) as Float32Array)[0]!);
+    } finally {
+      total.dispose();
+    }
+  }
+
   /**
    * Clip the accumulated gradient to global norm 1.0, take one Adam step, clear the gradients.
    * Returns the pre- and post-clip norms (kept in lastNorms for CheckFree's weighting).
    */
   clipAndStep(): GradNorms {
+    this.checkNothingInFlight();
+    return this.clipAndStepWithNorm(this.gradNorm());
+  }
+
+  /** clipAndStep with the norm read back asynchronously: what a WebGPU volunteer must use. */
+  async clipAndStepAsync(): Promise<GradNorms> {
+    this.checkNothingInFlight();
+    return this.clipAndStepWithNorm(await this.gradNormAsync());
+  }
+
+  private checkNothingInFlight(): void {
     if (this.stash.size > 0) {
       throw new Error(`stage ${this.index} cannot step with microbatches in flight: ${this.inFlight().join(', ')}`);
     }
-    const preClipNorm = this.gradNorm();
+  }
+
+  private clipAndStepWithNorm(preClipNorm: number): GradNorms {
     if (!Number.isFinite(preClipNorm)) {
       this.clearGrads();
       throw new Error(`stage ${this.index}: non-finite gradient norm; update skipped`);

@@ -62,6 +62,13 @@ export const stepAckSchema = z.strictObject({
 });
 export type StepAck = z.infer<typeof stepAckSchema>;
 
+export const gradNormAckSchema = z.strictObject({
+  iteration: z.number().int().min(0),
+  /** Global L2 norm of the stage's accumulated gradient (may be non-finite: that is the point). */
+  preClipNorm: z.number(),
+});
+export type GradNormAck = z.infer<typeof gradNormAckSchema>;
+
 export const statsSchema = z.strictObject({
   computeMs: finite.min(0).max(3_600_000),
   tokensPerSec: finite.min(0).max(1e12),
@@ -90,13 +97,21 @@ export interface Assignment {
   stage: number | null;
   config: ResolvedConfig;
   lr: number;
-  /** Named-tensor bundle of the stage's current weights; null = build from the seed. */
+  /**
+   * The stage's state as a stage-state bundle (weights, optionally with Adam state to restore
+   * exactly); null = build from the seed with a fresh optimizer.
+   */
   weights: Uint8Array | null;
   /** Why: 'start', 'join', 'recovery:<method>', ... */
   reason: string;
 }
 
-export type WeightParts = 'all' | 'embed' | 'head' | 'replica:embed' | 'replica:head';
+/**
+ * all/embed/head: the stage's own weights; state: weights + Adam state (checkpoint, redundant);
+ * replica:*: a copy this tab holds for a neighbour (CheckFree+ embedding/head, redundant stage).
+ */
+export type WeightParts = 'all' | 'embed' | 'head' | 'state' | 'replica:embed' | 'replica:head' | 'replica:stage';
+export type ReplicaPart = 'embed' | 'head' | 'stage';
 
 export interface RunStatus {
   state: 'waiting' | 'running' | 'paused' | 'recovering';
@@ -108,17 +123,32 @@ export interface RunStatus {
   valLoss: number | null;
 }
 
+/** One forward hop for the operator's sampler (see `infer`). */
+export interface InferRequest {
+  stage: number;
+  segment: z.infer<typeof segmentSchema>;
+}
+
 /** Events the coordinator sends to a volunteer. */
 export interface ServerToVolunteer {
   welcome: (info: { volunteerId: string; runId: string }) => void;
   assign: (a: Assignment, ack: (r: OkAck) => void) => void;
   task: (meta: TaskMeta, input: Uint8Array | null, targets: Uint8Array | null) => void;
+  /** Barrier phase 1: report the accumulated gradient norm (the coordinator screens outliers). */
+  grad_norm: (info: { iteration: number }, ack: (r: GradNormAck | { error: string }) => void) => void;
+  /** Barrier phase 2: clip, Adam step. */
   step: (info: { iteration: number }, ack: (r: StepAck | { error: string }) => void) => void;
   abandon: (info: { iteration: number }) => void;
   /** The stage's own weights (all, or only its embedding/head), or a replica this tab holds. */
   get_weights: (info: { parts: WeightParts }, ack: (bundle: Uint8Array | { error: string }) => void) => void;
   /** Keep this bundle as the replica of a neighbour's embedding or head (CheckFree+). */
-  put_replica: (info: { part: 'embed' | 'head' }, bundle: Uint8Array, ack: (r: OkAck) => void) => void;
+  put_replica: (info: { part: ReplicaPart }, bundle: Uint8Array, ack: (r: OkAck) => void) => void;
+  /**
+   * Operator sampling (dashboard): run `segment` of this tab's stage on the input frame (tokens
+   * int32 [B,T] or activation float32 [B,T,D]) without stashing or touching gradients. Replies with
+   * an 'act' frame: the activation [B,T,D], or after the head only the last position's logits [B,vocab].
+   */
+  infer: (info: InferRequest, input: Uint8Array, ack: (frame: Uint8Array | { error: string }) => void) => void;
   run_status: (s: RunStatus) => void;
   rejected: (info: { reason: string; message: string }) => void;
 }

@@ -5,3 +5,4 @@ export * from './shape';
 export { DEFAULT_MAX_BYTES } from './bytes';
 export * from './codec';
 export * from './named-tensors';
+export * from './stage-state';

@@ -8,8 +8,9 @@
  */
 import type { Socket } from 'socket.io-client';
 import * as tf from '../model/tf.js';
-import { Stage, type NamedWeights } from '../model/stage.js';
+import { Stage } from '../model/stage.js';
 import { decodeTensorFrame, encodeTensorFrame, encodeNamedTensors, decodeNamedTensors } from '../protocol/codec.js';
+import { decodeStageState, encodeStageState } from '../protocol/stage-state.js';
 import type {
   Assignment,
   Capabilities,
@@ -21,6 +22,8 @@ import type {
   TaskMeta,
   VolunteerToServer,
   WeightParts,
+  ReplicaPart,
+  InferRequest,
 } from '../protocol/events.js';
 
 export type VolunteerSocket = Socket<ServerToVolunteer, VolunteerToServer>;
@@ -47,8 +50,11 @@ export interface AgentOptions {
   capabilities: Capabilities;
   onStatus?: (s: AgentStatus) => void;
   onLog?: (level: 'info' | 'warn' | 'error', message: string) => void;
-  /** Test hook: corrupts outgoing activations (used to test quarantine of poisoned tabs). */
-  poison?: boolean;
+  /**
+   * Test hook for quarantine tests: 'nan' sends non-finite activations; 'huge-grads' inflates this
+   * stage's own parameter gradients 1e4x (a broken or malicious stage).
+   */
+  poison?: 'nan' | 'huge-grads';
 }
 
 function toBytes(b: Uint8Array | ArrayBuffer): Uint8Array {
@@ -60,7 +66,7 @@ export class VolunteerAgent {
   private queue: QueuedTask[] = [];
   private running = false;
   /** Replicas of a neighbour's embedding/head held for CheckFree+. */
-  private replicas = new Map<'embed' | 'head', Uint8Array>();
+  private replicas = new Map<ReplicaPart, Uint8Array>();
   private iterationComputeMs = 0;
   private iterationTokens = 0;
   readonly status: AgentStatus = {
@@ -92,6 +98,12 @@ export class VolunteerAgent {
       this.queue.push({ meta, input: input && toBytes(input), targets: targets && toBytes(targets) });
       void this.pump();
     });
+    socket.on('grad_norm', (info, ack) => {
+      void this.idle().then(
+        () => (this.stage ? ack({ iteration: info.iteration, preClipNorm: this.stage.gradNorm() }) : ack({ error: 'no stage assigned' })),
+        (e: Error) => ack({ error: e.message }),
+      );
+    });
     socket.on('step', (info, ack) => {
       void this.step(info.iteration).then(ack, (e: Error) => ack({ error: e.message }));
     });
@@ -114,6 +126,9 @@ export class VolunteerAgent {
       } catch (e) {
         ack({ ok: false, error: (e as Error).message });
       }
+    });
+    socket.on('infer', (info, input, ack) => {
+      void this.infer(info, toBytes(input)).then(ack, (e: Error) => ack({ error: e.message }));
     });
     socket.on('run_status', (s) => {
       this.status.run = s;
@@ -153,10 +168,9 @@ export class VolunteerAgent {
     } else {
       const stage = new Stage(a.config, a.stage, { lr: a.lr });
       if (a.weights) {
-        const bundle = decodeNamedTensors(toBytes(a.weights));
-        const w: NamedWeights = {};
-        for (const [n, t] of Object.entries(bundle)) w[n] = t.data;
-        stage.setWeights(w);
+        const state = decodeStageState(toBytes(a.weights));
+        stage.setWeights(state.weights);
+        if (state.optimizer) stage.setOptimizerState(state.optimizer);
       }
       this.stage = stage;
       this.status.stage = a.stage;
@@ -166,12 +180,15 @@ export class VolunteerAgent {
   }
 
   private async weightsBundle(parts: WeightParts): Promise<Uint8Array> {
-    if (parts === 'replica:embed' || parts === 'replica:head') {
-      const r = this.replicas.get(parts === 'replica:embed' ? 'embed' : 'head');
+    if (parts.startsWith('replica:')) {
+      const r = this.replicas.get(parts.slice('replica:'.length) as ReplicaPart);
       if (!r) throw new Error(`no ${parts} held`);
       return r;
     }
     if (!this.stage) throw new Error('no stage assigned');
+    if (parts === 'state') {
+      return encodeStageState({ weights: await this.stage.getWeightsAsync(), optimizer: await this.stage.getOptimizerStateAsync() });
+    }
     const w = await this.stage.getWeightsAsync();
     const rec: Record<string, { shape: number[]; data: Float32Array }> = {};
     for (const s of this.stage.specs) {
@@ -180,6 +197,31 @@ export class VolunteerAgent {
       rec[s.name] = { shape: s.shape, data: w[s.name]! };
     }
     return encodeNamedTensors(rec);
+  }
+
+  /**
+   * Operator sampling: one forward hop outside the task queue (no stash, no gradients), so it may
+   * interleave with training; after the head only the last position's logits travel back.
+   */
+  private async infer(req: InferRequest, input: Uint8Array): Promise<Uint8Array> {
+    const stage = this.stage;
+    if (!stage || stage.index !== req.stage) throw new Error(`infer for stage ${req.stage} but this tab holds ${stage?.index ?? 'none'}`);
+    const x = tensorOf(input);
+    const [B, T] = x.shape as [number, number];
+    let out: tf.Tensor;
+    try {
+      const y = stage.infer(x, req.segment);
+      out = req.segment.head ? tf.tidy(() => tf.reshape(tf.slice(tf.reshape(y, [B, T, -1]), [0, T - 1, 0], [B, 1, -1]), [B, -1])) : y;
+      if (out !== y) y.dispose();
+    } finally {
+      x.dispose();
+    }
+    try {
+      const data = (await out.data()) as Float32Array;
+      return encodeTensorFrame({ kind: 'act', iteration: 0, microbatch: 0, hop: 0, fromStage: stage.index, toStage: -1, dtype: 'float32', shape: out.shape }, data);
+    } finally {
+      out.dispose();
+    }
   }
 
   private next(): QueuedTask | undefined {
@@ -224,7 +266,7 @@ export class VolunteerAgent {
           out.loss = data[0]!;
           if (meta.dir === 'F') this.status.lastLoss = data[0]!;
         } else {
-          frame = this.opts.poison
+          frame = this.opts.poison === 'nan'
             ? poisonedFrame(meta, stage.index, shape, data)
             : encodeTensorFrame(
                 { kind: 'act', iteration: meta.iteration, microbatch: meta.mb, hop: meta.hop, fromStage: stage.index, toStage: -1, dtype: 'float32', shape },
@@ -233,7 +275,12 @@ export class VolunteerAgent {
         }
         if (meta.dir === 'F' && meta.segment.embed && x.shape.length === 2) this.iterationTokens += x.size;
       } else {
-        const dx = stage.backward(key, x ?? meta.lossScale ?? 1);
+        const inflate = this.opts.poison === 'huge-grads' ? 1e4 : 1;
+        const dy = x ? (inflate === 1 ? x : tf.mul(x, inflate)) : (meta.lossScale ?? 1) * inflate;
+        const raw = stage.backward(key, dy);
+        if (dy !== x && typeof dy !== 'number') dy.dispose();
+        const dx = raw && inflate !== 1 ? tf.div(raw, inflate) : raw;
+        if (dx !== raw) raw?.dispose();
         if (dx) {
           const data = (await dx.data()) as Float32Array;
           frame = encodeTensorFrame(
@@ -256,10 +303,10 @@ export class VolunteerAgent {
   private async step(iteration: number): Promise<StepAck> {
     const stage = this.stage;
     if (!stage) throw new Error('no stage assigned');
-    // Tasks of this iteration still queued would be a coordinator bug; wait for the pump anyway.
-    while (this.running) await new Promise((r) => setTimeout(r, 1));
+    await this.idle();
     const t0 = performance.now();
-    const norms = stage.clipAndStep();
+    // Async read-back: a synchronous one (dataSync) breaks WebGPU in a worker (OffscreenCanvas path).
+    const norms = await stage.clipAndStepAsync();
     const stepMs = this.iterationComputeMs + (performance.now() - t0);
     this.status.iteration = iteration + 1;
     this.status.stepMs = stepMs;
@@ -270,6 +317,16 @@ export class VolunteerAgent {
     this.iterationTokens = 0;
     this.emitStatus();
     return { iteration, preClipNorm: norms.preClipNorm, postClipNorm: norms.postClipNorm, stepMs };
+  }
+
+  /** Test hook: start (or stop) misbehaving, see AgentOptions.poison. */
+  setPoison(mode: AgentOptions['poison']): void {
+    this.opts.poison = mode;
+  }
+
+  /** Resolves when no task is running. */
+  private async idle(): Promise<void> {
+    while (this.running) await new Promise((r) => setTimeout(r, 1));
   }
 
   /** Leave gracefully: tell the coordinator, then disconnect. */

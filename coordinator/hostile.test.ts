@@ -1,0 +1,190 @@
+/**
+ * Hostile input: a corpus of generated malformed messages (fast-check) fired at a coordinator
+ * while a swarm trains. The coordinator must stay up, training must go on, no stage may see a
+ * NaN, and every bad message must be counted in /metrics.
+ */
+import { describe, it, expect, afterAll, beforeAll } from 'vitest';
+import fc from 'fast-check';
+import { io as ioClient, type Socket } from 'socket.io-client';
+import WebSocket from 'ws';
+import { Coordinator, DEFAULT_COORDINATOR } from './server.js';
+import { startNodeVolunteer, type NodeVolunteer } from './node-volunteer.js';
+import { DEFAULT_SETTINGS } from '../shared/run-settings.js';
+import { encodeTensorFrame } from '../shared/protocol/codec.js';
+import { outMetaSchema, statsSchema, capabilitiesSchema } from '../shared/protocol/events.js';
+
+let coord: Coordinator;
+let url: string;
+const vols: NodeVolunteer[] = [];
+
+beforeAll(async () => {
+  coord = new Coordinator({
+    ...DEFAULT_COORDINATOR,
+    settings: { ...DEFAULT_SETTINGS, preset: 'tiny', stages: 4, microbatches: 2, batch: 2, recovery: 'checkfree' },
+    port: 0,
+    silent: true,
+    evalEvery: 0,
+    graceMs: 200,
+    taskTimeoutMs: 5000,
+  });
+  url = await coord.listen();
+  for (let i = 0; i < 5; i++) vols.push(await startNodeVolunteer(url, { name: `t${i}` }));
+});
+
+afterAll(async () => {
+  for (const v of vols) v.kill();
+  await coord.close();
+});
+
+async function until(cond: () => boolean, what: string, ms = 120_000) {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+async function rejectedTotal(): Promise<Record<string, number>> {
+  const text = await coord.metrics.text();
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/swarm_rejected_messages_total\{reason="([^"]+)"\} (\d+)/g)) out[m[1]!] = Number(m[2]);
+  return out;
+}
+
+const frame = (over: Partial<Parameters<typeof encodeTensorFrame>[0]> = {}, n = 2 * 64 * 64) =>
+  encodeTensorFrame({ kind: 'act', iteration: 0, microbatch: 0, hop: 0, fromStage: 1, toStage: -1, dtype: 'float32', shape: [2, 64, 64], ...over }, new Float32Array(n));
+
+/** One malformed message: [event, ...args]; `registered` says whether it is sent after a valid hello. */
+type Bad = { event: string; args: unknown[]; registered: boolean };
+
+const junk = fc.oneof(
+  fc.anything({ maxDepth: 2 }),
+  fc.uint8Array({ maxLength: 64 }).map((b) => b),
+  fc.constantFrom(NaN, Infinity, -1, 2 ** 40, '', null),
+);
+
+const badOut = fc.oneof(
+  // schema violations
+  junk.filter((m) => !outMetaSchema.safeParse(m).success).map((m) => [m, null]),
+  // well-formed metadata from a tab that has no stage (spare) / for tasks never sent / out of range ids
+  fc
+    .record({
+      attempt: fc.integer({ min: 10_000, max: 2 ** 40 }),
+      iteration: fc.integer({ min: 0, max: 2 ** 32 - 1 }),
+      mb: fc.integer({ min: 0, max: 0xffff }),
+      dir: fc.constantFrom('F', 'B', 'E'),
+      hop: fc.integer({ min: 0, max: 0xffff }),
+      computeMs: fc.double({ min: 0, max: 1000, noNaN: true }),
+    })
+    .map((m) => [m, fc.sample(fc.constantFrom(null, frame(), frame({ fromStage: 3 }), new Uint8Array(2_000_000)), 1)[0]]),
+  // binary payload that is not binary, or truncated/corrupt frames
+  fc.tuple(fc.constant({ attempt: 99_999, iteration: 0, mb: 0, dir: 'F', hop: 0, computeMs: 1 }), fc.oneof(fc.string(), fc.uint8Array({ maxLength: 100 }), fc.constant(frame().slice(0, 50)))),
+);
+
+const corpus: fc.Arbitrary<Bad> = fc.oneof(
+  badOut.map(([meta, payload]) => ({ event: 'out', args: [meta, payload], registered: true })),
+  junk.filter((x) => !statsSchema.safeParse(x).success).map((x) => ({ event: 'stats', args: [x], registered: true })),
+  fc.string({ minLength: 1, maxLength: 20 }).filter((e) => !['out', 'stats', 'leave', 'hello', 'disconnect', 'connect', 'connect_error', 'disconnecting', 'newListener', 'removeListener'].includes(e)).map((e) => ({ event: e, args: [{ x: 1 }], registered: true })),
+  fc.constantFrom('out', 'stats', 'task', 'step').map((e) => ({ event: e, args: [{}], registered: false })),
+  junk.filter((x) => !capabilitiesSchema.safeParse(x).success).map((x) => ({ event: 'hello', args: [x], registered: false })),
+);
+
+/** An attacker connection; reconnects (and re-registers) after being disconnected. */
+class Attacker {
+  socket: Socket | null = null;
+  registered = false;
+  async connect(register: boolean): Promise<void> {
+    this.socket?.close();
+    const s = ioClient(url, { transports: ['websocket'], forceNew: true, reconnection: false });
+    await new Promise<void>((r, j) => {
+      s.once('connect', () => r());
+      s.once('connect_error', j);
+    });
+    this.socket = s;
+    this.registered = false;
+    if (register) {
+      await new Promise<void>((r) => s.emit('hello', { backend: 'cpu', adapter: null, throughputGflops: 0, agent: 'attacker' }, () => r()));
+      this.registered = true;
+    }
+  }
+  /** Sends one message and waits for the coordinator's verdict: a rejection or a disconnect. */
+  async fire(m: Bad): Promise<string> {
+    if (!this.socket?.connected || this.registered !== m.registered) await this.connect(m.registered);
+    const s = this.socket!;
+    return new Promise<string>((resolve) => {
+      const done = (why: string) => {
+        s.off('rejected', onRej);
+        s.off('disconnect', onDisc);
+        clearTimeout(t);
+        resolve(why);
+      };
+      const onRej = (r: { reason: string }) => done(r.reason);
+      const onDisc = () => done('disconnected');
+      const t = setTimeout(() => done('no answer'), 3000);
+      s.on('rejected', onRej);
+      s.on('disconnect', onDisc);
+      s.emit(m.event, ...m.args);
+    });
+  }
+}
+
+describe('hostile input against a training swarm', () => {
+  it('rejects and counts >= 1,000 generated malformed messages; training goes on with no NaN', async () => {
+    await until(() => coord.scheduler.iteration >= 1, 'training started');
+    const before = await rejectedTotal();
+    const messages = fc.sample(corpus, { numRuns: Number(process.env.FUZZ_N ?? 1000), seed: 20261129 });
+    const attackers = [new Attacker(), new Attacker()];
+    const verdicts: Record<string, number> = {};
+    let i = 0;
+    for (const m of messages) {
+      const v = await attackers[i++ % 2]!.fire(m);
+      verdicts[v] = (verdicts[v] ?? 0) + 1;
+    }
+    for (const a of attackers) a.socket?.close();
+    expect(verdicts['no answer'] ?? 0).toBe(0);
+    const after = await rejectedTotal();
+    const counted = Object.keys(after).reduce((n, k) => n + (k === 'stale' ? 0 : after[k]! - (before[k] ?? 0)), 0);
+    expect(counted).toBe(messages.length);
+    // Raw protocol garbage below socket.io: the coordinator closes those connections and lives on.
+    const wsUrl = url.replace('http', 'ws') + '/socket.io/?EIO=4&transport=websocket';
+    for (const payload of ['42["out"', '4Z', Buffer.from([0xff, 0x00, 0x13]), '0{"a":', 'x'.repeat(10_000)]) {
+      const ws = new WebSocket(wsUrl);
+      await new Promise<void>((r) => ws.once('open', () => r()));
+      ws.send(payload);
+      await new Promise((r) => setTimeout(r, 50));
+      ws.close();
+    }
+    // Attackers joined as volunteers too, got stages when honest tabs were used up, and were
+    // dropped: an honest volunteer joining lets the run resume.
+    vols.push(await startNodeVolunteer(url, { name: 'honest-late' }));
+    vols.push(await startNodeVolunteer(url, { name: 'honest-spare' }));
+    const it0 = coord.scheduler.iteration;
+    if (process.env.FUZZ_DEBUG) {
+      await new Promise((r) => setTimeout(r, 5000));
+      console.log('DEBUG', coord.scheduler.state, coord.scheduler.iteration, JSON.stringify(coord.events.list().filter((e) => e.kind !== 'rejected').slice(-15).map((e) => e.message)), coord.registry.all().map((x) => [x.id, x.stage, x.caps.agent]));
+    }
+    await until(() => coord.scheduler.iteration >= it0 + 2, 'training continues after the attack');
+    const health = await (await fetch(`${url}/healthz`)).json();
+    expect(health.ok).toBe(true);
+    for (const v of vols) {
+      const st = v.agent.currentStage;
+      if (!st) continue;
+      for (const [name, w] of Object.entries(st.getWeights())) expect(w.every(Number.isFinite), name).toBe(true);
+    }
+  });
+
+  it('an active tab that sends results out of turn or for another stage is rejected, then dropped, and its stage rebuilt', async () => {
+    if (coord.registry.spares().length === 0) vols.push(await startNodeVolunteer(url, { name: 'spare-2' }));
+    const victim = coord.registry.owner(1)!;
+    const v = vols.find((x) => x.status().volunteerId === victim.id)!;
+    const rejected: string[] = [];
+    v.socket.on('rejected', (r) => void rejected.push(r.reason));
+    const recoveries = coord.recovery.done.length;
+    v.socket.emit('out', { attempt: 2 ** 40, iteration: 0, mb: 7, dir: 'B', hop: 3, computeMs: 1 }, frame({ fromStage: 1 }));
+    v.socket.emit('out', { attempt: 2 ** 40, iteration: 0, mb: 0, dir: 'F', hop: 0, computeMs: 1 }, frame({ fromStage: 2 }));
+    v.socket.emit('out', { attempt: 2 ** 40, iteration: 0, mb: 1, dir: 'F', hop: 1, computeMs: 1 }, null);
+    await until(() => coord.recovery.done.length > recoveries, 'stage 1 rebuilt');
+    expect(rejected.filter((r) => r === 'out_of_turn').length).toBeGreaterThanOrEqual(2);
+    expect(coord.registry.get(victim.id)).toBeUndefined();
+  });
+});

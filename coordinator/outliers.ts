@@ -1,0 +1,58 @@
+/**
+ * Poisoned-number screening: a stage whose gradient norm is non-finite, or an extreme outlier
+ * against its own recent history, is quarantined before anyone steps.
+ *
+ * Gradients flow backwards, so a stage that inflates its gradients also inflates those of the
+ * stages before it on the path. The detector therefore blames the outlier stage nearest the
+ * loss (the highest index): the stages upstream of it are victims, not culprits. The whole
+ * iteration is abandoned either way, so no inflated update is applied anywhere.
+ */
+export interface Outlier {
+  stage: number;
+  reason: string;
+}
+
+export class NormOutlierDetector {
+  private history: number[][];
+
+  constructor(private nStages: number, readonly factor = 50, readonly window = 20, readonly minHistory = 5) {
+    this.history = Array.from({ length: nStages }, () => []);
+  }
+
+  private median(xs: number[]): number {
+    const s = [...xs].sort((a, b) => a - b);
+    const m = s.length >> 1;
+    return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+  }
+
+  /** The stage to quarantine for these norms (index = stage), or null when all look healthy. */
+  screen(norms: number[]): Outlier | null {
+    for (let s = this.nStages - 1; s >= 0; s--) {
+      const n = norms[s]!;
+      if (!Number.isFinite(n)) return { stage: s, reason: `non-finite gradient norm (${n})` };
+    }
+    for (let s = this.nStages - 1; s >= 0; s--) {
+      const h = this.history[s]!;
+      if (h.length < this.minHistory) continue;
+      const med = this.median(h);
+      if (med > 0 && norms[s]! > this.factor * med) {
+        return { stage: s, reason: `gradient norm ${norms[s]!.toExponential(2)} is ${(norms[s]! / med).toFixed(0)}x its recent median ${med.toExponential(2)}` };
+      }
+    }
+    return null;
+  }
+
+  /** Records the norms of an iteration that was applied. */
+  accept(norms: number[]): void {
+    norms.forEach((n, s) => {
+      const h = this.history[s]!;
+      h.push(n);
+      if (h.length > this.window) h.shift();
+    });
+  }
+
+  /** A stage got a new volunteer (or was rebuilt): its history starts over. */
+  reset(stage: number): void {
+    this.history[stage] = [];
+  }
+}
