@@ -4,6 +4,7 @@
  * Chromium volunteers so a machine without a GPU shows a training run.
  */
 import { parseArgs } from 'node:util';
+import { execFileSync } from 'node:child_process';
 import { existsSync, statSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +15,7 @@ import { DataError } from '../shared/data/dataset.js';
 import { TokenizerError } from '../shared/data/tokenizer.js';
 import { AVERAGE_WEIGHTINGS, type AverageWeighting } from '../shared/recovery/average.js';
 import { SWARM_STRATEGIES } from './recovery.js';
+import { findResumableRun } from './resume.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const d = DEFAULT_COORDINATOR;
@@ -29,7 +31,14 @@ Server
   --host <addr>            bind address (default ${d.host}: this machine only; 0.0.0.0 to accept volunteers
                            from the network)
   --tabs <n>               also launch n headless Chromium volunteers (WebGPU via SwiftShader)
+  --new-run                do not resume the unfinished run found in --data-dir
+  --resume-wait <ms>       how long a resumed run waits for its tabs (default ${d.resumeWaitMs})
+  --data-dir <dir>         run history (SQLite: runs, per-iteration metrics, event log; never weights)
+                           lives here and survives restarts (default .data/ in the repository)
+  --operator-token <t>     the dashboard's operator token (env OPERATOR_TOKEN; default: a random token
+                           per start, printed with the dashboard URL)
   --rebuild                rebuild the client even if dist/client is up to date
+  --skip-build             never build the client (pages answer 503 until it is built)
 Run
   --preset <${presetNames().join('|')}>  model size (default ${s.preset}; base is sized for real GPUs)
   --stages <n>             pipeline stages (default ${s.stages})
@@ -47,6 +56,9 @@ Recovery
   --lr-scale <x>           learning-rate multiplier for a rebuilt stage (default ${d.recovery.lrScale})
   --replica-every <n>      refresh CheckFree+ embedding/head replicas every n iterations (default ${d.recovery.replicaEvery})
   --weighting <w>          CheckFree neighbour weighting: ${AVERAGE_WEIGHTINGS.join(' | ')} (default ${d.recovery.weighting})
+  --checkpoint-every <n|auto>  checkpoint baseline interval in iterations; auto = Young/Daly
+                           sqrt(2*C/lambda) from the measured checkpoint cost C (default ${d.recovery.checkpointEvery})
+  --failure-rate <pct>     hourly failure rate per stage assumed by auto (default ${d.recovery.expectedFailureRate * 100})
   --grace <ms>             a disconnected tab keeps its stage this long (default ${d.graceMs})
   --heartbeat-timeout <ms> a tab silent this long is lost (default ${d.heartbeatTimeoutMs})
   -h, --help               this text
@@ -87,7 +99,14 @@ async function main(): Promise<void> {
       'replica-every': { type: 'string' },
       weighting: { type: 'string' },
       grace: { type: 'string' },
+      'checkpoint-every': { type: 'string' },
+      'failure-rate': { type: 'string' },
       'heartbeat-timeout': { type: 'string' },
+      'data-dir': { type: 'string' },
+      'new-run': { type: 'boolean' },
+      'skip-build': { type: 'boolean' },
+      'resume-wait': { type: 'string' },
+      'operator-token': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -117,6 +136,8 @@ async function main(): Promise<void> {
     graceMs: num('grace', d.graceMs),
     heartbeatTimeoutMs: num('heartbeat-timeout', d.heartbeatTimeoutMs),
     clientDir: join(ROOT, 'dist/client'),
+    dataDir: v['data-dir'] ?? join(ROOT, '.data'),
+    operatorToken: v['operator-token'] ?? (process.env.OPERATOR_TOKEN || undefined),
     settings: {
       preset: v.preset ?? s.preset,
       stages: num('stages', s.stages),
@@ -127,20 +148,43 @@ async function main(): Promise<void> {
       seed: num('seed', s.seed),
       recovery,
     },
-    recovery: { lrScale: num('lr-scale', d.recovery.lrScale), replicaEvery: num('replica-every', d.recovery.replicaEvery), weighting },
+    recovery: {
+      ...d.recovery,
+      lrScale: num('lr-scale', d.recovery.lrScale),
+      replicaEvery: num('replica-every', d.recovery.replicaEvery),
+      weighting,
+      checkpointEvery: v['checkpoint-every'] === 'auto' ? 'auto' : num('checkpoint-every', d.recovery.checkpointEvery as number),
+      expectedFailureRate: num('failure-rate', d.recovery.expectedFailureRate * 100) / 100,
+    },
   };
-  if (v.rebuild || clientStale()) {
+  // A run left unfinished in this data directory (e.g. the coordinator was killed) is resumed:
+  // its tabs reconnect with their weights. --new-run starts afresh instead.
+  const resumable = !v['new-run'] && opts.dataDir ? findResumableRun(opts.dataDir) : null;
+  if (resumable) {
+    opts.settings = resumable.settings;
+    opts.maxIterations = resumable.maxIterations;
+    opts.resumeRun = { id: resumable.id, iteration: resumable.iteration };
+    opts.resumeWaitMs = num('resume-wait', d.resumeWaitMs);
+    console.log(
+      `resuming run ${resumable.id} at iteration ${resumable.iteration} with its stored settings (run flags are ignored; --new-run starts a new run)`,
+    );
+  }
+  if (!v['skip-build'] && (v.rebuild || clientStale())) {
     console.log('building the client (vite build) ...');
     const { build } = await import('vite');
     await build({ configFile: join(ROOT, 'vite.config.ts'), logLevel: 'warn' });
   }
   const coord = new Coordinator(opts);
   const url = await coord.listen();
-  console.log(`\n  volunteer swarm coordinator ready\n  volunteers: ${url}/\n  dashboard:  ${url}/dashboard\n  metrics:    ${url}/metrics\n`);
+  console.log(
+    `\n  volunteer swarm coordinator ready\n  volunteers: ${url}/\n  dashboard:  ${url}/dashboard#token=${coord.operatorToken}\n` +
+      `              (operator only: the token is the password; run history in ${coord.store.path})\n  metrics:    ${url}/metrics\n`,
+  );
   if (opts.host === '127.0.0.1') console.log('  (bound to 127.0.0.1: only this machine can join; use --host 0.0.0.0 to accept volunteers from the network)\n');
   const tabs = num('tabs', 0);
   let swarm: { close(): Promise<void> } | null = null;
   if (tabs > 0) {
+    execFileSync('bash', [join(ROOT, 'scripts/ensure-chromium.sh')], { stdio: 'inherit' });
     const { launchBrowserTabs } = await import('./browser-tabs.js');
     swarm = await launchBrowserTabs(url, tabs);
     console.log(`  launched ${tabs} headless Chromium volunteer tab(s)\n`);

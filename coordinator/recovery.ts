@@ -108,7 +108,7 @@ export class Recovery {
   }
 
   /** Called by the scheduler when `stage`'s volunteer is gone. Leaves the rebuilt stage vacant for a spare. */
-  async onStageLost(stage: number, _v: Volunteer): Promise<void> {
+  async onStageLost(stage: number, _v?: Volunteer): Promise<void> {
     const S = this.scheduler.nStages;
     const detectedAt = Date.now();
     if (this.opts.strategy === 'checkpoint') return this.rollBack(stage, detectedAt);

@@ -152,7 +152,11 @@ export class Scheduler {
   }
 
   /** Assign vacant stages to spares (fastest first). */
+  /** While true (a resumed run waiting for its tabs), vacant stages are not given to spares. */
+  holdVacancies = false;
+
   async fillVacancies(): Promise<void> {
+    if (this.holdVacancies) return;
     for (const [stage, pending] of [...this.vacant]) {
       const v = this.registry.bestSpare();
       if (!v) break;
@@ -242,7 +246,9 @@ export class Scheduler {
         continue;
       }
       if (this.paused || !this.ready()) {
-        const next = this.paused ? 'paused' : this.vacant.size > 0 && this.state === 'recovering' ? 'recovering' : 'waiting';
+        // A lost stage keeps the run 'recovering' until it is served again, including while its
+        // weights are still being rebuilt (it only becomes vacant once they are ready).
+        const next = this.paused ? 'paused' : this.state === 'recovering' ? 'recovering' : 'waiting';
         if (next !== this.state) {
           this.state = next;
           this.broadcastStatus();

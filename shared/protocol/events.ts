@@ -33,6 +33,13 @@ export const capabilitiesSchema = z.strictObject({
   agent: str(200),
   /** Id of a previous session of this volunteer (reconnect after a blip). */
   resumeId: str(64).optional(),
+  /**
+   * What this tab still holds after losing its coordinator (e.g. the coordinator restarted): the
+   * run, its stage and how many optimizer steps it has applied. A resumed run reclaims it.
+   */
+  resume: z
+    .strictObject({ runId: str(64), stage: z.number().int().min(0).max(1023), iteration: z.number().int().min(0).max(0xffffffff) })
+    .optional(),
 });
 export type Capabilities = z.infer<typeof capabilitiesSchema>;
 
@@ -127,6 +134,12 @@ export interface RunStatus {
 export interface InferRequest {
   stage: number;
   segment: z.infer<typeof segmentSchema>;
+  /**
+   * After the head: the position whose logits to return (default: the last). The sampler pads its
+   * context on the right to a few fixed lengths (causal attention keeps the padding from changing
+   * earlier positions), so tabs build position tables for a handful of lengths, not every one.
+   */
+  position?: number;
 }
 
 /** Events the coordinator sends to a volunteer. */

@@ -65,6 +65,8 @@ export class VolunteerAgent {
   private stage: Stage | null = null;
   private queue: QueuedTask[] = [];
   private running = false;
+  /** The run this tab's stage belongs to (from the coordinator's welcome). */
+  private runId: string | null = null;
   /** Replicas of a neighbour's embedding/head held for CheckFree+. */
   private replicas = new Map<ReplicaPart, Uint8Array>();
   private iterationComputeMs = 0;
@@ -83,6 +85,7 @@ export class VolunteerAgent {
   constructor(private socket: VolunteerSocket, private opts: AgentOptions) {
     socket.on('welcome', (info) => {
       this.status.volunteerId = info.volunteerId;
+      this.runId = info.runId;
       this.emitStatus();
     });
     socket.on('assign', (a, ack) => {
@@ -99,10 +102,10 @@ export class VolunteerAgent {
       void this.pump();
     });
     socket.on('grad_norm', (info, ack) => {
-      void this.idle().then(
-        () => (this.stage ? ack({ iteration: info.iteration, preClipNorm: this.stage.gradNorm() }) : ack({ error: 'no stage assigned' })),
-        (e: Error) => ack({ error: e.message }),
-      );
+      // Async read-back (gradNormAsync): a synchronous one breaks WebGPU in a worker.
+      void this.idle()
+        .then(async () => (this.stage ? ack({ iteration: info.iteration, preClipNorm: await this.stage.gradNormAsync() }) : ack({ error: 'no stage assigned' })))
+        .catch((e: Error) => ack({ error: e.message }));
     });
     socket.on('step', (info, ack) => {
       void this.step(info.iteration).then(ack, (e: Error) => ack({ error: e.message }));
@@ -135,12 +138,21 @@ export class VolunteerAgent {
       this.emitStatus();
     });
     socket.on('rejected', (info) => this.log('warn', `coordinator rejected a message (${info.reason}): ${info.message}`));
-    socket.on('connect', () => this.hello());
+    socket.on('connect', () => {
+      // A new session (not a recovered blip): whatever was in flight belongs to a pass that no
+      // longer exists (e.g. the coordinator restarted); drop it, keep the weights.
+      if (!socket.recovered) {
+        this.queue = [];
+        this.stage?.abandon();
+      }
+      this.hello();
+    });
     if (socket.connected) this.hello();
   }
 
   private hello(): void {
-    const caps = { ...this.opts.capabilities, ...(this.status.volunteerId ? { resumeId: this.status.volunteerId } : {}) };
+    const caps: Capabilities = { ...this.opts.capabilities, ...(this.status.volunteerId ? { resumeId: this.status.volunteerId } : {}) };
+    if (this.stage && this.runId) caps.resume = { runId: this.runId, stage: this.stage.index, iteration: this.status.iteration ?? 0 };
     this.socket.emit('hello', caps, (r: OkAck) => {
       if (!r.ok) this.log('error', `coordinator refused hello: ${r.error}`);
     });
@@ -208,10 +220,12 @@ export class VolunteerAgent {
     if (!stage || stage.index !== req.stage) throw new Error(`infer for stage ${req.stage} but this tab holds ${stage?.index ?? 'none'}`);
     const x = tensorOf(input);
     const [B, T] = x.shape as [number, number];
+    const pos = req.position ?? T - 1;
     let out: tf.Tensor;
     try {
+      if (!Number.isInteger(pos) || pos < 0 || pos >= T) throw new Error(`position ${pos} outside the ${T} input positions`);
       const y = stage.infer(x, req.segment);
-      out = req.segment.head ? tf.tidy(() => tf.reshape(tf.slice(tf.reshape(y, [B, T, -1]), [0, T - 1, 0], [B, 1, -1]), [B, -1])) : y;
+      out = req.segment.head ? tf.tidy(() => tf.reshape(tf.slice(tf.reshape(y, [B, T, -1]), [0, pos, 0], [B, 1, -1]), [B, -1])) : y;
       if (out !== y) y.dispose();
     } finally {
       x.dispose();

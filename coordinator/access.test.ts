@@ -1,0 +1,69 @@
+/** Access: origin checks, localhost binding, nothing about other tabs or the token leaks to volunteers. */
+import { describe, it, expect, afterAll, beforeAll } from 'vitest';
+import { io as ioClient } from 'socket.io-client';
+import { Coordinator, DEFAULT_COORDINATOR } from './server.js';
+import { DEFAULT_SETTINGS } from '../shared/run-settings.js';
+
+let coord: Coordinator;
+let url: string;
+
+beforeAll(async () => {
+  coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings: { ...DEFAULT_SETTINGS }, port: 0, silent: true });
+  url = await coord.listen();
+});
+afterAll(() => coord.close());
+
+function connect(headers: Record<string, string> = {}) {
+  return ioClient(url, { transports: ['websocket'], forceNew: true, reconnection: false, extraHeaders: headers });
+}
+
+describe('access', () => {
+  it('binds to 127.0.0.1 by default', () => {
+    expect(DEFAULT_COORDINATOR.host).toBe('127.0.0.1');
+    expect((coord as unknown as { http: { address(): { address: string } } }).http.address().address).toBe('127.0.0.1');
+  });
+
+  it('refuses a socket from a foreign page origin and accepts its own', async () => {
+    const evil = connect({ origin: 'http://evil.example' });
+    const err = await new Promise<Error>((r) => evil.once('connect_error', r));
+    expect(err).toBeInstanceOf(Error);
+    evil.close();
+    const own = connect({ origin: url });
+    await new Promise<void>((r, j) => {
+      own.once('connect', () => r());
+      own.once('connect_error', j);
+    });
+    own.close();
+  });
+
+  it('a volunteer learns only its own id and public run status; never the token or other tabs', async () => {
+    const seen: unknown[][] = [[], []];
+    const tabs: ReturnType<typeof connect>[] = [];
+    for (let i = 0; i < 2; i++) {
+      const t = connect();
+      tabs.push(t);
+      t.onAny((event, ...args) => seen[i]!.push([event, ...args]));
+      await new Promise<void>((r) => t.once('connect', () => r()));
+      await new Promise<void>((r) => t.emit('hello', { backend: 'cpu', adapter: null, throughputGflops: 0, agent: 'x' }, () => r()));
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    const ids = coord.registry.all().map((v) => v.id);
+    expect(ids).toHaveLength(2);
+    // Each tab saw its own id (welcome), never the other's, never the token.
+    const texts = seen.map((s) => JSON.stringify(s));
+    const own = (i: number) => ids.find((id) => texts[i]!.includes(id));
+    expect(own(0)).toBeDefined();
+    expect(own(1)).toBeDefined();
+    expect(own(0)).not.toBe(own(1));
+    for (const t of texts) {
+      expect(ids.filter((id) => t.includes(id))).toHaveLength(1);
+      expect(t).not.toContain(coord.operatorToken);
+    }
+    for (const t of tabs) t.close();
+    const pub = (await (await fetch(`${url}/healthz`)).text()) + (await (await fetch(`${url}/metrics`)).text());
+    for (const id of ids) expect(pub).not.toContain(id);
+    expect(pub).not.toContain(coord.operatorToken);
+    expect((await fetch(`${url}/api/operator/state`)).status).toBe(401);
+    expect((await fetch(`${url}/api/state`)).status).not.toBe(200);
+  });
+});

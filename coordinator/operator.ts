@@ -1,0 +1,468 @@
+/**
+ * The operator's side of the coordinator: the `/operator` socket.io namespace the dashboard
+ * joins with the operator token, the token-protected HTTP endpoints (runs, export), live pushes
+ * (swarm snapshot, iterations, events), persistence of iterations, and the controls: pause,
+ * recovery strategy, injected failures, churn, sampling and model export.
+ *
+ * Volunteers connect to the default namespace, which has none of these events (and rejects
+ * unknown ones); the operator namespace's middleware refuses any handshake without the token.
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Namespace, Server, Socket } from 'socket.io';
+import type { z } from 'zod';
+import {
+  churnSchema,
+  injectSchema,
+  pauseSchema,
+  perIterationProbability,
+  runIdSchema,
+  sampleSchema,
+  strategySchema,
+  type Ack,
+  type ChurnConfig,
+  type EventRow,
+  type IterationRow,
+  type OperatorInit,
+  type OperatorToServer,
+  type SampleResult,
+  type ServerToOperator,
+  type StageSlot,
+  type SwarmSnapshot,
+  type TabInfo,
+} from '../shared/protocol/operator.js';
+import { mulberry32 } from '../shared/model/rng.js';
+import { stageParamSpecs } from '../shared/model/params.js';
+import { validateWeights, type NamedWeights } from '../shared/model/stage.js';
+import { decodeNamedTensors } from '../shared/protocol/index.js';
+import type { Coordinator } from './server.js';
+import type { IterationRecord } from './scheduler.js';
+import type { Volunteer } from './registry.js';
+import { SWARM_STRATEGIES } from './recovery.js';
+import { assembleModelFile } from './model-file.js';
+import { generate, swarmLogits, tokenizer } from './sampling.js';
+
+type OperatorSocket = Socket<OperatorToServer, ServerToOperator>;
+
+/** A fresh random operator token (192 bits, URL-safe). */
+export function newOperatorToken(): string {
+  return randomBytes(24).toString('base64url');
+}
+
+/** Constant-time comparison (hashing first makes the lengths equal). */
+export function tokenMatches(given: unknown, expected: string): boolean {
+  if (typeof given !== 'string' || given.length === 0 || given.length > 1024) return false;
+  const a = createHash('sha256').update(given).digest();
+  const b = createHash('sha256').update(expected).digest();
+  return timingSafeEqual(a, b);
+}
+
+/** The token of an HTTP request: `Authorization: Bearer <token>` or `?token=`. */
+export function requestToken(req: IncomingMessage, url: URL): string | null {
+  const h = req.headers.authorization;
+  if (h && /^Bearer\s+/i.test(h)) return h.replace(/^Bearer\s+/i, '').trim();
+  return url.searchParams.get('token');
+}
+
+export class HttpError extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+}
+
+/**
+ * `tokensPerIteration`: every microbatch passes through every stage, so a stage's throughput is
+ * the iteration's tokens over its own compute time (the tab's own report only counts tokens at
+ * the embedding, i.e. stage 0).
+ */
+function tabInfo(v: Volunteer, now: number, tokensPerIteration: number): TabInfo {
+  const a = v.caps.adapter;
+  return {
+    id: v.id,
+    backend: v.caps.backend,
+    adapter: a ? [a.vendor, a.architecture].filter(Boolean).join(' ') || a.description || null : null,
+    throughputGflops: v.caps.throughputGflops,
+    stepMs: v.lastStepMs,
+    tokensPerSec: v.stage !== null && v.lastStepMs ? (tokensPerIteration * 1000) / v.lastStepMs : null,
+    joinedAt: v.joinedAt,
+    connectedSeconds: (now - v.joinedAt) / 1000,
+  };
+}
+
+function toWeights(bundle: Uint8Array): NamedWeights {
+  const out: NamedWeights = {};
+  for (const [n, t] of Object.entries(decodeNamedTensors(bundle))) out[n] = t.data;
+  return out;
+}
+
+export interface ExportedModel {
+  bytes: Uint8Array;
+  filename: string;
+  iteration: number;
+  /** Validation loss the swarm measured on exactly these weights (null if not measured). */
+  valLoss: number | null;
+}
+
+export class Operator {
+  private nsp: Namespace<OperatorToServer, ServerToOperator> | null = null;
+  private pausedByOperator = false;
+  private holds = 0;
+  private churn: ChurnConfig = { mode: 'off' };
+  private churnRand: () => number = () => 1;
+  private churnFailures = 0;
+  private sampling = false;
+  private exporting = false;
+  private lastSwarmKey = '';
+  private timer: NodeJS.Timeout | null = null;
+  private unsubscribe: (() => void) | null = null;
+  private closed = false;
+
+  constructor(private coord: Coordinator, readonly token: string) {}
+
+  /** Joins the socket.io server (namespace `/operator`) and the event log. */
+  attach(io: Server): void {
+    const nsp = io.of('/operator') as unknown as Namespace<OperatorToServer, ServerToOperator>;
+    nsp.use((socket, next) => {
+      const token = (socket.handshake.auth as { token?: unknown } | undefined)?.token;
+      if (typeof token !== 'string' || token === '') return next(new Error('operator token required'));
+      if (!tokenMatches(token, this.token)) {
+        this.coord.log.warn({ address: socket.handshake.address }, 'operator connection refused: invalid token');
+        return next(new Error('invalid operator token'));
+      }
+      next();
+    });
+    nsp.on('connection', (socket) => this.onConnection(socket));
+    this.nsp = nsp;
+    this.unsubscribe = this.coord.events.subscribe((e) => this.nsp?.emit('event', e as EventRow));
+    // Snapshots are pushed when they change; the timer catches changes no event announces.
+    this.timer = setInterval(() => this.pushSwarm(), 500);
+    this.timer.unref();
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    this.unsubscribe?.();
+    this.nsp?.disconnectSockets(true);
+  }
+
+  // ---- state -------------------------------------------------------------------------------
+
+  snapshot(): SwarmSnapshot {
+    const { registry, scheduler, recovery } = this.coord;
+    const now = Date.now();
+    const { settings, config } = scheduler.opts;
+    const tokens = settings.microbatches * settings.batch * config.seqLen;
+    const tab = (v: Volunteer) => tabInfo(v, now, tokens);
+    const stages: StageSlot[] = [];
+    for (let s = 0; s < scheduler.nStages; s++) {
+      const owner = registry.owner(s);
+      const pending = scheduler.vacant.get(s);
+      if (owner) stages.push({ stage: s, state: 'training', tab: tab(owner), reason: null });
+      else if (pending) stages.push({ stage: s, state: 'waiting', tab: null, reason: pending.reason });
+      else stages.push({ stage: s, state: 'rebuilding', tab: null, reason: null });
+    }
+    return {
+      runId: this.coord.runId,
+      time: now,
+      status: scheduler.status(),
+      paused: this.pausedByOperator,
+      strategy: recovery.opts.strategy,
+      strategies: SWARM_STRATEGIES,
+      swap: scheduler.opts.swap,
+      churn: { ...this.churn, failures: this.churnFailures },
+      stages,
+      spares: registry.spares().map(tab),
+      sampling: this.sampling,
+      exporting: this.exporting,
+    };
+  }
+
+  private pushSwarm(force = false): void {
+    const nsp = this.nsp;
+    if (!nsp || this.closed || nsp.sockets.size === 0) return;
+    const snap = this.snapshot();
+    const key = JSON.stringify(snap, (k, v: unknown) => (k === 'time' || k === 'connectedSeconds' ? undefined : v));
+    if (!force && key === this.lastSwarmKey) return;
+    this.lastSwarmKey = key;
+    nsp.emit('swarm', snap);
+  }
+
+  init(): OperatorInit {
+    const { store, runId } = this.coord;
+    return {
+      runId,
+      settings: store.getRun(runId)?.settings ?? {},
+      swarm: this.snapshot(),
+      iterations: store.iterations(runId, 50_000),
+      events: store.events(runId, 2000),
+      runs: store.listRuns({ liveId: runId }),
+    };
+  }
+
+  /** After each completed iteration (after recovery's bookkeeping): persist, push, churn. */
+  onIteration(r: IterationRecord): void {
+    const row: IterationRow = {
+      iteration: r.iteration,
+      trainLoss: r.trainLoss,
+      valLoss: r.valLoss,
+      seconds: r.seconds,
+      time: r.time,
+      tokens: r.tokens,
+      stages: Array.from({ length: this.coord.scheduler.nStages }, (_, s) => {
+        const v = this.coord.registry.owner(s);
+        return { stage: s, volunteer: v?.id ?? null, computeMs: v?.lastStepMs ?? null };
+      }),
+    };
+    try {
+      this.coord.store.addIteration(this.coord.runId, row);
+    } catch (e) {
+      this.coord.log.error({ err: (e as Error).message }, 'could not store iteration');
+    }
+    this.nsp?.emit('iteration', row);
+    this.churnStep(r);
+    this.pushSwarm();
+  }
+
+  /** Churn: each stage's tab fails independently with the per-iteration probability (seeded). */
+  private churnStep(r: IterationRecord): void {
+    const c = this.churn;
+    if (c.mode === 'off') return;
+    const p = c.mode === 'iteration' ? c.probability : perIterationProbability(c.rate, r.seconds);
+    for (let s = 0; s < this.coord.scheduler.nStages; s++) {
+      const hit = this.churnRand() < p;
+      const v = this.coord.registry.owner(s);
+      if (!hit || !v) continue;
+      this.churnFailures++;
+      this.coord.events.add('run', `churn: failing stage ${s} (${v.id}) after iteration ${r.iteration} (p=${p.toPrecision(3)} per iteration)`, {
+        operator: true,
+        action: 'churn',
+        stage: s,
+        volunteer: v.id,
+        probability: p,
+      });
+      void this.coord.drop(v, `churn: injected failure (p=${p.toPrecision(3)})`);
+    }
+  }
+
+  private applyPause(): void {
+    const paused = this.pausedByOperator || this.holds > 0;
+    this.coord.scheduler.paused = paused;
+    if (!paused) this.coord.scheduler.kick();
+    this.pushSwarm();
+  }
+
+  setPaused(paused: boolean): void {
+    if (paused === this.pausedByOperator) return;
+    this.pausedByOperator = paused;
+    this.coord.events.add('run', paused ? 'operator paused the run (after the current iteration)' : 'operator resumed the run', { operator: true, action: paused ? 'pause' : 'resume' });
+    this.applyPause();
+  }
+
+  setStrategy(strategy: (typeof SWARM_STRATEGIES)[number]): void {
+    if (!SWARM_STRATEGIES.includes(strategy)) {
+      throw new Error(`strategy "${strategy}" is not available in the swarm; choose one of: ${SWARM_STRATEGIES.join(', ')}`);
+    }
+    const before = this.coord.recovery.opts.strategy;
+    if (before === strategy) return;
+    this.coord.recovery.opts.strategy = strategy;
+    this.coord.events.add('run', `operator switched the recovery strategy for the next failure: ${before} -> ${strategy}`, { operator: true, action: 'strategy', from: before, to: strategy });
+    this.pushSwarm();
+  }
+
+  async injectFailure(stage: number): Promise<string> {
+    if (stage >= this.coord.scheduler.nStages) throw new Error(`no stage ${stage} (the run has ${this.coord.scheduler.nStages})`);
+    const v = this.coord.registry.owner(stage);
+    if (!v) throw new Error(`stage ${stage} has no tab to fail right now`);
+    this.coord.events.add('run', `operator injected a failure: stage ${stage} (${v.id})`, { operator: true, action: 'inject', stage, volunteer: v.id });
+    await this.coord.drop(v, 'operator injected failure');
+    return v.id;
+  }
+
+  setChurn(c: ChurnConfig): void {
+    this.churn = c;
+    this.churnRand = c.mode === 'off' ? () => 1 : mulberry32(c.seed);
+    const what =
+      c.mode === 'off'
+        ? 'off'
+        : c.mode === 'iteration'
+          ? `each stage fails with probability ${c.probability} per iteration (seed ${c.seed})`
+          : `each stage fails at ${(c.rate * 100).toFixed(1)}% per hour (seed ${c.seed})`;
+    this.coord.events.add('run', `operator set churn: ${what}`, { operator: true, action: 'churn-config', ...c });
+    this.pushSwarm();
+  }
+
+  async sample(req: z.infer<typeof sampleSchema>): Promise<SampleResult> {
+    if (this.sampling) throw new Error('a sample is already being generated');
+    this.sampling = true;
+    this.pushSwarm();
+    const t0 = Date.now();
+    try {
+      const { scheduler, registry } = this.coord;
+      const config = scheduler.opts.config;
+      const iteration = scheduler.iteration;
+      const tokens = await generate(
+        (ctx) => swarmLogits(registry, config, scheduler.nStages, ctx),
+        tokenizer.encode(req.prompt),
+        { length: req.length, temperature: req.temperature, seed: req.seed ?? 1, seqLen: config.seqLen, cancelled: () => this.closed },
+      );
+      return { prompt: req.prompt, text: tokenizer.decode(tokens), tokens, ms: Date.now() - t0, iteration };
+    } finally {
+      this.sampling = false;
+      this.pushSwarm();
+    }
+  }
+
+  /**
+   * The trained model as one safetensors file. Holds the run at an iteration boundary, fetches
+   * every stage's weights from its tab, optionally lets the swarm measure the validation loss of
+   * exactly these weights, then releases the run.
+   */
+  async exportModel(opts: { validate?: boolean } = {}): Promise<ExportedModel> {
+    if (this.exporting) throw new HttpError(409, 'an export is already running');
+    const { scheduler, registry } = this.coord;
+    this.exporting = true;
+    this.holds++;
+    this.applyPause();
+    try {
+      const deadline = Date.now() + this.coord.opts.stepTimeoutMs + 30_000;
+      while (scheduler.state === 'running') {
+        if (Date.now() > deadline) throw new HttpError(503, 'the current iteration did not finish in time; try again');
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      const config = scheduler.opts.config;
+      const owners = Array.from({ length: scheduler.nStages }, (_, s) => registry.owner(s));
+      const missing = owners.findIndex((v) => !v);
+      if (missing >= 0) throw new HttpError(409, `stage ${missing} has no volunteer right now (waiting or being rebuilt); export when every stage is served`);
+      const weights: NamedWeights[] = [];
+      for (const [s, v] of owners.entries()) {
+        let r: unknown;
+        try {
+          r = await v!.socket.timeout(30_000).emitWithAck('get_weights', { parts: 'all' });
+        } catch {
+          throw new HttpError(503, `stage ${s} (${v!.id}) did not send its weights in time`);
+        }
+        if (!(r instanceof Uint8Array)) throw new HttpError(502, `stage ${s} (${v!.id}) could not send its weights: ${(r as { error?: string })?.error ?? 'bad reply'}`);
+        let w: NamedWeights;
+        try {
+          w = toWeights(r);
+          validateWeights(stageParamSpecs(config, s), w);
+        } catch (e) {
+          throw new HttpError(502, `stage ${s} (${v!.id}) sent bad weights: ${(e as Error).message}`);
+        }
+        weights.push(w);
+      }
+      const iteration = scheduler.iteration;
+      let valLoss: number | null = null;
+      if (opts.validate && this.coord.opts.evalBatches > 0) {
+        try {
+          const v = await scheduler.validate();
+          // Only if nothing changed hands meanwhile (a replaced stage holds other weights).
+          if (owners.every((o, s) => registry.owner(s) === o) && scheduler.iteration === iteration) valLoss = v;
+        } catch (e) {
+          this.coord.log.warn({ err: (e as Error).message }, 'validation for the export failed');
+        }
+      }
+      const bytes = assembleModelFile(config, weights, {
+        run_id: this.coord.runId,
+        iteration: String(iteration),
+        settings: JSON.stringify(this.coord.opts.settings),
+        created: new Date().toISOString(),
+        ...(valLoss !== null ? { val_loss: String(valLoss), val_batches: String(this.coord.opts.evalBatches), val_batch_size: String(this.coord.opts.settings.batch) } : {}),
+      });
+      const filename = `swarm-${this.coord.runId}-it${iteration}.safetensors`;
+      this.coord.events.add('run', `operator exported the model at iteration ${iteration} (${(bytes.byteLength / 1024).toFixed(1)} KiB${valLoss !== null ? `, validation loss ${valLoss.toFixed(4)}` : ''})`, {
+        operator: true,
+        action: 'export',
+        iteration,
+        bytes: bytes.byteLength,
+        valLoss,
+      });
+      return { bytes, filename, iteration, valLoss };
+    } finally {
+      this.exporting = false;
+      this.holds--;
+      this.applyPause();
+    }
+  }
+
+  // ---- socket.io ---------------------------------------------------------------------------
+
+  private onConnection(socket: OperatorSocket): void {
+    this.coord.log.info({ operator: socket.id }, 'operator dashboard connected');
+    type AnyAck = (r: Ack<Record<string, unknown>>) => void;
+    const handle = <S extends z.ZodType>(event: keyof OperatorToServer, schema: S | null, fn: (p: z.infer<S>) => Promise<Record<string, unknown>> | Record<string, unknown>) => {
+      socket.on(event as never, ((...args: unknown[]) => {
+        const ack = args[args.length - 1];
+        if (typeof ack !== 'function') return;
+        const reply = ack as AnyAck;
+        let payload: unknown = undefined;
+        if (schema) {
+          const parsed = schema.safeParse(args[0]);
+          if (!parsed.success) return reply({ ok: false, error: `bad ${event} request: ${parsed.error.issues[0]?.message ?? 'invalid'}` });
+          payload = parsed.data;
+        }
+        Promise.resolve()
+          .then(() => fn(payload as z.infer<S>))
+          .then(
+            (r) => reply({ ok: true, ...r }),
+            (e: Error) => reply({ ok: false, error: e.message }),
+          );
+      }) as never);
+    };
+    handle('init', null, () => ({ init: this.init() }));
+    handle('pause', pauseSchema, (p) => (this.setPaused(p.paused), {}));
+    handle('set_strategy', strategySchema, (p) => (this.setStrategy(p.strategy), {}));
+    handle('inject_failure', injectSchema, async (p) => ({ volunteer: await this.injectFailure(p.stage) }));
+    handle('churn', churnSchema, (p) => (this.setChurn(p), {}));
+    handle('sample', sampleSchema, async (p) => ({ result: await this.sample(p) }));
+    handle('runs', null, () => ({ runs: this.coord.store.listRuns({ liveId: this.coord.runId }) }));
+    handle('run', runIdSchema, (p) => {
+      const detail = this.coord.store.detail(p.runId, this.coord.runId);
+      if (!detail) throw new Error(`no run ${p.runId}`);
+      return { detail };
+    });
+    socket.emit('swarm', this.snapshot());
+  }
+
+  // ---- HTTP --------------------------------------------------------------------------------
+
+  /** Handles /api/operator/*; returns false for other paths. */
+  async handleHttp(req: IncomingMessage, res: ServerResponse, url: URL): Promise<boolean> {
+    if (!url.pathname.startsWith('/api/operator/')) return false;
+    const json = (status: number, body: unknown, headers: Record<string, string> = {}) =>
+      void res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', ...headers }).end(JSON.stringify(body));
+    if (!tokenMatches(requestToken(req, url), this.token)) {
+      json(401, { error: 'operator token required (Authorization: Bearer <token> or ?token=)' }, { 'www-authenticate': 'Bearer realm="swarm operator"' });
+      return true;
+    }
+    const path = url.pathname.slice('/api/operator/'.length);
+    try {
+      if (path === 'state') return json(200, this.snapshot()), true;
+      if (path === 'runs') return json(200, this.coord.store.listRuns({ liveId: this.coord.runId })), true;
+      const m = /^runs\/([A-Za-z0-9_-]{1,64})$/.exec(path);
+      if (m) {
+        const detail = this.coord.store.detail(m[1]!, this.coord.runId);
+        return detail ? json(200, detail) : json(404, { error: `no run ${m[1]}` }), true;
+      }
+      if (path === 'export') {
+        const validate = url.searchParams.get('validate') !== '0';
+        const model = await this.exportModel({ validate });
+        res.writeHead(200, {
+          'content-type': 'application/octet-stream',
+          'content-length': String(model.bytes.byteLength),
+          'content-disposition': `attachment; filename="${model.filename}"`,
+          'cache-control': 'no-store',
+          'x-swarm-iteration': String(model.iteration),
+          ...(model.valLoss !== null ? { 'x-swarm-val-loss': String(model.valLoss) } : {}),
+        });
+        res.end(req.method === 'HEAD' ? undefined : model.bytes);
+        return true;
+      }
+      json(404, { error: 'not found' });
+    } catch (e) {
+      json(e instanceof HttpError ? e.status : 500, { error: (e as Error).message });
+    }
+    return true;
+  }
+}

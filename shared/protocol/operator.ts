@@ -1,0 +1,183 @@
+/**
+ * The operator's socket.io namespace (`/operator`): what the dashboard receives and the actions it
+ * may ask for. Only a socket that presented the operator token in its handshake
+ * (`auth: { token }`) ever joins this namespace; volunteers live in the default namespace, where
+ * none of these events exist.
+ *
+ * Coordinator -> dashboard (pushed, never polled):
+ *   swarm      the swarm snapshot (stages in pipeline order with their tabs, spares, run state,
+ *              control state), whenever it changes
+ *   iteration  each completed iteration (losses, time, tokens, per-stage compute)
+ *   event      each event-log entry (joins, leaves, assignments, recoveries, rejections, ...)
+ * Dashboard -> coordinator (each answers through its ack with `{ ok: true, ... }` or
+ * `{ ok: false, error }`): init, pause, set_strategy, inject_failure, churn, sample, runs, run.
+ *
+ * Payloads from the dashboard are validated with the zod schemas below (the token proves who the
+ * sender is, not that the payload is well formed).
+ */
+import { z } from 'zod';
+import type { RunStatus } from './events.js';
+import { RECOVERY_STRATEGIES, type RecoveryStrategy } from '../run-settings.js';
+
+
+/** Event-log kinds (coordinator/events-log.ts); operator actions are logged as 'run' with data.operator. */
+export const EVENT_KINDS = ['join', 'leave', 'assign', 'recovery', 'rejected', 'run', 'quarantine'] as const;
+
+export interface TabInfo {
+  /** Public short id of the volunteer. */
+  id: string;
+  backend: string;
+  /** GPU adapter (vendor / architecture) or null (wasm, cpu, or not reported). */
+  adapter: string | null;
+  throughputGflops: number;
+  /** Compute of its last iteration (tasks + optimizer step), ms. */
+  stepMs: number | null;
+  tokensPerSec: number | null;
+  /** Epoch ms when it joined (the dashboard ticks "time connected" from this). */
+  joinedAt: number;
+  connectedSeconds: number;
+}
+
+export interface StageSlot {
+  stage: number;
+  /**
+   * training: a tab serves it. rebuilding: lost, recovery is fetching/rebuilding its weights.
+   * waiting: weights ready (rebuilt or fresh), waiting for a volunteer to take it.
+   */
+  state: 'training' | 'rebuilding' | 'waiting';
+  tab: TabInfo | null;
+  /** Why it is waiting ('start', 'recovery:average', ...). */
+  reason: string | null;
+}
+
+export type ChurnConfig =
+  | { mode: 'off' }
+  | { mode: 'iteration'; probability: number; seed: number }
+  | { mode: 'hourly'; rate: number; seed: number };
+
+export interface SwarmSnapshot {
+  runId: string;
+  time: number;
+  status: RunStatus;
+  /** Paused by the operator (the run may also be held briefly during an export). */
+  paused: boolean;
+  strategy: RecoveryStrategy;
+  /** What set_strategy accepts: the strategies the swarm runs (coordinator SWARM_STRATEGIES). */
+  strategies: readonly RecoveryStrategy[];
+  /** The microbatch order is fixed at start: CheckFree+ swapping only if the run started with it. */
+  swap: boolean;
+  churn: ChurnConfig & { failures: number };
+  stages: StageSlot[];
+  spares: TabInfo[];
+  sampling: boolean;
+  exporting: boolean;
+}
+
+export interface StageTiming {
+  stage: number;
+  volunteer: string | null;
+  /** The tab's compute for this iteration (forward/backward tasks + optimizer step), ms. */
+  computeMs: number | null;
+}
+
+export interface IterationRow {
+  iteration: number;
+  trainLoss: number;
+  valLoss: number | null;
+  seconds: number;
+  /** Epoch ms when it completed. */
+  time: number;
+  tokens: number;
+  stages: StageTiming[];
+}
+
+export interface EventRow {
+  time: number;
+  kind: string;
+  message: string;
+  data?: Record<string, unknown>;
+}
+
+export interface RunSummary {
+  id: string;
+  created: number;
+  /** Last time anything was written for this run. */
+  updated: number;
+  settings: Record<string, unknown>;
+  iterations: number;
+  lastTrainLoss: number | null;
+  lastValLoss: number | null;
+  /** True for the run this coordinator is driving now. */
+  live: boolean;
+}
+
+export interface RunDetail {
+  run: RunSummary;
+  iterations: IterationRow[];
+  events: EventRow[];
+}
+
+export interface OperatorInit {
+  runId: string;
+  settings: Record<string, unknown>;
+  swarm: SwarmSnapshot;
+  iterations: IterationRow[];
+  events: EventRow[];
+  runs: RunSummary[];
+}
+
+export const pauseSchema = z.strictObject({ paused: z.boolean() });
+export const strategySchema = z.strictObject({ strategy: z.enum(RECOVERY_STRATEGIES) });
+export const injectSchema = z.strictObject({ stage: z.number().int().min(0).max(0xffff) });
+export const churnSchema = z.discriminatedUnion('mode', [
+  z.strictObject({ mode: z.literal('off') }),
+  z.strictObject({ mode: z.literal('iteration'), probability: z.number().min(0).max(1), seed: z.number().int().min(0).max(0xffffffff) }),
+  z.strictObject({ mode: z.literal('hourly'), rate: z.number().min(0).max(1), seed: z.number().int().min(0).max(0xffffffff) }),
+]);
+export const sampleSchema = z.strictObject({
+  prompt: z.string().max(2000),
+  /** Bytes to generate (byte tokenizer: one token per byte). */
+  length: z.number().int().min(1).max(512),
+  /** 0 = greedy (argmax). */
+  temperature: z.number().min(0).max(5),
+  seed: z.number().int().min(0).max(0xffffffff).optional(),
+});
+export const runIdSchema = z.strictObject({ runId: z.string().min(1).max(64) });
+
+export type SampleRequest = z.infer<typeof sampleSchema>;
+
+export interface SampleResult {
+  prompt: string;
+  /** The generated continuation only. */
+  text: string;
+  tokens: number[];
+  ms: number;
+  /** Iteration the swarm was at when sampling began. */
+  iteration: number;
+}
+
+export type Ack<T = object> = ({ ok: true } & T) | { ok: false; error: string };
+
+export interface ServerToOperator {
+  swarm: (s: SwarmSnapshot) => void;
+  iteration: (r: IterationRow) => void;
+  event: (e: EventRow) => void;
+}
+
+export interface OperatorToServer {
+  init: (ack: (r: Ack<{ init: OperatorInit }>) => void) => void;
+  pause: (p: z.infer<typeof pauseSchema>, ack: (r: Ack) => void) => void;
+  set_strategy: (p: z.infer<typeof strategySchema>, ack: (r: Ack) => void) => void;
+  inject_failure: (p: z.infer<typeof injectSchema>, ack: (r: Ack<{ volunteer: string }>) => void) => void;
+  churn: (p: ChurnConfig, ack: (r: Ack) => void) => void;
+  sample: (p: SampleRequest, ack: (r: Ack<{ result: SampleResult }>) => void) => void;
+  runs: (ack: (r: Ack<{ runs: RunSummary[] }>) => void) => void;
+  run: (p: z.infer<typeof runIdSchema>, ack: (r: Ack<{ detail: RunDetail }>) => void) => void;
+}
+
+/** Per-iteration failure probability of a stage for an hourly failure rate (RESEARCH.md). */
+export function perIterationProbability(hourlyRate: number, iterationSeconds: number): number {
+  if (!(hourlyRate > 0)) return 0;
+  if (hourlyRate >= 1) return 1;
+  return 1 - Math.pow(1 - hourlyRate, Math.max(0, iterationSeconds) / 3600);
+}
