@@ -12,6 +12,7 @@ import { startNodeVolunteer, type NodeVolunteer } from './node-volunteer.js';
 import { DEFAULT_SETTINGS } from '../shared/run-settings.js';
 import { encodeTensorFrame } from '../shared/protocol/codec.js';
 import { outMetaSchema, statsSchema, capabilitiesSchema } from '../shared/protocol/events.js';
+import { until } from './test-helpers.js';
 
 let coord: Coordinator;
 let url: string;
@@ -36,13 +37,6 @@ afterAll(async () => {
   await coord.close();
 });
 
-async function until(cond: () => boolean, what: string, ms = 120_000) {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 async function rejectedTotal(): Promise<Record<string, number>> {
   const text = await coord.metrics.text();

@@ -9,7 +9,7 @@ import { existsSync, statSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Coordinator, DEFAULT_COORDINATOR, type CoordinatorOptions } from './server.js';
-import { DEFAULT_SETTINGS, RECOVERY_STRATEGIES, type RecoveryStrategy } from '../shared/run-settings.js';
+import { DEFAULT_SETTINGS, RECOVERY_STRATEGIES, type RecoveryStrategy, type RunSettings } from '../shared/run-settings.js';
 import { ConfigError, presetNames } from '../shared/model/config.js';
 import { DataError } from '../shared/data/dataset.js';
 import { TokenizerError } from '../shared/data/tokenizer.js';
@@ -63,6 +63,12 @@ Recovery
   --heartbeat-timeout <ms> a tab silent this long is lost (default ${d.heartbeatTimeoutMs})
   -h, --help               this text
 `;
+
+/** Whether two run settings describe the same run (what a resume requires). */
+function sameRunSettings(a: RunSettings, b: RunSettings): boolean {
+  const keys: (keyof RunSettings)[] = ['preset', 'stages', 'microbatches', 'batch', 'seqLen', 'lr', 'seed', 'recovery'];
+  return keys.every((k) => (a[k] ?? null) === (b[k] ?? null));
+}
 
 function clientStale(): boolean {
   const out = join(ROOT, 'dist/client/index.html');
@@ -159,14 +165,18 @@ async function main(): Promise<void> {
   };
   // A run left unfinished in this data directory (e.g. the coordinator was killed) is resumed:
   // its tabs reconnect with their weights. --new-run starts afresh instead.
-  const resumable = !v['new-run'] && opts.dataDir ? findResumableRun(opts.dataDir) : null;
+  let resumable = !v['new-run'] && opts.dataDir ? findResumableRun(opts.dataDir) : null;
+  if (resumable && !sameRunSettings(resumable.settings, opts.settings)) {
+    console.log(`the unfinished run ${resumable.id} in ${opts.dataDir} has other settings; starting a new run (its history stays in the store)`);
+    resumable = null;
+  }
   if (resumable) {
     opts.settings = resumable.settings;
     opts.maxIterations = resumable.maxIterations;
     opts.resumeRun = { id: resumable.id, iteration: resumable.iteration };
     opts.resumeWaitMs = num('resume-wait', d.resumeWaitMs);
     console.log(
-      `resuming run ${resumable.id} at iteration ${resumable.iteration} with its stored settings (run flags are ignored; --new-run starts a new run)`,
+      `resuming run ${resumable.id} at iteration ${resumable.iteration}: its tabs have ${opts.resumeWaitMs} ms to come back (--new-run starts a new run instead)`,
     );
   }
   if (!v['skip-build'] && (v.rebuild || clientStale())) {

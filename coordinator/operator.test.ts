@@ -22,6 +22,7 @@ import { lastLogits, readModelFile, stagesFromModelFile } from './model-file.js'
 import { generate } from './sampling.js';
 import { stageParamSpecs } from '../shared/model/params.js';
 import type { Ack, OperatorInit, RunDetail, RunSummary, SampleResult, SwarmSnapshot } from '../shared/protocol/operator.js';
+import { until } from './test-helpers.js';
 
 const settings: RunSettings = { ...DEFAULT_SETTINGS, preset: 'tiny', stages: 4, microbatches: 2, batch: 2, recovery: 'checkfree' };
 const TOKEN = 'test-operator-token-123';
@@ -55,13 +56,6 @@ async function addVolunteers(url: string, n: number): Promise<void> {
   for (let i = 0; i < n; i++) vols.push(await startNodeVolunteer(url, { name: `t${vols.length}` }));
 }
 
-async function until(cond: () => boolean, timeoutMs = 120_000, what = 'condition'): Promise<void> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 /** Connects to /operator; resolves with the socket, or rejects with the refusal message. */
 function operator(url: string, auth: Record<string, unknown> = { token: TOKEN }): Promise<ClientSocket> {
@@ -133,7 +127,7 @@ describe('operator access', () => {
   it('volunteer sockets cannot call operator actions', async () => {
     const { coord, url } = await startCoordinator({ maxIterations: 0 });
     await addVolunteers(url, 4);
-    await until(() => coord.scheduler.iteration >= 1, 120_000, 'training');
+    await until(() => coord.scheduler.iteration >= 1, 'training', 120_000);
     const owners = [0, 1, 2, 3].map((s) => coord.registry.owner(s)!.id);
     // A registered volunteer (it said hello) tries operator actions on its own socket.
     const evil = ioClient(url, { transports: ['websocket'], forceNew: true, reconnection: false });
@@ -156,7 +150,7 @@ describe('operator access', () => {
     anon.emit('pause', { paused: true }, (x: unknown) => acks.push(x));
     anon.emit('inject_failure', { stage: 0 }, (x: unknown) => acks.push(x));
     const before = coord.scheduler.iteration;
-    await until(() => coord.scheduler.iteration >= before + 2, 120_000, 'training continues');
+    await until(() => coord.scheduler.iteration >= before + 2, 'training continues', 120_000);
     expect(acks).toEqual([]);
     expect(coord.scheduler.paused).toBe(false);
     expect(coord.recovery.opts.strategy).toBe('checkfree');
@@ -176,19 +170,19 @@ describe('operator controls', () => {
     s.on('event', (e: (typeof events)[number]) => events.push(e));
     s.on('swarm', (x: SwarmSnapshot) => snaps.push(x));
     await addVolunteers(url, 5);
-    await until(() => iterations.length >= 2, 120_000, 'pushed iterations');
-    await until(() => snaps.some((x) => x.stages.every((st) => st.state === 'training') && x.spares.length === 1), 10_000, 'a snapshot with every stage served');
+    await until(() => iterations.length >= 2, 'pushed iterations', 120_000);
+    await until(() => snaps.some((x) => x.stages.every((st) => st.state === 'training') && x.spares.length === 1), 'a snapshot with every stage served', 10_000);
     const full = [...snaps].reverse().find((x) => x.stages.every((st) => st.state === 'training'))!;
     expect(full.stages.map((st) => st.stage)).toEqual([0, 1, 2, 3]);
     expect(full.stages[0]!.tab).toMatchObject({ backend: 'wasm', adapter: null });
     expect(events.some((e) => e.kind === 'join')).toBe(true);
 
     await ok(s, 'pause', { paused: true });
-    await until(() => coord.scheduler.state === 'paused', 60_000, 'paused');
+    await until(() => coord.scheduler.state === 'paused', 'paused', 60_000);
     const at = coord.scheduler.iteration;
     await new Promise((r) => setTimeout(r, 1500));
     expect(coord.scheduler.iteration).toBe(at);
-    await until(() => snaps.at(-1)?.paused === true && snaps.at(-1)?.status.state === 'paused', 5000, 'paused snapshot');
+    await until(() => snaps.at(-1)?.paused === true && snaps.at(-1)?.status.state === 'paused', 'paused snapshot', 5000);
 
     const bad = await call(s, 'set_strategy', { strategy: 'bogus' });
     expect(bad.ok).toBe(false);
@@ -207,7 +201,7 @@ describe('operator controls', () => {
     expect(r.volunteer).toBe(victim);
     expect(coord.registry.get(victim)).toBeUndefined();
     await ok(s, 'pause', { paused: false });
-    await until(() => coord.recovery.done.length === 1 && coord.scheduler.iteration >= at + 2, 120_000, 'recovery and more iterations');
+    await until(() => coord.recovery.done.length === 1 && coord.scheduler.iteration >= at + 2, 'recovery and more iterations', 120_000);
     expect(coord.recovery.done[0]).toMatchObject({ stage: 2, strategy: 'checkfree', method: 'average' });
     expect(coord.registry.owner(2)!.id).not.toBe(victim);
     const rec = events.filter((e) => e.kind === 'recovery');
@@ -227,7 +221,7 @@ describe('operator controls', () => {
     await addVolunteers(url, 5);
     const s = await operator(url);
     await ok(s, 'pause', { paused: true });
-    await until(() => coord.scheduler.state === 'paused' && coord.registry.spares().length === 1, 120_000, 'paused with a spare');
+    await until(() => coord.scheduler.state === 'paused' && coord.registry.spares().length === 1, 'paused with a spare', 120_000);
     // A seed whose first four draws fail exactly one stage at p = 0.3.
     const p = 0.3;
     let seed = 1;
@@ -245,10 +239,10 @@ describe('operator controls', () => {
     const failed = coord.scheduler.iteration + 1;
     await ok(s, 'churn', { mode: 'iteration', probability: p, seed });
     await ok(s, 'pause', { paused: false });
-    await until(() => coord.operator.snapshot().churn.failures >= 1, 120_000, 'a churn failure');
+    await until(() => coord.operator.snapshot().churn.failures >= 1, 'a churn failure', 120_000);
     // Off before the next iteration completes (that needs a recovery first), so one draw counts.
     await ok(s, 'churn', { mode: 'off' });
-    await until(() => coord.recovery.done.length >= 1, 120_000, 'the churn failure recovered');
+    await until(() => coord.recovery.done.length >= 1, 'the churn failure recovered', 120_000);
     expect(coord.registry.get(victim)).toBeUndefined();
     const lost = coord.events.list('recovery').filter((e) => !e.data?.completed);
     expect(lost[0]!.data).toMatchObject({ stage: picked, iteration: failed });
@@ -261,7 +255,7 @@ describe('sampling and export', () => {
   it('exports one safetensors file that loads into local stages with the swarm’s validation loss, and samples the same text', async () => {
     const { coord, url } = await startCoordinator({ maxIterations: 3, evalBatches: 2 });
     await addVolunteers(url, 4);
-    await until(() => coord.scheduler.iteration >= 3 && coord.scheduler.state === 'paused', 180_000, '3 iterations');
+    await until(() => coord.scheduler.iteration >= 3 && coord.scheduler.state === 'paused', '3 iterations', 180_000);
     const s = await operator(url);
 
     const res = await fetch(`${url}/api/operator/export`, { headers: { authorization: `Bearer ${TOKEN}` } });
@@ -316,7 +310,7 @@ describe('sampling and export', () => {
   it('export refuses while a stage has no volunteer', async () => {
     const { coord, url } = await startCoordinator();
     await addVolunteers(url, 3);
-    await until(() => coord.registry.all().length === 3, 30_000, 'volunteers');
+    await until(() => coord.registry.all().length === 3, 'volunteers', 30_000);
     const res = await fetch(`${url}/api/operator/export?token=${TOKEN}`);
     expect(res.status).toBe(409);
     expect(((await res.json()) as { error: string }).error).toMatch(/stage 3 has no volunteer/);
@@ -330,7 +324,7 @@ describe('history across restarts', () => {
     dirs.push(dir);
     const first = await startCoordinator({ dataDir: dir, maxIterations: 2, evalEvery: 2 });
     await addVolunteers(first.url, 4);
-    await until(() => first.coord.scheduler.iteration >= 2 && first.coord.scheduler.lastValLoss !== null, 120_000, '2 iterations');
+    await until(() => first.coord.scheduler.iteration >= 2 && first.coord.scheduler.lastValLoss !== null, '2 iterations', 120_000);
     const oldId = first.coord.runId;
     const oldVal = first.coord.scheduler.lastValLoss;
     for (const v of vols) v.kill();

@@ -4,6 +4,7 @@ import { Coordinator, DEFAULT_COORDINATOR } from './server.js';
 import { startNodeVolunteer, type NodeVolunteer } from './node-volunteer.js';
 import { DEFAULT_SETTINGS } from '../shared/run-settings.js';
 import { NormOutlierDetector } from './outliers.js';
+import { until } from './test-helpers.js';
 
 let coord: Coordinator | null = null;
 let vols: NodeVolunteer[] = [];
@@ -15,13 +16,6 @@ afterEach(async () => {
   coord = null;
 });
 
-async function until(cond: () => boolean, what: string, ms = 120_000) {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 async function swarm(): Promise<string> {
   coord = new Coordinator({

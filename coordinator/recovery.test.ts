@@ -7,6 +7,7 @@ import { Coordinator, DEFAULT_COORDINATOR, type CoordinatorOptions } from './ser
 import { startNodeVolunteer, type NodeVolunteer } from './node-volunteer.js';
 import { DEFAULT_SETTINGS, type RunSettings, type RecoveryStrategy } from '../shared/run-settings.js';
 import { youngDalyInterval } from './recovery.js';
+import { until } from './test-helpers.js';
 
 const base: RunSettings = { ...DEFAULT_SETTINGS, preset: 'tiny', stages: 4, microbatches: 2, batch: 2 };
 let coord: Coordinator | null = null;
@@ -28,13 +29,6 @@ async function swarm(recovery: RecoveryStrategy, tabs: number, extra: Partial<Co
   return coord;
 }
 
-async function until(cond: () => boolean, what: string, timeoutMs = 120_000): Promise<void> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 const volunteerOf = (c: Coordinator, stage: number) => {
   const id = c.registry.owner(stage)!.id;

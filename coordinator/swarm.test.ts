@@ -9,6 +9,7 @@ import { startNodeVolunteer, type NodeVolunteer } from './node-volunteer.js';
 import { DEFAULT_SETTINGS, type RunSettings } from '../shared/run-settings.js';
 import { trainLocal } from '../scripts/train-local.js';
 import { useNodeBackend } from '../shared/train/node-backend.js';
+import { until } from './test-helpers.js';
 
 const settings: RunSettings = { ...DEFAULT_SETTINGS, preset: 'tiny', stages: 4, microbatches: 2, batch: 2, recovery: 'checkfree' };
 
@@ -23,13 +24,6 @@ async function startSwarm(s: RunSettings, tabs: number, extra: Partial<Coordinat
   return { coord, url };
 }
 
-async function until(cond: () => boolean, timeoutMs = 120_000, what = 'condition'): Promise<void> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 afterEach(async () => {
   for (const v of vols) v.kill();
@@ -46,7 +40,7 @@ describe('swarm over socket.io', () => {
     const s = { ...settings, recovery };
     const N = 4;
     const { coord } = await startSwarm(s, 4, { maxIterations: N });
-    await until(() => coord.scheduler.iteration >= N, 180_000, `${N} iterations`);
+    await until(() => coord.scheduler.iteration >= N, `${N} iterations`, 180_000);
     const swarm = coord.scheduler.history.map((h) => h.trainLoss);
     await useNodeBackend('wasm');
     const local = await trainLocal({ ...s, steps: N, evalEvery: 1000, evalBatches: 1, swap });
@@ -56,12 +50,12 @@ describe('swarm over socket.io', () => {
 
   it('waits for volunteers, assigns spares, reports metrics and validation loss', async () => {
     const { coord, url } = await startSwarm(settings, 3, { maxIterations: 2, evalEvery: 2 });
-    await until(() => coord.scheduler.status().needed === 1, 10_000, 'waiting state');
+    await until(() => coord.scheduler.status().needed === 1, 'waiting state', 10_000);
     expect(coord.scheduler.status().state).toBe('waiting');
     expect(coord.scheduler.iteration).toBe(0);
     vols.push(await startNodeVolunteer(url, { name: 't3' }));
     vols.push(await startNodeVolunteer(url, { name: 'spare' }));
-    await until(() => coord.scheduler.iteration >= 2 && coord.scheduler.lastValLoss !== null, 120_000, 'iterations');
+    await until(() => coord.scheduler.iteration >= 2 && coord.scheduler.lastValLoss !== null, 'iterations', 120_000);
     const spares = coord.registry.spares();
     expect(spares).toHaveLength(1);
     const metrics = await (await fetch(`${url}/metrics`)).text();
@@ -87,25 +81,25 @@ describe('swarm over socket.io', () => {
     const disconnected = new Promise<void>((r) => bad.on('disconnect', () => r()));
     await new Promise<void>((r) => bad.on('connect', () => r()));
     bad.emit('hello' as never, { backend: 'webgpu', adapter: null, throughputGflops: 5, agent: 'evil' } as never, (() => {}) as never);
-    await until(() => coord.registry.all().length === 5, 10_000, 'bad client registered');
+    await until(() => coord.registry.all().length === 5, 'bad client registered', 10_000);
     // Three offences (the default --max-offences) get the tab disconnected.
     for (let i = 0; i < 3; i++) {
       bad.emit('out' as never, { attempt: 1, iteration: 0, mb: 0, dir: 'F', hop: 0, computeMs: 1, extra: 'x' } as never, new Uint8Array([1, 2, 3]) as never);
     }
     await disconnected;
     expect(rejected).toContain('schema');
-    await until(() => coord.scheduler.iteration >= 3, 120_000, 'training continues');
+    await until(() => coord.scheduler.iteration >= 3, 'training continues', 120_000);
     expect(await coord.metrics.text()).toMatch(/swarm_rejected_messages_total\{reason="schema"\} 3/);
     bad.close();
   });
 
   it('rebuilds a lost intermediate stage from its neighbours on a spare (checkfree) and continues', async () => {
     const { coord } = await startSwarm(settings, 5, { maxIterations: 6, graceMs: 200 });
-    await until(() => coord.scheduler.iteration >= 2, 120_000, '2 iterations');
+    await until(() => coord.scheduler.iteration >= 2, '2 iterations', 120_000);
     const victim = coord.registry.owner(2)!;
     const v = vols.find((x) => x.status().volunteerId === victim.id)!;
     v.kill();
-    await until(() => coord.scheduler.iteration >= 6, 180_000, 'iterations after recovery');
+    await until(() => coord.scheduler.iteration >= 6, 'iterations after recovery', 180_000);
     const rec = coord.recovery.done;
     expect(rec).toHaveLength(1);
     expect(rec[0]).toMatchObject({ stage: 2, method: 'average', fallback: false });
