@@ -157,7 +157,10 @@ export class Scheduler {
 
   async fillVacancies(): Promise<void> {
     if (this.holdVacancies) return;
-    for (const [stage, pending] of [...this.vacant]) {
+    for (const stage of [...this.vacant.keys()]) {
+      // Calls overlap (every join starts one): another may have taken this stage while we awaited.
+      const pending = this.vacant.get(stage);
+      if (!pending) continue;
       const v = this.registry.bestSpare();
       if (!v) break;
       this.vacant.delete(stage);

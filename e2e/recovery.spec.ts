@@ -3,7 +3,7 @@
  * rebuilds the lost stage from its neighbours (CheckFree+) on a spare tab, or waits for a new tab
  * when there is no spare. Build first: `npx vite build && npx playwright test e2e/recovery.spec.ts`.
  */
-import { expect, IterationWatch, mean, metricValue, nonDecreasing, readStatus, test, waitUntil, type Swarm } from './helpers';
+import { expect, IterationWatch, mean, metricValue, nonDecreasing, readStatus, sleep, test, waitUntil, type Swarm } from './helpers';
 import type { Page } from '@playwright/test';
 
 import { DEFAULT_COORDINATOR } from '../coordinator/server';
@@ -36,6 +36,29 @@ async function waitForRecoveries(swarm: Swarm, n: number): Promise<void> {
   });
 }
 
+/** Waits until `n` tabs report that they are spares, and returns them. */
+async function waitForSpares(swarm: Swarm, n: number): Promise<Page[]> {
+  await waitUntil(`${n} spare tab(s)`, async () => (await swarm.statuses()).filter((t) => t.status?.stage === 'spare').length === n, {
+    timeoutMs: 60_000,
+    detail: () => swarm.describe(),
+  });
+  return (await swarm.statuses()).filter((t) => t.status?.stage === 'spare').map((t) => t.page);
+}
+
+/**
+ * Waits for an odd iteration count of at least `atLeast`. With replicaEvery 2 the embedding/head
+ * replicas are refreshed right after even iterations, so a tab closed now never races a refresh
+ * and the replica it leaves behind is exactly one iteration old.
+ */
+async function waitForOddIteration(swarm: Swarm, atLeast: number): Promise<number> {
+  await waitUntil(`an odd iteration count >= ${atLeast}`, () => swarm.coord.scheduler.iteration >= atLeast && swarm.coord.scheduler.iteration % 2 === 1, {
+    timeoutMs: 150_000,
+    pollMs: 100,
+    detail: () => swarm.describe(),
+  });
+  return swarm.coord.scheduler.iteration;
+}
+
 /** The iteration records are 1, 2, 3, ... : nothing was rolled back or repeated. */
 function expectConsecutiveHistory(swarm: Swarm, total: number): void {
   expect(swarm.coord.scheduler.history.map((h) => h.iteration)).toEqual(Array.from({ length: total }, (_, i) => i + 1));
@@ -48,12 +71,11 @@ test('an intermediate stage tab closes: the spare takes over (average) and train
   const swarm = await launchSwarm({ coordinator: { maxIterations: ITERATIONS } });
   await swarm.openTabs(STAGES + 1);
   await swarm.waitForAllStages();
-  await waitUntil('a spare tab', async () => (await swarm.pageForStage('spare')) !== undefined, { timeoutMs: 60_000, detail: () => swarm.describe() });
-  const spare = (await swarm.pageForStage('spare'))!;
+  const [spare] = await waitForSpares(swarm, 1);
 
   await swarm.waitForIteration(3, 150_000);
   const lostAt = await closeStageTab(swarm, LOST);
-  await waitForTakeover(swarm, spare, LOST);
+  await waitForTakeover(swarm, spare!, LOST);
   await swarm.waitForIteration(ITERATIONS, 150_000);
 
   const [ev, ...more] = swarm.coord.recovery.done;
@@ -78,7 +100,7 @@ test('an intermediate stage tab closes: the spare takes over (average) and train
   const tabs = await swarm.statuses();
   expect(tabs.map((t) => t.status!.stage).sort()).toEqual([0, 1, 2, 3]);
   for (const { status } of tabs) expect(status!.iteration).toBe(ITERATIONS);
-  expect((await readStatus(spare))!.backend).toBe('webgpu');
+  expect((await readStatus(spare!))!.backend).toBe('webgpu');
   const m = await swarm.metrics();
   expect(metricValue(m, 'swarm_recoveries_total', { method: 'average' })).toBe(1);
   expect(metricValue(m, 'swarm_volunteers', { state: 'spare' })).toBe(0);
@@ -94,19 +116,23 @@ test('first then last stage tab close: both rebuilt by copy on spares, no rollba
   });
   await swarm.openTabs(STAGES + 2);
   await swarm.waitForAllStages();
+  const spares = await waitForSpares(swarm, 2);
   const watch = new IterationWatch(swarm);
   try {
     // Replicas of the embedding/head are refreshed after iteration 2; lose stage 0 after that.
-    await swarm.waitForIteration(3, 150_000);
+    await waitForOddIteration(swarm, 3);
     await closeStageTab(swarm, 0);
     await waitForRecoveries(swarm, 1);
-    const first = swarm.coord.recovery.done[0]!;
-    const firstReplacement = (await swarm.pageForStage(0))!;
-    expect(firstReplacement).toBeDefined();
-    await swarm.waitForIteration(first.iteration + 3, 120_000);
+    const firstReplacement = await swarm.pageForStage(0);
+    expect(spares).toContain(firstReplacement);
 
+    // A few iterations later, the last stage.
+    await waitForOddIteration(swarm, swarm.coord.recovery.done[0]!.iteration + 3);
     await closeStageTab(swarm, STAGES - 1);
     await waitForRecoveries(swarm, 2);
+    const lastReplacement = await swarm.pageForStage(STAGES - 1);
+    expect(spares).toContain(lastReplacement);
+    expect(lastReplacement).not.toBe(firstReplacement);
     await swarm.waitForIteration(ITERATIONS, 150_000);
   } finally {
     watch.stop();
@@ -129,7 +155,10 @@ test('first then last stage tab close: both rebuilt by copy on spares, no rollba
     const next = swarm.coord.scheduler.history.find((h) => h.time > ev.detectedAt)!;
     expect(next.iteration).toBe(ev.iteration + 1);
   }
-  for (const l of swarm.trainLosses()) expect(Number.isFinite(l)).toBe(true);
+  const losses = swarm.trainLosses();
+  for (const l of losses) expect(Number.isFinite(l)).toBe(true);
+  // A copy keeps most of the progress: the loss right after each recovery stays below the start.
+  for (const ev of [first!, last!]) expect(ev.lossAfter!).toBeLessThan(losses[0]!);
 
   const tabs = await swarm.statuses();
   expect(tabs.map((t) => t.status!.stage).sort()).toEqual([0, 1, 2, 3]);
@@ -164,13 +193,15 @@ test('no spare: the run waits for a volunteer, then a new tab takes the stage an
   for (const page of swarm.pages) await expect(page.getByTestId('status-run')).toHaveText('rebuilding a lost stage; 1 more volunteer needed');
   const paused = swarm.coord.scheduler.iteration;
   const pausedHistory = swarm.coord.scheduler.history.length;
-  // Several iterations' worth of time (one takes ~3 s here): nothing completes while paused.
+  // Several iterations' worth of time (one takes 2-3 s here): nothing completes while paused.
   const watch = new IterationWatch(swarm);
-  await new Promise((r) => setTimeout(r, 10_000));
+  await sleep(10_000);
   watch.stop();
   expect(new Set(watch.coordinator)).toEqual(new Set([paused]));
   expect(swarm.coord.scheduler.history).toHaveLength(pausedHistory);
-  expect(metricValue(await swarm.metrics(), 'swarm_iteration')).toBe(paused);
+  const m = await swarm.metrics();
+  expect(metricValue(m, 'swarm_iteration')).toBe(paused);
+  expect(metricValue(m, 'swarm_volunteers', { state: 'active' })).toBe(STAGES - 1);
   for (const { status } of await swarm.statuses()) {
     expect(status!.iteration).toBe(paused);
     expect(status!.run).toMatchObject({ state: 'recovering', needed: 1, iteration: paused });

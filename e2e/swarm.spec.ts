@@ -54,6 +54,14 @@ test('4 tabs train 20 iterations on WebGPU; pages, coordinator and /metrics agre
   console.log(`train loss: first ${losses[0]!.toFixed(4)}, last three ${losses.slice(-3).map((l) => l.toFixed(4)).join(' ')}; ` +
     `iteration seconds: first ${coord.scheduler.history[0]!.seconds.toFixed(1)}, median ${median(coord.scheduler.history.map((h) => h.seconds)).toFixed(1)}`);
   expect(lastFew).toBeLessThan(losses[0]! - 0.5);
+  // Every stage stepped on a real gradient (non-zero norm, clipped to at most 1).
+  for (const h of coord.scheduler.history) {
+    expect(h.norms).toHaveLength(STAGES);
+    for (const n of h.norms) {
+      expect(n.preClipNorm).toBeGreaterThan(0);
+      expect(n.postClipNorm).toBeLessThanOrEqual(1 + 1e-6);
+    }
+  }
 
   // /metrics agrees with the pages and the coordinator.
   const m = await swarm.metrics();

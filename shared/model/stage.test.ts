@@ -244,6 +244,23 @@ describe('clipAndStep and weights', () => {
     expect(s.lr).toBe(2e-3);
   });
 
+  it('clipAndStepAsync (what volunteers use) reports the same norms and takes the same step', async () => {
+    const cfg = configForStages({ ...base, initStd: 0.5 }, 1);
+    const ids = tf.tensor2d(randomTokens(2, 8, cfg.vocabSize, 1), [2, 8], 'int32');
+    const [a, b] = [new Stage(cfg, 0, { lr: 1e-3 }), new Stage(cfg, 0, { lr: 1e-3 })];
+    for (const s of [a, b]) {
+      s.forward('a', ids, s.fullSegment(), ids).dispose();
+      s.backward('a', 100);
+    }
+    expect(a.specs.length).toBeGreaterThan(8); // more gradients than one WebGPU shader may bind
+    const expected = Math.sqrt(Object.values(a.getGrads()).reduce((sum, g) => sum + g.reduce((x, v) => x + v * v, 0), 0));
+    const sync = a.clipAndStep();
+    const async_ = await b.clipAndStepAsync();
+    expect(async_.preClipNorm).toBeCloseTo(expected, 3);
+    expect(async_).toEqual(sync);
+    expect(b.getWeights()).toEqual(a.getWeights());
+  });
+
   it('optimizer state round-trips: a restored stage takes exactly the same next step', () => {
     const cfg = configForStages(base, 2);
     const ids = tf.tensor2d(randomTokens(2, 8, cfg.vocabSize, 1), [2, 8], 'int32');

@@ -215,21 +215,28 @@ export class Stage {
   /** Global L2 norm of the accumulated gradient (0 when nothing accumulated). */
   gradNorm(): number {
     if (this.grads.size === 0) return 0;
-    return tf.tidy(() => {
-      const sq = [...this.grads.values()].map((g) => tf.sum(tf.square(g)));
-      return Math.sqrt((tf.addN(sq).dataSync() as Float32Array)[0]!);
-    });
+    return tf.tidy(() => Math.sqrt((this.gradSumOfSquares().dataSync() as Float32Array)[0]!));
   }
 
   /** gradNorm without a synchronous read (WebGPU in a worker cannot read back synchronously). */
   async gradNormAsync(): Promise<number> {
     if (this.grads.size === 0) return 0;
-    const total = tf.tidy(() => tf.addN([...this.grads.values()].map((g) => tf.sum(tf.square(g)))));
+    const total = tf.tidy(() => this.gradSumOfSquares());
     try {
       return Math.sqrt(((await total.data()) as Float32Array)[0]!);
     } finally {
       total.dispose();
     }
+  }
+
+  /**
+   * Sum of squares of every accumulated gradient (call inside tidy). Added pairwise, not with
+   * tf.addN: tfjs-webgpu's addN binds every input as a storage buffer of one shader, and with
+   * more inputs than the device's storage-buffer limit it silently returns a wrong sum (seen with
+   * 9-11 gradients on SwiftShader: norms of 0 or off by a few percent).
+   */
+  private gradSumOfSquares(): tf.Tensor {
+    return [...this.grads.values()].map((g) => tf.sum(tf.square(g))).reduce((a, b) => tf.add(a, b));
   }
 
   /**
