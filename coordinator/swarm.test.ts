@@ -58,6 +58,8 @@ describe('swarm over socket.io', () => {
     await until(() => coord.scheduler.iteration >= 2 && coord.scheduler.lastValLoss !== null, 'iterations', 120_000);
     const spares = coord.registry.spares();
     expect(spares).toHaveLength(1);
+    // Every stage reports its own throughput (not only the one holding the embedding).
+    for (const v of coord.registry.all().filter((x) => x.stage !== null)) expect(v.stats?.tokensPerSec ?? 0).toBeGreaterThan(0);
     const metrics = await (await fetch(`${url}/metrics`)).text();
     expect(metrics).toMatch(/swarm_volunteers\{state="active"\} 4/);
     expect(metrics).toMatch(/swarm_volunteers\{state="spare"\} 1/);

@@ -287,7 +287,8 @@ export class VolunteerAgent {
                 data,
               );
         }
-        if (meta.dir === 'F' && meta.segment.embed && x.shape.length === 2) this.iterationTokens += x.size;
+        // Every stage runs its blocks once per microbatch: count the microbatch's tokens there.
+        if (meta.dir === 'F' && meta.segment.blocks) this.iterationTokens += x.shape[0]! * x.shape[1]!;
       } else {
         const inflate = this.opts.poison === 'huge-grads' ? 1e4 : 1;
         const dy = x ? (inflate === 1 ? x : tf.mul(x, inflate)) : (meta.lossScale ?? 1) * inflate;
