@@ -1,6 +1,9 @@
 /**
  * Poisoned-number screening: a stage whose gradient norm is non-finite, or an extreme outlier
- * against its own recent history, is quarantined before anyone steps.
+ * against its own recent history, is quarantined before anyone steps. Extreme means both
+ * `factor` times the stage's recent median and above `minNorm` in absolute terms: honest
+ * gradients do spike (a freshly rebuilt stage's norms can jump 50x within a few iterations), but
+ * with clipping at 1.0 and this init they stay well below `minNorm`.
  *
  * Gradients flow backwards, so a stage that inflates its gradients also inflates those of the
  * stages before it on the path. The detector therefore blames the outlier stage nearest the
@@ -15,7 +18,7 @@ export interface Outlier {
 export class NormOutlierDetector {
   private history: number[][];
 
-  constructor(private nStages: number, readonly factor = 50, readonly window = 20, readonly minHistory = 5) {
+  constructor(private nStages: number, readonly factor = 50, readonly minNorm = 50, readonly window = 20, readonly minHistory = 5) {
     this.history = Array.from({ length: nStages }, () => []);
   }
 
@@ -35,7 +38,7 @@ export class NormOutlierDetector {
       const h = this.history[s]!;
       if (h.length < this.minHistory) continue;
       const med = this.median(h);
-      if (med > 0 && norms[s]! > this.factor * med) {
+      if (med > 0 && norms[s]! > this.factor * med && norms[s]! > this.minNorm) {
         return { stage: s, reason: `gradient norm ${norms[s]!.toExponential(2)} is ${(norms[s]! / med).toFixed(0)}x its recent median ${med.toExponential(2)}` };
       }
     }

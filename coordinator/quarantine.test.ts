@@ -81,10 +81,11 @@ describe('quarantine of poisoned tabs', () => {
 
 describe('NormOutlierDetector', () => {
   it('needs a history, flags a >factor x median outlier and blames the stage nearest the loss', () => {
-    const d = new NormOutlierDetector(3, 10, 20, 3);
+    const d = new NormOutlierDetector(3, 10, 50, 20, 3);
     expect(d.screen([1e9, 1, 1])).toBeNull(); // no history yet
     for (let i = 0; i < 3; i++) d.accept([0.5, 0.4, 0.3]);
     expect(d.screen([0.6, 0.5, 0.2])).toBeNull();
+    expect(d.screen([0.5, 30, 0.3])).toBeNull(); // 75x the median, but an honest-sized spike
     expect(d.screen([100, 100, 0.3])).toMatchObject({ stage: 1 });
     expect(d.screen([0.5, NaN, 0.3])).toMatchObject({ stage: 1, reason: expect.stringMatching(/non-finite/) });
     d.reset(1);
