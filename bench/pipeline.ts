@@ -24,6 +24,7 @@
  *   serial/iter how much of the wall time the (single) thread spent computing
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Coordinator, DEFAULT_COORDINATOR } from '../coordinator/server.js';
 import { startNodeVolunteer, type NodeVolunteer } from '../coordinator/node-volunteer.js';
@@ -74,6 +75,7 @@ async function volunteerMain(url: string, name: string): Promise<void> {
       process.exit(0);
     }
   });
+  process.on('disconnect', () => process.exit(0));
   process.send!({ kind: 'ready' });
 }
 
@@ -246,6 +248,15 @@ async function main(): Promise<void> {
       `(efficiency vs (M+S-1)t cannot exceed ideal/serial ~ ${results[0] ? fmt(results[0].ideal / results[0].serial, 2) : '-'} here); ` +
       `'processes' can overlap stages, but only ${machine().split(' x ')[0]} cores serve ${S} volunteers + the coordinator.`,
   );
+  if (ref) {
+    const cores = os.cpus().length;
+    const floor = Math.max((M + S - 1) * ref.t, ref.serial / cores);
+    const procs = results.find((r) => r.mode === 'processes');
+    console.log(
+      `floor with ${cores} cores: max((M+S-1)t, serial/${cores}) = ${fmt(floor, 0)} ms` +
+        (procs ? `; 'processes' reaches ${fmt(floor / procs.iterMs, 2)} of it, and ${fmt(ref.iterMs / procs.iterMs, 2)}x the shared run's speed` : ''),
+    );
+  }
   console.log(`end: ${loadLine()}`);
   process.exit(0);
 }

@@ -40,7 +40,7 @@ import { stageParamSpecs, sizeOf } from '../shared/model/params.js';
 import { flags, fmt, fmtBytes, machine, median, table, until, loadLine } from './util.js';
 
 const KILL_AFTER = 6; // completed iterations before the kill (CheckFree+ replicas refresh at 5)
-const AFTER = 3; // iterations to run past the one that was interrupted
+const AFTER = 2; // iterations to run past the one that was interrupted
 
 interface Outcome {
   preset: string;
@@ -161,7 +161,7 @@ async function main(): Promise<void> {
   const scenarios = typeof f.scenarios === 'string' ? f.scenarios.split(',') : defaults;
   const repeat = Number(f.repeat ?? 1);
   const graceMs = Number(f.grace ?? DEFAULT_COORDINATOR.graceMs);
-  const base = { ...DEFAULT_SETTINGS, stages: 4, microbatches: Number(f.microbatches ?? 4), batch: Number(f.batch ?? 4), seqLen: undefined };
+  const base = { ...DEFAULT_SETTINGS, stages: 4, microbatches: Number(f.microbatches ?? 2), batch: Number(f.batch ?? 2), seqLen: undefined };
   console.log(`recovery benchmark  ${new Date().toISOString()}  ${machine()}`);
   console.log(
     `S=${base.stages} stages + 1 spare, M=${base.microbatches} x batch ${base.batch}, wasm, all volunteers in this process; ` +

@@ -155,6 +155,20 @@ describe('recovery in the swarm', () => {
     expect(c.recovery.done).toHaveLength(1);
   });
 
+  it.each(['grad_norm', 'step'] as const)('a stage lost during the barrier (%s) does not stall the run or step twice', async (phase) => {
+    const c = await swarm('checkfree', 5);
+    await until(() => c.scheduler.iteration >= 2, 'iteration 2');
+    const victim = volunteerOf(c, 2);
+    const survivor = volunteerOf(c, 1);
+    (victim.socket as unknown as { on(e: string, f: () => void): void }).on(phase, () => victim.kill());
+    const t0 = Date.now();
+    await until(() => c.recovery.done.length >= 1, 'recovery', 30_000); // far below the 120 s step timeout
+    expect(Date.now() - t0).toBeLessThan(30_000);
+    await pauseAt(c, c.scheduler.iteration + 1);
+    // One Adam step per completed iteration on a tab that was there all along: nothing applied twice.
+    expect(survivor.agent.currentStage!.optimizerStep()).toBe(c.scheduler.iteration);
+  });
+
   it('a frozen tab (no heartbeat answers) is detected by the heartbeat timeout and recovered', async () => {
     // A heartbeat timeout generous enough that honest tabs sharing this busy test process never
     // miss one; two spares so a slow machine cannot run out of them.

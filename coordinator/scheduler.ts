@@ -447,6 +447,12 @@ export class Scheduler {
     const { settings, dataset } = this.opts;
     const t0 = Date.now();
     const losses = await this.runMicrobatches(it, settings.microbatches, 'train', (mb) => dataset.trainBatch(settings.seed, it, mb, settings.batch));
+    // A stage lost during the barrier aborts these waits at once (not after their timeouts).
+    const aborted = new Promise<never>((_, reject) => {
+      if (this.current) this.current.abort = reject;
+    });
+    aborted.catch(() => {});
+    const race = <T>(p: Promise<T>): Promise<T> => Promise.race([p, aborted]);
     // The barrier, phase 1: every stage reports its gradient norm; an outlier is quarantined and
     // the iteration abandoned before anyone steps, so a poisoned contribution is never applied.
     const owners = Array.from({ length: this.nStages }, (_, s) => {
@@ -454,7 +460,7 @@ export class Scheduler {
       if (!o) throw new IterationAbandoned(s, []);
       return o;
     });
-    const norms = await Promise.all(
+    const norms = await race(Promise.all(
       owners.map(async (owner, s) => {
         const raw = await owner.socket
           .timeout(this.opts.stepTimeoutMs)
@@ -469,15 +475,16 @@ export class Scheduler {
         }
         return parsed.data.preClipNorm;
       }),
-    );
+    ));
     const outlier = this.outliers.screen(norms);
     if (outlier) {
       const owner = owners[outlier.stage]!;
       this.quarantine(owner, outlier.reason);
       throw new IterationAbandoned(outlier.stage, []);
     }
-    // Phase 2: every stage clips and steps.
-    const acks = await Promise.all(
+    // Phase 2: every stage clips and steps. A stage lost now does not undo the step on the
+    // others (socket order: they get the step before the abandon), so the iteration counts.
+    const acks = await race(Promise.all(
       owners.map(async (owner, s) => {
         let raw: unknown;
         try {
@@ -493,7 +500,14 @@ export class Scheduler {
         owner.lastStepMs = parsed.data.stepMs;
         return parsed.data as StepAck;
       }),
-    );
+    )).catch((e: unknown) => {
+      if (e instanceof IterationAbandoned) {
+        this.iteration = it + 1;
+        this.metrics.iteration.set(this.iteration);
+        this.events.add('run', `stage ${e.stage} lost during the optimizer step of iteration ${it}: the surviving stages applied it; the run continues at iteration ${this.iteration}`);
+      }
+      throw e;
+    });
     this.outliers.accept(norms);
     this.current = null;
     this.iteration = it + 1;

@@ -23,6 +23,7 @@ import { ConfigError } from '../shared/model/config.js';
 import { RunStore } from './store.js';
 import { Operator, newOperatorToken } from './operator.js';
 import { decideResume, newRunId, type ResumeClaim } from './resume.js';
+import { PruningSessionAdapter } from './session-adapter.js';
 
 export interface CoordinatorOptions {
   settings: RunSettings;
@@ -151,6 +152,7 @@ export class Coordinator {
       pingInterval: Math.min(5000, Math.max(500, opts.heartbeatTimeoutMs / 2)),
       pingTimeout: opts.heartbeatTimeoutMs,
       connectionStateRecovery: { maxDisconnectionDuration: opts.graceMs, skipMiddlewares: true },
+      adapter: PruningSessionAdapter as never,
       // Same-origin pages only (browsers send Origin); non-browser clients (tests, Node volunteers) send none.
       allowRequest: (req, cb) => cb(null, this.originAllowed(req)),
     });

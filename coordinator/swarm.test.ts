@@ -10,6 +10,7 @@ import { DEFAULT_SETTINGS, type RunSettings } from '../shared/run-settings.js';
 import { trainLocal } from '../scripts/train-local.js';
 import { useNodeBackend } from '../shared/train/node-backend.js';
 import { until } from './test-helpers.js';
+import type { PruningSessionAdapter } from './session-adapter.js';
 
 const settings: RunSettings = { ...DEFAULT_SETTINGS, preset: 'tiny', stages: 4, microbatches: 2, batch: 2, recovery: 'checkfree' };
 
@@ -71,6 +72,11 @@ describe('swarm over socket.io', () => {
     expect(metrics).toMatch(/swarm_tokens_total 512/);
     const val = Number(/swarm_val_loss ([\d.]+)/.exec(metrics)![1]);
     expect(val).toBeCloseTo(coord.scheduler.lastValLoss!, 4);
+    // The replay log of connection-state recovery keeps only the grace period's packets.
+    const adapter = coord.io.of('/').adapter as unknown as PruningSessionAdapter;
+    await new Promise((r) => setTimeout(r, DEFAULT_COORDINATOR.graceMs + 100));
+    coord.io.emit('run_status', coord.scheduler.status());
+    expect(adapter.retainedPackets()).toBe(1);
     const health = await (await fetch(`${url}/healthz`)).json();
     expect(health).toMatchObject({ ok: true, iteration: 2 });
   });

@@ -65,6 +65,8 @@ export class VolunteerAgent {
   private stage: Stage | null = null;
   private queue: QueuedTask[] = [];
   private running = false;
+  /** The optimizer step in progress, if any. */
+  private stepping: Promise<void> | null = null;
   /** The run this tab's stage belongs to (from the coordinator's welcome). */
   private runId: string | null = null;
   /** Replicas of a neighbour's embedding/head held for CheckFree+. */
@@ -108,12 +110,18 @@ export class VolunteerAgent {
         .catch((e: Error) => ack({ error: e.message }));
     });
     socket.on('step', (info, ack) => {
-      void this.step(info.iteration).then(ack, (e: Error) => ack({ error: e.message }));
+      const stepping = this.step(info.iteration).then(ack, (e: Error) => ack({ error: e.message }));
+      this.stepping = stepping;
+      void stepping.finally(() => {
+        if (this.stepping === stepping) this.stepping = null;
+      });
     });
     socket.on('abandon', () => {
-      // Socket order guarantees every task of the abandoned attempt arrived before this.
+      // Socket order guarantees every task of the abandoned attempt arrived before this. A step
+      // in progress is not undone: the coordinator sent it, so every surviving stage applies it
+      // (and there are no stashes during a step).
       this.queue = [];
-      this.stage?.abandon();
+      if (!this.stepping) this.stage?.abandon();
       this.iterationComputeMs = 0;
       this.iterationTokens = 0;
     });
@@ -192,6 +200,8 @@ export class VolunteerAgent {
   }
 
   private async weightsBundle(parts: WeightParts): Promise<Uint8Array> {
+    // Weights asked for after a step message are the stepped weights.
+    if (this.stepping) await this.stepping;
     if (parts.startsWith('replica:')) {
       const r = this.replicas.get(parts.slice('replica:'.length) as ReplicaPart);
       if (!r) throw new Error(`no ${parts} held`);
