@@ -16,13 +16,11 @@ import * as tf from './tf.js';
 import { numStages, resolveConfig, type ModelConfig, type ResolvedConfig } from './config.js';
 import { stageParamSpecs, initialValue, sizeOf, type ParamSpec } from './params.js';
 import * as L from './layers.js';
+import type { Segment } from '../schedule/paths.js';
 import { adamStep, disposeAdamState, freshAdamState, type AdamState } from './adam.js';
 
-export interface Segment {
-  embed: boolean;
-  blocks: boolean;
-  head: boolean;
-}
+/** Which parts of the stage a forward call runs (defined with the microbatch paths). */
+export type { Segment };
 
 export interface GradNorms {
   /** Global L2 norm of the accumulated gradient before clipping. */

@@ -10,18 +10,9 @@ import {
 } from './codec';
 import { assertFinite, firstNonFiniteIndex } from './finite';
 import { FRAME_ERROR_REASONS, FrameError, type FrameErrorReason } from './frame-error';
+// Deterministic PRNG so fuzz failures are reproducible.
+import { mulberry32 } from '../model/rng';
 
-/** Deterministic PRNG (mulberry32) so fuzz failures are reproducible. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function header(overrides: Partial<FrameHeader> = {}): FrameHeader {
   return {
