@@ -1,7 +1,8 @@
 /**
- * Backend selection in the volunteer Web Worker, in real (headless) Chromium.
- * Assumes `npx vite build` has produced dist/client; serves it from
- * http://localhost (a secure context, required for navigator.gpu).
+ * Backend selection in the volunteer Web Worker, in real (headless) Chromium, with the page
+ * served by a real coordinator (the worker joins it after picking a backend).
+ * Assumes `npx vite build` has produced dist/client; served from http://localhost (a secure
+ * context, required for navigator.gpu).
  */
 import { fileURLToPath } from 'node:url';
 
@@ -9,18 +10,21 @@ import { expect, test, type Page } from '@playwright/test';
 
 import type { VolunteerStatus } from '../client/src/messages';
 import { chromiumLaunchOptions } from './chromium';
-import { serveStatic, type StaticServer } from './static-server';
+import { Coordinator, DEFAULT_COORDINATOR } from '../coordinator/server';
+import { DEFAULT_SETTINGS } from '../shared/run-settings';
 
 const DIST = fileURLToPath(new URL('../dist/client', import.meta.url));
 
-let server: StaticServer;
+let coord: Coordinator;
+const server = { url: '' };
 
 test.beforeAll(async () => {
-  server = await serveStatic(DIST);
+  coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings: { ...DEFAULT_SETTINGS }, port: 0, silent: true, clientDir: DIST });
+  server.url = await coord.listen();
 });
 
 test.afterAll(async () => {
-  await server?.close();
+  await coord?.close();
 });
 
 test.beforeEach(async ({ page }) => {
@@ -65,11 +69,13 @@ test('worker selects webgpu and shows the adapter', async ({ page }, testInfo) =
   await expect(adapterCell).toContainText(status.adapter?.vendor || status.adapter?.architecture || '');
   await expect(adapterCell).not.toHaveText('—');
 
-  // Benchmark finishes, and the worker settles in "ready" (no coordinator glue yet).
+  // Benchmark finishes, and the worker joins the coordinator (one tab of four: it gets stage 0
+  // and the run waits for three more volunteers).
   await page.waitForFunction(() => (window.__volunteerStatus?.throughputGflops ?? 0) > 0, null, {
     timeout: 120_000,
   });
-  await expect(page.getByTestId('status-connection')).toHaveAttribute('data-value', 'ready');
+  await expect(page.getByTestId('status-connection')).toHaveAttribute('data-value', 'connected', { timeout: 60_000 });
+  await expect(page.getByTestId('status-run')).toContainText('3 more volunteers needed', { timeout: 60_000 });
   await expect(page.getByTestId('status-throughput')).toContainText('GFLOP/s');
 
   const final = await readStatus(page);
@@ -86,10 +92,12 @@ test('worker selects webgpu and shows the adapter', async ({ page }, testInfo) =
 });
 
 test('wasm fallback loads its .wasm binary from the build', async ({ page }) => {
+  const requests: string[] = [];
+  page.on('request', (r) => void requests.push(new URL(r.url()).pathname));
   await page.goto(`${server.url}/?autojoin=1&backends=wasm`);
   const status = await waitForBackend(page, 60_000);
   expect(status.backend).toBe('wasm');
-  expect(server.requests.some((p) => /\/assets\/tfjs-backend-wasm[-\w]*\.wasm$/.test(p))).toBe(true);
+  expect(requests.some((p) => /\/assets\/tfjs-backend-wasm[-\w]*\.wasm$/.test(p))).toBe(true);
   await expect(page.getByTestId('status-adapter')).toContainText('not using WebGPU');
 });
 
