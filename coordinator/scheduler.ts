@@ -328,7 +328,8 @@ export class Scheduler {
     }
     if (frame) {
       try {
-        const { header } = decodeTensorFrame(frame, { maxBytes: this.maxFrameBytes() });
+        // Validate only: the bytes are relayed as they are, so no copy of the payload is made.
+        const { header } = decodeTensorFrame(frame, { maxBytes: this.maxFrameBytes(), copy: false });
         const { batch } = this.opts.settings;
         const T = this.opts.config.seqLen;
         const D = this.opts.config.dModel;

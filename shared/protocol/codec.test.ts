@@ -297,3 +297,21 @@ describe('assertFinite', () => {
     expect(() => assertFinite([NaN], 'loss')).toThrow(/loss\[0\]/);
   });
 });
+
+describe('validate without copying', () => {
+  it('copy: false returns a view into an aligned buffer and still rejects non-finite values', () => {
+    const header = { kind: 'act' as const, iteration: 1, microbatch: 0, hop: 0, fromStage: 0, toStage: -1, dtype: 'float32' as const, shape: [2, 3] };
+    const bytes = encodeTensorFrame(header, Float32Array.from([1, 2, 3, 4, 5, 6]));
+    const view = decodeTensorFrame(bytes, { copy: false });
+    expect(view.data.buffer).toBe(bytes.buffer);
+    expect(Array.from(view.data)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(decodeTensorFrame(bytes).data.buffer).not.toBe(bytes.buffer);
+    // an unaligned input falls back to a copy
+    const shifted = new Uint8Array(bytes.length + 1);
+    shifted.set(bytes, 1);
+    expect(Array.from(decodeTensorFrame(shifted.subarray(1), { copy: false }).data)).toEqual([1, 2, 3, 4, 5, 6]);
+    const bad = bytes.slice();
+    new DataView(bad.buffer).setFloat32(bad.length - 4, NaN, true);
+    expect(() => decodeTensorFrame(bad, { copy: false })).toThrow(FrameError);
+  });
+});

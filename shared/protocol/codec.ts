@@ -22,7 +22,7 @@
  * only DataView / typed arrays, no Buffer. Decoded data is always copied into
  * fresh aligned storage, so it never aliases the input buffer.
  */
-import { DEFAULT_MAX_BYTES, asBytes, align4, readWords, resolveMaxBytes, writeWords } from './bytes';
+import { DEFAULT_MAX_BYTES, IS_LITTLE_ENDIAN, asBytes, align4, readWords, resolveMaxBytes, writeWords } from './bytes';
 import { assertFinite } from './finite';
 import { FrameError } from './frame-error';
 import { MAX_RANK, shapeSize } from './shape';
@@ -78,6 +78,11 @@ export interface DecodedFrame {
 export interface FrameLimits {
   /** Reject frames larger than this many bytes. Defaults to 64 MiB. */
   maxBytes?: number;
+  /**
+   * false: return the payload as a view into `buf` when its alignment allows, instead of a copy
+   * (for validate-and-forward, where the bytes are relayed as they are). Default true.
+   */
+  copy?: boolean;
 }
 
 function codeToName<T extends string>(codes: Record<T, number>, code: number): T | undefined {
@@ -193,7 +198,12 @@ export function decodeTensorFrame(buf: Uint8Array | ArrayBuffer, limits: FrameLi
     throw new FrameError('size', `payload has ${actualPayload} bytes, shape [${shape.join(', ')}] needs only ${expectedPayload}`);
   }
 
-  const data = readWords(dtype === 'float32' ? Float32Array : Int32Array, bytes, payloadOffset, count);
+  const Ctor = dtype === 'float32' ? Float32Array : Int32Array;
+  const start = bytes.byteOffset + payloadOffset;
+  const data =
+    limits.copy === false && IS_LITTLE_ENDIAN && start % 4 === 0
+      ? new Ctor(bytes.buffer as ArrayBuffer, start, count)
+      : readWords(Ctor, bytes, payloadOffset, count);
   if (data instanceof Float32Array) assertFinite(data, `${kind} frame`);
 
   const header: FrameHeader = {
