@@ -19,8 +19,9 @@
  *   20+4R   ...   payload: product(shape) 32-bit words, offset 4-aligned
  *
  * The frame ends exactly where the payload does. Works in Node and browsers:
- * only DataView / typed arrays, no Buffer. Decoded data is always copied into
- * fresh aligned storage, so it never aliases the input buffer.
+ * only DataView / typed arrays, no Buffer. Decoded data is copied into fresh
+ * aligned storage, so it never aliases the input buffer, unless the caller
+ * asks for a view with `copy: false` (validate-and-forward).
  */
 import { DEFAULT_MAX_BYTES, IS_LITTLE_ENDIAN, asBytes, align4, readWords, resolveMaxBytes, writeWords } from './bytes';
 import { assertFinite } from './finite';
