@@ -209,8 +209,8 @@ async function serverMain(keys: string[]): Promise<void> {
     const latUrl = await lat.listen();
     const thrUrl = await thr.listen();
     attachRelay(thr.io.of('/relay'), thr, counters);
-    // Same options, minus connectionStateRecovery.
-    const { connectionStateRecovery: _csr, ...rest } = (thr.io as unknown as { _opts: Record<string, unknown> })._opts;
+    // Same options, minus connectionStateRecovery (and its session-aware adapter).
+    const { connectionStateRecovery: _csr, adapter: _adapter, ...rest } = (thr.io as unknown as { _opts: Record<string, unknown> })._opts;
     const h = createServer();
     const plain = new Server(h, rest);
     extraServers.push(plain);
