@@ -1,7 +1,6 @@
 /**
  * Backend choice for Node processes (local trainer, simulated volunteers, tests). tfjs's `cpu`
- * backend is plain JavaScript; `wasm` (XNNPACK, SIMD) runs the same maths on the same CPU about
- * 10-20x faster here (see `npm run bench:backends`), so it is the default. tfjs-node is not used:
+ * backend is plain JavaScript; `wasm` (XNNPACK, SIMD) runs the same maths on the same CPU 5-14x faster here (see `npm run bench:backends`), so it is the default. tfjs-node is not used:
  * its install downloads a native library.
  */
 import * as tf from '../model/tf.js';
