@@ -4,7 +4,7 @@ import { trainLocal } from './train-local.js';
 import { DEFAULT_SETTINGS } from '../shared/run-settings.js';
 
 beforeAll(async () => {
-  // wasm is tfjs's CPU backend built with XNNPACK; the plain-JS `cpu` backend is ~10x slower.
+  // wasm is tfjs's CPU backend built with XNNPACK; the plain-JS `cpu` backend is 5-14x slower.
   await useNodeBackend('wasm');
 });
 

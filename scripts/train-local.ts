@@ -33,7 +33,7 @@ Trains the pipeline-split model in one process (the reference for the swarm).
   --tokenizer <name>           tokenizer (default byte)
   --eval-every <n>             validate every n steps (default 20)
   --eval-batches <n>           validation batches (default 4)
-  --backend <wasm|cpu>         tfjs backend (default wasm: same CPU, ~10x faster than cpu)
+  --backend <wasm|cpu>         tfjs backend (default wasm: same CPU, 5-14x faster than cpu)
   --json                       print one JSON object per log line
   -h, --help                   this text
 `;
