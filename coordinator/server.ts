@@ -263,6 +263,8 @@ export class Coordinator {
 
   async close(): Promise<void> {
     for (const t of this.graceTimers.values()) clearTimeout(t);
+    if (this.resuming?.timer) clearTimeout(this.resuming.timer);
+    this.resuming = null;
     await this.scheduler.close();
     this.io.disconnectSockets(true);
     this.operator.close();
