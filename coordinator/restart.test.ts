@@ -25,14 +25,14 @@ async function freePort(): Promise<number> {
   });
 }
 
-function startCoordinator(port: number, dataDir: string): { proc: ChildProcess; output: () => string } {
+function startCoordinator(port: number, dataDir: string, resumeWaitMs = 20000): { proc: ChildProcess; output: () => string } {
   let out = '';
   const proc = spawn(
     process.execPath,
     // `node --import tsx` (not the tsx CLI, which forks a child that SIGKILL would orphan).
     ['--import', 'tsx', join(ROOT, 'coordinator/main.ts'), '--port', String(port), '--data-dir', dataDir, '--skip-build',
-      '--stages', '4', '--microbatches', '2', '--batch', '2', '--eval-every', '0', '--recovery', 'checkfree', '--resume-wait', '20000'],
-    { cwd: ROOT, env: { ...process.env, LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] },
+      '--stages', '4', '--microbatches', '2', '--batch', '2', '--eval-every', '0', '--recovery', 'checkfree', '--resume-wait', String(resumeWaitMs)],
+    { cwd: ROOT, env: { ...process.env, LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   proc.stdout!.on('data', (d) => (out += d));
   proc.stderr!.on('data', (d) => (out += d));
@@ -97,5 +97,35 @@ describe('coordinator restart', () => {
     expect(after.trainLoss!).toBeLessThan(before.trainLoss! + 0.3);
     expect(after.trainLoss!).toBeLessThan(4.5);
     expect(second.output()).toMatch(/resuming run/);
+  });
+
+  it('a tab that does not come back after the restart is rebuilt from its neighbours', async () => {
+    for (const v of vols.splice(0)) v.kill();
+    const port = await freePort();
+    const url = `http://localhost:${port}`;
+    const dataDir = mkdtempSync(join(tmpdir(), 'swarm-data-'));
+    const first = startCoordinator(port, dataDir, 4000);
+    child = first.proc;
+    await until(() => health(url), 'first coordinator up');
+    for (let i = 0; i < 4; i++) vols.push(await startNodeVolunteer(url, { name: `t${i}` }));
+    const before = await until(async () => {
+      const h = await health(url);
+      return h && h.iteration >= 4 ? h : null;
+    }, 'training before the crash');
+    first.proc.kill('SIGKILL');
+    await new Promise((r) => first.proc.once('exit', r));
+    vols[2]!.kill(); // stage 2's tab is gone for good while the coordinator is down
+    const second = startCoordinator(port, dataDir, 4000);
+    child = second.proc;
+    await until(() => health(url), 'second coordinator up');
+    vols.push(await startNodeVolunteer(url, { name: 'newcomer' }));
+    const after = await until(async () => {
+      const h = await health(url);
+      return h && h.state === 'running' && h.iteration >= before.iteration + 2 ? h : null;
+    }, `training after the restart\n${second.output()}`);
+    expect(after.runId).toBe(before.runId);
+    expect(after.trainLoss!).toBeLessThan(4.5);
+    expect(second.output()).toMatch(/stages 0, 1, 3 kept their weights; stages 2 rebuilt by checkfree/);
+    expect(second.output()).toMatch(/stage 2 recovered by average/);
   });
 });
