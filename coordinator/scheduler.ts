@@ -58,7 +58,6 @@ export class IterationAbandoned extends Error {
 }
 
 interface Outstanding {
-  stage: number;
   meta: TaskMeta;
   sentAt: number;
 }
@@ -207,7 +206,7 @@ export class Scheduler {
     const now = Date.now();
     for (const o of this.outstanding.values()) {
       if (now - o.sentAt < this.opts.taskTimeoutMs) continue;
-      const owner = this.registry.owner(o.stage);
+      const owner = this.registry.owner(o.meta.stage);
       if (owner) this.onUnresponsive(owner, `task ${o.meta.dir} mb ${o.meta.mb} hop ${o.meta.hop} unanswered for ${now - o.sentAt} ms`);
       return;
     }
@@ -294,7 +293,7 @@ export class Scheduler {
   private send(meta: TaskMeta, input: Uint8Array | null, targets: Uint8Array | null): void {
     const owner = this.registry.owner(meta.stage);
     if (!owner) throw new IterationAbandoned(meta.stage, []);
-    this.outstanding.set(taskKey(meta.attempt, meta.mb, meta.dir, meta.hop), { stage: meta.stage, meta, sentAt: Date.now() });
+    this.outstanding.set(taskKey(meta.attempt, meta.mb, meta.dir, meta.hop), { meta, sentAt: Date.now() });
     const bytes = (input?.byteLength ?? 0) + (targets?.byteLength ?? 0);
     this.metrics.relayBytes.inc({ direction: meta.dir === 'B' ? 'backward' : 'forward' }, bytes);
     this.emitTask(owner, meta, input, targets);
@@ -311,8 +310,8 @@ export class Scheduler {
       this.reject(v, 'out_of_turn', `no task ${key} is outstanding`);
       return undefined;
     }
-    if (o.stage !== v.stage) {
-      this.reject(v, 'wrong_stage', `task ${key} belongs to stage ${o.stage}, not this tab's stage ${v.stage}`);
+    if (o.meta.stage !== v.stage) {
+      this.reject(v, 'wrong_stage', `task ${key} belongs to stage ${o.meta.stage}, not this tab's stage ${v.stage}`);
       return undefined;
     }
     const hop = path[meta.hop]!;
