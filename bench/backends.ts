@@ -1,7 +1,7 @@
 /**
  * tfjs backends in Node: wasm (XNNPACK, SIMD) vs cpu (plain JavaScript), on the work a Node
  * volunteer does: one pipeline stage's forward + backward (tiny preset, as the tests run it) and
- * a 256x256 matmul. Justifies wasm as the Node default (shared/train/node-backend.ts).
+ * a 256x256 matmul. Justifies wasm as the Node default (trainer/node-backend.ts).
  *
  *   npm run bench:backends
  *   npm run bench:backends -- --preset small --reps 5
@@ -12,7 +12,7 @@
  */
 import * as tf from '../shared/model/tf.js';
 import { Stage } from '../shared/model/stage.js';
-import { useNodeBackend, NODE_BACKENDS, type NodeBackend } from '../shared/train/node-backend.js';
+import { useNodeBackend, NODE_BACKENDS, type NodeBackend } from '../trainer/node-backend.js';
 import { DEFAULT_SETTINGS, modelConfigOf } from '../shared/run-settings.js';
 import { flags, fmt, machine, median, table, loadLine } from './util.js';
 

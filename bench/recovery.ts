@@ -33,8 +33,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Coordinator, DEFAULT_COORDINATOR } from '../coordinator/server.js';
-import { SWARM_STRATEGIES } from '../coordinator/recovery.js';
-import { startNodeVolunteer, type NodeVolunteer } from '../coordinator/node-volunteer.js';
+import { startNodeVolunteer, type NodeVolunteer } from '../testing/node-volunteer.js';
 import { DEFAULT_SETTINGS, modelConfigOf, type RunSettings, type RecoveryStrategy } from '../shared/run-settings.js';
 import { stageParamSpecs, sizeOf } from '../shared/model/params.js';
 import { flags, fmt, fmtBytes, machine, median, table, until, loadLine } from './util.js';
@@ -153,8 +152,7 @@ async function runScenario(
 }
 
 async function main(): Promise<void> {
-  const available = SWARM_STRATEGIES as readonly string[];
-  const defaults = ['checkfree:2', 'checkfree+:0', 'checkfree+:2', 'none:2', 'checkfree:0', 'checkpoint:2', 'redundant:2'].filter((s) => available.includes(s.split(':')[0]!));
+  const defaults = ['checkfree:2', 'checkfree+:0', 'checkfree+:2', 'none:2', 'checkfree:0', 'checkpoint:2', 'redundant:2'];
   const f = flags(process.argv.slice(2), { trace: 'boolean', presets: 'string', scenarios: 'string', repeat: 'string', microbatches: 'string', batch: 'string', grace: 'string', 'step-timeout': 'string' });
   const stepTimeoutMs = Number(f['step-timeout'] ?? DEFAULT_COORDINATOR.stepTimeoutMs);
   const presets = String(f.presets ?? 'tiny,small').split(',');

@@ -15,9 +15,8 @@
  *   sio-relay    the coordinator's relay path, replicated hop by hop on the real Coordinator's
  *                socket.io Server (same instance, so exactly its options: maxHttpBufferSize,
  *                ping, connectionStateRecovery, allowRequest), namespace /relay: per message
- *                the per-tab token bucket (socket.use), a guarded handler, outMetaSchema.safeParse,
- *                instanceof check, decodeTensorFrame(maxFrameBytes) and the scheduler's
- *                header/shape checks, relayBytes metric, then
+ *                the per-tab token bucket (socket.use), a guarded handler, the coordinator's own
+ *                parseOutMessage and checkRelayFrame (coordinator/relay-check.ts), relayBytes metric, then
  *                nsp.to(B.id).emit('task', meta, frame, null) as Coordinator.emitTask does.
  *   sio-nocsr    the same handler on a socket.io Server with the same options *minus*
  *                connectionStateRecovery (what the session-recovery packet log costs).
@@ -47,8 +46,9 @@ import { Server, type Namespace } from 'socket.io';
 import { io as ioClient, type Socket as ClientSocket } from 'socket.io-client';
 import { Coordinator, DEFAULT_COORDINATOR, TokenBucket } from '../coordinator/server.js';
 import { DEFAULT_SETTINGS, modelConfigOf, type RunSettings } from '../shared/run-settings.js';
-import { decodeTensorFrame, encodeTensorFrame, FrameError, type FrameKind } from '../shared/protocol/index.js';
-import { outMetaSchema, MAX_SOCKET_BYTES, type TaskMeta } from '../shared/protocol/events.js';
+import { encodeTensorFrame, FrameError, type FrameKind } from '../shared/protocol/index.js';
+import { MAX_SOCKET_BYTES, type TaskMeta } from '../shared/protocol/events.js';
+import { checkRelayFrame, parseOutMessage } from '../coordinator/relay-check.js';
 import { flags, fmt, machine, median, percentile, table, sleep, fmtBytes, loadLine } from './util.js';
 
 const PRESET = 'tiny';
@@ -127,20 +127,13 @@ function attachRelay(nsp: Namespace, coord: Coordinator, counters: { rejected: n
           reject('handler', (e as Error).message);
         }
       };
-    socket.on('out', guard((meta: unknown, frame: unknown) => {
-      const parsed = outMetaSchema.safeParse(meta);
-      if (!parsed.success) return reject('schema', `bad result metadata: ${parsed.error.issues[0]?.message}`);
-      if (frame !== null && !(frame instanceof Uint8Array)) return reject('schema', 'tensor payload must be binary');
+    socket.on('out', guard((meta: unknown, raw: unknown) => {
+      const parsed = parseOutMessage(meta, raw);
+      if (!parsed.ok) return reject(parsed.reason, parsed.message);
+      const { meta: m, frame } = parsed;
       if (frame === null) return reject('schema', 'expected a frame');
-      const m = parsed.data;
       try {
-        const { header } = decodeTensorFrame(frame, { maxBytes: coord.scheduler.maxFrameBytes() });
-        if (header.kind !== 'act' || header.dtype !== 'float32') throw new FrameError('header', 'expected a float32 act frame');
-        if (header.iteration !== m.iteration || header.microbatch !== m.mb || header.hop !== m.hop || header.fromStage !== 0) {
-          throw new FrameError('header', 'frame header does not match its metadata');
-        }
-        const s = header.shape;
-        if (s.length !== 3 || s[0] !== batch || s[1] !== T || s[2] !== D) throw new FrameError('shape', `bad shape [${s}]`);
+        checkRelayFrame(frame, { kind: 'act', iteration: m.iteration, microbatch: m.mb, hop: m.hop, fromStage: 0, shape: [batch, T, D] }, coord.scheduler.maxFrameBytes());
       } catch (e) {
         return reject(e instanceof FrameError ? e.reason : 'frame', (e as Error).message);
       }
@@ -498,15 +491,17 @@ async function main(): Promise<void> {
     return p;
   };
 
-  // decodeTensorFrame alone (the validation checkOut does; it copies and scans the payload).
+  // checkRelayFrame alone: the coordinator's validation of one relayed frame (reads it in place, scans it for finiteness).
   const decodeRows: string[][] = [];
   for (const key of keys) {
     const spec = SIZES.find((s) => s.key === key)!;
     const t = template(spec.batch, 'act');
+    const want = { kind: 'act' as const, iteration: 0, microbatch: 0, hop: 0, fromStage: 0, shape: [spec.batch, CFG.seqLen, CFG.dModel] };
+    const check = () => checkRelayFrame(t, want, t.byteLength + 64);
     const reps = Math.max(5, Math.round((200 * 1024 * 1024) / t.byteLength));
-    for (let i = 0; i < 3; i++) decodeTensorFrame(t);
+    for (let i = 0; i < 3; i++) check();
     let t0 = performance.now();
-    for (let i = 0; i < reps; i++) decodeTensorFrame(t, { maxBytes: t.byteLength + 64 });
+    for (let i = 0; i < reps; i++) check();
     const dec = (performance.now() - t0) / reps;
     t0 = performance.now();
     for (let i = 0; i < reps; i++) t.slice();
@@ -607,8 +602,8 @@ async function main(): Promise<void> {
   console.log('\nhop = client A sends -> client B receives, through the server process');
   console.log(table(['size', 'path', 'MB/s', 'x ws', 'x ws range', 'p50 ms', 'p99 ms', 'p50 x ws', 'msgs lat/thr'], rows));
   console.log(`MB/s pooled over ${ROUNDS} rounds; 'x ws' = median over rounds of (this path's MB/s / ws MB/s in the same round), range = min-max`);
-  console.log('\ndecodeTensorFrame per message (what checkOut does to validate; it copies + scans the payload), and a plain copy for scale:');
-  console.log(table(['size', 'decode ms', 'decode MB/s', 'slice() ms'], decodeRows));
+  console.log('\ncheckRelayFrame per message (the coordinator\'s validation of a relayed frame: in place, finiteness scan), and a plain copy for scale:');
+  console.log(table(['size', 'check ms', 'check MB/s', 'slice() ms'], decodeRows));
   console.log('\nserver process after each size (retained = frames held by socket.io connection-state-recovery packet logs):');
   console.log(table(['after size', 'rss MiB', 'arrayBuffers MiB', 'retained packets', 'retained MiB'], memRows));
   if (rejected) console.log(`\nWARNING: ${rejected} message(s) rejected: the figures are not valid`);

@@ -8,11 +8,11 @@ import fc from 'fast-check';
 import { io as ioClient, type Socket } from 'socket.io-client';
 import WebSocket from 'ws';
 import { Coordinator, DEFAULT_COORDINATOR } from './server.js';
-import { startNodeVolunteer, type NodeVolunteer } from './node-volunteer.js';
+import { startNodeVolunteer, type NodeVolunteer } from '../testing/node-volunteer.js';
 import { DEFAULT_SETTINGS } from '../shared/run-settings.js';
 import { encodeTensorFrame } from '../shared/protocol/codec.js';
 import { outMetaSchema, statsSchema, capabilitiesSchema } from '../shared/protocol/events.js';
-import { until } from './test-helpers.js';
+import { until } from '../testing/until.js';
 
 let coord: Coordinator;
 let url: string;

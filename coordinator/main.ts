@@ -14,7 +14,6 @@ import { ConfigError, presetNames } from '../shared/model/config.js';
 import { DataError } from '../shared/data/dataset.js';
 import { TokenizerError } from '../shared/data/tokenizer.js';
 import { AVERAGE_WEIGHTINGS, type AverageWeighting } from '../shared/recovery/average.js';
-import { SWARM_STRATEGIES } from './recovery.js';
 import { findResumableRun } from './resume.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -52,7 +51,7 @@ Run
   --eval-every <n>         validation every n iterations (default ${d.evalEvery}; 0 = never)
   --eval-batches <n>       validation batches (default ${d.evalBatches})
 Recovery
-  --recovery <s>           ${SWARM_STRATEGIES.join(' | ')} (default ${s.recovery})
+  --recovery <s>           ${RECOVERY_STRATEGIES.join(' | ')} (default ${s.recovery})
   --lr-scale <x>           learning-rate multiplier for a rebuilt stage (default ${d.recovery.lrScale})
   --replica-every <n>      refresh CheckFree+ embedding/head replicas every n iterations (default ${d.recovery.replicaEvery})
   --weighting <w>          CheckFree neighbour weighting: ${AVERAGE_WEIGHTINGS.join(' | ')} (default ${d.recovery.weighting})
@@ -128,7 +127,7 @@ async function main(): Promise<void> {
     return n;
   };
   const recovery = (v.recovery ?? s.recovery) as RecoveryStrategy;
-  if (!RECOVERY_STRATEGIES.includes(recovery)) throw new ConfigError(`unknown --recovery "${recovery}"; choose one of: ${SWARM_STRATEGIES.join(', ')}`);
+  if (!RECOVERY_STRATEGIES.includes(recovery)) throw new ConfigError(`unknown --recovery "${recovery}"; choose one of: ${RECOVERY_STRATEGIES.join(', ')}`);
   const weighting = (v.weighting ?? d.recovery.weighting) as AverageWeighting;
   if (!AVERAGE_WEIGHTINGS.includes(weighting)) throw new ConfigError(`unknown --weighting "${weighting}"; choose one of: ${AVERAGE_WEIGHTINGS.join(', ')}`);
   const opts: CoordinatorOptions = {
@@ -195,7 +194,7 @@ async function main(): Promise<void> {
   let swarm: { close(): Promise<void> } | null = null;
   if (tabs > 0) {
     execFileSync('bash', [join(ROOT, 'scripts/ensure-chromium.sh')], { stdio: 'inherit' });
-    const { launchBrowserTabs } = await import('./browser-tabs.js');
+    const { launchBrowserTabs } = await import('./headless-volunteers.js');
     swarm = await launchBrowserTabs(url, tabs);
     console.log(`  launched ${tabs} headless Chromium volunteer tab(s)\n`);
   }

@@ -15,7 +15,6 @@ import {
   churnSchema,
   injectSchema,
   pauseSchema,
-  perIterationProbability,
   runIdSchema,
   sampleSchema,
   strategySchema,
@@ -32,14 +31,16 @@ import {
   type TabInfo,
 } from '../shared/protocol/operator.js';
 import { mulberry32 } from '../shared/model/rng.js';
+import { perIterationProbability } from '../shared/recovery/failure-model.js';
+import { RECOVERY_STRATEGIES, type RecoveryStrategy } from '../shared/run-settings.js';
 import { stageParamSpecs } from '../shared/model/params.js';
 import { validateWeights, type NamedWeights } from '../shared/model/stage.js';
-import { decodeNamedTensors } from '../shared/protocol/index.js';
+import { decodeWeights } from '../shared/protocol/index.js';
 import type { Coordinator } from './server.js';
 import type { IterationRecord } from './scheduler.js';
 import type { Volunteer } from './registry.js';
-import { SWARM_STRATEGIES } from './recovery.js';
 import { assembleModelFile } from './model-file.js';
+import { askStage, AskError, ASK_TIMEOUT_MS, bytesReply } from './ask-stage.js';
 import { generate, swarmLogits, tokenizer } from './sampling.js';
 
 type OperatorSocket = Socket<OperatorToServer, ServerToOperator>;
@@ -87,12 +88,6 @@ function tabInfo(v: Volunteer, now: number, tokensPerIteration: number): TabInfo
     joinedAt: v.joinedAt,
     connectedSeconds: (now - v.joinedAt) / 1000,
   };
-}
-
-function toWeights(bundle: Uint8Array): NamedWeights {
-  const out: NamedWeights = {};
-  for (const [n, t] of Object.entries(decodeNamedTensors(bundle))) out[n] = t.data;
-  return out;
 }
 
 export interface ExportedModel {
@@ -168,7 +163,7 @@ export class Operator {
       status: scheduler.status(),
       paused: this.pausedByOperator,
       strategy: recovery.opts.strategy,
-      strategies: SWARM_STRATEGIES,
+      strategies: RECOVERY_STRATEGIES,
       swap: scheduler.opts.swap,
       churn: { ...this.churn, failures: this.churnFailures },
       stages,
@@ -228,7 +223,7 @@ export class Operator {
   private churnStep(r: IterationRecord): void {
     const c = this.churn;
     if (c.mode === 'off') return;
-    const p = c.mode === 'iteration' ? c.probability : perIterationProbability(c.rate, r.seconds);
+    const p = c.mode === 'iteration' ? c.probability : perIterationProbability(c.rate, Math.max(r.seconds, 1e-3));
     for (let s = 0; s < this.coord.scheduler.nStages; s++) {
       const hit = this.churnRand() < p;
       const v = this.coord.registry.owner(s);
@@ -259,10 +254,7 @@ export class Operator {
     this.applyPause();
   }
 
-  setStrategy(strategy: (typeof SWARM_STRATEGIES)[number]): void {
-    if (!SWARM_STRATEGIES.includes(strategy)) {
-      throw new Error(`strategy "${strategy}" is not available in the swarm; choose one of: ${SWARM_STRATEGIES.join(', ')}`);
-    }
+  setStrategy(strategy: RecoveryStrategy): void {
     const before = this.coord.recovery.opts.strategy;
     if (before === strategy) return;
     this.coord.recovery.opts.strategy = strategy;
@@ -325,7 +317,7 @@ export class Operator {
     this.holds++;
     this.applyPause();
     try {
-      const deadline = Date.now() + this.coord.opts.stepTimeoutMs + 30_000;
+      const deadline = Date.now() + this.coord.opts.stepTimeoutMs + ASK_TIMEOUT_MS.weights;
       while (scheduler.state === 'running') {
         if (Date.now() > deadline) throw new HttpError(503, 'the current iteration did not finish in time; try again');
         await new Promise((r) => setTimeout(r, 25));
@@ -336,16 +328,16 @@ export class Operator {
       if (missing >= 0) throw new HttpError(409, `stage ${missing} has no volunteer right now (waiting or being rebuilt); export when every stage is served`);
       const weights: NamedWeights[] = [];
       for (const [s, v] of owners.entries()) {
-        let r: unknown;
+        let r: Uint8Array;
         try {
-          r = await v!.socket.timeout(30_000).emitWithAck('get_weights', { parts: 'all' });
-        } catch {
-          throw new HttpError(503, `stage ${s} (${v!.id}) did not send its weights in time`);
+          r = await askStage(v!, 'get_weights', [{ parts: 'all' }], bytesReply, ASK_TIMEOUT_MS.weights);
+        } catch (e) {
+          const timedOut = e instanceof AskError && (e.failure === 'timeout' || e.failure === 'disconnected');
+          throw new HttpError(timedOut ? 503 : 502, `stage ${s} (${v!.id}) did not send its weights: ${(e as Error).message}`);
         }
-        if (!(r instanceof Uint8Array)) throw new HttpError(502, `stage ${s} (${v!.id}) could not send its weights: ${(r as { error?: string })?.error ?? 'bad reply'}`);
         let w: NamedWeights;
         try {
-          w = toWeights(r);
+          w = decodeWeights(r);
           validateWeights(stageParamSpecs(config, s), w);
         } catch (e) {
           throw new HttpError(502, `stage ${s} (${v!.id}) sent bad weights: ${(e as Error).message}`);

@@ -1,10 +1,11 @@
 /** Poisoned numbers: a tab sending non-finite tensors or outlier gradients is quarantined. */
 import { describe, it, expect, afterEach } from 'vitest';
 import { Coordinator, DEFAULT_COORDINATOR } from './server.js';
-import { startNodeVolunteer, type NodeVolunteer } from './node-volunteer.js';
+import { startNodeVolunteer, type NodeVolunteer } from '../testing/node-volunteer.js';
+import { startPoisonedVolunteer, type PoisonedVolunteer } from '../testing/poisoned-volunteer.js';
 import { DEFAULT_SETTINGS } from '../shared/run-settings.js';
 import { NormOutlierDetector } from './outliers.js';
-import { until } from './test-helpers.js';
+import { until } from '../testing/until.js';
 
 let coord: Coordinator | null = null;
 let vols: NodeVolunteer[] = [];
@@ -38,7 +39,7 @@ describe('quarantine of poisoned tabs', () => {
     const url = await swarm();
     vols.push(await startNodeVolunteer(url, { name: 'h0' }));
     await until(() => coord!.registry.owner(0) !== undefined, 'stage 0');
-    const bad = await startNodeVolunteer(url, { name: 'poisoned', poison: 'nan' });
+    const bad = await startPoisonedVolunteer(url, 'nan', { name: 'poisoned' });
     vols.push(bad);
     await until(() => coord!.registry.owner(1)?.caps.agent.includes('poisoned') === true, 'poisoned tab on stage 1');
     for (const n of ['h2', 'h3', 'spare']) vols.push(await startNodeVolunteer(url, { name: n }));
@@ -53,13 +54,18 @@ describe('quarantine of poisoned tabs', () => {
 
   it('an outlier gradient norm is caught before any stage steps; the culprit is quarantined', async () => {
     const url = await swarm();
-    for (const n of ['h0', 'h1', 'h2', 'h3', 'spare']) vols.push(await startNodeVolunteer(url, { name: n }));
+    const suspects: PoisonedVolunteer[] = [];
+    for (const n of ['h0', 'h1', 'h2', 'h3', 'spare']) {
+      const v = await startPoisonedVolunteer(url, null, { name: n });
+      suspects.push(v);
+      vols.push(v);
+    }
     await until(() => coord!.scheduler.iteration >= 6, 'a norm history');
     const culpritId = coord!.registry.owner(2)!.id;
-    const culprit = vols.find((v) => v.status().volunteerId === culpritId)!;
+    const culprit = suspects.find((v) => v.status().volunteerId === culpritId)!;
     const stage1 = vols.find((v) => v.status().volunteerId === coord!.registry.owner(1)!.id)!;
     const stepsBefore = stage1.agent.currentStage!.optimizerStep();
-    culprit.agent.setPoison('huge-grads');
+    culprit.setPoison('huge-grads');
     await until(() => coord!.events.list('quarantine').length === 1, 'quarantine');
     const q = coord!.events.list('quarantine')[0]!;
     expect(q.data).toMatchObject({ stage: 2, volunteer: culpritId });

@@ -4,10 +4,9 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Coordinator, DEFAULT_COORDINATOR, type CoordinatorOptions } from './server.js';
-import { startNodeVolunteer, type NodeVolunteer } from './node-volunteer.js';
+import { startNodeVolunteer, type NodeVolunteer } from '../testing/node-volunteer.js';
 import { DEFAULT_SETTINGS, type RunSettings, type RecoveryStrategy } from '../shared/run-settings.js';
-import { youngDalyInterval } from './recovery.js';
-import { until } from './test-helpers.js';
+import { until } from '../testing/until.js';
 
 const base: RunSettings = { ...DEFAULT_SETTINGS, preset: 'tiny', stages: 4, microbatches: 2, batch: 2 };
 let coord: Coordinator | null = null;
@@ -187,12 +186,5 @@ describe('recovery in the swarm', () => {
     await until(() => c.recovery.done.some((r) => r.stage === 2), 'recovery of the frozen stage', 120_000);
     expect(c.recovery.done.find((r) => r.stage === 2)).toMatchObject({ method: 'average' });
     expect(c.events.list('quarantine')).toEqual([]); // honest tabs are never mistaken for poisoned ones
-  });
-});
-
-describe('Young/Daly interval', () => {
-  it('is sqrt(2C/lambda)', () => {
-    expect(youngDalyInterval(2, 1 / 3600)).toBeCloseTo(Math.sqrt(2 * 2 * 3600), 9);
-    expect(youngDalyInterval(0, 1)).toBe(Infinity);
   });
 });

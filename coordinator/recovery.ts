@@ -10,14 +10,16 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { NamedWeights } from '../shared/model/stage.js';
+import { youngDalyIntervalSeconds } from '../shared/recovery/failure-model.js';
 import { planRecovery, type RecoveryPlan } from '../shared/recovery/plan.js';
 import { rebuildStageWeights } from '../shared/recovery/rebuild.js';
 import { replicaHolders, type StageReplicas } from '../shared/recovery/replicas.js';
 import type { AverageWeighting } from '../shared/recovery/average.js';
-import { decodeNamedTensors, encodeNamedTensors } from '../shared/protocol/index.js';
+import { decodeWeights, encodeWeights } from '../shared/protocol/index.js';
 import type { WeightParts } from '../shared/protocol/events.js';
 import type { RecoveryStrategy } from '../shared/run-settings.js';
 import type { Registry, Volunteer } from './registry.js';
+import { askStage, ASK_TIMEOUT_MS, bytesReply, okReply } from './ask-stage.js';
 import type { Scheduler, IterationRecord } from './scheduler.js';
 import type { SwarmMetrics } from './metrics.js';
 import type { EventLog } from './events-log.js';
@@ -37,18 +39,6 @@ export interface RecoveryOptions {
   weighting: AverageWeighting;
 }
 
-/** Every strategy runs in the swarm. */
-export const SWARM_STRATEGIES: readonly RecoveryStrategy[] = ['checkfree+', 'checkfree', 'checkpoint', 'redundant', 'none'];
-
-/**
- * Young/Daly optimal checkpoint interval in seconds: sqrt(2 * C / lambda) for checkpoint cost C
- * seconds and failure rate lambda per second.
- */
-export function youngDalyInterval(checkpointSeconds: number, failuresPerSecond: number): number {
-  if (!(checkpointSeconds > 0) || !(failuresPerSecond > 0)) return Infinity;
-  return Math.sqrt((2 * checkpointSeconds) / failuresPerSecond);
-}
-
 interface Checkpoint {
   iteration: number;
   files: string[];
@@ -56,7 +46,7 @@ interface Checkpoint {
   seconds: number;
 }
 
-export interface RecoveryEvent {
+export interface SwarmRecoveryEvent {
   stage: number;
   strategy: RecoveryStrategy;
   method: RecoveryPlan['method'];
@@ -73,16 +63,10 @@ export interface RecoveryEvent {
   notes: string[];
 }
 
-function toWeights(bundle: Uint8Array): NamedWeights {
-  const out: NamedWeights = {};
-  for (const [n, t] of Object.entries(decodeNamedTensors(bundle))) out[n] = t.data;
-  return out;
-}
-
 export class Recovery {
   /** Recoveries waiting for the next completed iteration to report their duration. */
-  private open: RecoveryEvent[] = [];
-  readonly done: RecoveryEvent[] = [];
+  private open: SwarmRecoveryEvent[] = [];
+  readonly done: SwarmRecoveryEvent[] = [];
   replicaBytes = 0;
   /** Bytes moved to keep redundant copies (redundant baseline). */
   redundantBytes = 0;
@@ -102,20 +86,18 @@ export class Recovery {
   private async fetch(stage: number, parts: WeightParts): Promise<Uint8Array> {
     const owner = this.registry.owner(stage);
     if (!owner) throw new Error(`stage ${stage} has no volunteer`);
-    const r = await owner.socket.timeout(30_000).emitWithAck('get_weights', { parts });
-    if (!(r instanceof Uint8Array)) throw new Error(`stage ${stage} could not send ${parts}: ${(r as { error?: string }).error ?? 'bad reply'}`);
-    return r;
+    return askStage(owner, 'get_weights', [{ parts }], bytesReply, parts === 'state' ? ASK_TIMEOUT_MS.state : ASK_TIMEOUT_MS.weights);
   }
 
   /** Called by the scheduler when `stage`'s volunteer is gone. Leaves the rebuilt stage vacant for a spare. */
-  async onStageLost(stage: number, _v?: Volunteer): Promise<void> {
+  async onStageLost(stage: number): Promise<void> {
     const S = this.scheduler.nStages;
     const detectedAt = Date.now();
     if (this.opts.strategy === 'checkpoint') return this.rollBack(stage, detectedAt);
     let plan = planRecovery(this.opts.strategy, stage, S);
     const notes: string[] = [];
     let bundle: Uint8Array | null = null;
-    let sources: RecoveryEvent['sources'] = [];
+    let sources: SwarmRecoveryEvent['sources'] = [];
     let bytesMoved = 0;
     let lrScale = this.opts.lrScale;
     if (plan.method === 'redundant') {
@@ -137,13 +119,13 @@ export class Recovery {
         for (const s of plan.blockSources) {
           const b = await this.fetch(s, 'all');
           bytesMoved += b.byteLength;
-          weights[s] = toWeights(b);
+          weights[s] = decodeWeights(b);
         }
         if (plan.replicaSource !== null && plan.replicaPart) {
           try {
             const b = await this.fetch(plan.replicaSource, `replica:${plan.replicaPart}`);
             bytesMoved += b.byteLength;
-            replicas[plan.replicaSource] = { [plan.replicaPart]: toWeights(b) };
+            replicas[plan.replicaSource] = { [plan.replicaPart]: decodeWeights(b) };
           } catch (e) {
             notes.push(`replica unavailable (${(e as Error).message})`);
           }
@@ -153,9 +135,7 @@ export class Recovery {
         notes.push(...rebuilt.details.notes);
         if (rebuilt.details.a !== null) notes.push(`a=${rebuilt.details.a.toFixed(4)} b=${rebuilt.details.b!.toFixed(4)} (${rebuilt.details.weighting})`);
         sources = rebuilt.details.sources;
-        bundle = encodeNamedTensors(
-          Object.fromEntries(Object.entries(rebuilt.weights).map(([n, d]) => [n, { shape: [d.length], data: d }])),
-        );
+        bundle = encodeWeights(rebuilt.weights);
       } catch (e) {
         notes.push(`${plan.method} failed (${(e as Error).message}); re-initialised from the seed`);
         plan = { ...plan, method: 'reinit', fallback: true };
@@ -186,7 +166,7 @@ export class Recovery {
     stage: number;
     method: RecoveryPlan['method'];
     fallback: boolean;
-    sources: RecoveryEvent['sources'];
+    sources: SwarmRecoveryEvent['sources'];
     bytesMoved: number;
     detectedAt: number;
     notes: string[];
@@ -194,7 +174,7 @@ export class Recovery {
   }): void {
     const { stage, method, fallback, sources, bytesMoved, detectedAt, notes } = e;
     const plan = { method, fallback, description: e.description };
-    const ev: RecoveryEvent = {
+    const ev: SwarmRecoveryEvent = {
       stage,
       strategy: this.opts.strategy,
       method: plan.method,
@@ -253,8 +233,7 @@ export class Recovery {
         const bundle = await this.fetch(ownerStage, part);
         const h = this.registry.owner(holder);
         if (!h) continue;
-        const r = await h.socket.timeout(30_000).emitWithAck('put_replica', { part }, bundle);
-        if (!r.ok) throw new Error(r.error);
+        await askStage(h, 'put_replica', [{ part }, bundle], okReply, ASK_TIMEOUT_MS.replica);
         this.replicaBytes += 2 * bundle.byteLength;
         this.metrics.recoveryBytes.inc({ kind: 'replica' }, 2 * bundle.byteLength);
       } catch (e) {
@@ -270,7 +249,7 @@ export class Recovery {
     const iterSeconds = hist.length ? hist.reduce((a, h) => a + h.seconds, 0) / hist.length : 1;
     const lambda = (this.opts.expectedFailureRate * this.scheduler.nStages) / 3600;
     const c = this.checkpointSeconds ?? iterSeconds; // before the first measurement: one iteration's worth
-    const seconds = youngDalyInterval(c, lambda);
+    const seconds = youngDalyIntervalSeconds(c, lambda);
     return Math.max(1, Math.min(10_000, Math.round(seconds / Math.max(iterSeconds, 1e-3))));
   }
 
@@ -316,11 +295,10 @@ export class Recovery {
       if (state) bytesMoved += state.byteLength;
       const owner = this.registry.owner(s);
       if (s !== stage && owner) {
-        const r = await owner.socket
-          .timeout(60_000)
-          .emitWithAck('assign', { stage: s, config: this.scheduler.opts.config, lr: this.scheduler.opts.settings.lr, weights: state, reason: `rollback to iteration ${target}` })
-          .catch((e: Error) => ({ ok: false as const, error: e.message }));
-        if (!r.ok) this.log.warn({ stage: s, err: r.error }, 'rollback of a live stage failed');
+        const assignment = { stage: s, config: this.scheduler.opts.config, lr: this.scheduler.opts.settings.lr, weights: state, reason: `rollback to iteration ${target}` };
+        await askStage(owner, 'assign', [assignment], okReply, ASK_TIMEOUT_MS.state).catch((e: Error) =>
+          this.log.warn({ stage: s, err: e.message }, 'rollback of a live stage failed'),
+        );
       } else {
         this.scheduler.vacant.set(s, { weights: state, reason: `rollback to iteration ${target}`, lrScale: 1 });
       }
@@ -349,8 +327,7 @@ export class Recovery {
       if (!holder) continue;
       try {
         const b = await this.fetch(s, 'state');
-        const r = await holder.socket.timeout(60_000).emitWithAck('put_replica', { part: 'stage' }, b);
-        if (!r.ok) throw new Error(r.error);
+        await askStage(holder, 'put_replica', [{ part: 'stage' }, b], okReply, ASK_TIMEOUT_MS.state);
         this.redundantBytes += 2 * b.byteLength;
         this.metrics.recoveryBytes.inc({ kind: 'redundant' }, 2 * b.byteLength);
       } catch (e) {

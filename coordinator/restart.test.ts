@@ -9,7 +9,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
-import { startNodeVolunteer, type NodeVolunteer } from './node-volunteer.js';
+import { startNodeVolunteer, type NodeVolunteer } from '../testing/node-volunteer.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const vols: NodeVolunteer[] = [];

@@ -1,6 +1,6 @@
 import { describe, it, expect, beforeAll } from 'vitest';
 import * as tf from '../shared/model/tf.js';
-import { useNodeBackend } from '../shared/train/node-backend.js';
+import { useNodeBackend } from '../trainer/node-backend.js';
 import { Stage } from '../shared/model/stage.js';
 import { configForStages, getPreset } from '../shared/model/config.js';
 import { forwardPath } from '../shared/schedule/paths.js';

@@ -15,6 +15,7 @@ import { mulberry32 } from '../shared/model/rng.js';
 import { ByteTokenizer } from '../shared/data/tokenizer.js';
 import type { ResolvedConfig } from '../shared/model/config.js';
 import type { Registry } from './registry.js';
+import { askStage, AskError, bytesReply } from './ask-stage.js';
 
 export const INFER_TIMEOUT_MS = 30_000;
 
@@ -103,14 +104,12 @@ export async function swarmLogits(registry: Registry, config: ResolvedConfig, nS
   for (const [i, hop] of path.entries()) {
     const owner = registry.owner(hop.stage);
     if (!owner) throw new SamplingError(`stage ${hop.stage} has no volunteer right now; sample again when the swarm is complete`);
-    let reply: unknown;
+    let reply: Uint8Array;
     try {
-      reply = await owner.socket.timeout(INFER_TIMEOUT_MS).emitWithAck('infer', { stage: hop.stage, segment: hop.segment, ...(hop.segment.head ? { position } : {}) }, frame);
-    } catch {
-      throw new SamplingError(`stage ${hop.stage} (${owner.id}) did not answer within ${INFER_TIMEOUT_MS / 1000} s`);
-    }
-    if (!(reply instanceof Uint8Array)) {
-      throw new SamplingError(`stage ${hop.stage} (${owner.id}) could not run the forward pass: ${(reply as { error?: string })?.error ?? 'bad reply'}`);
+      reply = await askStage(owner, 'infer', [{ stage: hop.stage, segment: hop.segment, ...(hop.segment.head ? { position } : {}) }, frame], bytesReply, INFER_TIMEOUT_MS);
+    } catch (e) {
+      if (e instanceof AskError && e.failure === 'timeout') throw new SamplingError(`stage ${hop.stage} (${owner.id}) did not answer within ${INFER_TIMEOUT_MS / 1000} s`);
+      throw new SamplingError(`stage ${hop.stage} (${owner.id}) could not run the forward pass: ${(e as Error).message}`);
     }
     const last = i === path.length - 1;
     const expected = last ? [1, config.vocabSize] : [1, T, config.dModel];

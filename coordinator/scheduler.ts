@@ -4,17 +4,20 @@
  * One iteration: microbatches enter the pipeline (at most `maxInFlight` at once: the number of
  * stages, i.e. 1F1B's warm-up depth); each follows its forward path hop by hop, then its
  * backward path; tabs run queued backward tasks first. When every microbatch is back at the
- * embedding, every stage clips and steps (the barrier) and reports its gradient norms.
+ * embedding, the barrier runs in two phases: every stage reports its gradient norm (screened for
+ * outliers before anyone steps), then every stage clips and takes its Adam step.
  *
  * A stage lost mid-iteration abandons the iteration on every tab (stashes and partial gradients
  * dropped, nothing applied) and hands the stage to recovery (recovery.ts).
  */
 import type { ResolvedConfig } from '../shared/model/config.js';
 import { forwardPath, type Hop } from '../shared/schedule/paths.js';
-import { decodeTensorFrame, encodeTensorFrame, FrameError } from '../shared/protocol/index.js';
+import { encodeTensorFrame, FrameError } from '../shared/protocol/index.js';
 import type { OutMeta, RunStatus, StepAck, TaskMeta } from '../shared/protocol/events.js';
 import { stepAckSchema, gradNormAckSchema } from '../shared/protocol/events.js';
 import { NormOutlierDetector } from './outliers.js';
+import { checkRelayFrame, maxRelayFrameBytes } from './relay-check.js';
+import { askStage, AskError, ASK_TIMEOUT_MS, okReply } from './ask-stage.js';
 import type { TokenDataset, Batch } from '../shared/data/dataset.js';
 import type { GradNorms } from '../shared/model/stage.js';
 import type { RunSettings } from '../shared/run-settings.js';
@@ -91,7 +94,7 @@ export class Scheduler {
   private closed = false;
   private loopDone: Promise<void> | null = null;
   /** Called when a stage is lost (set by the coordinator: recovery). */
-  onStageLost: (stage: number, v: Volunteer) => Promise<void> = async () => {};
+  onStageLost: (stage: number) => Promise<void> = async () => {};
   /** Called when a tab answers pings but leaves a task unanswered past taskTimeoutMs. */
   onUnresponsive: (v: Volunteer, why: string) => void = () => {};
   private watchdog: NodeJS.Timeout | null = null;
@@ -165,14 +168,8 @@ export class Scheduler {
       this.vacant.delete(stage);
       v.stage = stage;
       try {
-        const r = await v.socket.timeout(30_000).emitWithAck('assign', {
-          stage,
-          config: this.opts.config,
-          lr: this.opts.settings.lr * pending.lrScale,
-          weights: pending.weights,
-          reason: pending.reason,
-        });
-        if (!r.ok) throw new Error(r.error);
+        const assignment = { stage, config: this.opts.config, lr: this.opts.settings.lr * pending.lrScale, weights: pending.weights, reason: pending.reason };
+        await askStage(v, 'assign', [assignment], okReply, ASK_TIMEOUT_MS.assign);
         this.outliers.reset(stage);
         this.events.add('assign', `stage ${stage} -> ${v.id} (${v.caps.backend}; ${pending.reason})`, { stage, volunteer: v.id, reason: pending.reason });
       } catch (e) {
@@ -186,11 +183,11 @@ export class Scheduler {
   }
 
   /** A volunteer serving `stage` is gone (left, crashed, timed out, quarantined). */
-  async stageLost(stage: number, v: Volunteer): Promise<void> {
+  async stageLost(stage: number): Promise<void> {
     const lost = this.current ? [...new Set([...this.outstanding.values()].map((o) => o.meta.mb))] : [];
     this.current?.abort(new IterationAbandoned(stage, lost));
     this.state = 'recovering';
-    await this.onStageLost(stage, v);
+    await this.onStageLost(stage);
     await this.fillVacancies();
     this.kick();
   }
@@ -327,18 +324,9 @@ export class Scheduler {
     }
     if (frame) {
       try {
-        // Validate only: the bytes are relayed as they are, so no copy of the payload is made.
-        const { header } = decodeTensorFrame(frame, { maxBytes: this.maxFrameBytes(), copy: false });
-        const { batch } = this.opts.settings;
-        const T = this.opts.config.seqLen;
-        const D = this.opts.config.dModel;
-        const kind = meta.dir === 'B' ? 'grad' : 'act';
-        if (header.kind !== kind || header.dtype !== 'float32') throw new FrameError('header', `expected a float32 ${kind} frame, got ${header.dtype} ${header.kind}`);
-        if (header.iteration !== meta.iteration || header.microbatch !== meta.mb || header.hop !== meta.hop || header.fromStage !== v.stage) {
-          throw new FrameError('header', 'frame header does not match its metadata');
-        }
-        const s = header.shape;
-        if (s.length !== 3 || s[0] !== batch || s[1] !== T || s[2] !== D) throw new FrameError('shape', `expected shape [${batch},${T},${D}], got [${s}]`);
+        const { config, settings } = this.opts;
+        const shape = [settings.batch, config.seqLen, config.dModel];
+        checkRelayFrame(frame, { kind: meta.dir === 'B' ? 'grad' : 'act', iteration: meta.iteration, microbatch: meta.mb, hop: meta.hop, fromStage: v.stage!, shape }, this.maxFrameBytes());
       } catch (e) {
         const reason = e instanceof FrameError ? e.reason : 'frame';
         this.reject(v, reason, (e as Error).message);
@@ -350,8 +338,7 @@ export class Scheduler {
   }
 
   maxFrameBytes(): number {
-    const { batch } = this.opts.settings;
-    return 64 + batch * this.opts.config.seqLen * this.opts.config.dModel * 4;
+    return maxRelayFrameBytes(this.opts.settings.batch, this.opts.config.seqLen, this.opts.config.dModel);
   }
 
   /** Route a task result from a volunteer (called by the socket layer after schema validation). */
@@ -462,18 +449,15 @@ export class Scheduler {
     });
     const norms = await race(Promise.all(
       owners.map(async (owner, s) => {
-        const raw = await owner.socket
-          .timeout(this.opts.stepTimeoutMs)
-          .emitWithAck('grad_norm', { iteration: it })
-          .catch(() => {
-            throw new IterationAbandoned(s, []);
-          });
-        const parsed = gradNormAckSchema.safeParse(raw);
-        if (!parsed.success || parsed.data.iteration !== it) {
-          this.reject(owner, 'step', `bad gradient-norm acknowledgement: ${JSON.stringify(raw).slice(0, 200)}`);
+        const ack = await askStage(owner, 'grad_norm', [{ iteration: it }], gradNormAckSchema, this.opts.stepTimeoutMs).catch((e: unknown) => {
+          if (e instanceof AskError && e.failure === 'invalid') this.reject(owner, 'step', `bad gradient-norm acknowledgement: ${e.message}`);
+          throw new IterationAbandoned(s, []);
+        });
+        if (ack.iteration !== it) {
+          this.reject(owner, 'step', `gradient-norm acknowledgement for iteration ${ack.iteration}, not ${it}`);
           throw new IterationAbandoned(s, []);
         }
-        return parsed.data.preClipNorm;
+        return ack.preClipNorm;
       }),
     ));
     const outlier = this.outliers.screen(norms);
@@ -486,19 +470,16 @@ export class Scheduler {
     // others (socket order: they get the step before the abandon), so the iteration counts.
     const acks = await race(Promise.all(
       owners.map(async (owner, s) => {
-        let raw: unknown;
-        try {
-          raw = await owner.socket.timeout(this.opts.stepTimeoutMs).emitWithAck('step', { iteration: it });
-        } catch {
+        const ack = await askStage(owner, 'step', [{ iteration: it }], stepAckSchema, this.opts.stepTimeoutMs).catch((e: unknown) => {
+          if (e instanceof AskError && e.failure === 'invalid') this.reject(owner, 'step', `bad step acknowledgement: ${e.message}`);
+          throw new IterationAbandoned(s, []);
+        });
+        if (ack.iteration !== it) {
+          this.reject(owner, 'step', `step acknowledgement for iteration ${ack.iteration}, not ${it}`);
           throw new IterationAbandoned(s, []);
         }
-        const parsed = stepAckSchema.safeParse(raw);
-        if (!parsed.success || parsed.data.iteration !== it) {
-          this.reject(owner, 'step', `bad step acknowledgement: ${JSON.stringify(raw).slice(0, 200)}`);
-          throw new IterationAbandoned(s, []);
-        }
-        owner.lastStepMs = parsed.data.stepMs;
-        return parsed.data as StepAck;
+        owner.lastStepMs = ack.stepMs;
+        return ack;
       }),
     )).catch((e: unknown) => {
       if (e instanceof IterationAbandoned) {

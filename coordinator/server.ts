@@ -9,21 +9,22 @@ import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { Server } from 'socket.io';
 import sirv from 'sirv';
-import { capabilitiesSchema, outMetaSchema, statsSchema, MAX_SOCKET_BYTES } from '../shared/protocol/events.js';
+import { capabilitiesSchema, statsSchema, MAX_SOCKET_BYTES } from '../shared/protocol/events.js';
+import { parseOutMessage } from './relay-check.js';
 import type { ServerToVolunteer, VolunteerToServer } from '../shared/protocol/events.js';
 import { modelConfigOf, usesSwap, checkSettings, type RunSettings } from '../shared/run-settings.js';
-import { loadDataset } from '../shared/data/corpus-node.js';
+import { loadDataset } from '../trainer/corpus-file.js';
 import { Registry, type Volunteer, type CoordinatorSocket } from './registry.js';
 import { Scheduler } from './scheduler.js';
 import { SwarmMetrics } from './metrics.js';
 import { EventLog } from './events-log.js';
 import { createLogger, type Logger } from './log.js';
-import { Recovery, SWARM_STRATEGIES, type RecoveryOptions } from './recovery.js';
-import { ConfigError } from '../shared/model/config.js';
+import { Recovery, type RecoveryOptions } from './recovery.js';
 import { RunStore } from './store.js';
 import { Operator, newOperatorToken } from './operator.js';
 import { decideResume, newRunId, type ResumeClaim } from './resume.js';
 import { PruningSessionAdapter } from './session-adapter.js';
+import { askStage, ASK_TIMEOUT_MS, okReply } from './ask-stage.js';
 
 export interface CoordinatorOptions {
   settings: RunSettings;
@@ -111,11 +112,6 @@ export class Coordinator {
 
   constructor(readonly opts: CoordinatorOptions) {
     checkSettings(opts.settings);
-    if (!SWARM_STRATEGIES.includes(opts.settings.recovery)) {
-      throw new ConfigError(
-        `--recovery ${opts.settings.recovery} is not available in the swarm yet (it exists as a local baseline); choose one of: ${SWARM_STRATEGIES.join(', ')}`,
-      );
-    }
     this.log = createLogger({ level: opts.logLevel, silent: opts.silent });
     this.events = new EventLog(this.log);
     const config = modelConfigOf(opts.settings);
@@ -207,7 +203,7 @@ export class Coordinator {
       this.metrics.iteration.set(d.iteration);
       for (const stage of d.rebuild) {
         this.scheduler.vacant.delete(stage);
-        await this.recovery.onStageLost(stage, undefined);
+        await this.recovery.onStageLost(stage);
       }
       this.events.add(
         'run',
@@ -251,7 +247,7 @@ export class Coordinator {
       await this.recovery.afterIteration(r);
       this.operator.onIteration(r);
     };
-    this.scheduler.onStageLost = (stage, v) => this.recovery.onStageLost(stage, v);
+    this.scheduler.onStageLost = (stage) => this.recovery.onStageLost(stage);
     this.scheduler.onUnresponsive = (v, why) => void this.drop(v, `unresponsive: ${why}`);
     if (this.resuming) {
       this.events.add('run', `resuming run ${this.runId} from iteration ${this.resuming.recorded}: waiting up to ${this.opts.resumeWaitMs} ms for its tabs`);
@@ -295,28 +291,6 @@ export class Coordinator {
     this.statics(req, res, () => void res.writeHead(404).end('not found\n'));
   }
 
-  /** Live swarm state for the dashboard placeholder and tests. */
-  snapshot() {
-    return {
-      runId: this.runId,
-      status: this.scheduler.status(),
-      settings: this.opts.settings,
-      volunteers: this.registry.all().map((v) => ({
-        id: v.id,
-        stage: v.stage,
-        backend: v.caps.backend,
-        adapter: v.caps.adapter,
-        throughputGflops: v.caps.throughputGflops,
-        stepMs: v.lastStepMs,
-        tokensPerSec: v.stats?.tokensPerSec ?? null,
-        connectedSeconds: (Date.now() - v.joinedAt) / 1000,
-      })),
-      vacant: [...this.scheduler.vacant.keys()],
-      history: this.scheduler.history.slice(-500),
-      events: this.events.list().slice(-200),
-    };
-  }
-
   /**
    * A tab whose numbers are poisoned (non-finite tensors, outlier gradient norms): its
    * contribution is dropped (the iteration is abandoned) and its stage rebuilt by recovery.
@@ -358,7 +332,7 @@ export class Coordinator {
     const stage = v.stage;
     v.stage = null;
     this.scheduler.updateVolunteerGauges();
-    if (stage !== null) await this.scheduler.stageLost(stage, v);
+    if (stage !== null) await this.scheduler.stageLost(stage);
     else this.scheduler.broadcastStatus();
   }
 
@@ -414,10 +388,9 @@ export class Coordinator {
   /** A tab that joined with no stage to fill is a hot spare: tell it, so its page can say so. */
   private tellSpare(v: Volunteer): void {
     const spare = { stage: null, config: this.scheduler.opts.config, lr: this.opts.settings.lr, weights: null, reason: 'spare' };
-    v.socket
-      .timeout(30_000)
-      .emitWithAck('assign', spare)
-      .catch((e: Error) => this.log.warn({ volunteer: v.id, err: e.message }, 'spare notice not acknowledged'));
+    askStage(v, 'assign', [spare], okReply, ASK_TIMEOUT_MS.assign).catch((e: Error) =>
+      this.log.warn({ volunteer: v.id, err: e.message }, 'spare notice not acknowledged'),
+    );
   }
 
   private attach(v: Volunteer): void {
@@ -441,11 +414,10 @@ export class Coordinator {
       };
     socket.on('out', guard('out', (meta, frame) => {
       if (this.registry.get(v.id) === undefined) return;
-      const parsed = outMetaSchema.safeParse(meta);
-      if (!parsed.success) return this.reject(v, 'schema', `bad result metadata: ${parsed.error.issues[0]?.message}`);
-      if (frame !== null && !(frame instanceof Uint8Array)) return this.reject(v, 'schema', 'tensor payload must be binary');
+      const parsed = parseOutMessage(meta, frame);
+      if (!parsed.ok) return this.reject(v, parsed.reason, parsed.message);
       if (v.stage === null) return this.reject(v, 'wrong_stage', 'a spare has no tasks');
-      this.scheduler.handleOut(v, parsed.data, frame);
+      this.scheduler.handleOut(v, parsed.meta, parsed.frame);
     }));
     socket.on('stats', guard('stats', (s) => {
       const parsed = statsSchema.safeParse(s);

@@ -5,11 +5,11 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import { io as ioClient } from 'socket.io-client';
 import { Coordinator, DEFAULT_COORDINATOR, type CoordinatorOptions } from './server.js';
-import { startNodeVolunteer, type NodeVolunteer } from './node-volunteer.js';
+import { startNodeVolunteer, type NodeVolunteer } from '../testing/node-volunteer.js';
 import { DEFAULT_SETTINGS, type RunSettings } from '../shared/run-settings.js';
-import { trainLocal } from '../scripts/train-local.js';
-import { useNodeBackend } from '../shared/train/node-backend.js';
-import { until } from './test-helpers.js';
+import { trainLocal } from '../trainer/cli.js';
+import { useNodeBackend } from '../trainer/node-backend.js';
+import { until } from '../testing/until.js';
 import type { PruningSessionAdapter } from './session-adapter.js';
 
 const settings: RunSettings = { ...DEFAULT_SETTINGS, preset: 'tiny', stages: 4, microbatches: 2, batch: 2, recovery: 'checkfree' };

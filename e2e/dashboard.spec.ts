@@ -12,9 +12,9 @@ import { readFileSync } from 'node:fs';
 import type { Page } from '@playwright/test';
 
 import { test, expect, waitUntil } from './helpers';
-import { useNodeBackend } from '../shared/train/node-backend';
-import { loadDataset } from '../shared/data/corpus-node';
-import { evaluate } from '../shared/train/pipeline';
+import { useNodeBackend } from '../trainer/node-backend';
+import { loadDataset } from '../trainer/corpus-file';
+import { evaluate } from '../trainer/pipeline';
 import { stagesFromModelFile } from '../coordinator/model-file';
 
 const TOKEN = 'e2e-operator-token';

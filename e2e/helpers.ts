@@ -1,7 +1,7 @@
 /**
  * Plumbing for the swarm end-to-end tests: a real coordinator in the test process (HTTP +
  * socket.io on a free port, serving the built client from dist/client) and volunteer tabs in
- * Debian Chromium (WebGPU on SwiftShader, see e2e/chromium.ts via playwright.config.ts), plus
+ * Debian Chromium (WebGPU on SwiftShader, see coordinator/chromium.ts via playwright.config.ts), plus
  * readers for what each side reports: the tabs' `window.__volunteerStatus`, the coordinator's
  * state, and /metrics.
  *

@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { io, type Socket } from 'socket.io-client';
 import { Coordinator, DEFAULT_COORDINATOR } from '../coordinator/server.js';
-import { startNodeVolunteer, type NodeVolunteer } from '../coordinator/node-volunteer.js';
+import { startNodeVolunteer, type NodeVolunteer } from '../testing/node-volunteer.js';
 import { DEFAULT_SETTINGS } from '../shared/run-settings.js';
 import { mulberry32 } from '../shared/model/rng.js';
 

@@ -1,5 +1,6 @@
 import type { RunStatus } from '../../shared/protocol/events';
 import { useCallback, useEffect, useRef, useState, type ReactNode } from 'react';
+import { duration, num } from './format';
 
 import {
   initialStatus,
@@ -55,11 +56,6 @@ const CONNECTION_LABEL: Record<ConnectionState, string> = {
   error: 'Error',
 };
 
-function fmt(value: number | null, digits: number, unit = ''): string {
-  if (value == null || !Number.isFinite(value)) return '—';
-  return `${value.toFixed(digits)}${unit}`;
-}
-
 function fmtStage(stage: StageAssignment, connection: ConnectionState): string {
   if (stage === 'spare') return 'Spare (standby)';
   if (typeof stage === 'number') return `Stage ${stage}`;
@@ -74,14 +70,6 @@ function fmtRun(run: RunStatus | null): string {
   }
   const loss = run.trainLoss !== null ? `, loss ${run.trainLoss.toFixed(3)}` : '';
   return `${run.state}, ${run.stages} stages, iteration ${run.iteration}${loss}`;
-}
-
-function fmtDuration(seconds: number): string {
-  if (!Number.isFinite(seconds) || seconds <= 0) return '0 s';
-  if (seconds < 60) return `${seconds.toFixed(1)} s`;
-  const minutes = Math.floor(seconds / 60);
-  if (minutes < 60) return `${minutes} min ${Math.floor(seconds % 60)} s`;
-  return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
 }
 
 interface RowProps {
@@ -229,7 +217,7 @@ export function VolunteerApp() {
             {s.adapter ? s.adapter.label : s.backend && s.backend !== 'webgpu' ? 'n/a (not using WebGPU)' : '—'}
           </Row>
           <Row label="Throughput" testId="status-throughput">
-            {fmt(s.throughputGflops, 2, ' GFLOP/s')}
+            {num(s.throughputGflops, 2, ' GFLOP/s')}
           </Row>
           <Row label="Stage" testId="status-stage">
             {fmtStage(s.stage, s.connection)}
@@ -241,16 +229,16 @@ export function VolunteerApp() {
             {s.iteration ?? '—'}
           </Row>
           <Row label="Step time" testId="status-step-ms">
-            {fmt(s.stepMs, 1, ' ms')}
+            {num(s.stepMs, 1, ' ms')}
           </Row>
           <Row label="Tokens / s" testId="status-tokens-per-sec">
-            {fmt(s.tokensPerSec, 1)}
+            {num(s.tokensPerSec, 1)}
           </Row>
           <Row label="GPU time donated" testId="status-gpu-seconds">
-            {fmtDuration(s.gpuSecondsDonated)}
+            {duration(s.gpuSecondsDonated, true)}
           </Row>
           <Row label="Last loss" testId="status-last-loss">
-            {fmt(s.lastLoss, 4)}
+            {num(s.lastLoss, 4)}
           </Row>
         </dl>
       </section>

@@ -1,4 +1,4 @@
-import type { RunStatus } from '../../shared/protocol/events';
+import { BACKENDS, type BackendName, type RunStatus } from '../../shared/protocol/events';
 /**
  * Messages exchanged between the volunteer page (main thread) and the
  * training Web Worker. Both directions are discriminated unions on `type`.
@@ -7,10 +7,10 @@ import type { RunStatus } from '../../shared/protocol/events';
  * replace its copy with the latest one.
  */
 
-/** tfjs backends we know how to select, fastest first. */
-export type BackendName = 'webgpu' | 'webgl' | 'wasm' | 'cpu';
+export type { BackendName };
 
-export const DEFAULT_BACKEND_ORDER: readonly BackendName[] = ['webgpu', 'webgl', 'wasm', 'cpu'];
+/** tfjs backends we know how to select, fastest first. */
+export const DEFAULT_BACKEND_ORDER: readonly BackendName[] = BACKENDS;
 
 export function isBackendName(value: string): value is BackendName {
   return (DEFAULT_BACKEND_ORDER as readonly string[]).includes(value);

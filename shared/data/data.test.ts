@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ByteTokenizer, getTokenizer, TokenizerError } from './tokenizer.js';
 import { TokenDataset, DataError } from './dataset.js';
-import { DEFAULT_CORPUS, loadDataset, readTextFile } from './corpus-node.js';
+import { DEFAULT_CORPUS, loadDataset, readTextFile } from '../../trainer/corpus-file.js';
 
 describe('byte tokenizer', () => {
   it('round-trips UTF-8 text', () => {

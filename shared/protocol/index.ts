@@ -5,4 +5,4 @@ export * from './shape';
 export { DEFAULT_MAX_BYTES } from './bytes';
 export * from './codec';
 export * from './named-tensors';
-export * from './stage-state';
+export * from './stage-state-bundle';

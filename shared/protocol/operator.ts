@@ -62,7 +62,7 @@ export interface SwarmSnapshot {
   /** Paused by the operator (the run may also be held briefly during an export). */
   paused: boolean;
   strategy: RecoveryStrategy;
-  /** What set_strategy accepts: the strategies the swarm runs (coordinator SWARM_STRATEGIES). */
+  /** What set_strategy accepts. */
   strategies: readonly RecoveryStrategy[];
   /** The microbatch order is fixed at start: CheckFree+ swapping only if the run started with it. */
   swap: boolean;
@@ -173,11 +173,4 @@ export interface OperatorToServer {
   sample: (p: SampleRequest, ack: (r: Ack<{ result: SampleResult }>) => void) => void;
   runs: (ack: (r: Ack<{ runs: RunSummary[] }>) => void) => void;
   run: (p: z.infer<typeof runIdSchema>, ack: (r: Ack<{ detail: RunDetail }>) => void) => void;
-}
-
-/** Per-iteration failure probability of a stage for an hourly failure rate (RESEARCH.md). */
-export function perIterationProbability(hourlyRate: number, iterationSeconds: number): number {
-  if (!(hourlyRate > 0)) return 0;
-  if (hourlyRate >= 1) return 1;
-  return 1 - Math.pow(1 - hourlyRate, Math.max(0, iterationSeconds) / 3600);
 }

@@ -1,5 +1,5 @@
 /**
- * CheckFree's weighted average of two neighbouring stages (docs/RESEARCH.md, "CheckFree").
+ * CheckFree's weighted average of two neighbouring stages (docs/research.md, "CheckFree").
  *
  * When intermediate stage i is lost, its blocks are rebuilt tensor by tensor from its neighbours:
  *

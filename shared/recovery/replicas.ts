@@ -1,5 +1,5 @@
 /**
- * CheckFree+ replicas of the embedding and the LM head (docs/RESEARCH.md, "CheckFree+").
+ * CheckFree+ replicas of the embedding and the LM head (docs/research.md, "CheckFree+").
  *
  * The first stage owns the token embedding and the last stage owns the final norm + LM head.
  * CheckFree+ rebuilds a lost edge stage's blocks by copying its swap partner, but the partner has

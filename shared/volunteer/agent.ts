@@ -10,7 +10,7 @@ import type { Socket } from 'socket.io-client';
 import * as tf from '../model/tf.js';
 import { Stage } from '../model/stage.js';
 import { decodeTensorFrame, encodeTensorFrame, encodeNamedTensors, decodeNamedTensors } from '../protocol/codec.js';
-import { decodeStageState, encodeStageState } from '../protocol/stage-state.js';
+import { decodeStageState, encodeStageState } from '../protocol/stage-state-bundle.js';
 import type {
   Assignment,
   Capabilities,
@@ -50,11 +50,8 @@ export interface AgentOptions {
   capabilities: Capabilities;
   onStatus?: (s: AgentStatus) => void;
   onLog?: (level: 'info' | 'warn' | 'error', message: string) => void;
-  /**
-   * Test hook for quarantine tests: 'nan' sends non-finite activations; 'huge-grads' inflates this
-   * stage's own parameter gradients 1e4x (a broken or malicious stage).
-   */
-  poison?: 'nan' | 'huge-grads';
+  /** Builds the stage an assignment asks for (default: a plain Stage). */
+  createStage?: (config: Assignment['config'], index: number, opts: { lr: number }) => Stage;
 }
 
 function toBytes(b: Uint8Array | ArrayBuffer): Uint8Array {
@@ -186,7 +183,7 @@ export class VolunteerAgent {
     if (a.stage === null) {
       this.status.stage = 'spare';
     } else {
-      const stage = new Stage(a.config, a.stage, { lr: a.lr });
+      const stage = (this.opts.createStage ?? ((c, i, o) => new Stage(c, i, o)))(a.config, a.stage, { lr: a.lr });
       if (a.weights) {
         const state = decodeStageState(toBytes(a.weights));
         stage.setWeights(state.weights);
@@ -290,22 +287,15 @@ export class VolunteerAgent {
           out.loss = data[0]!;
           if (meta.dir === 'F') this.status.lastLoss = data[0]!;
         } else {
-          frame = this.opts.poison === 'nan'
-            ? poisonedFrame(meta, stage.index, shape, data)
-            : encodeTensorFrame(
-                { kind: 'act', iteration: meta.iteration, microbatch: meta.mb, hop: meta.hop, fromStage: stage.index, toStage: -1, dtype: 'float32', shape },
-                data,
-              );
+          frame = encodeTensorFrame(
+            { kind: 'act', iteration: meta.iteration, microbatch: meta.mb, hop: meta.hop, fromStage: stage.index, toStage: -1, dtype: 'float32', shape },
+            data,
+          );
         }
         // Every stage runs its blocks once per microbatch: count the microbatch's tokens there.
         if (meta.dir === 'F' && meta.segment.blocks) this.iterationTokens += x.shape[0]! * x.shape[1]!;
       } else {
-        const inflate = this.opts.poison === 'huge-grads' ? 1e4 : 1;
-        const dy = x ? (inflate === 1 ? x : tf.mul(x, inflate)) : (meta.lossScale ?? 1) * inflate;
-        const raw = stage.backward(key, dy);
-        if (dy !== x && typeof dy !== 'number') dy.dispose();
-        const dx = raw && inflate !== 1 ? tf.div(raw, inflate) : raw;
-        if (dx !== raw) raw?.dispose();
+        const dx = stage.backward(key, x ?? meta.lossScale ?? 1);
         if (dx) {
           const data = (await dx.data()) as Float32Array;
           frame = encodeTensorFrame(
@@ -344,11 +334,6 @@ export class VolunteerAgent {
     return { iteration, preClipNorm: norms.preClipNorm, postClipNorm: norms.postClipNorm, stepMs };
   }
 
-  /** Test hook: start (or stop) misbehaving, see AgentOptions.poison. */
-  setPoison(mode: AgentOptions['poison']): void {
-    this.opts.poison = mode;
-  }
-
   /** Resolves when no task is running. */
   private async idle(): Promise<void> {
     while (this.running) await new Promise((r) => setTimeout(r, 1));
@@ -371,15 +356,4 @@ export class VolunteerAgent {
 function tensorOf(bytes: Uint8Array): tf.Tensor {
   const { header, data } = decodeTensorFrame(bytes);
   return tf.tensor(data, header.shape, header.dtype);
-}
-
-/** A frame whose payload is non-finite, bypassing the encoder's finiteness check (test hook). */
-function poisonedFrame(meta: TaskMeta, stage: number, shape: number[], data: Float32Array): Uint8Array {
-  const clean = encodeTensorFrame(
-    { kind: 'act', iteration: meta.iteration, microbatch: meta.mb, hop: meta.hop, fromStage: stage, toStage: -1, dtype: 'float32', shape },
-    new Float32Array(data.length),
-  );
-  const view = new Float32Array(clean.buffer, clean.byteOffset + clean.byteLength - data.length * 4, data.length);
-  view.fill(Number.NaN);
-  return clean;
 }

@@ -5,7 +5,7 @@ import type { RunDetail } from '../../../shared/protocol/operator';
 import { LossVsIteration, LossVsTime, StageTimes, ThroughputChart } from './Charts';
 import { Controls } from './Controls';
 import { EventLog } from './EventLog';
-import { compact, dateTime, num } from './format';
+import { compact, dateTime, num } from '../format';
 import { Runs } from './Runs';
 import { Sampler } from './Sampler';
 import { SwarmMap } from './SwarmMap';

@@ -3,7 +3,7 @@ import { useMemo } from 'react';
 
 import type { EventRow, IterationRow } from '../../../shared/protocol/operator';
 import { Chart, type Mark } from './Chart';
-import { compact, num } from './format';
+import { compact, num } from '../format';
 
 const TRAIN = '#2563eb';
 const VAL = '#d97706';

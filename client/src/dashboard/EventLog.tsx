@@ -2,7 +2,7 @@
 import { useMemo, useState } from 'react';
 
 import { EVENT_KINDS, type EventRow } from '../../../shared/protocol/operator';
-import { clock, num } from './format';
+import { clock, num } from '../format';
 
 const SHOWN = 300;
 

@@ -1,6 +1,6 @@
 /** Runs stored in the coordinator's SQLite history; pick one to review its charts and events. */
 import type { RunSummary } from '../../../shared/protocol/operator';
-import { dateTime, num } from './format';
+import { dateTime, num } from '../format';
 
 function describe(settings: Record<string, unknown>): string {
   const s = (settings.settings ?? settings) as Record<string, unknown>;

@@ -2,7 +2,7 @@
 import { useEffect, useState } from 'react';
 
 import type { SwarmSnapshot, TabInfo } from '../../../shared/protocol/operator';
-import { compact, duration, num, stageRole } from './format';
+import { compact, duration, num, stageRole } from '../format';
 
 function useNow(ms = 1000): number {
   const [now, setNow] = useState(() => Date.now());

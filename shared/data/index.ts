@@ -1,2 +1,0 @@
-export * from './tokenizer.js';
-export * from './dataset.js';

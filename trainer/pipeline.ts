@@ -1,0 +1,78 @@
+/**
+ * Runs synchronous pipeline iterations over in-process stages exactly as the swarm does: each
+ * microbatch follows its forward path hop by hop (shared/schedule), then its backward path; the
+ * loss gradient is 1 / microbatches; after all microbatches every stage clips and steps.
+ *
+ * This is the reference the distributed swarm must match, and the engine of the local trainer,
+ * the recovery tests and the churn experiments.
+ */
+import * as tf from '../shared/model/tf.js';
+import type { Stage, GradNorms } from '../shared/model/stage.js';
+import type { Batch } from '../shared/data/dataset.js';
+import { forwardPath } from '../shared/schedule/paths.js';
+import { crossEntropy } from '../shared/model/layers.js';
+
+/** Stash key of hop `hopIndex` (of the forward path) of microbatch `mb`. */
+export function stashKey(mb: number, hopIndex: number): string {
+  return `${mb}:${hopIndex}`;
+}
+
+export interface IterationResult {
+  /** Mean training loss over the microbatches. */
+  loss: number;
+  /** Per-stage gradient norms from clipAndStep. */
+  norms: GradNorms[];
+}
+
+function toTensors(b: Batch): { ids: tf.Tensor2D; targets: tf.Tensor2D } {
+  return {
+    ids: tf.tensor2d(b.tokens, [b.batch, b.seqLen], 'int32'),
+    targets: tf.tensor2d(b.targets, [b.batch, b.seqLen], 'int32'),
+  };
+}
+
+/** Forward then backward of one microbatch through its path; returns its loss. */
+export function runMicrobatch(stages: Stage[], mb: number, batch: Batch, opts: { swap: boolean; lossScale: number }): number {
+  const path = forwardPath(mb, stages.length, opts.swap);
+  const { ids, targets } = toTensors(batch);
+  let x: tf.Tensor = ids;
+  path.forEach((hop, i) => {
+    const out = stages[hop.stage]!.forward(stashKey(mb, i), x, hop.segment, hop.segment.head ? targets : undefined);
+    x.dispose();
+    x = out;
+  });
+  const loss = (x.dataSync() as Float32Array)[0]!;
+  x.dispose();
+  targets.dispose();
+  let dy: tf.Tensor | number = opts.lossScale;
+  for (let i = path.length - 1; i >= 0; i--) {
+    const dx = stages[path[i]!.stage]!.backward(stashKey(mb, i), dy);
+    if (typeof dy !== 'number') dy.dispose();
+    dy = dx ?? 0;
+  }
+  return loss;
+}
+
+/** One synchronous iteration: every microbatch forward and backward, then clip and step. */
+export function runIteration(stages: Stage[], batches: Batch[], opts: { swap: boolean }): IterationResult {
+  let sum = 0;
+  batches.forEach((b, mb) => {
+    sum += runMicrobatch(stages, mb, b, { swap: opts.swap, lossScale: 1 / batches.length });
+  });
+  const norms = stages.map((s) => s.clipAndStep());
+  return { loss: sum / batches.length, norms };
+}
+
+/** Mean validation cross-entropy through the plain (unswapped) path, without stashing. */
+export function evaluate(stages: Stage[], batches: Batch[]): number {
+  let sum = 0;
+  for (const b of batches) {
+    sum += tf.tidy(() => {
+      const { ids, targets } = toTensors(b);
+      let x: tf.Tensor = ids;
+      for (const hop of forwardPath(0, stages.length, false)) x = stages[hop.stage]!.infer(x, hop.segment);
+      return (crossEntropy(x as tf.Tensor2D, tf.reshape(targets, [-1]) as tf.Tensor1D).dataSync() as Float32Array)[0]!;
+    });
+  }
+  return sum / batches.length;
+}
