@@ -575,7 +575,6 @@ async function main(): Promise<void> {
   for (const key of keys) {
     const spec = SIZES.find((s) => s.key === key)!;
     const base = results.get(`${key}/ws`)!;
-    const baseMBs = base.bytes / base.seconds / 1e6;
     const baseP50 = percentile(base.lat, 50);
     for (const mode of MODES) {
       const a = results.get(`${key}/${mode}`)!;

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { io as ioClient, type Socket as ClientSocket } from 'socket.io-client';
 import { Coordinator, DEFAULT_COORDINATOR, type CoordinatorOptions } from './server.js';
 import { startNodeVolunteer, type NodeVolunteer } from '../testing/node-volunteer.js';
-import { DEFAULT_SETTINGS, RECOVERY_STRATEGIES, type RunSettings } from '../shared/run-settings.js';
+import { DEFAULT_SETTINGS, type RunSettings } from '../shared/run-settings.js';
 import { useNodeBackend } from '../trainer/node-backend.js';
 import { mulberry32 } from '../shared/model/rng.js';
 import { loadDataset } from '../trainer/corpus-file.js';

@@ -18,7 +18,7 @@ import type { AverageWeighting } from '../shared/recovery/average.js';
 import { decodeWeights, encodeWeights } from '../shared/protocol/index.js';
 import type { WeightParts } from '../shared/protocol/events.js';
 import type { RecoveryStrategy } from '../shared/run-settings.js';
-import type { Registry, Volunteer } from './registry.js';
+import type { Registry } from './registry.js';
 import { askStage, ASK_TIMEOUT_MS, bytesReply, okReply } from './ask-stage.js';
 import type { Scheduler, IterationRecord } from './scheduler.js';
 import type { SwarmMetrics } from './metrics.js';

@@ -13,7 +13,7 @@
 import type { ResolvedConfig } from '../shared/model/config.js';
 import { forwardPath, type Hop } from '../shared/schedule/paths.js';
 import { encodeTensorFrame, FrameError } from '../shared/protocol/index.js';
-import type { OutMeta, RunStatus, StepAck, TaskMeta } from '../shared/protocol/events.js';
+import type { OutMeta, RunStatus, TaskMeta } from '../shared/protocol/events.js';
 import { stepAckSchema, gradNormAckSchema } from '../shared/protocol/events.js';
 import { NormOutlierDetector } from './outliers.js';
 import { checkRelayFrame, maxRelayFrameBytes } from './relay-check.js';
@@ -382,7 +382,7 @@ export class Scheduler {
           this.send({ attempt, iteration, mb, dir: fdir, hop: 0, stage: hop.stage, segment: hop.segment }, frames[mb]!.tokens, hop.segment.head ? frames[mb]!.targets : null);
         }
       };
-      const finish = (mb: number) => {
+      const finish = () => {
         done++;
         if (done === M) resolve(losses);
         else inject();
@@ -401,14 +401,14 @@ export class Scheduler {
           if (!ok) return;
           try {
             if (meta.dir === 'B') {
-              if (meta.hop === 0) return finish(meta.mb);
+              if (meta.hop === 0) return finish();
               const hop = path[meta.hop - 1]!;
               this.send({ attempt, iteration, mb: meta.mb, dir: 'B', hop: meta.hop - 1, stage: hop.stage, segment: hop.segment }, ok.frame, null);
               return;
             }
             if (meta.loss !== undefined) {
               losses[meta.mb] = meta.loss;
-              if (dir === 'eval') return finish(meta.mb);
+              if (dir === 'eval') return finish();
               const last = path.length - 1;
               const hop = path[last]!;
               this.send({ attempt, iteration, mb: meta.mb, dir: 'B', hop: last, stage: hop.stage, segment: hop.segment, lossScale: 1 / M }, null, null);

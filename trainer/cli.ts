@@ -14,7 +14,7 @@ import { TokenizerError } from '../shared/data/tokenizer.js';
 import { useNodeBackend } from './node-backend.js';
 import { loadDataset } from './corpus-file.js';
 import { runIteration, evaluate } from './pipeline.js';
-import { DEFAULT_SETTINGS, checkSettings, modelConfigOf, usesSwap, type RunSettings, type RecoveryStrategy } from '../shared/run-settings.js';
+import { DEFAULT_SETTINGS, checkSettings, modelConfigOf, type RunSettings, type RecoveryStrategy } from '../shared/run-settings.js';
 
 const HELP = `Usage: npm run train:local -- [options]
 
