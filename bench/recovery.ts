@@ -74,6 +74,7 @@ async function runScenario(
   const ckdir = mkdtempSync(join(tmpdir(), 'bench-ckpt-'));
   const coord = new Coordinator({
     ...DEFAULT_COORDINATOR,
+    maxReplicas: 1, // one tab per stage: extra tabs are spares (these tests exercise the strategy rung)
     settings,
     port: 0,
     silent: true,
@@ -88,8 +89,8 @@ async function runScenario(
   const vols: NodeVolunteer[] = [];
   try {
     for (let i = 0; i <= settings.stages; i++) vols.push(await startNodeVolunteer(url, { name: `r${i}` }));
-    await until(() => vols.every((v) => v.status().volunteerId !== null) && coord.registry.owner(stage) !== undefined, 60_000, 'assignments');
-    const owner = coord.registry.owner(stage)!;
+    await until(() => vols.every((v) => v.status().volunteerId !== null) && coord.stages.owner(stage) !== undefined, 60_000, 'assignments');
+    const owner = coord.stages.owner(stage)!;
     const victim = vols.find((v) => v.status().volunteerId === owner.id);
     if (!victim) throw new Error('victim volunteer not found');
     // The kill is triggered by the victim's own traffic, so it lands at the same point every run:

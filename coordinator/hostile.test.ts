@@ -21,6 +21,7 @@ const vols: NodeVolunteer[] = [];
 beforeAll(async () => {
   coord = new Coordinator({
     ...DEFAULT_COORDINATOR,
+    maxReplicas: 1, // one tab per stage: extra tabs are spares (these tests exercise the strategy rung)
     settings: { ...DEFAULT_SETTINGS, preset: 'tiny', stages: 4, microbatches: 2, batch: 2, recovery: 'checkfree' },
     port: 0,
     silent: true,
@@ -168,8 +169,8 @@ describe('hostile input against a training swarm', () => {
   });
 
   it('an active tab that sends results out of turn or for another stage is rejected, then dropped, and its stage rebuilt', async () => {
-    if (coord.registry.spares().length === 0) vols.push(await startNodeVolunteer(url, { name: 'spare-2' }));
-    const victim = coord.registry.owner(1)!;
+    if (coord.placement.spares().length === 0) vols.push(await startNodeVolunteer(url, { name: 'spare-2' }));
+    const victim = coord.stages.owner(1)!;
     const v = vols.find((x) => x.status().volunteerId === victim.id)!;
     const rejected: string[] = [];
     v.socket.on('rejected', (r) => void rejected.push(r.reason));

@@ -50,6 +50,12 @@ Run
   --max-iterations <n>     stop training after n iterations (default: never)
   --eval-every <n>         validation every n iterations (default ${d.evalEvery}; 0 = never)
   --eval-batches <n>       validation batches (default ${d.evalBatches})
+Volunteers per stage
+  --max-replicas <n>       most tabs serving one stage (default: no cap); every other tab trains as a
+                           replica of the stage where it lifts the bottleneck most; spares exist only
+                           when every stage is at the cap
+  --rebalance-every <n>    consider moving one tab to the bottleneck stage every n iterations, only if
+                           that cuts its time per task by at least 20% (default ${d.rebalanceEvery}; 0 = never)
 Recovery
   --recovery <s>           ${RECOVERY_STRATEGIES.join(' | ')} (default ${s.recovery})
   --lr-scale <x>           learning-rate multiplier for a rebuilt stage (default ${d.recovery.lrScale})
@@ -112,6 +118,8 @@ async function main(): Promise<void> {
       'skip-build': { type: 'boolean' },
       'resume-wait': { type: 'string' },
       'operator-token': { type: 'string' },
+      'max-replicas': { type: 'string' },
+      'rebalance-every': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -138,6 +146,8 @@ async function main(): Promise<void> {
     evalEvery: num('eval-every', d.evalEvery),
     evalBatches: num('eval-batches', d.evalBatches),
     maxIterations: num('max-iterations', 0),
+    maxReplicas: v['max-replicas'] === undefined ? d.maxReplicas : Math.max(1, Math.floor(num('max-replicas', 1))),
+    rebalanceEvery: Math.max(0, Math.floor(num('rebalance-every', d.rebalanceEvery))),
     graceMs: num('grace', d.graceMs),
     heartbeatTimeoutMs: num('heartbeat-timeout', d.heartbeatTimeoutMs),
     clientDir: join(ROOT, 'dist/client'),

@@ -38,8 +38,14 @@ export class SwarmMetrics {
   });
   readonly recoveries = new Counter({
     name: 'swarm_recoveries_total',
-    help: 'Stage recoveries by method',
-    labelNames: ['method'] as const,
+    help: 'Losses of a tab that served a stage, by recovery-ladder rung (replica, handoff, strategy) and method',
+    labelNames: ['rung', 'method'] as const,
+    registers: [this.registry],
+  });
+  readonly stageReplicas = new Gauge({ name: 'swarm_stage_replicas', help: 'Tabs serving each stage (its group of replicas)', labelNames: ['stage'] as const, registers: [this.registry] });
+  readonly reductionBytes = new Counter({
+    name: 'swarm_reduction_bytes_total',
+    help: 'Gradient bytes moved to combine the replicas of a stage (uploads and the sums sent back)',
     registers: [this.registry],
   });
   readonly recoverySeconds = new Histogram({

@@ -46,7 +46,7 @@ afterEach(async () => {
 });
 
 async function startCoordinator(extra: Partial<CoordinatorOptions> = {}, s: RunSettings = settings): Promise<{ coord: Coordinator; url: string }> {
-  const coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings: s, port: 0, silent: true, evalEvery: 0, operatorToken: TOKEN, ...extra });
+  const coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings: s, port: 0, silent: true, evalEvery: 0, operatorToken: TOKEN, maxReplicas: 1, ...extra });
   coords.push(coord);
   return { coord, url: await coord.listen() };
 }
@@ -127,7 +127,7 @@ describe('operator access', () => {
     const { coord, url } = await startCoordinator({ maxIterations: 0 });
     await addVolunteers(url, 4);
     await until(() => coord.scheduler.iteration >= 1, 'training', 120_000);
-    const owners = [0, 1, 2, 3].map((s) => coord.registry.owner(s)!.id);
+    const owners = [0, 1, 2, 3].map((s) => coord.stages.owner(s)!.id);
     // A registered volunteer (it said hello) tries operator actions on its own socket.
     const evil = ioClient(url, { transports: ['websocket'], forceNew: true, reconnection: false });
     clients.push(evil);
@@ -154,7 +154,7 @@ describe('operator access', () => {
     expect(coord.scheduler.paused).toBe(false);
     expect(coord.recovery.opts.strategy).toBe('checkfree');
     expect(coord.recovery.done).toHaveLength(0);
-    expect([0, 1, 2, 3].map((s) => coord.registry.owner(s)!.id)).toEqual(owners);
+    expect([0, 1, 2, 3].map((s) => coord.stages.owner(s)!.id)).toEqual(owners);
   });
 });
 
@@ -190,14 +190,14 @@ describe('operator controls', () => {
     await ok(s, 'set_strategy', { strategy: 'checkfree' });
 
     expect(await call(s, 'inject_failure', { stage: 9 })).toMatchObject({ ok: false });
-    const victim = coord.registry.owner(2)!.id;
+    const victim = coord.stages.owner(2)!.id;
     const r = await ok<{ volunteer: string }>(s, 'inject_failure', { stage: 2 });
     expect(r.volunteer).toBe(victim);
     expect(coord.registry.get(victim)).toBeUndefined();
     await ok(s, 'pause', { paused: false });
     await until(() => coord.recovery.done.length === 1 && coord.scheduler.iteration >= at + 2, 'recovery and more iterations', 120_000);
     expect(coord.recovery.done[0]).toMatchObject({ stage: 2, strategy: 'checkfree', method: 'average' });
-    expect(coord.registry.owner(2)!.id).not.toBe(victim);
+    expect(coord.stages.owner(2)!.id).not.toBe(victim);
     const rec = events.filter((e) => e.kind === 'recovery');
     expect(rec.length).toBeGreaterThanOrEqual(2); // lost + recovered
     expect(rec[0]!.data).toMatchObject({ stage: 2, strategy: 'checkfree', iteration: at });
@@ -215,7 +215,7 @@ describe('operator controls', () => {
     await addVolunteers(url, 5);
     const s = await operator(url);
     await ok(s, 'pause', { paused: true });
-    await until(() => coord.scheduler.state === 'paused' && coord.registry.spares().length === 1, 'paused with a spare', 120_000);
+    await until(() => coord.scheduler.state === 'paused' && coord.placement.spares().length === 1, 'paused with a spare', 120_000);
     // A seed whose first four draws fail exactly one stage at p = 0.3.
     const p = 0.3;
     let seed = 1;
@@ -229,7 +229,7 @@ describe('operator controls', () => {
       }
     }
     expect(await call(s, 'churn', { mode: 'iteration', probability: 2, seed })).toMatchObject({ ok: false });
-    const victim = coord.registry.owner(picked)!.id;
+    const victim = coord.stages.owner(picked)!.id;
     const failed = coord.scheduler.iteration + 1;
     await ok(s, 'churn', { mode: 'iteration', probability: p, seed });
     await ok(s, 'pause', { paused: false });

@@ -39,6 +39,7 @@ import { decodeWeights } from '../shared/protocol/index.js';
 import type { Coordinator } from './server.js';
 import type { IterationRecord } from './scheduler.js';
 import type { Volunteer } from './registry.js';
+import type { TabSpeeds } from './tab-speed.js';
 import { assembleModelFile } from './model-file.js';
 import { askStage, AskError, ASK_TIMEOUT_MS, bytesReply } from './ask-stage.js';
 import { generate, swarmLogits, tokenizer } from './sampling.js';
@@ -76,7 +77,7 @@ export class HttpError extends Error {
  * the iteration's tokens over its own compute time (the tab's own report only counts tokens at
  * the embedding, i.e. stage 0).
  */
-function tabInfo(v: Volunteer, now: number, tokensPerIteration: number): TabInfo {
+function tabInfo(v: Volunteer, now: number, tokensPerIteration: number, speeds: TabSpeeds, groupDone: number): TabInfo {
   const a = v.caps.adapter;
   return {
     id: v.id,
@@ -87,6 +88,8 @@ function tabInfo(v: Volunteer, now: number, tokensPerIteration: number): TabInfo
     tokensPerSec: v.stage !== null && v.lastStepMs ? (tokensPerIteration * 1000) / v.lastStepMs : null,
     joinedAt: v.joinedAt,
     connectedSeconds: (now - v.joinedAt) / 1000,
+    taskMs: speeds.taskMs(v),
+    share: v.stage !== null && groupDone > 0 ? speeds.done(v) / groupDone : null,
   };
 }
 
@@ -144,19 +147,22 @@ export class Operator {
   // ---- state -------------------------------------------------------------------------------
 
   snapshot(): SwarmSnapshot {
-    const { registry, scheduler, recovery } = this.coord;
+    const { scheduler, recovery, speeds, placement } = this.coord;
+    const table = this.coord.stages;
     const now = Date.now();
     const { settings, config } = scheduler.opts;
     const tokens = settings.microbatches * settings.batch * config.seqLen;
-    const tab = (v: Volunteer) => tabInfo(v, now, tokens);
     const stages: StageSlot[] = [];
     for (let s = 0; s < scheduler.nStages; s++) {
-      const owner = registry.owner(s);
-      const pending = scheduler.vacant.get(s);
-      if (owner) stages.push({ stage: s, state: 'training', tab: tab(owner), reason: null });
-      else if (pending) stages.push({ stage: s, state: 'waiting', tab: null, reason: pending.reason });
-      else stages.push({ stage: s, state: 'rebuilding', tab: null, reason: null });
+      const group = table.replicas(s);
+      const groupDone = group.reduce((n, v) => n + speeds.done(v), 0);
+      const tabs = group.map((v) => tabInfo(v, now, tokens, speeds, groupDone));
+      const pending = table.pendingFor(s);
+      if (tabs.length) stages.push({ stage: s, state: 'training', tab: tabs[0]!, tabs, reason: null });
+      else if (pending && !table.isRebuilding(s)) stages.push({ stage: s, state: 'waiting', tab: null, tabs, reason: pending.reason });
+      else stages.push({ stage: s, state: 'rebuilding', tab: null, tabs, reason: null });
     }
+    const tab = (v: Volunteer) => tabInfo(v, now, tokens, speeds, 0);
     return {
       runId: this.coord.runId,
       time: now,
@@ -167,7 +173,7 @@ export class Operator {
       swap: scheduler.opts.swap,
       churn: { ...this.churn, failures: this.churnFailures },
       stages,
-      spares: registry.spares().map(tab),
+      spares: placement.spares().map(tab),
       sampling: this.sampling,
       exporting: this.exporting,
     };
@@ -205,7 +211,7 @@ export class Operator {
       time: r.time,
       tokens: r.tokens,
       stages: Array.from({ length: this.coord.scheduler.nStages }, (_, s) => {
-        const v = this.coord.registry.owner(s);
+        const v = this.coord.stages.owner(s);
         return { stage: s, volunteer: v?.id ?? null, computeMs: v?.lastStepMs ?? null };
       }),
     };
@@ -226,7 +232,7 @@ export class Operator {
     const p = c.mode === 'iteration' ? c.probability : perIterationProbability(c.rate, Math.max(r.seconds, 1e-3));
     for (let s = 0; s < this.coord.scheduler.nStages; s++) {
       const hit = this.churnRand() < p;
-      const v = this.coord.registry.owner(s);
+      const v = this.coord.stages.owner(s);
       if (!hit || !v) continue;
       this.churnFailures++;
       this.coord.events.add('run', `churn: failing stage ${s} (${v.id}) after iteration ${r.iteration} (p=${p.toPrecision(3)} per iteration)`, {
@@ -264,7 +270,7 @@ export class Operator {
 
   async injectFailure(stage: number): Promise<string> {
     if (stage >= this.coord.scheduler.nStages) throw new Error(`no stage ${stage} (the run has ${this.coord.scheduler.nStages})`);
-    const v = this.coord.registry.owner(stage);
+    const v = this.coord.stages.owner(stage);
     if (!v) throw new Error(`stage ${stage} has no tab to fail right now`);
     this.coord.events.add('run', `operator injected a failure: stage ${stage} (${v.id})`, { operator: true, action: 'inject', stage, volunteer: v.id });
     await this.coord.drop(v, 'operator injected failure');
@@ -290,11 +296,11 @@ export class Operator {
     this.pushSwarm();
     const t0 = Date.now();
     try {
-      const { scheduler, registry } = this.coord;
+      const { scheduler, stages } = this.coord;
       const config = scheduler.opts.config;
       const iteration = scheduler.iteration;
       const tokens = await generate(
-        (ctx) => swarmLogits(registry, config, scheduler.nStages, ctx),
+        (ctx) => swarmLogits(stages, config, scheduler.nStages, ctx),
         tokenizer.encode(req.prompt),
         { length: req.length, temperature: req.temperature, seed: req.seed ?? 1, seqLen: config.seqLen, cancelled: () => this.closed },
       );
@@ -312,7 +318,7 @@ export class Operator {
    */
   async exportModel(opts: { validate?: boolean } = {}): Promise<ExportedModel> {
     if (this.exporting) throw new HttpError(409, 'an export is already running');
-    const { scheduler, registry } = this.coord;
+    const { scheduler, stages } = this.coord;
     this.exporting = true;
     this.holds++;
     this.applyPause();
@@ -323,7 +329,7 @@ export class Operator {
         await new Promise((r) => setTimeout(r, 25));
       }
       const config = scheduler.opts.config;
-      const owners = Array.from({ length: scheduler.nStages }, (_, s) => registry.owner(s));
+      const owners = Array.from({ length: scheduler.nStages }, (_, s) => stages.owner(s));
       const missing = owners.findIndex((v) => !v);
       if (missing >= 0) throw new HttpError(409, `stage ${missing} has no volunteer right now (waiting or being rebuilt); export when every stage is served`);
       const weights: NamedWeights[] = [];
@@ -350,7 +356,7 @@ export class Operator {
         try {
           const v = await scheduler.validate();
           // Only if nothing changed hands meanwhile (a replaced stage holds other weights).
-          if (owners.every((o, s) => registry.owner(s) === o) && scheduler.iteration === iteration) valLoss = v;
+          if (owners.every((o, s) => stages.owner(s) === o) && scheduler.iteration === iteration) valLoss = v;
         } catch (e) {
           this.coord.log.warn({ err: (e as Error).message }, 'validation for the export failed');
         }

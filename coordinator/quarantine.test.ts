@@ -21,6 +21,7 @@ afterEach(async () => {
 async function swarm(): Promise<string> {
   coord = new Coordinator({
     ...DEFAULT_COORDINATOR,
+    maxReplicas: 1, // one tab per stage: extra tabs are spares (these tests exercise the strategy rung)
     settings: { ...DEFAULT_SETTINGS, preset: 'tiny', stages: 4, microbatches: 2, batch: 2, recovery: 'checkfree' },
     port: 0,
     silent: true,
@@ -38,17 +39,17 @@ describe('quarantine of poisoned tabs', () => {
   it('non-finite activations: contribution dropped, tab quarantined, stage rebuilt, no NaN anywhere', async () => {
     const url = await swarm();
     vols.push(await startNodeVolunteer(url, { name: 'h0' }));
-    await until(() => coord!.registry.owner(0) !== undefined, 'stage 0');
+    await until(() => coord!.stages.owner(0) !== undefined, 'stage 0');
     const bad = await startPoisonedVolunteer(url, 'nan', { name: 'poisoned' });
     vols.push(bad);
-    await until(() => coord!.registry.owner(1)?.caps.agent.includes('poisoned') === true, 'poisoned tab on stage 1');
+    await until(() => coord!.stages.owner(1)?.caps.agent.includes('poisoned') === true, 'poisoned tab on stage 1');
     for (const n of ['h2', 'h3', 'spare']) vols.push(await startNodeVolunteer(url, { name: n }));
     await until(() => coord!.scheduler.iteration >= 3, 'training after the quarantine');
     const q = coord!.events.list('quarantine');
     expect(q).toHaveLength(1);
     expect(q[0]!.message).toMatch(/stage 1.*non-finite/);
     expect(await coord!.metrics.text()).toMatch(/swarm_rejected_messages_total\{reason="nonfinite"\} 1/);
-    expect(coord!.registry.owner(1)!.caps.agent).not.toContain('poisoned');
+    expect(coord!.stages.owner(1)!.caps.agent).not.toContain('poisoned');
     expect(allFinite(vols.filter((v) => v !== bad))).toBe(true);
   });
 
@@ -61,9 +62,9 @@ describe('quarantine of poisoned tabs', () => {
       vols.push(v);
     }
     await until(() => coord!.scheduler.iteration >= 6, 'a norm history');
-    const culpritId = coord!.registry.owner(2)!.id;
+    const culpritId = coord!.stages.owner(2)!.id;
     const culprit = suspects.find((v) => v.status().volunteerId === culpritId)!;
-    const stage1 = vols.find((v) => v.status().volunteerId === coord!.registry.owner(1)!.id)!;
+    const stage1 = vols.find((v) => v.status().volunteerId === coord!.stages.owner(1)!.id)!;
     const stepsBefore = stage1.agent.currentStage!.optimizerStep();
     culprit.setPoison('huge-grads');
     await until(() => coord!.events.list('quarantine').length === 1, 'quarantine');

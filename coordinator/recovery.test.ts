@@ -15,6 +15,7 @@ let vols: NodeVolunteer[] = [];
 async function swarm(recovery: RecoveryStrategy, tabs: number, extra: Partial<CoordinatorOptions> = {}) {
   coord = new Coordinator({
     ...DEFAULT_COORDINATOR,
+    maxReplicas: 1, // one tab per stage: extra tabs are spares (these tests exercise the strategy rung)
     settings: { ...base, recovery },
     port: 0,
     silent: true,
@@ -30,7 +31,7 @@ async function swarm(recovery: RecoveryStrategy, tabs: number, extra: Partial<Co
 
 
 const volunteerOf = (c: Coordinator, stage: number) => {
-  const id = c.registry.owner(stage)!.id;
+  const id = c.stages.owner(stage)!.id;
   return vols.find((v) => v.status().volunteerId === id)!;
 };
 
@@ -49,7 +50,7 @@ async function pauseAt(c: Coordinator, iteration: number): Promise<void> {
 /** Waits until `stage` is served by a volunteer whose agent has built it. */
 async function assigned(c: Coordinator, stage: number, notId?: string): Promise<NodeVolunteer> {
   await until(() => {
-    const o = c.registry.owner(stage);
+    const o = c.stages.owner(stage);
     if (!o || o.id === notId) return false;
     const v = vols.find((x) => x.status().volunteerId === o.id);
     return v?.agent.currentStage?.index === stage;
@@ -75,7 +76,7 @@ describe('recovery in the swarm', () => {
     await pauseAt(c, 4); // replicas refreshed at iteration 2 and 4
     const s1 = volunteerOf(c, 1).agent.currentStage!.getWeights();
     const embed = volunteerOf(c, 0).agent.currentStage!.getWeights()['embed.weight']!;
-    const old = c.registry.owner(0)!.id;
+    const old = c.stages.owner(0)!.id;
     volunteerOf(c, 0).kill();
     const rebuilt = (await assigned(c, 0, old)).agent.currentStage!;
     const w = rebuilt.getWeights();
@@ -106,7 +107,7 @@ describe('recovery in the swarm', () => {
     const lost = volunteerOf(c, 2).agent.currentStage!;
     const w = lost.getWeights();
     const opt = lost.getOptimizerState();
-    const old = c.registry.owner(2)!.id;
+    const old = c.stages.owner(2)!.id;
     volunteerOf(c, 2).kill();
     const restored = (await assigned(c, 2, old)).agent.currentStage!;
     const w2 = restored.getWeights();
@@ -126,7 +127,7 @@ describe('recovery in the swarm', () => {
     resume(c);
     await pauseAt(c, 6);
     const stage1 = volunteerOf(c, 1);
-    const old = c.registry.owner(2)!.id;
+    const old = c.stages.owner(2)!.id;
     volunteerOf(c, 2).kill();
     await assigned(c, 2, old);
     await until(() => stage1.agent.currentStage?.optimizerStep() === 5, 'live stages rolled back');
@@ -142,10 +143,10 @@ describe('recovery in the swarm', () => {
     const c = await swarm('checkfree', 5, { graceMs: 4000 });
     await until(() => c.scheduler.iteration >= 2, 'iteration 2');
     const v = volunteerOf(c, 1);
-    const id = c.registry.owner(1)!.id;
+    const id = c.stages.owner(1)!.id;
     v.socket.io.engine.close(); // transport drops; socket.io reconnects and recovers the session
     await until(() => c.scheduler.iteration >= 5, 'training continues after the blip');
-    expect(c.registry.owner(1)!.id).toBe(id);
+    expect(c.stages.owner(1)!.id).toBe(id);
     expect(c.recovery.done).toHaveLength(0);
     expect(c.events.list('join').some((e) => /reconnected within the grace period/.test(e.message))).toBe(true);
     v.kill();
@@ -173,7 +174,7 @@ describe('recovery in the swarm', () => {
     // miss one; two spares so a slow machine cannot run out of them.
     const c = await swarm('checkfree', 6, { heartbeatTimeoutMs: 4000, graceMs: 100 });
     await until(() => c.scheduler.iteration >= 1, 'iteration 1');
-    const frozenId = c.registry.owner(2)!.id;
+    const frozenId = c.stages.owner(2)!.id;
     const v = volunteerOf(c, 2);
     const engine = v.socket.io.engine as unknown as { _sendPacket: (type: string, ...rest: unknown[]) => void };
     const send = engine._sendPacket.bind(engine);

@@ -18,7 +18,8 @@ import type { AverageWeighting } from '../shared/recovery/average.js';
 import { decodeWeights, encodeWeights } from '../shared/protocol/index.js';
 import type { WeightParts } from '../shared/protocol/events.js';
 import type { RecoveryStrategy } from '../shared/run-settings.js';
-import type { Registry } from './registry.js';
+import type { Volunteer } from './registry.js';
+import type { StageTable } from './stage-table.js';
 import { askStage, ASK_TIMEOUT_MS, bytesReply, okReply } from './ask-stage.js';
 import type { Scheduler, IterationRecord } from './scheduler.js';
 import type { SwarmMetrics } from './metrics.js';
@@ -46,10 +47,14 @@ interface Checkpoint {
   seconds: number;
 }
 
+/** The recovery ladder: which rung handled a lost tab. */
+export type RecoveryRung = 'replica' | 'handoff' | 'strategy';
+
 export interface SwarmRecoveryEvent {
   stage: number;
+  rung: RecoveryRung;
   strategy: RecoveryStrategy;
-  method: RecoveryPlan['method'];
+  method: RecoveryPlan['method'] | 'replica' | 'handoff';
   fallback: boolean;
   sources: { stage: number; part: string; bytes: number }[];
   bytesMoved: number;
@@ -77,14 +82,16 @@ export class Recovery {
   constructor(
     public opts: RecoveryOptions,
     private scheduler: Scheduler,
-    private registry: Registry,
+    private stages: StageTable,
+    /** Tabs waiting for a stage (a rebuilt stage waits for one when there are none). */
+    private waiting: () => number,
     private metrics: SwarmMetrics,
     private events: EventLog,
     private log: Logger,
   ) {}
 
   private async fetch(stage: number, parts: WeightParts): Promise<Uint8Array> {
-    const owner = this.registry.owner(stage);
+    const owner = this.stages.owner(stage);
     if (!owner) throw new Error(`stage ${stage} has no volunteer`);
     return askStage(owner, 'get_weights', [{ parts }], bytesReply, parts === 'state' ? ASK_TIMEOUT_MS.state : ASK_TIMEOUT_MS.weights);
   }
@@ -93,6 +100,7 @@ export class Recovery {
   async onStageLost(stage: number): Promise<void> {
     const S = this.scheduler.nStages;
     const detectedAt = Date.now();
+    this.stages.markRebuilding(stage);
     if (this.opts.strategy === 'checkpoint') return this.rollBack(stage, detectedAt);
     let plan = planRecovery(this.opts.strategy, stage, S);
     const notes: string[] = [];
@@ -143,7 +151,7 @@ export class Recovery {
       }
     }
     if (bundle) bytesMoved += bundle.byteLength; // to the replacement tab
-    this.scheduler.vacant.set(stage, {
+    this.stages.setPending(stage, {
       weights: bundle,
       reason: `recovery:${plan.method}${plan.fallback ? ' (fallback)' : ''}`,
       lrScale,
@@ -176,6 +184,7 @@ export class Recovery {
     const plan = { method, fallback, description: e.description };
     const ev: SwarmRecoveryEvent = {
       stage,
+      rung: 'strategy',
       strategy: this.opts.strategy,
       method: plan.method,
       fallback: plan.fallback,
@@ -189,15 +198,46 @@ export class Recovery {
       notes,
     };
     this.open.push(ev);
-    this.metrics.recoveries.inc({ method: plan.method });
+    this.metrics.recoveries.inc({ rung: 'strategy', method: plan.method });
     this.metrics.recoveryBytes.inc({ kind: 'recovery' }, bytesMoved);
     this.events.add(
       'recovery',
       `stage ${stage} lost at iteration ${ev.iteration}: ${plan.description}; ${plan.fallback ? 'FALLBACK to seed re-init; ' : ''}` +
         `${(bytesMoved / 1024).toFixed(1)} KiB moved${notes.length ? `; ${notes.join('; ')}` : ''}` +
-        `${this.registry.spares().length ? '' : '; waiting for a volunteer to join'}`,
+        `${this.waiting() ? '' : '; waiting for a volunteer to join'}`,
       { ...ev },
     );
+  }
+
+  /** A replica was lost while its stage kept others: nothing rebuilt, `rerun` hops ran again on siblings. */
+  noteReplicaRung(stage: number, v: Volunteer, rerun: number): void {
+    this.noteRung(stage, 'replica', 0, [`${v.id} lost; ${this.stages.size(stage)} replica(s) continue; ${rerun} microbatch hop(s) run again on a sibling`]);
+  }
+
+  /** A stage's last replica left on purpose and handed its exact state over. */
+  noteHandoff(stage: number, v: Volunteer, bytes: number): void {
+    this.noteRung(stage, 'handoff', bytes, [`${v.id} left and handed over its exact weights and Adam state; the next tab continues from them`]);
+  }
+
+  private noteRung(stage: number, rung: 'replica' | 'handoff', bytesMoved: number, notes: string[]): void {
+    const ev: SwarmRecoveryEvent = {
+      stage,
+      rung,
+      strategy: this.opts.strategy,
+      method: rung,
+      fallback: false,
+      sources: [],
+      bytesMoved,
+      detectedAt: Date.now(),
+      iteration: this.scheduler.iteration,
+      lossBefore: this.scheduler.lastTrainLoss,
+      lossAfter: null,
+      seconds: null,
+      notes,
+    };
+    this.open.push(ev);
+    this.metrics.recoveries.inc({ rung, method: rung });
+    this.events.add('recovery', `stage ${stage} (${rung}): ${notes.join('; ')}`, { ...ev });
   }
 
   /** After every completed iteration: close open recovery events, refresh replicas when due. */
@@ -231,11 +271,12 @@ export class Recovery {
       const ownerStage = part === 'embed' ? 0 : S - 1;
       try {
         const bundle = await this.fetch(ownerStage, part);
-        const h = this.registry.owner(holder);
-        if (!h) continue;
-        await askStage(h, 'put_replica', [{ part }, bundle], okReply, ASK_TIMEOUT_MS.replica);
-        this.replicaBytes += 2 * bundle.byteLength;
-        this.metrics.recoveryBytes.inc({ kind: 'replica' }, 2 * bundle.byteLength);
+        // Every replica of the holder stage keeps a copy: any of them may be the one left.
+        for (const h of this.stages.replicas(holder)) {
+          await askStage(h, 'put_replica', [{ part }, bundle], okReply, ASK_TIMEOUT_MS.replica);
+          this.replicaBytes += 2 * bundle.byteLength;
+          this.metrics.recoveryBytes.inc({ kind: 'replica' }, 2 * bundle.byteLength);
+        }
       } catch (e) {
         this.log.warn({ part, err: (e as Error).message }, 'replica refresh failed');
       }
@@ -293,14 +334,16 @@ export class Recovery {
     for (let s = 0; s < S; s++) {
       const state = ck ? states[s]! : null;
       if (state) bytesMoved += state.byteLength;
-      const owner = this.registry.owner(s);
-      if (s !== stage && owner) {
+      const live = this.stages.replicas(s);
+      if (live.length > 0) {
         const assignment = { stage: s, config: this.scheduler.opts.config, lr: this.scheduler.opts.settings.lr, weights: state, reason: `rollback to iteration ${target}` };
-        await askStage(owner, 'assign', [assignment], okReply, ASK_TIMEOUT_MS.state).catch((e: Error) =>
-          this.log.warn({ stage: s, err: e.message }, 'rollback of a live stage failed'),
-        );
+        for (const owner of live) {
+          await askStage(owner, 'assign', [assignment], okReply, ASK_TIMEOUT_MS.state).catch((e: Error) =>
+            this.log.warn({ stage: s, volunteer: owner.id, err: e.message }, 'rollback of a live stage failed'),
+          );
+        }
       } else {
-        this.scheduler.vacant.set(s, { weights: state, reason: `rollback to iteration ${target}`, lrScale: 1 });
+        this.stages.setPending(s, { weights: state, reason: `rollback to iteration ${target}`, lrScale: 1 });
       }
     }
     this.scheduler.iteration = target;
@@ -323,13 +366,15 @@ export class Recovery {
     const S = this.scheduler.nStages;
     if (S < 2) return;
     for (let s = 0; s < S; s++) {
-      const holder = this.registry.owner((s - 1 + S) % S);
-      if (!holder) continue;
+      const holders = this.stages.replicas((s - 1 + S) % S);
+      if (holders.length === 0) continue;
       try {
         const b = await this.fetch(s, 'state');
-        await askStage(holder, 'put_replica', [{ part: 'stage' }, b], okReply, ASK_TIMEOUT_MS.state);
-        this.redundantBytes += 2 * b.byteLength;
-        this.metrics.recoveryBytes.inc({ kind: 'redundant' }, 2 * b.byteLength);
+        for (const holder of holders) {
+          await askStage(holder, 'put_replica', [{ part: 'stage' }, b], okReply, ASK_TIMEOUT_MS.state);
+          this.redundantBytes += 2 * b.byteLength;
+          this.metrics.recoveryBytes.inc({ kind: 'redundant' }, 2 * b.byteLength);
+        }
       } catch (e) {
         this.log.warn({ stage: s, err: (e as Error).message }, 'redundant copy refresh failed');
       }

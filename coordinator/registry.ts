@@ -1,6 +1,6 @@
 /**
- * The volunteer registry: who is connected, what they can do, which stage each serves, and who
- * is a spare. Pure bookkeeping; the scheduler decides assignments.
+ * The volunteer registry: who is connected and what they told us. Which stage a tab serves is the
+ * stage table's (stage-table.ts): `stage` here is read-only and written only there.
  */
 import type { Socket } from 'socket.io';
 import type { Capabilities, ServerToVolunteer, VolunteerToServer, VolunteerStats } from '../shared/protocol/events.js';
@@ -9,13 +9,14 @@ export type CoordinatorSocket = Socket<VolunteerToServer, ServerToVolunteer>;
 
 export interface Volunteer {
   /** Public short id (not the socket id). */
-  id: string;
+  readonly id: string;
   socket: CoordinatorSocket;
-  caps: Capabilities;
-  /** Stage served, or null for a spare. */
-  stage: number | null;
-  joinedAt: number;
+  readonly caps: Capabilities;
+  /** Stage served (a replica of its group), or null. Written only by the StageTable. */
+  readonly stage: number | null;
+  readonly joinedAt: number;
   stats: VolunteerStats | null;
+  /** The tab's compute for its last iteration (tasks + optimizer step), ms, from its step ack. */
   lastStepMs: number | null;
   /** Validation failures so far. */
   offences: number;
@@ -42,21 +43,15 @@ export class Registry {
     return this.byId.get(id);
   }
 
+  has(v: Volunteer): boolean {
+    return this.byId.get(v.id) === v;
+  }
+
   all(): Volunteer[] {
     return [...this.byId.values()];
   }
 
-  spares(): Volunteer[] {
-    return this.all().filter((v) => v.stage === null);
-  }
-
-  /** The volunteer serving `stage`, if any. */
-  owner(stage: number): Volunteer | undefined {
-    return this.all().find((v) => v.stage === stage);
-  }
-
-  /** The fastest spare (highest measured throughput). */
-  bestSpare(): Volunteer | undefined {
-    return this.spares().sort((a, b) => b.caps.throughputGflops - a.caps.throughputGflops)[0];
+  get size(): number {
+    return this.byId.size;
   }
 }

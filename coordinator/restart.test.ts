@@ -31,7 +31,7 @@ function startCoordinator(port: number, dataDir: string, resumeWaitMs = 20000): 
     process.execPath,
     // `node --import tsx` (not the tsx CLI, which forks a child that SIGKILL would orphan).
     ['--import', 'tsx', join(ROOT, 'coordinator/main.ts'), '--port', String(port), '--data-dir', dataDir, '--skip-build',
-      '--stages', '4', '--microbatches', '2', '--batch', '2', '--eval-every', '0', '--recovery', 'checkfree', '--resume-wait', String(resumeWaitMs)],
+      '--stages', '4', '--microbatches', '2', '--batch', '2', '--eval-every', '0', '--recovery', 'checkfree', '--max-replicas', '1', '--resume-wait', String(resumeWaitMs)],
     { cwd: ROOT, env: { ...process.env, LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   proc.stdout!.on('data', (d) => (out += d));

@@ -14,6 +14,11 @@ describe('decideResume', () => {
     expect(decideResume(4, [claim(0, 8), claim(1, 8), claim(2, 7)])).toMatchObject({ iteration: 8, rebuild: [2, 3] });
     expect(decideResume(4, [claim(0, 8), claim(1, 7)])).toMatchObject({ iteration: 8, rebuild: [1, 2, 3] });
   });
+  it('keeps several replicas of one stage', () => {
+    const d = decideResume(2, [claim(0, 5), claim(0, 5), claim(1, 5), claim(1, 4)]);
+    expect(d).toMatchObject({ iteration: 5, rebuild: [] });
+    expect(d.kept.map((c) => c.stage)).toEqual([0, 0, 1]);
+  });
   it('no tab back: nothing to resume', () => {
     expect(decideResume(4, [])).toEqual({ iteration: null, kept: [], rebuild: [] });
   });

@@ -66,11 +66,10 @@ export function decideResume(nStages: number, claims: ResumeClaim[]): ResumeDeci
       best = n;
     }
   }
-  const kept: ResumeClaim[] = [];
-  const byStage = new Map<number, ResumeClaim>();
-  for (const c of claims) if (c.iteration === iteration && !byStage.has(c.stage)) byStage.set(c.stage, c);
-  kept.push(...byStage.values());
+  // Every tab with the agreed step count keeps its weights: several of one stage are its replicas.
+  const kept = claims.filter((c) => c.iteration === iteration);
+  const served = new Set(kept.map((c) => c.stage));
   const rebuild: number[] = [];
-  for (let s = 0; s < nStages; s++) if (!byStage.has(s)) rebuild.push(s);
+  for (let s = 0; s < nStages; s++) if (!served.has(s)) rebuild.push(s);
   return { iteration, kept, rebuild };
 }

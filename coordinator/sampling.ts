@@ -14,7 +14,7 @@ import { decodeTensorFrame, encodeTensorFrame } from '../shared/protocol/index.j
 import { mulberry32 } from '../shared/model/rng.js';
 import { ByteTokenizer } from '../shared/data/tokenizer.js';
 import type { ResolvedConfig } from '../shared/model/config.js';
-import type { Registry } from './registry.js';
+import type { StageTable } from './stage-table.js';
 import { askStage, AskError, bytesReply } from './ask-stage.js';
 
 export const INFER_TIMEOUT_MS = 30_000;
@@ -95,14 +95,14 @@ export class SamplingError extends Error {
  * path (context padded by padContext); each reply is checked (dtype, shape, finite values)
  * before it travels on.
  */
-export async function swarmLogits(registry: Registry, config: ResolvedConfig, nStages: number, context: Int32Array): Promise<Float32Array> {
+export async function swarmLogits(stages: StageTable, config: ResolvedConfig, nStages: number, context: Int32Array): Promise<Float32Array> {
   const { tokens, position } = padContext(context, config.seqLen);
   const T = tokens.length;
   const maxBytes = 64 + T * Math.max(config.dModel, config.vocabSize) * 4 + 64;
   let frame = encodeTensorFrame({ kind: 'tokens', iteration: 0, microbatch: 0, hop: 0, fromStage: -1, toStage: 0, dtype: 'int32', shape: [1, T] }, tokens);
   const path = forwardPath(0, nStages, false);
   for (const [i, hop] of path.entries()) {
-    const owner = registry.owner(hop.stage);
+    const owner = stages.owner(hop.stage);
     if (!owner) throw new SamplingError(`stage ${hop.stage} has no volunteer right now; sample again when the swarm is complete`);
     let reply: Uint8Array;
     try {

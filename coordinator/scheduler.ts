@@ -1,14 +1,19 @@
 /**
- * The run: assigns stages, drives synchronous iterations and relays tensors between stages.
+ * The run: drives synchronous iterations and relays tensors between stages.
  *
  * One iteration: microbatches enter the pipeline (at most `maxInFlight` at once: the number of
- * stages, i.e. 1F1B's warm-up depth); each follows its forward path hop by hop, then its
- * backward path; tabs run queued backward tasks first. When every microbatch is back at the
- * embedding, the barrier runs in two phases: every stage reports its gradient norm (screened for
- * outliers before anyone steps), then every stage clips and takes its Adam step.
+ * stages times the widest group, i.e. 1F1B's warm-up depth for every replica); each follows its forward path hop by hop, then its
+ * backward path; tabs run queued backward tasks first. Each hop goes to one replica of its stage
+ * (routing: lowest expected finish time, tab-speed.ts); a hop's backward returns to the replica
+ * that ran its forward (its stash is there). When every microbatch is back at the embedding, the
+ * barrier runs: the replicas of each stage combine their gradients (the sum over replicas is the
+ * full gradient, gradient-reduction.ts), every stage reports its gradient norm (screened for
+ * outliers before anyone steps), then every replica clips and takes the identical Adam step.
  *
- * A stage lost mid-iteration abandons the iteration on every tab (stashes and partial gradients
- * dropped, nothing applied) and hands the stage to recovery (recovery.ts).
+ * Losses (the recovery ladder's first rung is here): a replica lost while its stage has others
+ * costs nothing but the hops it held: the coordinator kept their inputs, so they run again on a
+ * sibling and the iteration completes. A stage's last replica lost abandons the iteration on
+ * every tab (nothing applied) and hands the stage to the recovery strategy (recovery.ts).
  */
 import type { ResolvedConfig } from '../shared/model/config.js';
 import { forwardPath, type Hop } from '../shared/schedule/paths.js';
@@ -16,12 +21,17 @@ import { encodeTensorFrame, FrameError } from '../shared/protocol/index.js';
 import type { OutMeta, RunStatus, TaskMeta } from '../shared/protocol/events.js';
 import { stepAckSchema, gradNormAckSchema } from '../shared/protocol/events.js';
 import { NormOutlierDetector } from './outliers.js';
+import { askStage, AskError } from './ask-stage.js';
 import { checkRelayFrame, maxRelayFrameBytes } from './relay-check.js';
-import { askStage, AskError, ASK_TIMEOUT_MS, okReply } from './ask-stage.js';
+import { reduceGradients } from './gradient-reduction.js';
+import { median } from './tab-speed.js';
 import type { TokenDataset, Batch } from '../shared/data/dataset.js';
 import type { GradNorms } from '../shared/model/stage.js';
 import type { RunSettings } from '../shared/run-settings.js';
-import type { Registry, Volunteer } from './registry.js';
+import type { Volunteer } from './registry.js';
+import type { StageTable } from './stage-table.js';
+import type { TabSpeeds } from './tab-speed.js';
+import type { Placement } from './placement.js';
 import type { SwarmMetrics } from './metrics.js';
 import type { EventLog } from './events-log.js';
 import type { Logger } from './log.js';
@@ -35,7 +45,7 @@ export interface SchedulerOptions {
   evalBatches: number;
   /** Stop after this many completed iterations (0 = run forever). */
   maxIterations: number;
-  /** Give up on a step ack after this long (the tab is then treated as lost). */
+  /** Give up on a barrier acknowledgement after this long (the tab is then treated as lost). */
   stepTimeoutMs: number;
   /** A tab that leaves a task unanswered this long is treated as lost (alive but not computing). */
   taskTimeoutMs: number;
@@ -53,26 +63,67 @@ export interface IterationRecord {
   norms: GradNorms[];
 }
 
-/** Thrown inside an iteration when a stage is lost. */
+/** Thrown inside an iteration when it cannot complete (a stage's last replica lost, a barrier failure). */
 export class IterationAbandoned extends Error {
-  constructor(readonly stage: number, readonly lostMicrobatches: number[]) {
-    super(`iteration abandoned: stage ${stage} lost`);
+  constructor(readonly stage: number, readonly lostMicrobatches: number[], readonly why = `stage ${stage} lost`) {
+    super(`iteration abandoned: ${why}`);
   }
 }
 
+/** A task may take at most this many times the swarm's median task time ... */
+const TASK_DEADLINE_FACTOR = 20;
+/** ... but never less than this (a WebGPU tab's first tasks compile their kernels). */
+const TASK_DEADLINE_FLOOR_MS = 30_000;
+
 interface Outstanding {
   meta: TaskMeta;
+  /** The tab the task was sent to: only its answer counts. */
+  to: Volunteer;
   sentAt: number;
+  /** A hop run again on a sibling after its replica was lost: its result is not relayed. */
+  replay: boolean;
+}
+
+/** What the coordinator keeps of one hop of one microbatch while a pass runs. */
+interface HopState {
+  stage: number;
+  /** The replica that holds (or is building) this hop's stash. */
+  holder: Volunteer | null;
+  /** The forward input frame(s), kept while the stage has siblings, so a replica loss can re-run the hop. */
+  input: Uint8Array | null;
+  targets: Uint8Array | null;
+  /** The holder has the stash. */
+  stashed: boolean;
+  /** Backward input: a gradient frame, or the loss scale at the head. Set once it arrived. */
+  gradIn: { frame: Uint8Array | null } | null;
+  /** The backward ran (its dx was relayed, or the hop has none). */
+  backwardDone: boolean;
+  /** The backward is outstanding. */
+  backwardSent: boolean;
 }
 
 type Reject = (v: Volunteer, reason: string, message: string) => void;
 type Quarantine = (v: Volunteer, reason: string) => void;
 
-/** A vacant stage's weights waiting for a volunteer (null = build from the seed). */
-export interface PendingStage {
-  weights: Uint8Array | null;
-  reason: string;
-  lrScale: number;
+export interface SchedulerDeps {
+  stages: StageTable;
+  speeds: TabSpeeds;
+  placement: Placement;
+  metrics: SwarmMetrics;
+  events: EventLog;
+  log: Logger;
+  reject: Reject;
+  quarantine: Quarantine;
+}
+
+interface Pass {
+  attempt: number;
+  iteration: number;
+  kind: 'train' | 'eval';
+  abort: (e: Error) => void;
+  onOut: (v: Volunteer, meta: OutMeta, frame: Uint8Array | null) => void;
+  /** A replica of `stage` (not its last) is gone: re-run what it held on a sibling. */
+  replicaLost: (v: Volunteer, stage: number) => number;
 }
 
 export class Scheduler {
@@ -83,41 +134,38 @@ export class Scheduler {
   lastNorms: (GradNorms | null)[];
   lastTrainLoss: number | null = null;
   lastValLoss: number | null = null;
-  /** Stages without a volunteer and the weights the next one gets. */
-  readonly vacant = new Map<number, PendingStage>();
   private outstanding = new Map<string, Outstanding>();
   private attempt = 0;
   /** Screens each stage's gradient norm against its own history. */
   readonly outliers: NormOutlierDetector;
-  private current: { attempt: number; iteration: number; abort: (e: Error) => void; onOut: (v: Volunteer, meta: OutMeta, frame: Uint8Array | null) => void } | null = null;
+  private pass: Pass | null = null;
+  /** Set while the barrier of `attempt` runs: a loss aborts it. */
+  private barrier: { abort: (e: Error) => void; done: Promise<void> } | null = null;
   private wake: (() => void) | null = null;
   private closed = false;
   private loopDone: Promise<void> | null = null;
-  /** Called when a stage is lost (set by the coordinator: recovery). */
+  private watchdog: NodeJS.Timeout | null = null;
+  /** The strategy rung: a stage's last replica is gone (set by the coordinator: recovery). */
   onStageLost: (stage: number) => Promise<void> = async () => {};
+  /** The replica rung: a replica of a stage with siblings is gone; `rerun` hops run again. */
+  onReplicaLost: (stage: number, v: Volunteer, rerun: number) => void = () => {};
   /** Called when a tab answers pings but leaves a task unanswered past taskTimeoutMs. */
   onUnresponsive: (v: Volunteer, why: string) => void = () => {};
-  private watchdog: NodeJS.Timeout | null = null;
   /** Called after every completed iteration. */
   onIteration: (r: IterationRecord) => Promise<void> = async () => {};
   /** How a task reaches a volunteer (the coordinator routes through socket.io rooms so a tab back from a blip gets it). */
   emitTask: (v: Volunteer, meta: TaskMeta, input: Uint8Array | null, targets: Uint8Array | null) => void = (v, m, i, t) =>
     void v.socket.emit('task', m, i, t);
+  /** Sends the run status to every tab (one broadcast, set by the coordinator). */
+  broadcast: (s: RunStatus) => void = () => {};
+  /** Tells every tab serving a stage that the current pass is abandoned. */
+  broadcastAbandon: (iteration: number) => void = () => {};
 
-  constructor(
-    readonly opts: SchedulerOptions,
-    private registry: Registry,
-    private metrics: SwarmMetrics,
-    private events: EventLog,
-    private log: Logger,
-    private reject: Reject,
-    private quarantine: Quarantine,
-  ) {
+  constructor(readonly opts: SchedulerOptions, private deps: SchedulerDeps) {
     const S = this.nStages;
     this.outliers = new NormOutlierDetector(S, opts.outlierFactor);
     this.lastNorms = Array.from({ length: S }, () => null);
-    for (let s = 0; s < S; s++) this.vacant.set(s, { weights: null, reason: 'start', lrScale: 1 });
-    metrics.stages.set(S);
+    deps.metrics.stages.set(S);
   }
 
   get nStages(): number {
@@ -125,70 +173,54 @@ export class Scheduler {
   }
 
   status(): RunStatus {
+    const { stages, placement } = this.deps;
     return {
       state: this.state,
       iteration: this.iteration,
       stages: this.nStages,
-      needed: Math.max(0, this.vacant.size - this.registry.spares().length),
+      needed: Math.max(0, stages.vacantCount() - placement.waitingCount()),
       trainLoss: this.lastTrainLoss,
       valLoss: this.lastValLoss,
     };
   }
 
   broadcastStatus(): void {
-    const s = this.status();
-    for (const v of this.registry.all()) v.socket.emit('run_status', s);
-    this.updateVolunteerGauges();
-  }
-
-  updateVolunteerGauges(): void {
-    const all = this.registry.all();
-    this.metrics.volunteers.set({ state: 'active' }, all.filter((v) => v.stage !== null).length);
-    this.metrics.volunteers.set({ state: 'spare' }, all.filter((v) => v.stage === null).length);
-    this.metrics.stageBackend.reset();
-    for (const v of all) if (v.stage !== null) this.metrics.stageBackend.set({ stage: String(v.stage), backend: v.caps.backend }, 1);
+    this.broadcast(this.status());
   }
 
   kick(): void {
     this.wake?.();
   }
 
-  /** Assign vacant stages to spares (fastest first). */
-  /** While true (a resumed run waiting for its tabs), vacant stages are not given to spares. */
-  holdVacancies = false;
-
-  async fillVacancies(): Promise<void> {
-    if (this.holdVacancies) return;
-    for (const stage of [...this.vacant.keys()]) {
-      // Calls overlap (every join starts one): another may have taken this stage while we awaited.
-      const pending = this.vacant.get(stage);
-      if (!pending) continue;
-      const v = this.registry.bestSpare();
-      if (!v) break;
-      this.vacant.delete(stage);
-      v.stage = stage;
-      try {
-        const assignment = { stage, config: this.opts.config, lr: this.opts.settings.lr * pending.lrScale, weights: pending.weights, reason: pending.reason };
-        await askStage(v, 'assign', [assignment], okReply, ASK_TIMEOUT_MS.assign);
-        this.outliers.reset(stage);
-        this.events.add('assign', `stage ${stage} -> ${v.id} (${v.caps.backend}; ${pending.reason})`, { stage, volunteer: v.id, reason: pending.reason });
-      } catch (e) {
-        this.log.warn({ volunteer: v.id, stage, err: (e as Error).message }, 'assignment failed');
-        if (v.stage === stage) v.stage = null;
-        this.vacant.set(stage, pending);
-        v.socket.disconnect(true);
+  /**
+   * A tab no longer serves `stage` (the stage table already removed it). `last`: it was the
+   * stage's last replica: its state was handed over (`handedOver`, the handoff rung) or the
+   * recovery strategy rebuilds it; otherwise the replica rung re-runs its hops.
+   */
+  async tabLost(v: Volunteer, stage: number, last: boolean, handedOver = false): Promise<void> {
+    this.deps.speeds.forget(v);
+    if (!last) {
+      let rerun = 0;
+      if (this.barrier) {
+        this.barrier.abort(new IterationAbandoned(stage, [], `a replica of stage ${stage} was lost during the barrier`));
+      } else if (this.pass) {
+        try {
+          rerun = this.pass.replicaLost(v, stage);
+        } catch (e) {
+          this.pass.abort(e as Error);
+        }
       }
+      this.onReplicaLost(stage, v, rerun);
+      this.broadcastStatus();
+      return;
     }
-    this.broadcastStatus();
-  }
-
-  /** A volunteer serving `stage` is gone (left, crashed, timed out, quarantined). */
-  async stageLost(stage: number): Promise<void> {
-    const lost = this.current ? [...new Set([...this.outstanding.values()].map((o) => o.meta.mb))] : [];
-    this.current?.abort(new IterationAbandoned(stage, lost));
+    const lost = this.pass ? [...new Set([...this.outstanding.values()].map((o) => o.meta.mb))] : [];
+    const abandon = new IterationAbandoned(stage, lost);
+    this.pass?.abort(abandon);
+    this.barrier?.abort(abandon);
     this.state = 'recovering';
-    await this.onStageLost(stage);
-    await this.fillVacancies();
+    if (!handedOver) await this.onStageLost(stage);
+    await this.deps.placement.fillVacancies();
     this.kick();
   }
 
@@ -198,13 +230,13 @@ export class Scheduler {
     this.watchdog.unref();
   }
 
-  /** Drops the owner of the oldest overdue task, if any. */
+  /** Drops the tab holding the oldest overdue task, if any. */
   private checkOverdue(): void {
     const now = Date.now();
+    const deadline = this.taskDeadlineMs();
     for (const o of this.outstanding.values()) {
-      if (now - o.sentAt < this.opts.taskTimeoutMs) continue;
-      const owner = this.registry.owner(o.meta.stage);
-      if (owner) this.onUnresponsive(owner, `task ${o.meta.dir} mb ${o.meta.mb} hop ${o.meta.hop} unanswered for ${now - o.sentAt} ms`);
+      if (now - o.sentAt < deadline) continue;
+      this.onUnresponsive(o.to, `task ${o.meta.dir} mb ${o.meta.mb} hop ${o.meta.hop} unanswered for ${now - o.sentAt} ms`);
       return;
     }
   }
@@ -212,7 +244,8 @@ export class Scheduler {
   async close(): Promise<void> {
     this.closed = true;
     if (this.watchdog) clearInterval(this.watchdog);
-    this.current?.abort(new Error('coordinator closing'));
+    this.pass?.abort(new Error('coordinator closing'));
+    this.barrier?.abort(new Error('coordinator closing'));
     this.kick();
     await this.loopDone;
   }
@@ -228,9 +261,10 @@ export class Scheduler {
     this.wake = null;
   }
 
-  private ready(): boolean {
-    for (let s = 0; s < this.nStages; s++) if (!this.registry.owner(s)) return false;
-    return true;
+  private setState(next: RunStatus['state']): void {
+    if (next === this.state) return;
+    this.state = next;
+    this.broadcastStatus();
   }
 
   private async loop(): Promise<void> {
@@ -238,45 +272,42 @@ export class Scheduler {
       if (this.opts.maxIterations > 0 && this.iteration >= this.opts.maxIterations) {
         if (this.state !== 'paused') {
           this.state = 'paused';
-          this.events.add('run', `reached --max-iterations ${this.opts.maxIterations}; run finished`);
+          this.deps.events.add('run', `reached --max-iterations ${this.opts.maxIterations}; run finished`);
           this.broadcastStatus();
         }
         await this.sleepUntilKicked(1000);
         continue;
       }
-      if (this.paused || !this.ready()) {
+      // Between iterations: waiting tabs join groups (they copy a replica's state now).
+      await this.deps.placement.admit().catch((e: Error) => this.deps.log.warn({ err: e.message }, 'placement failed'));
+      if (this.paused || !this.deps.stages.ready()) {
         // A lost stage keeps the run 'recovering' until it is served again, including while its
         // weights are still being rebuilt (it only becomes vacant once they are ready).
-        const next = this.paused ? 'paused' : this.state === 'recovering' ? 'recovering' : 'waiting';
-        if (next !== this.state) {
-          this.state = next;
-          this.broadcastStatus();
-        }
+        this.setState(this.paused ? 'paused' : this.state === 'recovering' ? 'recovering' : 'waiting');
         await this.sleepUntilKicked(500);
         continue;
       }
-      if (this.state !== 'running') {
-        this.state = 'running';
-        this.broadcastStatus();
-      }
+      this.setState('running');
       try {
         await this.runIteration();
       } catch (e) {
         if (e instanceof IterationAbandoned) {
-          this.metrics.abandoned.inc();
-          this.events.add('run', `iteration ${this.iteration} abandoned: stage ${e.stage} lost (microbatches in flight: ${e.lostMicrobatches.join(', ') || 'none'})`, {
+          this.deps.metrics.abandoned.inc();
+          this.deps.events.add('run', `iteration ${this.iteration} abandoned: ${e.why} (microbatches in flight: ${e.lostMicrobatches.join(', ') || 'none'})`, {
             iteration: this.iteration,
             stage: e.stage,
             lostMicrobatches: e.lostMicrobatches,
           });
-          for (const v of this.registry.all()) if (v.stage !== null) v.socket.emit('abandon', { iteration: this.iteration });
+          this.broadcastAbandon(this.iteration);
         } else if (!this.closed) {
-          this.log.error({ err: (e as Error).message }, 'iteration failed');
+          this.deps.log.error({ err: (e as Error).message }, 'iteration failed');
           await this.sleepUntilKicked(500);
         }
       } finally {
+        for (const o of this.outstanding.values()) this.deps.speeds.clearQueue(o.to);
         this.outstanding.clear();
-        this.current = null;
+        this.pass = null;
+        this.barrier = null;
       }
     }
   }
@@ -287,54 +318,59 @@ export class Scheduler {
     return { tokens: encodeTensorFrame({ ...h, kind: 'tokens' }, b.tokens), targets: encodeTensorFrame({ ...h, kind: 'targets' }, b.targets) };
   }
 
-  private send(meta: TaskMeta, input: Uint8Array | null, targets: Uint8Array | null): void {
-    const owner = this.registry.owner(meta.stage);
-    if (!owner) throw new IterationAbandoned(meta.stage, []);
-    this.outstanding.set(taskKey(meta.attempt, meta.mb, meta.dir, meta.hop), { meta, sentAt: Date.now() });
+  /** Sends a task to `to` (or the replica expected to finish first). Returns the tab it went to. */
+  private send(meta: TaskMeta, input: Uint8Array | null, targets: Uint8Array | null, opts: { to?: Volunteer; replay?: boolean } = {}): Volunteer {
+    const { stages, speeds, metrics } = this.deps;
+    const to = opts.to ?? speeds.pick(stages.replicas(meta.stage));
+    if (!to || to.stage !== meta.stage) throw new IterationAbandoned(meta.stage, []);
+    this.outstanding.set(taskKey(meta.attempt, meta.mb, meta.dir, meta.hop), { meta, to, sentAt: Date.now(), replay: opts.replay ?? false });
+    speeds.sent(to);
     const bytes = (input?.byteLength ?? 0) + (targets?.byteLength ?? 0);
-    this.metrics.relayBytes.inc({ direction: meta.dir === 'B' ? 'backward' : 'forward' }, bytes);
-    this.emitTask(owner, meta, input, targets);
+    metrics.relayBytes.inc({ direction: meta.dir === 'B' ? 'backward' : 'forward' }, bytes);
+    this.emitTask(to, meta, input, targets);
+    return to;
   }
 
   /**
-   * Validates a task result against what was asked of this volunteer. Returns the frame bytes to
-   * relay (or null), or calls reject and returns undefined.
+   * Validates a task result against what was asked of this volunteer. Returns the outstanding
+   * task it answers, or calls reject and returns undefined.
    */
-  private checkOut(v: Volunteer, meta: OutMeta, frame: Uint8Array | null, path: Hop[]): { frame: Uint8Array | null } | undefined {
+  private checkOut(v: Volunteer, meta: OutMeta, frame: Uint8Array | null, path: Hop[]): Outstanding | undefined {
     const key = taskKey(meta.attempt, meta.mb, meta.dir, meta.hop);
     const o = this.outstanding.get(key);
     if (!o) {
-      this.reject(v, 'out_of_turn', `no task ${key} is outstanding`);
+      this.deps.reject(v, 'out_of_turn', `no task ${key} is outstanding`);
       return undefined;
     }
-    if (o.meta.stage !== v.stage) {
-      this.reject(v, 'wrong_stage', `task ${key} belongs to stage ${o.meta.stage}, not this tab's stage ${v.stage}`);
+    if (o.to !== v) {
+      this.deps.reject(v, 'wrong_stage', `task ${key} was sent to another tab`);
       return undefined;
     }
     const hop = path[meta.hop]!;
     const headForward = meta.dir !== 'B' && hop.segment.head;
     const expectsFrame = meta.dir === 'B' ? !hop.segment.embed : !hop.segment.head;
     if (headForward !== (meta.loss !== undefined)) {
-      this.reject(v, 'schema', headForward ? `task ${key} ran the head and must report a loss` : `task ${key} must not report a loss`);
+      this.deps.reject(v, 'schema', headForward ? `task ${key} ran the head and must report a loss` : `task ${key} must not report a loss`);
       return undefined;
     }
     if (expectsFrame !== (frame !== null)) {
-      this.reject(v, 'schema', expectsFrame ? `task ${key} must return a tensor frame` : `task ${key} must not return a tensor frame`);
+      this.deps.reject(v, 'schema', expectsFrame ? `task ${key} must return a tensor frame` : `task ${key} must not return a tensor frame`);
       return undefined;
     }
     if (frame) {
       try {
         const { config, settings } = this.opts;
         const shape = [settings.batch, config.seqLen, config.dModel];
-        checkRelayFrame(frame, { kind: meta.dir === 'B' ? 'grad' : 'act', iteration: meta.iteration, microbatch: meta.mb, hop: meta.hop, fromStage: v.stage!, shape }, this.maxFrameBytes());
+        checkRelayFrame(frame, { kind: meta.dir === 'B' ? 'grad' : 'act', iteration: meta.iteration, microbatch: meta.mb, hop: meta.hop, fromStage: o.meta.stage, shape }, this.maxFrameBytes());
       } catch (e) {
         const reason = e instanceof FrameError ? e.reason : 'frame';
-        this.reject(v, reason, (e as Error).message);
+        this.deps.reject(v, reason, (e as Error).message);
         return undefined;
       }
     }
     this.outstanding.delete(key);
-    return { frame };
+    this.deps.speeds.answered(v, o.sentAt);
+    return o;
   }
 
   maxFrameBytes(): number {
@@ -343,82 +379,165 @@ export class Scheduler {
 
   /** Route a task result from a volunteer (called by the socket layer after schema validation). */
   handleOut(v: Volunteer, meta: OutMeta, frame: Uint8Array | null): void {
-    if (meta.attempt <= this.attempt && (!this.current || meta.attempt < this.current.attempt)) {
+    const pass = this.pass;
+    if (meta.attempt <= this.attempt && (!pass || meta.attempt < pass.attempt)) {
       // A result of an abandoned or finished attempt: late (or replayed); dropped, not an offence.
-      this.metrics.staleResults.inc();
-      this.metrics.rejected.inc({ reason: 'stale' });
+      this.deps.metrics.staleResults.inc();
+      this.deps.metrics.rejected.inc({ reason: 'stale' });
       v.socket.emit('rejected', { reason: 'stale', message: `result for attempt ${meta.attempt}, which is over` });
       return;
     }
-    if (!this.current || meta.attempt !== this.current.attempt || meta.iteration !== this.current.iteration) {
-      this.reject(v, 'out_of_turn', `result for attempt ${meta.attempt} iteration ${meta.iteration}, which is not in progress`);
+    if (!pass || meta.attempt !== pass.attempt || meta.iteration !== pass.iteration) {
+      this.deps.reject(v, 'out_of_turn', `result for attempt ${meta.attempt} iteration ${meta.iteration}, which is not in progress`);
       return;
     }
-    this.current.onOut(v, meta, frame);
+    pass.onOut(v, meta, frame);
   }
 
-  private runMicrobatches(
-    iteration: number,
-    count: number,
-    dir: 'train' | 'eval',
-    batchOf: (mb: number) => Batch,
-  ): Promise<number[]> {
+  private runMicrobatches(iteration: number, count: number, kind: 'train' | 'eval', batchOf: (mb: number) => Batch): Promise<number[]> {
     const S = this.nStages;
+    const { stages } = this.deps;
     const attempt = ++this.attempt;
-    const swap = dir === 'train' && this.opts.swap;
+    const swap = kind === 'train' && this.opts.swap;
     const M = count;
-    const maxInFlight = dir === 'train' ? S : M;
+    // 1F1B's warm-up depth is one microbatch per stage; with k replicas per stage, k per stage.
+    let widest = 1;
+    for (let st = 0; st < S; st++) widest = Math.max(widest, stages.size(st));
+    const maxInFlight = kind === 'train' ? S * widest : M;
     const losses: number[] = new Array(M).fill(NaN);
     const paths = Array.from({ length: M }, (_, mb) => forwardPath(mb, S, swap));
     const frames = Array.from({ length: M }, (_, mb) => this.batchFrames(batchOf(mb), iteration, mb));
+    const hops: HopState[][] = paths.map((p) =>
+      p.map((h) => ({ stage: h.stage, holder: null, input: null, targets: null, stashed: false, gradIn: null, backwardDone: false, backwardSent: false })),
+    );
+    const fdir = kind === 'train' ? 'F' : 'E';
+    const metaOf = (mb: number, hop: number, dir: TaskMeta['dir'], lossScale?: number): TaskMeta => {
+      const h = paths[mb]![hop]!;
+      return { attempt, iteration, mb, dir, hop, stage: h.stage, segment: h.segment, ...(lossScale !== undefined ? { lossScale } : {}) };
+    };
     let next = 0;
     let done = 0;
+    /** Replays outstanding; the pass ends when every microbatch is done and no replay runs. */
+    let replays = 0;
     return new Promise<number[]>((resolve, reject) => {
-      const fdir = dir === 'train' ? 'F' : 'E';
+      const maybeFinish = () => {
+        if (done === M && replays === 0) resolve(losses);
+      };
+      const forward = (mb: number, hop: number, input: Uint8Array, to?: Volunteer, replay = false) => {
+        const hs = hops[mb]![hop]!;
+        const targets = paths[mb]![hop]!.segment.head ? frames[mb]!.targets : null;
+        // Keep the hop's inputs while its stage has siblings: a lost replica's hop can run again.
+        if (kind === 'train' && stages.size(hs.stage) > 1) {
+          hs.input = input;
+          hs.targets = targets;
+        }
+        hs.holder = this.send(metaOf(mb, hop, fdir), input, targets, { to, replay });
+        if (replay) replays++;
+      };
+      const backward = (mb: number, hop: number, replay = false) => {
+        const hs = hops[mb]![hop]!;
+        hs.backwardSent = true;
+        const lossScale = hop === paths[mb]!.length - 1 ? 1 / M : undefined;
+        this.send(metaOf(mb, hop, 'B', lossScale), hs.gradIn!.frame, null, { to: hs.holder!, replay });
+        if (replay) replays++;
+      };
       const inject = () => {
         while (next < M && next - done < maxInFlight) {
           const mb = next++;
-          const hop = paths[mb]![0]!;
-          this.send({ attempt, iteration, mb, dir: fdir, hop: 0, stage: hop.stage, segment: hop.segment }, frames[mb]!.tokens, hop.segment.head ? frames[mb]!.targets : null);
+          forward(mb, 0, frames[mb]!.tokens);
         }
       };
-      const finish = () => {
+      const finishMicrobatch = () => {
         done++;
-        if (done === M) resolve(losses);
-        else inject();
+        inject();
+        maybeFinish();
       };
-      this.current = {
+      const gradArrived = (mb: number, hop: number, frame: Uint8Array | null) => {
+        const hs = hops[mb]![hop]!;
+        hs.gradIn = { frame };
+        // The holder may still be rebuilding the stash (a replay): the backward waits for it.
+        if (hs.stashed) backward(mb, hop);
+      };
+      this.pass = {
         attempt,
         iteration,
+        kind,
         abort: reject,
         onOut: (v, meta, frame) => {
           const path = paths[meta.mb];
-          if (!path || meta.hop >= path.length || (meta.dir === 'E') !== (dir === 'eval')) {
-            this.reject(v, 'out_of_turn', `unexpected result ${meta.dir} mb ${meta.mb} hop ${meta.hop}`);
+          if (!path || meta.hop >= path.length || (meta.dir === 'E') !== (kind === 'eval')) {
+            this.deps.reject(v, 'out_of_turn', `unexpected result ${meta.dir} mb ${meta.mb} hop ${meta.hop}`);
             return;
           }
-          const ok = this.checkOut(v, meta, frame, path);
-          if (!ok) return;
+          const o = this.checkOut(v, meta, frame, path);
+          if (!o) return;
           try {
-            if (meta.dir === 'B') {
-              if (meta.hop === 0) return finish();
-              const hop = path[meta.hop - 1]!;
-              this.send({ attempt, iteration, mb: meta.mb, dir: 'B', hop: meta.hop - 1, stage: hop.stage, segment: hop.segment }, ok.frame, null);
-              return;
+            const hs = hops[meta.mb]![meta.hop]!;
+            if (o.replay) {
+              replays--;
+              if (meta.dir === 'B') return maybeFinish();
+              // A re-run forward rebuilt the stash on the new holder; its output went downstream already.
+              hs.stashed = true;
+              if (hs.gradIn && !hs.backwardDone) backward(meta.mb, meta.hop, false);
+              else if (hs.gradIn && hs.backwardDone) backward(meta.mb, meta.hop, true);
+              return maybeFinish();
             }
+            if (meta.dir === 'B') {
+              hs.backwardDone = true;
+              if (meta.hop === 0) return finishMicrobatch();
+              return gradArrived(meta.mb, meta.hop - 1, frame);
+            }
+            hs.stashed = true;
             if (meta.loss !== undefined) {
               losses[meta.mb] = meta.loss;
-              if (dir === 'eval') return finish();
-              const last = path.length - 1;
-              const hop = path[last]!;
-              this.send({ attempt, iteration, mb: meta.mb, dir: 'B', hop: last, stage: hop.stage, segment: hop.segment, lossScale: 1 / M }, null, null);
+              if (kind === 'eval') return finishMicrobatch();
+              return gradArrived(meta.mb, path.length - 1, null);
+            }
+            if (kind === 'eval') {
+              this.send(metaOf(meta.mb, meta.hop + 1, 'E'), frame, path[meta.hop + 1]!.segment.head ? frames[meta.mb]!.targets : null);
               return;
             }
-            const hop = path[meta.hop + 1]!;
-            this.send({ attempt, iteration, mb: meta.mb, dir: fdir, hop: meta.hop + 1, stage: hop.stage, segment: hop.segment }, ok.frame, hop.segment.head ? frames[meta.mb]!.targets : null);
+            forward(meta.mb, meta.hop + 1, frame!);
           } catch (e) {
             reject(e);
           }
+        },
+        replicaLost: (v, stage) => {
+          let rerun = 0;
+          // A validation pass keeps no inputs: it is simply retried later.
+          if (kind === 'eval') {
+            if ([...this.outstanding.values()].some((o) => o.to === v)) throw new IterationAbandoned(stage, [], `a replica of stage ${stage} was lost during validation`);
+            return 0;
+          }
+          // Tasks sent to the lost tab: send them again (forward: as they were; backward: the
+          // stash is gone, so the forward runs again first).
+          for (const [key, o] of [...this.outstanding]) {
+            if (o.to !== v) continue;
+            this.outstanding.delete(key);
+            const { mb, hop, dir } = o.meta;
+            const hs = hops[mb]![hop]!;
+            if (o.replay) replays--;
+            rerun++;
+            if (dir !== 'B') {
+              forward(mb, hop, hs.input!, undefined, o.replay);
+            } else {
+              hs.stashed = false;
+              hs.backwardSent = false;
+              forward(mb, hop, hs.input!, undefined, true);
+            }
+          }
+          // Hops whose stash (and accumulated gradient) lived on the lost tab: rebuild them on a
+          // sibling; a backward that already ran there runs again so its gradient is counted once.
+          for (const [mb, row] of hops.entries()) {
+            for (const [hop, hs] of row.entries()) {
+              if (hs.holder !== v || !hs.stashed) continue;
+              if (!hs.input) throw new IterationAbandoned(stage, [mb], `stage ${stage} lost the inputs of mb ${mb} hop ${hop}`);
+              hs.stashed = false;
+              forward(mb, hop, hs.input, undefined, true);
+              rerun++;
+            }
+          }
+          return rerun;
         },
       };
       try {
@@ -429,68 +548,119 @@ export class Scheduler {
     });
   }
 
+  /** A promise that rejects when the barrier is aborted (a loss), and a race helper around it. */
+  private openBarrier(): { race: <T>(p: Promise<T>) => Promise<T>; close: () => void } {
+    let abort!: (e: Error) => void;
+    let close!: () => void;
+    const aborted = new Promise<never>((_, reject) => (abort = reject));
+    aborted.catch(() => {});
+    const done = new Promise<void>((r) => (close = r));
+    this.barrier = { abort, done };
+    return { race: <T>(p: Promise<T>) => Promise.race([p, aborted]), close };
+  }
+
+  /** Resolves when no barrier is in progress (a handoff waits for it: the state is then post-step). */
+  async whenBarrierDone(): Promise<void> {
+    while (this.barrier) await this.barrier.done;
+  }
+
   private async runIteration(): Promise<void> {
     const it = this.iteration;
     const { settings, dataset } = this.opts;
     const t0 = Date.now();
     const losses = await this.runMicrobatches(it, settings.microbatches, 'train', (mb) => dataset.trainBatch(settings.seed, it, mb, settings.batch));
-    // A stage lost during the barrier aborts these waits at once (not after their timeouts).
-    const aborted = new Promise<never>((_, reject) => {
-      if (this.current) this.current.abort = reject;
+    this.pass = null;
+    // A loss during the barrier aborts these waits at once (not after their timeouts).
+    const { race, close } = this.openBarrier();
+    try {
+      return await this.barrierAndRecord(it, t0, losses, race, () => {
+        close();
+        this.barrier = null;
+      });
+    } finally {
+      close();
+      this.barrier = null;
+    }
+  }
+
+  private async barrierAndRecord(it: number, t0: number, losses: number[], race: <T>(p: Promise<T>) => Promise<T>, endBarrier: () => void): Promise<void> {
+    const { settings } = this.opts;
+    const { stages, metrics, events, log } = this.deps;
+    const groups = Array.from({ length: this.nStages }, (_, s) => {
+      const g = stages.replicas(s);
+      if (g.length === 0) throw new IterationAbandoned(s, []);
+      return g;
     });
-    aborted.catch(() => {});
-    const race = <T>(p: Promise<T>): Promise<T> => Promise.race([p, aborted]);
-    // The barrier, phase 1: every stage reports its gradient norm; an outlier is quarantined and
-    // the iteration abandoned before anyone steps, so a poisoned contribution is never applied.
-    const owners = Array.from({ length: this.nStages }, (_, s) => {
-      const o = this.registry.owner(s);
-      if (!o) throw new IterationAbandoned(s, []);
-      return o;
-    });
-    const norms = await race(Promise.all(
-      owners.map(async (owner, s) => {
-        const ack = await askStage(owner, 'grad_norm', [{ iteration: it }], gradNormAckSchema, this.opts.stepTimeoutMs).catch((e: unknown) => {
-          if (e instanceof AskError && e.failure === 'invalid') this.reject(owner, 'step', `bad gradient-norm acknowledgement: ${e.message}`);
-          throw new IterationAbandoned(s, []);
-        });
-        if (ack.iteration !== it) {
-          this.reject(owner, 'step', `gradient-norm acknowledgement for iteration ${ack.iteration}, not ${it}`);
-          throw new IterationAbandoned(s, []);
-        }
-        return ack.preClipNorm;
-      }),
-    ));
+    // Barrier, phase 0: the replicas of each stage combine their gradients.
+    const reduced = await race(
+      Promise.all(
+        groups.map((g, s) =>
+          g.length > 1
+            ? reduceGradients(g, s, it, this.opts.config, this.opts.stepTimeoutMs, this.deps.reject).catch((e: unknown) => {
+                throw new IterationAbandoned(s, [], `stage ${s} could not combine its replicas' gradients: ${(e as Error).message}`);
+              })
+            : null,
+        ),
+      ),
+    );
+    for (const r of reduced) if (r) metrics.reductionBytes.inc(r.bytes);
+    // Phase 1: every stage reports its gradient norm; an outlier is quarantined and the iteration
+    // abandoned before anyone steps, so a poisoned contribution is never applied.
+    const norms = await race(
+      Promise.all(
+        groups.map(async (g, s) => {
+          const owner = g[0]!;
+          const ack = await askStage(owner, 'grad_norm', [{ iteration: it }], gradNormAckSchema, this.opts.stepTimeoutMs).catch((e: unknown) => {
+            this.barrierFailure(owner, e, 'gradient-norm');
+            throw new IterationAbandoned(s, []);
+          });
+          if (ack.iteration !== it) {
+            this.deps.reject(owner, 'step', `gradient-norm acknowledgement for iteration ${ack.iteration}, not ${it}`);
+            throw new IterationAbandoned(s, []);
+          }
+          return ack.preClipNorm;
+        }),
+      ),
+    );
     const outlier = this.outliers.screen(norms);
     if (outlier) {
-      const owner = owners[outlier.stage]!;
-      this.quarantine(owner, outlier.reason);
-      throw new IterationAbandoned(outlier.stage, []);
+      // Among replicas, blame the one whose own gradient was largest.
+      const culprit = reduced[outlier.stage]?.largest ?? groups[outlier.stage]![0]!;
+      this.deps.quarantine(culprit, outlier.reason);
+      throw new IterationAbandoned(outlier.stage, [], `stage ${outlier.stage} sent an outlier gradient`);
     }
-    // Phase 2: every stage clips and steps. A stage lost now does not undo the step on the
+    // Phase 2: every replica clips and steps. A stage lost now does not undo the step on the
     // others (socket order: they get the step before the abandon), so the iteration counts.
-    const acks = await race(Promise.all(
-      owners.map(async (owner, s) => {
-        const ack = await askStage(owner, 'step', [{ iteration: it }], stepAckSchema, this.opts.stepTimeoutMs).catch((e: unknown) => {
-          if (e instanceof AskError && e.failure === 'invalid') this.reject(owner, 'step', `bad step acknowledgement: ${e.message}`);
-          throw new IterationAbandoned(s, []);
-        });
-        if (ack.iteration !== it) {
-          this.reject(owner, 'step', `step acknowledgement for iteration ${ack.iteration}, not ${it}`);
-          throw new IterationAbandoned(s, []);
-        }
-        owner.lastStepMs = ack.stepMs;
-        return ack;
-      }),
-    )).catch((e: unknown) => {
+    const acks = await race(
+      Promise.all(
+        groups.map(async (g, s) => {
+          const all = await Promise.all(
+            g.map(async (owner) => {
+              const ack = await askStage(owner, 'step', [{ iteration: it }], stepAckSchema, this.opts.stepTimeoutMs).catch((e: unknown) => {
+                this.barrierFailure(owner, e, 'step');
+                throw new IterationAbandoned(s, []);
+              });
+              if (ack.iteration !== it) {
+                this.deps.reject(owner, 'step', `step acknowledgement for iteration ${ack.iteration}, not ${it}`);
+                throw new IterationAbandoned(s, []);
+              }
+              owner.lastStepMs = ack.stepMs;
+              return ack;
+            }),
+          );
+          return all[0]!;
+        }),
+      ),
+    ).catch((e: unknown) => {
       if (e instanceof IterationAbandoned) {
         this.iteration = it + 1;
-        this.metrics.iteration.set(this.iteration);
-        this.events.add('run', `stage ${e.stage} lost during the optimizer step of iteration ${it}: the surviving stages applied it; the run continues at iteration ${this.iteration}`);
+        metrics.iteration.set(this.iteration);
+        events.add('run', `stage ${e.stage} lost during the optimizer step of iteration ${it}: the surviving stages applied it; the run continues at iteration ${this.iteration}`);
       }
       throw e;
     });
+    endBarrier();
     this.outliers.accept(norms);
-    this.current = null;
     this.iteration = it + 1;
     const trainLoss = losses.reduce((a, b) => a + b, 0) / losses.length;
     this.lastTrainLoss = trainLoss;
@@ -498,34 +668,67 @@ export class Scheduler {
     const tokens = settings.microbatches * settings.batch * this.opts.config.seqLen;
     let valLoss: number | null = null;
     if (this.opts.evalEvery > 0 && this.iteration % this.opts.evalEvery === 0) {
-      valLoss = await this.validate();
+      valLoss = await this.validate().catch((e: Error) => {
+        log.warn({ err: e.message }, 'validation failed');
+        return null;
+      });
     }
     const seconds = (Date.now() - t0) / 1000;
-    this.metrics.iteration.set(this.iteration);
-    this.metrics.trainLoss.set(trainLoss);
-    this.metrics.tokens.inc(tokens);
-    this.metrics.iterationSeconds.observe(seconds);
+    metrics.iteration.set(this.iteration);
+    metrics.trainLoss.set(trainLoss);
+    metrics.tokens.inc(tokens);
+    metrics.iterationSeconds.observe(seconds);
     const rec: IterationRecord = { iteration: this.iteration, trainLoss, valLoss, seconds, time: Date.now(), tokens, norms: this.lastNorms as GradNorms[] };
     this.history.push(rec);
     if (this.history.length > 100_000) this.history.shift();
-    this.log.info({ iteration: this.iteration, trainLoss: +trainLoss.toFixed(4), valLoss, seconds }, 'iteration');
+    log.info({ iteration: this.iteration, trainLoss: +trainLoss.toFixed(4), valLoss, seconds }, 'iteration');
     await this.onIteration(rec);
+    await this.deps.placement.rebalance(this.iteration);
     this.broadcastStatus();
+  }
+
+  /**
+   * A barrier request a tab failed: a bad reply is an offence; a tab that does not answer within
+   * the step timeout is treated as lost (it computes its tasks but would hold every barrier).
+   */
+  private barrierFailure(owner: Volunteer, e: unknown, what: string): void {
+    if (!(e instanceof AskError)) return;
+    if (e.failure === 'invalid') this.deps.reject(owner, 'step', `bad ${what} acknowledgement: ${e.message}`);
+    else if (e.failure === 'timeout') {
+      this.deps.metrics.rejected.inc({ reason: 'silent' });
+      this.onUnresponsive(owner, `no ${what} acknowledgement within ${this.opts.stepTimeoutMs} ms`);
+    }
+  }
+
+  /**
+   * How long a task may stay unanswered: the configured timeout, but no more than a multiple of
+   * the swarm's median task time (with a floor for first-iteration compilation), so a tab that
+   * answers every task just under the fixed timeout cannot hold the run at that pace.
+   */
+  private taskDeadlineMs(): number {
+    const times = this.deps.stages.allReplicas().map((v) => this.deps.speeds.taskMs(v)).filter((t): t is number => t !== null);
+    const med = median(times);
+    return med === null ? this.opts.taskTimeoutMs : Math.min(this.opts.taskTimeoutMs, Math.max(TASK_DEADLINE_FLOOR_MS, TASK_DEADLINE_FACTOR * med));
   }
 
   /** Validation loss through the plain pipeline path (no stash, no update). */
   async validate(): Promise<number> {
     const { settings, dataset } = this.opts;
     const batches = dataset.valBatches(this.opts.evalBatches, settings.batch);
-    const losses = await this.runMicrobatches(this.iteration, batches.length, 'eval', (mb) => batches[mb]!);
-    this.current = null;
-    const v = losses.reduce((a, b) => a + b, 0) / losses.length;
-    this.lastValLoss = v;
-    this.metrics.valLoss.set(v);
-    return v;
+    try {
+      const losses = await this.runMicrobatches(this.iteration, batches.length, 'eval', (mb) => batches[mb]!);
+      const v = losses.reduce((a, b) => a + b, 0) / losses.length;
+      this.lastValLoss = v;
+      this.deps.metrics.valLoss.set(v);
+      return v;
+    } finally {
+      this.pass = null;
+      this.outstanding.clear();
+    }
   }
 }
 
 export function taskKey(attempt: number, mb: number, dir: string, hop: number): string {
   return `${attempt}:${mb}:${dir}:${hop}`;
 }
+

@@ -18,7 +18,7 @@ let coord: Coordinator | null = null;
 let vols: NodeVolunteer[] = [];
 
 async function startSwarm(s: RunSettings, tabs: number, extra: Partial<CoordinatorOptions> = {}) {
-  coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings: s, port: 0, silent: true, evalEvery: 0, ...extra });
+  coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings: s, port: 0, silent: true, evalEvery: 0, maxReplicas: 1, ...extra });
   const url = await coord.listen();
   vols = [];
   for (let i = 0; i < tabs; i++) vols.push(await startNodeVolunteer(url, { name: `t${i}` }));
@@ -57,7 +57,7 @@ describe('swarm over socket.io', () => {
     vols.push(await startNodeVolunteer(url, { name: 't3' }));
     vols.push(await startNodeVolunteer(url, { name: 'spare' }));
     await until(() => coord.scheduler.iteration >= 2 && coord.scheduler.lastValLoss !== null, 'iterations', 120_000);
-    const spares = coord.registry.spares();
+    const spares = coord.placement.spares();
     expect(spares).toHaveLength(1);
     // Every stage reports its own throughput (not only the one holding the embedding).
     for (const v of coord.registry.all().filter((x) => x.stage !== null)) expect(v.stats?.tokensPerSec ?? 0).toBeGreaterThan(0);
@@ -104,7 +104,7 @@ describe('swarm over socket.io', () => {
   it('rebuilds a lost intermediate stage from its neighbours on a spare (checkfree) and continues', async () => {
     const { coord } = await startSwarm(settings, 5, { maxIterations: 6, graceMs: 200 });
     await until(() => coord.scheduler.iteration >= 2, '2 iterations', 120_000);
-    const victim = coord.registry.owner(2)!;
+    const victim = coord.stages.owner(2)!;
     const v = vols.find((x) => x.status().volunteerId === victim.id)!;
     v.kill();
     await until(() => coord.scheduler.iteration >= 6, 'iterations after recovery', 180_000);
@@ -113,9 +113,9 @@ describe('swarm over socket.io', () => {
     expect(rec[0]).toMatchObject({ stage: 2, method: 'average', fallback: false });
     expect(rec[0]!.sources.map((s) => s.stage).sort()).toEqual([1, 3]);
     expect(rec[0]!.seconds).toBeGreaterThan(0);
-    expect(coord.registry.owner(2)!.id).not.toBe(victim.id);
+    expect(coord.stages.owner(2)!.id).not.toBe(victim.id);
     const metrics = await coord.metrics.text();
-    expect(metrics).toMatch(/swarm_recoveries_total\{method="average"\} 1/);
+    expect(metrics).toMatch(/swarm_recoveries_total\{rung="strategy",method="average"\} 1/);
     expect(metrics).toMatch(/swarm_recovery_seconds_count 1/);
   });
 });

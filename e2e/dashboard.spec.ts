@@ -58,7 +58,7 @@ test('operator dashboard: token gate, live swarm, loss chart, injected failure, 
     await expect(card).toHaveAttribute('data-state', 'training', { timeout: 180_000 });
     await expect(card).toContainText('webgpu');
     const id = (await card.getByTestId('tab-id').textContent())!.trim();
-    expect(id).toBe(coord.registry.owner(s)!.id);
+    expect(id).toBe(coord.stages.owner(s)!.id);
   }
   await expect(dash.locator('.spares .chip')).toHaveCount(1, { timeout: 60_000 });
 
@@ -74,7 +74,7 @@ test('operator dashboard: token gate, live swarm, loss chart, injected failure, 
   await testInfo.attach('dashboard-mid-run', { path: shot, contentType: 'image/png' });
 
   // --- Inject a failure on stage 1: a recovery event in the log and a mark on the loss chart.
-  const victim = coord.registry.owner(1)!.id;
+  const victim = coord.stages.owner(1)!.id;
   expect(await dash.getByTestId('loss-chart').getAttribute('data-marks')).toBe('0');
   await dash.getByTestId('inject-stage').selectOption('1');
   await dash.getByTestId('inject').click();
@@ -87,7 +87,7 @@ test('operator dashboard: token gate, live swarm, loss chart, injected failure, 
   // The spare takes the rebuilt stage and training goes on; the recovery reports its cost.
   await expect(log.locator('li[data-kind="recovery"]').filter({ hasText: 'recovered by' })).toHaveCount(1, { timeout: 180_000 });
   await expect(dash.getByTestId('stage-1')).toHaveAttribute('data-state', 'training');
-  expect(coord.registry.owner(1)!.id).not.toBe(victim);
+  expect(coord.stages.owner(1)!.id).not.toBe(victim);
   await expect(log.locator('li[data-kind="recovery"]').first()).toContainText(/loss \d+\.\d{4} → \d+\.\d{4}/);
 
   // Filtering the log by kind.

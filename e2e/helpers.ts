@@ -138,6 +138,8 @@ export class Swarm {
       clientDir: CLIENT_DIR,
       evalEvery: 0,
       graceMs: 300,
+      // One tab per stage unless a spec asks for groups: extra tabs are spares.
+      maxReplicas: 1,
       ...opts.coordinator,
       settings: { ...TINY_SETTINGS, ...opts.settings },
     });
@@ -225,7 +227,7 @@ export class Swarm {
     const tabs = (await this.statuses()).map(({ status: t }, i) =>
       t ? `tab${i}: ${t.connection} stage=${t.stage} it=${t.iteration} backend=${t.backend} loss=${t.lastLoss?.toFixed(4) ?? '-'} run=${t.run?.state ?? '-'}/${t.run?.needed ?? '-'}${t.error ? ` error=${t.error}` : ''}` : `tab${i}: no status`,
     );
-    return [`coordinator: ${JSON.stringify(s)} vacant=[${[...this.coord.scheduler.vacant.keys()]}]`, ...tabs].join('\n');
+    return [`coordinator: ${JSON.stringify(s)} vacant=[${Array.from({ length: this.coord.stages.nStages }, (_, s) => s).filter((s) => this.coord.stages.isVacant(s))}]`, ...tabs].join('\n');
   }
 
   /** Everything useful after a failure: state, events, losses, tab logs. */

@@ -25,7 +25,7 @@ async function waitForTakeover(swarm: Swarm, page: Page, stage: number): Promise
     timeoutMs: 60_000,
     detail: () => swarm.describe(),
   });
-  await expect(page.getByTestId('status-stage')).toHaveText(`Stage ${stage}`);
+  await expect(page.getByTestId('status-stage')).toHaveText(`Stage ${stage} · replica 1 of 1`);
 }
 
 /** Waits for `n` completed recoveries (a recovery completes with the next finished iteration). */
@@ -102,7 +102,7 @@ test('an intermediate stage tab closes: the spare takes over (average) and train
   for (const { status } of tabs) expect(status!.iteration).toBe(ITERATIONS);
   expect((await readStatus(spare!))!.backend).toBe('webgpu');
   const m = await swarm.metrics();
-  expect(metricValue(m, 'swarm_recoveries_total', { method: 'average' })).toBe(1);
+  expect(metricValue(m, 'swarm_recoveries_total', { rung: 'strategy', method: 'average' })).toBe(1);
   expect(metricValue(m, 'swarm_volunteers', { state: 'spare' })).toBe(0);
   expect(metricValue(m, 'swarm_volunteers', { state: 'active' })).toBe(STAGES);
   expect(metricValue(m, 'swarm_abandoned_iterations_total')).toBeLessThanOrEqual(1);
@@ -164,7 +164,7 @@ test('first then last stage tab close: both rebuilt by copy on spares, no rollba
   expect(tabs.map((t) => t.status!.stage).sort()).toEqual([0, 1, 2, 3]);
   for (const { status } of tabs) expect(status!.iteration).toBe(ITERATIONS);
   const m = await swarm.metrics();
-  expect(metricValue(m, 'swarm_recoveries_total', { method: 'copy' })).toBe(2);
+  expect(metricValue(m, 'swarm_recoveries_total', { rung: 'strategy', method: 'copy' })).toBe(2);
   expect(metricValue(m, 'swarm_iteration')).toBe(ITERATIONS);
   console.log(`copy recoveries after iterations ${first!.iteration} and ${last!.iteration}: ` +
     `${first!.seconds!.toFixed(1)} s and ${last!.seconds!.toFixed(1)} s; losses ${swarm.trainLosses().map((l) => l.toFixed(3)).join(' ')}`);

@@ -18,7 +18,7 @@ test('4 tabs train 20 iterations on WebGPU; pages, coordinator and /metrics agre
   // Mid-run screenshot of a volunteer page (the last stage's tab shows a loss).
   await swarm.waitForIteration(3, 180_000);
   const lastStagePage = (await swarm.pageForStage(STAGES - 1))!;
-  await expect(lastStagePage.getByTestId('status-stage')).toHaveText(`Stage ${STAGES - 1}`);
+  await expect(lastStagePage.getByTestId('status-stage')).toHaveText(`Stage ${STAGES - 1} · replica 1 of 1`);
   await expect(lastStagePage.getByTestId('status-last-loss')).not.toHaveText('—');
   const shot = testInfo.outputPath('volunteer-mid-run.png');
   await lastStagePage.screenshot({ path: shot, fullPage: true });
@@ -81,7 +81,7 @@ test('4 tabs train 20 iterations on WebGPU; pages, coordinator and /metrics agre
   const lastStage = tabs.find((t) => t.status!.stage === STAGES - 1)!;
   const finalIteration = swarm.microbatchLosses.filter((x) => x.iteration === ITERATIONS - 1);
   expect(finalIteration.map((x) => x.mb).sort()).toEqual([0, 1]);
-  expect(finalIteration.every((x) => x.volunteerId === coord.registry.owner(STAGES - 1)!.id)).toBe(true);
+  expect(finalIteration.every((x) => x.volunteerId === coord.stages.owner(STAGES - 1)!.id)).toBe(true);
   expect(finalIteration.map((x) => x.loss)).toContain(lastStage.status!.lastLoss);
   expect(mean(finalIteration.map((x) => x.loss))).toBeCloseTo(coord.scheduler.lastTrainLoss!, 6);
   await expect(lastStage.page.getByTestId('status-last-loss')).toHaveText(lastStage.status!.lastLoss!.toFixed(4));
@@ -109,7 +109,7 @@ test('a fifth tab becomes the spare; /metrics counts it', async ({ launchSwarm }
   expect(spare.status!.backend).toBe('webgpu');
   expect(spare.status!.iteration).toBeNull(); // a spare does no work
   await expect(spare.page.getByTestId('status-stage')).toHaveText('Spare (standby)');
-  expect(swarm.coord.registry.spares()).toHaveLength(1);
+  expect(swarm.coord.placement.spares()).toHaveLength(1);
 
   const m = await swarm.metrics();
   expect(metricValue(m, 'swarm_volunteers', { state: 'spare' })).toBe(1);

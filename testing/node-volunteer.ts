@@ -5,14 +5,15 @@
 import { io } from 'socket.io-client';
 import * as tf from '../shared/model/tf.js';
 import { VolunteerAgent, type AgentOptions, type AgentStatus, type VolunteerSocket } from '../shared/volunteer/agent.js';
+import type { ServerToVolunteer } from '../shared/protocol/events.js';
 import { useNodeBackend } from '../trainer/node-backend.js';
 
 export interface NodeVolunteer {
   agent: VolunteerAgent;
   socket: VolunteerSocket;
   status(): AgentStatus;
-  /** Graceful leave (tells the coordinator). */
-  leave(): void;
+  /** Graceful leave (tells the coordinator, hands the stage over if it is the last replica). */
+  leave(): Promise<void>;
   /** Abrupt loss: the connection just drops, like a closed tab. */
   kill(): void;
 }
@@ -25,11 +26,63 @@ export interface NodeVolunteerOptions {
   createStage?: AgentOptions['createStage'];
   /** Sees the socket before the agent does (a test harness may wrap what it sends). */
   wrapSocket?: (socket: VolunteerSocket) => void;
+  /**
+   * Benchmarks and tests only: every task takes at least this many ms of wall time (the result is
+   * held back until then), so a slow device, or many volunteers on a 2-core machine, can be
+   * simulated without the CPU being what is measured.
+   */
+  paceMs?: number;
+}
+
+/**
+ * Feeds the agent one task at a time (backward tasks first, as the agent itself orders them) and
+ * holds each result until the task has lasted `paceMs`.
+ */
+function paceTasks(socket: VolunteerSocket, paceMs: number): void {
+  type Task = Parameters<ServerToVolunteer['task']>;
+  const queue: Task[] = [];
+  let deliver: ((...t: Task) => void) | null = null;
+  let busySince: number | null = null;
+  const next = () => {
+    if (busySince !== null || !deliver || queue.length === 0) return;
+    const b = queue.findIndex((t) => t[0].dir === 'B');
+    const [task] = queue.splice(b >= 0 ? b : 0, 1);
+    busySince = Date.now();
+    deliver(...task!);
+  };
+  const on = socket.on.bind(socket) as (event: string, f: (...a: unknown[]) => void) => VolunteerSocket;
+  (socket as unknown as { on: typeof on }).on = (event, f) => {
+    if (event !== 'task') return on(event, f);
+    deliver = f as (...t: Task) => void;
+    return on('task', (...t: unknown[]) => {
+      queue.push(t as Task);
+      next();
+    });
+  };
+  const clear = () => {
+    queue.length = 0;
+  };
+  on('abandon', clear);
+  on('connect', () => {
+    if (!socket.recovered) clear();
+  });
+  const emit = socket.emit.bind(socket) as (event: string, ...args: unknown[]) => VolunteerSocket;
+  (socket as unknown as { emit: typeof emit }).emit = (event, ...args) => {
+    if (event !== 'out' || busySince === null) return emit(event, ...args);
+    const wait = Math.max(0, busySince + paceMs - Date.now());
+    setTimeout(() => {
+      emit(event, ...args);
+      busySince = null;
+      next();
+    }, wait);
+    return socket;
+  };
 }
 
 export async function startNodeVolunteer(url: string, opts: NodeVolunteerOptions = {}): Promise<NodeVolunteer> {
   const backend = await useNodeBackend(opts.backend ?? 'wasm');
   const socket: VolunteerSocket = io(url, { transports: ['websocket'], reconnection: true, forceNew: true });
+  if (opts.paceMs) paceTasks(socket, opts.paceMs);
   opts.wrapSocket?.(socket);
   let last: AgentStatus | null = null;
   const agent = new VolunteerAgent(socket, {

@@ -56,9 +56,9 @@ const CONNECTION_LABEL: Record<ConnectionState, string> = {
   error: 'Error',
 };
 
-function fmtStage(stage: StageAssignment, connection: ConnectionState): string {
+function fmtStage(stage: StageAssignment, group: { replica: number; of: number } | null, connection: ConnectionState): string {
   if (stage === 'spare') return 'Spare (standby)';
-  if (typeof stage === 'number') return `Stage ${stage}`;
+  if (typeof stage === 'number') return group ? `Stage ${stage} · replica ${group.replica} of ${group.of}` : `Stage ${stage}`;
   return connection === 'connected' ? 'Waiting for assignment' : 'Waiting';
 }
 
@@ -220,7 +220,7 @@ export function VolunteerApp() {
             {num(s.throughputGflops, 2, ' GFLOP/s')}
           </Row>
           <Row label="Stage" testId="status-stage">
-            {fmtStage(s.stage, s.connection)}
+            {fmtStage(s.stage, s.group, s.connection)}
           </Row>
           <Row label="Swarm" testId="status-run">
             {fmtRun(s.run)}

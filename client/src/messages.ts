@@ -70,6 +70,8 @@ export interface VolunteerStatus {
   throughputGflops: number | null;
   connection: ConnectionState;
   stage: StageAssignment;
+  /** Place in the stage's group of replicas (e.g. replica 2 of 3), once assigned. */
+  group: { replica: number; of: number } | null;
   /** Global training iteration this volunteer last worked on. */
   iteration: number | null;
   /** Wall time of the last local step (forward or backward), ms. */
@@ -97,6 +99,7 @@ export function initialStatus(): VolunteerStatus {
     throughputGflops: null,
     connection: 'idle',
     stage: null,
+    group: null,
     iteration: null,
     stepMs: null,
     tokensPerSec: null,

@@ -65,6 +65,7 @@ export async function runVolunteer(ctx: VolunteerContext): Promise<void> {
     onStatus: (s) =>
       ctx.update({
         stage: s.stage,
+        group: s.group,
         iteration: s.iteration,
         stepMs: s.stepMs,
         tokensPerSec: s.tokensPerSec,
@@ -75,6 +76,7 @@ export async function runVolunteer(ctx: VolunteerContext): Promise<void> {
     onLog: (level, message) => ctx.log(level, message),
   });
   await whenAborted(ctx.signal);
-  // Leave gracefully: the coordinator is told, not left to time out.
-  agent.leave();
+  // Leave gracefully: the coordinator is told (and takes the stage's state if this tab is its
+  // last replica), not left to time out.
+  await agent.leave();
 }

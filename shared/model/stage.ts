@@ -372,6 +372,26 @@ export class Stage {
     return out;
   }
 
+  /** getGrads without synchronous reads (what a WebGPU volunteer must use). */
+  async getGradsAsync(): Promise<NamedWeights> {
+    const out: NamedWeights = {};
+    for (const [n, g] of this.grads) out[n] = (await g.data()) as Float32Array;
+    return out;
+  }
+
+  /**
+   * Replace the accumulated gradients (data parallelism: every replica of a stage receives the
+   * sum of their gradients before the step). Names and sizes are checked like weights; a
+   * parameter absent from `grads` has no gradient. Not allowed with microbatches in flight.
+   */
+  setGrads(grads: NamedWeights): void {
+    this.checkNothingInFlight();
+    validateWeights(this.specs, grads, { partial: true });
+    this.clearGrads();
+    const shapeOf = new Map(this.specs.map((sp) => [sp.name, sp.shape]));
+    for (const [n, d] of Object.entries(grads)) this.grads.set(n, tf.keep(tf.tensor(d, shapeOf.get(n)!)));
+  }
+
   /**
    * Replace parameters by name. Every name must be one of this stage's and have its exact size;
    * values must be finite. Unless `partial`, every parameter must be given. Nothing is changed

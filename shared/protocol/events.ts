@@ -152,6 +152,14 @@ export interface ServerToVolunteer {
   /** Barrier phase 2: clip, Adam step. */
   step: (info: { iteration: number }, ack: (r: StepAck | { error: string }) => void) => void;
   abandon: (info: { iteration: number }) => void;
+  /**
+   * Data parallelism (several replicas of one stage): send the gradient accumulated over the hops
+   * this tab ran (a named-tensor bundle), then receive the sum over every replica to step with.
+   */
+  get_grads: (info: { iteration: number }, ack: (bundle: Uint8Array | { error: string }) => void) => void;
+  set_grads: (info: { iteration: number }, bundle: Uint8Array, ack: (r: OkAck) => void) => void;
+  /** This tab's place in its stage's group of replicas (1-based), sent whenever the group changes. */
+  group: (info: GroupInfo) => void;
   /** The stage's own weights (all, or only its embedding/head), or a replica this tab holds. */
   get_weights: (info: { parts: WeightParts }, ack: (bundle: Uint8Array | { error: string }) => void) => void;
   /** Keep this bundle as the replica of a neighbour's embedding or head (CheckFree+). */
@@ -166,12 +174,22 @@ export interface ServerToVolunteer {
   rejected: (info: { reason: string; message: string }) => void;
 }
 
+export interface GroupInfo {
+  stage: number;
+  replica: number;
+  of: number;
+}
+
 /** Events a volunteer sends to the coordinator. */
 export interface VolunteerToServer {
   hello: (caps: Capabilities, ack: (r: OkAck) => void) => void;
   out: (meta: OutMeta, frame: Uint8Array | null) => void;
   stats: (s: VolunteerStats) => void;
-  leave: () => void;
+  /**
+   * Leaving on purpose. The coordinator acknowledges once it has what it needs: when this tab is
+   * its stage's last replica it first asks for the stage's exact state (the handoff).
+   */
+  leave: (ack?: (r: OkAck) => void) => void;
 }
 
 /** Limits the coordinator enforces on the socket (frames are bounded by activation size). */

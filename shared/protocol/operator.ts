@@ -36,6 +36,10 @@ export interface TabInfo {
   /** Epoch ms when it joined (the dashboard ticks "time connected" from this). */
   joinedAt: number;
   connectedSeconds: number;
+  /** Its task time as the coordinator measures it (ms; null before its first task). */
+  taskMs: number | null;
+  /** Its share of its stage's tasks so far (0..1; null for a spare). */
+  share: number | null;
 }
 
 export interface StageSlot {
@@ -45,7 +49,10 @@ export interface StageSlot {
    * waiting: weights ready (rebuilt or fresh), waiting for a volunteer to take it.
    */
   state: 'training' | 'rebuilding' | 'waiting';
+  /** The replica that has served it longest (null when vacant). */
   tab: TabInfo | null;
+  /** Every replica of the stage's group, in the order they joined. */
+  tabs: TabInfo[];
   /** Why it is waiting ('start', 'recovery:average', ...). */
   reason: string | null;
 }

@@ -10,7 +10,7 @@ import type { Socket } from 'socket.io-client';
 import * as tf from '../model/tf.js';
 import { Stage } from '../model/stage.js';
 import { decodeTensorFrame, encodeTensorFrame, encodeNamedTensors, decodeNamedTensors } from '../protocol/codec.js';
-import { decodeStageState, encodeStageState } from '../protocol/stage-state-bundle.js';
+import { decodeStageState, decodeWeights, encodeStageState, encodeWeights } from '../protocol/stage-state-bundle.js';
 import type {
   Assignment,
   Capabilities,
@@ -31,6 +31,8 @@ export type VolunteerSocket = Socket<ServerToVolunteer, VolunteerToServer>;
 export interface AgentStatus {
   volunteerId: string | null;
   stage: number | 'spare' | null;
+  /** This tab's place in its stage's group of replicas, e.g. replica 2 of 3. */
+  group: { replica: number; of: number } | null;
   iteration: number | null;
   stepMs: number | null;
   tokensPerSec: number | null;
@@ -73,6 +75,7 @@ export class VolunteerAgent {
   readonly status: AgentStatus = {
     volunteerId: null,
     stage: null,
+    group: null,
     iteration: null,
     stepMs: null,
     tokensPerSec: null,
@@ -121,6 +124,24 @@ export class VolunteerAgent {
       if (!this.stepping) this.stage?.abandon();
       this.iterationComputeMs = 0;
       this.iterationTokens = 0;
+    });
+    socket.on('get_grads', (_info, ack) => {
+      void this.gradsBundle().then(ack, (e: Error) => ack({ error: e.message }));
+    });
+    socket.on('set_grads', (_info, bundle, ack) => {
+      void this.idle()
+        .then(() => {
+          if (!this.stage) throw new Error('no stage assigned');
+          this.stage.setGrads(decodeWeights(toBytes(bundle)));
+          ack({ ok: true });
+        })
+        .catch((e: Error) => ack({ ok: false, error: e.message }));
+    });
+    socket.on('group', (g) => {
+      if (this.stage && g.stage === this.stage.index) {
+        this.status.group = { replica: g.replica, of: g.of };
+        this.emitStatus();
+      }
     });
     socket.on('get_weights', ({ parts }, ack) => {
       void this.weightsBundle(parts).then(ack, (e: Error) => ack({ error: e.message }));
@@ -180,6 +201,7 @@ export class VolunteerAgent {
     this.queue = [];
     this.stage?.dispose();
     this.stage = null;
+    this.status.group = null;
     if (a.stage === null) {
       this.status.stage = 'spare';
     } else {
@@ -194,6 +216,13 @@ export class VolunteerAgent {
       this.log('info', `assigned stage ${a.stage} (${a.reason})`);
     }
     this.emitStatus();
+  }
+
+  /** The gradient accumulated over the hops this tab ran in this iteration. */
+  private async gradsBundle(): Promise<Uint8Array> {
+    await this.idle();
+    if (!this.stage) throw new Error('no stage assigned');
+    return encodeWeights(await this.stage.getGradsAsync());
   }
 
   private async weightsBundle(parts: WeightParts): Promise<Uint8Array> {
@@ -339,9 +368,20 @@ export class VolunteerAgent {
     while (this.running) await new Promise((r) => setTimeout(r, 1));
   }
 
-  /** Leave gracefully: tell the coordinator, then disconnect. */
-  leave(): void {
-    this.socket.emit('leave');
+  /**
+   * Leave gracefully: tell the coordinator and stay until it acknowledges (it may first take this
+   * stage's exact state, the handoff, when this tab is the stage's last replica), or `timeoutMs`.
+   */
+  async leave(timeoutMs = 10_000): Promise<void> {
+    if (this.socket.connected) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, timeoutMs);
+        this.socket.emit('leave', () => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
     this.socket.disconnect();
     this.dispose();
   }

@@ -1,4 +1,4 @@
-/** The pipeline: one card per stage in order, the tab serving it, and the spares. */
+/** The pipeline: one card per stage in order, the group of tabs serving it, and the spares. */
 import { useEffect, useState } from 'react';
 
 import type { SwarmSnapshot, TabInfo } from '../../../shared/protocol/operator';
@@ -48,6 +48,33 @@ function TabFacts({ tab, since }: { tab: TabInfo; since: number }) {
   );
 }
 
+/** Every replica of a stage: backend, measured task time, share of the stage's tasks. */
+function GroupTable({ tabs }: { tabs: TabInfo[] }) {
+  return (
+    <table className="group" data-testid="group-table">
+      <caption className="muted small">{tabs.length} replicas (exact copies, sharing the stage's microbatches)</caption>
+      <thead>
+        <tr>
+          <th scope="col">tab</th>
+          <th scope="col">backend</th>
+          <th scope="col">task</th>
+          <th scope="col">share</th>
+        </tr>
+      </thead>
+      <tbody>
+        {tabs.map((t) => (
+          <tr key={t.id}>
+            <td className="mono">{t.id}</td>
+            <td>{t.backend}</td>
+            <td>{t.taskMs == null ? '—' : `${compact(t.taskMs)} ms`}</td>
+            <td>{t.share == null ? '—' : `${Math.round(t.share * 100)}%`}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
 export function SwarmMap({ swarm, swarmAt }: { swarm: SwarmSnapshot; swarmAt: number }) {
   const now = useNow();
   const since = Math.max(0, (now - swarmAt) / 1000);
@@ -57,7 +84,7 @@ export function SwarmMap({ swarm, swarmAt }: { swarm: SwarmSnapshot; swarmAt: nu
       <header className="panel-head">
         <h2 id="map-title">Swarm</h2>
         <span className="muted">
-          {n} stages · {swarm.stages.filter((s) => s.state === 'training').length} served · {swarm.spares.length} spare
+          {n} stages · {swarm.stages.filter((s) => s.state === 'training').length} served · {swarm.stages.reduce((k, s) => k + s.tabs.length, 0)} tabs training · {swarm.spares.length} spare
           {swarm.spares.length === 1 ? '' : 's'}
           {swarm.status.needed > 0 && <strong className="warn"> · needs {swarm.status.needed} more volunteer{swarm.status.needed === 1 ? '' : 's'}</strong>}
         </span>
@@ -73,7 +100,10 @@ export function SwarmMap({ swarm, swarmAt }: { swarm: SwarmSnapshot; swarmAt: nu
             </div>
             <div className="muted small">{stageRole(slot.stage, n)}</div>
             {slot.tab ? (
-              <TabFacts tab={slot.tab} since={since} />
+              <>
+                <TabFacts tab={slot.tab} since={since} />
+                {slot.tabs.length > 1 && <GroupTable tabs={slot.tabs} />}
+              </>
             ) : (
               <p className="stage-empty">
                 {slot.state === 'rebuilding'
@@ -87,7 +117,7 @@ export function SwarmMap({ swarm, swarmAt }: { swarm: SwarmSnapshot; swarmAt: nu
       <div className="spares">
         <span className="muted small">Spares:</span>{' '}
         {swarm.spares.length === 0 ? (
-          <span className="muted small">none (a lost stage waits for a new volunteer)</span>
+          <span className="muted small">none (every tab trains; a stage whose last tab is lost is rebuilt and taken by a tab from the largest group or a newcomer)</span>
         ) : (
           swarm.spares.map((t) => (
             <span key={t.id} className="chip" title={`${t.backend}${t.adapter ? ` · ${t.adapter}` : ''} · ${num(t.throughputGflops, 2)} GFLOP/s`}>

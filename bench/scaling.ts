@@ -1,0 +1,152 @@
+/**
+ * Scaling benchmark: does the swarm's throughput grow with its volunteers? S = 4 stages with
+ * N = 4, 8, 16, 32 Node volunteers (groups of N/4 replicas per stage).
+ *
+ *   npm run bench:scaling
+ *   npm run bench:scaling -- --tabs 4,8,16 --pace 400 --iterations 4
+ *
+ * This machine has 2 cores: to measure scheduling and scaling rather than the CPU, every task of
+ * every volunteer is PACED to last at least `--pace` ms of wall time (a benchmark-only option of
+ * the Node volunteer, testing/node-volunteer.ts), with a tiny model whose real compute is a few
+ * ms, so a volunteer behaves like a device of fixed speed. The global batch grows with the swarm
+ * (weak scaling: `--mb-per-tab` microbatches per volunteer per iteration), as data parallelism
+ * does. The coordinator runs in this process and the volunteers in child processes, so
+ * this process's CPU time is the coordinator's.
+ *
+ * Prints per N: tokens/s, its ratio to N = 4 and to linear scaling (N/4), iteration time, the
+ * coordinator's CPU share, relay and gradient-reduction MB/s; and where scaling falls off.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { Coordinator, DEFAULT_COORDINATOR } from '../coordinator/server.js';
+import { DEFAULT_SETTINGS, type RunSettings } from '../shared/run-settings.js';
+import { startNodeVolunteer, type NodeVolunteer } from '../testing/node-volunteer.js';
+import { until } from '../testing/until.js';
+import { flags, fmt, machine, table } from './util.js';
+
+const STAGES = 4;
+/** Volunteers per child process. */
+const PER_CHILD = 8;
+
+async function child(url: string, count: number, paceMs: number, name: string): Promise<void> {
+  const vols: NodeVolunteer[] = [];
+  for (let i = 0; i < count; i++) vols.push(await startNodeVolunteer(url, { name: `${name}-${i}`, paceMs }));
+  process.send?.({ kind: 'ready' });
+  process.on('message', () => {
+    for (const v of vols) v.kill();
+    process.exit(0);
+  });
+}
+
+interface Row {
+  tabs: number;
+  microbatches: number;
+  tokensPerSec: number;
+  iterSeconds: number;
+  cpuShare: number;
+  relayMBs: number;
+  reductionMBs: number;
+}
+
+async function counter(c: Coordinator, name: string): Promise<number> {
+  const m = (await c.metrics.registry.getMetricsAsJSON()).find((x) => x.name === name);
+  return (m?.values ?? []).reduce((a, v) => a + Number(v.value), 0);
+}
+
+async function measure(tabs: number, paceMs: number, mbPerTab: number, iterations: number, warmup: number): Promise<Row> {
+  const settings: RunSettings = { ...DEFAULT_SETTINGS, preset: 'tiny', stages: STAGES, microbatches: mbPerTab * tabs, batch: 1, seqLen: 32, recovery: 'checkfree' };
+  const coord = new Coordinator({
+    ...DEFAULT_COORDINATOR,
+    settings,
+    port: 0,
+    silent: true,
+    evalEvery: 0,
+    rebalanceEvery: 0,
+    rateLimit: 100_000,
+    clientDir: '/nonexistent',
+    dataDir: null,
+  });
+  const url = await coord.listen();
+  const kids: ChildProcess[] = [];
+  try {
+    coord.scheduler.paused = true;
+    for (let i = 0; i * PER_CHILD < tabs; i++) {
+      const n = Math.min(PER_CHILD, tabs - i * PER_CHILD);
+      const k = fork(fileURLToPath(import.meta.url), ['--child', url, '--count', String(n), '--pace', String(paceMs), '--name', `c${i}`], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      kids.push(k);
+      await new Promise<void>((resolve, reject) => {
+        k.once('message', () => resolve());
+        k.once('exit', (c) => reject(new Error(`volunteer process exited (${c})`)));
+      });
+    }
+    coord.scheduler.paused = false;
+    coord.scheduler.kick();
+    await until(() => coord.stages.activeCount() === tabs, `${tabs} tabs placed`, 120_000);
+    await until(() => coord.scheduler.iteration >= warmup, 'warm-up', 600_000);
+    const it0 = coord.scheduler.iteration;
+    const t0 = Date.now();
+    const cpu0 = process.cpuUsage();
+    const relay0 = await counter(coord, 'swarm_relay_bytes_total');
+    const red0 = await counter(coord, 'swarm_reduction_bytes_total');
+    await until(() => coord.scheduler.iteration >= it0 + iterations, `${iterations} iterations`, 1_200_000);
+    const seconds = (Date.now() - t0) / 1000;
+    const cpu = process.cpuUsage(cpu0);
+    const done = coord.scheduler.iteration - it0;
+    const tokens = done * settings.microbatches * settings.batch * (settings.seqLen ?? 32);
+    return {
+      tabs,
+      microbatches: settings.microbatches,
+      tokensPerSec: tokens / seconds,
+      iterSeconds: seconds / done,
+      cpuShare: (cpu.user + cpu.system) / 1e6 / seconds,
+      relayMBs: ((await counter(coord, 'swarm_relay_bytes_total')) - relay0) / seconds / 1e6,
+      reductionMBs: ((await counter(coord, 'swarm_reduction_bytes_total')) - red0) / seconds / 1e6,
+    };
+  } finally {
+    for (const k of kids) k.send('stop');
+    await Promise.all(kids.map((k) => new Promise((r) => (k.exitCode !== null ? r(null) : k.once('exit', r)))));
+    await coord.close();
+  }
+}
+
+async function main(): Promise<void> {
+  const f = flags(process.argv.slice(2), { tabs: 'string', pace: 'string', iterations: 'string', warmup: 'string', 'mb-per-tab': 'string', child: 'string', count: 'string', name: 'string' });
+  if (typeof f.child === 'string') return child(f.child, Number(f.count), Number(f.pace), String(f.name));
+  const tabsList = String(f.tabs ?? '4,8,16,32').split(',').map(Number);
+  const paceMs = Number(f.pace ?? 300);
+  const iterations = Number(f.iterations ?? 3);
+  const warmup = Number(f.warmup ?? 1);
+  const mbPerTab = Number(f['mb-per-tab'] ?? 2);
+  console.log(`bench:scaling  ${machine()}`);
+  console.log(
+    `S=${STAGES}, tiny preset (batch 1, seq 32); every task PACED to >= ${paceMs} ms wall time (simulated devices of fixed speed, so the 2-core CPU is not what is measured);` +
+      ` ${mbPerTab} microbatches per volunteer per iteration (weak scaling); coordinator in this process, volunteers in child processes (${PER_CHILD} per process); ${warmup} warm-up + ${iterations} measured iterations per size`,
+  );
+  const rows: Row[] = [];
+  for (const n of tabsList) {
+    const r = await measure(n, paceMs, mbPerTab, iterations, warmup);
+    rows.push(r);
+    console.error(`  N=${n}: ${fmt(r.tokensPerSec, 1)} tokens/s`);
+  }
+  const base = rows[0]!;
+  console.log(
+    table(
+      ['tabs', 'replicas/stage', 'microbatches', 'tokens/s', 'x N=' + base.tabs, 'of linear', 'iteration s', 'coord CPU', 'relay MB/s', 'reduction MB/s'],
+      rows.map((r) => {
+        const speedup = r.tokensPerSec / base.tokensPerSec;
+        return [r.tabs, r.tabs / STAGES, r.microbatches, fmt(r.tokensPerSec, 1), fmt(speedup, 2), fmt(speedup / (r.tabs / base.tabs), 2), fmt(r.iterSeconds, 2), `${fmt(r.cpuShare * 100, 0)}%`, fmt(r.relayMBs, 2), fmt(r.reductionMBs, 2)];
+      }),
+    ),
+  );
+  const falls = rows.find((r) => r.tokensPerSec / base.tokensPerSec / (r.tabs / base.tabs) < 0.9);
+  console.log(
+    falls
+      ? `scaling falls below 0.9 of linear at N=${falls.tabs} (coordinator CPU ${fmt(falls.cpuShare * 100, 0)}% of a core: ${falls.cpuShare > 0.7 ? 'the coordinator is the limit' : 'the barrier (gradient reduction, fill and drain of the pipeline) grows with the group size'})`
+      : `scaling stays at or above 0.9 of linear up to N=${rows.at(-1)!.tabs}`,
+  );
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
