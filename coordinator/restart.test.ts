@@ -114,8 +114,9 @@ describe('coordinator restart', () => {
     }, 'training before the crash');
     first.proc.kill('SIGKILL');
     await new Promise((r) => first.proc.once('exit', r));
-    vols[2]!.kill(); // stage 2's tab is gone for good while the coordinator is down
-    const second = startCoordinator(port, dataDir, 4000);
+    vols.find((v) => v.status().stage === 2)!.kill(); // stage 2's tab is gone for good while the coordinator is down
+    // A longer window than socket.io's largest reconnection delay (5 s), so every tab that is alive gets back in time.
+    const second = startCoordinator(port, dataDir, 8000);
     child = second.proc;
     await until(() => health(url), 'second coordinator up');
     vols.push(await startNodeVolunteer(url, { name: 'newcomer' }));
