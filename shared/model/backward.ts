@@ -2,13 +2,13 @@
  * The backward pass written by hand, one function per forward function in layers.ts, reading
  * the intermediates that forward saved. tf.grads would rerun the forward and build its own
  * gradient kernels (on wasm its matmul gradients use transpose flags, ten times slower than the
- * plain product); written out, every gradient product goes through `mm` and nothing is computed
- * twice. Checked against tf.grads, finite differences and the unsplit model in stage.test.ts.
+ * plain product); written out, every gradient product goes through `mm`/`bmm` and nothing is
+ * computed twice. Checked against tf.grads, finite differences and the unsplit model in stage.test.ts.
  * Each function returns the input gradient and the parameter gradients by (block-local) name.
  */
 import * as tf from './tf.js';
 import type { ResolvedConfig } from './config.js';
-import { mm } from './matmul.js';
+import { bmm, mm } from './matmul.js';
 import {
   swapHalves,
   type AttnSaved,
@@ -45,12 +45,12 @@ export function attentionBackward(dy: T2, s: AttnSaved, p: ParamLookup, c: Resol
   grads.set('attn.wo', mm(s.merged, dy, true, false));
   const dMerged = mm(dy, p('attn.wo') as T2, false, true);
   const dY = tf.transpose(tf.reshape(dMerged, [B, T, H, K]), [0, 2, 1, 3]) as T4;
-  const dP = tf.matMul(dY, s.v, false, true) as T4;
-  const dV = tf.matMul(s.p, dY, true, false) as T4;
+  const dP = bmm(dY, s.v, false, true) as T4;
+  const dV = bmm(s.p, dY, true, false) as T4;
   // Softmax backward; the mask is a constant and the 1/sqrt(K) scale lives in the query tables.
   const dS = tf.mul(s.p, tf.sub(dP, tf.sum(tf.mul(dP, s.p), -1, true))) as T4;
-  const dQ = tf.matMul(dS, s.kT, false, true) as T4; // [B,H,T,K]
-  const dKT = tf.matMul(s.q, dS, true, false) as T4; // [B,H,K,T]
+  const dQ = bmm(dS, s.kT, false, true) as T4; // [B,H,T,K]
+  const dKT = bmm(s.q, dS, true, false) as T4; // [B,H,K,T]
   const rows = (t: T4) => tf.reshape(t, [N, D]) as T2;
   const dq = rows(ropeBackward(tf.transpose(dQ, [0, 2, 1, 3]), k.cosQ, k.sinQ));
   const dk = rows(ropeBackward(tf.transpose(dKT, [0, 3, 1, 2]), k.cos, k.sin));

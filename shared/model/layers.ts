@@ -8,7 +8,7 @@
  */
 import * as tf from './tf.js';
 import type { ResolvedConfig } from './config.js';
-import { mm } from './matmul.js';
+import { bmm, mm } from './matmul.js';
 
 type T2 = tf.Tensor2D;
 type T4 = tf.Tensor4D;
@@ -117,8 +117,8 @@ export function attention(a: T2, p: ParamLookup, c: ResolvedConfig, k: BlockCons
   // Keys go straight to [B, H, K, T]: the scores are then a plain q @ kT.
   const kT = tf.transpose(applyRope(split(mm(a, p('attn.wk') as T2)), k.cos, k.sin), [0, 2, 3, 1]);
   const v = tf.transpose(split(mm(a, p('attn.wv') as T2)), [0, 2, 1, 3]);
-  const probs = tf.softmax(tf.add(tf.matMul(q, kT), k.mask)) as T4;
-  const merged = tf.reshape(tf.transpose(tf.matMul(probs, v), [0, 2, 1, 3]), [N, D]) as T2;
+  const probs = tf.softmax(tf.add(bmm(q, kT), k.mask)) as T4;
+  const merged = tf.reshape(tf.transpose(bmm(probs, v), [0, 2, 1, 3]), [N, D]) as T2;
   return { y: mm(merged, p('attn.wo') as T2), saved: { a, q, kT, v, p: probs, merged } };
 }
 

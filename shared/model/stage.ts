@@ -167,7 +167,11 @@ export class Stage {
     if (seg.blocks) {
       const k = this.blockConstants(input.shape[1]!);
       for (let j = 0; j < this.config.layersPerStage; j++) {
-        const b = L.block(x, (n) => p(`blocks.${j}.${n}`), this.config, k, B);
+        const input = x;
+        const b = tf.tidy(() => L.block(input, (n) => p(`blocks.${j}.${n}`), this.config, k, B) as unknown as tf.TensorContainer) as unknown as {
+          y: tf.Tensor2D;
+          saved: L.BlockSaved;
+        };
         x = b.y;
         saved.blocks.push(b.saved);
       }
@@ -195,8 +199,13 @@ export class Stage {
     if (seg.blocks) {
       const k = this.blockConstants(dx.shape[0] / saved.batch);
       for (let j = this.config.layersPerStage - 1; j >= 0; j--) {
-        const b = blockBackward(dx, saved.blocks[j]!, (n) => p(`blocks.${j}.${n}`), this.config, k);
-        for (const [n, g] of b.grads) grads.set(`blocks.${j}.${n}`, g);
+        // One tidy per block: its temporaries are freed before the next block's are made.
+        const dy = dx;
+        const b = tf.tidy(() => {
+          const r = blockBackward(dy, saved.blocks[j]!, (n) => p(`blocks.${j}.${n}`), this.config, k);
+          return { dx: r.dx, grads: Object.fromEntries(r.grads) };
+        });
+        for (const [n, g] of Object.entries(b.grads)) grads.set(`blocks.${j}.${n}`, g);
         dx = b.dx;
       }
     }
@@ -271,6 +280,20 @@ export class Stage {
       }) ?? null;
     } finally {
       disposeEntry(entry);
+    }
+  }
+
+  /**
+   * Resolves once every kernel queued so far on this stage's tensors has run (WebGPU queues
+   * work; a read-back of one value waits for it). Costs one tiny read: for measurements, not the
+   * hot path.
+   */
+  async sync(): Promise<void> {
+    const probe = tf.tidy(() => tf.slice(tf.reshape(this.params.get(this.specs[0]!.name)!, [-1]), [0], [1]));
+    try {
+      await probe.data();
+    } finally {
+      probe.dispose();
     }
   }
 
