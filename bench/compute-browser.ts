@@ -24,7 +24,7 @@ import { presetNames } from '../shared/model/config.js';
 import { BACKWARD_MODES } from '../shared/model/stage.js';
 import { POSITIONS, stageTable, TABLE_NOTES, type Position } from './compute-run.js';
 import type { BenchOptions, BenchToPage } from './browser/worker.js';
-import { flags, machine, table, loadLine } from './util.js';
+import { flags, list, machine, table, loadLine } from './util.js';
 import type { BackendName } from '../shared/protocol/events.js';
 
 const HELP = `npm run bench:compute-browser -- [options]
@@ -35,10 +35,6 @@ const HELP = `npm run bench:compute-browser -- [options]
 Set CHROMIUM_ARGS_EXTRA (space-separated) to add browser flags, e.g. --use-webgpu-adapter=default on a GPU machine.`;
 
 const root = fileURLToPath(new URL('./browser/', import.meta.url));
-
-function list(v: string | boolean | undefined, fallback: string[]): string[] {
-  return typeof v === 'string' ? v.split(',').map((x) => x.trim()).filter(Boolean) : fallback;
-}
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);

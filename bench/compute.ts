@@ -19,7 +19,7 @@ import { getPreset, presetNames } from '../shared/model/config.js';
 import { BACKWARD_MODES, type BackwardMode } from '../shared/model/stage.js';
 import { useNodeBackend } from '../trainer/node-backend.js';
 import { POSITIONS, runBackend, stageTable, TABLE_NOTES, type Position } from './compute-run.js';
-import { flags, machine, table, loadLine } from './util.js';
+import { flags, list, machine, table, loadLine } from './util.js';
 
 export const HELP = `npm run bench:compute -- [options]
   --presets tiny,small,base      presets (default all; base is skipped on a software WebGPU adapter unless named)
@@ -32,10 +32,6 @@ export const HELP = `npm run bench:compute -- [options]
   --stages n                     pipeline stages the preset is split into (default 4)`;
 
 type Backend = 'wasm' | 'cpu' | 'webgpu';
-
-export function list(v: string | boolean | undefined, fallback: string[]): string[] {
-  return typeof v === 'string' ? v.split(',').map((x) => x.trim()).filter(Boolean) : fallback;
-}
 
 /** Loads Dawn's navigator.gpu and tfjs's webgpu backend; returns the reason when it cannot. */
 async function loadWebGpu(): Promise<{ ok: true; adapter: string; software: boolean } | { ok: false; reason: string }> {
@@ -103,7 +99,7 @@ async function main(): Promise<void> {
     console.log(`\n== ${b} (${note}${extra}) ==`);
     const run = software && typeof f.presets !== 'string' ? presets.filter((p) => p !== 'base') : presets;
     if (run.length < presets.length) console.log('base: skipped on a software adapter (minutes per repetition); name it in --presets to run it');
-    const r = await runBackend({ presets: run, positions, modes, batch, stages, reps, rounds });
+    const r = await runBackend({ presets: run, positions, modes, batch, stages, reps, rounds }, (line) => console.error(`  ${line}`));
     console.log(TABLE_NOTES.matmul);
     console.log(table(['preset', 'product', 'GFLOP/s'], r.matmul));
     console.log(`\n${TABLE_NOTES.stages}`);
