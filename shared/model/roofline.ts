@@ -42,7 +42,10 @@ export interface StageTiming {
   stepMs: number;
   /** tf.memory() bytes a microbatch in flight holds between its forward and its backward. */
   stashBytes: number;
-  /** Most tf.memory() bytes alive at once during a forward and backward, above the state before them. */
+  /**
+   * Most tf.memory() bytes alive at once during a forward and backward, above the state before
+   * them (taken on the first call, so it includes the stage's rotary tables and mask).
+   */
   peakBytes: number;
 }
 
@@ -74,8 +77,17 @@ export async function measureStage(config: ModelConfig, index: number, opts: Mea
   let stashBytes = 0;
   let peakBytes = 0;
   try {
-    const warmup = opts.warmup ?? 1;
-    for (let r = -warmup; r < opts.reps; r++) {
+    // The warm-up runs under tf.profile, which tracks the peak memory (and is not timed).
+    const base = tf.memory().numBytes;
+    for (let w = 0; w < (opts.warmup ?? 1); w++) {
+      const info = await tf.profile(async () => {
+        stage.forward('m', x, stage.fullSegment(), y).dispose();
+        stage.backward('m', dy)?.dispose();
+      });
+      peakBytes = Math.max(peakBytes, info.peakBytes - base);
+      await stage.clipAndStepAsync();
+    }
+    for (let r = 0; r < opts.reps; r++) {
       const before = tf.memory().numBytes;
       const t0 = performance.now();
       const out = stage.forward('m', x, stage.fullSegment(), y);
@@ -92,20 +104,10 @@ export async function measureStage(config: ModelConfig, index: number, opts: Mea
       await stage.clipAndStepAsync();
       await stage.sync();
       const t3 = performance.now();
-      if (r >= 0) {
-        f.push(t1 - t0);
-        b.push(t2 - t1);
-        s.push(t3 - t2);
-      }
+      f.push(t1 - t0);
+      b.push(t2 - t1);
+      s.push(t3 - t2);
     }
-    // Memory: one more forward and backward under tf.profile, which tracks the peak.
-    const base = tf.memory().numBytes;
-    const info = await tf.profile(() => {
-      stage.forward('m', x, stage.fullSegment(), y).dispose();
-      stage.backward('m', dy)?.dispose();
-    });
-    peakBytes = info.peakBytes - base;
-    stage.abandon();
   } finally {
     stage.dispose();
     tf.dispose([x, ...(y ? [y] : []), ...(typeof dy === 'number' ? [] : [dy])]);
