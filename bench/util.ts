@@ -57,6 +57,11 @@ export function flags(argv: string[], known: Record<string, 'string' | 'boolean'
   return out;
 }
 
+/** A comma-separated flag value as a list (`fallback` when the flag is absent). */
+export function list(v: string | boolean | undefined, fallback: string[]): string[] {
+  return typeof v === 'string' ? v.split(',').map((x) => x.trim()).filter(Boolean) : fallback;
+}
+
 export async function until(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
   const t0 = Date.now();
   while (!cond()) {

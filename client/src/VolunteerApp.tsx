@@ -246,9 +246,50 @@ export function VolunteerApp() {
       {logLines.length > 0 && (
         <details className="log">
           <summary>Details</summary>
+          <ComputeTable status={s} />
           <pre data-testid="worker-log">{logLines.join('\n')}</pre>
         </details>
       )}
     </main>
+  );
+}
+
+/**
+ * What each backend gives the swarm on this tab: the one in use, with its matmul rate (measured
+ * at start) and the matmul rate its stage achieves while training (and the ratio of the two);
+ * the faster ones that were not usable, with why.
+ */
+function ComputeTable({ status: s }: { status: VolunteerStatus }) {
+  if (!s.backend && s.skipped.length === 0) return null;
+  const ratio = s.stageGflops !== null && s.throughputGflops ? s.stageGflops / s.throughputGflops : null;
+  return (
+    <table className="compute" data-testid="compute-table">
+      <thead>
+        <tr>
+          <th>backend</th>
+          <th>matmul GFLOP/s</th>
+          <th>stage GFLOP/s</th>
+          <th>stage / matmul</th>
+          <th>backward</th>
+        </tr>
+      </thead>
+      <tbody>
+        {s.backend && (
+          <tr data-testid={`compute-${s.backend}`}>
+            <td>{s.backend} (in use)</td>
+            <td>{num(s.throughputGflops, 2)}</td>
+            <td>{s.stageGflops === null ? 'after the first step' : num(s.stageGflops, 2)}</td>
+            <td>{num(ratio, 2)}</td>
+            <td>{s.backwardMode ?? '—'}</td>
+          </tr>
+        )}
+        {s.skipped.map((k) => (
+          <tr key={k.backend} data-testid={`compute-${k.backend}`}>
+            <td>{k.backend}</td>
+            <td colSpan={4}>not used: {k.reason}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
   );
 }

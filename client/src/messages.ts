@@ -1,4 +1,5 @@
 import { BACKENDS, type BackendName, type RunStatus } from '../../shared/protocol/events';
+import type { BackwardMode } from '../../shared/model/stage';
 /**
  * Messages exchanged between the volunteer page (main thread) and the
  * training Web Worker. Both directions are discriminated unions on `type`.
@@ -9,7 +10,12 @@ import { BACKENDS, type BackendName, type RunStatus } from '../../shared/protoco
 
 export type { BackendName };
 
-/** tfjs backends we know how to select, fastest first. */
+/**
+ * tfjs backends we know how to select, fastest first: webgpu, webgl, wasm, cpu. Measured with
+ * `npm run bench:compute-browser` (docs/benchmarks.md): on a software WebGPU adapter (SwiftShader)
+ * wasm runs a stage 10-30x faster than webgpu, but a real GPU is what WebGPU is for and no GPU was
+ * at hand to measure, so webgpu stays first; the page shows what the chosen backend achieves.
+ */
 export const DEFAULT_BACKEND_ORDER: readonly BackendName[] = BACKENDS;
 
 export function isBackendName(value: string): value is BackendName {
@@ -68,6 +74,10 @@ export interface VolunteerStatus {
   skipped: SkippedBackend[];
   /** Local matmul benchmark result. */
   throughputGflops: number | null;
+  /** Matmul GFLOP/s the stage achieves while training: its FLOPs per token (from the config) x tokens/s. */
+  stageGflops: number | null;
+  /** How the stage's backward gets its activations (shared/model/stage.ts). */
+  backwardMode: BackwardMode | null;
   connection: ConnectionState;
   stage: StageAssignment;
   /** Place in the stage's group of replicas (e.g. replica 2 of 3), once assigned. */
@@ -97,6 +107,8 @@ export function initialStatus(): VolunteerStatus {
     adapter: null,
     skipped: [],
     throughputGflops: null,
+    stageGflops: null,
+    backwardMode: null,
     connection: 'idle',
     stage: null,
     group: null,

@@ -10,6 +10,8 @@
 import { io } from 'socket.io-client';
 import { measureThroughput, selectBackend } from './backend';
 import { VolunteerAgent, type VolunteerSocket } from '../../shared/volunteer/agent';
+import { stageFlops } from '../../shared/model/roofline';
+import type { Stage } from '../../shared/model/stage';
 import type { BackendName, StatusFields, VolunteerStatus } from './messages';
 
 export interface VolunteerContext {
@@ -53,6 +55,8 @@ export async function runVolunteer(ctx: VolunteerContext): Promise<void> {
   });
   socket.on('connect_error', (e) => ctx.update({ connection: 'reconnecting', error: `cannot reach coordinator: ${e.message}` }));
   const adapter = selection.adapterInfo;
+  // onStatus may run before the constructor returns: it reads the agent only once it exists.
+  let agentRef: VolunteerAgent | null = null;
   const agent = new VolunteerAgent(socket, {
     capabilities: {
       backend: selection.backend,
@@ -62,8 +66,11 @@ export async function runVolunteer(ctx: VolunteerContext): Promise<void> {
       throughputGflops: Number.isFinite(throughputGflops) ? throughputGflops : 0,
       agent: (typeof navigator !== 'undefined' ? navigator.userAgent : 'worker').slice(0, 200),
     },
-    onStatus: (s) =>
+    onStatus: (s) => {
+      const trained = agentRef?.currentStage ?? null;
       ctx.update({
+        stageGflops: trained && s.tokensPerSec ? (s.tokensPerSec * flopsPerToken(trained)) / 1e9 : null,
+        backwardMode: trained?.backwardMode ?? null,
         stage: s.stage,
         group: s.group,
         iteration: s.iteration,
@@ -72,11 +79,19 @@ export async function runVolunteer(ctx: VolunteerContext): Promise<void> {
         gpuSecondsDonated: s.computeSeconds,
         lastLoss: s.lastLoss,
         run: s.run,
-      }),
+      });
+    },
     onLog: (level, message) => ctx.log(level, message),
   });
+  agentRef = agent;
   await whenAborted(ctx.signal);
   // Leave gracefully: the coordinator is told (and takes the stage's state if this tab is its
   // last replica), not left to time out.
   await agent.leave();
+}
+
+/** Matmul FLOPs of one token's forward and backward through `stage` (see shared/model/roofline.ts). */
+export function flopsPerToken(stage: Stage): number {
+  const f = stageFlops(stage.config, stage.index, 1);
+  return (f.forward + f.backward) / stage.config.seqLen;
 }

@@ -1,12 +1,16 @@
 /**
  * One pipeline stage: the unit a volunteer tab trains.
  *
- * forward(key, input) stashes what backward needs for that microbatch (the stage input and
- * targets; backward recomputes the stage's activations under tf.grads, like activation
- * checkpointing, so the stash stays one tensor per microbatch). Several microbatches may be in
- * flight at once: each has its own key. backward(key, gradOutput) returns the gradient with
- * respect to the stage input and accumulates parameter gradients. clipAndStep() clips the
- * accumulated gradient to global L2 norm 1.0 and takes one Adam step.
+ * forward(key, input) stashes what backward needs for that microbatch. With `backward: 'stash'`
+ * (the default) that is every intermediate the hand-written backward (backward.ts) reads, so a
+ * backward costs the two gradient products per forward product and nothing more; with
+ * `'recompute'` it is the stage input only, and backward reruns the forward first (activation
+ * checkpointing: a third less speed, a stash of one activation per microbatch instead of about
+ * 12 activations per block plus the attention probabilities). Both run the same kernels, so their
+ * results are identical. Several microbatches may be in flight at once: each has its own key.
+ * backward(key, gradOutput) returns the gradient with respect to the stage input and accumulates
+ * parameter gradients. clipAndStep() clips the accumulated gradient to global L2 norm 1.0 and
+ * takes one Adam step. Weights, gradients and Adam's moments stay on the backend's device.
  *
  * A forward call runs a *segment* of the stage: any of its embedding, its blocks, its head. A
  * normal pipeline runs everything a stage owns in one hop; CheckFree+'s swapped microbatches run
@@ -16,6 +20,7 @@ import * as tf from './tf.js';
 import { numStages, resolveConfig, type ModelConfig, type ResolvedConfig } from './config.js';
 import { stageParamSpecs, initialValue, sizeOf, type ParamSpec } from './params.js';
 import * as L from './layers.js';
+import { blockBackward, crossEntropyBackward, embedBackward, logitsBackward, type Grads } from './backward.js';
 import type { Segment } from '../schedule/paths.js';
 import { adamStep, disposeAdamState, freshAdamState, type AdamState } from './adam.js';
 
@@ -46,10 +51,37 @@ export class WeightsError extends Error {
   }
 }
 
+/**
+ * How backward gets the forward's intermediates: kept from the forward ('stash', the default:
+ * fastest, memory grows with the microbatches in flight) or recomputed from the stashed input
+ * ('recompute': for memory-tight devices).
+ */
+export type BackwardMode = 'stash' | 'recompute';
+export const BACKWARD_MODES: readonly BackwardMode[] = ['stash', 'recompute'];
+
+/** What one forward through a segment leaves for its backward. */
+interface SegmentSaved {
+  batch: number;
+  ids: tf.Tensor1D | null;
+  blocks: L.BlockSaved[];
+  head: L.HeadSaved | null;
+  loss: L.LossSaved | null;
+}
+
 interface StashEntry {
-  input: tf.Tensor;
-  targets: tf.Tensor1D | null;
   segment: Segment;
+  /** 'stash' mode: the intermediates. */
+  saved: SegmentSaved | null;
+  /** 'recompute' mode: the input and targets to rerun the forward from. */
+  input: tf.Tensor | null;
+  targets: tf.Tensor1D | null;
+}
+
+/** Keeps every tensor of a container (survives enclosing tidy scopes until disposed). */
+function keepAll(c: tf.TensorContainer): void {
+  if (c instanceof tf.Tensor) tf.keep(c);
+  else if (Array.isArray(c)) c.forEach(keepAll);
+  else if (c && typeof c === 'object') Object.values(c).forEach(keepAll);
 }
 
 export const CLIP_NORM = 1.0;
@@ -61,6 +93,7 @@ export class Stage {
   readonly hasEmbed: boolean;
   readonly hasHead: boolean;
   readonly specs: readonly ParamSpec[];
+  readonly backwardMode: BackwardMode;
   lr: number;
   /** Norms from the last clipAndStep (null before the first). */
   lastNorms: GradNorms | null = null;
@@ -71,7 +104,7 @@ export class Stage {
   private adam: AdamState = freshAdamState();
   private constants = new Map<number, L.BlockConstants>();
 
-  constructor(config: ModelConfig, index: number, opts: { lr?: number } = {}) {
+  constructor(config: ModelConfig, index: number, opts: { lr?: number; backward?: BackwardMode } = {}) {
     this.config = resolveConfig(config);
     this.nStages = numStages(this.config);
     this.index = index;
@@ -79,6 +112,8 @@ export class Stage {
     this.hasEmbed = index === 0;
     this.hasHead = index === this.nStages - 1;
     this.lr = opts.lr ?? 3e-4;
+    this.backwardMode = opts.backward ?? 'stash';
+    if (!BACKWARD_MODES.includes(this.backwardMode)) throw new Error(`backward must be one of ${BACKWARD_MODES.join(', ')}, got ${String(opts.backward)}`);
     for (const spec of this.specs) {
       this.params.set(spec.name, tf.tensor(initialValue(this.config, spec), spec.shape));
     }
@@ -109,40 +144,85 @@ export class Stage {
     if (!k) {
       // Built from JS arrays (no intermediates); kept because forward may call this inside tidy.
       k = L.blockConstants(this.config, T);
-      tf.keep(k.cos);
-      tf.keep(k.sin);
-      tf.keep(k.mask);
+      keepAll(k as unknown as tf.TensorContainer);
       this.constants.set(T, k);
     }
     return k;
   }
 
-  /** Names of the parameters a segment reads, in spec order. */
-  private segmentParamNames(seg: Segment): string[] {
-    return this.specs
-      .map((s) => s.name)
-      .filter((n) =>
-        n.startsWith('embed.') ? seg.embed : n.startsWith('head.') ? seg.head : seg.blocks,
-      );
-  }
-
   /**
-   * The stage's maths as a pure function of its parameters. Returns the activation [B,T,D], the
-   * mean loss (head with targets) or the logits [B*T,V] (head without targets, for sampling).
+   * The stage's maths: the output (activation [B,T,D]; with the head, the mean loss when targets
+   * are given, else the logits [B*T,V]) and the intermediates backward reads.
    */
-  private run(p: (name: string) => tf.Tensor, input: tf.Tensor, seg: Segment, targets: tf.Tensor1D | null): tf.Tensor {
-    let x: tf.Tensor3D;
-    if (seg.embed) x = L.embed(input as tf.Tensor2D, p('embed.weight'));
-    else x = input as tf.Tensor3D;
+  private run(input: tf.Tensor, seg: Segment, targets: tf.Tensor1D | null): { out: tf.Tensor; saved: SegmentSaved } {
+    const p = (n: string) => this.params.get(n)!;
+    const B = input.shape[0]!;
+    const saved: SegmentSaved = { batch: B, ids: null, blocks: [], head: null, loss: null };
+    let x: tf.Tensor2D;
+    if (seg.embed) {
+      const e = L.embed(input as tf.Tensor2D, p('embed.weight'));
+      x = e.y;
+      saved.ids = e.ids;
+    } else x = tf.reshape(input, [-1, this.config.dModel]) as tf.Tensor2D;
     if (seg.blocks) {
-      const k = this.blockConstants(x.shape[1]);
+      const k = this.blockConstants(input.shape[1]!);
       for (let j = 0; j < this.config.layersPerStage; j++) {
-        x = L.block(x, (n) => p(`blocks.${j}.${n}`), this.config, k);
+        const input = x;
+        const b = tf.tidy(() => L.block(input, (n) => p(`blocks.${j}.${n}`), this.config, k, B) as unknown as tf.TensorContainer) as unknown as {
+          y: tf.Tensor2D;
+          saved: L.BlockSaved;
+        };
+        x = b.y;
+        saved.blocks.push(b.saved);
       }
     }
-    if (!seg.head) return x;
+    if (!seg.head) return { out: tf.reshape(x, [B, -1, this.config.dModel]), saved };
     const lg = L.logits(x, p('head.norm.weight'), p('head.lm_head'), this.config.normEps);
-    return targets ? L.crossEntropy(lg, targets) : lg;
+    saved.head = lg.saved;
+    if (!targets) return { out: lg.y, saved };
+    const ce = L.crossEntropySaved(lg.y, targets);
+    saved.loss = ce.saved;
+    return { out: ce.y, saved };
+  }
+
+  /** Backward through what `run` saved: accumulates parameter gradients, returns dInput (or null at the embedding). */
+  private backprop(saved: SegmentSaved, seg: Segment, gradOutput: tf.Tensor): tf.Tensor | null {
+    const p = (n: string) => this.params.get(n)!;
+    const grads: Grads = new Map();
+    let dx: tf.Tensor2D;
+    if (seg.head) {
+      const h = logitsBackward(crossEntropyBackward(gradOutput, saved.loss!), saved.head!, p('head.norm.weight'), p('head.lm_head'));
+      grads.set('head.norm.weight', h.dNorm);
+      grads.set('head.lm_head', h.dLmHead);
+      dx = h.dx;
+    } else dx = tf.reshape(gradOutput, [-1, this.config.dModel]) as tf.Tensor2D;
+    if (seg.blocks) {
+      const k = this.blockConstants(dx.shape[0] / saved.batch);
+      for (let j = this.config.layersPerStage - 1; j >= 0; j--) {
+        // One tidy per block: its temporaries are freed before the next block's are made.
+        const dy = dx;
+        const b = tf.tidy(() => {
+          const r = blockBackward(dy, saved.blocks[j]!, (n) => p(`blocks.${j}.${n}`), this.config, k);
+          return { dx: r.dx, grads: Object.fromEntries(r.grads) };
+        });
+        for (const [n, g] of Object.entries(b.grads)) grads.set(`blocks.${j}.${n}`, g);
+        dx = b.dx;
+      }
+    }
+    for (const [n, g] of grads) this.accumulate(n, g);
+    if (seg.embed) {
+      this.accumulate('embed.weight', embedBackward(dx, saved.ids!, this.config.vocabSize));
+      return null;
+    }
+    return tf.reshape(dx, [saved.batch, -1, this.config.dModel]);
+  }
+
+  /** Adds one microbatch's gradient to the accumulated one (call inside tidy). */
+  private accumulate(name: string, g: tf.Tensor): void {
+    const prev = this.grads.get(name);
+    const next = tf.keep(prev ? tf.add(prev, g) : g);
+    prev?.dispose();
+    this.grads.set(name, next);
   }
 
   private checkInput(input: tf.Tensor, seg: Segment): void {
@@ -166,10 +246,21 @@ export class Stage {
     this.checkInput(input, seg);
     if (this.stash.has(key)) throw new Error(`microbatch ${key} is already in flight on stage ${this.index}`);
     if (seg.head && !targets) throw new Error('the head segment needs targets');
-    const kept = tf.keep(input.clone());
-    const keptTargets = seg.head && targets ? (tf.keep(tf.reshape(targets, [-1])) as tf.Tensor1D) : null;
-    this.stash.set(key, { input: kept, targets: keptTargets, segment: seg });
-    return tf.tidy(() => this.run((n) => this.params.get(n)!, kept, seg, keptTargets));
+    const flatTargets = () => (seg.head && targets ? (tf.reshape(targets, [-1]) as tf.Tensor1D) : null);
+    if (this.backwardMode === 'recompute') {
+      const input_ = tf.keep(input.clone());
+      const targets_ = flatTargets();
+      if (targets_) tf.keep(targets_);
+      this.stash.set(key, { segment: seg, saved: null, input: input_, targets: targets_ });
+      return tf.tidy(() => this.run(input_, seg, targets_).out);
+    }
+    const { out, saved } = tf.tidy(() => this.run(input, seg, flatTargets()) as unknown as tf.TensorContainer) as unknown as {
+      out: tf.Tensor;
+      saved: SegmentSaved;
+    };
+    keepAll(saved as unknown as tf.TensorContainer);
+    this.stash.set(key, { segment: seg, saved, input: null, targets: null });
+    return out;
   }
 
   /**
@@ -181,33 +272,29 @@ export class Stage {
     const entry = this.stash.get(key);
     if (!entry) throw new Error(`no stashed forward for microbatch ${key} on stage ${this.index}`);
     this.stash.delete(key);
-    const { input, targets, segment } = entry;
-    const names = this.segmentParamNames(segment);
-    const wantInputGrad = !segment.embed;
-    const result: tf.Tensor | undefined = tf.tidy(() => {
-      const dy = typeof gradOutput === 'number' ? tf.scalar(gradOutput) : gradOutput;
-      const f = (...args: tf.Tensor[]) => {
-        const x = wantInputGrad ? args[0]! : input;
-        const ps = wantInputGrad ? args.slice(1) : args;
-        const lookup = new Map(names.map((n, i) => [n, ps[i]!]));
-        return this.run((n) => lookup.get(n)!, x, segment, targets);
-      };
-      const xs = names.map((n) => this.params.get(n)!);
-      const gs = tf.grads(f)(wantInputGrad ? [input, ...xs] : xs, dy);
-      const dx = wantInputGrad ? gs[0]! : undefined;
-      const pgs = wantInputGrad ? gs.slice(1) : gs;
-      names.forEach((n, i) => {
-        const prev = this.grads.get(n);
-        const next = prev ? tf.add(prev, pgs[i]!) : pgs[i]!;
-        tf.keep(next);
-        prev?.dispose();
-        this.grads.set(n, next);
-      });
-      return dx;
-    });
-    input.dispose();
-    targets?.dispose();
-    return result ?? null;
+    try {
+      return tf.tidy(() => {
+        const dy = typeof gradOutput === 'number' ? tf.scalar(gradOutput) : gradOutput;
+        const saved = entry.saved ?? this.run(entry.input!, entry.segment, entry.targets).saved;
+        return this.backprop(saved, entry.segment, dy) as tf.Tensor;
+      }) ?? null;
+    } finally {
+      disposeEntry(entry);
+    }
+  }
+
+  /**
+   * Resolves once every kernel queued so far on this stage's tensors has run (WebGPU queues
+   * work; a read-back of one value waits for it). Costs one tiny read: for measurements, not the
+   * hot path.
+   */
+  async sync(): Promise<void> {
+    const probe = tf.tidy(() => tf.slice(tf.reshape(this.params.get(this.specs[0]!.name)!, [-1]), [0], [1]));
+    try {
+      await probe.data();
+    } finally {
+      probe.dispose();
+    }
   }
 
   /** Global L2 norm of the accumulated gradient (0 when nothing accumulated). */
@@ -283,10 +370,7 @@ export class Stage {
 
   /** Drop every stash and partial gradient (an abandoned iteration leaves no trace). */
   abandon(): void {
-    for (const e of this.stash.values()) {
-      e.input.dispose();
-      e.targets?.dispose();
-    }
+    for (const e of this.stash.values()) disposeEntry(e);
     this.stash.clear();
     this.clearGrads();
   }
@@ -347,9 +431,7 @@ export class Stage {
   infer(input: tf.Tensor, seg: Segment = this.fullSegment(), targets?: tf.Tensor): tf.Tensor {
     this.checkSegment(seg);
     this.checkInput(input, seg);
-    return tf.tidy(() =>
-      this.run((n) => this.params.get(n)!, input, seg, seg.head && targets ? (tf.reshape(targets, [-1]) as tf.Tensor1D) : null),
-    );
+    return tf.tidy(() => this.run(input, seg, seg.head && targets ? (tf.reshape(targets, [-1]) as tf.Tensor1D) : null).out);
   }
 
   /** Named flat copies of every parameter (synchronous read; use getWeightsAsync on WebGPU). */
@@ -412,13 +494,14 @@ export class Stage {
     for (const p of this.params.values()) p.dispose();
     this.params.clear();
     disposeAdamState(this.adam);
-    for (const k of this.constants.values()) {
-      k.cos.dispose();
-      k.sin.dispose();
-      k.mask.dispose();
-    }
+    for (const k of this.constants.values()) L.disposeBlockConstants(k);
     this.constants.clear();
   }
+}
+
+function disposeEntry(e: StashEntry): void {
+  if (e.saved) tf.dispose(e.saved as unknown as tf.TensorContainer);
+  tf.dispose([e.input, e.targets].filter((t): t is tf.Tensor => t !== null));
 }
 
 /** Checks named weights against specs; throws WeightsError describing the first problem. */
