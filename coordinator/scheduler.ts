@@ -11,7 +11,7 @@
  * dropped, nothing applied) and hands the stage to recovery (recovery.ts).
  */
 import type { ResolvedConfig } from '../shared/model/config.js';
-import { forwardPath, type Hop } from '../shared/schedule/paths.js';
+import { forwardPath, swapCounter, type Hop } from '../shared/schedule/paths.js';
 import { encodeTensorFrame, FrameError } from '../shared/protocol/index.js';
 import type { OutMeta, RunStatus, TaskMeta } from '../shared/protocol/events.js';
 import { stepAckSchema, gradNormAckSchema } from '../shared/protocol/events.js';
@@ -369,7 +369,7 @@ export class Scheduler {
     const M = count;
     const maxInFlight = dir === 'train' ? S : M;
     const losses: number[] = new Array(M).fill(NaN);
-    const paths = Array.from({ length: M }, (_, mb) => forwardPath(mb, S, swap));
+    const paths = Array.from({ length: M }, (_, mb) => forwardPath(swapCounter(iteration, M, mb), S, swap));
     const frames = Array.from({ length: M }, (_, mb) => this.batchFrames(batchOf(mb), iteration, mb));
     let next = 0;
     let done = 0;

@@ -20,7 +20,7 @@ function pipeline(stages: number) {
   const cfg = modelConfigOf({ ...DEFAULT_SETTINGS, stages });
   const { dataset } = loadDataset({ seqLen: cfg.seqLen });
   const s = Array.from({ length: stages }, (_, i) => new Stage(cfg, i, { lr: LR }));
-  const step = (it: number) => runIteration(s, [dataset.trainBatch(1, it, 0, 2)], { swap: true });
+  const step = (it: number) => runIteration(s, [dataset.trainBatch(1, it, 0, 2)], { swap: true, iteration: it });
   return { cfg, stages: s, step };
 }
 
