@@ -494,7 +494,7 @@ export class Scheduler {
     this.iteration = it + 1;
     const trainLoss = losses.reduce((a, b) => a + b, 0) / losses.length;
     this.lastTrainLoss = trainLoss;
-    this.lastNorms = acks.map((a) => ({ preClipNorm: a.preClipNorm, postClipNorm: a.postClipNorm }));
+    this.lastNorms = acks.map((a) => ({ preClipNorm: a.preClipNorm, postClipNorm: a.postClipNorm, blockNorm: a.blockNorm }));
     const tokens = settings.microbatches * settings.batch * this.opts.config.seqLen;
     let valLoss: number | null = null;
     if (this.opts.evalEvery > 0 && this.iteration % this.opts.evalEvery === 0) {
