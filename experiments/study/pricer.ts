@@ -43,6 +43,11 @@ export interface PriceInput {
   setbacks?: readonly (readonly number[])[];
   /** Checkpointing instead of a rebuild. */
   checkpoint?: CheckpointPolicy;
+  /**
+   * Rebuild strategies: whether a failure abandons the iteration in flight (default true: a tab
+   * fails at any moment). false: failures strike between iterations, as the operator's churn does.
+   */
+  abandon?: boolean;
 }
 
 export interface PriceResult {
@@ -125,8 +130,14 @@ export function simulateRun(o: PriceInput, rand: () => number): { time: number; 
       const stage = Math.min(S - 1, Math.floor(rand() * S));
       const pool = o.setbacks?.[stage];
       const lost = pool && pool.length ? pool[Math.min(pool.length - 1, Math.floor(rand() * pool.length))]! : 0;
+      if (o.abandon === false) {
+        t = end;
+        progress++;
+      } else {
+        t = nextFailure;
+      }
       progress = Math.max(0, progress - lost);
-      t = nextFailure + o.recoveryCost;
+      t += o.recoveryCost;
       nextFailure = t + exp();
     } else {
       t = end;
