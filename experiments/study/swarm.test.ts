@@ -22,7 +22,10 @@ describe('swarm validation harness', () => {
     expect(r.timeToTarget).toBeNull();
     expect(r.iterationSeconds).toBeGreaterThan(0);
     expect(r.points.filter((p) => p.valLoss !== null).length).toBeGreaterThanOrEqual(4);
-    // Losses fall under training and the recovery bookkeeping saw every drop.
+    // The churn is seeded: seed 3 fails stages 1 and 3 after iteration 3 and stage 3 after 8, so
+    // tabs were dropped, replaced, and the run went on past them.
+    expect(r.failures).toBeGreaterThanOrEqual(1);
+    expect(r.recoverySeconds.length).toBeGreaterThanOrEqual(1);
     expect(r.recoverySeconds.length).toBeLessThanOrEqual(r.failures);
     for (const s of r.recoverySeconds) expect(s).toBeGreaterThan(0);
     // The prediction from the measured quantities: a positive time with an ordered band.
@@ -34,5 +37,5 @@ describe('swarm validation harness', () => {
     expect(pr.p05).toBeLessThanOrEqual(pr.mean * 1.0001);
     expect(pr.mean).toBeLessThanOrEqual(pr.p95 * 1.0001);
     expect(pr.mean).toBeGreaterThan(0);
-  }, 90_000);
+  }, 110_000);
 });
