@@ -14,6 +14,7 @@ import { ConfigError, presetNames } from '../shared/model/config.js';
 import { DataError } from '../shared/data/dataset.js';
 import { TokenizerError } from '../shared/data/tokenizer.js';
 import { AVERAGE_WEIGHTINGS, type AverageWeighting } from '../shared/recovery/average.js';
+import { EDGE_POLICIES, type EdgePolicy } from '../shared/recovery/plan.js';
 import { findResumableRun } from './resume.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -61,6 +62,9 @@ Recovery
   --lr-scale <x>           learning-rate multiplier for a rebuilt stage (default ${d.recovery.lrScale})
   --replica-every <n>      refresh CheckFree+ embedding/head replicas every n iterations (default ${d.recovery.replicaEvery})
   --weighting <w>          CheckFree neighbour weighting: ${AVERAGE_WEIGHTINGS.join(' | ')} (default ${d.recovery.weighting})
+  --edge <reinit|copy>     plain checkfree at the first/last stage: re-init from the seed (the
+                           paper's definition) or copy the neighbour's blocks + replica, as the
+                           reference's plain script does (default ${d.recovery.edge})
   --checkpoint-every <n|auto>  checkpoint baseline interval in iterations; auto = Young/Daly
                            sqrt(2*C/lambda) from the measured checkpoint cost C (default ${d.recovery.checkpointEvery})
   --failure-rate <pct>     hourly failure rate per stage assumed by auto (default ${d.recovery.expectedFailureRate * 100})
@@ -109,6 +113,7 @@ async function main(): Promise<void> {
       'lr-scale': { type: 'string' },
       'replica-every': { type: 'string' },
       weighting: { type: 'string' },
+      edge: { type: 'string' },
       grace: { type: 'string' },
       'checkpoint-every': { type: 'string' },
       'failure-rate': { type: 'string' },
@@ -138,6 +143,8 @@ async function main(): Promise<void> {
   if (!RECOVERY_STRATEGIES.includes(recovery)) throw new ConfigError(`unknown --recovery "${recovery}"; choose one of: ${RECOVERY_STRATEGIES.join(', ')}`);
   const weighting = (v.weighting ?? d.recovery.weighting) as AverageWeighting;
   if (!AVERAGE_WEIGHTINGS.includes(weighting)) throw new ConfigError(`unknown --weighting "${weighting}"; choose one of: ${AVERAGE_WEIGHTINGS.join(', ')}`);
+  const edge = (v.edge ?? d.recovery.edge) as EdgePolicy;
+  if (!EDGE_POLICIES.includes(edge)) throw new ConfigError(`unknown --edge "${edge}"; choose one of: ${EDGE_POLICIES.join(', ')}`);
   const opts: CoordinatorOptions = {
     ...d,
     port: num('port', Number(process.env.PORT ?? d.port)),
@@ -168,6 +175,7 @@ async function main(): Promise<void> {
       lrScale: num('lr-scale', d.recovery.lrScale),
       replicaEvery: num('replica-every', d.recovery.replicaEvery),
       weighting,
+      edge,
       checkpointEvery: v['checkpoint-every'] === 'auto' ? 'auto' : num('checkpoint-every', d.recovery.checkpointEvery as number),
       expectedFailureRate: num('failure-rate', d.recovery.expectedFailureRate * 100) / 100,
     },

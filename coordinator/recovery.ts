@@ -11,7 +11,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { NamedWeights } from '../shared/model/stage.js';
 import { youngDalyIntervalSeconds } from '../shared/recovery/failure-model.js';
-import { planRecovery, type RecoveryPlan } from '../shared/recovery/plan.js';
+import { planRecovery, type EdgePolicy, type RecoveryPlan } from '../shared/recovery/plan.js';
 import { rebuildStageWeights } from '../shared/recovery/rebuild.js';
 import { replicaHolders, type StageReplicas } from '../shared/recovery/replicas.js';
 import type { AverageWeighting } from '../shared/recovery/average.js';
@@ -38,6 +38,8 @@ export interface RecoveryOptions {
   /** Refresh CheckFree+'s embedding/head replicas every this many iterations (0 = never). */
   replicaEvery: number;
   weighting: AverageWeighting;
+  /** Plain checkfree at the first/last stage: re-init from the seed (the paper) or copy the neighbour. */
+  edge: EdgePolicy;
 }
 
 interface Checkpoint {
@@ -102,7 +104,7 @@ export class Recovery {
     const detectedAt = Date.now();
     this.stages.markRebuilding(stage);
     if (this.opts.strategy === 'checkpoint') return this.rollBack(stage, detectedAt);
-    let plan = planRecovery(this.opts.strategy, stage, S);
+    let plan = planRecovery(this.opts.strategy, stage, S, { edge: this.opts.edge });
     const notes: string[] = [];
     let bundle: Uint8Array | null = null;
     let sources: SwarmRecoveryEvent['sources'] = [];
@@ -240,8 +242,12 @@ export class Recovery {
     this.events.add('recovery', `stage ${stage} (${rung}): ${notes.join('; ')}`, { ...ev });
   }
 
-  /** After every completed iteration: close open recovery events, refresh replicas when due. */
+  /**
+   * After every completed iteration: close open recovery events, refresh replicas when due, and
+   * at once after any rebuild (a rebuilt holder lost its replicas with its tab).
+   */
   async afterIteration(r: IterationRecord): Promise<void> {
+    const rebuilt = this.open.some((ev) => ev.rung !== 'replica' && ev.method !== 'checkpoint' && ev.method !== 'redundant');
     for (const ev of this.open) {
       ev.seconds = (r.time - ev.detectedAt) / 1000;
       ev.lossAfter = r.trainLoss;
@@ -256,7 +262,8 @@ export class Recovery {
     this.open = [];
     if (this.opts.strategy === 'checkpoint' && this.checkpointDue(r)) await this.checkpoint(r.iteration);
     if (this.opts.strategy === 'redundant') await this.refreshRedundantCopies();
-    if (this.opts.strategy === 'checkfree+' && this.opts.replicaEvery > 0 && r.iteration % this.opts.replicaEvery === 0) {
+    const keepsReplicas = this.opts.strategy === 'checkfree+' || (this.opts.strategy === 'checkfree' && this.opts.edge === 'copy');
+    if (keepsReplicas && this.opts.replicaEvery > 0 && (rebuilt || r.iteration % this.opts.replicaEvery === 0)) {
       await this.refreshReplicas();
     }
   }

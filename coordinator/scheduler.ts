@@ -16,7 +16,7 @@
  * every tab (nothing applied) and hands the stage to the recovery strategy (recovery.ts).
  */
 import type { ResolvedConfig } from '../shared/model/config.js';
-import { forwardPath, type Hop } from '../shared/schedule/paths.js';
+import { forwardPath, swapCounter, type Hop } from '../shared/schedule/paths.js';
 import { encodeTensorFrame, FrameError } from '../shared/protocol/index.js';
 import type { OutMeta, RunStatus, TaskMeta } from '../shared/protocol/events.js';
 import { stepAckSchema, gradNormAckSchema } from '../shared/protocol/events.js';
@@ -405,7 +405,7 @@ export class Scheduler {
     for (let st = 0; st < S; st++) widest = Math.max(widest, stages.size(st));
     const maxInFlight = kind === 'train' ? S * widest : M;
     const losses: number[] = new Array(M).fill(NaN);
-    const paths = Array.from({ length: M }, (_, mb) => forwardPath(mb, S, swap));
+    const paths = Array.from({ length: M }, (_, mb) => forwardPath(swapCounter(iteration, M, mb), S, swap));
     const frames = Array.from({ length: M }, (_, mb) => this.batchFrames(batchOf(mb), iteration, mb));
     const hops: HopState[][] = paths.map((p) =>
       p.map((h) => ({ stage: h.stage, holder: null, input: null, targets: null, stashed: false, gradIn: null, backwardDone: false, backwardSent: false })),
@@ -664,7 +664,7 @@ export class Scheduler {
     this.iteration = it + 1;
     const trainLoss = losses.reduce((a, b) => a + b, 0) / losses.length;
     this.lastTrainLoss = trainLoss;
-    this.lastNorms = acks.map((a) => ({ preClipNorm: a.preClipNorm, postClipNorm: a.postClipNorm }));
+    this.lastNorms = acks.map((a) => ({ preClipNorm: a.preClipNorm, postClipNorm: a.postClipNorm, blockNorm: a.blockNorm }));
     const tokens = settings.microbatches * settings.batch * this.opts.config.seqLen;
     let valLoss: number | null = null;
     if (this.opts.evalEvery > 0 && this.iteration % this.opts.evalEvery === 0) {

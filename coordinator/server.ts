@@ -92,6 +92,7 @@ export const DEFAULT_COORDINATOR: Omit<CoordinatorOptions, 'settings'> = {
     lrScale: 1.1,
     replicaEvery: 5,
     weighting: 'post-clip',
+    edge: 'reinit',
     checkpointEvery: 10,
     expectedFailureRate: 0.1,
     checkpointDir: new URL('../.data/checkpoints', import.meta.url).pathname,

@@ -116,6 +116,12 @@ export function checkExperimentOptions(o: ExperimentOptions): void {
   if (o.redundantCost !== 'compute' && o.redundantCost !== 'copy') throw new RangeError(`redundant cost must be compute or copy, got "${String(o.redundantCost)}"`);
   if (o.targetLoss !== 'auto' && !(o.targetLoss > 0)) throw new RangeError(`target loss must be > 0, got ${o.targetLoss}`);
   if (!(o.maxSlotsFactor >= 1)) throw new RangeError('maxSlotsFactor must be >= 1');
+  if (o.strategies.includes('checkfree+') && o.settings.microbatches % 2 === 1) {
+    // The swap counter runs across iterations (shared/schedule/paths.ts), so with an odd M the
+    // swapped microbatches change from one iteration to the next; the per-path median timing
+    // of this experiment assumes every iteration has the same paths.
+    throw new RangeError(`checkfree+ needs an even --microbatches in this experiment, got ${o.settings.microbatches}`);
+  }
 }
 
 const runName = (s: RunSpec) => `${s.strategy}@${s.rate}`;
@@ -259,7 +265,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
         const batches = Array.from({ length: o.settings.microbatches }, (_, mb) => dataset.trainBatch(o.settings.seed ^ 0x5eed, it, mb, o.settings.batch));
         const t0 = performance.now();
         timer.begin(S, o.settings.microbatches, false);
-        runIteration(stages, batches, { swap: false });
+        runIteration(stages, batches, { swap: false, iteration: it });
         cal.timings.push(timer.end());
         cal.measured.push((performance.now() - t0) / 1000);
       }

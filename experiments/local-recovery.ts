@@ -12,7 +12,7 @@ import { Stage } from '../shared/model/stage.js';
 import type { GradNorms, NamedWeights } from '../shared/model/stage.js';
 import type { RecoveryStrategy } from '../shared/run-settings.js';
 import type { AverageWeighting } from '../shared/recovery/average.js';
-import { planRecovery, type RecoveryMethod } from '../shared/recovery/plan.js';
+import { planRecovery, type EdgePolicy, type RecoveryMethod } from '../shared/recovery/plan.js';
 import { rebuildStageWeights } from '../shared/recovery/rebuild.js';
 import {
   extractReplica,
@@ -83,6 +83,15 @@ export class LocalReplicaStore {
     return Object.fromEntries(this.held);
   }
 
+  /** A store holding deep copies of this one's replicas (a fork of the run starts from it). */
+  clone(): LocalReplicaStore {
+    const c = new LocalReplicaStore(this.nStages, this.every);
+    const copy = (w: NamedWeights | undefined) => (w ? Object.fromEntries(Object.entries(w).map(([n, v]) => [n, v.slice()])) : undefined);
+    for (const [h, r] of this.held) c.held.set(h, { ...(r.embed ? { embed: copy(r.embed) } : {}), ...(r.head ? { head: copy(r.head) } : {}) });
+    c.lastRefresh = this.lastRefresh;
+    return c;
+  }
+
   private take(stages: Stage[], part: ReplicaPart, holder: number): void {
     const owner = stages[replicaOwner(part, this.nStages)]!;
     const r = extractReplica(owner.getWeights(), part);
@@ -131,6 +140,8 @@ export interface LocalRecoveryOptions {
   replicas?: LocalReplicaStore | Partial<Record<number, StageReplicas>>;
   /** Neighbour weighting for the average (default post-clip). */
   weighting?: AverageWeighting;
+  /** Plain checkfree at the first/last stage (default reinit, the paper's definition). */
+  edge?: EdgePolicy;
 }
 
 /**
@@ -144,7 +155,7 @@ export function recoverLocally(
   strategy: RecoveryStrategy,
   opts: LocalRecoveryOptions,
 ): LocalRecoveryEvent {
-  const plan = planRecovery(strategy, lost, stages.length);
+  const plan = planRecovery(strategy, lost, stages.length, { edge: opts.edge });
   if (plan.method === 'checkpoint' || plan.method === 'redundant') {
     throw new RecoveryError(`recoverLocally does not implement ${plan.method} recovery (the coordinator does)`);
   }

@@ -48,7 +48,7 @@ function train(opts: { swap: boolean; failure?: { stage: number; strategy: Recov
       event = recoverLocally(stages, opts.failure.stage, opts.failure.strategy, { lr: settings.lr, lrScale: 1.1, replicas: store ?? undefined });
     }
     const batches = Array.from({ length: settings.microbatches }, (_, mb) => dataset.trainBatch(settings.seed, it, mb, settings.batch));
-    losses.push(runIteration(stages, batches, { swap: opts.swap }).loss);
+    losses.push(runIteration(stages, batches, { swap: opts.swap, iteration: it }).loss);
     store?.maybeRefresh(stages, it + 1);
   }
   const valLoss = evaluate(stages, dataset.valBatches(4, settings.batch));

@@ -279,7 +279,7 @@ export async function executeRun(ctx: RunContext, spec: RunSpec, opts: { onSlot?
       const it = progress;
       const batches = Array.from({ length: M }, (_, mb) => ctx.dataset.trainBatch(ctx.seed, it, mb, ctx.batch));
       timer.begin(S, M, swap);
-      const { loss } = runIteration(stages, batches, { swap });
+      const { loss } = runIteration(stages, batches, { swap, iteration: it });
       const timing = timer.end();
       progress++;
       let checkpointSaved = false;

@@ -9,6 +9,8 @@ export interface Series {
   points: [number, number][];
   /** x positions of events (e.g. failures), drawn as ticks under the axis in the series colour. */
   marks?: number[];
+  /** false: points only, no connecting line (a strip / scatter plot). Default true. */
+  line?: boolean;
 }
 
 export interface ChartOptions {
@@ -108,9 +110,11 @@ export function lineChart(o: ChartOptions): string {
   o.series.forEach((s, k) => {
     const pts = s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
     const attr = `data-series="${esc(s.name)}"`;
-    if (pts.length) {
+    if (pts.length && s.line !== false) {
       const d = pts.map(([x, y]) => `${X(x).toFixed(1)},${Y(y).toFixed(1)}`).join(' ');
       out.push(`<polyline class="series" ${attr} clip-path="url(#plot)" fill="none" stroke="${s.color}" stroke-width="1.8" points="${d}"/>`);
+    }
+    if (pts.length) {
       for (const [x, y] of pts) {
         if (y <= yMax) out.push(`<circle class="point" ${attr} cx="${X(x).toFixed(1)}" cy="${Y(y).toFixed(1)}" r="2.2" fill="${s.color}"/>`);
       }

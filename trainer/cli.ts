@@ -69,7 +69,7 @@ export async function trainLocal(o: LocalTrainOptions): Promise<LocalTrainResult
   const trainLosses: number[] = [];
   for (let step = 1; step <= o.steps; step++) {
     const batches = Array.from({ length: o.microbatches }, (_, mb) => dataset.trainBatch(o.seed, step - 1, mb, o.batch));
-    const { loss } = runIteration(stages, batches, { swap: o.swap });
+    const { loss } = runIteration(stages, batches, { swap: o.swap, iteration: step - 1 });
     trainLosses.push(loss);
     const evalNow = step % o.evalEvery === 0 || step === o.steps;
     const valLoss = evalNow ? evaluate(stages, val) : undefined;

@@ -9,7 +9,7 @@
 import * as tf from '../shared/model/tf.js';
 import type { Stage, GradNorms } from '../shared/model/stage.js';
 import type { Batch } from '../shared/data/dataset.js';
-import { forwardPath } from '../shared/schedule/paths.js';
+import { forwardPath, swapCounter } from '../shared/schedule/paths.js';
 import { crossEntropy } from '../shared/model/layers.js';
 
 /** Stash key of hop `hopIndex` (of the forward path) of microbatch `mb`. */
@@ -31,9 +31,12 @@ function toTensors(b: Batch): { ids: tf.Tensor2D; targets: tf.Tensor2D } {
   };
 }
 
-/** Forward then backward of one microbatch through its path; returns its loss. */
-export function runMicrobatch(stages: Stage[], mb: number, batch: Batch, opts: { swap: boolean; lossScale: number }): number {
-  const path = forwardPath(mb, stages.length, opts.swap);
+/**
+ * Forward then backward of microbatch `mb` through its path (chosen by the swap counter
+ * `opts.counter`, shared/schedule/paths.ts swapCounter); returns its loss.
+ */
+export function runMicrobatch(stages: Stage[], mb: number, batch: Batch, opts: { swap: boolean; lossScale: number; counter: number }): number {
+  const path = forwardPath(opts.counter, stages.length, opts.swap);
   const { ids, targets } = toTensors(batch);
   let x: tf.Tensor = ids;
   path.forEach((hop, i) => {
@@ -53,11 +56,14 @@ export function runMicrobatch(stages: Stage[], mb: number, batch: Batch, opts: {
   return loss;
 }
 
-/** One synchronous iteration: every microbatch forward and backward, then clip and step. */
-export function runIteration(stages: Stage[], batches: Batch[], opts: { swap: boolean }): IterationResult {
+/**
+ * One synchronous iteration (number `opts.iteration`, counted from 0, which picks the swapped
+ * microbatches as the swarm does): every microbatch forward and backward, then clip and step.
+ */
+export function runIteration(stages: Stage[], batches: Batch[], opts: { swap: boolean; iteration: number }): IterationResult {
   let sum = 0;
   batches.forEach((b, mb) => {
-    sum += runMicrobatch(stages, mb, b, { swap: opts.swap, lossScale: 1 / batches.length });
+    sum += runMicrobatch(stages, mb, b, { swap: opts.swap, lossScale: 1 / batches.length, counter: swapCounter(opts.iteration, batches.length, mb) });
   });
   const norms = stages.map((s) => s.clipAndStep());
   return { loss: sum / batches.length, norms };

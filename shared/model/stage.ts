@@ -18,7 +18,7 @@
  */
 import * as tf from './tf.js';
 import { numStages, resolveConfig, type ModelConfig, type ResolvedConfig } from './config.js';
-import { stageParamSpecs, initialValue, sizeOf, type ParamSpec } from './params.js';
+import { stageParamSpecs, initialValue, isBlockParam, sizeOf, type ParamSpec } from './params.js';
 import * as L from './layers.js';
 import { blockBackward, crossEntropyBackward, embedBackward, logitsBackward, type Grads } from './backward.js';
 import type { Segment } from '../schedule/paths.js';
@@ -30,8 +30,13 @@ export type { Segment };
 export interface GradNorms {
   /** Global L2 norm of the accumulated gradient before clipping. */
   preClipNorm: number;
-  /** The same after clipping to 1.0 (what CheckFree weighs neighbours by). */
+  /** The same after clipping to 1.0 (what clipping and screening use). */
   postClipNorm: number;
+  /**
+   * L2 norm of the block parameters' gradient after the stage's clip coefficient (embedding and
+   * head excluded): what CheckFree weighs neighbours by. Absent in acks from older tabs.
+   */
+  blockNorm?: number;
 }
 
 export type NamedWeights = Record<string, Float32Array>;
@@ -299,29 +304,46 @@ export class Stage {
 
   /** Global L2 norm of the accumulated gradient (0 when nothing accumulated). */
   gradNorm(): number {
-    if (this.grads.size === 0) return 0;
-    return tf.tidy(() => Math.sqrt((this.gradSumOfSquares().dataSync() as Float32Array)[0]!));
+    return this.preClipNorms().all;
   }
 
   /** gradNorm without a synchronous read (WebGPU in a worker cannot read back synchronously). */
   async gradNormAsync(): Promise<number> {
-    if (this.grads.size === 0) return 0;
-    const total = tf.tidy(() => this.gradSumOfSquares());
+    return (await this.preClipNormsAsync()).all;
+  }
+
+  /** Pre-clip L2 norms of the whole accumulated gradient and of its block part, in one read. */
+  private preClipNorms(): { all: number; blocks: number } {
+    if (this.grads.size === 0) return { all: 0, blocks: 0 };
+    return tf.tidy(() => this.sqrtPair(this.gradSumsOfSquares().dataSync() as Float32Array));
+  }
+
+  private async preClipNormsAsync(): Promise<{ all: number; blocks: number }> {
+    if (this.grads.size === 0) return { all: 0, blocks: 0 };
+    const sums = tf.tidy(() => this.gradSumsOfSquares());
     try {
-      return Math.sqrt(((await total.data()) as Float32Array)[0]!);
+      return this.sqrtPair((await sums.data()) as Float32Array);
     } finally {
-      total.dispose();
+      sums.dispose();
     }
   }
 
+  private sqrtPair(sums: Float32Array): { all: number; blocks: number } {
+    return { all: Math.sqrt(sums[0]!), blocks: Math.sqrt(sums[1]!) };
+  }
+
   /**
-   * Sum of squares of every accumulated gradient (call inside tidy). Added pairwise, not with
-   * tf.addN: tfjs-webgpu's addN binds every input as a storage buffer of one shader, and with
-   * more inputs than the device's storage-buffer limit it silently returns a wrong sum (seen with
-   * 9-11 gradients on SwiftShader: norms of 0 or off by a few percent).
+   * [sum of squares of every accumulated gradient, the same over the block parameters only]
+   * (call inside tidy). Added pairwise, not with tf.addN: tfjs-webgpu's addN binds every input as
+   * a storage buffer of one shader, and with more inputs than the device's storage-buffer limit it
+   * silently returns a wrong sum (seen with 9-11 gradients on SwiftShader: norms of 0 or off by a
+   * few percent).
    */
-  private gradSumOfSquares(): tf.Tensor {
-    return [...this.grads.values()].map((g) => tf.sum(tf.square(g))).reduce((a, b) => tf.add(a, b));
+  private gradSumsOfSquares(): tf.Tensor {
+    const squares = [...this.grads].map(([n, g]) => ({ block: isBlockParam(n), sq: tf.sum(tf.square(g)) }));
+    const all = squares.map((x) => x.sq).reduce((a, b) => tf.add(a, b));
+    const blocks = squares.filter((x) => x.block).map((x) => x.sq);
+    return tf.stack([all, blocks.length ? blocks.reduce((a, b) => tf.add(a, b)) : tf.scalar(0)]);
   }
 
   /**
@@ -330,13 +352,13 @@ export class Stage {
    */
   clipAndStep(): GradNorms {
     this.checkNothingInFlight();
-    return this.clipAndStepWithNorm(this.gradNorm());
+    return this.clipAndStepWithNorm(this.preClipNorms());
   }
 
   /** clipAndStep with the norm read back asynchronously: what a WebGPU volunteer must use. */
   async clipAndStepAsync(): Promise<GradNorms> {
     this.checkNothingInFlight();
-    return this.clipAndStepWithNorm(await this.gradNormAsync());
+    return this.clipAndStepWithNorm(await this.preClipNormsAsync());
   }
 
   private checkNothingInFlight(): void {
@@ -345,7 +367,8 @@ export class Stage {
     }
   }
 
-  private clipAndStepWithNorm(preClipNorm: number): GradNorms {
+  private clipAndStepWithNorm(pre: { all: number; blocks: number }): GradNorms {
+    const preClipNorm = pre.all;
     if (!Number.isFinite(preClipNorm)) {
       this.clearGrads();
       throw new Error(`stage ${this.index}: non-finite gradient norm; update skipped`);
@@ -359,7 +382,7 @@ export class Stage {
     }
     adamStep(this.params, this.grads, this.adam, this.lr);
     this.clearGrads();
-    this.lastNorms = { preClipNorm, postClipNorm: preClipNorm * scale };
+    this.lastNorms = { preClipNorm, postClipNorm: preClipNorm * scale, blockNorm: pre.blocks * scale };
     return this.lastNorms;
   }
 

@@ -8,7 +8,7 @@
  *   tab -> coordinator   out  {dir:'F', hop}  + activation frame   (or {loss} after the head)
  *   coordinator -> tab   task {dir:'B', hop}  + gradient frame (or lossScale at the head)
  *   tab -> coordinator   out  {dir:'B', hop}  + gradient frame     (none after the embedding)
- *   coordinator -> tabs  step {iteration}   -> ack {preClipNorm, postClipNorm}
+ *   coordinator -> tabs  step {iteration}   -> ack {preClipNorm, postClipNorm, blockNorm}
  * `hop` is always the index in the microbatch's *forward* path (shared/schedule), in both
  * directions, so it doubles as the stash key on the tab.
  */
@@ -65,6 +65,8 @@ export const stepAckSchema = z.strictObject({
   iteration: z.number().int().min(0),
   preClipNorm: finite.min(0),
   postClipNorm: finite.min(0),
+  /** Post-clip norm of the block parameters' gradient (CheckFree's weighting); optional for older tabs. */
+  blockNorm: finite.min(0).optional(),
   stepMs: finite.min(0),
 });
 export type StepAck = z.infer<typeof stepAckSchema>;

@@ -1,7 +1,11 @@
-import { describe, it, expect } from 'vitest';
+import { describe, it, expect, beforeAll } from 'vitest';
+import * as tf from '../model/tf.js';
 import { checkfreeAverage, averageWeights, AVERAGE_WEIGHTINGS, NORM_EPS } from './average.js';
 import { RecoveryError } from './errors.js';
-import type { NamedWeights } from '../model/stage.js';
+import { Stage, type NamedWeights } from '../model/stage.js';
+import { configForStages } from '../model/config.js';
+import { isBlockParam } from '../model/params.js';
+import { mulberry32 } from '../model/rng.js';
 
 const f32 = (xs: number[]) => Float32Array.from(xs);
 
@@ -93,5 +97,56 @@ describe('checkfreeAverage', () => {
   it('refuses neighbours without block tensors and unknown weightings', () => {
     expect(() => checkfreeAverage({ 'embed.weight': f32([1]) }, {}, null, null)).toThrow(/no block parameters/);
     expect(() => checkfreeAverage(prev, next, normPrev, normNext, 'cubic' as never)).toThrow(/unknown averaging weighting "cubic"/);
+  });
+});
+
+describe('weighting by the block part of the gradient', () => {
+  beforeAll(async () => {
+    await tf.setBackend('cpu');
+    await tf.ready();
+  });
+
+  it('a neighbour with a large head gradient but the same block gradient as the other gets a = b', () => {
+    // Stage i+1 holds the head: its whole-stage norm is clipped to 1 and dominated by the head.
+    const nextWithHead = { preClipNorm: 12, postClipNorm: 1, blockNorm: 0.05 };
+    const prevBlocksOnly = { preClipNorm: 0.05, postClipNorm: 0.05, blockNorm: 0.05 };
+    const r = averageWeights(prevBlocksOnly, nextWithHead, 'post-clip');
+    expect(r.a).toBeCloseTo(r.b, 12);
+    expect(r.wholeStage).toBe(false);
+    // Weighed by the whole-stage norm instead (an old tab's ack), the head's neighbour would win ~95%.
+    const old = averageWeights(prevBlocksOnly, { preClipNorm: 12, postClipNorm: 1 }, 'post-clip');
+    expect(old.a / (old.a + old.b)).toBeGreaterThan(0.9);
+    expect(old.wholeStage).toBe(true);
+  });
+
+  it('pre-clip and squared use the block norm too', () => {
+    const n = { preClipNorm: 4, postClipNorm: 1, blockNorm: 0.5 }; // clip coefficient 1/4: raw block norm 2
+    const p = { preClipNorm: 0.5, postClipNorm: 0.5, blockNorm: 0.5 };
+    expect(averageWeights(p, n, 'pre-clip')).toMatchObject({ a: 2 + NORM_EPS, b: 0.5 + NORM_EPS });
+    expect(averageWeights(p, n, 'squared')).toMatchObject({ a: 0.25 + NORM_EPS, b: 0.25 + NORM_EPS });
+  });
+
+  it('the block norm a stage records is its block gradient scaled by the stage clip coefficient', () => {
+    // One stage holding embedding, blocks and head, a learning rate of 0 (the step changes nothing).
+    const cfg = configForStages({ vocabSize: 32, dModel: 16, nHeads: 2, nLayers: 2, seqLen: 8, seed: 3 }, 1);
+    const stage = new Stage(cfg, 0, { lr: 1e-9 });
+    const r = mulberry32(5);
+    const ids = tf.tensor2d(Int32Array.from({ length: 16 }, () => Math.floor(r() * 32)), [2, 8], 'int32');
+    const targets = tf.tensor2d(Int32Array.from({ length: 16 }, () => Math.floor(r() * 32)), [2, 8], 'int32');
+    stage.forward('k', ids, stage.fullSegment(), targets).dispose();
+    stage.backward('k', 40)?.dispose(); // a large loss scale: the whole-stage norm exceeds 1 and is clipped
+    const grads = stage.getGrads();
+    const norm = (names: string[]) => Math.sqrt(names.reduce((acc, n) => acc + grads[n]!.reduce((a, x) => a + x * x, 0), 0));
+    const all = norm(Object.keys(grads));
+    const blocks = norm(Object.keys(grads).filter(isBlockParam));
+    const got = stage.clipAndStep();
+    expect(all).toBeGreaterThan(1);
+    expect(got.preClipNorm).toBeCloseTo(all, 3);
+    expect(got.postClipNorm).toBeCloseTo(1, 5);
+    expect(got.blockNorm!).toBeCloseTo(blocks / all, 5);
+    expect(got.blockNorm!).toBeLessThan(got.postClipNorm);
+    ids.dispose();
+    targets.dispose();
+    stage.dispose();
   });
 });

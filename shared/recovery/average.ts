@@ -5,9 +5,13 @@
  *
  *   W_i = (a * W_next + b * W_prev) / (a + b),   a = g_next + 1e-4,   b = g_prev + 1e-4
  *
- * where W_prev / W_next are stage i-1 / i+1 and g is each neighbour's last gradient norm. Which
- * norm is selectable (`AverageWeighting`); the reference code uses the post-clip norm, so that is
- * the default. Block parameter names are stage-local (shared/model/params.ts), so every block
+ * where W_prev / W_next are stage i-1 / i+1 and g is each neighbour's last gradient norm over its
+ * *block* parameters (`GradNorms.blockNorm`): in the reference, block stages hold only blocks, so
+ * the weighting compares block gradients; here stage 0 also owns the embedding and the last stage
+ * the head, whose gradients would otherwise dominate the neighbour next to them. Which norm is
+ * selectable (`AverageWeighting`); the reference code uses the post-clip norm, so that is the
+ * default. A neighbour without a block norm (an ack from an older tab) is weighed by its
+ * whole-stage norm, and the result says so (`wholeStage`). Block parameter names are stage-local (shared/model/params.ts), so every block
  * stage has the same names and shapes and the average is a plain element-wise one.
  *
  * Pure JavaScript on Float32Arrays (no tfjs): the coordinator runs this on weights fetched from
@@ -18,9 +22,9 @@ import { isBlockParam } from '../model/params.js';
 import { RecoveryError } from './errors.js';
 
 /**
- * How the two neighbours are weighed:
- * - `post-clip`: the gradient norm after clipping to 1.0 (reference default; two neighbours whose
- *   raw norms both exceed 1 then weigh the same);
+ * How the two neighbours are weighed (always by the block part of their gradient):
+ * - `post-clip`: the gradient norm after clipping to 1.0 (reference default; a neighbour whose
+ *   raw norm exceeds 1 counts with at most 1);
  * - `pre-clip`: the raw gradient norm;
  * - `squared`: the post-clip norm squared (the paper's summary);
  * - `uniform`: a plain mean.
@@ -40,14 +44,33 @@ export interface AverageResult {
   b: number;
   /** The weighting actually applied: `uniform` when a norm was missing or not a finite number >= 0. */
   weighting: AverageWeighting;
+  /** True when a neighbour had no block norm and its whole-stage norm was used instead. */
+  wholeStage: boolean;
+}
+
+/**
+ * A neighbour's block-gradient norm after clipping (`blockNorm`), or its whole-stage post-clip
+ * norm when it reported none; null when neither is a finite number >= 0.
+ */
+function postClipBlockNorm(n: GradNorms): { g: number; wholeStage: boolean } | null {
+  const ok = (x: number | undefined): x is number => typeof x === 'number' && Number.isFinite(x) && x >= 0;
+  if (ok(n.blockNorm)) return { g: n.blockNorm, wholeStage: false };
+  return ok(n.postClipNorm) ? { g: n.postClipNorm, wholeStage: true } : null;
 }
 
 /** The scalar a neighbour contributes under `weighting`, or null when its norms are unusable. */
-function normOf(n: GradNorms | null, weighting: AverageWeighting): number | null {
+function normOf(n: GradNorms | null, weighting: AverageWeighting): { g: number; wholeStage: boolean } | null {
   if (!n) return null;
-  const g =
-    weighting === 'pre-clip' ? n.preClipNorm : weighting === 'squared' ? n.postClipNorm * n.postClipNorm : n.postClipNorm;
-  return Number.isFinite(g) && g >= 0 ? g : null;
+  const post = postClipBlockNorm(n);
+  if (!post) return null;
+  let g = post.g;
+  if (weighting === 'squared') g = post.g * post.g;
+  if (weighting === 'pre-clip') {
+    // Undo the clip coefficient (post/pre, the same for the block part and the whole stage).
+    if (!(Number.isFinite(n.preClipNorm) && n.preClipNorm >= 0)) return null;
+    g = n.postClipNorm > 0 ? (post.g * n.preClipNorm) / n.postClipNorm : post.g;
+  }
+  return Number.isFinite(g) && g >= 0 ? { g, wholeStage: post.wholeStage } : null;
 }
 
 /**
@@ -58,16 +81,18 @@ export function averageWeights(
   normPrev: GradNorms | null,
   normNext: GradNorms | null,
   weighting: AverageWeighting = 'post-clip',
-): { a: number; b: number; weighting: AverageWeighting } {
+): { a: number; b: number; weighting: AverageWeighting; wholeStage: boolean } {
   if (!AVERAGE_WEIGHTINGS.includes(weighting)) {
     throw new RecoveryError(`unknown averaging weighting "${String(weighting)}"; choose one of: ${AVERAGE_WEIGHTINGS.join(', ')}`);
   }
   if (weighting !== 'uniform') {
     const gPrev = normOf(normPrev, weighting);
     const gNext = normOf(normNext, weighting);
-    if (gPrev !== null && gNext !== null) return { a: gNext + NORM_EPS, b: gPrev + NORM_EPS, weighting };
+    if (gPrev !== null && gNext !== null) {
+      return { a: gNext.g + NORM_EPS, b: gPrev.g + NORM_EPS, weighting, wholeStage: gPrev.wholeStage || gNext.wholeStage };
+    }
   }
-  return { a: 1, b: 1, weighting: 'uniform' };
+  return { a: 1, b: 1, weighting: 'uniform', wholeStage: false };
 }
 
 /** Sorted names of the block parameters in `w`. */

@@ -5,18 +5,25 @@
  * Rules (stage 0 owns the embedding, stage S-1 the head; "edge" = first or last stage):
  *
  *   checkfree    intermediate stage i -> average of stages i-1 and i+1 (weighted by their norms);
- *                an edge stage has only one neighbour -> re-init from the seed (fallback).
- *   checkfree+   intermediate stage i -> average of i-1 and i+1, as checkfree;
- *                stage 0   -> copy the blocks of stage 1 (its swap partner), embedding from the
- *                             replica held by stage 1;
- *                stage S-1 -> copy the blocks of stage S-2, head from the replica held by S-2.
+ *                an edge stage has only one neighbour: the paper's CheckFree cannot rebuild it
+ *                -> re-init from the seed (fallback; `edge: 'reinit'`, the default), or, as the
+ *                reference's plain script does, copy the neighbour's blocks (`edge: 'copy'`;
+ *                embedding/head from the neighbour's replica when one is kept, else the seed).
+ *   checkfree+   the swapped pairs (stages 0/1 and S-2/S-1) are rebuilt by a copy of the
+ *                partner, which learned the lost stage's position on the swapped microbatches:
+ *                stage 0   -> copy the blocks of stage 1, embedding from the replica held by 1;
+ *                stage 1   -> copy the blocks of stage 0 (S >= 4);
+ *                stage S-2 -> copy the blocks of stage S-1 (S >= 4);
+ *                stage S-1 -> copy the blocks of stage S-2, head from the replica held by S-2;
+ *                any other stage -> average of i-1 and i+1, as checkfree.
  *   none         re-init from the seed (no fallback: that *is* the strategy).
  *   checkpoint,  executed by the coordinator (restore from storage / from the redundant copy);
  *   redundant    the plan only names the method and lists no sources.
  *
  * Small pipelines, where the swapped pairs overlap (see shared/schedule/paths.ts):
  *
- *   S = 3   stage 1 is intermediate (average of 0 and 2) *and* the swap partner of both edges:
+ *   S = 3   stage 1 is intermediate and the partner of both edges; it has no single partner, so
+ *           it is averaged from 0 and 2:
  *           lost 0 -> copy stage 1's blocks + embedding replica held by 1;
  *           lost 2 -> copy stage 1's blocks + head replica held by 1.
  *           Plain checkfree can only recover stage 1.
@@ -32,6 +39,15 @@ import { replicaHolders, type ReplicaPart } from './replicas.js';
 import { RecoveryError } from './errors.js';
 
 export type RecoveryMethod = 'average' | 'copy' | 'reinit' | 'checkpoint' | 'redundant';
+
+/** What plain checkfree does with a lost first or last stage (`--edge`). */
+export const EDGE_POLICIES = ['reinit', 'copy'] as const;
+export type EdgePolicy = (typeof EDGE_POLICIES)[number];
+
+export interface PlanOptions {
+  /** Plain checkfree at the first/last stage: re-init from the seed (the paper) or copy the neighbour. */
+  edge?: EdgePolicy;
+}
 
 export interface RecoveryPlan {
   strategy: RecoveryStrategy;
@@ -52,7 +68,9 @@ export interface RecoveryPlan {
 }
 
 /** Decides how stage `lost` of an `nStages`-stage pipeline is recovered under `strategy`. */
-export function planRecovery(strategy: RecoveryStrategy, lost: number, nStages: number): RecoveryPlan {
+export function planRecovery(strategy: RecoveryStrategy, lost: number, nStages: number, opts: PlanOptions = {}): RecoveryPlan {
+  const edge = opts.edge ?? 'reinit';
+  if (!EDGE_POLICIES.includes(edge)) throw new RecoveryError(`unknown edge policy "${String(edge)}"; choose one of: ${EDGE_POLICIES.join(', ')}`);
   if (!RECOVERY_STRATEGIES.includes(strategy)) {
     throw new RecoveryError(`unknown recovery strategy "${String(strategy)}"; choose one of: ${RECOVERY_STRATEGIES.join(', ')}`);
   }
@@ -77,6 +95,17 @@ export function planRecovery(strategy: RecoveryStrategy, lost: number, nStages: 
 
   const first = lost === 0;
   const last = lost === nStages - 1;
+  // checkfree+ with S >= 4: stage 1 and stage S-2 are members of a swapped pair, copied from the
+  // partner (the edge stage, whose own embedding/head the copy does not need).
+  if (strategy === 'checkfree+' && nStages >= 4 && (lost === 1 || lost === nStages - 2)) {
+    const partner = lost === 1 ? 0 : nStages - 1;
+    return {
+      ...base,
+      method: 'copy',
+      blockSources: [partner],
+      description: `stage ${lost}: copy blocks of stage ${partner} (its swap partner)`,
+    };
+  }
   if (!first && !last) {
     const prev = lost - 1;
     const next = lost + 1;
@@ -87,10 +116,11 @@ export function planRecovery(strategy: RecoveryStrategy, lost: number, nStages: 
       description: `stage ${lost}: weighted average of stages ${prev} and ${next}`,
     };
   }
-  if (strategy === 'checkfree') {
+  if (strategy === 'checkfree' && edge === 'reinit') {
     return reinit(true, `checkfree cannot recover the ${first ? 'first' : 'last'} stage: it has one neighbour`);
   }
-  // checkfree+: copy the swap partner; restore the embedding/head from the partner's replica.
+  // checkfree+ (and checkfree with edge copy): copy the neighbour, which is the swap partner
+  // under checkfree+; restore the embedding/head from the replica the neighbour's tab holds.
   // With S = 2 the lost stage is both first and last; it owns exactly one of the two parts.
   const part: ReplicaPart = first ? 'embed' : 'head';
   const partner = first ? 1 : nStages - 2;

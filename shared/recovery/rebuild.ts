@@ -112,6 +112,7 @@ export function rebuildStageWeights(plan: RecoveryPlan, ctx: RebuildContext): Re
     details.b = r.b;
     details.weighting = r.weighting;
     if (r.weighting !== (ctx.weighting ?? 'post-clip')) details.notes.push('gradient norms missing: uniform average');
+    if (r.wholeStage) details.notes.push('a neighbour reported no block norm: weighed by its whole-stage norm');
   } else if (plan.method === 'copy') {
     const src = plan.blockSources[0]!;
     const blocks = blocksOf(need(src));

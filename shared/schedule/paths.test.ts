@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { backwardPath, blockOrder, forwardPath, nextHop, type Hop } from './paths';
+import { backwardPath, blockOrder, forwardPath, nextHop, swapCounter, type Hop } from './paths';
 
 /** Compact notation: "stage:part+part", e.g. "0:embed+blocks". */
 function fmt(path: Hop[]): string[] {
@@ -110,6 +110,48 @@ describe('forwardPath explicit cases', () => {
     expect(() => forwardPath(0, 0, false)).toThrow(RangeError);
     expect(() => forwardPath(-1, 2, false)).toThrow(RangeError);
     expect(() => forwardPath(0.5, 2, false)).toThrow(RangeError);
+  });
+});
+
+describe('swapCounter: the swaps alternate across iterations', () => {
+  /** Which pairs (first: stages 0/1, last: S-2/S-1) swap in `iterations` iterations of M microbatches. */
+  function swappedPairs(S: number, M: number, iterations: number): { first: number; last: number } {
+    const n = { first: 0, last: 0 };
+    for (let it = 0; it < iterations; it++) {
+      for (let mb = 0; mb < M; mb++) {
+        const order = blockOrder(swapCounter(it, M, mb), S, true);
+        if (order[0] === 1) n.first++;
+        if (order[S - 1] === S - 2) n.last++;
+      }
+    }
+    return n;
+  }
+
+  it('S=3, M=2: both pairs are swapped (a counter local to the iteration never swaps the last pair)', () => {
+    const n = swappedPairs(3, 2, 4);
+    expect(n.first).toBe(2);
+    expect(n.last).toBe(2);
+    expect(blockOrder(swapCounter(0, 2, 1), 3, true)).toEqual([1, 0, 2]);
+    expect(blockOrder(swapCounter(1, 2, 1), 3, true)).toEqual([0, 2, 1]);
+  });
+
+  it('M=1: every other iteration swaps, for every S >= 2', () => {
+    for (const S of [2, 3, 4, 6]) {
+      const n = swappedPairs(S, 1, 8);
+      expect(n.first + n.last).toBeGreaterThan(0);
+      expect(n.first).toBe(S === 3 ? 2 : 4);
+      expect(n.last).toBe(S === 3 ? 2 : 4);
+    }
+  });
+
+  it('with an even M the counter has the parity of the microbatch (the swaps of the first iteration repeat)', () => {
+    for (let it = 0; it < 5; it++) for (let mb = 0; mb < 4; mb++) expect(swapCounter(it, 4, mb) % 2).toBe(mb % 2);
+  });
+
+  it('rejects invalid arguments', () => {
+    expect(() => swapCounter(0, 0, 0)).toThrow(RangeError);
+    expect(() => swapCounter(-1, 2, 0)).toThrow(RangeError);
+    expect(() => swapCounter(0, 2, 2)).toThrow(/out of range/);
   });
 });
 

@@ -360,7 +360,7 @@ export class VolunteerAgent {
     this.iterationComputeMs = 0;
     this.iterationTokens = 0;
     this.emitStatus();
-    return { iteration, preClipNorm: norms.preClipNorm, postClipNorm: norms.postClipNorm, stepMs };
+    return { iteration, preClipNorm: norms.preClipNorm, postClipNorm: norms.postClipNorm, blockNorm: norms.blockNorm, stepMs };
   }
 
   /** Resolves when no task is running. */
