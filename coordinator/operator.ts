@@ -189,8 +189,8 @@ export class Operator {
       runId,
       settings: store.getRun(runId)?.settings ?? {},
       swarm: this.snapshot(),
-      iterations: store.iterations(runId, 50_000),
-      events: store.events(runId, 2000),
+      iterations: store.iterations(runId), // the newest DASHBOARD_ITERATIONS / DASHBOARD_EVENTS rows
+      events: store.events(runId),
       runs: store.listRuns({ liveId: runId }),
     };
   }
