@@ -3,12 +3,10 @@
  * dashboard (/dashboard), Prometheus metrics (/metrics), /healthz, and the socket.io endpoint
  * that volunteers join. Wires registry, scheduler, recovery, metrics and the event log together.
  */
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { existsSync } from 'node:fs';
+import { createServer, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { Server } from 'socket.io';
-import sirv from 'sirv';
 import { capabilitiesSchema, statsSchema, MAX_SOCKET_BYTES } from '../shared/protocol/events.js';
 import { parseOutMessage } from './relay-check.js';
 import type { ServerToVolunteer, VolunteerToServer } from '../shared/protocol/events.js';
@@ -25,6 +23,9 @@ import { Operator, newOperatorToken } from './operator.js';
 import { decideResume, newRunId, type ResumeClaim } from './resume.js';
 import { PruningSessionAdapter } from './session-adapter.js';
 import { askStage, ASK_TIMEOUT_MS, okReply } from './ask-stage.js';
+import { HttpRoutes } from './http-routes.js';
+import { HostCheck } from './host-check.js';
+import { CheckpointStore } from './checkpoint-store.js';
 
 export interface CoordinatorOptions {
   settings: RunSettings;
@@ -61,6 +62,8 @@ export interface CoordinatorOptions {
   dataDir?: string | null;
   /** Operator token for the dashboard and /api/operator/*; unset = a random one per start. */
   operatorToken?: string;
+  /** Host names (name or name:port) served besides the bound address (`--public-host`). */
+  publicHosts?: string[];
 }
 
 export const DEFAULT_COORDINATOR: Omit<CoordinatorOptions, 'settings'> = {
@@ -100,10 +103,10 @@ export class Coordinator {
   readonly store: RunStore;
   /** Operator namespace, token-protected endpoints and dashboard controls. */
   readonly operator: Operator;
-  private http = createServer((req, res) => this.handleHttp(req, res));
+  private http = createServer((req, res) => this.routes.handle(req, res));
+  readonly routes: HttpRoutes;
   private bySocket = new Map<string, Volunteer>();
   private graceTimers = new Map<string, NodeJS.Timeout>();
-  private statics: ReturnType<typeof sirv> | null;
   /** The run's id (a resumed run keeps its id; a resume nobody answers starts a new one). */
   runId: string;
   /** Set while a restarted coordinator waits for the tabs of its previous run. */
@@ -115,7 +118,7 @@ export class Coordinator {
     this.log = createLogger({ level: opts.logLevel, silent: opts.silent });
     this.events = new EventLog(this.log);
     const config = modelConfigOf(opts.settings);
-    this.store = new RunStore(opts.dataDir);
+    this.store = new RunStore(opts.dataDir, { metrics: this.metrics, log: this.log });
     this.runId = opts.resumeRun?.id ?? newRunId();
     if (!opts.resumeRun) this.startStoredRun(config);
     this.events.subscribe((e) => this.store.addEvent(this.runId, e));
@@ -141,8 +144,18 @@ export class Coordinator {
       (v, reason) => this.quarantineVolunteer(v, reason),
     );
     this.recovery = new Recovery(
-      { ...opts.recovery, strategy: opts.settings.recovery, checkpointDir: join(opts.recovery.checkpointDir, this.runId) }, this.scheduler, this.registry, this.metrics, this.events, this.log);
-    this.statics = existsSync(opts.clientDir) ? sirv(opts.clientDir, { single: false, etag: true }) : null;
+      { ...opts.recovery, strategy: opts.settings.recovery, checkpointDir: join(opts.recovery.checkpointDir, this.runId) }, this.scheduler, this.registry, this.metrics, this.events, this.log,
+      new CheckpointStore({ store: this.store, dir: opts.recovery.checkpointDir, run: () => this.runId, log: this.log }));
+    this.routes = new HttpRoutes({
+      clientDir: opts.clientDir,
+      operator: (req, res, url) => this.operator.handleHttp(req, res, url),
+      health: () => ({ ok: true, runId: this.runId, ...this.scheduler.status() }),
+      metrics: async () => ({ contentType: this.metrics.registry.contentType, text: await this.metrics.text() }),
+      hosts: new HostCheck(opts.host, opts.publicHosts),
+      rejected: (reason) => this.metrics.httpRejected.inc({ reason }),
+      log: this.log,
+    });
+    this.routes.attach(this.http);
     this.io = new Server<VolunteerToServer, ServerToVolunteer>(this.http, {
       maxHttpBufferSize: MAX_SOCKET_BYTES,
       pingInterval: Math.min(5000, Math.max(500, opts.heartbeatTimeoutMs / 2)),
@@ -150,7 +163,7 @@ export class Coordinator {
       connectionStateRecovery: { maxDisconnectionDuration: opts.graceMs, skipMiddlewares: true },
       adapter: PruningSessionAdapter as never,
       // Same-origin pages only (browsers send Origin); non-browser clients (tests, Node volunteers) send none.
-      allowRequest: (req, cb) => cb(null, this.originAllowed(req)),
+      allowRequest: (req, cb) => cb(null, this.routes.hostAllowed(req) && this.originAllowed(req)),
     });
     this.io.on('connection', (socket) => this.onConnection(socket));
     if (opts.resumeRun) {
@@ -189,7 +202,10 @@ export class Coordinator {
     if (state.timer) clearTimeout(state.timer);
     const live = state.claims.filter((c) => this.registry.get(c.volunteer.id));
     const d = decideResume(this.scheduler.nStages, live);
-    if (d.iteration === null) {
+    const fromCheckpoint = d.iteration === null && this.recovery.opts.strategy === 'checkpoint' ? this.recovery.restoreCheckpoint() : null;
+    if (fromCheckpoint !== null) {
+      this.events.add('run', `no tab of run ${this.runId} came back within ${this.opts.resumeWaitMs} ms: resumed it from its checkpoint at iteration ${fromCheckpoint} (every stage restored from disk)`, { iteration: fromCheckpoint, checkpoint: true });
+    } else if (d.iteration === null) {
       const old = this.runId;
       this.runId = newRunId();
       this.startStoredRun(this.scheduler.opts.config);
@@ -205,11 +221,13 @@ export class Coordinator {
         this.scheduler.vacant.delete(stage);
         await this.recovery.onStageLost(stage);
       }
+      // The checkpoint baseline rebuilds by rolling the whole run back: say where it really continues.
+      const at = this.scheduler.iteration === d.iteration ? `${d.iteration}` : `${this.scheduler.iteration} (rolled back from ${d.iteration})`;
       this.events.add(
         'run',
-        `resumed run ${this.runId} at iteration ${d.iteration}: stages ${d.kept.map((c) => c.stage).sort().join(', ') || 'none'} kept their weights` +
+        `resumed run ${this.runId} at iteration ${at}: stages ${d.kept.map((c) => c.stage).sort().join(', ') || 'none'} kept their weights` +
           (d.rebuild.length ? `; stages ${d.rebuild.join(', ')} rebuilt by ${this.opts.settings.recovery}` : ''),
-        { iteration: d.iteration, kept: d.kept.map((c) => c.stage), rebuilt: d.rebuild },
+        { iteration: this.scheduler.iteration, kept: d.kept.map((c) => c.stage), rebuilt: d.rebuild },
       );
     }
     this.scheduler.holdVacancies = false;
@@ -237,6 +255,7 @@ export class Coordinator {
       this.http.listen(this.opts.port, this.opts.host, () => resolve());
     });
     const addr = this.http.address() as AddressInfo;
+    this.routes.bound(addr.port);
     const host = this.opts.host === '0.0.0.0' || this.opts.host === '::' ? 'localhost' : this.opts.host === '127.0.0.1' ? 'localhost' : this.opts.host;
     this.url = `http://${host}:${addr.port}`;
     // Tasks go through the socket's room: a tab back from a blip within the grace period gets
@@ -266,29 +285,6 @@ export class Coordinator {
     this.operator.close();
     await new Promise<void>((r) => this.io.close(() => r()));
     this.store.close();
-  }
-
-  private async handleHttp(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://x');
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { allow: 'GET, HEAD' }).end('method not allowed\n');
-      return;
-    }
-    if (await this.operator.handleHttp(req, res, url)) return;
-    if (url.pathname === '/healthz') {
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ ok: true, runId: this.runId, ...this.scheduler.status() }));
-      return;
-    }
-    if (url.pathname === '/metrics') {
-      res.writeHead(200, { 'content-type': this.metrics.registry.contentType }).end(await this.metrics.text());
-      return;
-    }
-    if (!this.statics) {
-      res.writeHead(503, { 'content-type': 'text/plain' }).end('client not built: run `npm run build` (npm start does it for you)\n');
-      return;
-    }
-    if (url.pathname === '/dashboard' || url.pathname === '/dashboard/') req.url = '/dashboard.html' + url.search;
-    this.statics(req, res, () => void res.writeHead(404).end('not found\n'));
   }
 
   /**
