@@ -11,9 +11,11 @@ const MAX_DEPTH = 4;
 const MAX_KEYS = 64;
 const MAX_ITEMS = 64;
 
-/** `s` cut to `max` characters, saying how much was cut. */
+/** `s` cut to at most `max` characters, saying how much was cut (clipping twice changes nothing). */
 export function clipText(s: string, max = MAX_TEXT): string {
-  return s.length <= max ? s : `${s.slice(0, max)}… [${s.length - max} more chars]`;
+  if (s.length <= max) return s;
+  const keep = Math.max(0, max - 32);
+  return `${s.slice(0, keep)}… [${s.length - keep} more chars]`;
 }
 
 /** A copy of `v` with every string clipped and depth, keys and array items bounded. */
