@@ -36,6 +36,25 @@ describe('access', () => {
     own.close();
   });
 
+  it('refuses a socket (DNS rebinding) and HTTP routes whose Host is not a name the coordinator serves', async () => {
+    const port = new URL(url).port;
+    const rebound = connect({ host: `evil.example:${port}` });
+    await expect(new Promise<void>((r, j) => (rebound.once('connect', () => r()), rebound.once('connect_error', j)))).rejects.toBeInstanceOf(Error);
+    rebound.close();
+    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`]) {
+      const own = connect({ host });
+      await new Promise<void>((r, j) => (own.once('connect', () => r()), own.once('connect_error', j)));
+      own.close();
+    }
+    const counted = /swarm_http_rejected_total\{reason="host"\} (\d+)/;
+    const before = Number(counted.exec(await coord.metrics.text())?.[1] ?? 0);
+    const { rawRequest } = await import('../testing/raw-http.js');
+    for (const path of ['/metrics', '/healthz', '/', '/api/operator/state']) {
+      expect((await rawRequest(Number(port), `GET ${path} HTTP/1.1\r\nHost: evil.example:${port}\r\nConnection: close\r\n\r\n`)).status, path).toBe(421);
+    }
+    expect(Number(counted.exec(await coord.metrics.text())?.[1])).toBe(before + 4);
+  });
+
   it('a volunteer learns only its own id and public run status; never the token or other tabs', async () => {
     const seen: unknown[][] = [[], []];
     const tabs: ReturnType<typeof connect>[] = [];

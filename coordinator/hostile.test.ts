@@ -13,6 +13,7 @@ import { DEFAULT_SETTINGS } from '../shared/run-settings.js';
 import { encodeTensorFrame } from '../shared/protocol/codec.js';
 import { outMetaSchema, statsSchema, capabilitiesSchema } from '../shared/protocol/events.js';
 import { until } from '../testing/until.js';
+import { rawRequest } from '../testing/raw-http.js';
 
 let coord: Coordinator;
 let url: string;
@@ -38,6 +39,13 @@ afterAll(async () => {
   await coord.close();
 });
 
+
+async function rejectedHttp(): Promise<Record<string, number>> {
+  const text = await coord.metrics.text();
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/swarm_http_rejected_total\{reason="([^"]+)"\} (\d+)/g)) out[m[1]!] = Number(m[2]);
+  return out;
+}
 
 async function rejectedTotal(): Promise<Record<string, number>> {
   const text = await coord.metrics.text();
@@ -136,8 +144,12 @@ describe('hostile input against a training swarm', () => {
       verdicts[v] = (verdicts[v] ?? 0) + 1;
     }
     for (const a of attackers) a.socket?.close();
-    expect(verdicts['no answer'] ?? 0).toBe(0);
     const after = await rejectedTotal();
+    console.log(
+      `hostile socket messages: ${messages.length} tried; verdicts ${JSON.stringify(verdicts)}; ` +
+        `rejected by reason ${JSON.stringify(Object.fromEntries(Object.entries(after).map(([k, n]) => [k, n - (before[k] ?? 0)]).filter(([, n]) => n)))}; crashes 0`,
+    );
+    expect(verdicts['no answer'] ?? 0).toBe(0);
     const counted = Object.keys(after).reduce((n, k) => n + (k === 'stale' ? 0 : after[k]! - (before[k] ?? 0)), 0);
     expect(counted).toBe(messages.length);
     // Raw protocol garbage below socket.io: the coordinator closes those connections and lives on.
@@ -166,6 +178,84 @@ describe('hostile input against a training swarm', () => {
       if (!st) continue;
       for (const [name, w] of Object.entries(st.getWeights())) expect(w.every(Number.isFinite), name).toBe(true);
     }
+  });
+
+  it('odd HTTP over raw TCP (targets, hosts, methods, headers, garbage, fuzz) gets a 4xx; training goes on', async () => {
+    const port = Number(new URL(url).port);
+    const host = `localhost:${port}`;
+    const req = (line: string, headers = `Host: ${host}\r\nConnection: close\r\n`) => `${line}\r\n${headers}\r\n`;
+    const cases: { name: string; request: string | Buffer; expect: number | ((s: number) => boolean) }[] = [
+      { name: 'GET //', request: req('GET // HTTP/1.1'), expect: 400 },
+      { name: 'GET //host/path', request: req('GET //evil.example/healthz HTTP/1.1'), expect: 400 },
+      { name: 'absolute URL, port out of range', request: req('GET http://localhost:99999/healthz HTTP/1.1'), expect: 400 },
+      { name: 'absolute URL, port not a number', request: req('GET http://localhost:abc/healthz HTTP/1.1'), expect: (s) => s === 400 },
+      { name: 'absolute URL, foreign host', request: req('GET http://evil.example/metrics HTTP/1.1'), expect: 421 },
+      { name: 'absolute URL, ftp scheme', request: req('GET ftp://localhost/ HTTP/1.1'), expect: 400 },
+      { name: 'absolute URL, own host', request: req(`GET http://${host}/healthz HTTP/1.1`), expect: 200 },
+      { name: 'bad percent-encoding', request: req('GET /%zz HTTP/1.1'), expect: 400 },
+      { name: 'truncated UTF-8 escape', request: req('GET /%E0%A4%A HTTP/1.1'), expect: 400 },
+      { name: 'bad escape in the operator API', request: req('GET /api/operator/%ff HTTP/1.1'), expect: 400 },
+      { name: 'asterisk target', request: req('OPTIONS * HTTP/1.1'), expect: 400 },
+      { name: 'relative target', request: req('GET healthz HTTP/1.1'), expect: 400 },
+      { name: 'target of 10,000 chars', request: req(`GET /${'a'.repeat(10_000)} HTTP/1.1`), expect: 414 },
+      { name: 'headers over maxHeaderSize', request: req('GET /healthz HTTP/1.1', `Host: ${host}\r\nX-Big: ${'b'.repeat(20_000)}\r\n`), expect: 431 },
+      { name: '2,000 small headers', request: req('GET /healthz HTTP/1.1', `Host: ${host}\r\n${Array.from({ length: 2000 }, (_, i) => `X-${i}: ${'v'.repeat(10)}\r\n`).join('')}`), expect: 431 },
+      { name: 'DNS rebinding: foreign Host on /metrics', request: req('GET /metrics HTTP/1.1', `Host: evil.example:${port}\r\n`), expect: 421 },
+      { name: 'DNS rebinding: foreign Host on the socket.io handshake', request: req('GET /socket.io/?EIO=4&transport=polling HTTP/1.1', `Host: evil.example:${port}\r\n`), expect: (s) => s >= 400 && s < 500 },
+      { name: 'own name on another port', request: req('GET /healthz HTTP/1.1', `Host: localhost:${port + 1}\r\n`), expect: 421 },
+      { name: 'malformed Host', request: req('GET /healthz HTTP/1.1', `Host: [::1\r\n`), expect: 421 },
+      { name: 'Host with userinfo', request: req('GET /healthz HTTP/1.1', `Host: evil@localhost:${port}\r\n`), expect: 421 },
+      { name: 'no Host (HTTP/1.0)', request: req('GET /healthz HTTP/1.0', ''), expect: 421 },
+      { name: 'no Host (HTTP/1.1)', request: req('GET /healthz HTTP/1.1', ''), expect: 400 },
+      { name: 'two Host headers', request: req('GET /healthz HTTP/1.1', `Host: ${host}\r\nHost: evil.example\r\nConnection: close\r\n`), expect: 400 },
+      { name: 'unknown method', request: req('BREW /healthz HTTP/1.1'), expect: 400 },
+      { name: 'POST with a body', request: `POST /healthz HTTP/1.1\r\nHost: ${host}\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello`, expect: 405 },
+      ...['PUT', 'DELETE', 'PATCH', 'OPTIONS', 'TRACE'].map((m) => ({ name: m, request: req(`${m} / HTTP/1.1`), expect: 405 })),
+      { name: 'CONNECT', request: req(`CONNECT ${host} HTTP/1.1`), expect: 405 },
+      { name: 'unsupported HTTP version', request: req('GET /healthz HTTP/9.9'), expect: (s) => s >= 400 && s < 600 && s !== 500 },
+      { name: 'NUL in a header', request: req('GET /healthz HTTP/1.1', `Host: ${host}\r\nX: a\u0000b\r\n`), expect: 400 },
+      { name: 'Content-Length and Transfer-Encoding', request: `POST / HTTP/1.1\r\nHost: ${host}\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`, expect: 400 },
+      { name: 'binary garbage', request: Buffer.from([0x00, 0x01, 0xff, 0xfe, 0x0d, 0x0a, 0x0d, 0x0a]), expect: 400 },
+      { name: 'operator API without token', request: req('GET /api/operator/state HTTP/1.1'), expect: 401 },
+      { name: 'token in the query string (refused)', request: req(`GET /api/operator/state?token=${encodeURIComponent(coord.operatorToken)} HTTP/1.1`), expect: 401 },
+      { name: 'path traversal', request: req('GET /..%2f..%2f..%2fetc%2fpasswd HTTP/1.1'), expect: (s) => s === 404 || s === 503 || s === 400 },
+    ];
+    const byStatus: Record<string, number> = {};
+    const failures: string[] = [];
+    const check = async (name: string, request: string | Buffer, ok: (s: number) => boolean) => {
+      const a = await rawRequest(port, request, 20_000); // generous: training holds the loop; a hang is what fails
+      const verdict = a.timedOut ? 'no answer' : String(a.status ?? 'closed');
+      byStatus[verdict] = (byStatus[verdict] ?? 0) + 1;
+      if (a.status === null || !ok(a.status) || a.text.includes('root:')) failures.push(`${name}: ${verdict} ${a.text.slice(0, 120)}`);
+    };
+    const http0 = await rejectedHttp();
+    // In parallel batches: the in-process volunteers' training holds the event loop between answers.
+    const inBatches = async <T,>(items: T[], f: (x: T) => Promise<void>) => {
+      for (let i = 0; i < items.length; i += 25) await Promise.all(items.slice(i, i + 25).map(f));
+    };
+    await inBatches(cases, (c) => check(c.name, c.request, typeof c.expect === 'number' ? ((n) => (s: number) => s === n)(c.expect) : c.expect));
+    // The class, not the examples: generated request lines (methods, targets with any characters
+    // and escapes, versions) each get an answer that is not a 500 and not a hang.
+    const target = fc.oneof(
+      fc.string({ maxLength: 40 }).map((x) => `/${x}`),
+      fc.string({ unit: fc.constantFrom('%', '/', '.', ':', '@', '?', '#', 'a', 'Z', '0', 'f', 'é', ' ', '\\', '[', ']'), maxLength: 30 }),
+      fc.webUrl({ withQueryParameters: true }),
+      fc.tuple(fc.constantFrom('http://', 'https://', '//', ''), fc.domain(), fc.integer({ min: -10, max: 100_000 })).map(([a, d, p]) => `${a}${d}:${p}/healthz`),
+    );
+    const line = fc.tuple(fc.constantFrom('GET', 'HEAD', 'POST', 'get', 'G ET', 'M-SEARCH', 'PROPFIND', ''), target, fc.constantFrom('HTTP/1.1', 'HTTP/1.0', 'HTTP/2', 'HTTP/1.1 x', ''));
+    const fuzz = fc.sample(line, { numRuns: Number(process.env.HTTP_FUZZ_N ?? 300), seed: 20261201 });
+    await inBatches(fuzz, ([m, t, v]) => check(`fuzz ${m} ${t} ${v}`, Buffer.from(`${m} ${t} ${v}\r\nHost: ${host}\r\nConnection: close\r\n\r\n`, 'utf8'), (s) => s !== 500));
+    const http1 = await rejectedHttp();
+    const health = await (await fetch(`${url}/healthz`)).json();
+    console.log(
+      `hostile HTTP requests: ${cases.length + fuzz.length} tried (${cases.length} cases, ${fuzz.length} generated); answers by status ${JSON.stringify(byStatus)}; ` +
+        `refused by reason ${JSON.stringify(Object.fromEntries(Object.entries(http1).map(([k, n]) => [k, n - (http0[k] ?? 0)]).filter(([, n]) => n)))}; crashes 0 (healthz ok: ${health.ok})`,
+    );
+    expect(failures).toEqual([]);
+    expect(byStatus['no answer'] ?? 0).toBe(0);
+    expect(health.ok).toBe(true);
+    const it0 = coord.scheduler.iteration;
+    await until(() => coord.scheduler.iteration >= it0 + 1, 'training continues after the HTTP attack');
   });
 
   it('an active tab that sends results out of turn or for another stage is rejected, then dropped, and its stage rebuilt', async () => {

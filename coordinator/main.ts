@@ -5,7 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { execFileSync } from 'node:child_process';
-import { existsSync, statSync, readdirSync } from 'node:fs';
+import { existsSync, statSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Coordinator, DEFAULT_COORDINATOR, type CoordinatorOptions } from './server.js';
@@ -16,6 +16,7 @@ import { TokenizerError } from '../shared/data/tokenizer.js';
 import { AVERAGE_WEIGHTINGS, type AverageWeighting } from '../shared/recovery/average.js';
 import { EDGE_POLICIES, type EdgePolicy } from '../shared/recovery/plan.js';
 import { findResumableRun } from './resume.js';
+import { ProcessGuard } from './process-guard.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const d = DEFAULT_COORDINATOR;
@@ -37,6 +38,10 @@ Server
                            lives here and survives restarts (default .data/ in the repository)
   --operator-token <t>     the dashboard's operator token (env OPERATOR_TOKEN; default: a random token
                            per start, printed with the dashboard URL)
+  --operator-token-file <f>  read the operator token from this file (first line); it is then never
+                           printed or logged (for services whose output is collected)
+  --public-host <names>    comma list of host names (name or name:port) the coordinator answers besides
+                           the bound address, e.g. behind a reverse proxy; any other Host header gets 421
   --rebuild                rebuild the client even if dist/client is up to date
   --skip-build             never build the client (pages answer 503 until it is built)
 Run
@@ -77,6 +82,19 @@ Recovery
 function sameRunSettings(a: RunSettings, b: RunSettings): boolean {
   const keys: (keyof RunSettings)[] = ['preset', 'stages', 'microbatches', 'batch', 'seqLen', 'lr', 'seed', 'recovery'];
   return keys.every((k) => (a[k] ?? null) === (b[k] ?? null));
+}
+
+/** The operator token from `--operator-token-file`: its first line, at least 16 characters. */
+function readTokenFile(path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`--operator-token-file: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  const token = text.split(/\r?\n/)[0]!.trim();
+  if (token.length < 16) throw new ConfigError(`--operator-token-file: ${path} must hold a token of at least 16 characters on its first line`);
+  return token;
 }
 
 function clientStale(): boolean {
@@ -125,6 +143,8 @@ async function main(): Promise<void> {
       'operator-token': { type: 'string' },
       'max-replicas': { type: 'string' },
       'rebalance-every': { type: 'string' },
+      'operator-token-file': { type: 'string' },
+      'public-host': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -159,7 +179,8 @@ async function main(): Promise<void> {
     heartbeatTimeoutMs: num('heartbeat-timeout', d.heartbeatTimeoutMs),
     clientDir: join(ROOT, 'dist/client'),
     dataDir: v['data-dir'] ?? join(ROOT, '.data'),
-    operatorToken: v['operator-token'] ?? (process.env.OPERATOR_TOKEN || undefined),
+    operatorToken: v['operator-token-file'] !== undefined ? readTokenFile(v['operator-token-file']) : (v['operator-token'] ?? (process.env.OPERATOR_TOKEN || undefined)),
+    publicHosts: (v['public-host'] ?? '').split(',').map((h) => h.trim()).filter(Boolean),
     settings: {
       preset: v.preset ?? s.preset,
       stages: num('stages', s.stages),
@@ -180,6 +201,8 @@ async function main(): Promise<void> {
       expectedFailureRate: num('failure-rate', d.recovery.expectedFailureRate * 100) / 100,
     },
   };
+  // Checkpoints (the checkpoint baseline) live with the run history they are recorded in.
+  opts.recovery.checkpointDir = join(opts.dataDir!, 'checkpoints');
   // A run left unfinished in this data directory (e.g. the coordinator was killed) is resumed:
   // its tabs reconnect with their weights. --new-run starts afresh instead.
   let resumable = !v['new-run'] && opts.dataDir ? findResumableRun(opts.dataDir) : null;
@@ -202,9 +225,11 @@ async function main(): Promise<void> {
     await build({ configFile: join(ROOT, 'vite.config.ts'), logLevel: 'warn' });
   }
   const coord = new Coordinator(opts);
+  new ProcessGuard({ log: coord.log, metrics: coord.metrics }).install();
   const url = await coord.listen();
+  const dashboard = v['operator-token-file'] !== undefined ? `${url}/dashboard  (token: the one in ${v['operator-token-file']})` : `${url}/dashboard#token=${coord.operatorToken}`;
   console.log(
-    `\n  volunteer swarm coordinator ready\n  volunteers: ${url}/\n  dashboard:  ${url}/dashboard#token=${coord.operatorToken}\n` +
+    `\n  volunteer swarm coordinator ready\n  volunteers: ${url}/\n  dashboard:  ${dashboard}\n` +
       `              (operator only: the token is the password; run history in ${coord.store.path})\n  metrics:    ${url}/metrics\n`,
   );
   if (opts.host === '127.0.0.1') console.log('  (bound to 127.0.0.1: only this machine can join; use --host 0.0.0.0 to accept volunteers from the network)\n');

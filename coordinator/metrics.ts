@@ -64,6 +64,36 @@ export class SwarmMetrics {
   readonly quarantined = new Counter({ name: 'swarm_quarantined_total', help: 'Tabs quarantined for poisoned numbers', registers: [this.registry] });
   readonly abandoned = new Counter({ name: 'swarm_abandoned_iterations_total', help: 'Iterations abandoned because a stage was lost', registers: [this.registry] });
 
+  readonly httpRejected = new Counter({
+    name: 'swarm_http_rejected_total',
+    help: 'HTTP requests answered with a 4xx/5xx before any route (bad target, foreign Host, method, parser errors)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly storeWriteFailures = new Counter({
+    name: 'swarm_store_write_failures_total',
+    help: 'SQLite writes that failed (busy, read-only, disk full); the rows are retried from a bounded queue',
+    labelNames: ['table'] as const,
+    registers: [this.registry],
+  });
+  readonly storeRowsDropped = new Counter({
+    name: 'swarm_store_rows_dropped_total',
+    help: 'Rows given up because the retry queue of failed SQLite writes was full',
+    registers: [this.registry],
+  });
+  readonly authFailures = new Counter({
+    name: 'swarm_operator_auth_failures_total',
+    help: 'Operator requests with a missing or wrong token, and those refused by the per-address throttle',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly processErrors = new Counter({
+    name: 'swarm_process_errors_total',
+    help: 'Unhandled rejections and uncaught exceptions caught by the process-level handler',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+
   text(): Promise<string> {
     return this.registry.metrics();
   }

@@ -109,18 +109,50 @@ describe('operator access', () => {
       const none = await fetch(`${a.url}/api/operator/${path}`);
       expect(none.status, path).toBe(401);
       expect(none.headers.get('www-authenticate')).toMatch(/Bearer/);
-      const wrong = await fetch(`${a.url}/api/operator/${path}?token=${b.coord.operatorToken}`);
+      const wrong = await fetch(`${a.url}/api/operator/${path}`, { headers: { authorization: `Bearer ${b.coord.operatorToken}` } });
       expect(wrong.status, path).toBe(401);
+      // The right token in the query string is never accepted: URLs end up in logs and history.
+      const query = await fetch(`${a.url}/api/operator/${path}?token=${encodeURIComponent(a.coord.operatorToken)}`);
+      expect(query.status, path).toBe(401);
     }
     const bearer = await fetch(`${a.url}/api/operator/runs`, { headers: { authorization: `Bearer ${a.coord.operatorToken}` } });
     expect(bearer.status).toBe(200);
     const runs = (await bearer.json()) as RunSummary[];
     expect(runs.some((r) => r.id === a.coord.runId && r.live)).toBe(true);
-    const query = await fetch(`${a.url}/api/operator/state?token=${encodeURIComponent(a.coord.operatorToken)}`);
-    expect(((await query.json()) as SwarmSnapshot).runId).toBe(a.coord.runId);
-    // The dashboard page itself is public (it is only code); it gets nothing without the token.
-    const missing = await fetch(`${a.url}/api/operator/runs/nope?token=${a.coord.operatorToken}`);
+    const state = await fetch(`${a.url}/api/operator/state`, { headers: { authorization: `Bearer ${a.coord.operatorToken}` } });
+    expect(((await state.json()) as SwarmSnapshot).runId).toBe(a.coord.runId);
+    const missing = await fetch(`${a.url}/api/operator/runs/nope`, { headers: { authorization: `Bearer ${a.coord.operatorToken}` } });
     expect(missing.status).toBe(404);
+  });
+
+  it('wrong tokens are throttled per address, over HTTP and on the operator namespace', async () => {
+    const { coord, url } = await startCoordinator();
+    const get = (token: string) => fetch(`${url}/api/operator/state`, { headers: { authorization: `Bearer ${token}` } });
+    const statuses: number[] = [];
+    for (let i = 0; i < 12; i++) statuses.push((await get(`guess-${i}`)).status);
+    expect(statuses.slice(0, 10)).toEqual(Array(10).fill(401));
+    expect(statuses.slice(10)).toEqual([429, 429]);
+    const throttled = await get(TOKEN); // while throttled, not even the right token is compared
+    expect(throttled.status).toBe(429);
+    expect(throttled.headers.get('retry-after')).toMatch(/^\d+$/);
+    await expect(operator(url)).rejects.toThrow(/too many wrong operator tokens/);
+    const m = await coord.metrics.text();
+    expect(m).toMatch(/swarm_operator_auth_failures_total\{result="wrong"\} 10/);
+    expect(m).toMatch(/swarm_operator_auth_failures_total\{result="throttled"\} [3-9]/);
+  });
+
+  it('the export link is signed, single-use and short-lived; a stranger cannot mint one', async () => {
+    const { url } = await startCoordinator();
+    const auth = { headers: { authorization: `Bearer ${TOKEN}` } };
+    expect((await fetch(`${url}/api/operator/export-link`)).status).toBe(401);
+    const { url: link, expiresInSeconds } = (await (await fetch(`${url}/api/operator/export-link`, auth)).json()) as { url: string; expiresInSeconds: number };
+    expect(link).toMatch(/^\/api\/operator\/export\?ticket=[A-Za-z0-9_-]{32}$/);
+    expect(link).not.toContain(TOKEN);
+    expect(expiresInSeconds).toBe(60);
+    // Used once (here the swarm has no volunteers, so the export itself answers 409), then dead.
+    expect((await fetch(`${url}${link}`)).status).toBe(409);
+    expect((await fetch(`${url}${link}`)).status).toBe(401);
+    expect((await fetch(`${url}/api/operator/export?ticket=made-up`)).status).toBe(401);
   });
 
   it('volunteer sockets cannot call operator actions', async () => {
@@ -305,7 +337,7 @@ describe('sampling and export', () => {
     const { coord, url } = await startCoordinator();
     await addVolunteers(url, 3);
     await until(() => coord.registry.all().length === 3, 'volunteers', 30_000);
-    const res = await fetch(`${url}/api/operator/export?token=${TOKEN}`);
+    const res = await fetch(`${url}/api/operator/export`, { headers: { authorization: `Bearer ${TOKEN}` } });
     expect(res.status).toBe(409);
     expect(((await res.json()) as { error: string }).error).toMatch(/stage 3 has no volunteer/);
     expect(coord.scheduler.paused).toBe(false);

@@ -43,6 +43,7 @@ import type { TabSpeeds } from './tab-speed.js';
 import { assembleModelFile } from './model-file.js';
 import { askStage, AskError, ASK_TIMEOUT_MS, bytesReply } from './ask-stage.js';
 import { generate, swarmLogits, tokenizer } from './sampling.js';
+import { AuthThrottle } from './auth-throttle.js';
 
 type OperatorSocket = Socket<OperatorToServer, ServerToOperator>;
 
@@ -59,12 +60,19 @@ export function tokenMatches(given: unknown, expected: string): boolean {
   return timingSafeEqual(a, b);
 }
 
-/** The token of an HTTP request: `Authorization: Bearer <token>` or `?token=`. */
-export function requestToken(req: IncomingMessage, url: URL): string | null {
+/**
+ * The token of an HTTP request: `Authorization: Bearer <token>` only. Never a query parameter:
+ * URLs end up in logs, browser history and Referer headers.
+ */
+export function requestToken(req: IncomingMessage): string | null {
   const h = req.headers.authorization;
   if (h && /^Bearer\s+/i.test(h)) return h.replace(/^Bearer\s+/i, '').trim();
-  return url.searchParams.get('token');
+  return null;
 }
+
+/** How long a signed export link (`/api/operator/export?ticket=`) stays valid; it works once. */
+export const EXPORT_TICKET_MS = 60_000;
+const MAX_TICKETS = 32;
 
 export class HttpError extends Error {
   constructor(readonly status: number, message: string) {
@@ -114,19 +122,54 @@ export class Operator {
   private timer: NodeJS.Timeout | null = null;
   private unsubscribe: (() => void) | null = null;
   private closed = false;
+  /** Per-address throttle on wrong operator tokens. */
+  readonly throttle = new AuthThrottle();
+  /** Single-use export links: ticket -> expiry (epoch ms). */
+  private tickets = new Map<string, number>();
 
   constructor(private coord: Coordinator, readonly token: string) {}
+
+  /** Checks a presented token for `address`: 'ok', 'missing', 'wrong' or 'throttled' (counted). */
+  authenticate(given: unknown, address: string): 'ok' | 'missing' | 'wrong' | 'throttled' {
+    const result = !this.throttle.allowed(address)
+      ? 'throttled'
+      : typeof given !== 'string' || given === ''
+        ? 'missing'
+        : tokenMatches(given, this.token)
+          ? 'ok'
+          : 'wrong';
+    if (result === 'wrong') this.throttle.failed(address);
+    if (result !== 'ok') this.coord.metrics.authFailures.inc({ result });
+    if (result === 'wrong' || result === 'throttled') this.coord.log.warn({ address, result }, 'operator access refused');
+    return result;
+  }
+
+  /** A fresh single-use export ticket. */
+  private newTicket(): string {
+    const now = Date.now();
+    for (const [t, exp] of this.tickets) if (exp <= now) this.tickets.delete(t);
+    while (this.tickets.size >= MAX_TICKETS) this.tickets.delete(this.tickets.keys().next().value!);
+    const t = randomBytes(24).toString('base64url');
+    this.tickets.set(t, now + EXPORT_TICKET_MS);
+    return t;
+  }
+
+  /** Consumes `ticket`; true when it was issued, unused and unexpired. */
+  private useTicket(ticket: string): boolean {
+    const exp = this.tickets.get(ticket);
+    this.tickets.delete(ticket);
+    return exp !== undefined && exp > Date.now();
+  }
 
   /** Joins the socket.io server (namespace `/operator`) and the event log. */
   attach(io: Server): void {
     const nsp = io.of('/operator') as unknown as Namespace<OperatorToServer, ServerToOperator>;
     nsp.use((socket, next) => {
       const token = (socket.handshake.auth as { token?: unknown } | undefined)?.token;
-      if (typeof token !== 'string' || token === '') return next(new Error('operator token required'));
-      if (!tokenMatches(token, this.token)) {
-        this.coord.log.warn({ address: socket.handshake.address }, 'operator connection refused: invalid token');
-        return next(new Error('invalid operator token'));
-      }
+      const r = this.authenticate(token, socket.handshake.address);
+      if (r === 'missing') return next(new Error('operator token required'));
+      if (r === 'throttled') return next(new Error('too many wrong operator tokens from this address; try again later'));
+      if (r === 'wrong') return next(new Error('invalid operator token'));
       next();
     });
     nsp.on('connection', (socket) => this.onConnection(socket));
@@ -195,8 +238,8 @@ export class Operator {
       runId,
       settings: store.getRun(runId)?.settings ?? {},
       swarm: this.snapshot(),
-      iterations: store.iterations(runId, 50_000),
-      events: store.events(runId, 2000),
+      iterations: store.iterations(runId), // the newest DASHBOARD_ITERATIONS / DASHBOARD_EVENTS rows
+      events: store.events(runId),
       runs: store.listRuns({ liveId: runId }),
     };
   }
@@ -430,12 +473,30 @@ export class Operator {
     if (!url.pathname.startsWith('/api/operator/')) return false;
     const json = (status: number, body: unknown, headers: Record<string, string> = {}) =>
       void res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', ...headers }).end(JSON.stringify(body));
-    if (!tokenMatches(requestToken(req, url), this.token)) {
-      json(401, { error: 'operator token required (Authorization: Bearer <token> or ?token=)' }, { 'www-authenticate': 'Bearer realm="swarm operator"' });
-      return true;
-    }
     const path = url.pathname.slice('/api/operator/'.length);
+    const address = req.socket.remoteAddress ?? '';
+    const ticket = path === 'export' ? url.searchParams.get('ticket') : null;
+    if (ticket !== null) {
+      // A signed export link: valid once, for EXPORT_TICKET_MS; a bad one counts as a wrong token.
+      if (!this.throttle.allowed(address)) return json(429, { error: 'too many wrong operator tokens from this address; try again later' }, { 'retry-after': String(this.throttle.retryAfterSeconds) }), true;
+      if (!this.useTicket(ticket)) {
+        this.throttle.failed(address);
+        this.coord.metrics.authFailures.inc({ result: 'wrong' });
+        return json(401, { error: 'export link expired or already used; ask the dashboard for a new one' }), true;
+      }
+    } else {
+      const r = this.authenticate(requestToken(req), address);
+      if (r === 'throttled') return json(429, { error: 'too many wrong operator tokens from this address; try again later' }, { 'retry-after': String(this.throttle.retryAfterSeconds) }), true;
+      if (r !== 'ok') {
+        json(401, { error: 'operator token required (Authorization: Bearer <token>)' }, { 'www-authenticate': 'Bearer realm="swarm operator"' });
+        return true;
+      }
+    }
     try {
+      if (path === 'export-link') {
+        const validate = url.searchParams.get('validate') === '0' ? '&validate=0' : '';
+        return json(200, { url: `/api/operator/export?ticket=${this.newTicket()}${validate}`, expiresInSeconds: EXPORT_TICKET_MS / 1000 }), true;
+      }
       if (path === 'state') return json(200, this.snapshot()), true;
       if (path === 'runs') return json(200, this.coord.store.listRuns({ liveId: this.coord.runId })), true;
       const m = /^runs\/([A-Za-z0-9_-]{1,64})$/.exec(path);

@@ -7,8 +7,6 @@
  * The maths lives in shared/recovery (pure functions, unit-tested); this module only fetches
  * weights from tabs, applies the plan, and reports every recovery as an event and metrics.
  */
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
 import type { NamedWeights } from '../shared/model/stage.js';
 import { youngDalyIntervalSeconds } from '../shared/recovery/failure-model.js';
 import { planRecovery, type EdgePolicy, type RecoveryPlan } from '../shared/recovery/plan.js';
@@ -25,6 +23,8 @@ import type { Scheduler, IterationRecord } from './scheduler.js';
 import type { SwarmMetrics } from './metrics.js';
 import type { EventLog } from './events-log.js';
 import type { Logger } from './log.js';
+import type { CheckpointStore } from './checkpoint-store.js';
+import type { CheckpointRecord } from './store.js';
 
 export interface RecoveryOptions {
   strategy: RecoveryStrategy;
@@ -32,7 +32,7 @@ export interface RecoveryOptions {
   checkpointEvery: number | 'auto';
   /** Failure rate assumed by the auto interval, per stage per hour (e.g. 0.1 = 10%/h). */
   expectedFailureRate: number;
-  /** Where the checkpoint baseline writes stage states. */
+  /** Where the checkpoint baseline writes stage states (checkpoint-store.ts; one folder per run). */
   checkpointDir: string;
   lrScale: number;
   /** Refresh CheckFree+'s embedding/head replicas every this many iterations (0 = never). */
@@ -40,13 +40,6 @@ export interface RecoveryOptions {
   weighting: AverageWeighting;
   /** Plain checkfree at the first/last stage: re-init from the seed (the paper) or copy the neighbour. */
   edge: EdgePolicy;
-}
-
-interface Checkpoint {
-  iteration: number;
-  files: string[];
-  bytes: number;
-  seconds: number;
 }
 
 /** The recovery ladder: which rung handled a lost tab. */
@@ -77,7 +70,6 @@ export class Recovery {
   replicaBytes = 0;
   /** Bytes moved to keep redundant copies (redundant baseline). */
   redundantBytes = 0;
-  lastCheckpoint: Checkpoint | null = null;
   /** Measured cost of the last checkpoint (seconds), for the auto interval. */
   checkpointSeconds: number | null = null;
 
@@ -90,7 +82,13 @@ export class Recovery {
     private metrics: SwarmMetrics,
     private events: EventLog,
     private log: Logger,
+    private checkpoints: CheckpointStore,
   ) {}
+
+  /** The run's last checkpoint (recorded in SQLite, so it survives a restart). */
+  get lastCheckpoint(): CheckpointRecord | null {
+    return this.checkpoints.latest();
+  }
 
   private async fetch(stage: number, parts: WeightParts): Promise<Uint8Array> {
     const owner = this.stages.owner(stage);
@@ -309,33 +307,37 @@ export class Recovery {
   /** Every stage uploads weights + Adam state; the coordinator writes them to disk. */
   async checkpoint(iteration: number): Promise<void> {
     const t0 = Date.now();
-    const dir = join(this.opts.checkpointDir, `iter-${iteration}`);
-    mkdirSync(dir, { recursive: true });
-    const files: string[] = [];
-    let bytes = 0;
-    for (let s = 0; s < this.scheduler.nStages; s++) {
-      const b = await this.fetch(s, 'state');
-      const f = join(dir, `stage-${s}.bin`);
-      writeFileSync(f, b);
-      files.push(f);
-      bytes += b.byteLength;
+    const states: Uint8Array[] = [];
+    let written;
+    try {
+      for (let s = 0; s < this.scheduler.nStages; s++) states.push(await this.fetch(s, 'state'));
+      written = this.checkpoints.write(iteration, states, t0);
+    } catch (e) {
+      // A lost tab or a full disk: training goes on, the previous checkpoint stays the one to roll back to.
+      const prev = this.lastCheckpoint?.iteration;
+      this.events.add('run', `checkpoint at iteration ${iteration} failed (${(e as Error).message}); ${prev === undefined ? 'no checkpoint yet' : `the one at iteration ${prev} stays`}`, { iteration, error: (e as Error).message });
+      return;
     }
-    const seconds = (Date.now() - t0) / 1000;
-    const previous = this.lastCheckpoint;
-    this.lastCheckpoint = { iteration, files, bytes, seconds };
+    const { bytes, seconds } = written;
     this.checkpointSeconds = seconds;
     this.metrics.recoveryBytes.inc({ kind: 'checkpoint' }, bytes);
-    if (previous) rmSync(dirname(previous.files[0]!), { recursive: true, force: true });
     this.log.info({ iteration, bytes, seconds, next: this.checkpointInterval() }, 'checkpoint written');
   }
 
   /** Checkpoint baseline: the whole swarm rolls back to the last checkpoint. */
   private async rollBack(stage: number, detectedAt: number): Promise<void> {
-    const ck = this.lastCheckpoint;
+    let ck = this.lastCheckpoint;
+    let states: Uint8Array[] = [];
+    const unusable: string[] = [];
+    try {
+      if (ck) states = this.checkpoints.read(ck);
+    } catch (e) {
+      unusable.push(`the checkpoint at iteration ${ck!.iteration} is unusable (${(e as Error).message})`);
+      ck = null;
+    }
     const target = ck?.iteration ?? 0;
     const lostAt = this.scheduler.iteration;
     const lostIterations = lostAt - target;
-    const states = ck ? ck.files.map((f) => new Uint8Array(readFileSync(f))) : [];
     let bytesMoved = 0;
     const S = this.scheduler.nStages;
     for (let s = 0; s < S; s++) {
@@ -363,9 +365,29 @@ export class Recovery {
       sources: ck ? [{ stage: -1, part: `checkpoint@${target}`, bytes: bytesMoved }] : [],
       bytesMoved,
       detectedAt,
-      notes: [`rolled back ${lostIterations} iteration(s) to ${ck ? `the checkpoint at iteration ${target}` : 'the start (no checkpoint yet)'}`],
+      notes: [...unusable, `rolled back ${lostIterations} iteration(s) to ${ck ? `the checkpoint at iteration ${target}` : 'the start: every stage re-initialised from the seed (no usable checkpoint)'}`],
       description: `checkpoint: whole swarm rolls back to iteration ${target}`,
     });
+  }
+
+  /**
+   * A restarted coordinator whose tabs all stayed away: every stage restarts from the run's last
+   * checkpoint (the iteration it returns) instead of the seed; null when there is none usable.
+   */
+  restoreCheckpoint(): number | null {
+    const ck = this.lastCheckpoint;
+    if (!ck || ck.files.length !== this.scheduler.nStages) return null;
+    let states: Uint8Array[];
+    try {
+      states = this.checkpoints.read(ck);
+    } catch (e) {
+      this.log.error({ err: (e as Error).message }, 'checkpoint unusable for the resume');
+      return null;
+    }
+    for (const [s, state] of states.entries()) this.stages.setPending(s, { weights: state, reason: `resume from the checkpoint at iteration ${ck.iteration}`, lrScale: 1 });
+    this.scheduler.iteration = ck.iteration;
+    this.metrics.iteration.set(ck.iteration);
+    return ck.iteration;
   }
 
   /** Redundant baseline: every stage's full state is copied to its predecessor's tab each iteration. */

@@ -3,17 +3,16 @@
  * directory; the tabs (Node volunteers) reconnect with their weights and the run resumes from the
  * last completed iteration, without any checkpoint.
  */
-import { describe, it, expect, afterAll } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { describe, it, expect, afterEach } from 'vitest';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
 import { startNodeVolunteer, type NodeVolunteer } from '../testing/node-volunteer.js';
+import { spawnChild, killChildren, type Child } from '../testing/child.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const vols: NodeVolunteer[] = [];
-let child: ChildProcess | null = null;
 
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -25,18 +24,13 @@ async function freePort(): Promise<number> {
   });
 }
 
-function startCoordinator(port: number, dataDir: string, resumeWaitMs = 20000): { proc: ChildProcess; output: () => string } {
-  let out = '';
-  const proc = spawn(
+function startCoordinator(port: number, dataDir: string, resumeWaitMs = 20000): Child {
+  return spawnChild(
     process.execPath,
-    // `node --import tsx` (not the tsx CLI, which forks a child that SIGKILL would orphan).
     ['--import', 'tsx', join(ROOT, 'coordinator/main.ts'), '--port', String(port), '--data-dir', dataDir, '--skip-build',
       '--stages', '4', '--microbatches', '2', '--batch', '2', '--eval-every', '0', '--recovery', 'checkfree', '--max-replicas', '1', '--resume-wait', String(resumeWaitMs)],
-    { cwd: ROOT, env: { ...process.env, LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'] },
+    { cwd: ROOT, env: { ...process.env, LOG_LEVEL: 'info' } },
   );
-  proc.stdout!.on('data', (d) => (out += d));
-  proc.stderr!.on('data', (d) => (out += d));
-  return { proc, output: () => out };
 }
 
 async function health(url: string): Promise<{ ok: boolean; runId: string; iteration: number; trainLoss: number | null; state: string } | null> {
@@ -57,9 +51,10 @@ async function until<T>(f: () => Promise<T | null | false>, what: string, ms = 1
   }
 }
 
-afterAll(() => {
-  for (const v of vols) v.kill();
-  child?.kill('SIGKILL');
+// Even when a test fails: no coordinator process outlives it.
+afterEach(async () => {
+  for (const v of vols.splice(0)) v.kill();
+  await killChildren();
 });
 
 describe('coordinator restart', () => {
@@ -68,19 +63,16 @@ describe('coordinator restart', () => {
     const url = `http://localhost:${port}`;
     const dataDir = mkdtempSync(join(tmpdir(), 'swarm-data-'));
     const first = startCoordinator(port, dataDir);
-    child = first.proc;
     await until(() => health(url), 'first coordinator up');
     for (let i = 0; i < 4; i++) vols.push(await startNodeVolunteer(url, { name: `t${i}` }));
     const before = await until(async () => {
       const h = await health(url);
       return h && h.iteration >= 6 ? h : null;
     }, 'training before the crash');
-    first.proc.kill('SIGKILL');
-    await new Promise((r) => first.proc.once('exit', r));
+    await first.kill('SIGKILL');
     expect(await health(url)).toBeNull();
 
     const second = startCoordinator(port, dataDir);
-    child = second.proc;
     const resumed = await until(async () => {
       const h = await health(url);
       return h && h.state === 'running' ? h : null;
@@ -105,19 +97,16 @@ describe('coordinator restart', () => {
     const url = `http://localhost:${port}`;
     const dataDir = mkdtempSync(join(tmpdir(), 'swarm-data-'));
     const first = startCoordinator(port, dataDir, 4000);
-    child = first.proc;
     await until(() => health(url), 'first coordinator up');
     for (let i = 0; i < 4; i++) vols.push(await startNodeVolunteer(url, { name: `t${i}` }));
     const before = await until(async () => {
       const h = await health(url);
       return h && h.iteration >= 4 ? h : null;
     }, 'training before the crash');
-    first.proc.kill('SIGKILL');
-    await new Promise((r) => first.proc.once('exit', r));
+    await first.kill('SIGKILL');
     vols.find((v) => v.status().stage === 2)!.kill(); // stage 2's tab is gone for good while the coordinator is down
     // A longer window than socket.io's largest reconnection delay (5 s), so every tab that is alive gets back in time.
     const second = startCoordinator(port, dataDir, 8000);
-    child = second.proc;
     await until(() => health(url), 'second coordinator up');
     vols.push(await startNodeVolunteer(url, { name: 'newcomer' }));
     const after = await until(async () => {

@@ -23,6 +23,13 @@ export interface ResumeWindowDeps {
   startNewRun: () => string;
   /** Rebuild a stage nobody reclaimed (the recovery strategy). */
   rebuild: (stage: number) => Promise<void>;
+  /**
+   * Nobody came back: restore every stage from the run's last checkpoint, when the strategy keeps
+   * one (sets every stage's pending state and the iteration); returns its iteration or null.
+   */
+  restoreCheckpoint: () => number | null;
+  /** The iteration the run is at now (a checkpoint rollback may have moved it). */
+  iteration: () => number;
   strategy: () => string;
   announceGroup: (stage: number) => void;
   kick: () => void;
@@ -76,7 +83,13 @@ export class ResumeWindow {
     const { stages, placement, events } = this.deps;
     const live = this.claims.filter((c) => this.deps.isConnected(c.volunteer));
     const d = decideResume(stages.nStages, live);
-    if (d.iteration === null) {
+    const fromCheckpoint = d.iteration === null ? this.deps.restoreCheckpoint() : null;
+    if (fromCheckpoint !== null) {
+      events.add('run', `no tab of run ${this.deps.runId()} came back within ${this.waitMs} ms: resumed it from its checkpoint at iteration ${fromCheckpoint} (every stage restored from disk)`, {
+        iteration: fromCheckpoint,
+        checkpoint: true,
+      });
+    } else if (d.iteration === null) {
       const old = this.deps.runId();
       const id = this.deps.startNewRun();
       this.deps.setIteration(0);
@@ -88,11 +101,14 @@ export class ResumeWindow {
       // A stale step count: the tab holds other weights; it waits for a stage like a newcomer.
       for (const c of live) if (!d.kept.includes(c)) placement.enqueue(c.volunteer);
       for (const stage of d.rebuild) await this.deps.rebuild(stage);
+      // The checkpoint baseline rebuilds by rolling the whole run back: say where it really continues.
+      const now = this.deps.iteration();
+      const at = now === d.iteration ? `${d.iteration}` : `${now} (rolled back from ${d.iteration})`;
       events.add(
         'run',
-        `resumed run ${this.deps.runId()} at iteration ${d.iteration}: stages ${[...new Set(d.kept.map((c) => c.stage))].sort().join(', ') || 'none'} kept their weights` +
+        `resumed run ${this.deps.runId()} at iteration ${at}: stages ${[...new Set(d.kept.map((c) => c.stage))].sort().join(', ') || 'none'} kept their weights` +
           (d.rebuild.length ? `; stages ${d.rebuild.join(', ')} rebuilt by ${this.deps.strategy()}` : ''),
-        { iteration: d.iteration, kept: d.kept.map((c) => c.stage), rebuilt: d.rebuild },
+        { iteration: now, kept: d.kept.map((c) => c.stage), rebuilt: d.rebuild },
       );
     }
     // Tabs that came back for nothing (no iteration agreed) wait for a stage too.

@@ -29,6 +29,8 @@ import { ResumeWindow } from './resume-window.js';
 import { PruningSessionAdapter } from './session-adapter.js';
 import { VolunteerConnections, VOLUNTEERS_ROOM } from './volunteer-connections.js';
 import { HttpRoutes } from './http-routes.js';
+import { HostCheck } from './host-check.js';
+import { CheckpointStore } from './checkpoint-store.js';
 
 export interface CoordinatorOptions {
   settings: RunSettings;
@@ -69,6 +71,8 @@ export interface CoordinatorOptions {
   maxReplicas: number;
   /** Consider moving one tab to the bottleneck stage every this many iterations (0 = never). */
   rebalanceEvery: number;
+  /** Host names (name or name:port) served besides the bound address (`--public-host`). */
+  publicHosts?: string[];
 }
 
 export const DEFAULT_COORDINATOR: Omit<CoordinatorOptions, 'settings'> = {
@@ -116,7 +120,7 @@ export class Coordinator {
   readonly store: RunStore;
   /** Operator namespace, token-protected endpoints and dashboard controls. */
   readonly operator: Operator;
-  private routes: HttpRoutes;
+  readonly routes: HttpRoutes;
   private http = createServer((req, res) => this.routes.handle(req, res));
   /** The run's id (a resumed run keeps its id; a resume nobody answers starts a new one). */
   runId: string;
@@ -129,7 +133,7 @@ export class Coordinator {
     this.log = createLogger({ level: opts.logLevel, silent: opts.silent });
     this.events = new EventLog(this.log);
     const config = modelConfigOf(opts.settings);
-    this.store = new RunStore(opts.dataDir);
+    this.store = new RunStore(opts.dataDir, { metrics: this.metrics, log: this.log });
     this.runId = opts.resumeRun?.id ?? newRunId();
     if (!opts.resumeRun) this.startStoredRun(config);
     this.events.subscribe((e) => this.store.addEvent(this.runId, e));
@@ -178,7 +182,18 @@ export class Coordinator {
       this.metrics,
       this.events,
       this.log,
+      new CheckpointStore({ store: this.store, dir: opts.recovery.checkpointDir, run: () => this.runId, log: this.log }),
     );
+    this.routes = new HttpRoutes({
+      clientDir: opts.clientDir,
+      operator: (req, res, url) => this.operator.handleHttp(req, res, url),
+      health: () => ({ ok: true, runId: this.runId, ...this.scheduler.status() }),
+      metrics: async () => ({ contentType: this.metrics.registry.contentType, text: await this.metrics.text() }),
+      hosts: new HostCheck(opts.host, opts.publicHosts),
+      rejected: (reason) => this.metrics.httpRejected.inc({ reason }),
+      log: this.log,
+    });
+    this.routes.attach(this.http);
     this.connections = new VolunteerConnections(
       { config, graceMs: opts.graceMs, maxOffences: opts.maxOffences, rateLimit: opts.rateLimit },
       {
@@ -202,7 +217,7 @@ export class Coordinator {
       connectionStateRecovery: { maxDisconnectionDuration: opts.graceMs, skipMiddlewares: true },
       adapter: PruningSessionAdapter as never,
       // Same-origin pages only (browsers send Origin); non-browser clients (tests, Node volunteers) send none.
-      allowRequest: (req, cb) => cb(null, this.originAllowed(req)),
+      allowRequest: (req, cb) => cb(null, this.routes.hostAllowed(req) && this.originAllowed(req)),
     });
     this.io.on('connection', (socket) => this.connections.onConnection(socket));
     if (opts.resumeRun) {
@@ -222,6 +237,8 @@ export class Coordinator {
           return this.runId;
         },
         rebuild: (stage) => this.recovery.onStageLost(stage),
+        restoreCheckpoint: () => (this.recovery.opts.strategy === 'checkpoint' ? this.recovery.restoreCheckpoint() : null),
+        iteration: () => this.scheduler.iteration,
         strategy: () => this.opts.settings.recovery,
         announceGroup: (s) => this.connections.announceGroup(s),
         kick: () => this.scheduler.kick(),
@@ -229,13 +246,6 @@ export class Coordinator {
     }
     this.operator = new Operator(this, opts.operatorToken || newOperatorToken());
     this.operator.attach(this.io);
-    this.routes = new HttpRoutes({
-      clientDir: opts.clientDir,
-      operator: (req, res, url) => this.operator.handleHttp(req, res, url),
-      health: () => ({ ok: true, runId: this.runId, ...this.scheduler.status() }),
-      metrics: async () => ({ contentType: this.metrics.registry.contentType, text: await this.metrics.text() }),
-      log: this.log,
-    });
   }
 
   private startStoredRun(config: unknown): void {
@@ -274,6 +284,7 @@ export class Coordinator {
       this.http.listen(this.opts.port, this.opts.host, () => resolve());
     });
     const addr = this.http.address() as AddressInfo;
+    this.routes.bound(addr.port);
     const host = this.opts.host === '0.0.0.0' || this.opts.host === '::' ? 'localhost' : this.opts.host === '127.0.0.1' ? 'localhost' : this.opts.host;
     this.url = `http://${host}:${addr.port}`;
     // Tasks go through the socket's room: a tab back from a blip within the grace period gets

@@ -8,11 +8,16 @@ export class TokenBucket {
   }
 
   take(): boolean {
+    if (!this.ready()) return false;
+    this.tokens -= 1;
+    return true;
+  }
+
+  /** Whether a token is available now (refills, takes nothing). */
+  ready(): boolean {
     const now = Date.now();
     this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.rate);
     this.last = now;
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
+    return this.tokens >= 1;
   }
 }

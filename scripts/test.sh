@@ -3,6 +3,18 @@
 # (Playwright on Debian's Chromium, WebGPU through SwiftShader). Installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Every process this run starts inherits the marker; at the end (also on failure) none of its
+# coordinator or Chromium processes may be left running.
+export SWARM_TEST_RUN="${SWARM_TEST_RUN:-$$-$(date +%s)}"
+check_leftovers() {
+  local rc=$?
+  if ! bash scripts/leftover-processes.sh "$SWARM_TEST_RUN"; then
+    echo "FAIL: the test run left coordinator/Chromium processes running (killed now)" >&2
+    [ "$rc" -eq 0 ] && rc=1
+  fi
+  exit "$rc"
+}
+trap check_leftovers EXIT
 [ -d node_modules ] || npm ci
 bash scripts/ensure-chromium.sh
 echo "== typecheck"

@@ -24,6 +24,25 @@ export function Controls({ swarm, call, token }: { swarm: SwarmSnapshot; call: C
     else setMessage({ ok: false, text: `${what} failed: ${r.error}` });
   };
 
+  // The token never goes into a URL: it buys a single-use download link (valid for a minute)
+  // through the Authorization header, and the browser downloads from that link.
+  const exportModel = async () => {
+    setMessage(null);
+    try {
+      const r = await fetch('/api/operator/export-link', { headers: { authorization: `Bearer ${token}` }, cache: 'no-store' });
+      const body = (await r.json()) as { url?: string; error?: string };
+      if (!r.ok || !body.url) throw new Error(body.error ?? `HTTP ${r.status}`);
+      const a = document.createElement('a');
+      a.href = body.url;
+      a.download = '';
+      document.body.appendChild(a);
+      a.click();
+      a.remove();
+    } catch (e) {
+      setMessage({ ok: false, text: `export failed: ${(e as Error).message}` });
+    }
+  };
+
   const applyChurn = (e: FormEvent) => {
     e.preventDefault();
     const cfg: ChurnConfig =
@@ -51,15 +70,16 @@ export function Controls({ swarm, call, token }: { swarm: SwarmSnapshot; call: C
         >
           {swarm.paused ? 'Resume' : 'Pause'}
         </button>
-        <a
-          className={`button secondary${swarm.exporting ? ' disabled' : ''}`}
-          href={`/api/operator/export?token=${encodeURIComponent(token)}`}
-          download
+        <button
+          type="button"
+          className="secondary"
+          disabled={swarm.exporting || busy !== null}
           data-testid="export"
           title="All stages' weights in one safetensors file (the run is held at an iteration boundary while it is assembled)"
+          onClick={() => void exportModel()}
         >
           ⬇ Export model
-        </a>
+        </button>
       </div>
 
       <label className="field">

@@ -21,21 +21,13 @@ export type Connection = 'no-token' | 'connecting' | 'connected' | 'refused' | '
 
 const MAX_EVENTS = 5000;
 
-/** The token from `#token=...` (preferred: never sent to the server) or `?token=...`. */
+/**
+ * The token from `#token=...`: a URL fragment never leaves the browser. (A `?token=` query would
+ * travel to the server and into logs and history; it is not read.)
+ */
 export function readToken(): string | null {
   const hash = new URLSearchParams(window.location.hash.replace(/^#/, ''));
-  const fromHash = hash.get('token');
-  if (fromHash) return fromHash;
-  const query = new URLSearchParams(window.location.search);
-  const fromQuery = query.get('token');
-  if (fromQuery) {
-    // Move it to the fragment so later reloads do not send it in request URLs.
-    query.delete('token');
-    const q = query.toString();
-    window.history.replaceState(null, '', `${window.location.pathname}${q ? `?${q}` : ''}#token=${encodeURIComponent(fromQuery)}`);
-    return fromQuery;
-  }
-  return null;
+  return hash.get('token') || null;
 }
 
 export interface OperatorState {
