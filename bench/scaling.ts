@@ -57,6 +57,7 @@ async function measure(tabs: number, paceMs: number, mbPerTab: number, iteration
   const settings: RunSettings = { ...DEFAULT_SETTINGS, preset: 'tiny', stages: STAGES, microbatches: mbPerTab * tabs, batch: 1, seqLen: 32, recovery: 'checkfree' };
   const coord = new Coordinator({
     ...DEFAULT_COORDINATOR,
+    connectionRate: 1e6, // every simulated volunteer connects from this machine's one address
     settings,
     port: 0,
     silent: true,

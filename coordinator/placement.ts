@@ -44,6 +44,8 @@ export interface PlacementDeps {
   drop: (v: Volunteer, why: string) => void;
   /** Tells the stage's replicas their place in the group ("replica 2 of 3"). */
   announceGroup: (stage: number) => void;
+  /** A fresh secret for `v`'s assignment to `stage` (only its hash is stored, see resume-window.ts). */
+  issueClaim: (v: Volunteer, stage: number) => string;
 }
 
 export class Placement {
@@ -188,12 +190,14 @@ export class Placement {
     const { stages, events, log } = this.deps;
     this.waiting.delete(v);
     stages.reserve(stage, v);
-    const a: Assignment = { stage, config: this.opts.config, lr, weights, reason };
+    const a: Assignment = { stage, config: this.opts.config, lr, weights, reason, resumeToken: this.deps.issueClaim(v, stage) };
     try {
       await askStage(v, 'assign', [a], okReply, weights ? ASK_TIMEOUT_MS.state : ASK_TIMEOUT_MS.assign);
     } catch (e) {
       stages.release(v);
       log.warn({ volunteer: v.id, stage, err: (e as Error).message }, 'assignment failed');
+      // The pending weights were checked before they were stored: a tab refusing them is the
+      // tab's fault (it is dropped), not a reason to throw them away; the next tab gets them.
       this.deps.drop(v, `assignment failed: ${(e as Error).message}`);
       return false;
     }

@@ -13,7 +13,8 @@ import { planRecovery, type EdgePolicy, type RecoveryPlan } from '../shared/reco
 import { rebuildStageWeights } from '../shared/recovery/rebuild.js';
 import { replicaHolders, type StageReplicas } from '../shared/recovery/replicas.js';
 import type { AverageWeighting } from '../shared/recovery/average.js';
-import { decodeWeights, encodeWeights } from '../shared/protocol/index.js';
+import { encodeStageState, encodeWeights } from '../shared/protocol/index.js';
+import { checkStageState, checkWeights } from './bundle-check.js';
 import type { WeightParts } from '../shared/protocol/events.js';
 import type { RecoveryStrategy } from '../shared/run-settings.js';
 import type { Volunteer } from './registry.js';
@@ -97,13 +98,20 @@ export class Recovery {
   }
 
   /** Called by the scheduler when `stage`'s volunteer is gone. Leaves the rebuilt stage vacant for a spare. */
-  async onStageLost(stage: number): Promise<void> {
+  async onStageLost(stage: number, opts: { distrust?: boolean } = {}): Promise<void> {
     const S = this.scheduler.nStages;
     const detectedAt = Date.now();
+    const config = this.scheduler.opts.config;
     this.stages.markRebuilding(stage);
     if (this.opts.strategy === 'checkpoint') return this.rollBack(stage, detectedAt);
-    let plan = planRecovery(this.opts.strategy, stage, S, { edge: this.opts.edge });
     const notes: string[] = [];
+    let plan = planRecovery(this.opts.strategy, stage, S, { edge: this.opts.edge });
+    // A quarantined tab's own copies (its redundant copy, the replicas taken from it) are not
+    // trusted to rebuild its stage: rebuild from the neighbours instead.
+    if (opts.distrust && plan.method === 'redundant') {
+      plan = planRecovery('checkfree', stage, S, { edge: this.opts.edge });
+      notes.push('the lost tab was quarantined: its redundant copy is not used');
+    }
     let bundle: Uint8Array | null = null;
     let sources: SwarmRecoveryEvent['sources'] = [];
     let bytesMoved = 0;
@@ -111,8 +119,9 @@ export class Recovery {
     if (plan.method === 'redundant') {
       const holder = (stage - 1 + S) % S;
       try {
-        bundle = await this.fetch(holder, 'replica:stage');
-        bytesMoved += bundle.byteLength;
+        const raw = await this.fetch(holder, 'replica:stage');
+        bytesMoved += raw.byteLength;
+        bundle = encodeStageState(checkStageState(config, stage, raw));
         sources = [{ stage: holder, part: 'redundant-copy', bytes: bundle.byteLength }];
         lrScale = 1; // exact restore: same weights, same Adam state, same learning rate
       } catch (e) {
@@ -127,13 +136,17 @@ export class Recovery {
         for (const s of plan.blockSources) {
           const b = await this.fetch(s, 'all');
           bytesMoved += b.byteLength;
-          weights[s] = decodeWeights(b);
+          weights[s] = checkWeights(config, s, b);
         }
-        if (plan.replicaSource !== null && plan.replicaPart) {
+        if (plan.replicaSource !== null && plan.replicaPart && opts.distrust) {
+          notes.push(`the lost tab was quarantined: the ${plan.replicaPart} replica taken from it is not used`);
+        } else if (plan.replicaSource !== null && plan.replicaPart) {
+          const part = plan.replicaPart;
           try {
-            const b = await this.fetch(plan.replicaSource, `replica:${plan.replicaPart}`);
+            const b = await this.fetch(plan.replicaSource, `replica:${part}`);
             bytesMoved += b.byteLength;
-            replicas[plan.replicaSource] = { [plan.replicaPart]: decodeWeights(b) };
+            // A replica holds only the lost stage's embedding (or head), all of it.
+            replicas[plan.replicaSource] = { [part]: checkWeights(config, stage, b, { only: (n) => n.startsWith(`${part}.`) }) };
           } catch (e) {
             notes.push(`replica unavailable (${(e as Error).message})`);
           }
@@ -275,7 +288,9 @@ export class Recovery {
       if (holder === null) continue;
       const ownerStage = part === 'embed' ? 0 : S - 1;
       try {
-        const bundle = await this.fetch(ownerStage, part);
+        // Checked (and re-encoded from the checked values) before another tab stores it.
+        const raw = await this.fetch(ownerStage, part);
+        const bundle = encodeWeights(checkWeights(this.scheduler.opts.config, ownerStage, raw, { only: (n) => n.startsWith(`${part}.`) }));
         // Every replica of the holder stage keeps a copy: any of them may be the one left.
         for (const h of this.stages.replicas(holder)) {
           await askStage(h, 'put_replica', [{ part }, bundle], okReply, ASK_TIMEOUT_MS.replica);
@@ -398,7 +413,7 @@ export class Recovery {
       const holders = this.stages.replicas((s - 1 + S) % S);
       if (holders.length === 0) continue;
       try {
-        const b = await this.fetch(s, 'state');
+        const b = encodeStageState(checkStageState(this.scheduler.opts.config, s, await this.fetch(s, 'state')));
         for (const holder of holders) {
           await askStage(holder, 'put_replica', [{ part: 'stage' }, b], okReply, ASK_TIMEOUT_MS.state);
           this.redundantBytes += 2 * b.byteLength;

@@ -16,6 +16,8 @@ export interface ResumeWindowDeps {
   placement: Placement;
   events: EventLog;
   runId: () => string;
+  /** The stored proof of an assignment: whether `token` was handed out for `stage` of this run. */
+  verifyClaim: (v: Volunteer, stage: number, token: string) => boolean;
   isConnected: (v: Volunteer) => boolean;
   /** Continue the run at `iteration` (the scheduler and metrics follow). */
   setIteration: (iteration: number) => void;
@@ -65,6 +67,16 @@ export class ResumeWindow {
     const r = v.caps.resume;
     const { stages } = this.deps;
     if (!this.open || !r || r.runId !== this.deps.runId() || r.stage >= stages.nStages) return false;
+    // Proven claims only: the assignment's secret, and a step count the store recorded (or one
+    // more: a crash between the step and its record).
+    if (!this.deps.verifyClaim(v, r.stage, r.token) || (r.iteration !== this.recorded && r.iteration !== this.recorded + 1)) {
+      this.deps.events.add('rejected', `${v.id} claimed stage ${r.stage} of run ${this.deps.runId()} at ${r.iteration} steps without proof; it joins as a newcomer`, {
+        volunteer: v.id,
+        stage: r.stage,
+        reason: 'resume_claim',
+      });
+      return false;
+    }
     this.claims.push({ volunteer: v, stage: r.stage, iteration: r.iteration });
     this.deps.events.add('join', `${v.id} reclaimed stage ${r.stage} of run ${this.deps.runId()} (${r.iteration} steps applied)`, {
       volunteer: v.id,

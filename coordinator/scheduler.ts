@@ -146,7 +146,7 @@ export class Scheduler {
   private loopDone: Promise<void> | null = null;
   private watchdog: NodeJS.Timeout | null = null;
   /** The strategy rung: a stage's last replica is gone (set by the coordinator: recovery). */
-  onStageLost: (stage: number) => Promise<void> = async () => {};
+  onStageLost: (stage: number, opts: { distrust: boolean }) => Promise<void> = async () => {};
   /** The replica rung: a replica of a stage with siblings is gone; `rerun` hops run again. */
   onReplicaLost: (stage: number, v: Volunteer, rerun: number) => void = () => {};
   /** Called when a tab answers pings but leaves a task unanswered past taskTimeoutMs. */
@@ -197,7 +197,7 @@ export class Scheduler {
    * stage's last replica: its state was handed over (`handedOver`, the handoff rung) or the
    * recovery strategy rebuilds it; otherwise the replica rung re-runs its hops.
    */
-  async tabLost(v: Volunteer, stage: number, last: boolean, handedOver = false): Promise<void> {
+  async tabLost(v: Volunteer, stage: number, last: boolean, how: { handedOver?: boolean; quarantined?: boolean } = {}): Promise<void> {
     this.deps.speeds.forget(v);
     if (!last) {
       let rerun = 0;
@@ -219,7 +219,7 @@ export class Scheduler {
     this.pass?.abort(abandon);
     this.barrier?.abort(abandon);
     this.state = 'recovering';
-    if (!handedOver) await this.onStageLost(stage);
+    if (!how.handedOver) await this.onStageLost(stage, { distrust: how.quarantined ?? false });
     await this.deps.placement.fillVacancies();
     this.kick();
   }

@@ -7,6 +7,7 @@
  */
 import { createServer, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
+import { createHash, randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { Server } from 'socket.io';
 import { MAX_SOCKET_BYTES } from '../shared/protocol/events.js';
@@ -29,6 +30,7 @@ import { ResumeWindow } from './resume-window.js';
 import { PruningSessionAdapter } from './session-adapter.js';
 import { VolunteerConnections, VOLUNTEERS_ROOM } from './volunteer-connections.js';
 import { HttpRoutes } from './http-routes.js';
+import { maxMessageBytes } from './message-limits.js';
 import { HostCheck } from './host-check.js';
 import { CheckpointStore } from './checkpoint-store.js';
 
@@ -54,6 +56,8 @@ export interface CoordinatorOptions {
   maxOffences: number;
   /** Messages per second a tab may send (token bucket with a burst of twice that). */
   rateLimit: number;
+  /** New connections per second one client address may open (bursts of twice that). */
+  connectionRate: number;
   /** A gradient norm this many times the stage's recent median gets the tab quarantined. */
   outlierFactor: number;
   recovery: Omit<RecoveryOptions, 'strategy'>;
@@ -89,6 +93,7 @@ export const DEFAULT_COORDINATOR: Omit<CoordinatorOptions, 'settings'> = {
   resumeWaitMs: 15000,
   maxOffences: 3,
   rateLimit: 400,
+  connectionRate: 20,
   outlierFactor: 50,
   maxReplicas: Infinity,
   rebalanceEvery: 5,
@@ -102,6 +107,8 @@ export const DEFAULT_COORDINATOR: Omit<CoordinatorOptions, 'settings'> = {
     checkpointDir: new URL('../.data/checkpoints', import.meta.url).pathname,
   },
 };
+
+const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 
 export class Coordinator {
   readonly metrics = new SwarmMetrics();
@@ -148,6 +155,7 @@ export class Coordinator {
         log: this.log,
         drop: (v, why) => this.connections.dropLater(v, why),
         announceGroup: (s) => this.connections.announceGroup(s),
+        issueClaim: (v, stage) => this.issueClaim(v, stage),
       },
     );
     this.scheduler = new Scheduler(
@@ -195,7 +203,7 @@ export class Coordinator {
     });
     this.routes.attach(this.http);
     this.connections = new VolunteerConnections(
-      { config, graceMs: opts.graceMs, maxOffences: opts.maxOffences, rateLimit: opts.rateLimit },
+      { config, graceMs: opts.graceMs, maxOffences: opts.maxOffences, rateLimit: opts.rateLimit, connectionRate: opts.connectionRate },
       {
         registry: this.registry,
         stages: this.stages,
@@ -207,11 +215,14 @@ export class Coordinator {
         runId: () => this.runId,
         claimForResume: (v) => this.resume?.claim(v) ?? false,
         onHandoff: (stage, v, bytes) => this.recovery.noteHandoff(stage, v, bytes),
+        addressOf: (socket) => socket.handshake.address,
+        forget: (v) => this.revokeClaim(v),
       },
     );
     this.stages.onChange(() => this.updateStageGauges());
     this.io = new Server<VolunteerToServer, ServerToVolunteer>(this.http, {
-      maxHttpBufferSize: MAX_SOCKET_BYTES,
+      // The largest legitimate message of this run plus slack, not a fixed 64 MiB.
+      maxHttpBufferSize: Math.min(MAX_SOCKET_BYTES, maxMessageBytes(config, opts.settings.batch)),
       pingInterval: Math.min(5000, Math.max(500, opts.heartbeatTimeoutMs / 2)),
       pingTimeout: opts.heartbeatTimeoutMs,
       connectionStateRecovery: { maxDisconnectionDuration: opts.graceMs, skipMiddlewares: true },
@@ -226,6 +237,7 @@ export class Coordinator {
         placement: this.placement,
         events: this.events,
         runId: () => this.runId,
+        verifyClaim: (v, stage, token) => this.verifyClaim(v, stage, token),
         isConnected: (v) => this.registry.has(v),
         setIteration: (it) => {
           this.scheduler.iteration = it;
@@ -251,6 +263,32 @@ export class Coordinator {
   private startStoredRun(config: unknown): void {
     const o = this.opts;
     this.store.startRun(this.runId, { settings: o.settings, config, evalEvery: o.evalEvery, evalBatches: o.evalBatches, maxIterations: o.maxIterations, data: o.data ?? null });
+  }
+
+  /** The hash of each tab's current assignment secret (the store keeps only hashes). */
+  private claims = new Map<Volunteer, string>();
+
+  private issueClaim(v: Volunteer, stage: number): string {
+    this.revokeClaim(v);
+    const token = randomBytes(24).toString('base64url');
+    const hash = sha256(token);
+    this.store.setClaim(this.runId, hash, stage);
+    this.claims.set(v, hash);
+    return token;
+  }
+
+  private verifyClaim(v: Volunteer, stage: number, token: string): boolean {
+    const hash = sha256(token);
+    if (!this.store.claimMatches(this.runId, stage, hash)) return false;
+    this.claims.set(v, hash);
+    return true;
+  }
+
+  private revokeClaim(v: Volunteer): void {
+    const hash = this.claims.get(v);
+    if (hash === undefined) return;
+    this.claims.delete(v);
+    this.store.removeClaim(this.runId, hash);
   }
 
   private updateStageGauges(): void {
@@ -300,7 +338,7 @@ export class Coordinator {
       await this.recovery.afterIteration(r);
       this.operator.onIteration(r);
     };
-    this.scheduler.onStageLost = (stage) => this.recovery.onStageLost(stage);
+    this.scheduler.onStageLost = (stage, opts) => this.recovery.onStageLost(stage, opts);
     this.scheduler.onReplicaLost = (stage, v, rerun) => this.recovery.noteReplicaRung(stage, v, rerun);
     this.scheduler.onUnresponsive = (v, why) => this.connections.dropLater(v, `unresponsive: ${why}`);
     this.scheduler.start();

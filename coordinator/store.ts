@@ -32,7 +32,7 @@ import { clipData, clipText } from './clip.js';
 import type { Logger } from './log.js';
 import type { SwarmMetrics } from './metrics.js';
 
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 
 /** Newest rows a dashboard payload (init, run detail) carries. */
 export const DASHBOARD_ITERATIONS = 10_000;
@@ -330,6 +330,12 @@ export class RunStore {
         time INTEGER NOT NULL,
         PRIMARY KEY (run, iteration)
       ) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS stage_claims (
+        run TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        token_hash TEXT NOT NULL,
+        stage INTEGER NOT NULL,
+        PRIMARY KEY (run, token_hash)
+      ) WITHOUT ROWID;
       PRAGMA user_version = ${SCHEMA_VERSION};
     `);
   }
@@ -364,6 +370,27 @@ export class RunStore {
       this.stmts.touch.run(e.time, run);
     });
     this.pruneEvents(run);
+  }
+
+  /**
+   * The proof a tab needs to reclaim its stage after a restart: only the hash of the secret the
+   * coordinator handed it with the assignment is stored.
+   */
+  setClaim(run: string, tokenHash: string, stage: number): void {
+    this.write('stage_claims', () => this.db.prepare('INSERT OR REPLACE INTO stage_claims (run, token_hash, stage) VALUES (?, ?, ?)').run(run, tokenHash, stage));
+  }
+
+  removeClaim(run: string, tokenHash: string): void {
+    this.write('stage_claims', () => this.db.prepare('DELETE FROM stage_claims WHERE run = ? AND token_hash = ?').run(run, tokenHash));
+  }
+
+  /** Whether a stored claim of `run` for `stage` has this token hash. */
+  claimMatches(run: string, stage: number, tokenHash: string): boolean {
+    try {
+      return this.db.prepare('SELECT 1 FROM stage_claims WHERE run = ? AND stage = ? AND token_hash = ?').get(run, stage, tokenHash) !== undefined;
+    } catch {
+      return false;
+    }
   }
 
   /** Records a checkpoint written to disk; true when it is in the database now (not only queued). */

@@ -17,6 +17,7 @@ import type { SwarmMetrics } from './metrics.js';
 import type { EventLog } from './events-log.js';
 import type { Logger } from './log.js';
 import { TokenBucket } from './token-bucket.js';
+import { clipText } from './clip.js';
 import { parseOutMessage } from './relay-check.js';
 import { askStage, ASK_TIMEOUT_MS, bytesReply, okReply } from './ask-stage.js';
 import { checkStageState } from './bundle-check.js';
@@ -25,6 +26,8 @@ import { checkStageState } from './bundle-check.js';
 export const HELLO_TIMEOUT_MS = 30_000;
 /** How long a leaving last replica has to hand its state over. */
 export const HANDOFF_TIMEOUT_MS = 10_000;
+/** Addresses whose connection budget is remembered at most (older ones are forgotten first). */
+const MAX_TRACKED_ADDRESSES = 10_000;
 /** The room every registered tab is in (one broadcast reaches them all). */
 export const VOLUNTEERS_ROOM = 'volunteers';
 
@@ -33,6 +36,8 @@ export interface ConnectionOptions {
   graceMs: number;
   maxOffences: number;
   rateLimit: number;
+  /** New connections one address may open per second (bursts of twice that). */
+  connectionRate: number;
 }
 
 export interface ConnectionDeps {
@@ -49,6 +54,10 @@ export interface ConnectionDeps {
   claimForResume: (v: Volunteer) => boolean;
   /** A stage's last replica handed its state over: recovery records the rung. */
   onHandoff: (stage: number, v: Volunteer, bytes: number) => void;
+  /** A tab is gone for good (its resume secret stops being valid). */
+  forget: (v: Volunteer) => void;
+  /** The client address of a socket (behind a trusted proxy, from X-Forwarded-For). */
+  addressOf: (socket: CoordinatorSocket) => string;
 }
 
 const EVENTS = new Set(['out', 'stats', 'leave', 'hello']);
@@ -56,6 +65,8 @@ const EVENTS = new Set(['out', 'stats', 'leave', 'hello']);
 export class VolunteerConnections {
   private bySocket = new Map<string, Volunteer>();
   private graceTimers = new Map<string, NodeJS.Timeout>();
+  /** Connection budget per client address (reconnect floods are refused before any handler). */
+  private perAddress = new Map<string, TokenBucket>();
 
   constructor(private opts: ConnectionOptions, private deps: ConnectionDeps) {}
 
@@ -70,7 +81,24 @@ export class VolunteerConnections {
     group.forEach((v, i) => v.socket.emit('group', { stage, replica: i + 1, of: group.length }));
   }
 
+  /** Whether `address` may open one more connection now. */
+  private admitAddress(address: string): boolean {
+    let b = this.perAddress.get(address);
+    if (!b) {
+      if (this.perAddress.size >= MAX_TRACKED_ADDRESSES) this.perAddress.delete(this.perAddress.keys().next().value!);
+      b = new TokenBucket(this.opts.connectionRate, 2 * this.opts.connectionRate);
+      this.perAddress.set(address, b);
+    }
+    return b.take();
+  }
+
   onConnection(socket: CoordinatorSocket): void {
+    if (!this.admitAddress(this.deps.addressOf(socket))) {
+      this.deps.metrics.rejected.inc({ reason: 'reconnect_rate' });
+      socket.emit('rejected', { reason: 'reconnect_rate', message: `more than ${this.opts.connectionRate} connections/s from this address` });
+      socket.disconnect(true);
+      return;
+    }
     const existing = this.bySocket.get(socket.id);
     if (socket.recovered && existing) {
       // A blip shorter than the grace period: same volunteer, same stage, no recovery.
@@ -197,7 +225,7 @@ export class VolunteerConnections {
       );
     });
     socket.onAny((event: string) => {
-      if (!EVENTS.has(event)) this.reject(v, 'unknown_event', `unknown event "${String(event).slice(0, 64)}"`);
+      if (!EVENTS.has(event)) this.reject(v, 'unknown_event', `unknown event "${String(event)}"`);
     });
   }
 
@@ -230,8 +258,9 @@ export class VolunteerConnections {
     }
     v.offences++;
     metrics.rejected.inc({ reason });
-    events.add('rejected', `rejected message from ${v.id} (${reason}): ${message.slice(0, 300)}`, { volunteer: v.id, reason });
-    v.socket.emit('rejected', { reason, message: message.slice(0, 300) });
+    // The event log clips what it stores and shows (clip.ts); the tab gets the same clipped text.
+    events.add('rejected', `rejected message from ${v.id} (${reason}): ${message}`, { volunteer: v.id, reason });
+    v.socket.emit('rejected', { reason, message: clipText(message) });
     if (v.offences >= this.opts.maxOffences) {
       events.add('leave', `disconnecting ${v.id} after ${v.offences} rejected message(s)`, { volunteer: v.id });
       void this.drop(v, 'misbehaved');
@@ -247,15 +276,16 @@ export class VolunteerConnections {
     this.deps.metrics.quarantined.inc();
     this.deps.events.add('quarantine', `quarantined ${v.id} (stage ${v.stage ?? 'spare'}): ${reason}`, { volunteer: v.id, stage: v.stage, reason });
     v.socket.emit('rejected', { reason: 'quarantine', message: reason });
-    void this.drop(v, `quarantined: ${reason}`);
+    void this.drop(v, `quarantined: ${reason}`, { quarantined: true });
   }
 
   /** Removes a volunteer for good; its stage goes down the recovery ladder. */
-  async drop(v: Volunteer, why: string): Promise<void> {
+  async drop(v: Volunteer, why: string, how: { quarantined?: boolean } = {}): Promise<void> {
     const { registry, stages, placement, scheduler, events } = this.deps;
     if (!registry.has(v)) return;
     registry.remove(v.id);
     placement.forget(v);
+    this.deps.forget(v);
     this.bySocket.delete(v.socket.id);
     const t = this.graceTimers.get(v.id);
     if (t) clearTimeout(t);
@@ -278,7 +308,7 @@ export class VolunteerConnections {
       stages.setPending(left.stage, { weights: handoff, reason: 'handoff', lrScale: 1 });
       this.deps.onHandoff(left.stage, v, handoff.byteLength);
     }
-    await scheduler.tabLost(v, left.stage, left.last, handoff !== null);
+    await scheduler.tabLost(v, left.stage, left.last, { handedOver: handoff !== null, quarantined: how.quarantined });
   }
 
   /** Drops the tab for a reason found outside its messages (overdue task, failed assignment). */

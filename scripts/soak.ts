@@ -50,6 +50,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
   const log = o.log ?? console.log;
   const coord = new Coordinator({
     ...DEFAULT_COORDINATOR,
+    connectionRate: 1e6, // every simulated volunteer connects from this machine's one address
     maxReplicas: 1, // one tab per stage: extra tabs are spares (these tests exercise the strategy rung)
     settings: { ...DEFAULT_SETTINGS, preset: 'tiny', stages: 4, microbatches: 2, batch: 1, seqLen: 32, recovery: 'checkfree' },
     port: 0,

@@ -38,7 +38,13 @@ export const capabilitiesSchema = z.strictObject({
    * run, its stage and how many optimizer steps it has applied. A resumed run reclaims it.
    */
   resume: z
-    .strictObject({ runId: str(64), stage: z.number().int().min(0).max(1023), iteration: z.number().int().min(0).max(0xffffffff) })
+    .strictObject({
+      runId: str(64),
+      stage: z.number().int().min(0).max(1023),
+      iteration: z.number().int().min(0).max(0xffffffff),
+      /** The secret the coordinator handed this tab with its assignment (its hash is stored). */
+      token: z.string().min(16).max(128),
+    })
     .optional(),
 });
 export type Capabilities = z.infer<typeof capabilitiesSchema>;
@@ -113,6 +119,8 @@ export interface Assignment {
   weights: Uint8Array | null;
   /** Why: 'start', 'join', 'recovery:<method>', ... */
   reason: string;
+  /** A secret proving this assignment after a coordinator restart (absent for spares). */
+  resumeToken?: string;
 }
 
 /**

@@ -66,6 +66,8 @@ export class VolunteerAgent {
   private running = false;
   /** The optimizer step in progress, if any. */
   private stepping: Promise<void> | null = null;
+  /** The secret of this tab's assignment: what reclaims the stage after a coordinator restart. */
+  private resumeToken: string | null = null;
   /** The run this tab's stage belongs to (from the coordinator's welcome). */
   private runId: string | null = null;
   /** Replicas of a neighbour's embedding/head held for CheckFree+. */
@@ -178,7 +180,7 @@ export class VolunteerAgent {
 
   private hello(): void {
     const caps: Capabilities = { ...this.opts.capabilities, ...(this.status.volunteerId ? { resumeId: this.status.volunteerId } : {}) };
-    if (this.stage && this.runId) caps.resume = { runId: this.runId, stage: this.stage.index, iteration: this.status.iteration ?? 0 };
+    if (this.stage && this.runId && this.resumeToken) caps.resume = { runId: this.runId, stage: this.stage.index, iteration: this.status.iteration ?? 0, token: this.resumeToken };
     this.socket.emit('hello', caps, (r: OkAck) => {
       if (!r.ok) this.log('error', `coordinator refused hello: ${r.error}`);
     });
@@ -198,6 +200,8 @@ export class VolunteerAgent {
   }
 
   private assign(a: Assignment): void {
+    // A new assignment brings its own secret; a reassignment of the same stage (a rollback) keeps it.
+    if (a.resumeToken !== undefined || a.stage === null || a.stage !== this.stage?.index) this.resumeToken = a.resumeToken ?? null;
     this.queue = [];
     this.stage?.dispose();
     this.stage = null;
