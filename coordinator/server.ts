@@ -4,7 +4,6 @@
  * that volunteers join. Wires registry, scheduler, recovery, metrics and the event log together.
  */
 import { createServer, type IncomingMessage } from 'node:http';
-import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { Server } from 'socket.io';
 import { capabilitiesSchema, statsSchema, MAX_SOCKET_BYTES } from '../shared/protocol/events.js';
@@ -144,7 +143,7 @@ export class Coordinator {
       (v, reason) => this.quarantineVolunteer(v, reason),
     );
     this.recovery = new Recovery(
-      { ...opts.recovery, strategy: opts.settings.recovery, checkpointDir: join(opts.recovery.checkpointDir, this.runId) }, this.scheduler, this.registry, this.metrics, this.events, this.log,
+      { ...opts.recovery, strategy: opts.settings.recovery }, this.scheduler, this.registry, this.metrics, this.events, this.log,
       new CheckpointStore({ store: this.store, dir: opts.recovery.checkpointDir, run: () => this.runId, log: this.log }));
     this.routes = new HttpRoutes({
       clientDir: opts.clientDir,
