@@ -7,8 +7,7 @@ import { describe, it, expect, afterEach } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServer } from 'node:net';
-import { spawnChild, killChildren } from '../testing/child.js';
+import { spawnChild, killChildren, freePort } from '../testing/child.js';
 import { rawRequest } from '../testing/raw-http.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -18,16 +17,6 @@ afterEach(async () => {
   await killChildren();
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 describe('coordinator process', () => {
   it('survives hostile request lines, keeps a token file secret, serves --public-host names only', async () => {

@@ -33,7 +33,7 @@ export interface RecoveryOptions {
   checkpointEvery: number | 'auto';
   /** Failure rate assumed by the auto interval, per stage per hour (e.g. 0.1 = 10%/h). */
   expectedFailureRate: number;
-  /** Where the checkpoint baseline writes stage states (checkpoint-store.ts; one folder per run). */
+  /** Where the checkpoint baseline writes stage states (checkpoint-store.ts keeps one folder per run under it). */
   checkpointDir: string;
   lrScale: number;
   /** Refresh CheckFree+'s embedding/head replicas every this many iterations (0 = never). */

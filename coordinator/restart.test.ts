@@ -7,22 +7,11 @@ import { describe, it, expect, afterEach } from 'vitest';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServer } from 'node:net';
 import { startNodeVolunteer, type NodeVolunteer } from '../testing/node-volunteer.js';
-import { spawnChild, killChildren, type Child } from '../testing/child.js';
+import { spawnChild, killChildren, freePort, type Child } from '../testing/child.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const vols: NodeVolunteer[] = [];
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 function startCoordinator(port: number, dataDir: string, resumeWaitMs = 20000): Child {
   return spawnChild(

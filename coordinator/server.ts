@@ -6,7 +6,6 @@
  * operator, metrics, store and event log.
  */
 import { createServer, type IncomingMessage } from 'node:http';
-import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { Server } from 'socket.io';
@@ -183,7 +182,7 @@ export class Coordinator {
       },
     );
     this.recovery = new Recovery(
-      { ...opts.recovery, strategy: opts.settings.recovery, checkpointDir: join(opts.recovery.checkpointDir, this.runId) },
+      { ...opts.recovery, strategy: opts.settings.recovery },
       this.scheduler,
       this.stages,
       () => this.placement.waitingCount(),

@@ -345,7 +345,7 @@ export class RunStore {
   }
 
   addIteration(run: string, r: IterationRow): void {
-    const stages = safeJson(clipData(r.stages));
+    const stages = safeJson(r.stages); // written by the coordinator, one entry per stage
     this.write('iterations', () => {
       this.stmts.insertIteration.run({
       run,

@@ -5,6 +5,7 @@
  * process 'exit' hook kills whatever is left if the test runner itself goes down.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { createServer } from 'node:net';
 
 export interface Child {
   proc: ChildProcess;
@@ -71,4 +72,16 @@ export async function killChildren(): Promise<void> {
 /** Children still running (for assertions). */
 export function runningChildren(): number {
   return alive.size;
+}
+
+/** A TCP port free on 127.0.0.1 right now (for a child server's --port). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
 }
