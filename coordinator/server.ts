@@ -25,6 +25,12 @@ import { Operator, newOperatorToken } from './operator.js';
 import { decideResume, newRunId, type ResumeClaim } from './resume.js';
 import { PruningSessionAdapter } from './session-adapter.js';
 import { askStage, ASK_TIMEOUT_MS, okReply } from './ask-stage.js';
+import { createSecureServer, type TlsCredentials } from './tls.js';
+import { clientAddress } from './client-address.js';
+import { Contributions } from './contributions.js';
+import { SharedSample } from './shared-sample.js';
+import { handlePublicRoute } from './public-routes.js';
+import { forwardPath } from '../shared/schedule/paths.js';
 
 export interface CoordinatorOptions {
   settings: RunSettings;
@@ -61,6 +67,12 @@ export interface CoordinatorOptions {
   dataDir?: string | null;
   /** Operator token for the dashboard and /api/operator/*; unset = a random one per start. */
   operatorToken?: string;
+  /** Serve HTTPS with these (plain HTTP on the port is redirected); null = HTTP. */
+  tls?: TlsCredentials | null;
+  /** A reverse proxy is in front: client addresses come from X-Forwarded-For (client-address.ts). */
+  trustProxy?: boolean;
+  /** Seconds between shared model samples for the volunteer page (0 = never). */
+  sampleEverySeconds: number;
 }
 
 export const DEFAULT_COORDINATOR: Omit<CoordinatorOptions, 'settings'> = {
@@ -75,6 +87,7 @@ export const DEFAULT_COORDINATOR: Omit<CoordinatorOptions, 'settings'> = {
   stepTimeoutMs: 120000,
   taskTimeoutMs: 120000,
   resumeWaitMs: 15000,
+  sampleEverySeconds: 180,
   maxOffences: 3,
   rateLimit: 400,
   outlierFactor: 50,
@@ -100,7 +113,11 @@ export class Coordinator {
   readonly store: RunStore;
   /** Operator namespace, token-protected endpoints and dashboard controls. */
   readonly operator: Operator;
-  private http = createServer((req, res) => this.handleHttp(req, res));
+  private http: ReturnType<typeof createServer>;
+  /** What each browser has given (public table: nicknames only). */
+  readonly contributions = new Contributions();
+  /** The volunteer page's shared "the model now writes…" sample. */
+  sharedSample!: SharedSample;
   private bySocket = new Map<string, Volunteer>();
   private graceTimers = new Map<string, NodeJS.Timeout>();
   private statics: ReturnType<typeof sirv> | null;
@@ -111,6 +128,8 @@ export class Coordinator {
   url = '';
 
   constructor(readonly opts: CoordinatorOptions) {
+    const handler = (req: IncomingMessage, res: ServerResponse) => void this.handleHttp(req, res);
+    this.http = opts.tls ? createSecureServer(opts.tls, handler) : createServer(handler);
     checkSettings(opts.settings);
     this.log = createLogger({ level: opts.logLevel, silent: opts.silent });
     this.events = new EventLog(this.log);
@@ -160,6 +179,7 @@ export class Coordinator {
       for (const p of this.scheduler.vacant.values()) p.reason = 'resume';
       this.resuming = { claims: [], recorded: opts.resumeRun.iteration, timer: null };
     }
+    this.sharedSample = new SharedSample(this.scheduler, this.registry, this.log, opts.sampleEverySeconds * 1000);
     this.operator = new Operator(this, opts.operatorToken || newOperatorToken());
     this.operator.attach(this.io);
   }
@@ -238,7 +258,8 @@ export class Coordinator {
     });
     const addr = this.http.address() as AddressInfo;
     const host = this.opts.host === '0.0.0.0' || this.opts.host === '::' ? 'localhost' : this.opts.host === '127.0.0.1' ? 'localhost' : this.opts.host;
-    this.url = `http://${host}:${addr.port}`;
+    this.url = `${this.opts.tls ? 'https' : 'http'}://${host}:${addr.port}`;
+    this.sharedSample.start();
     // Tasks go through the socket's room: a tab back from a blip within the grace period gets
     // the packets it missed (connection-state recovery replays them).
     this.scheduler.emitTask = (v, meta, input, targets) => void this.io.to(v.socket.id).emit('task', meta, input, targets);
@@ -261,6 +282,7 @@ export class Coordinator {
     for (const t of this.graceTimers.values()) clearTimeout(t);
     if (this.resuming?.timer) clearTimeout(this.resuming.timer);
     this.resuming = null;
+    this.sharedSample.stop();
     await this.scheduler.close();
     this.io.disconnectSockets(true);
     this.operator.close();
@@ -275,6 +297,7 @@ export class Coordinator {
       return;
     }
     if (await this.operator.handleHttp(req, res, url)) return;
+    if (this.publicRoute(url, res)) return;
     if (url.pathname === '/healthz') {
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ ok: true, runId: this.runId, ...this.scheduler.status() }));
       return;
@@ -289,6 +312,27 @@ export class Coordinator {
     }
     if (url.pathname === '/dashboard' || url.pathname === '/dashboard/') req.url = '/dashboard.html' + url.search;
     this.statics(req, res, () => void res.writeHead(404).end('not found\n'));
+  }
+
+  /** The volunteer page's public routes (public-routes.ts). */
+  publicRoute(url: URL, res: ServerResponse): boolean {
+    return handlePublicRoute(url, res, {
+      status: () => this.scheduler.status(),
+      volunteers: () => ({ active: this.registry.all().filter((v) => v.stage !== null).length, spares: this.registry.spares().length }),
+      contributions: this.contributions,
+      sample: () => this.sharedSample.latest,
+      sampleEverySeconds: this.opts.sampleEverySeconds,
+    });
+  }
+
+  /** Accepted training work of a tab, credited to its browser (contributions.ts). */
+  private credit(v: Volunteer, meta: { dir: string; computeMs: number; mb: number; hop: number }): void {
+    const id = v.caps.browserId;
+    if (!id || meta.dir === 'E') return;
+    const tokensPerMicrobatch = this.opts.settings.batch * this.scheduler.opts.config.seqLen;
+    // A microbatch counts once per stage it passes: on the hop that ran that stage's blocks.
+    const forward = meta.dir === 'F' && forwardPath(meta.mb, this.scheduler.nStages, usesSwap(this.opts.settings))[meta.hop]?.segment.blocks === true;
+    this.contributions.record(id, forward ? tokensPerMicrobatch : 0, meta.computeMs, forward ? 1 : 0);
   }
 
   /**
@@ -368,11 +412,13 @@ export class Coordinator {
       }
       const v = this.registry.add(socket, parsed.data);
       this.bySocket.set(socket.id, v);
+      if (parsed.data.browserId) this.contributions.setNickname(parsed.data.browserId, parsed.data.nickname ?? null);
       this.attach(v);
       ack({ ok: true });
       this.claimForResume(v);
       socket.emit('welcome', { volunteerId: v.id, runId: this.runId });
-      this.events.add('join', `${v.id} joined (${v.caps.backend}, ${v.caps.throughputGflops.toFixed(2)} GFLOP/s)`, { volunteer: v.id, backend: v.caps.backend });
+      const address = clientAddress(socket.request, this.opts.trustProxy === true);
+      this.events.add('join', `${v.id} joined (${v.caps.backend}, ${v.caps.throughputGflops.toFixed(2)} GFLOP/s)`, { volunteer: v.id, backend: v.caps.backend, address });
       void this.scheduler.fillVacancies().then(() => {
         if (v.stage === null && this.registry.get(v.id)) this.tellSpare(v);
         this.scheduler.kick();
@@ -417,6 +463,7 @@ export class Coordinator {
       const parsed = parseOutMessage(meta, frame);
       if (!parsed.ok) return this.reject(v, parsed.reason, parsed.message);
       if (v.stage === null) return this.reject(v, 'wrong_stage', 'a spare has no tasks');
+      this.credit(v, parsed.meta);
       this.scheduler.handleOut(v, parsed.meta, parsed.frame);
     }));
     socket.on('stats', guard('stats', (s) => {
