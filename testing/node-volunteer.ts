@@ -29,7 +29,7 @@ export interface NodeVolunteerOptions {
   /** Extra hello capabilities (e.g. a browser id and nickname). */
   capabilities?: Partial<Capabilities>;
   /** socket.io client options (e.g. `ca` for a self-signed HTTPS coordinator, `localAddress`). */
-  socketOptions?: Partial<ManagerOptions & SocketOptions>;
+  socketOptions?: Partial<ManagerOptions & SocketOptions> & { localAddress?: string };
 }
 
 export async function startNodeVolunteer(url: string, opts: NodeVolunteerOptions = {}): Promise<NodeVolunteer> {
