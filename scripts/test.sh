@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -d node_modules ] || npm ci
 bash scripts/ensure-chromium.sh
+bash scripts/ensure-packages.sh   # nginx, prometheus/promtool, openssl for deploy/ and TLS tests
 echo "== typecheck"
 npx tsc --noEmit -p .
 echo "== unit and Node swarm tests (vitest)"
