@@ -1,8 +1,8 @@
 /**
  * The volunteer page's "the model now writes…": one sample of the swarm's model, made by the
  * coordinator every few minutes through the tabs (sampling.ts) and served to every page alike,
- * so no visitor can make the swarm generate text. A tick is skipped while the run is not training
- * with every stage held, and while the previous sample is still being made.
+ * so no visitor can make the swarm generate text. A tick is skipped until the first step, while a
+ * stage has no tab (waiting, recovering), and while the previous sample is still being made.
  */
 import { generate, swarmLogits, tokenizer } from './sampling.js';
 import type { Registry } from './registry.js';
@@ -50,7 +50,7 @@ export class SharedSample {
   /** Makes a sample now if the swarm can; resolves with it (or null when skipped or failed). */
   async tick(): Promise<SharedSampleText | null> {
     const status = this.scheduler.status();
-    if (this.busy || this.closed || status.state !== 'running' || this.scheduler.iteration === 0) return null;
+    if (this.busy || this.closed || (status.state !== 'running' && status.state !== 'paused') || this.scheduler.iteration === 0) return null;
     for (let s = 0; s < this.scheduler.nStages; s++) if (!this.registry.owner(s)) return null;
     this.busy = true;
     const config = this.scheduler.opts.config;
