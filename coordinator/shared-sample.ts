@@ -19,7 +19,7 @@ export interface SharedSampleText {
   at: number;
 }
 
-export const SHARED_SAMPLE = { prompt: 'The whale', length: 120, temperature: 0.8 } as const;
+export const SHARED_SAMPLE = { prompt: 'The whale', length: 64, temperature: 0.8 } as const;
 
 export class SharedSample {
   latest: SharedSampleText | null = null;

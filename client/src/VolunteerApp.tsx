@@ -105,6 +105,10 @@ export function VolunteerApp() {
   const [myId] = useState(browserId);
   const [nickname, setNickname] = useState(savedNickname);
   const [dutyPercent, setDutyPercent] = useState(savedDutyPercent);
+  // What join() sends, read at the time of joining (join itself must stay the same function: the
+  // mount effect below depends on it and its clean-up terminates the worker).
+  const joinSettings = useRef({ nickname, dutyPercent });
+  joinSettings.current = { nickname, dutyPercent };
   const workerRef = useRef<Worker | null>(null);
   const leaveTimerRef = useRef<ReturnType<typeof setTimeout> | null>(null);
 
@@ -150,10 +154,10 @@ export function VolunteerApp() {
       });
       if (workerRef.current === worker) teardown();
     };
-    const start: PageToWorker = { type: 'start', url: options.coordinatorUrl, backends: options.backends, browserId: myId, nickname: nickname ?? undefined, dutyPercent };
+    const start: PageToWorker = { type: 'start', url: options.coordinatorUrl, backends: options.backends, browserId: myId, nickname: joinSettings.current.nickname ?? undefined, dutyPercent: joinSettings.current.dutyPercent };
     worker.postMessage(start);
     setRunning(true);
-  }, [appendLog, options, teardown, myId, nickname, dutyPercent]);
+  }, [appendLog, options, teardown, myId]);
 
   const stop = useCallback(() => {
     const worker = workerRef.current;
