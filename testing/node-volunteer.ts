@@ -26,6 +26,8 @@ export interface NodeVolunteerOptions {
   createStage?: AgentOptions['createStage'];
   /** Sees the socket before the agent does (a test harness may wrap what it sends). */
   wrapSocket?: (socket: VolunteerSocket) => void;
+  /** The agent's duty cycle (largest share of time computing, 0..1). */
+  dutyCycle?: number;
   /** Extra hello capabilities (e.g. a browser id and nickname). */
   capabilities?: Partial<Capabilities>;
   /** socket.io client options (e.g. `ca` for a self-signed HTTPS coordinator, `localAddress`). */
@@ -41,6 +43,7 @@ export async function startNodeVolunteer(url: string, opts: NodeVolunteerOptions
     capabilities: { backend, adapter: null, throughputGflops: 1, agent: `node/${opts.name ?? 'sim'} tfjs-${tf.version_core}`, ...opts.capabilities },
     onStatus: (s) => (last = s),
     createStage: opts.createStage,
+    ...(opts.dutyCycle !== undefined ? { dutyCycle: () => opts.dutyCycle! } : {}),
   });
   return {
     agent,
