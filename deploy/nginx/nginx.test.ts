@@ -8,7 +8,6 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request as httpsRequest } from 'node:https';
@@ -19,7 +18,7 @@ import { DEFAULT_SETTINGS, type RunSettings } from '../../shared/run-settings.js
 import { selfSignedCertificate } from '../../coordinator/tls.js';
 import { startNodeVolunteer, type NodeVolunteer } from '../../testing/node-volunteer.js';
 import { until } from '../../testing/until.js';
-import { requireCommand } from '../require-command.js';
+import { freePort, requireCommand, stopProcess, substitute } from '../harness.js';
 
 const CONF = new URL('./swarm.conf', import.meta.url);
 const settings: RunSettings = { ...DEFAULT_SETTINGS, preset: 'tiny', stages: 2, microbatches: 2, batch: 1, seqLen: 16, recovery: 'checkfree' };
@@ -30,23 +29,7 @@ let coord: Coordinator | null = null;
 const vols: NodeVolunteer[] = [];
 let nginxLog = '';
 
-/** A free TCP port on `host`. */
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, host, () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
-/** Replaces `from` (which must be in `text`) by `to`: a change to swarm.conf breaks the test loudly. */
-function substitute(text: string, from: string, to: string): string {
-  if (!text.includes(from)) throw new Error(`deploy/nginx/swarm.conf no longer contains "${from}": update this test`);
-  return text.split(from).join(to);
-}
 
 function fetchText(url: string, ca: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; location?: string }> {
   return new Promise((resolve, reject) => {
@@ -76,13 +59,13 @@ beforeAll(async () => {
   ca = cert.cert;
   const [tlsPort, httpPort] = [await freePort('127.0.0.2'), await freePort('127.0.0.2')];
   let site = readFileSync(CONF, 'utf8');
-  site = substitute(site, 'server 127.0.0.1:8080;', `server 127.0.0.1:${coordPort};`);
-  site = substitute(site, '    listen 80;\n', `    listen 127.0.0.2:${httpPort};\n`);
-  site = substitute(site, '    listen [::]:80;\n', '');
-  site = substitute(site, '    listen 443 ssl;\n', `    listen 127.0.0.2:${tlsPort} ssl;\n`);
-  site = substitute(site, '    listen [::]:443 ssl;\n', '');
-  site = substitute(site, '/etc/letsencrypt/live/swarm.example.org/fullchain.pem', join(dir, 'tls/self-signed.crt'));
-  site = substitute(site, '/etc/letsencrypt/live/swarm.example.org/privkey.pem', join(dir, 'tls/self-signed.key'));
+  site = substitute('deploy/nginx/swarm.conf', site, 'server 127.0.0.1:8080;', `server 127.0.0.1:${coordPort};`);
+  site = substitute('deploy/nginx/swarm.conf', site, '    listen 80;\n', `    listen 127.0.0.2:${httpPort};\n`);
+  site = substitute('deploy/nginx/swarm.conf', site, '    listen [::]:80;\n', '');
+  site = substitute('deploy/nginx/swarm.conf', site, '    listen 443 ssl;\n', `    listen 127.0.0.2:${tlsPort} ssl;\n`);
+  site = substitute('deploy/nginx/swarm.conf', site, '    listen [::]:443 ssl;\n', '');
+  site = substitute('deploy/nginx/swarm.conf', site, '/etc/letsencrypt/live/swarm.example.org/fullchain.pem', join(dir, 'tls/self-signed.crt'));
+  site = substitute('deploy/nginx/swarm.conf', site, '/etc/letsencrypt/live/swarm.example.org/privkey.pem', join(dir, 'tls/self-signed.key'));
   writeFileSync(join(dir, 'swarm.conf'), site);
   const temp = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `${t}_temp_path ${join(dir, t)};`).join('\n  ');
   writeFileSync(
@@ -107,12 +90,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const v of vols) v.kill();
-  if (nginx && nginx.exitCode === null) {
-    const exited = new Promise((r) => nginx!.once('exit', r));
-    nginx.kill('SIGTERM');
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
-    if (nginx.exitCode === null) nginx.kill('SIGKILL');
-  }
+  await stopProcess(nginx);
   await coord?.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });

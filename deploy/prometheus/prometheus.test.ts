@@ -8,14 +8,13 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Coordinator, DEFAULT_COORDINATOR } from '../../coordinator/server.js';
 import { DEFAULT_SETTINGS, type RunSettings } from '../../shared/run-settings.js';
 import { startNodeVolunteer, type NodeVolunteer } from '../../testing/node-volunteer.js';
-import { requireCommand } from '../require-command.js';
+import { freePort, requireCommand, stopProcess, substitute } from '../harness.js';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 const settings: RunSettings = { ...DEFAULT_SETTINGS, preset: 'tiny', stages: 2, microbatches: 2, batch: 1, seqLen: 16, recovery: 'checkfree' };
@@ -27,21 +26,7 @@ let coord: Coordinator | null = null;
 const vols: NodeVolunteer[] = [];
 let api = '';
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
-function substitute(text: string, from: string, to: string): string {
-  if (!text.includes(from)) throw new Error(`deploy/prometheus/prometheus.yml no longer contains "${from}": update this test`);
-  return text.split(from).join(to);
-}
 
 interface Sample {
   metric: Record<string, string>;
@@ -79,9 +64,9 @@ beforeAll(async () => {
   const target = new URL(await coord.listen()).port;
   for (let i = 0; i < 2; i++) vols.push(await startNodeVolunteer(coord.url, { name: `prom${i}` }));
   let conf = readFileSync(join(HERE, 'prometheus.yml'), 'utf8');
-  conf = substitute(conf, "targets: ['127.0.0.1:8080']", `targets: ['127.0.0.1:${target}']`);
-  conf = substitute(conf, 'scrape_interval: 15s', 'scrape_interval: 1s');
-  conf = substitute(conf, 'evaluation_interval: 15s', 'evaluation_interval: 1s');
+  conf = substitute('deploy/prometheus/prometheus.yml', conf, "targets: ['127.0.0.1:8080']", `targets: ['127.0.0.1:${target}']`);
+  conf = substitute('deploy/prometheus/prometheus.yml', conf, 'scrape_interval: 15s', 'scrape_interval: 1s');
+  conf = substitute('deploy/prometheus/prometheus.yml', conf, 'evaluation_interval: 15s', 'evaluation_interval: 1s');
   writeFileSync(join(dir, 'prometheus.yml'), conf);
   copyFileSync(join(HERE, 'swarm-rules.yml'), join(dir, 'swarm-rules.yml'));
   const port = await freePort();
@@ -94,12 +79,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  if (prom && prom.exitCode === null) {
-    const exited = new Promise((r) => prom!.once('exit', r));
-    prom.kill('SIGTERM');
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-    if (prom.exitCode === null) prom.kill('SIGKILL');
-  }
+  await stopProcess(prom);
   for (const v of vols) v.kill();
   await coord?.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
