@@ -17,6 +17,8 @@ export interface HttpRoutesDeps {
   health: () => Record<string, unknown>;
   /** /metrics body and its content type. */
   metrics: () => Promise<{ contentType: string; text: string }>;
+  /** The volunteer page's public API (public-routes.ts); true when the request was its. */
+  publicRoute?: (url: URL, res: ServerResponse) => boolean;
   log: Logger;
 }
 
@@ -49,6 +51,7 @@ export class HttpRoutes {
       return;
     }
     if (await this.deps.operator(req, res, url)) return;
+    if (this.deps.publicRoute?.(url, res)) return;
     if (url.pathname === '/healthz') {
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(this.deps.health()));
       return;
