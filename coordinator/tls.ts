@@ -167,10 +167,11 @@ function redirectToHttps(req: IncomingMessage, res: ServerResponse): void {
   const host = req.headers.host ?? '';
   const path = req.url ?? '/';
   if (!HOST_HEADER.test(host) || !path.startsWith('/')) {
-    res.writeHead(400, { 'content-type': 'text/plain' }).end('this port serves HTTPS\n');
+    res.writeHead(400, { 'content-type': 'text/plain', connection: 'close' }).end('this port serves HTTPS\n');
     return;
   }
-  res.writeHead(308, { location: `https://${host}${path}`, 'content-type': 'text/plain' }).end('this port serves HTTPS\n');
+  // Connection: close, so no keep-alive socket of the plain side holds up the server's close().
+  res.writeHead(308, { location: `https://${host}${path}`, 'content-type': 'text/plain', connection: 'close' }).end('this port serves HTTPS\n');
 }
 
 /**
