@@ -122,7 +122,7 @@ async function main(): Promise<void> {
   if (tabs > 0) {
     execFileSync('bash', [join(ROOT, 'scripts/ensure-chromium.sh')], { stdio: 'inherit' });
     const { launchBrowserTabs } = await import('./headless-volunteers.js');
-    swarm = await launchBrowserTabs(url, tabs);
+    swarm = await launchBrowserTabs(url, tabs, { trustCertificate: tls?.credentials.cert });
     console.log(`  launched ${tabs} headless Chromium volunteer tab(s)\n`);
   }
   const shutdown = async () => {

@@ -14,7 +14,7 @@
  */
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
 import { hostname, networkInterfaces } from 'node:os';
@@ -40,6 +40,14 @@ export interface TlsSetup {
 /** The leaf certificate's SHA-256 fingerprint (AB:CD:...). */
 export function fingerprint(certPem: string): string {
   return new X509Certificate(certPem).fingerprint256;
+}
+
+/**
+ * Base64 SHA-256 of the certificate's public key (SPKI): what Chromium's
+ * --ignore-certificate-errors-spki-list takes to trust exactly this certificate.
+ */
+export function spkiHash(certPem: string): string {
+  return createHash('sha256').update(createPublicKey(certPem).export({ type: 'spki', format: 'der' })).digest('base64');
 }
 
 /** Checks that `cert` parses, is in its validity period and belongs to `key`. */

@@ -5,7 +5,6 @@
  * fingerprint would. WebGPU only exists in secure contexts, so this is what a LAN volunteer gets:
  * navigator.gpu is there and the tab trains (with a Node volunteer on the other stage, over wss).
  */
-import { createHash, createPublicKey } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +14,7 @@ import { chromium, expect, test } from '@playwright/test';
 
 import { chromiumLaunchOptions } from '../coordinator/chromium';
 import { Coordinator, DEFAULT_COORDINATOR } from '../coordinator/server';
-import { tlsFromSettings } from '../coordinator/tls';
+import { spkiHash, tlsFromSettings } from '../coordinator/tls';
 import { startNodeVolunteer, type NodeVolunteer } from '../testing/node-volunteer';
 import { CLIENT_DIR, TINY_SETTINGS, readStatus, waitUntil } from './helpers';
 
@@ -46,8 +45,7 @@ test('volunteer page over HTTPS on 127.0.0.2: secure context, navigator.gpu, the
     );
     expect(redirect).toEqual({ status: 308, location: `${url}/` });
 
-    const spki = createHash('sha256').update(createPublicKey(tls!.credentials.cert).export({ type: 'spki', format: 'der' })).digest('base64');
-    browser.current = await chromium.launch(chromiumLaunchOptions([`--ignore-certificate-errors-spki-list=${spki}`]));
+    browser.current = await chromium.launch(chromiumLaunchOptions([`--ignore-certificate-errors-spki-list=${spkiHash(tls!.credentials.cert)}`]));
     const page = await browser.current.newPage();
     const logs: string[] = [];
     page.on('console', (m) => logs.push(`[${m.type()}] ${m.text()}`));
