@@ -19,6 +19,17 @@ interface Props {
   running: boolean;
 }
 
+function TotalsRow({ label, testId, t }: { label: string; testId: string; t: BrowserTotals }) {
+  return (
+    <tr data-testid={testId}>
+      <th scope="row">{label}</th>
+      <td data-value={t.tokens}>{compact(t.tokens)}</td>
+      <td>{duration(t.gpuSeconds, true)}</td>
+      <td data-value={t.microbatches}>{t.microbatches}</td>
+    </tr>
+  );
+}
+
 export function GivingPanel(p: Props) {
   const id = useId();
   const [draft, setDraft] = useState(p.nickname ?? '');
@@ -52,18 +63,8 @@ export function GivingPanel(p: Props) {
           </tr>
         </thead>
         <tbody>
-          <tr data-testid="totals-tab">
-            <th scope="row">This tab</th>
-            <td data-value={p.tab.tokens}>{compact(p.tab.tokens)}</td>
-            <td>{duration(p.tab.gpuSeconds, true)}</td>
-            <td data-value={p.tab.microbatches}>{p.tab.microbatches}</td>
-          </tr>
-          <tr data-testid="totals-browser">
-            <th scope="row">This browser, all visits</th>
-            <td data-value={p.browser.tokens}>{compact(p.browser.tokens)}</td>
-            <td>{duration(p.browser.gpuSeconds, true)}</td>
-            <td data-value={p.browser.microbatches}>{p.browser.microbatches}</td>
-          </tr>
+          <TotalsRow label="This tab" testId="totals-tab" t={p.tab} />
+          <TotalsRow label="This browser, all visits" testId="totals-browser" t={p.browser} />
         </tbody>
       </table>
       <p data-testid="swarm-volunteers">
