@@ -5,6 +5,7 @@
  */
 import { chromium, type Browser, type Page } from '@playwright/test';
 import { chromiumLaunchOptions } from './chromium.js';
+import { spkiHash } from './tls.js';
 
 export interface BrowserSwarm {
   browser: Browser;
@@ -14,8 +15,10 @@ export interface BrowserSwarm {
   close(): Promise<void>;
 }
 
-export async function launchBrowserTabs(url: string, n: number, opts: { query?: string } = {}): Promise<BrowserSwarm> {
-  const browser = await chromium.launch(chromiumLaunchOptions());
+/** `opts.trustCertificate`: a PEM certificate the tabs trust (the coordinator's self-signed one under --tls). */
+export async function launchBrowserTabs(url: string, n: number, opts: { query?: string; trustCertificate?: string } = {}): Promise<BrowserSwarm> {
+  const trust = opts.trustCertificate ? [`--ignore-certificate-errors-spki-list=${spkiHash(opts.trustCertificate)}`] : [];
+  const browser = await chromium.launch(chromiumLaunchOptions(trust));
   const pages: Page[] = [];
   const addTab = async () => {
     const page = await browser.newPage();

@@ -34,6 +34,8 @@ export interface HttpRoutesDeps {
   hosts: HostCheck;
   /** Counts a refused request (swarm_http_rejected_total). */
   rejected: (reason: HttpRejectReason) => void;
+  /** The volunteer page's public API (public-routes.ts); true when the request was its. */
+  publicRoute?: (url: URL, res: ServerResponse) => boolean;
   log: Logger;
 }
 
@@ -114,6 +116,7 @@ export class HttpRoutes {
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') return this.refuse(res, 'method', 405, 'method not allowed\n', { allow: 'GET, HEAD' });
     if (await this.deps.operator(req, res, url)) return;
+    if (this.deps.publicRoute?.(url, res)) return;
     if (url.pathname === '/healthz') {
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(this.deps.health()));
       return;

@@ -3,86 +3,32 @@
  * dashboard at /dashboard, /metrics, /healthz). `npm run swarm -- --tabs N` also opens N headless
  * Chromium volunteers so a machine without a GPU shows a training run.
  */
-import { parseArgs } from 'node:util';
 import { execFileSync } from 'node:child_process';
 import { existsSync, statSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Coordinator, DEFAULT_COORDINATOR, type CoordinatorOptions } from './server.js';
-import { DEFAULT_SETTINGS, RECOVERY_STRATEGIES, type RecoveryStrategy, type RunSettings } from '../shared/run-settings.js';
-import { ConfigError, presetNames } from '../shared/model/config.js';
+import type { RecoveryStrategy, RunSettings } from '../shared/run-settings.js';
+import { ConfigError } from '../shared/model/config.js';
 import { DataError } from '../shared/data/dataset.js';
 import { TokenizerError } from '../shared/data/tokenizer.js';
-import { AVERAGE_WEIGHTINGS, type AverageWeighting } from '../shared/recovery/average.js';
-import { EDGE_POLICIES, type EdgePolicy } from '../shared/recovery/plan.js';
+import type { AverageWeighting } from '../shared/recovery/average.js';
+import { helpText, printableSettings, type FlagName } from './flags.js';
+import { resolveSettings } from './config-file.js';
+import { tlsFromSettings } from './tls.js';
 import { findResumableRun } from './resume.js';
 import { ProcessGuard } from './process-guard.js';
+import type { EdgePolicy } from '../shared/recovery/plan.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const d = DEFAULT_COORDINATOR;
-const s = DEFAULT_SETTINGS;
-
-const HELP = `Usage: npm start -- [options]        (npm run swarm -- --tabs N adds headless volunteers)
-
-Runs the swarm coordinator: volunteer page at /, dashboard at /dashboard, Prometheus metrics at
-/metrics, health at /healthz, all on one port.
-
-Server
-  --port <n>               port (default ${d.port}; env PORT)
-  --host <addr>            bind address (default ${d.host}: this machine only; 0.0.0.0 to accept volunteers
-                           from the network)
-  --tabs <n>               also launch n headless Chromium volunteers (WebGPU via SwiftShader)
-  --new-run                do not resume the unfinished run found in --data-dir
-  --resume-wait <ms>       how long a resumed run waits for its tabs (default ${d.resumeWaitMs})
-  --data-dir <dir>         run history (SQLite: runs, per-iteration metrics, event log; never weights)
-                           lives here and survives restarts (default .data/ in the repository)
-  --operator-token <t>     the dashboard's operator token (env OPERATOR_TOKEN; default: a random token
-                           per start, printed with the dashboard URL)
-  --operator-token-file <f>  read the operator token from this file (first line); it is then never
-                           printed or logged (for services whose output is collected)
-  --public-host <names>    comma list of host names (name or name:port) the coordinator answers besides
-                           the bound address, e.g. behind a reverse proxy; any other Host header gets 421
-  --rebuild                rebuild the client even if dist/client is up to date
-  --skip-build             never build the client (pages answer 503 until it is built)
-Run
-  --preset <${presetNames().join('|')}>  model size (default ${s.preset}; base is sized for real GPUs)
-  --stages <n>             pipeline stages (default ${s.stages})
-  --microbatches <n>       microbatches per iteration (default ${s.microbatches})
-  --batch <n>              sequences per microbatch (default ${s.batch})
-  --seq <n>                sequence length (default: the preset's)
-  --lr <x>                 Adam learning rate (default ${s.lr})
-  --seed <n>               init and data seed (default ${s.seed})
-  --data <file>            UTF-8 training text (default: the shipped corpus)
-  --max-iterations <n>     stop training after n iterations (default: never)
-  --eval-every <n>         validation every n iterations (default ${d.evalEvery}; 0 = never)
-  --eval-batches <n>       validation batches (default ${d.evalBatches})
-Volunteers per stage
-  --max-replicas <n>       most tabs serving one stage (default: no cap); every other tab trains as a
-                           replica of the stage where it lifts the bottleneck most; spares exist only
-                           when every stage is at the cap
-  --rebalance-every <n>    consider moving one tab to the bottleneck stage every n iterations, only if
-                           that cuts its time per task by at least 20% (default ${d.rebalanceEvery}; 0 = never)
-Recovery
-  --recovery <s>           ${RECOVERY_STRATEGIES.join(' | ')} (default ${s.recovery})
-  --lr-scale <x>           learning-rate multiplier for a rebuilt stage (default ${d.recovery.lrScale})
-  --replica-every <n>      refresh CheckFree+ embedding/head replicas every n iterations (default ${d.recovery.replicaEvery})
-  --weighting <w>          CheckFree neighbour weighting: ${AVERAGE_WEIGHTINGS.join(' | ')} (default ${d.recovery.weighting})
-  --edge <reinit|copy>     plain checkfree at the first/last stage: re-init from the seed (the
-                           paper's definition) or copy the neighbour's blocks + replica, as the
-                           reference's plain script does (default ${d.recovery.edge})
-  --checkpoint-every <n|auto>  checkpoint baseline interval in iterations; auto = Young/Daly
-                           sqrt(2*C/lambda) from the measured checkpoint cost C (default ${d.recovery.checkpointEvery})
-  --failure-rate <pct>     hourly failure rate per stage assumed by auto (default ${d.recovery.expectedFailureRate * 100})
-  --grace <ms>             a disconnected tab keeps its stage this long (default ${d.graceMs})
-  --heartbeat-timeout <ms> a tab silent this long is lost (default ${d.heartbeatTimeoutMs})
-  -h, --help               this text
-`;
 
 /** Whether two run settings describe the same run (what a resume requires). */
 function sameRunSettings(a: RunSettings, b: RunSettings): boolean {
   const keys: (keyof RunSettings)[] = ['preset', 'stages', 'microbatches', 'batch', 'seqLen', 'lr', 'seed', 'recovery'];
   return keys.every((k) => (a[k] ?? null) === (b[k] ?? null));
 }
+
 
 /** The operator token from `--operator-token-file`: its first line, at least 16 characters. */
 function readTokenFile(path: string): string {
@@ -110,99 +56,61 @@ function clientStale(): boolean {
 }
 
 async function main(): Promise<void> {
-  const { values: v } = parseArgs({
-    options: {
-      port: { type: 'string' },
-      host: { type: 'string' },
-      tabs: { type: 'string' },
-      rebuild: { type: 'boolean' },
-      preset: { type: 'string' },
-      stages: { type: 'string' },
-      microbatches: { type: 'string' },
-      batch: { type: 'string' },
-      seq: { type: 'string' },
-      lr: { type: 'string' },
-      seed: { type: 'string' },
-      data: { type: 'string' },
-      'max-iterations': { type: 'string' },
-      'eval-every': { type: 'string' },
-      'eval-batches': { type: 'string' },
-      recovery: { type: 'string' },
-      'lr-scale': { type: 'string' },
-      'replica-every': { type: 'string' },
-      weighting: { type: 'string' },
-      edge: { type: 'string' },
-      grace: { type: 'string' },
-      'checkpoint-every': { type: 'string' },
-      'failure-rate': { type: 'string' },
-      'heartbeat-timeout': { type: 'string' },
-      'data-dir': { type: 'string' },
-      'new-run': { type: 'boolean' },
-      'skip-build': { type: 'boolean' },
-      'resume-wait': { type: 'string' },
-      'operator-token': { type: 'string' },
-      'max-replicas': { type: 'string' },
-      'rebalance-every': { type: 'string' },
-      'operator-token-file': { type: 'string' },
-      'public-host': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
+  const { values: v } = resolveSettings(process.argv.slice(2));
   if (v.help) {
-    process.stdout.write(HELP);
+    process.stdout.write(helpText());
     return;
   }
-  const num = (name: keyof typeof v, dflt: number): number => {
-    const raw = v[name];
-    if (raw === undefined) return dflt;
-    const n = Number(raw);
-    if (!Number.isFinite(n)) throw new ConfigError(`--${name} must be a number, got "${String(raw)}"`);
-    return n;
-  };
-  const recovery = (v.recovery ?? s.recovery) as RecoveryStrategy;
-  if (!RECOVERY_STRATEGIES.includes(recovery)) throw new ConfigError(`unknown --recovery "${recovery}"; choose one of: ${RECOVERY_STRATEGIES.join(', ')}`);
-  const weighting = (v.weighting ?? d.recovery.weighting) as AverageWeighting;
-  if (!AVERAGE_WEIGHTINGS.includes(weighting)) throw new ConfigError(`unknown --weighting "${weighting}"; choose one of: ${AVERAGE_WEIGHTINGS.join(', ')}`);
-  const edge = (v.edge ?? d.recovery.edge) as EdgePolicy;
-  if (!EDGE_POLICIES.includes(edge)) throw new ConfigError(`unknown --edge "${edge}"; choose one of: ${EDGE_POLICIES.join(', ')}`);
+  if (v['print-config']) {
+    process.stdout.write(JSON.stringify(printableSettings(v), null, 2) + '\n');
+    return;
+  }
+  const num = (name: FlagName): number => v[name] as number;
+  const str = (name: FlagName): string | undefined => v[name] as string | undefined;
+  const dataDir = str('data-dir') ?? join(ROOT, '.data');
+  const tls = await tlsFromSettings({ tls: str('tls'), cert: str('tls-cert'), key: str('tls-key'), host: str('host')!, dir: join(dataDir, 'tls') });
   const opts: CoordinatorOptions = {
     ...d,
-    port: num('port', Number(process.env.PORT ?? d.port)),
-    host: v.host ?? d.host,
-    data: v.data,
-    evalEvery: num('eval-every', d.evalEvery),
-    evalBatches: num('eval-batches', d.evalBatches),
-    maxIterations: num('max-iterations', 0),
-    maxReplicas: v['max-replicas'] === undefined ? d.maxReplicas : Math.max(1, Math.floor(num('max-replicas', 1))),
-    rebalanceEvery: Math.max(0, Math.floor(num('rebalance-every', d.rebalanceEvery))),
-    graceMs: num('grace', d.graceMs),
-    heartbeatTimeoutMs: num('heartbeat-timeout', d.heartbeatTimeoutMs),
+    port: num('port'),
+    host: str('host')!,
+    data: str('data'),
+    evalEvery: num('eval-every'),
+    evalBatches: num('eval-batches'),
+    maxIterations: num('max-iterations'),
+    graceMs: num('grace'),
+    heartbeatTimeoutMs: num('heartbeat-timeout'),
     clientDir: join(ROOT, 'dist/client'),
-    dataDir: v['data-dir'] ?? join(ROOT, '.data'),
-    operatorToken: v['operator-token-file'] !== undefined ? readTokenFile(v['operator-token-file']) : (v['operator-token'] ?? (process.env.OPERATOR_TOKEN || undefined)),
-    publicHosts: (v['public-host'] ?? '').split(',').map((h) => h.trim()).filter(Boolean),
+    dataDir,
+    operatorToken: str('operator-token-file') !== undefined ? readTokenFile(str('operator-token-file')!) : str('operator-token') || undefined,
+    publicHosts: (str('public-host') ?? '').split(',').map((h) => h.trim()).filter(Boolean),
+    maxReplicas: v['max-replicas'] === undefined ? d.maxReplicas : Math.max(1, Math.floor(num('max-replicas'))),
+    rebalanceEvery: Math.max(0, Math.floor(num('rebalance-every'))),
+    tls: tls?.credentials ?? null,
+    trustProxy: v['trust-proxy'] === true,
+    sampleEverySeconds: num('sample-every'),
     settings: {
-      preset: v.preset ?? s.preset,
-      stages: num('stages', s.stages),
-      microbatches: num('microbatches', s.microbatches),
-      batch: num('batch', s.batch),
-      seqLen: v.seq === undefined ? undefined : num('seq', 0),
-      lr: num('lr', s.lr),
-      seed: num('seed', s.seed),
-      recovery,
+      preset: str('preset')!,
+      stages: num('stages'),
+      microbatches: num('microbatches'),
+      batch: num('batch'),
+      seqLen: v.seq === undefined ? undefined : num('seq'),
+      lr: num('lr'),
+      seed: num('seed'),
+      recovery: str('recovery') as RecoveryStrategy,
     },
     recovery: {
       ...d.recovery,
-      lrScale: num('lr-scale', d.recovery.lrScale),
-      replicaEvery: num('replica-every', d.recovery.replicaEvery),
-      weighting,
-      edge,
-      checkpointEvery: v['checkpoint-every'] === 'auto' ? 'auto' : num('checkpoint-every', d.recovery.checkpointEvery as number),
-      expectedFailureRate: num('failure-rate', d.recovery.expectedFailureRate * 100) / 100,
+      lrScale: num('lr-scale'),
+      replicaEvery: num('replica-every'),
+      weighting: str('weighting') as AverageWeighting,
+      edge: str('edge') as EdgePolicy,
+      checkpointEvery: v['checkpoint-every'] as number | 'auto',
+      expectedFailureRate: num('failure-rate') / 100,
     },
   };
   // Checkpoints (the checkpoint baseline) live with the run history they are recorded in.
-  opts.recovery.checkpointDir = join(opts.dataDir!, 'checkpoints');
+  opts.recovery.checkpointDir = join(dataDir, 'checkpoints');
+  if (tls) console.log(`  HTTPS: ${tls.description}\n  certificate SHA-256 fingerprint: ${tls.fingerprint}`);
   // A run left unfinished in this data directory (e.g. the coordinator was killed) is resumed:
   // its tabs reconnect with their weights. --new-run starts afresh instead.
   let resumable = !v['new-run'] && opts.dataDir ? findResumableRun(opts.dataDir) : null;
@@ -214,7 +122,7 @@ async function main(): Promise<void> {
     opts.settings = resumable.settings;
     opts.maxIterations = resumable.maxIterations;
     opts.resumeRun = { id: resumable.id, iteration: resumable.iteration };
-    opts.resumeWaitMs = num('resume-wait', d.resumeWaitMs);
+    opts.resumeWaitMs = num('resume-wait');
     console.log(
       `resuming run ${resumable.id} at iteration ${resumable.iteration}: its tabs have ${opts.resumeWaitMs} ms to come back (--new-run starts a new run instead)`,
     );
@@ -227,18 +135,19 @@ async function main(): Promise<void> {
   const coord = new Coordinator(opts);
   new ProcessGuard({ log: coord.log, metrics: coord.metrics }).install();
   const url = await coord.listen();
-  const dashboard = v['operator-token-file'] !== undefined ? `${url}/dashboard  (token: the one in ${v['operator-token-file']})` : `${url}/dashboard#token=${coord.operatorToken}`;
+  const tokenFile = str('operator-token-file');
+  const dashboard = tokenFile !== undefined ? `${url}/dashboard  (token: the one in ${tokenFile})` : `${url}/dashboard#token=${coord.operatorToken}`;
   console.log(
     `\n  volunteer swarm coordinator ready\n  volunteers: ${url}/\n  dashboard:  ${dashboard}\n` +
       `              (operator only: the token is the password; run history in ${coord.store.path})\n  metrics:    ${url}/metrics\n`,
   );
   if (opts.host === '127.0.0.1') console.log('  (bound to 127.0.0.1: only this machine can join; use --host 0.0.0.0 to accept volunteers from the network)\n');
-  const tabs = num('tabs', 0);
+  const tabs = num('tabs');
   let swarm: { close(): Promise<void> } | null = null;
   if (tabs > 0) {
     execFileSync('bash', [join(ROOT, 'scripts/ensure-chromium.sh')], { stdio: 'inherit' });
     const { launchBrowserTabs } = await import('./headless-volunteers.js');
-    swarm = await launchBrowserTabs(url, tabs);
+    swarm = await launchBrowserTabs(url, tabs, { trustCertificate: tls?.credentials.cert });
     console.log(`  launched ${tabs} headless Chromium volunteer tab(s)\n`);
   }
   const shutdown = async () => {

@@ -5,7 +5,7 @@
  * serves which stage), placement, scheduler, recovery, connections, HTTP routes, resume window,
  * operator, metrics, store and event log.
  */
-import { createServer, type IncomingMessage } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createHash, randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { Server } from 'socket.io';
@@ -30,6 +30,12 @@ import { PruningSessionAdapter } from './session-adapter.js';
 import { VolunteerConnections, VOLUNTEERS_ROOM } from './volunteer-connections.js';
 import { HttpRoutes } from './http-routes.js';
 import { maxMessageBytes } from './message-limits.js';
+import { createSecureServer, type TlsCredentials } from './tls.js';
+import { clientAddress } from './client-address.js';
+import { Contributions } from './contributions.js';
+import { SharedSample } from './shared-sample.js';
+import { handlePublicRoute } from './public-routes.js';
+import { forwardPath, swapCounter } from '../shared/schedule/paths.js';
 import { HostCheck } from './host-check.js';
 import { CheckpointStore } from './checkpoint-store.js';
 
@@ -76,6 +82,12 @@ export interface CoordinatorOptions {
   rebalanceEvery: number;
   /** Host names (name or name:port) served besides the bound address (`--public-host`). */
   publicHosts?: string[];
+  /** Serve HTTPS with these (plain HTTP on the port is redirected); null = HTTP. */
+  tls?: TlsCredentials | null;
+  /** A reverse proxy is in front: client addresses come from X-Forwarded-For (client-address.ts). */
+  trustProxy?: boolean;
+  /** Seconds between shared model samples for the volunteer page (0 = never). */
+  sampleEverySeconds: number;
 }
 
 export const DEFAULT_COORDINATOR: Omit<CoordinatorOptions, 'settings'> = {
@@ -93,6 +105,7 @@ export const DEFAULT_COORDINATOR: Omit<CoordinatorOptions, 'settings'> = {
   maxOffences: 3,
   rateLimit: 400,
   connectionRate: 20,
+  sampleEverySeconds: 180,
   outlierFactor: 50,
   maxReplicas: Infinity,
   rebalanceEvery: 5,
@@ -127,7 +140,11 @@ export class Coordinator {
   /** Operator namespace, token-protected endpoints and dashboard controls. */
   readonly operator: Operator;
   readonly routes: HttpRoutes;
-  private http = createServer((req, res) => this.routes.handle(req, res));
+  private http: ReturnType<typeof createServer>;
+  /** What each browser has given (public table: nicknames only). */
+  readonly contributions = new Contributions();
+  /** The volunteer page's shared "the model now writes…" sample. */
+  readonly sharedSample: SharedSample;
   /** The run's id (a resumed run keeps its id; a resume nobody answers starts a new one). */
   runId: string;
   /** Set while a restarted coordinator waits for the tabs of its previous run. */
@@ -136,6 +153,8 @@ export class Coordinator {
 
   constructor(readonly opts: CoordinatorOptions) {
     checkSettings(opts.settings);
+    const handler = (req: IncomingMessage, res: ServerResponse) => this.routes.handle(req, res);
+    this.http = opts.tls ? createSecureServer(opts.tls, handler) : createServer(handler);
     this.log = createLogger({ level: opts.logLevel, silent: opts.silent });
     this.events = new EventLog(this.log);
     const config = modelConfigOf(opts.settings);
@@ -198,6 +217,7 @@ export class Coordinator {
       metrics: async () => ({ contentType: this.metrics.registry.contentType, text: await this.metrics.text() }),
       hosts: new HostCheck(opts.host, opts.publicHosts),
       rejected: (reason) => this.metrics.httpRejected.inc({ reason }),
+      publicRoute: (url, res) => this.publicRoute(url, res),
       log: this.log,
     });
     this.routes.attach(this.http);
@@ -214,7 +234,9 @@ export class Coordinator {
         runId: () => this.runId,
         claimForResume: (v) => this.resume?.claim(v) ?? false,
         onHandoff: (stage, v, bytes) => this.recovery.noteHandoff(stage, v, bytes),
-        addressOf: (socket) => socket.handshake.address,
+        addressOf: (socket) => clientAddress(socket.request, opts.trustProxy === true),
+        credit: (v, meta) => this.credit(v, meta),
+        setNickname: (id, nickname) => this.contributions.setNickname(id, nickname),
         forget: (v) => this.revokeClaim(v),
       },
     );
@@ -255,6 +277,7 @@ export class Coordinator {
         kick: () => this.scheduler.kick(),
       });
     }
+    this.sharedSample = new SharedSample(this.scheduler, this.stages, this.log, opts.sampleEverySeconds * 1000);
     this.operator = new Operator(this, opts.operatorToken || newOperatorToken());
     this.operator.attach(this.io);
   }
@@ -323,7 +346,7 @@ export class Coordinator {
     const addr = this.http.address() as AddressInfo;
     this.routes.bound(addr.port);
     const host = this.opts.host === '0.0.0.0' || this.opts.host === '::' ? 'localhost' : this.opts.host === '127.0.0.1' ? 'localhost' : this.opts.host;
-    this.url = `http://${host}:${addr.port}`;
+    this.url = `${this.opts.tls ? 'https' : 'http'}://${host}:${addr.port}`;
     // Tasks go through the socket's room: a tab back from a blip within the grace period gets
     // the packets it missed (connection-state recovery replays them).
     this.scheduler.emitTask = (v, meta, input, targets) => void this.io.to(v.socket.id).emit('task', meta, input, targets);
@@ -341,12 +364,14 @@ export class Coordinator {
     this.scheduler.onReplicaLost = (stage, v, rerun) => this.recovery.noteReplicaRung(stage, v, rerun);
     this.scheduler.onUnresponsive = (v, why) => this.connections.dropLater(v, `unresponsive: ${why}`);
     this.scheduler.start();
+    this.sharedSample.start();
     this.resume?.start();
     this.events.add('run', `coordinator ${this.runId} listening on ${this.url} (bound to ${this.opts.host})`, { settings: this.opts.settings as unknown as Record<string, unknown> });
     return this.url;
   }
 
   async close(): Promise<void> {
+    this.sharedSample.stop();
     this.connections.close();
     this.resume?.cancel();
     await this.scheduler.close();
@@ -354,6 +379,29 @@ export class Coordinator {
     this.operator.close();
     await new Promise<void>((r) => this.io.close(() => r()));
     this.store.close();
+  }
+
+  /** The volunteer page's public routes (public-routes.ts). */
+  publicRoute(url: URL, res: ServerResponse): boolean {
+    return handlePublicRoute(url, res, {
+      status: () => this.scheduler.status(),
+      volunteers: () => ({ active: this.stages.activeCount(), spares: this.placement.waitingCount() }),
+      contributions: this.contributions,
+      sample: () => this.sharedSample.latest,
+      sampleEverySeconds: this.opts.sampleEverySeconds,
+    });
+  }
+
+  /** Training work of a tab, credited to its browser (contributions.ts). */
+  private credit(v: Volunteer, meta: { dir: string; computeMs: number; mb: number; hop: number; iteration: number }): void {
+    const id = v.caps.browserId;
+    if (!id || meta.dir === 'E') return;
+    const { settings, config, swap } = this.scheduler.opts;
+    const tokensPerMicrobatch = settings.batch * config.seqLen;
+    // A microbatch counts once per stage it passes: on the hop that ran that stage's blocks.
+    const path = forwardPath(swapCounter(meta.iteration, settings.microbatches, meta.mb), this.scheduler.nStages, swap);
+    const forward = meta.dir === 'F' && path[meta.hop]?.segment.blocks === true;
+    this.contributions.record(id, forward ? tokensPerMicrobatch : 0, meta.computeMs, forward ? 1 : 0);
   }
 
   /** Removes a volunteer for good; its stage goes down the recovery ladder. */

@@ -6,7 +6,7 @@
  * scheduler. A tab that leaves on purpose while it is its stage's last replica first hands its
  * exact state over (the recovery ladder's handoff rung).
  */
-import { capabilitiesSchema, statsSchema } from '../shared/protocol/events.js';
+import { capabilitiesSchema, statsSchema, type OutMeta } from '../shared/protocol/events.js';
 import { encodeStageState } from '../shared/protocol/index.js';
 import type { ResolvedConfig } from '../shared/model/config.js';
 import type { Registry, Volunteer, CoordinatorSocket } from './registry.js';
@@ -54,6 +54,10 @@ export interface ConnectionDeps {
   claimForResume: (v: Volunteer) => boolean;
   /** A stage's last replica handed its state over: recovery records the rung. */
   onHandoff: (stage: number, v: Volunteer, bytes: number) => void;
+  /** Credits a tab's result to its browser's contributions. */
+  credit: (v: Volunteer, meta: OutMeta) => void;
+  /** A browser's opt-in nickname for the public table (null: none). */
+  setNickname: (browserId: string, nickname: string | null) => void;
   /** A tab is gone for good (its resume secret stops being valid). */
   forget: (v: Volunteer) => void;
   /** The client address of a socket (behind a trusted proxy, from X-Forwarded-For). */
@@ -146,7 +150,8 @@ export class VolunteerConnections {
     this.attach(v);
     ack({ ok: true });
     socket.emit('welcome', { volunteerId: v.id, runId: this.deps.runId() });
-    events.add('join', `${v.id} joined (${v.caps.backend})`, { volunteer: v.id, backend: v.caps.backend });
+    if (caps.browserId) this.deps.setNickname(caps.browserId, caps.nickname ?? null);
+    events.add('join', `${v.id} joined (${v.caps.backend})`, { volunteer: v.id, backend: v.caps.backend, address: this.deps.addressOf(socket) });
     if (this.deps.claimForResume(v)) return;
     placement.enqueue(v);
     this.guard(v, 'placement', async () => {
@@ -195,6 +200,7 @@ export class VolunteerConnections {
       const parsed = parseOutMessage(meta, frame);
       if (!parsed.ok) return this.reject(v, parsed.reason, parsed.message);
       if (v.stage === null) return this.reject(v, 'wrong_stage', 'a tab without a stage has no tasks');
+      this.deps.credit(v, parsed.meta);
       scheduler.handleOut(v, parsed.meta, parsed.frame);
     }));
     socket.on('stats', guard('stats', (s) => {

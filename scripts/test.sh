@@ -17,6 +17,7 @@ check_leftovers() {
 trap check_leftovers EXIT
 [ -d node_modules ] || npm ci
 bash scripts/ensure-chromium.sh
+bash scripts/ensure-packages.sh   # nginx, prometheus/promtool, openssl for deploy/ and TLS tests
 echo "== typecheck"
 npx tsc --noEmit -p .
 echo "== unit and Node swarm tests (vitest)"

@@ -2,7 +2,8 @@
  * A simulated volunteer in Node: the same VolunteerAgent the browser worker runs, on tfjs's wasm
  * (or cpu) backend, over a socket.io client. Used by tests, experiments, benchmarks and the soak.
  */
-import { io } from 'socket.io-client';
+import { io, type ManagerOptions, type SocketOptions } from 'socket.io-client';
+import type { Capabilities } from '../shared/protocol/events.js';
 import * as tf from '../shared/model/tf.js';
 import { VolunteerAgent, type AgentOptions, type AgentStatus, type VolunteerSocket } from '../shared/volunteer/agent.js';
 import type { ServerToVolunteer } from '../shared/protocol/events.js';
@@ -32,6 +33,12 @@ export interface NodeVolunteerOptions {
    * simulated without the CPU being what is measured.
    */
   paceMs?: number;
+  /** The agent's duty cycle (largest share of time computing, 0..1). */
+  dutyCycle?: number;
+  /** Extra hello capabilities (e.g. a browser id and nickname). */
+  capabilities?: Partial<Capabilities>;
+  /** socket.io client options (e.g. `ca` for a self-signed HTTPS coordinator, `localAddress`). */
+  socketOptions?: Partial<ManagerOptions & SocketOptions> & { localAddress?: string };
 }
 
 /**
@@ -81,14 +88,15 @@ function paceTasks(socket: VolunteerSocket, paceMs: number): void {
 
 export async function startNodeVolunteer(url: string, opts: NodeVolunteerOptions = {}): Promise<NodeVolunteer> {
   const backend = await useNodeBackend(opts.backend ?? 'wasm');
-  const socket: VolunteerSocket = io(url, { transports: ['websocket'], reconnection: true, forceNew: true });
+  const socket: VolunteerSocket = io(url, { transports: ['websocket'], reconnection: true, forceNew: true, ...opts.socketOptions });
   if (opts.paceMs) paceTasks(socket, opts.paceMs);
   opts.wrapSocket?.(socket);
   let last: AgentStatus | null = null;
   const agent = new VolunteerAgent(socket, {
-    capabilities: { backend, adapter: null, throughputGflops: 1, agent: `node/${opts.name ?? 'sim'} tfjs-${tf.version_core}` },
+    capabilities: { backend, adapter: null, throughputGflops: 1, agent: `node/${opts.name ?? 'sim'} tfjs-${tf.version_core}`, ...opts.capabilities },
     onStatus: (s) => (last = s),
     createStage: opts.createStage,
+    ...(opts.dutyCycle !== undefined ? { dutyCycle: () => opts.dutyCycle! } : {}),
   });
   return {
     agent,

@@ -1,6 +1,14 @@
 import type { RunStatus } from '../../shared/protocol/events';
 import { useCallback, useEffect, useRef, useState, type ReactNode } from 'react';
 import { duration, num } from './format';
+import { ControlsPanel } from './ControlsPanel';
+import { GivingPanel } from './GivingPanel';
+import { SamplePanel } from './SamplePanel';
+import { useContributionTotals } from './useContributionTotals';
+import { usePublicSwarm } from './usePublicSwarm';
+import { useTabVisibility, useWakeLock } from './useTabVisibility';
+import { browserId, savedDutyPercent, savedNickname, saveDutyPercent, saveNickname } from './local-identity';
+import './panels.css';
 
 import {
   initialStatus,
@@ -51,6 +59,7 @@ const CONNECTION_LABEL: Record<ConnectionState, string> = {
   connecting: 'Connecting…',
   connected: 'Connected',
   reconnecting: 'Reconnecting…',
+  paused: 'Paused (not training)',
   leaving: 'Leaving…',
   left: 'Left the swarm',
   error: 'Error',
@@ -93,6 +102,13 @@ export function VolunteerApp() {
   const [running, setRunning] = useState(false);
   const [leaving, setLeaving] = useState(false);
   const [logLines, setLogLines] = useState<string[]>([]);
+  const [myId] = useState(browserId);
+  const [nickname, setNickname] = useState(savedNickname);
+  const [dutyPercent, setDutyPercent] = useState(savedDutyPercent);
+  // What join() sends, read at the time of joining (join itself must stay the same function: the
+  // mount effect below depends on it and its clean-up terminates the worker).
+  const joinSettings = useRef({ nickname, dutyPercent });
+  joinSettings.current = { nickname, dutyPercent };
   const workerRef = useRef<Worker | null>(null);
   const leaveTimerRef = useRef<ReturnType<typeof setTimeout> | null>(null);
 
@@ -138,10 +154,10 @@ export function VolunteerApp() {
       });
       if (workerRef.current === worker) teardown();
     };
-    const start: PageToWorker = { type: 'start', url: options.coordinatorUrl, backends: options.backends };
+    const start: PageToWorker = { type: 'start', url: options.coordinatorUrl, backends: options.backends, browserId: myId, nickname: joinSettings.current.nickname ?? undefined, dutyPercent: joinSettings.current.dutyPercent };
     worker.postMessage(start);
     setRunning(true);
-  }, [appendLog, options, teardown]);
+  }, [appendLog, options, teardown, myId]);
 
   const stop = useCallback(() => {
     const worker = workerRef.current;
@@ -167,7 +183,28 @@ export function VolunteerApp() {
     };
   }, [join, options.autojoin, teardown]);
 
+  const post = useCallback((msg: PageToWorker) => workerRef.current?.postMessage(msg), []);
+  const onDuty = useCallback(
+    (percent: number) => {
+      setDutyPercent(percent);
+      saveDutyPercent(percent);
+      post({ type: 'duty', percent });
+    },
+    [post],
+  );
+  const onNickname = useCallback((n: string | null) => {
+    setNickname(n);
+    saveNickname(n);
+  }, []);
+
   const s = status;
+  const paused = s.connection === 'paused';
+  const totals = useContributionTotals(s);
+  const visibility = useTabVisibility(s.iteration, s.stepMs);
+  const wakeLock = useWakeLock(running && !paused && s.connection !== 'leaving');
+  const pub = usePublicSwarm(options.coordinatorUrl, myId);
+  // Announced to screen readers when it changes (not every iteration).
+  const live = `${CONNECTION_LABEL[s.connection]}. ${fmtStage(s.stage, s.group, s.connection)}.${s.run ? ` Swarm ${s.run.state}${s.run.needed > 0 ? `, ${s.run.needed} more volunteers needed` : ''}.` : ''}`;
   return (
     <main className="volunteer" data-connection={s.connection}>
       <header>
@@ -192,6 +229,10 @@ export function VolunteerApp() {
           {CONNECTION_LABEL[s.connection]}
         </span>
       </div>
+
+      <p className="sr-only" role="status" aria-live="polite" data-testid="live-status">
+        {live}
+      </p>
 
       {s.error && (
         <p className="error" role="alert" data-testid="status-error">
@@ -242,6 +283,21 @@ export function VolunteerApp() {
           </Row>
         </dl>
       </section>
+
+      <ControlsPanel
+        running={running}
+        paused={paused}
+        dutyPercent={dutyPercent}
+        onDuty={onDuty}
+        onPause={() => post({ type: 'pause' })}
+        onResume={() => post({ type: 'resume' })}
+        visibility={visibility}
+        wakeLock={wakeLock}
+      />
+
+      <GivingPanel tab={totals.tab} browser={totals.browser} swarm={pub.swarm} contributors={pub.contributors} nickname={nickname} onNickname={onNickname} running={running} />
+
+      <SamplePanel sample={pub.sample?.sample ?? null} everySeconds={pub.sample?.everySeconds ?? null} />
 
       {logLines.length > 0 && (
         <details className="log">

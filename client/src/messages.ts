@@ -47,6 +47,7 @@ export interface AdapterSummary {
  * - initializing: selecting a tfjs backend / measuring throughput
  * - ready: backend is up, not (yet) connected to a coordinator
  * - connecting / connected / reconnecting: socket.io states
+ * - paused: left the swarm on the volunteer's request, backend kept warm; `resume` rejoins
  * - leaving: graceful leave in progress (after a `stop` request)
  * - left: left gracefully; the worker may now be terminated
  * - error: fatal error, see `error`
@@ -58,6 +59,7 @@ export type ConnectionState =
   | 'connecting'
   | 'connected'
   | 'reconnecting'
+  | 'paused'
   | 'leaving'
   | 'left'
   | 'error';
@@ -87,8 +89,14 @@ export interface VolunteerStatus {
   /** Wall time of the last local step (forward or backward), ms. */
   stepMs: number | null;
   tokensPerSec: number | null;
-  /** Accumulated seconds of accelerator work done for the swarm. */
+  /** Accumulated seconds of accelerator work done for the swarm (this tab, all sessions). */
   gpuSecondsDonated: number;
+  /** Tokens this tab ran through its stage (all sessions). */
+  tokens: number;
+  /** Forward microbatches this tab ran through its stage (all sessions). */
+  microbatches: number;
+  /** The duty cycle in force: the largest share of time spent computing, in percent. */
+  dutyPercent: number;
   lastLoss: number | null;
   /** The run as the coordinator last described it (state, iteration, volunteers still needed). */
   run: RunStatus | null;
@@ -116,6 +124,9 @@ export function initialStatus(): VolunteerStatus {
     stepMs: null,
     tokensPerSec: null,
     gpuSecondsDonated: 0,
+    tokens: 0,
+    microbatches: 0,
+    dutyPercent: 100,
     lastLoss: null,
     run: null,
     error: null,
@@ -138,6 +149,27 @@ export type PageToWorker =
       url: string;
       /** Optional override of the backend preference order (testing / debugging). */
       backends?: BackendName[];
+      /** This browser's random local id (contributions across visits). */
+      browserId?: string;
+      /** Opt-in nickname for the public top-contributors table. */
+      nickname?: string;
+      /** Use at most this percent of the GPU's time (10..100). */
+      dutyPercent: number;
     }
+  /** Change the duty cycle while running. */
+  | { type: 'duty'; percent: number }
+  /** Leave the swarm but keep the backend ready; `resume` rejoins. */
+  | { type: 'pause' }
+  | { type: 'resume' }
   /** Leave the swarm gracefully, then reply with `{type:'stopped'}`. */
   | { type: 'stop' };
+
+/** The GPU-share control's range: at least 10% (a tab below that holds the swarm back for little). */
+export const DUTY_PERCENT_MIN = 10;
+export const DUTY_PERCENT_MAX = 100;
+
+/** A duty-cycle percentage within the control's range (non-numbers become 100). */
+export function clampDutyPercent(p: number): number {
+  if (!Number.isFinite(p)) return DUTY_PERCENT_MAX;
+  return Math.min(DUTY_PERCENT_MAX, Math.max(DUTY_PERCENT_MIN, Math.round(p)));
+}

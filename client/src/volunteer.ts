@@ -5,7 +5,9 @@
  *   1. picks the fastest working tfjs backend (and says why faster ones were skipped),
  *   2. measures local matmul throughput,
  *   3. joins the coordinator over socket.io and trains its assigned stage (VolunteerAgent),
- *   4. leaves gracefully when the page says Stop.
+ *      computing at most `dutyPercent` of the time,
+ *   4. on Pause leaves gracefully but keeps the backend, and rejoins on Resume,
+ *   5. leaves gracefully when the page says Stop.
  */
 import { io } from 'socket.io-client';
 import { measureThroughput, selectBackend } from './backend';
@@ -14,6 +16,15 @@ import { stageFlops } from '../../shared/model/roofline';
 import type { Stage } from '../../shared/model/stage';
 import type { BackendName, StatusFields, VolunteerStatus } from './messages';
 
+/** What the page can change while the volunteer runs. */
+export interface VolunteerControls {
+  paused: boolean;
+  /** Largest share of time spent computing, percent. */
+  dutyPercent: number;
+  /** Resolves at the next change of `paused` or `dutyPercent`. */
+  changed(): Promise<void>;
+}
+
 export interface VolunteerContext {
   /** Coordinator base URL (from the page's `start` message). */
   url: string;
@@ -21,6 +32,10 @@ export interface VolunteerContext {
   backends: readonly BackendName[];
   /** Aborted when the page asks the volunteer to leave (`stop`). Leave gracefully, then return. */
   signal: AbortSignal;
+  controls: VolunteerControls;
+  /** This browser's random local id and opt-in nickname (sent in hello). */
+  browserId?: string;
+  nickname?: string;
   /** Latest status snapshot. */
   status(): Readonly<VolunteerStatus>;
   /** Merge fields into the status and post the snapshot to the page. */
@@ -46,16 +61,43 @@ export async function runVolunteer(ctx: VolunteerContext): Promise<void> {
   ctx.log('info', `matmul throughput on ${selection.backend}: ${throughputGflops.toFixed(2)} GFLOP/s`);
   if (ctx.signal.aborted) return;
 
-  // Join the swarm: the same VolunteerAgent the Node simulated volunteers run.
-  const socket: VolunteerSocket = io(ctx.url, { transports: ['websocket'], reconnection: true });
+  // Totals of earlier sessions (before a pause) are added to the current session's.
+  const done = { computeSeconds: 0, tokens: 0, microbatches: 0 };
+  for (;;) {
+    if (ctx.controls.paused) {
+      ctx.update({ connection: 'paused', stage: null, run: null, error: null });
+      while (ctx.controls.paused && !ctx.signal.aborted) await Promise.race([ctx.controls.changed(), whenAborted(ctx.signal)]);
+      if (ctx.signal.aborted) return;
+    }
+    const session = joinSwarm(ctx, selection, throughputGflops, done);
+    while (!ctx.controls.paused && !ctx.signal.aborted) await Promise.race([ctx.controls.changed(), whenAborted(ctx.signal)]);
+    // Leave gracefully: the coordinator is told (and takes the stage's state if this tab is its
+    // last replica), not left to time out.
+    const s = session.agent.status;
+    done.computeSeconds += s.computeSeconds;
+    done.tokens += s.tokens;
+    done.microbatches += s.microbatches;
+    await session.agent.leave();
+    if (ctx.signal.aborted) return;
+  }
+}
+
+/** One membership of the swarm: a socket and the same VolunteerAgent the Node volunteers run. */
+function joinSwarm(
+  ctx: VolunteerContext,
+  selection: Awaited<ReturnType<typeof selectBackend>>,
+  throughputGflops: number,
+  done: { computeSeconds: number; tokens: number; microbatches: number },
+): { agent: VolunteerAgent } {
+  const socket: VolunteerSocket = io(ctx.url, { transports: ['websocket'], reconnection: true, forceNew: true });
   ctx.update({ connection: 'connecting' });
   socket.on('connect', () => ctx.update({ connection: 'connected', error: null }));
   socket.on('disconnect', (reason) => {
-    if (!ctx.signal.aborted) ctx.update({ connection: 'reconnecting', error: `disconnected: ${reason}` });
+    if (!ctx.signal.aborted && !ctx.controls.paused) ctx.update({ connection: 'reconnecting', error: `disconnected: ${reason}` });
   });
   socket.on('connect_error', (e) => ctx.update({ connection: 'reconnecting', error: `cannot reach coordinator: ${e.message}` }));
   const adapter = selection.adapterInfo;
-  // onStatus may run before the constructor returns: it reads the agent only once it exists.
+  // The agent, once built: its status callback reads the stage it trains.
   let agentRef: VolunteerAgent | null = null;
   const agent = new VolunteerAgent(socket, {
     capabilities: {
@@ -65,7 +107,10 @@ export async function runVolunteer(ctx: VolunteerContext): Promise<void> {
         : null,
       throughputGflops: Number.isFinite(throughputGflops) ? throughputGflops : 0,
       agent: (typeof navigator !== 'undefined' ? navigator.userAgent : 'worker').slice(0, 200),
+      ...(ctx.browserId ? { browserId: ctx.browserId } : {}),
+      ...(ctx.browserId && ctx.nickname ? { nickname: ctx.nickname } : {}),
     },
+    dutyCycle: () => ctx.controls.dutyPercent / 100,
     onStatus: (s) => {
       const trained = agentRef?.currentStage ?? null;
       ctx.update({
@@ -76,7 +121,9 @@ export async function runVolunteer(ctx: VolunteerContext): Promise<void> {
         iteration: s.iteration,
         stepMs: s.stepMs,
         tokensPerSec: s.tokensPerSec,
-        gpuSecondsDonated: s.computeSeconds,
+        gpuSecondsDonated: done.computeSeconds + s.computeSeconds,
+        tokens: done.tokens + s.tokens,
+        microbatches: done.microbatches + s.microbatches,
         lastLoss: s.lastLoss,
         run: s.run,
       });
@@ -84,10 +131,7 @@ export async function runVolunteer(ctx: VolunteerContext): Promise<void> {
     onLog: (level, message) => ctx.log(level, message),
   });
   agentRef = agent;
-  await whenAborted(ctx.signal);
-  // Leave gracefully: the coordinator is told (and takes the stage's state if this tab is its
-  // last replica), not left to time out.
-  await agent.leave();
+  return { agent };
 }
 
 /** Matmul FLOPs of one token's forward and backward through `stage` (see shared/model/roofline.ts). */

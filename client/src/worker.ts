@@ -3,6 +3,7 @@
  * runVolunteer() calls, and posts status snapshots back.
  */
 import {
+  clampDutyPercent,
   DEFAULT_BACKEND_ORDER,
   initialStatus,
   type PageToWorker,
@@ -10,7 +11,7 @@ import {
   type VolunteerStatus,
   type WorkerToPage,
 } from './messages';
-import { runVolunteer } from './volunteer';
+import { runVolunteer, type VolunteerControls } from './volunteer';
 
 const scope = self as unknown as {
   postMessage(message: WorkerToPage): void;
@@ -20,6 +21,24 @@ const scope = self as unknown as {
 
 let status: VolunteerStatus = initialStatus();
 let session: { controller: AbortController; done: Promise<void> } | null = null;
+
+/** Pause and duty cycle, changed by page messages while a session runs. */
+const controls = (() => {
+  let wake: (() => void) | null = null;
+  let next = new Promise<void>((r) => (wake = r));
+  const c: VolunteerControls & { set(patch: Partial<Pick<VolunteerControls, 'paused' | 'dutyPercent'>>): void } = {
+    paused: false,
+    dutyPercent: 100,
+    changed: () => next,
+    set(patch) {
+      Object.assign(c, patch);
+      const w = wake;
+      next = new Promise<void>((r) => (wake = r));
+      w?.();
+    },
+  };
+  return c;
+})();
 
 function post(message: WorkerToPage): void {
   scope.postMessage(message);
@@ -44,8 +63,13 @@ function start(msg: Extract<PageToWorker, { type: 'start' }>): void {
     return;
   }
   const controller = new AbortController();
+  controls.set({ paused: false, dutyPercent: clampDutyPercent(msg.dutyPercent) });
+  update({ dutyPercent: controls.dutyPercent });
   const done = runVolunteer({
     url: msg.url,
+    controls,
+    browserId: msg.browserId,
+    nickname: msg.nickname,
     backends: msg.backends && msg.backends.length > 0 ? msg.backends : DEFAULT_BACKEND_ORDER,
     signal: controller.signal,
     status: () => status,
@@ -86,6 +110,14 @@ scope.onmessage = (ev) => {
       break;
     case 'stop':
       stop();
+      break;
+    case 'duty':
+      controls.set({ dutyPercent: clampDutyPercent(msg.percent) });
+      update({ dutyPercent: controls.dutyPercent });
+      break;
+    case 'pause':
+    case 'resume':
+      if (session) controls.set({ paused: msg.type === 'pause' });
       break;
   }
 };

@@ -24,6 +24,15 @@ const finite = z.number().finite();
 
 export const segmentSchema = z.strictObject({ embed: z.boolean(), blocks: z.boolean(), head: z.boolean() });
 
+/** A browser's random local id (localStorage), for its contribution totals across visits. */
+export const browserIdSchema = z.string().regex(/^[A-Za-z0-9_-]{16,64}$/, 'browser id: 16-64 characters A-Z a-z 0-9 _ -');
+/** An opt-in public nickname: 1-24 letters, digits, spaces, `_`, `-`, `.`; no leading/trailing space. */
+export const NICKNAME_MAX = 24;
+export const nicknameSchema = z
+  .string()
+  .max(NICKNAME_MAX, `nickname: at most ${NICKNAME_MAX} characters`)
+  .regex(/^[\p{L}\p{N}_.-](?:[\p{L}\p{N} _.-]*[\p{L}\p{N}_.-])?$/u, 'nickname: letters, digits, spaces, _ - . only');
+
 export const capabilitiesSchema = z.strictObject({
   backend: z.enum(BACKENDS),
   adapter: z
@@ -46,6 +55,10 @@ export const capabilitiesSchema = z.strictObject({
       token: z.string().min(16).max(128),
     })
     .optional(),
+  /** The browser's random local id: contribution totals across visits (never shown to others). */
+  browserId: browserIdSchema.optional(),
+  /** Opt-in name for the public top-contributors table. */
+  nickname: nicknameSchema.optional(),
 });
 export type Capabilities = z.infer<typeof capabilitiesSchema>;
 

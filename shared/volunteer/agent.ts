@@ -38,6 +38,10 @@ export interface AgentStatus {
   tokensPerSec: number | null;
   /** Seconds of compute donated so far. */
   computeSeconds: number;
+  /** Tokens this tab ran through its stage's blocks (forward microbatches x batch x seq). */
+  tokens: number;
+  /** Forward microbatches this tab ran through its stage's blocks. */
+  microbatches: number;
   lastLoss: number | null;
   run: RunStatus | null;
 }
@@ -54,6 +58,11 @@ export interface AgentOptions {
   onLog?: (level: 'info' | 'warn' | 'error', message: string) => void;
   /** Builds the stage an assignment asks for (default: a plain Stage). */
   createStage?: (config: Assignment['config'], index: number, opts: { lr: number }) => Stage;
+  /**
+   * Largest share of wall-clock time spent computing, read before each task (default 1): after a
+   * task of t ms the agent idles t * (1 - d) / d ms, so "use at most 50% of my GPU" is d = 0.5.
+   */
+  dutyCycle?: () => number;
 }
 
 function toBytes(b: Uint8Array | ArrayBuffer): Uint8Array {
@@ -82,6 +91,8 @@ export class VolunteerAgent {
     stepMs: null,
     tokensPerSec: null,
     computeSeconds: 0,
+    tokens: 0,
+    microbatches: 0,
     lastLoss: null,
     run: null,
   };
@@ -290,7 +301,9 @@ export class VolunteerAgent {
     try {
       for (let t = this.next(); t; t = this.next()) {
         try {
-          await this.run(t);
+          const ms = await this.run(t);
+          const d = this.opts.dutyCycle?.() ?? 1;
+          if (d > 0 && d < 1) await new Promise((r) => setTimeout(r, (ms * (1 - d)) / d));
         } catch (e) {
           this.log('error', `task ${t.meta.dir} it${t.meta.iteration} mb${t.meta.mb} hop${t.meta.hop} failed: ${(e as Error).message}`);
         }
@@ -300,7 +313,8 @@ export class VolunteerAgent {
     }
   }
 
-  private async run({ meta, input, targets }: QueuedTask): Promise<void> {
+  /** Runs one task and sends its result; resolves with its compute time (ms). */
+  private async run({ meta, input, targets }: QueuedTask): Promise<number> {
     const stage = this.stage;
     if (!stage || stage.index !== meta.stage) throw new Error(`task for stage ${meta.stage} but this tab holds ${stage?.index ?? 'none'}`);
     const t0 = performance.now();
@@ -326,7 +340,11 @@ export class VolunteerAgent {
           );
         }
         // Every stage runs its blocks once per microbatch: count the microbatch's tokens there.
-        if (meta.dir === 'F' && meta.segment.blocks) this.iterationTokens += x.shape[0]! * x.shape[1]!;
+        if (meta.dir === 'F' && meta.segment.blocks) {
+          this.iterationTokens += x.shape[0]! * x.shape[1]!;
+          this.status.tokens += x.shape[0]! * x.shape[1]!;
+          this.status.microbatches++;
+        }
       } else {
         const dx = stage.backward(key, x ?? meta.lossScale ?? 1);
         if (dx) {
@@ -346,6 +364,7 @@ export class VolunteerAgent {
     this.iterationComputeMs += out.computeMs;
     this.status.computeSeconds += out.computeMs / 1000;
     this.socket.emit('out', out, frame);
+    return out.computeMs;
   }
 
   private async step(iteration: number): Promise<StepAck> {
