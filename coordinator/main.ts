@@ -9,7 +9,8 @@ import { existsSync, statSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Coordinator, DEFAULT_COORDINATOR, type CoordinatorOptions } from './server.js';
-import { DEFAULT_SETTINGS, RECOVERY_STRATEGIES, type RecoveryStrategy, type RunSettings } from '../shared/run-settings.js';
+import { DEFAULT_SETTINGS, RECOVERY_STRATEGIES, wireOf, type RecoveryStrategy, type RunSettings } from '../shared/run-settings.js';
+import { WIRE_ENCODINGS, isWireEncoding } from '../shared/protocol/wire-encoding.js';
 import { ConfigError, presetNames } from '../shared/model/config.js';
 import { DataError } from '../shared/data/dataset.js';
 import { TokenizerError } from '../shared/data/tokenizer.js';
@@ -47,6 +48,9 @@ Run
   --lr <x>                 Adam learning rate (default ${s.lr})
   --seed <n>               init and data seed (default ${s.seed})
   --data <file>            UTF-8 training text (default: the shipped corpus)
+  --wire <${WIRE_ENCODINGS.join('|')}>     how activations and their gradients travel between stages: float32,
+                           float16, or 8-bit blockwise (128 values per float32 scale) (default ${wireOf(s)};
+                           tokens, targets and weight transfers stay exact; docs/wire.md)
   --max-iterations <n>     stop training after n iterations (default: never)
   --eval-every <n>         validation every n iterations (default ${d.evalEvery}; 0 = never)
   --eval-batches <n>       validation batches (default ${d.evalBatches})
@@ -66,7 +70,7 @@ Recovery
 /** Whether two run settings describe the same run (what a resume requires). */
 function sameRunSettings(a: RunSettings, b: RunSettings): boolean {
   const keys: (keyof RunSettings)[] = ['preset', 'stages', 'microbatches', 'batch', 'seqLen', 'lr', 'seed', 'recovery'];
-  return keys.every((k) => (a[k] ?? null) === (b[k] ?? null));
+  return keys.every((k) => (a[k] ?? null) === (b[k] ?? null)) && wireOf(a) === wireOf(b);
 }
 
 function clientStale(): boolean {
@@ -100,6 +104,7 @@ async function main(): Promise<void> {
       'eval-every': { type: 'string' },
       'eval-batches': { type: 'string' },
       recovery: { type: 'string' },
+      wire: { type: 'string' },
       'lr-scale': { type: 'string' },
       'replica-every': { type: 'string' },
       weighting: { type: 'string' },
@@ -128,6 +133,8 @@ async function main(): Promise<void> {
   };
   const recovery = (v.recovery ?? s.recovery) as RecoveryStrategy;
   if (!RECOVERY_STRATEGIES.includes(recovery)) throw new ConfigError(`unknown --recovery "${recovery}"; choose one of: ${RECOVERY_STRATEGIES.join(', ')}`);
+  const wire = v.wire ?? wireOf(s);
+  if (!isWireEncoding(wire)) throw new ConfigError(`unknown --wire "${wire}"; choose one of: ${WIRE_ENCODINGS.join(', ')}`);
   const weighting = (v.weighting ?? d.recovery.weighting) as AverageWeighting;
   if (!AVERAGE_WEIGHTINGS.includes(weighting)) throw new ConfigError(`unknown --weighting "${weighting}"; choose one of: ${AVERAGE_WEIGHTINGS.join(', ')}`);
   const opts: CoordinatorOptions = {
@@ -152,6 +159,7 @@ async function main(): Promise<void> {
       lr: num('lr', s.lr),
       seed: num('seed', s.seed),
       recovery,
+      wire,
     },
     recovery: {
       ...d.recovery,

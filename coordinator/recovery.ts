@@ -17,7 +17,7 @@ import { replicaHolders, type StageReplicas } from '../shared/recovery/replicas.
 import type { AverageWeighting } from '../shared/recovery/average.js';
 import { decodeWeights, encodeWeights } from '../shared/protocol/index.js';
 import type { WeightParts } from '../shared/protocol/events.js';
-import type { RecoveryStrategy } from '../shared/run-settings.js';
+import { wireOf, type RecoveryStrategy } from '../shared/run-settings.js';
 import type { Registry } from './registry.js';
 import { askStage, ASK_TIMEOUT_MS, bytesReply, okReply } from './ask-stage.js';
 import type { Scheduler, IterationRecord } from './scheduler.js';
@@ -295,7 +295,7 @@ export class Recovery {
       if (state) bytesMoved += state.byteLength;
       const owner = this.registry.owner(s);
       if (s !== stage && owner) {
-        const assignment = { stage: s, config: this.scheduler.opts.config, lr: this.scheduler.opts.settings.lr, weights: state, reason: `rollback to iteration ${target}` };
+        const assignment = { stage: s, config: this.scheduler.opts.config, lr: this.scheduler.opts.settings.lr, wire: wireOf(this.scheduler.opts.settings), weights: state, reason: `rollback to iteration ${target}` };
         await askStage(owner, 'assign', [assignment], okReply, ASK_TIMEOUT_MS.state).catch((e: Error) =>
           this.log.warn({ stage: s, err: e.message }, 'rollback of a live stage failed'),
         );

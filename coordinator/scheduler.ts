@@ -20,7 +20,7 @@ import { checkRelayFrame, maxRelayFrameBytes } from './relay-check.js';
 import { askStage, AskError, ASK_TIMEOUT_MS, okReply } from './ask-stage.js';
 import type { TokenDataset, Batch } from '../shared/data/dataset.js';
 import type { GradNorms } from '../shared/model/stage.js';
-import type { RunSettings } from '../shared/run-settings.js';
+import { wireOf, type RunSettings } from '../shared/run-settings.js';
 import type { Registry, Volunteer } from './registry.js';
 import type { SwarmMetrics } from './metrics.js';
 import type { EventLog } from './events-log.js';
@@ -168,7 +168,7 @@ export class Scheduler {
       this.vacant.delete(stage);
       v.stage = stage;
       try {
-        const assignment = { stage, config: this.opts.config, lr: this.opts.settings.lr * pending.lrScale, weights: pending.weights, reason: pending.reason };
+        const assignment = { stage, config: this.opts.config, lr: this.opts.settings.lr * pending.lrScale, wire: wireOf(this.opts.settings), weights: pending.weights, reason: pending.reason };
         await askStage(v, 'assign', [assignment], okReply, ASK_TIMEOUT_MS.assign);
         this.outliers.reset(stage);
         this.events.add('assign', `stage ${stage} -> ${v.id} (${v.caps.backend}; ${pending.reason})`, { stage, volunteer: v.id, reason: pending.reason });
@@ -326,7 +326,7 @@ export class Scheduler {
       try {
         const { config, settings } = this.opts;
         const shape = [settings.batch, config.seqLen, config.dModel];
-        checkRelayFrame(frame, { kind: meta.dir === 'B' ? 'grad' : 'act', iteration: meta.iteration, microbatch: meta.mb, hop: meta.hop, fromStage: v.stage!, shape }, this.maxFrameBytes());
+        checkRelayFrame(frame, { kind: meta.dir === 'B' ? 'grad' : 'act', iteration: meta.iteration, microbatch: meta.mb, hop: meta.hop, fromStage: v.stage!, shape, wire: wireOf(settings) }, this.maxFrameBytes());
       } catch (e) {
         const reason = e instanceof FrameError ? e.reason : 'frame';
         this.reject(v, reason, (e as Error).message);
@@ -338,7 +338,7 @@ export class Scheduler {
   }
 
   maxFrameBytes(): number {
-    return maxRelayFrameBytes(this.opts.settings.batch, this.opts.config.seqLen, this.opts.config.dModel);
+    return maxRelayFrameBytes(this.opts.settings.batch, this.opts.config.seqLen, this.opts.config.dModel, wireOf(this.opts.settings));
   }
 
   /** Route a task result from a volunteer (called by the socket layer after schema validation). */

@@ -12,7 +12,7 @@ import sirv from 'sirv';
 import { capabilitiesSchema, statsSchema, MAX_SOCKET_BYTES } from '../shared/protocol/events.js';
 import { parseOutMessage } from './relay-check.js';
 import type { ServerToVolunteer, VolunteerToServer } from '../shared/protocol/events.js';
-import { modelConfigOf, usesSwap, checkSettings, type RunSettings } from '../shared/run-settings.js';
+import { modelConfigOf, usesSwap, checkSettings, wireOf, type RunSettings } from '../shared/run-settings.js';
 import { loadDataset } from '../trainer/corpus-file.js';
 import { Registry, type Volunteer, type CoordinatorSocket } from './registry.js';
 import { Scheduler } from './scheduler.js';
@@ -387,7 +387,7 @@ export class Coordinator {
 
   /** A tab that joined with no stage to fill is a hot spare: tell it, so its page can say so. */
   private tellSpare(v: Volunteer): void {
-    const spare = { stage: null, config: this.scheduler.opts.config, lr: this.opts.settings.lr, weights: null, reason: 'spare' };
+    const spare = { stage: null, config: this.scheduler.opts.config, lr: this.opts.settings.lr, wire: wireOf(this.opts.settings), weights: null, reason: 'spare' };
     askStage(v, 'assign', [spare], okReply, ASK_TIMEOUT_MS.assign).catch((e: Error) =>
       this.log.warn({ volunteer: v.id, err: e.message }, 'spare notice not acknowledged'),
     );

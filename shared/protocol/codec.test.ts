@@ -47,8 +47,9 @@ function rejectReason(fn: () => unknown): FrameErrorReason {
 
 describe('tensor frame round trips', () => {
   const shapes = [[1], [5], [2, 3], [4, 1, 8], [2, 3, 4, 5], [1, 1, 1, 1]];
+  // The lossless dtypes round-trip exactly; float16 / int8 have their own tests (quantize.test.ts).
   for (const kind of FRAME_KINDS) {
-    for (const dtype of FRAME_DTYPES) {
+    for (const dtype of FRAME_DTYPES.filter((d) => d === 'float32' || d === 'int32')) {
       it(`${kind} / ${dtype}`, () => {
         for (const shape of shapes) {
           const h = header({ kind, dtype, shape });

@@ -15,6 +15,9 @@ export const FRAME_ERROR_REASONS = [
   'truncated', // buffer ends before the header or payload does
   'nonfinite', // NaN or +-Infinity in float32 data
   'header', // header field out of range, malformed bundle header
+  'encoding', // a valid dtype, but not the wire encoding the run expects
+  'blocks', // int8: block size or block count does not match the shape
+  'scale', // int8: a block scale that is not a finite number >= 0
 ] as const;
 
 export type FrameErrorReason = (typeof FRAME_ERROR_REASONS)[number];
