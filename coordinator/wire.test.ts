@@ -59,7 +59,7 @@ describe('--wire int8', () => {
     for (const [r, corrupt] of CORRUPTIONS) expect(reason(() => checkRelayFrame(corrupt(int8.slice()), { ...want, wire: 'int8' }, max))).toBe(r);
   });
 
-  it('a Node swarm matches the local trainer with the same encoding; corrupted frames are counted by reason', async () => {
+  it('a Node swarm (two tabs on emulated links) matches the local trainer with the same encoding; corrupted frames are counted by reason', async () => {
     const N = 3;
     coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings, port: 0, silent: true, evalEvery: N, evalBatches: 1, maxIterations: N, maxOffences: 100 });
     const url = await coord.listen();
@@ -73,9 +73,12 @@ describe('--wire int8', () => {
         return emit(event, ...args);
       };
     };
-    for (let i = 0; i < 4; i++) vols.push(await startNodeVolunteer(url, { name: `t${i}`, ...(i === 0 ? { wrapSocket } : {}) }));
+    // Two tabs sit behind emulated home links (the numbers must not depend on the transport).
+    const link = { upMbps: 50, downMbps: 100, latencyMs: 5 };
+    for (let i = 0; i < 4; i++) vols.push(await startNodeVolunteer(url, { name: `t${i}`, ...(i === 0 ? { wrapSocket } : {}), ...(i >= 2 ? { link } : {}) }));
     await until(() => coord!.scheduler.iteration >= N && coord!.scheduler.lastValLoss !== null, `${N} iterations`, 180_000);
     const swarm = coord.scheduler.history.map((h) => h.trainLoss);
+    for (const v of vols.slice(2)) expect(v.link!.delivered.up).toBeGreaterThan(N * 2 * wireFrameBytes([2, 64, 64], 'int8'));
     const metrics = await coord.metrics.text();
     for (const [r] of CORRUPTIONS) expect(metrics).toMatch(new RegExp(`swarm_rejected_messages_total\\{reason="${r}"\\} 1\\b`));
     // Relayed activation bytes are int8-sized: (S-1) hops of `microbatches` frames per iteration, plus token/target frames.

@@ -6,6 +6,7 @@ import { io } from 'socket.io-client';
 import * as tf from '../shared/model/tf.js';
 import { VolunteerAgent, type AgentOptions, type AgentStatus, type VolunteerSocket } from '../shared/volunteer/agent.js';
 import { useNodeBackend } from '../trainer/node-backend.js';
+import { startLinkEmulator, type LinkEmulator, type LinkSpec } from './link-emulator.js';
 
 export interface NodeVolunteer {
   agent: VolunteerAgent;
@@ -15,6 +16,8 @@ export interface NodeVolunteer {
   leave(): void;
   /** Abrupt loss: the connection just drops, like a closed tab. */
   kill(): void;
+  /** The emulated link this volunteer talks through (when `link` was given). */
+  link: LinkEmulator | null;
 }
 
 export interface NodeVolunteerOptions {
@@ -25,11 +28,14 @@ export interface NodeVolunteerOptions {
   createStage?: AgentOptions['createStage'];
   /** Sees the socket before the agent does (a test harness may wrap what it sends). */
   wrapSocket?: (socket: VolunteerSocket) => void;
+  /** Talk to the coordinator through an emulated home link of its own (testing/link-emulator.ts). */
+  link?: LinkSpec;
 }
 
 export async function startNodeVolunteer(url: string, opts: NodeVolunteerOptions = {}): Promise<NodeVolunteer> {
   const backend = await useNodeBackend(opts.backend ?? 'wasm');
-  const socket: VolunteerSocket = io(url, { transports: ['websocket'], reconnection: true, forceNew: true });
+  const link = opts.link ? await startLinkEmulator({ target: url, ...opts.link }) : null;
+  const socket: VolunteerSocket = io(link ? link.url : url, { transports: ['websocket'], reconnection: true, forceNew: true });
   opts.wrapSocket?.(socket);
   let last: AgentStatus | null = null;
   const agent = new VolunteerAgent(socket, {
@@ -41,11 +47,17 @@ export async function startNodeVolunteer(url: string, opts: NodeVolunteerOptions
     agent,
     socket,
     status: () => last ?? agent.status,
-    leave: () => agent.leave(),
+    link,
+    leave: () => {
+      agent.leave();
+      // Let the leave message cross the emulated link before it goes away.
+      if (link) setTimeout(() => void link.close(), 2 * opts.link!.latencyMs + 200).unref();
+    },
     kill: () => {
       socket.io.reconnection(false);
       socket.io.engine?.close();
       agent.dispose();
+      void link?.close();
     },
   };
 }
