@@ -1,7 +1,8 @@
 /**
  * Compressed relay (--wire): a Node swarm with int8 frames equals the local trainer with the same
- * encoding, and frames with a wrong encoding byte, truncated or non-finite scales or a mismatched
- * block count are rejected with their reason in swarm_rejected_messages_total.
+ * encoding, and frames with a wrong encoding byte, truncated or negative scales or a mismatched
+ * block count are rejected with their reason in swarm_rejected_messages_total (a non-finite scale
+ * is 'nonfinite', which quarantines the tab: quarantine.test.ts with the int8 default).
  */
 import { describe, it, expect, afterEach } from 'vitest';
 import { Coordinator, DEFAULT_COORDINATOR } from './server.js';
@@ -30,7 +31,8 @@ afterEach(async () => {
 const CORRUPTIONS: [FrameErrorReason, (f: Uint8Array) => Uint8Array][] = [
   ['encoding', (f) => ((f[6] = 3), f)], // relabelled float16
   ['truncated', (f) => f.subarray(0, 32 + 8 + 6)], // ends inside the first scale
-  ['scale', (f) => (new DataView(f.buffer, f.byteOffset).setFloat32(32 + 8 + 4, Number.NaN, true), f)],
+  // A negative scale (an offence); a NaN scale is 'nonfinite' and quarantines the tab (quarantine.test.ts).
+  ['scale', (f) => (new DataView(f.buffer, f.byteOffset).setFloat32(32 + 8 + 4, -1, true), f)],
   ['blocks', (f) => (new DataView(f.buffer, f.byteOffset).setUint32(32 + 4, 1, true), f)],
 ];
 
@@ -57,6 +59,9 @@ describe('--wire int8', () => {
     expect(reason(() => checkRelayFrame(int8, { ...want, wire: 'f32' }, maxRelayFrameBytes(2, 64, 64, 'f32')))).toBe('encoding');
     expect(reason(() => checkRelayFrame(int8, { ...want, wire: 'int8' }, max - 1))).toBe('size');
     for (const [r, corrupt] of CORRUPTIONS) expect(reason(() => checkRelayFrame(corrupt(int8.slice()), { ...want, wire: 'int8' }, max))).toBe(r);
+    const nanScale = int8.slice();
+    new DataView(nanScale.buffer).setFloat32(32 + 8, Number.NaN, true);
+    expect(reason(() => checkRelayFrame(nanScale, { ...want, wire: 'int8' }, max))).toBe('nonfinite');
   });
 
   it('a Node swarm (two tabs on emulated links) matches the local trainer with the same encoding; corrupted frames are counted by reason', async () => {

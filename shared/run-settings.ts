@@ -24,7 +24,7 @@ export interface RunSettings {
 }
 
 /** The default `--wire` (docs/wire.md gives the study behind it). */
-export const DEFAULT_WIRE: WireEncoding = 'f32';
+export const DEFAULT_WIRE: WireEncoding = 'int8';
 
 export const DEFAULT_SETTINGS: RunSettings = {
   preset: 'tiny',

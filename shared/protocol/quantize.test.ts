@@ -222,12 +222,18 @@ describe('float16 / int8 frame rejection', () => {
     for (let len = 0; len < f16.length; len++) expect(both(f16.subarray(0, len))).toBe('truncated');
   });
 
-  it('non-finite or negative scales', () => {
-    for (const bad of [NaN, Infinity, -Infinity, -1]) {
+  it('non-finite scales (nonfinite, as non-finite values are) and negative scales', () => {
+    for (const [bad, reason] of [
+      [NaN, 'nonfinite'],
+      [Infinity, 'nonfinite'],
+      [-Infinity, 'nonfinite'],
+      [-1, 'scale'],
+      [-1e-30, 'scale'],
+    ] as const) {
       for (const block of [0, 2]) {
         const frame = int8.slice();
         new DataView(frame.buffer).setFloat32(P + 8 + 4 * block, bad, true);
-        expect(both(frame)).toBe('scale');
+        expect(both(frame)).toBe(reason);
       }
     }
   });

@@ -27,7 +27,11 @@ const u32 = new Uint32Array(f32.buffer);
 /** binary16 bits of `x` (a finite float32 value), round to nearest even, saturating at +-65504. */
 export function float16Bits(x: number): number {
   f32[0] = x;
-  const u = u32[0]!;
+  return halfOfFloatBits(u32[0]!);
+}
+
+/** binary16 bits of the float32 whose bit pattern is `u`. */
+function halfOfFloatBits(u: number): number {
   const sign = (u >>> 16) & 0x8000;
   const exp = (u >>> 23) & 0xff;
   const mant = u & 0x7fffff;
@@ -73,7 +77,8 @@ export function float16Value(h: number): number {
 
 /** Encode `data` (finite) as binary16 into `out` (same length). */
 export function encodeFloat16(data: Float32Array, out: Uint16Array): void {
-  for (let i = 0; i < data.length; i++) out[i] = float16Bits(data[i]!);
+  const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
+  for (let i = 0; i < data.length; i++) out[i] = halfOfFloatBits(bits[i]!);
 }
 
 /** Decode binary16 values into a fresh Float32Array. */
@@ -132,11 +137,16 @@ export function dequantizeInt8(codes: Int8Array, scales: Float32Array, blockSize
   return out;
 }
 
-/** Throw FrameError('scale') unless every scale is a finite number >= 0. */
+/**
+ * Reject bad int8 scales: a NaN or +-Infinity is FrameError('nonfinite') (the tensor it encodes
+ * is non-finite: the coordinator quarantines such a tab, as for float values); a negative scale
+ * (the encoder never writes one) is FrameError('scale').
+ */
 export function assertScales(scales: ArrayLike<number>): void {
   for (let i = 0; i < scales.length; i++) {
     const s = scales[i]!;
-    // s - s is NaN for NaN and +-Infinity; s >= 0 is false for NaN and negatives (-0 passes).
-    if (s - s !== 0 || !(s >= 0)) throw new FrameError('scale', `int8 block ${i} has scale ${s} (${scales.length} blocks)`);
+    // s - s is NaN for NaN and +-Infinity.
+    if (s - s !== 0) throw new FrameError('nonfinite', `int8 block ${i} has scale ${s} (${scales.length} blocks)`);
+    if (s < 0) throw new FrameError('scale', `int8 block ${i} has negative scale ${s} (${scales.length} blocks)`);
   }
 }
