@@ -33,7 +33,8 @@ export function frameTemplate(kind: FrameKind, shape: number[], wire: WireEncodi
   return encodeTensorFrame({ kind, iteration: 0, microbatch: 0, hop: 0, fromStage: 0, toStage: -1, dtype: WIRE_DTYPES[wire], shape }, data);
 }
 
-function patched(t: Uint8Array, iteration: number, mb: number, hop: number, fromStage: number): Uint8Array {
+/** A copy of frame `t` with a task's header fields (the payload stays valid: it does not depend on them). */
+export function patched(t: Uint8Array, iteration: number, mb: number, hop: number, fromStage: number): Uint8Array {
   const f = t.slice();
   const v = new DataView(f.buffer, f.byteOffset, f.byteLength);
   v.setUint32(8, iteration, true);
