@@ -3,7 +3,7 @@
  * (bench/paced-volunteer.ts), each behind its own emulated link (testing/link-emulator.ts), for
  * every link x latency x wire encoding x activation size, side by side in one run.
  *
- *   npm run bench:links                  (links 1000,100,20 Mbit/s x 1,30,80 ms; small and base; ~8 min)
+ *   npm run bench:links                  (links 1000,100,20 Mbit/s x 1,30,80 ms; small and base; ~20 min on the 2-core VM)
  *   npm run bench:links -- --quick       (links 100,20 x 30 ms, 2 iterations each)
  *   npm run bench:links -- --links 20 --latencies 30 --presets base --wires f32,int8 --iterations 3
  *   npm run bench:links -- --tab-gflops 200 --microbatches 8
