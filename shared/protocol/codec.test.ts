@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { rejectReason } from '../../testing/reject-reason';
 import {
   FRAME_DTYPES,
   FRAME_KINDS,
@@ -32,17 +33,6 @@ function dataFor(h: FrameHeader, fill: (i: number) => number = (i) => i * 0.5 - 
   const n = h.shape.reduce((a, b) => a * b, 1);
   const values = Array.from({ length: n }, (_, i) => fill(i));
   return h.dtype === 'float32' ? Float32Array.from(values) : Int32Array.from(values);
-}
-
-/** Run `fn` and return the FrameError reason it throws. */
-function rejectReason(fn: () => unknown): FrameErrorReason {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(FrameError);
-    return (error as FrameError).reason;
-  }
-  throw new Error('expected a FrameError, nothing was thrown');
 }
 
 describe('tensor frame round trips', () => {

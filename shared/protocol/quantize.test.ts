@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { rejectReason } from '../../testing/reject-reason';
 import { checkTensorFrame, decodeTensorFrame, encodeTensorFrame, frameByteLength, type FrameHeader } from './codec';
-import { FrameError, type FrameErrorReason } from './frame-error';
+import { FrameError } from './frame-error';
 import {
   FLOAT16_MAX,
   INT8_BLOCK_SIZE,
@@ -12,16 +13,6 @@ import {
 } from './quantize';
 import { WIRE_ENCODINGS, wireFrameBytes, wireRoundTrip } from './wire-encoding';
 import { mulberry32 } from '../model/rng';
-
-function rejectReason(fn: () => unknown): FrameErrorReason {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(FrameError);
-    return (error as FrameError).reason;
-  }
-  throw new Error('expected a FrameError, nothing was thrown');
-}
 
 /** Activation-like data: gaussian-ish values with a few large outliers, seeded. */
 function activations(n: number, seed: number, outlierEvery = 997): Float32Array {
