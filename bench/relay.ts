@@ -6,6 +6,11 @@
  *   npm run bench:relay -- --quick      (quarter of the messages)
  *   npm run bench:relay -- --sizes 1m   (subset: 64k, 1m, 8m)
  *   npm run bench:relay -- --verbose    (one line per phase on stderr)
+ *   npm run bench:relay -- --wire int8  (frames in that wire encoding; default: the run default)
+ *
+ * Sizes name the float32 activation (64 KiB = batch 4 of the tiny preset); with --wire f16 / int8
+ * the same activation travels as a smaller frame (the table prints the frame size) and the
+ * coordinator checks it as a run with that encoding does (dtype, int8 scales / f16 finiteness).
  *
  * Two processes: the servers run in a child process (so they get their own core and event
  * loop), both clients of every pair run here (so one clock times a hop end to end).
@@ -46,19 +51,29 @@ import { Server, type Namespace } from 'socket.io';
 import { io as ioClient, type Socket as ClientSocket } from 'socket.io-client';
 import { Coordinator, DEFAULT_COORDINATOR } from '../coordinator/server.js';
 import { TokenBucket } from '../coordinator/token-bucket.js';
-import { DEFAULT_SETTINGS, modelConfigOf, type RunSettings } from '../shared/run-settings.js';
-import { encodeTensorFrame, FrameError, type FrameKind } from '../shared/protocol/index.js';
+import { DEFAULT_SETTINGS, modelConfigOf, wireOf, type RunSettings } from '../shared/run-settings.js';
+import { encodeTensorFrame, FrameError, WIRE_DTYPES, WIRE_ENCODINGS, wireFrameBytes, type FrameKind, type WireEncoding } from '../shared/protocol/index.js';
 import { MAX_SOCKET_BYTES, type TaskMeta } from '../shared/protocol/events.js';
 import { checkRelayFrame, parseOutMessage } from '../coordinator/relay-check.js';
 import { flags, fmt, machine, median, percentile, table, sleep, fmtBytes, loadLine } from './util.js';
+import { patched } from './paced-volunteer.js';
 
 const PRESET = 'tiny';
 const STAGES = 2;
 const THR_MICROBATCHES = 16;
-const SETTINGS_BASE: RunSettings = { ...DEFAULT_SETTINGS, preset: PRESET, stages: STAGES, recovery: 'checkfree' };
+/** The relayed frames' encoding (--wire; the child process gets it in argv). */
+const WIRE = wireFromArgv(process.argv);
+const SETTINGS_BASE: RunSettings = { ...DEFAULT_SETTINGS, preset: PRESET, stages: STAGES, recovery: 'checkfree', wire: WIRE };
 const CFG = modelConfigOf(SETTINGS_BASE);
 /** Bytes of one sequence's activation: seqLen * dModel float32 (16 KiB for tiny). */
 const SEQ_BYTES = CFG.seqLen * CFG.dModel * 4;
+
+function wireFromArgv(argv: string[]): WireEncoding {
+  const i = argv.findIndex((a) => a === '--wire' || a.startsWith('--wire='));
+  const w = i < 0 ? wireOf(DEFAULT_SETTINGS) : argv[i]!.includes('=') ? argv[i]!.split('=')[1]! : argv[i + 1]!;
+  if (!(WIRE_ENCODINGS as readonly string[]).includes(w)) throw new Error(`unknown --wire "${w}"; choose one of: ${WIRE_ENCODINGS.join(', ')}`);
+  return w as WireEncoding;
+}
 
 interface SizeSpec {
   key: string;
@@ -134,7 +149,7 @@ function attachRelay(nsp: Namespace, coord: Coordinator, counters: { rejected: n
       const { meta: m, frame } = parsed;
       if (frame === null) return reject('schema', 'expected a frame');
       try {
-        checkRelayFrame(frame, { kind: 'act', iteration: m.iteration, microbatch: m.mb, hop: m.hop, fromStage: 0, shape: [batch, T, D] }, coord.scheduler.maxFrameBytes());
+        checkRelayFrame(frame, { kind: 'act', iteration: m.iteration, microbatch: m.mb, hop: m.hop, fromStage: 0, shape: [batch, T, D], wire: WIRE }, coord.scheduler.maxFrameBytes());
       } catch (e) {
         return reject(e instanceof FrameError ? e.reason : 'frame', (e as Error).message);
       }
@@ -243,21 +258,11 @@ interface PhaseResult {
   messages: number;
 }
 
-/** A frame template of `batch` sequences; `frameOf` clones it and patches the header fields. */
+/** A frame template of `batch` sequences in the run encoding; `patched` clones it with a task's header fields. */
 function template(batch: number, kind: FrameKind): Uint8Array {
   const data = new Float32Array(batch * CFG.seqLen * CFG.dModel);
   for (let i = 0; i < data.length; i++) data[i] = ((i * 2654435761) % 1000) / 1000 - 0.5;
-  return encodeTensorFrame({ kind, iteration: 0, microbatch: 0, hop: 0, fromStage: 0, toStage: -1, dtype: 'float32', shape: [batch, CFG.seqLen, CFG.dModel] }, data);
-}
-
-function frameOf(t: Uint8Array, iteration: number, mb: number, hop: number, fromStage: number): Uint8Array {
-  const f = t.slice();
-  const v = new DataView(f.buffer, f.byteOffset, f.byteLength);
-  v.setUint32(8, iteration, true);
-  v.setUint16(12, mb, true);
-  v.setUint16(14, hop, true);
-  v.setInt16(16, fromStage, true);
-  return f;
+  return encodeTensorFrame({ kind, iteration: 0, microbatch: 0, hop: 0, fromStage: 0, toStage: -1, dtype: WIRE_DTYPES[WIRE], shape: [batch, CFG.seqLen, CFG.dModel] }, data);
 }
 
 /** A sender A and a receiver B; `send(i)` delivers message i, `onRecv(i)` fires at B. */
@@ -326,7 +331,7 @@ function drive(pair: Pair, n: number, window: number, t: Uint8Array): Promise<Ph
     const t0 = performance.now();
     const sendOne = () => {
       const i = sent++;
-      const frame = frameOf(t, i, 0, 0, 0); // built before the clock starts, as the fake volunteers do
+      const frame = patched(t, i, 0, 0, 0); // built before the clock starts, as the fake volunteers do
       sentAt[i] = performance.now();
       pair.send(i, frame);
     };
@@ -413,11 +418,11 @@ class FakeSwarm {
     if (meta.dir !== 'B') {
       if (meta.segment.head) out.loss = 5;
       else {
-        frame = frameOf(this.act, meta.iteration, meta.mb, meta.hop, stage);
+        frame = patched(this.act, meta.iteration, meta.mb, meta.hop, stage);
         this.sentAt.set(`${meta.attempt}:${meta.mb}:${meta.dir}:${meta.hop + 1}`, performance.now());
       }
     } else if (!meta.segment.embed) {
-      frame = frameOf(this.grad, meta.iteration, meta.mb, meta.hop, stage);
+      frame = patched(this.grad, meta.iteration, meta.mb, meta.hop, stage);
       this.sentAt.set(`${meta.attempt}:${meta.mb}:B:${meta.hop - 1}`, performance.now());
     }
     s.emit('out', out, frame);
@@ -462,7 +467,7 @@ interface Acc {
 }
 
 async function main(): Promise<void> {
-  const f = flags(process.argv.slice(2), { quick: 'boolean', verbose: 'boolean', sizes: 'string', server: 'string' });
+  const f = flags(process.argv.slice(2), { quick: 'boolean', verbose: 'boolean', sizes: 'string', server: 'string', wire: 'string' });
   const verbose = f.verbose === true;
   if (typeof f.server === 'string') return serverMain(f.server.split(','));
   const scale = f.quick ? 0.25 : 1;
@@ -472,7 +477,10 @@ async function main(): Promise<void> {
   console.log(`relay benchmark  ${new Date().toISOString()}  ${machine()}`);
   console.log(`model ${PRESET}: seqLen ${CFG.seqLen}, dModel ${CFG.dModel}; ${STAGES} stages; activation = batch x ${fmtBytes(SEQ_BYTES)}`);
 
-  const child: ChildProcess = fork(fileURLToPath(import.meta.url), ['--server', keys.join(',')], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  console.log(
+    `wire ${WIRE}: frames of ${keys.map((k) => SIZES.find((s) => s.key === k)!).map((s) => `${s.label} f32 -> ${fmtBytes(wireFrameBytes([s.batch, CFG.seqLen, CFG.dModel], WIRE))}`).join(', ')}; MB/s counts frame bytes`,
+  );
+  const child: ChildProcess = fork(fileURLToPath(import.meta.url), ['--server', keys.join(','), '--wire', WIRE], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const fromChild = <T>(type: string) =>
     new Promise<T>((resolve, reject) => {
       const onExit = (code: number | null) => reject(new Error(`server process exited (${code})`));
@@ -497,7 +505,7 @@ async function main(): Promise<void> {
   for (const key of keys) {
     const spec = SIZES.find((s) => s.key === key)!;
     const t = template(spec.batch, 'act');
-    const want = { kind: 'act' as const, iteration: 0, microbatch: 0, hop: 0, fromStage: 0, shape: [spec.batch, CFG.seqLen, CFG.dModel] };
+    const want = { kind: 'act' as const, iteration: 0, microbatch: 0, hop: 0, fromStage: 0, shape: [spec.batch, CFG.seqLen, CFG.dModel], wire: WIRE };
     const check = () => checkRelayFrame(t, want, t.byteLength + 64);
     const reps = Math.max(5, Math.round((200 * 1024 * 1024) / t.byteLength));
     for (let i = 0; i < 3; i++) check();

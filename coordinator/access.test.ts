@@ -18,6 +18,32 @@ function connect(headers: Record<string, string> = {}) {
 }
 
 describe('access', () => {
+  it('refuses a reconnect flood from one address beyond the connection rate, and counts it', async () => {
+    const burst = 2 * DEFAULT_COORDINATOR.connectionRate;
+    const outcomes = await Promise.all(
+      Array.from({ length: burst + 20 }, () => {
+        const s = connect();
+        return new Promise<string>((resolve) => {
+          s.once('rejected', (r: { reason: string }) => resolve(r.reason));
+          s.once('connect', () => setTimeout(() => resolve('kept'), 300));
+          s.once('connect_error', () => resolve('error'));
+        }).finally(() => s.close());
+      }),
+    );
+    const refused = outcomes.filter((o) => o === 'reconnect_rate').length;
+    expect(refused).toBeGreaterThanOrEqual(10);
+    expect(outcomes.filter((o) => o === 'kept').length).toBeLessThan(outcomes.length);
+    expect(await coord.metrics.text()).toMatch(/swarm_rejected_messages_total\{reason="reconnect_rate"\} [1-9]/);
+    // The budget refills: after a second a new connection is welcome again.
+    await new Promise((r) => setTimeout(r, 1200));
+    const later = connect();
+    await new Promise<void>((r, j) => {
+      later.once('connect', () => r());
+      later.once('connect_error', j);
+    });
+    later.close();
+  });
+
   it('binds to 127.0.0.1 by default', () => {
     expect(DEFAULT_COORDINATOR.host).toBe('127.0.0.1');
     expect((coord as unknown as { http: { address(): { address: string } } }).http.address().address).toBe('127.0.0.1');

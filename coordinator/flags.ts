@@ -5,7 +5,8 @@
  */
 import { parseArgs } from 'node:util';
 import { DEFAULT_COORDINATOR as d } from './server.js';
-import { DEFAULT_SETTINGS as s, RECOVERY_STRATEGIES } from '../shared/run-settings.js';
+import { DEFAULT_SETTINGS as s, DEFAULT_WIRE, RECOVERY_STRATEGIES } from '../shared/run-settings.js';
+import { WIRE_ENCODINGS } from '../shared/protocol/wire-encoding.js';
 import { ConfigError, presetNames } from '../shared/model/config.js';
 import { AVERAGE_WEIGHTINGS } from '../shared/recovery/average.js';
 import { EDGE_POLICIES } from '../shared/recovery/plan.js';
@@ -60,6 +61,7 @@ export const FLAGS = {
   lr: { kind: 'number', section: 'Run', arg: '<x>', help: 'Adam learning rate', default: s.lr },
   seed: { kind: 'number', section: 'Run', arg: '<n>', help: 'init and data seed', default: s.seed },
   data: { kind: 'string', section: 'Run', arg: '<file>', help: 'UTF-8 training text (default: the shipped corpus)' },
+  wire: { kind: 'string', section: 'Run', arg: '<enc>', help: `how relayed activations and their gradients travel: ${WIRE_ENCODINGS.join(' | ')} (int8: blockwise, 128 values per scale; weights and recovery stay float32; docs/wire.md)`, default: DEFAULT_WIRE, choices: WIRE_ENCODINGS },
   'max-iterations': { kind: 'number', section: 'Run', arg: '<n>', help: 'stop training after n iterations (0 = never)', default: 0 },
   'eval-every': { kind: 'number', section: 'Run', arg: '<n>', help: 'validation every n iterations (0 = never)', default: d.evalEvery },
   'eval-batches': { kind: 'number', section: 'Run', arg: '<n>', help: 'validation batches', default: d.evalBatches },

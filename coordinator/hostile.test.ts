@@ -23,6 +23,7 @@ beforeAll(async () => {
   coord = new Coordinator({
     ...DEFAULT_COORDINATOR,
     maxReplicas: 1, // one tab per stage: extra tabs are spares (these tests exercise the strategy rung)
+    connectionRate: 1e6, // the attackers reconnect after every disconnect, all from this one address
     settings: { ...DEFAULT_SETTINGS, preset: 'tiny', stages: 4, microbatches: 2, batch: 2, recovery: 'checkfree' },
     port: 0,
     silent: true,

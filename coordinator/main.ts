@@ -8,7 +8,7 @@ import { existsSync, statSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Coordinator, DEFAULT_COORDINATOR, type CoordinatorOptions } from './server.js';
-import type { RecoveryStrategy, RunSettings } from '../shared/run-settings.js';
+import { wireOf, type RecoveryStrategy, type RunSettings } from '../shared/run-settings.js';
 import { ConfigError } from '../shared/model/config.js';
 import { DataError } from '../shared/data/dataset.js';
 import { TokenizerError } from '../shared/data/tokenizer.js';
@@ -19,6 +19,7 @@ import { tlsFromSettings } from './tls.js';
 import { findResumableRun } from './resume.js';
 import { ProcessGuard } from './process-guard.js';
 import type { EdgePolicy } from '../shared/recovery/plan.js';
+import type { WireEncoding } from '../shared/protocol/wire-encoding.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const d = DEFAULT_COORDINATOR;
@@ -26,7 +27,7 @@ const d = DEFAULT_COORDINATOR;
 /** Whether two run settings describe the same run (what a resume requires). */
 function sameRunSettings(a: RunSettings, b: RunSettings): boolean {
   const keys: (keyof RunSettings)[] = ['preset', 'stages', 'microbatches', 'batch', 'seqLen', 'lr', 'seed', 'recovery'];
-  return keys.every((k) => (a[k] ?? null) === (b[k] ?? null));
+  return keys.every((k) => (a[k] ?? null) === (b[k] ?? null)) && wireOf(a) === wireOf(b);
 }
 
 
@@ -97,6 +98,7 @@ async function main(): Promise<void> {
       lr: num('lr'),
       seed: num('seed'),
       recovery: str('recovery') as RecoveryStrategy,
+      wire: str('wire') as WireEncoding,
     },
     recovery: {
       ...d.recovery,

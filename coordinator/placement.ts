@@ -15,6 +15,7 @@ import type { ResolvedConfig } from '../shared/model/config.js';
 import { stageParamSpecs, sizeOf } from '../shared/model/params.js';
 import { encodeStageState } from '../shared/protocol/index.js';
 import type { Assignment } from '../shared/protocol/events.js';
+import type { WireEncoding } from '../shared/protocol/wire-encoding.js';
 import type { Volunteer } from './registry.js';
 import type { StageTable, PendingStage } from './stage-table.js';
 import type { TabSpeeds } from './tab-speed.js';
@@ -33,6 +34,8 @@ export interface PlacementOptions {
   maxReplicas: number;
   /** Consider one move every this many iterations (0 = never rebalance). */
   rebalanceEvery: number;
+  /** How the run's relayed activations and gradients are encoded (told to every tab). */
+  wire: WireEncoding;
 }
 
 export interface PlacementDeps {
@@ -190,7 +193,7 @@ export class Placement {
     const { stages, events, log } = this.deps;
     this.waiting.delete(v);
     stages.reserve(stage, v);
-    const a: Assignment = { stage, config: this.opts.config, lr, weights, reason, resumeToken: this.deps.issueClaim(v, stage) };
+    const a: Assignment = { stage, config: this.opts.config, lr, weights, reason, wire: this.opts.wire, resumeToken: this.deps.issueClaim(v, stage) };
     try {
       await askStage(v, 'assign', [a], okReply, weights ? ASK_TIMEOUT_MS.state : ASK_TIMEOUT_MS.assign);
     } catch (e) {
@@ -215,7 +218,7 @@ export class Placement {
 
   /** Tells a waiting tab it is a spare for now. */
   spareAssignment(): Assignment {
-    return { stage: null, config: this.opts.config, lr: this.opts.lr, weights: null, reason: 'spare' };
+    return { stage: null, config: this.opts.config, lr: this.opts.lr, weights: null, reason: 'spare', wire: this.opts.wire };
   }
 
   /**

@@ -16,7 +16,7 @@ import type { AverageWeighting } from '../shared/recovery/average.js';
 import { encodeStageState, encodeWeights } from '../shared/protocol/index.js';
 import { checkStageState, checkWeights } from './bundle-check.js';
 import type { WeightParts } from '../shared/protocol/events.js';
-import type { RecoveryStrategy } from '../shared/run-settings.js';
+import { wireOf, type RecoveryStrategy } from '../shared/run-settings.js';
 import type { Volunteer } from './registry.js';
 import type { StageTable } from './stage-table.js';
 import { askStage, ASK_TIMEOUT_MS, bytesReply, okReply } from './ask-stage.js';
@@ -360,7 +360,7 @@ export class Recovery {
       if (state) bytesMoved += state.byteLength;
       const live = this.stages.replicas(s);
       if (live.length > 0) {
-        const assignment = { stage: s, config: this.scheduler.opts.config, lr: this.scheduler.opts.settings.lr, weights: state, reason: `rollback to iteration ${target}` };
+        const assignment = { stage: s, config: this.scheduler.opts.config, lr: this.scheduler.opts.settings.lr, weights: state, reason: `rollback to iteration ${target}`, wire: wireOf(this.scheduler.opts.settings) };
         for (const owner of live) {
           await askStage(owner, 'assign', [assignment], okReply, ASK_TIMEOUT_MS.state).catch((e: Error) =>
             this.log.warn({ stage: s, volunteer: owner.id, err: e.message }, 'rollback of a live stage failed'),

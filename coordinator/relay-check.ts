@@ -2,10 +2,11 @@
  * What the coordinator checks before it relays a tab's result to the next tab: the message's
  * shape (parseOutMessage, at the socket layer) and the tensor frame against the task it answers
  * (checkRelayFrame, in the scheduler). Validation reads the frame in place (no copy of the
- * payload): the same bytes are relayed. bench/relay.ts measures exactly these functions.
+ * payload, checkTensorFrame): the same bytes are relayed. bench/relay.ts measures exactly these
+ * functions.
  */
 import { outMetaSchema, type OutMeta } from '../shared/protocol/events.js';
-import { decodeTensorFrame, FrameError } from '../shared/protocol/index.js';
+import { checkTensorFrame, FrameError, INT8_BLOCK_SIZE, WIRE_DTYPES, wireFrameBytes, type WireEncoding } from '../shared/protocol/index.js';
 
 export type OutParse = { ok: true; meta: OutMeta; frame: Uint8Array | null } | { ok: false; reason: string; message: string };
 
@@ -25,17 +26,22 @@ export interface ExpectedFrame {
   fromStage: number;
   /** [batch, seq, d_model] */
   shape: readonly number[];
+  /** The run's wire encoding (`--wire`); absent = f32. */
+  wire?: WireEncoding;
 }
 
-/** Largest activation or gradient frame of a run: header plus batch * seq * d_model float32 values. */
-export function maxRelayFrameBytes(batch: number, seqLen: number, dModel: number): number {
-  return 64 + batch * seqLen * dModel * 4;
+/** Largest activation or gradient frame of a run: exactly one [batch, seq, d_model] frame in the run's encoding. */
+export function maxRelayFrameBytes(batch: number, seqLen: number, dModel: number, wire: WireEncoding = 'f32'): number {
+  return wireFrameBytes([batch, seqLen, dModel], wire);
 }
 
 /** Throws a FrameError (its `reason` is the rejection reason) unless `frame` is exactly what the task asked for. */
 export function checkRelayFrame(frame: Uint8Array, want: ExpectedFrame, maxBytes: number): void {
-  const { header } = decodeTensorFrame(frame, { maxBytes, copy: false });
-  if (header.kind !== want.kind || header.dtype !== 'float32') throw new FrameError('header', `expected a float32 ${want.kind} frame, got ${header.dtype} ${header.kind}`);
+  const header = checkTensorFrame(frame, { maxBytes, dtype: WIRE_DTYPES[want.wire ?? 'f32'] });
+  if (header.kind !== want.kind) throw new FrameError('header', `expected a ${want.kind} frame, got ${header.kind}`);
+  if (header.dtype === 'int8' && header.blockSize !== INT8_BLOCK_SIZE) {
+    throw new FrameError('blocks', `this run's int8 blocks hold ${INT8_BLOCK_SIZE} values, got ${header.blockSize}`);
+  }
   if (header.iteration !== want.iteration || header.microbatch !== want.microbatch || header.hop !== want.hop || header.fromStage !== want.fromStage) {
     throw new FrameError('header', 'frame header does not match its metadata');
   }

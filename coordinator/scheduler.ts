@@ -27,7 +27,7 @@ import { reduceGradients } from './gradient-reduction.js';
 import { median } from './tab-speed.js';
 import type { TokenDataset, Batch } from '../shared/data/dataset.js';
 import type { GradNorms } from '../shared/model/stage.js';
-import type { RunSettings } from '../shared/run-settings.js';
+import { wireOf, type RunSettings } from '../shared/run-settings.js';
 import type { Volunteer } from './registry.js';
 import type { StageTable } from './stage-table.js';
 import type { TabSpeeds } from './tab-speed.js';
@@ -361,7 +361,7 @@ export class Scheduler {
       try {
         const { config, settings } = this.opts;
         const shape = [settings.batch, config.seqLen, config.dModel];
-        checkRelayFrame(frame, { kind: meta.dir === 'B' ? 'grad' : 'act', iteration: meta.iteration, microbatch: meta.mb, hop: meta.hop, fromStage: o.meta.stage, shape }, this.maxFrameBytes());
+        checkRelayFrame(frame, { kind: meta.dir === 'B' ? 'grad' : 'act', iteration: meta.iteration, microbatch: meta.mb, hop: meta.hop, fromStage: o.meta.stage, shape, wire: wireOf(settings) }, this.maxFrameBytes());
       } catch (e) {
         const reason = e instanceof FrameError ? e.reason : 'frame';
         this.deps.reject(v, reason, (e as Error).message);
@@ -374,7 +374,7 @@ export class Scheduler {
   }
 
   maxFrameBytes(): number {
-    return maxRelayFrameBytes(this.opts.settings.batch, this.opts.config.seqLen, this.opts.config.dModel);
+    return maxRelayFrameBytes(this.opts.settings.batch, this.opts.config.seqLen, this.opts.config.dModel, wireOf(this.opts.settings));
   }
 
   /** Route a task result from a volunteer (called by the socket layer after schema validation). */

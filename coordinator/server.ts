@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { Server } from 'socket.io';
 import { MAX_SOCKET_BYTES } from '../shared/protocol/events.js';
 import type { RunStatus, ServerToVolunteer, VolunteerToServer } from '../shared/protocol/events.js';
-import { modelConfigOf, usesSwap, checkSettings, type RunSettings } from '../shared/run-settings.js';
+import { modelConfigOf, usesSwap, checkSettings, wireOf, type RunSettings } from '../shared/run-settings.js';
 import { loadDataset } from '../trainer/corpus-file.js';
 import { Registry, type Volunteer } from './registry.js';
 import { StageTable } from './stage-table.js';
@@ -165,7 +165,7 @@ export class Coordinator {
     const { dataset } = loadDataset({ path: opts.data, tokenizer: opts.tokenizer, seqLen: config.seqLen });
     this.stages = new StageTable(opts.settings.stages);
     this.placement = new Placement(
-      { config, lr: opts.settings.lr, maxReplicas: opts.maxReplicas, rebalanceEvery: opts.rebalanceEvery },
+      { config, lr: opts.settings.lr, maxReplicas: opts.maxReplicas, rebalanceEvery: opts.rebalanceEvery, wire: wireOf(opts.settings) },
       {
         stages: this.stages,
         speeds: this.speeds,

@@ -15,6 +15,7 @@ import { test, expect, waitUntil } from './helpers';
 import { useNodeBackend } from '../trainer/node-backend';
 import { loadDataset } from '../trainer/corpus-file';
 import { evaluate } from '../trainer/pipeline';
+import { wireOf } from '../shared/run-settings';
 import { stagesFromModelFile } from '../coordinator/model-file';
 
 const TOKEN = 'e2e-operator-token';
@@ -110,7 +111,8 @@ test('operator dashboard: token gate, live swarm, loss chart, injected failure, 
   expect(swarmVal).toBeGreaterThan(0);
   expect(coord.scheduler.lastValLoss).toBe(swarmVal);
   const { dataset } = loadDataset({ seqLen: config.seqLen });
-  const local = evaluate(stages, dataset.valBatches(Number(metadata.val_batches), Number(metadata.val_batch_size)));
+  // Like with like: the local stages send their activations over the run's wire encoding too.
+  const local = evaluate(stages, dataset.valBatches(Number(metadata.val_batches), Number(metadata.val_batch_size)), wireOf(coord.scheduler.opts.settings));
   console.log(`export at iteration ${metadata.iteration}: swarm val loss ${swarmVal.toFixed(6)} (WebGPU tabs), local ${local.toFixed(6)} (wasm)`);
   expect(Math.abs(local - swarmVal)).toBeLessThan(2e-3);
   for (const st of stages) st.dispose();

@@ -16,6 +16,7 @@ import { test as base, type Browser, type Page } from '@playwright/test';
 
 import { Coordinator, DEFAULT_COORDINATOR, type CoordinatorOptions } from '../coordinator/server';
 import type { RunSettings } from '../shared/run-settings';
+import { startLinkEmulator, type LinkEmulator, type LinkSpec } from '../testing/link-emulator';
 import type { VolunteerStatus } from '../client/src/messages';
 
 export { expect } from '@playwright/test';
@@ -122,6 +123,8 @@ export class Swarm {
   /** Every loss a tab reported (train forward passes only), in arrival order. */
   readonly microbatchLosses: MicrobatchLoss[] = [];
   private opened = 0;
+  /** Emulated links of tabs opened behind one (closed with the swarm). */
+  private links: LinkEmulator[] = [];
 
   private constructor(
     private readonly browser: Browser,
@@ -160,15 +163,21 @@ export class Swarm {
     });
   }
 
-  /** Opens `n` volunteer tabs at /?autojoin=1, one after the other. */
-  async openTabs(n: number): Promise<Page[]> {
+  /**
+   * Opens `n` volunteer tabs at /?autojoin=1, one after the other. With `link`, every tab gets its
+   * own emulated home link (testing/link-emulator.ts): it loads the page and talks to the
+   * coordinator through its proxy's port.
+   */
+  async openTabs(n: number, link?: LinkSpec): Promise<Page[]> {
     const added: Page[] = [];
     for (let i = 0; i < n; i++) {
       const tab = this.opened++;
       const page = await this.browser.newPage();
       page.on('console', (m) => void this.logs.push(`[tab${tab} ${m.type()}] ${m.text()}`));
       page.on('pageerror', (e) => void this.logs.push(`[tab${tab} pageerror] ${e.message}`));
-      await page.goto(`${this.url}/?autojoin=1`);
+      const emu = link ? await startLinkEmulator({ target: this.url, ...link }) : null;
+      if (emu) this.links.push(emu);
+      await page.goto(`${emu ? emu.url : this.url}/?autojoin=1`);
       this.pages.push(page);
       added.push(page);
     }
@@ -239,6 +248,7 @@ export class Swarm {
 
   async close(): Promise<void> {
     await Promise.all(this.pages.splice(0).map((p) => p.close().catch(() => {})));
+    await Promise.all(this.links.splice(0).map((l) => l.close()));
     await this.coord.close();
   }
 }

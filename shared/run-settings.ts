@@ -3,6 +3,7 @@
  * preset and the training schedule. Defaults are the tiny preset, sized for CPU tests.
  */
 import { configForStages, getPreset, ConfigError, type ResolvedConfig } from './model/config.js';
+import { WIRE_ENCODINGS, isWireEncoding, type WireEncoding } from './protocol/wire-encoding.js';
 
 export const RECOVERY_STRATEGIES = ['checkfree+', 'checkfree', 'checkpoint', 'redundant', 'none'] as const;
 export type RecoveryStrategy = (typeof RECOVERY_STRATEGIES)[number];
@@ -18,7 +19,12 @@ export interface RunSettings {
   lr: number;
   seed: number;
   recovery: RecoveryStrategy;
+  /** How activations and their gradients travel between stages (docs/wire.md); absent = DEFAULT_WIRE. */
+  wire?: WireEncoding;
 }
+
+/** The default `--wire` (docs/wire.md gives the study behind it). */
+export const DEFAULT_WIRE: WireEncoding = 'int8';
 
 export const DEFAULT_SETTINGS: RunSettings = {
   preset: 'tiny',
@@ -28,7 +34,13 @@ export const DEFAULT_SETTINGS: RunSettings = {
   lr: 3e-3,
   seed: 1234,
   recovery: 'checkfree+',
+  wire: DEFAULT_WIRE,
 };
+
+/** The wire encoding of a run. */
+export function wireOf(s: Pick<RunSettings, 'wire'>): WireEncoding {
+  return s.wire ?? DEFAULT_WIRE;
+}
 
 /** The model config these settings describe (throws ConfigError on a bad combination). */
 export function modelConfigOf(s: RunSettings): ResolvedConfig {
@@ -51,5 +63,6 @@ export function checkSettings(s: RunSettings): void {
   if (!RECOVERY_STRATEGIES.includes(s.recovery)) {
     throw new ConfigError(`unknown recovery strategy "${s.recovery}"; choose one of: ${RECOVERY_STRATEGIES.join(', ')}`);
   }
+  if (s.wire !== undefined && !isWireEncoding(s.wire)) throw new ConfigError(`unknown wire encoding "${s.wire}"; choose one of: ${WIRE_ENCODINGS.join(', ')}`);
   modelConfigOf(s);
 }

@@ -8,6 +8,7 @@ import * as tf from '../shared/model/tf.js';
 import { VolunteerAgent, type AgentOptions, type AgentStatus, type VolunteerSocket } from '../shared/volunteer/agent.js';
 import type { ServerToVolunteer } from '../shared/protocol/events.js';
 import { useNodeBackend } from '../trainer/node-backend.js';
+import { startLinkEmulator, type LinkEmulator, type LinkSpec } from './link-emulator.js';
 
 export interface NodeVolunteer {
   agent: VolunteerAgent;
@@ -17,6 +18,8 @@ export interface NodeVolunteer {
   leave(): Promise<void>;
   /** Abrupt loss: the connection just drops, like a closed tab. */
   kill(): void;
+  /** The emulated link this volunteer talks through (when `link` was given). */
+  link: LinkEmulator | null;
 }
 
 export interface NodeVolunteerOptions {
@@ -39,6 +42,8 @@ export interface NodeVolunteerOptions {
   capabilities?: Partial<Capabilities>;
   /** socket.io client options (e.g. `ca` for a self-signed HTTPS coordinator, `localAddress`). */
   socketOptions?: Partial<ManagerOptions & SocketOptions> & { localAddress?: string };
+  /** Talk to the coordinator through an emulated home link of its own (testing/link-emulator.ts). */
+  link?: LinkSpec;
 }
 
 /**
@@ -88,7 +93,8 @@ function paceTasks(socket: VolunteerSocket, paceMs: number): void {
 
 export async function startNodeVolunteer(url: string, opts: NodeVolunteerOptions = {}): Promise<NodeVolunteer> {
   const backend = await useNodeBackend(opts.backend ?? 'wasm');
-  const socket: VolunteerSocket = io(url, { transports: ['websocket'], reconnection: true, forceNew: true, ...opts.socketOptions });
+  const link = opts.link ? await startLinkEmulator({ target: url, ...opts.link }) : null;
+  const socket: VolunteerSocket = io(link ? link.url : url, { transports: ['websocket'], reconnection: true, forceNew: true, ...opts.socketOptions });
   if (opts.paceMs) paceTasks(socket, opts.paceMs);
   opts.wrapSocket?.(socket);
   let last: AgentStatus | null = null;
@@ -102,11 +108,17 @@ export async function startNodeVolunteer(url: string, opts: NodeVolunteerOptions
     agent,
     socket,
     status: () => last ?? agent.status,
-    leave: () => agent.leave(),
+    link,
+    leave: async () => {
+      await agent.leave();
+      // Let the leave message cross the emulated link before it goes away.
+      if (link) setTimeout(() => void link.close(), 2 * opts.link!.latencyMs + 200).unref();
+    },
     kill: () => {
       socket.io.reconnection(false);
       socket.io.engine?.close();
       agent.dispose();
+      void link?.close();
     },
   };
 }

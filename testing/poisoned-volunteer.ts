@@ -1,7 +1,7 @@
 /**
  * A misbehaving volunteer for the quarantine tests: an honest Node volunteer wrapped from outside
  * (the product's agent has no poison switch). Modes:
- * - 'nan': every activation it sends is non-finite;
+ * - 'nan': every activation it sends is non-finite (in any wire encoding);
  * - 'huge-grads': its own parameter gradients are inflated 1e4x (its gradient norm explodes) while
  *   what it sends upstream stays honest: a broken or malicious stage.
  * The mode can change while it runs (setPoison).
@@ -9,6 +9,7 @@
 import * as tf from '../shared/model/tf.js';
 import { Stage } from '../shared/model/stage.js';
 import type { VolunteerSocket } from '../shared/volunteer/agent.js';
+import { decodeTensorFrame } from '../shared/protocol/codec.js';
 import { startNodeVolunteer, type NodeVolunteer, type NodeVolunteerOptions } from './node-volunteer.js';
 
 export type PoisonMode = 'nan' | 'huge-grads' | null;
@@ -19,12 +20,20 @@ export interface PoisonedVolunteer extends NodeVolunteer {
   setPoison(mode: PoisonMode): void;
 }
 
-/** Overwrites a frame's float32 payload with NaN (the encoder refuses to write one). */
+/**
+ * Makes a frame's values non-finite, whatever its wire encoding (the encoder refuses to write
+ * one): float32 values or int8 block scales become NaN, float16 values the NaN half 0x7e00.
+ */
 function poisonFrame(frame: Uint8Array): Uint8Array {
   const out = frame.slice();
-  const rank = out[7]!;
-  const start = 20 + 4 * rank;
-  new Float32Array(out.buffer, out.byteOffset + start, (out.byteLength - start) / 4).fill(Number.NaN);
+  const { header } = decodeTensorFrame(frame);
+  const start = 20 + 4 * out[7]!;
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  if (header.dtype === 'float16') for (let o = start; o < out.byteLength; o += 2) view.setUint16(o, 0x7e00, true);
+  else if (header.dtype === 'int8') {
+    const blocks = view.getUint32(start + 4, true);
+    for (let b = 0; b < blocks; b++) view.setFloat32(start + 8 + 4 * b, Number.NaN, true);
+  } else for (let o = start; o < out.byteLength; o += 4) view.setFloat32(o, Number.NaN, true);
   return out;
 }
 

@@ -14,7 +14,8 @@ import { TokenizerError } from '../shared/data/tokenizer.js';
 import { useNodeBackend } from './node-backend.js';
 import { loadDataset } from './corpus-file.js';
 import { runIteration, evaluate } from './pipeline.js';
-import { DEFAULT_SETTINGS, checkSettings, modelConfigOf, type RunSettings, type RecoveryStrategy } from '../shared/run-settings.js';
+import { DEFAULT_SETTINGS, checkSettings, modelConfigOf, wireOf, type RunSettings, type RecoveryStrategy } from '../shared/run-settings.js';
+import { WIRE_ENCODINGS, type WireEncoding } from '../shared/protocol/wire-encoding.js';
 
 const HELP = `Usage: npm run train:local -- [options]
 
@@ -29,6 +30,8 @@ Trains the pipeline-split model in one process (the reference for the swarm).
   --lr <x>                     Adam learning rate (default ${DEFAULT_SETTINGS.lr})
   --seed <n>                   init and data seed (default ${DEFAULT_SETTINGS.seed})
   --swap                       use CheckFree+'s swapped microbatch order
+  --wire <${WIRE_ENCODINGS.join('|')}>        encode activations and gradients at every hop as the swarm's --wire does
+                               (default ${wireOf(DEFAULT_SETTINGS)}; docs/wire.md)
   --data <file>                any UTF-8 text file (default: the shipped Moby Dick corpus)
   --tokenizer <name>           tokenizer (default byte)
   --eval-every <n>             validate every n steps (default 20)
@@ -63,16 +66,17 @@ export async function trainLocal(o: LocalTrainOptions): Promise<LocalTrainResult
   const stages = Array.from({ length: o.stages }, (_, i) => new Stage(cfg, i, { lr: o.lr }));
   const val = dataset.valBatches(o.evalBatches, o.batch);
   const t0 = Date.now();
-  const initialValLoss = evaluate(stages, val);
+  const wire = wireOf(o);
+  const initialValLoss = evaluate(stages, val, wire);
   const valLosses = [{ step: 0, loss: initialValLoss }];
   o.onLog?.({ step: 0, trainLoss: NaN, valLoss: initialValLoss, seconds: 0 });
   const trainLosses: number[] = [];
   for (let step = 1; step <= o.steps; step++) {
     const batches = Array.from({ length: o.microbatches }, (_, mb) => dataset.trainBatch(o.seed, step - 1, mb, o.batch));
-    const { loss } = runIteration(stages, batches, { swap: o.swap, iteration: step - 1 });
+    const { loss } = runIteration(stages, batches, { swap: o.swap, iteration: step - 1, wire });
     trainLosses.push(loss);
     const evalNow = step % o.evalEvery === 0 || step === o.steps;
-    const valLoss = evalNow ? evaluate(stages, val) : undefined;
+    const valLoss = evalNow ? evaluate(stages, val, wire) : undefined;
     if (valLoss !== undefined) valLosses.push({ step, loss: valLoss });
     o.onLog?.({ step, trainLoss: loss, valLoss, seconds: (Date.now() - t0) / 1000 });
     await tf.nextFrame?.();
@@ -93,6 +97,7 @@ async function main(): Promise<void> {
       lr: { type: 'string' },
       seed: { type: 'string' },
       swap: { type: 'boolean' },
+      wire: { type: 'string' },
       data: { type: 'string' },
       tokenizer: { type: 'string' },
       'eval-every': { type: 'string' },
@@ -123,6 +128,7 @@ async function main(): Promise<void> {
     lr: num(values.lr, DEFAULT_SETTINGS.lr, 'lr'),
     seed: num(values.seed, DEFAULT_SETTINGS.seed, 'seed'),
     recovery: (values.swap ? 'checkfree+' : 'checkfree') as RecoveryStrategy,
+    wire: (values.wire ?? wireOf(DEFAULT_SETTINGS)) as WireEncoding,
     steps: num(values.steps, 200, 'steps'),
     data: values.data,
     tokenizer: values.tokenizer,
@@ -142,7 +148,7 @@ async function main(): Promise<void> {
   const cfg = (checkSettings(opts), modelConfigOf(opts));
   console.log(
     `local trainer: preset ${opts.preset} d_model ${cfg.dModel} layers ${cfg.nLayers} stages ${opts.stages} seq ${cfg.seqLen} ` +
-      `microbatches ${opts.microbatches}x${opts.batch} lr ${opts.lr} backend ${tf.getBackend()}${opts.swap ? ' (swapped order)' : ''}`,
+      `microbatches ${opts.microbatches}x${opts.batch} lr ${opts.lr} wire ${wireOf(opts)} backend ${tf.getBackend()}${opts.swap ? ' (swapped order)' : ''}`,
   );
   const r = await trainLocal(opts);
   const drop = (1 - r.finalValLoss / r.initialValLoss) * 100;

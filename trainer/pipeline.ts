@@ -3,6 +3,10 @@
  * microbatch follows its forward path hop by hop (shared/schedule), then its backward path; the
  * loss gradient is 1 / microbatches; after all microbatches every stage clips and steps.
  *
+ * With a lossy wire encoding (`wire`: f16 / int8), every activation and activation gradient
+ * that crosses a hop boundary goes through the same frame encode -> decode the tabs do, so the
+ * swarm with `--wire X` and this pipeline with `wire: X` compute the same numbers.
+ *
  * This is the reference the distributed swarm must match, and the engine of the local trainer,
  * the recovery tests and the churn experiments.
  */
@@ -11,6 +15,7 @@ import type { Stage, GradNorms } from '../shared/model/stage.js';
 import type { Batch } from '../shared/data/dataset.js';
 import { forwardPath, swapCounter } from '../shared/schedule/paths.js';
 import { crossEntropy } from '../shared/model/layers.js';
+import { wireRoundTrip, type WireEncoding } from '../shared/protocol/wire-encoding.js';
 
 /** Stash key of hop `hopIndex` (of the forward path) of microbatch `mb`. */
 export function stashKey(mb: number, hopIndex: number): string {
@@ -24,6 +29,15 @@ export interface IterationResult {
   norms: GradNorms[];
 }
 
+/** `t` as the next stage receives it over `wire` (disposes `t` when it makes a new tensor). */
+function overWire(t: tf.Tensor, wire: WireEncoding, kind: 'act' | 'grad'): tf.Tensor {
+  if (wire === 'f32') return t;
+  const data = wireRoundTrip(t.dataSync() as Float32Array, t.shape, wire, kind);
+  const out = tf.tensor(data, t.shape, 'float32');
+  t.dispose();
+  return out;
+}
+
 function toTensors(b: Batch): { ids: tf.Tensor2D; targets: tf.Tensor2D } {
   return {
     ids: tf.tensor2d(b.tokens, [b.batch, b.seqLen], 'int32'),
@@ -33,16 +47,18 @@ function toTensors(b: Batch): { ids: tf.Tensor2D; targets: tf.Tensor2D } {
 
 /**
  * Forward then backward of microbatch `mb` through its path (chosen by the swap counter
- * `opts.counter`, shared/schedule/paths.ts swapCounter); returns its loss.
+ * `opts.counter`, shared/schedule/paths.ts swapCounter); every hop boundary carries the tensor in
+ * the run's wire encoding (`opts.wire`, encoded and decoded exactly as the relay does); returns its loss.
  */
-export function runMicrobatch(stages: Stage[], mb: number, batch: Batch, opts: { swap: boolean; lossScale: number; counter: number }): number {
+export function runMicrobatch(stages: Stage[], mb: number, batch: Batch, opts: { swap: boolean; lossScale: number; counter: number; wire?: WireEncoding }): number {
+  const wire = opts.wire ?? 'f32';
   const path = forwardPath(opts.counter, stages.length, opts.swap);
   const { ids, targets } = toTensors(batch);
   let x: tf.Tensor = ids;
   path.forEach((hop, i) => {
     const out = stages[hop.stage]!.forward(stashKey(mb, i), x, hop.segment, hop.segment.head ? targets : undefined);
     x.dispose();
-    x = out;
+    x = hop.segment.head ? out : overWire(out, wire, 'act');
   });
   const loss = (x.dataSync() as Float32Array)[0]!;
   x.dispose();
@@ -51,7 +67,7 @@ export function runMicrobatch(stages: Stage[], mb: number, batch: Batch, opts: {
   for (let i = path.length - 1; i >= 0; i--) {
     const dx = stages[path[i]!.stage]!.backward(stashKey(mb, i), dy);
     if (typeof dy !== 'number') dy.dispose();
-    dy = dx ?? 0;
+    dy = dx ? overWire(dx, wire, 'grad') : 0;
   }
   return loss;
 }
@@ -60,23 +76,26 @@ export function runMicrobatch(stages: Stage[], mb: number, batch: Batch, opts: {
  * One synchronous iteration (number `opts.iteration`, counted from 0, which picks the swapped
  * microbatches as the swarm does): every microbatch forward and backward, then clip and step.
  */
-export function runIteration(stages: Stage[], batches: Batch[], opts: { swap: boolean; iteration: number }): IterationResult {
+export function runIteration(stages: Stage[], batches: Batch[], opts: { swap: boolean; iteration: number; wire?: WireEncoding }): IterationResult {
   let sum = 0;
   batches.forEach((b, mb) => {
-    sum += runMicrobatch(stages, mb, b, { swap: opts.swap, lossScale: 1 / batches.length, counter: swapCounter(opts.iteration, batches.length, mb) });
+    sum += runMicrobatch(stages, mb, b, { swap: opts.swap, lossScale: 1 / batches.length, counter: swapCounter(opts.iteration, batches.length, mb), wire: opts.wire });
   });
   const norms = stages.map((s) => s.clipAndStep());
   return { loss: sum / batches.length, norms };
 }
 
-/** Mean validation cross-entropy through the plain (unswapped) path, without stashing. */
-export function evaluate(stages: Stage[], batches: Batch[]): number {
+/** Mean validation cross-entropy through the plain (unswapped) path, without stashing; activations cross hops over `wire`. */
+export function evaluate(stages: Stage[], batches: Batch[], wire: WireEncoding = 'f32'): number {
   let sum = 0;
   for (const b of batches) {
     sum += tf.tidy(() => {
       const { ids, targets } = toTensors(b);
       let x: tf.Tensor = ids;
-      for (const hop of forwardPath(0, stages.length, false)) x = stages[hop.stage]!.infer(x, hop.segment);
+      for (const hop of forwardPath(0, stages.length, false)) {
+        const y = stages[hop.stage]!.infer(x, hop.segment);
+        x = hop.segment.head ? y : overWire(y, wire, 'act');
+      }
       return (crossEntropy(x as tf.Tensor2D, tf.reshape(targets, [-1]) as tf.Tensor1D).dataSync() as Float32Array)[0]!;
     });
   }

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { rejectReason } from '../../testing/reject-reason';
 import {
   FRAME_DTYPES,
   FRAME_KINDS,
@@ -34,21 +35,11 @@ function dataFor(h: FrameHeader, fill: (i: number) => number = (i) => i * 0.5 - 
   return h.dtype === 'float32' ? Float32Array.from(values) : Int32Array.from(values);
 }
 
-/** Run `fn` and return the FrameError reason it throws. */
-function rejectReason(fn: () => unknown): FrameErrorReason {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(FrameError);
-    return (error as FrameError).reason;
-  }
-  throw new Error('expected a FrameError, nothing was thrown');
-}
-
 describe('tensor frame round trips', () => {
   const shapes = [[1], [5], [2, 3], [4, 1, 8], [2, 3, 4, 5], [1, 1, 1, 1]];
+  // The lossless dtypes round-trip exactly; float16 / int8 have their own tests (quantize.test.ts).
   for (const kind of FRAME_KINDS) {
-    for (const dtype of FRAME_DTYPES) {
+    for (const dtype of FRAME_DTYPES.filter((d) => d === 'float32' || d === 'int32')) {
       it(`${kind} / ${dtype}`, () => {
         for (const shape of shapes) {
           const h = header({ kind, dtype, shape });

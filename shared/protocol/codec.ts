@@ -8,7 +8,7 @@
  *   0       4     magic 'SWRM' (ASCII)
  *   4       1     version (FRAME_VERSION)
  *   5       1     kind code (KIND_CODES)
- *   6       1     dtype code (DTYPE_CODES)
+ *   6       1     dtype code (DTYPE_CODES): the payload's wire encoding
  *   7       1     rank R, 1..4
  *   8       4     iteration, uint32
  *   12      2     microbatch, uint16
@@ -16,23 +16,40 @@
  *   16      2     fromStage, int16 (-1 = coordinator)
  *   18      2     toStage, int16 (-1 = coordinator)
  *   20      4*R   shape, uint32 each, every dim 1..2^24
- *   20+4R   ...   payload: product(shape) 32-bit words, offset 4-aligned
+ *   P=20+4R ...   payload, offset 4-aligned, N = product(shape) values:
+ *                   float32, int32  N 32-bit words
+ *                   float16         N binary16 values (2N bytes; none Inf or NaN)
+ *                   int8            uint32 blockSize, uint32 blockCount (= ceil(N / blockSize)),
+ *                                   blockCount float32 scales (finite, >= 0), N int8 codes
  *
- * The frame ends exactly where the payload does. Works in Node and browsers:
- * only DataView / typed arrays, no Buffer. Decoded data is copied into fresh
- * aligned storage, so it never aliases the input buffer, unless the caller
- * asks for a view with `copy: false` (validate-and-forward).
+ * float16 and int8 carry float32 tensors lossily (quantize.ts): the encoder takes a Float32Array
+ * and the decoder returns one. The frame ends exactly where the payload does. Works in Node and
+ * browsers: only DataView / typed arrays, no Buffer. Decoded data is copied into fresh aligned
+ * storage, so it never aliases the input buffer, unless the caller asks for a view of float32 /
+ * int32 data with `copy: false`; `checkTensorFrame` validates a frame in place without decoding.
+ * See docs/wire.md.
  */
 import { DEFAULT_MAX_BYTES, IS_LITTLE_ENDIAN, asBytes, align4, readWords, resolveMaxBytes, writeWords } from './bytes';
 import { assertFinite } from './finite';
 import { FrameError } from './frame-error';
 import { MAX_RANK, shapeSize } from './shape';
+import {
+  INT8_BLOCK_SIZE,
+  assertScales,
+  decodeFloat16,
+  dequantizeInt8,
+  encodeFloat16,
+  firstNonFiniteHalf,
+  float16Value,
+  int8BlockCount,
+  quantizeInt8,
+} from './quantize';
 
 export { encodeNamedTensors, decodeNamedTensors } from './named-tensors';
 
 /** ASCII magic at the start of every tensor frame. */
 export const FRAME_MAGIC = 'SWRM';
-/** Current tensor frame format version. */
+/** Current tensor frame format version (the header layout; new dtypes did not change it). */
 export const FRAME_VERSION = 1;
 /** Default cap on a frame's total size, in bytes (64 MiB). */
 export const DEFAULT_MAX_FRAME_BYTES = DEFAULT_MAX_BYTES;
@@ -40,16 +57,19 @@ export const DEFAULT_MAX_FRAME_BYTES = DEFAULT_MAX_BYTES;
 export const FRAME_KINDS = ['act', 'grad', 'tokens', 'targets', 'weights'] as const;
 export type FrameKind = (typeof FRAME_KINDS)[number];
 
-export const FRAME_DTYPES = ['float32', 'int32'] as const;
+export const FRAME_DTYPES = ['float32', 'int32', 'float16', 'int8'] as const;
 export type FrameDtype = (typeof FRAME_DTYPES)[number];
 
 /** Wire codes; 0 is never valid. Never renumber, only add. */
 const KIND_CODES: Record<FrameKind, number> = { act: 1, grad: 2, tokens: 3, targets: 4, weights: 5 };
-const DTYPE_CODES: Record<FrameDtype, number> = { float32: 1, int32: 2 };
+const DTYPE_CODES: Record<FrameDtype, number> = { float32: 1, int32: 2, float16: 3, int8: 4 };
 
 /** Bytes before the shape: magic, version, kind, dtype, rank, iteration, mb, hop, from, to. */
 const FIXED_HEADER_BYTES = 20;
-const BYTES_PER_ELEMENT = 4;
+/** int8 payloads start with blockSize and blockCount, uint32 each. */
+const INT8_PREFIX_BYTES = 8;
+/** Largest int8 block size a frame may declare. */
+export const MAX_INT8_BLOCK_SIZE = 1 << 16;
 const MAGIC_BYTES = Uint8Array.from(FRAME_MAGIC, (c) => c.charCodeAt(0));
 
 export interface FrameHeader {
@@ -67,12 +87,15 @@ export interface FrameHeader {
   dtype: FrameDtype;
   /** Tensor shape, rank 1..4, each dim 1..2^24. */
   shape: number[];
+  /** int8 only: values per scale block (encoder default INT8_BLOCK_SIZE; always set when decoded). */
+  blockSize?: number;
 }
 
 export type TensorData = Float32Array | Int32Array;
 
 export interface DecodedFrame {
   header: FrameHeader;
+  /** Int32Array for int32 frames, Float32Array for every other dtype (float16 / int8 decoded). */
   data: TensorData;
 }
 
@@ -80,19 +103,34 @@ export interface FrameLimits {
   /** Reject frames larger than this many bytes. Defaults to 64 MiB. */
   maxBytes?: number;
   /**
-   * false: return the payload as a view into `buf` when its alignment allows, instead of a copy
-   * (for validate-and-forward, where the bytes are relayed as they are). Default true.
+   * false: return a float32 / int32 payload as a view into `buf` when its alignment allows,
+   * instead of a copy. Default true. float16 / int8 payloads are always decoded into fresh storage.
    */
   copy?: boolean;
+  /** Decoding only: reject with 'encoding' unless the frame's dtype is this one (a run's wire encoding). */
+  dtype?: FrameDtype;
 }
 
 function codeToName<T extends string>(codes: Record<T, number>, code: number): T | undefined {
   return (Object.keys(codes) as T[]).find((name) => codes[name] === code);
 }
 
-/** Total encoded size in bytes of a frame carrying a tensor of `shape`. */
-export function frameByteLength(shape: readonly number[]): number {
-  return FIXED_HEADER_BYTES + align4(4 * shape.length) + shapeSize(shape) * BYTES_PER_ELEMENT;
+/** Payload bytes of `count` values in `dtype`. */
+function payloadBytes(dtype: FrameDtype, count: number, blockSize: number): number {
+  switch (dtype) {
+    case 'float32':
+    case 'int32':
+      return 4 * count;
+    case 'float16':
+      return 2 * count;
+    case 'int8':
+      return INT8_PREFIX_BYTES + 4 * int8BlockCount(count, blockSize) + count;
+  }
+}
+
+/** Total encoded size in bytes of a frame carrying a tensor of `shape` as `dtype`. */
+export function frameByteLength(shape: readonly number[], dtype: FrameDtype = 'float32', blockSize: number = INT8_BLOCK_SIZE): number {
+  return FIXED_HEADER_BYTES + align4(4 * shape.length) + payloadBytes(dtype, shapeSize(shape), blockSize);
 }
 
 function checkIntField(name: string, value: number, min: number, max: number): void {
@@ -102,15 +140,16 @@ function checkIntField(name: string, value: number, min: number, max: number): v
 }
 
 /**
- * Encode one tensor as a frame. Throws `FrameError` for anything the decoder
- * would reject: bad header fields, a data array that does not match dtype or
- * shape, non-finite float32 values, or a frame over `limits.maxBytes`.
+ * Encode one tensor as a frame. float32, float16 and int8 take a Float32Array (float16 / int8
+ * quantize it: quantize.ts), int32 an Int32Array. Throws `FrameError` for anything the decoder
+ * would reject: bad header fields, a data array that does not match dtype or shape, non-finite
+ * values, a bad int8 block size, or a frame over `limits.maxBytes`.
  */
 export function encodeTensorFrame(header: FrameHeader, data: TensorData, limits: FrameLimits = {}): Uint8Array {
   const maxBytes = resolveMaxBytes(limits.maxBytes);
   if (!Object.hasOwn(KIND_CODES, header.kind)) throw new FrameError('kind', `unknown kind ${String(header.kind)}`);
   if (!Object.hasOwn(DTYPE_CODES, header.dtype)) throw new FrameError('dtype', `unknown dtype ${String(header.dtype)}`);
-  const expectedCtor = header.dtype === 'float32' ? Float32Array : Int32Array;
+  const expectedCtor = header.dtype === 'int32' ? Int32Array : Float32Array;
   if (!(data instanceof expectedCtor)) {
     throw new FrameError('dtype', `dtype ${header.dtype} needs a ${expectedCtor.name}, got ${data?.constructor?.name}`);
   }
@@ -119,12 +158,16 @@ export function encodeTensorFrame(header: FrameHeader, data: TensorData, limits:
   checkIntField('hop', header.hop, 0, 0xffff);
   checkIntField('fromStage', header.fromStage, -1, 0x7fff);
   checkIntField('toStage', header.toStage, -1, 0x7fff);
+  const blockSize = header.blockSize ?? INT8_BLOCK_SIZE;
+  if (header.dtype === 'int8' && (!Number.isInteger(blockSize) || blockSize < 1 || blockSize > MAX_INT8_BLOCK_SIZE)) {
+    throw new FrameError('blocks', `int8 block size must be an integer in 1..${MAX_INT8_BLOCK_SIZE}, got ${blockSize}`);
+  }
   const count = shapeSize(header.shape);
   if (count !== data.length) {
     throw new FrameError('shape', `shape [${header.shape.join(', ')}] needs ${count} values, data has ${data.length}`);
   }
   const payloadOffset = FIXED_HEADER_BYTES + align4(4 * header.shape.length);
-  const total = payloadOffset + count * BYTES_PER_ELEMENT;
+  const total = payloadOffset + payloadBytes(header.dtype, count, blockSize);
   if (total > maxBytes) throw new FrameError('size', `frame of ${total} bytes exceeds limit ${maxBytes}`);
   if (data instanceof Float32Array) assertFinite(data, `${header.kind} frame`);
 
@@ -141,7 +184,22 @@ export function encodeTensorFrame(header: FrameHeader, data: TensorData, limits:
   view.setInt16(16, header.fromStage, true);
   view.setInt16(18, header.toStage, true);
   header.shape.forEach((dim, i) => view.setUint32(FIXED_HEADER_BYTES + 4 * i, dim, true));
-  writeWords(out, payloadOffset, data);
+  if (header.dtype === 'float32' || header.dtype === 'int32') {
+    writeWords(out, payloadOffset, data);
+  } else if (header.dtype === 'float16') {
+    const half = new Uint16Array(count);
+    encodeFloat16(data as Float32Array, half);
+    if (IS_LITTLE_ENDIAN) out.set(new Uint8Array(half.buffer), payloadOffset);
+    else for (let i = 0; i < count; i++) view.setUint16(payloadOffset + 2 * i, half[i]!, true);
+  } else {
+    const blocks = int8BlockCount(count, blockSize);
+    const scales = new Float32Array(blocks);
+    const codes = new Int8Array(out.buffer, payloadOffset + INT8_PREFIX_BYTES + 4 * blocks, count);
+    quantizeInt8(data as Float32Array, blockSize, scales, codes);
+    view.setUint32(payloadOffset, blockSize, true);
+    view.setUint32(payloadOffset + 4, blocks, true);
+    writeWords(out, payloadOffset + INT8_PREFIX_BYTES, scales);
+  }
   return out;
 }
 
@@ -153,15 +211,21 @@ function checkMagic(bytes: Uint8Array): void {
   }
 }
 
-/**
- * Decode and validate a frame. Accepts a Uint8Array (including Node Buffers
- * and views at any byteOffset) or an ArrayBuffer. Every rejection is a
- * `FrameError`; the returned data is a fresh copy.
- */
-export function decodeTensorFrame(buf: Uint8Array | ArrayBuffer, limits: FrameLimits = {}): DecodedFrame {
+/** A frame whose header and payload length have been checked; the payload not yet. */
+interface ParsedFrame {
+  header: FrameHeader;
+  bytes: Uint8Array;
+  payloadOffset: number;
+  count: number;
+  /** int8: blockSize and blockCount as declared (and checked against count). */
+  blockSize: number;
+  blockCount: number;
+}
+
+/** Check everything but the payload's values: header fields, shape, lengths, int8 block layout. */
+function parseFrame(buf: Uint8Array | ArrayBuffer, limits: FrameLimits): ParsedFrame {
   const maxBytes = resolveMaxBytes(limits.maxBytes);
   const bytes = asBytes(buf);
-  if (bytes.length > maxBytes) throw new FrameError('size', `frame of ${bytes.length} bytes exceeds limit ${maxBytes}`);
   checkMagic(bytes);
   if (bytes.length < FIXED_HEADER_BYTES) {
     throw new FrameError('truncated', `${bytes.length} bytes is shorter than the ${FIXED_HEADER_BYTES}-byte header`);
@@ -174,6 +238,9 @@ export function decodeTensorFrame(buf: Uint8Array | ArrayBuffer, limits: FrameLi
   if (kind === undefined) throw new FrameError('kind', `unknown kind code ${view.getUint8(5)}`);
   const dtype = codeToName(DTYPE_CODES, view.getUint8(6));
   if (dtype === undefined) throw new FrameError('dtype', `unknown dtype code ${view.getUint8(6)}`);
+  if (limits.dtype !== undefined && dtype !== limits.dtype) throw new FrameError('encoding', `expected a ${limits.dtype} frame, got ${dtype}`);
+  // After the encoding check (so a frame in the wrong encoding says so), before reading further.
+  if (bytes.length > maxBytes) throw new FrameError('size', `frame of ${bytes.length} bytes exceeds limit ${maxBytes}`);
   const rank = view.getUint8(7);
   if (rank < 1 || rank > MAX_RANK) throw new FrameError('shape', `rank must be 1..${MAX_RANK}, got ${rank}`);
 
@@ -190,22 +257,27 @@ export function decodeTensorFrame(buf: Uint8Array | ArrayBuffer, limits: FrameLi
     throw new FrameError('header', `stage ids must be >= -1, got from ${fromStage} to ${toStage}`);
   }
 
-  const expectedPayload = count * BYTES_PER_ELEMENT;
-  const actualPayload = bytes.length - payloadOffset;
-  if (actualPayload < expectedPayload) {
-    throw new FrameError('truncated', `payload has ${actualPayload} bytes, shape [${shape.join(', ')}] needs ${expectedPayload}`);
-  }
-  if (actualPayload > expectedPayload) {
-    throw new FrameError('size', `payload has ${actualPayload} bytes, shape [${shape.join(', ')}] needs only ${expectedPayload}`);
+  let blockSize = 0;
+  let blockCount = 0;
+  if (dtype === 'int8') {
+    if (bytes.length < payloadOffset + INT8_PREFIX_BYTES) {
+      throw new FrameError('truncated', `${bytes.length} bytes ends inside the int8 block header at ${payloadOffset}`);
+    }
+    blockSize = view.getUint32(payloadOffset, true);
+    blockCount = view.getUint32(payloadOffset + 4, true);
+    if (blockSize < 1 || blockSize > MAX_INT8_BLOCK_SIZE) throw new FrameError('blocks', `int8 block size ${blockSize} outside 1..${MAX_INT8_BLOCK_SIZE}`);
+    const want = int8BlockCount(count, blockSize);
+    if (blockCount !== want) throw new FrameError('blocks', `${blockCount} int8 blocks, but ${count} values in blocks of ${blockSize} need ${want}`);
   }
 
-  const Ctor = dtype === 'float32' ? Float32Array : Int32Array;
-  const start = bytes.byteOffset + payloadOffset;
-  const data =
-    limits.copy === false && IS_LITTLE_ENDIAN && start % 4 === 0
-      ? new Ctor(bytes.buffer as ArrayBuffer, start, count)
-      : readWords(Ctor, bytes, payloadOffset, count);
-  if (data instanceof Float32Array) assertFinite(data, `${kind} frame`);
+  const expectedPayload = payloadBytes(dtype, count, blockSize);
+  const actualPayload = bytes.length - payloadOffset;
+  if (actualPayload < expectedPayload) {
+    throw new FrameError('truncated', `payload has ${actualPayload} bytes, ${dtype} shape [${shape.join(', ')}] needs ${expectedPayload}`);
+  }
+  if (actualPayload > expectedPayload) {
+    throw new FrameError('size', `payload has ${actualPayload} bytes, ${dtype} shape [${shape.join(', ')}] needs only ${expectedPayload}`);
+  }
 
   const header: FrameHeader = {
     kind,
@@ -216,6 +288,73 @@ export function decodeTensorFrame(buf: Uint8Array | ArrayBuffer, limits: FrameLi
     toStage,
     dtype,
     shape,
+    ...(dtype === 'int8' ? { blockSize } : {}),
   };
+  return { header, bytes, payloadOffset, count, blockSize, blockCount };
+}
+
+/** float32 words at `offset` of `bytes`: a view when alignment and byte order allow, else a copy. */
+function float32At(bytes: Uint8Array, offset: number, count: number): Float32Array {
+  const start = bytes.byteOffset + offset;
+  return IS_LITTLE_ENDIAN && start % 4 === 0 ? new Float32Array(bytes.buffer as ArrayBuffer, start, count) : readWords(Float32Array, bytes, offset, count);
+}
+
+/** binary16 values at `offset` of `bytes`: a view when alignment and byte order allow, else a copy. */
+function float16At(bytes: Uint8Array, offset: number, count: number): Uint16Array {
+  const start = bytes.byteOffset + offset;
+  if (IS_LITTLE_ENDIAN && start % 2 === 0) return new Uint16Array(bytes.buffer as ArrayBuffer, start, count);
+  const view = new DataView(bytes.buffer, start, 2 * count);
+  return Uint16Array.from({ length: count }, (_, i) => view.getUint16(2 * i, true));
+}
+
+function int8ScalesAt(p: ParsedFrame): Float32Array {
+  return float32At(p.bytes, p.payloadOffset + INT8_PREFIX_BYTES, p.blockCount);
+}
+
+/** Reject a payload holding a non-finite value (or, for int8, a bad scale), reading it in place. */
+function checkPayload(p: ParsedFrame): void {
+  const { header, bytes, payloadOffset, count } = p;
+  if (header.dtype === 'float32') assertFinite(float32At(bytes, payloadOffset, count), `${header.kind} frame`);
+  else if (header.dtype === 'float16') {
+    const half = float16At(bytes, payloadOffset, count);
+    const i = firstNonFiniteHalf(half);
+    if (i !== -1) throw new FrameError('nonfinite', `${header.kind} frame[${i}] is ${float16Value(half[i]!)} (float16, ${count} values)`);
+  } else if (header.dtype === 'int8') assertScales(int8ScalesAt(p));
+}
+
+/**
+ * Validate a frame without decoding or copying its payload (validate-and-forward): everything
+ * `decodeTensorFrame` checks, including finiteness of float32 / float16 values and int8 scales.
+ * Returns the header; every rejection is a `FrameError`.
+ */
+export function checkTensorFrame(buf: Uint8Array | ArrayBuffer, limits: FrameLimits = {}): FrameHeader {
+  const p = parseFrame(buf, limits);
+  checkPayload(p);
+  return p.header;
+}
+
+/**
+ * Decode and validate a frame. Accepts a Uint8Array (including Node Buffers
+ * and views at any byteOffset) or an ArrayBuffer. Every rejection is a
+ * `FrameError`; the returned data is a fresh copy (see `FrameLimits.copy`).
+ */
+export function decodeTensorFrame(buf: Uint8Array | ArrayBuffer, limits: FrameLimits = {}): DecodedFrame {
+  const p = parseFrame(buf, limits);
+  const { header, bytes, payloadOffset, count } = p;
+  checkPayload(p);
+  let data: TensorData;
+  if (header.dtype === 'float32' || header.dtype === 'int32') {
+    const Ctor = header.dtype === 'float32' ? Float32Array : Int32Array;
+    const start = bytes.byteOffset + payloadOffset;
+    data =
+      limits.copy === false && IS_LITTLE_ENDIAN && start % 4 === 0
+        ? new Ctor(bytes.buffer as ArrayBuffer, start, count)
+        : readWords(Ctor, bytes, payloadOffset, count);
+  } else if (header.dtype === 'float16') {
+    data = decodeFloat16(float16At(bytes, payloadOffset, count));
+  } else {
+    const codes = new Int8Array(bytes.buffer, bytes.byteOffset + payloadOffset + INT8_PREFIX_BYTES + 4 * p.blockCount, count);
+    data = dequantizeInt8(codes, int8ScalesAt(p), p.blockSize);
+  }
   return { header, data };
 }

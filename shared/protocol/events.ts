@@ -14,6 +14,7 @@
  */
 import { z } from 'zod';
 import type { ResolvedConfig } from '../model/config.js';
+import type { WireEncoding } from './wire-encoding.js';
 
 export const BACKENDS = ['webgpu', 'webgl', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
@@ -125,6 +126,8 @@ export interface Assignment {
   stage: number | null;
   config: ResolvedConfig;
   lr: number;
+  /** How this tab sends its activations and gradients (the run's `--wire`, docs/wire.md). */
+  wire: WireEncoding;
   /**
    * The stage's state as a stage-state bundle (weights, optionally with Adam state to restore
    * exactly); null = build from the seed with a fresh optimizer.

@@ -13,8 +13,11 @@ export const FRAME_ERROR_REASONS = [
   'shape', // bad rank / dimension, or element count does not match shape
   'size', // over the size limit, or payload longer than the shape needs
   'truncated', // buffer ends before the header or payload does
-  'nonfinite', // NaN or +-Infinity in float32 data
+  'nonfinite', // NaN or +-Infinity in float32 / float16 data or in an int8 scale
   'header', // header field out of range, malformed bundle header
+  'encoding', // a valid dtype, but not the wire encoding the run expects
+  'blocks', // int8: block size or block count does not match the shape
+  'scale', // int8: a negative block scale
 ] as const;
 
 export type FrameErrorReason = (typeof FRAME_ERROR_REASONS)[number];

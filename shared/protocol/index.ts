@@ -4,5 +4,7 @@ export * from './finite';
 export * from './shape';
 export { DEFAULT_MAX_BYTES } from './bytes';
 export * from './codec';
+export * from './quantize';
+export * from './wire-encoding';
 export * from './named-tensors';
 export * from './stage-state-bundle';

@@ -1,16 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { rejectReason } from '../../testing/reject-reason';
 import { FrameError, type FrameErrorReason } from './frame-error';
 import { decodeNamedTensors, encodeNamedTensors, type NamedTensor } from './named-tensors';
-
-function rejectReason(fn: () => unknown): FrameErrorReason {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(FrameError);
-    return (error as FrameError).reason;
-  }
-  throw new Error('expected a FrameError, nothing was thrown');
-}
 
 function tensor(shape: number[], offset = 0): NamedTensor {
   const n = shape.reduce((a, b) => a * b, 1);

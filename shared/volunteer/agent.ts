@@ -11,6 +11,7 @@ import * as tf from '../model/tf.js';
 import { Stage } from '../model/stage.js';
 import { decodeTensorFrame, encodeTensorFrame, encodeNamedTensors, decodeNamedTensors } from '../protocol/codec.js';
 import { decodeStageState, decodeWeights, encodeStageState, encodeWeights } from '../protocol/stage-state-bundle.js';
+import { WIRE_DTYPES, type WireEncoding } from '../protocol/wire-encoding.js';
 import type {
   Assignment,
   Capabilities,
@@ -71,6 +72,8 @@ function toBytes(b: Uint8Array | ArrayBuffer): Uint8Array {
 
 export class VolunteerAgent {
   private stage: Stage | null = null;
+  /** How this tab sends activations and gradients (from its assignment). */
+  private wire: WireEncoding = 'f32';
   private queue: QueuedTask[] = [];
   private running = false;
   /** The optimizer step in progress, if any. */
@@ -214,6 +217,7 @@ export class VolunteerAgent {
     // A new assignment brings its own secret; a reassignment of the same stage (a rollback) keeps it.
     if (a.resumeToken !== undefined || a.stage === null || a.stage !== this.stage?.index) this.resumeToken = a.resumeToken ?? null;
     this.queue = [];
+    this.wire = a.wire;
     this.stage?.dispose();
     this.stage = null;
     this.status.group = null;
@@ -334,8 +338,9 @@ export class VolunteerAgent {
           out.loss = data[0]!;
           if (meta.dir === 'F') this.status.lastLoss = data[0]!;
         } else {
+          // Quantized (f16 / int8) in JS on the read-back values: the same bytes on every backend.
           frame = encodeTensorFrame(
-            { kind: 'act', iteration: meta.iteration, microbatch: meta.mb, hop: meta.hop, fromStage: stage.index, toStage: -1, dtype: 'float32', shape },
+            { kind: 'act', iteration: meta.iteration, microbatch: meta.mb, hop: meta.hop, fromStage: stage.index, toStage: -1, dtype: WIRE_DTYPES[this.wire], shape },
             data,
           );
         }
@@ -350,7 +355,7 @@ export class VolunteerAgent {
         if (dx) {
           const data = (await dx.data()) as Float32Array;
           frame = encodeTensorFrame(
-            { kind: 'grad', iteration: meta.iteration, microbatch: meta.mb, hop: meta.hop, fromStage: stage.index, toStage: -1, dtype: 'float32', shape: dx.shape },
+            { kind: 'grad', iteration: meta.iteration, microbatch: meta.mb, hop: meta.hop, fromStage: stage.index, toStage: -1, dtype: WIRE_DTYPES[this.wire], shape: dx.shape },
             data,
           );
           dx.dispose();
@@ -416,7 +421,8 @@ export class VolunteerAgent {
   }
 }
 
+/** A tensor on this tab's backend from a frame: int32 stays int32; float16 / int8 are decoded to float32 first. */
 function tensorOf(bytes: Uint8Array): tf.Tensor {
   const { header, data } = decodeTensorFrame(bytes);
-  return tf.tensor(data, header.shape, header.dtype);
+  return tf.tensor(data, header.shape, header.dtype === 'int32' ? 'int32' : 'float32');
 }

@@ -1,0 +1,92 @@
+/**
+ * A protocol-level volunteer for link benchmarks: it speaks the coordinator's socket.io protocol
+ * like a tab (hello, assign, task -> out, grad_norm, step) but does not run the model. Each task
+ * takes a fixed, paced time (the compute a real tab would spend), then answers with a real
+ * frame of the right shape and the run's wire encoding: a template encoded once by the real
+ * codec, with its header patched per task. Queued backward tasks run first, as in the agent.
+ * So the coordinator, its relay checks and the (emulated) links see exactly a real run's
+ * traffic, while the 2-core machine's CPU is not what is measured.
+ */
+import { io, type Socket } from 'socket.io-client';
+import type { TaskMeta } from '../shared/protocol/events.js';
+import { encodeTensorFrame, WIRE_DTYPES, type FrameKind, type WireEncoding } from '../shared/protocol/index.js';
+import { mulberry32 } from '../shared/model/rng.js';
+
+export interface Pacing {
+  /** ms per forward task (backward tasks take 2x). */
+  forwardMs: number;
+  /** ms added to every task that sends or receives a frame (the tab's encode / decode). */
+  codecMs: number;
+}
+
+/** Synthetic activations of `count` values: roughly normal, a few outliers (seeded). */
+export function syntheticActivations(count: number, seed = 1): Float32Array {
+  const rand = mulberry32(seed);
+  const out = new Float32Array(count);
+  for (let i = 0; i < count; i++) out[i] = (rand() + rand() + rand() - 1.5) * 2 * (i % 1009 === 0 ? 20 : 1);
+  return out;
+}
+
+/** One frame of `shape` encoded with `wire`; `patched` copies it with a task's header fields. */
+export function frameTemplate(kind: FrameKind, shape: number[], wire: WireEncoding): Uint8Array {
+  const data = syntheticActivations(shape.reduce((a, b) => a * b, 1), kind === 'act' ? 1 : 2);
+  return encodeTensorFrame({ kind, iteration: 0, microbatch: 0, hop: 0, fromStage: 0, toStage: -1, dtype: WIRE_DTYPES[wire], shape }, data);
+}
+
+/** A copy of frame `t` with a task's header fields (the payload stays valid: it does not depend on them). */
+export function patched(t: Uint8Array, iteration: number, mb: number, hop: number, fromStage: number): Uint8Array {
+  const f = t.slice();
+  const v = new DataView(f.buffer, f.byteOffset, f.byteLength);
+  v.setUint32(8, iteration, true);
+  v.setUint16(12, mb, true);
+  v.setUint16(14, hop, true);
+  v.setInt16(16, fromStage, true);
+  return f;
+}
+
+export class PacedVolunteer {
+  readonly socket: Socket;
+  private stage = -1;
+  private queue: { meta: TaskMeta; input: Uint8Array | null }[] = [];
+  private busy = false;
+
+  constructor(url: string, private act: Uint8Array, private grad: Uint8Array, private pacing: Pacing) {
+    this.socket = io(url, { transports: ['websocket'], forceNew: true, reconnection: false });
+    const s = this.socket;
+    s.on('connect', () => s.emit('hello', { backend: 'webgpu', adapter: null, throughputGflops: 1, agent: 'bench/paced' }, () => {}));
+    s.on('assign', (a: { stage: number | null }, ack: (r: unknown) => void) => {
+      this.stage = a.stage ?? -1;
+      ack({ ok: true });
+    });
+    s.on('task', (meta: TaskMeta, input: Uint8Array | null) => {
+      this.queue.push({ meta, input });
+      void this.pump();
+    });
+    s.on('abandon', () => void (this.queue = []));
+    s.on('grad_norm', (info: { iteration: number }, ack: (r: unknown) => void) => ack({ iteration: info.iteration, preClipNorm: 1 }));
+    s.on('step', (info: { iteration: number }, ack: (r: unknown) => void) => ack({ iteration: info.iteration, preClipNorm: 1, postClipNorm: 1, stepMs: 0 }));
+  }
+
+  private async pump(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    while (this.queue.length) {
+      const b = this.queue.findIndex((t) => t.meta.dir === 'B');
+      const { meta, input } = this.queue.splice(b >= 0 ? b : 0, 1)[0]!;
+      const sends = meta.dir === 'B' ? !meta.segment.embed : !meta.segment.head;
+      const framed = (input && input.byteLength > 0 && !(meta.dir !== 'B' && meta.segment.embed) ? 1 : 0) + (sends ? 1 : 0);
+      const ms = (meta.dir === 'B' ? 2 : 1) * this.pacing.forwardMs + framed * this.pacing.codecMs;
+      await new Promise((r) => setTimeout(r, ms));
+      const out: Record<string, unknown> = { attempt: meta.attempt, iteration: meta.iteration, mb: meta.mb, dir: meta.dir, hop: meta.hop, computeMs: ms };
+      let frame: Uint8Array | null = null;
+      if (meta.dir !== 'B' && meta.segment.head) out.loss = 5;
+      else if (sends) frame = patched(meta.dir === 'B' ? this.grad : this.act, meta.iteration, meta.mb, meta.hop, this.stage);
+      this.socket.emit('out', out, frame);
+    }
+    this.busy = false;
+  }
+
+  close(): void {
+    this.socket.close();
+  }
+}
