@@ -5,8 +5,8 @@
  * (the default) that is every intermediate the hand-written backward (backward.ts) reads, so a
  * backward costs the two gradient products per forward product and nothing more; with
  * `'recompute'` it is the stage input only, and backward reruns the forward first (activation
- * checkpointing: a third less speed, a stash of one activation per microbatch instead of about
- * 12 activations per block plus the attention probabilities). Both run the same kernels, so their
+ * checkpointing: a backward of about 3 forwards instead of 2, for a stash of one activation per
+ * microbatch instead of about 12 activations per block plus the attention probabilities). Both run the same kernels, so their
  * results are identical. Several microbatches may be in flight at once: each has its own key.
  * backward(key, gradOutput) returns the gradient with respect to the stage input and accumulates
  * parameter gradients. clipAndStep() clips the accumulated gradient to global L2 norm 1.0 and
@@ -243,8 +243,8 @@ export class Stage {
   /**
    * Forward one microbatch through `seg` and stash what backward needs under `key`.
    * `targets` (int32 [B,T]) are required when the segment includes the head; the output is then
-   * the mean cross-entropy as a scalar. The caller owns (and disposes) the returned tensor; the
-   * stage keeps its own copy of the input.
+   * the mean cross-entropy as a scalar. The caller owns (and disposes) the returned tensor and
+   * the input; the stage keeps what it needs on its own.
    */
   forward(key: string, input: tf.Tensor, seg: Segment = this.fullSegment(), targets?: tf.Tensor): tf.Tensor {
     this.checkSegment(seg);
