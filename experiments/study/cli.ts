@@ -83,6 +83,8 @@ Node volunteers as processes, operator churn). See docs/experiments.md.
   --out <dir>              output folder (default results/study, or results/study-quick)
   --workers <n>            fork-study processes (default 2)
   --no-swarm               skip the real-swarm validation
+  --reuse-forks            read the fork studies a previous run with the same settings left in
+                           <out>/work and <out>/work-validation instead of training them again
   --edge <${EDGE_POLICIES.join('|')}>   plain checkfree at the first/last stage (default reinit, the paper)
   --target-iterations <n>  failure-free iterations to the target in the pricing (default ${DEFAULT_PRICING.targetIterations})
   --mc-runs <n>            Monte Carlo runs per priced cell (default ${DEFAULT_PRICING.runs})
@@ -98,6 +100,7 @@ export function parseStudyArgs(argv: string[]): StudyOptions | null {
       out: { type: 'string' },
       workers: { type: 'string' },
       'no-swarm': { type: 'boolean' },
+      'reuse-forks': { type: 'boolean' },
       edge: { type: 'string' },
       'target-iterations': { type: 'string' },
       'mc-runs': { type: 'string' },
@@ -127,6 +130,7 @@ export function parseStudyArgs(argv: string[]): StudyOptions | null {
     },
     validation: validation && { ...validation, fork: { ...validation.fork, edge } },
     out: v.out ?? join(ROOT, 'results', quick ? 'study-quick' : 'study'),
+    reuseForks: v['reuse-forks'] ?? false,
     seed: int('seed', v.seed, 1, 0),
     log: (l) => process.stdout.write(l + '\n'),
   };
