@@ -280,7 +280,8 @@ export function predictSwarm(run: SwarmRunResult, v: ValidationOptions, forks: F
   const lambda = swarmFailureRate(v.run.churnProbability, S);
   const x: PriceInput = { targetIterations: Math.max(1, N - warm), failuresPerIteration: lambda, nStages: S, iterationCost: 1, recoveryCost: wait / T, abandon: false };
   if (run.strategy === 'checkpoint') {
-    const c = (run.checkpointSeconds ?? 0) / T;
+    // Measured as a difference of two noisy gaps: clamped at 0.
+    const c = Math.max(0, run.checkpointSeconds ?? 0) / T;
     x.checkpoint = { every: v.run.checkpointEvery, cost: c, restoreCost: wait / T };
   } else if (run.strategy !== 'redundant') {
     x.setbacks = pools(forks, run.strategy, S);
@@ -348,6 +349,7 @@ export async function runStudy(o: StudyOptions): Promise<StudyResult> {
           log,
         });
         runs.push(r);
+        if (o.out) writeFileSync(join(o.out, 'swarm-runs.json'), JSON.stringify(runs));
         const pr = predictSwarm(r, v, vf.forks, vf.bases, target, o.seed);
         const within = r.timeToTarget !== null && r.timeToTarget >= pr.p05 && r.timeToTarget <= pr.p95;
         const waits = r.recoverySeconds;
