@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { EDGE_POLICIES, type EdgePolicy } from '../../shared/recovery/plan.js';
 import type { ForkStudyConfig } from './fork.js';
+import { RECOVERY_STRATEGIES, type RecoveryStrategy } from '../../shared/run-settings.js';
 import { runStudy, type PricingOptions, type StudyOptions, type ValidationOptions } from './study.js';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
@@ -83,6 +84,9 @@ Node volunteers as processes, operator churn). See docs/experiments.md.
   --out <dir>              output folder (default results/study, or results/study-quick)
   --workers <n>            fork-study processes (default 2)
   --no-swarm               skip the real-swarm validation
+  --swarm-strategies <a,b> the strategies of the swarm validation (default: all five)
+  --reuse-forks            read the fork studies a previous run with the same settings left in
+                           <out>/work and <out>/work-validation instead of training them again
   --edge <${EDGE_POLICIES.join('|')}>   plain checkfree at the first/last stage (default reinit, the paper)
   --target-iterations <n>  failure-free iterations to the target in the pricing (default ${DEFAULT_PRICING.targetIterations})
   --mc-runs <n>            Monte Carlo runs per priced cell (default ${DEFAULT_PRICING.runs})
@@ -98,6 +102,8 @@ export function parseStudyArgs(argv: string[]): StudyOptions | null {
       out: { type: 'string' },
       workers: { type: 'string' },
       'no-swarm': { type: 'boolean' },
+      'reuse-forks': { type: 'boolean' },
+      'swarm-strategies': { type: 'string' },
       edge: { type: 'string' },
       'target-iterations': { type: 'string' },
       'mc-runs': { type: 'string' },
@@ -116,7 +122,10 @@ export function parseStudyArgs(argv: string[]): StudyOptions | null {
   if (!EDGE_POLICIES.includes(edge)) throw new RangeError(`unknown --edge "${edge}"; choose one of: ${EDGE_POLICIES.join(', ')}`);
   const quick = v.quick ?? false;
   const fork = { ...(quick ? QUICK_FORK : DEFAULT_FORK), edge };
-  const validation = v['no-swarm'] ? null : quick ? QUICK_VALIDATION : DEFAULT_VALIDATION;
+  const chosen = v['no-swarm'] ? null : quick ? QUICK_VALIDATION : DEFAULT_VALIDATION;
+  const strategies = v['swarm-strategies']?.split(',').map((x) => x.trim()) as RecoveryStrategy[] | undefined;
+  for (const x of strategies ?? []) if (!RECOVERY_STRATEGIES.includes(x)) throw new RangeError(`unknown strategy "${x}" in --swarm-strategies`);
+  const validation = chosen && strategies ? { ...chosen, strategies } : chosen;
   return {
     fork,
     workers: int('workers', v.workers, 2),
@@ -127,6 +136,7 @@ export function parseStudyArgs(argv: string[]): StudyOptions | null {
     },
     validation: validation && { ...validation, fork: { ...validation.fork, edge } },
     out: v.out ?? join(ROOT, 'results', quick ? 'study-quick' : 'study'),
+    reuseForks: v['reuse-forks'] ?? false,
     seed: int('seed', v.seed, 1, 0),
     log: (l) => process.stdout.write(l + '\n'),
   };

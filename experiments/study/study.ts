@@ -13,13 +13,13 @@
  *      measured time to target within its 5-95% band.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RecoveryStrategy } from '../../shared/run-settings.js';
 import { lineChart, type Series } from '../svg.js';
 import { STRATEGY_COLORS } from '../report.js';
 import { FORK_STRATEGIES, swapQualityCost, type BaseRun, type ForkRecord, type ForkStudyConfig, type ForkStudyResult } from './fork.js';
-import { firstReached, type CurvePoint } from './setback.js';
+import { firstReached, iterationsLost } from './setback.js';
 import { price, swarmFailureRate, youngDalyIterations, type PriceInput, type PriceResult } from './pricer.js';
 import { hopsPerMicrobatch, swapOverhead } from './hops.js';
 import { runSwarm, type SwarmRunOptions, type SwarmRunResult } from './swarm.js';
@@ -69,6 +69,8 @@ export interface StudyOptions {
   pricing: PricingOptions;
   validation: ValidationOptions | null;
   out: string | null;
+  /** Read the fork studies a previous run with the same config left under `out`/work*. */
+  reuseForks: boolean;
   seed: number;
   log: (line: string) => void;
 }
@@ -111,10 +113,33 @@ export interface StudyResult {
   summary: string;
 }
 
-/** Runs the fork study in `workers` processes and merges their results (bases from part 0). */
-export async function forkInWorkers(c: ForkStudyConfig, workers: number, dir: string, log: (l: string) => void): Promise<ForkStudyResult> {
+/** Setbacks scored again against the base of each fork's order (setback.ts's current definition). */
+export function rescore(r: ForkStudyResult): ForkStudyResult {
+  const forks = r.forks.map((f) => {
+    const base = r.bases.find((b) => b.order === f.order)!;
+    const s = iterationsLost(base.curve, f.at, f.loss);
+    return { ...f, setback: s.iterations, gap: s.gap, capped: s.capped };
+  });
+  return { bases: r.bases, forks };
+}
+
+/**
+ * Runs the fork study in `workers` processes and merges their results (bases from part 0). With
+ * `reuse`, the parts a previous run left in `dir` are read instead when its config is the same.
+ */
+export async function forkInWorkers(c: ForkStudyConfig, workers: number, dir: string, log: (l: string) => void, reuse = false): Promise<ForkStudyResult> {
   mkdirSync(dir, { recursive: true });
   const cfgFile = join(dir, 'fork-config.json');
+  if (reuse && existsSync(cfgFile) && readFileSync(cfgFile, 'utf8') === JSON.stringify(c)) {
+    const files = readdirSync(dir).filter((f) => /^fork-part-\d+\.json$/.test(f)).sort();
+    const parts = files.map((f) => JSON.parse(readFileSync(join(dir, f), 'utf8')) as ForkStudyResult);
+    const n = parts.length;
+    if (n > 0 && files.every((f, i) => f === `fork-part-${i}.json`) && parts.every((p) => p.forks.length > 0)) {
+      log(`  reusing ${n} fork part(s) from ${dir}`);
+      return rescore({ bases: parts[0]!.bases, forks: parts.flatMap((p) => p.forks) });
+    }
+  }
+  for (const f of existsSync(dir) ? readdirSync(dir) : []) if (/^fork-part-\d+\.json$/.test(f)) rmSync(join(dir, f));
   writeFileSync(cfgFile, JSON.stringify(c));
   const parts = await Promise.all(
     Array.from({ length: workers }, (_, k) => {
@@ -132,13 +157,12 @@ export async function forkInWorkers(c: ForkStudyConfig, workers: number, dir: st
         p.once('exit', async (code) => {
           process.removeListener('exit', kill);
           if (code !== 0) return reject(new Error(`fork worker ${k} failed (${code}): ${err}`));
-          const { readFileSync } = await import('node:fs');
           resolve(JSON.parse(readFileSync(outFile, 'utf8')) as ForkStudyResult);
         });
       });
     }),
   );
-  return { bases: parts[0]!.bases, forks: parts.flatMap((p) => p.forks) };
+  return rescore({ bases: parts[0]!.bases, forks: parts.flatMap((p) => p.forks) });
 }
 
 /** Setback pools by stage for one strategy. */
@@ -146,10 +170,16 @@ function pools(forks: ForkRecord[], strategy: string, S: number): number[][] {
   return Array.from({ length: S }, (_, s) => forks.filter((f) => f.strategy === strategy && f.stage === s).map((f) => f.setback));
 }
 
-/** The swapped order's quality cost as a fraction of the iterations trained (last evaluation). */
-function swapFraction(cost: ReturnType<typeof swapQualityCost>): number {
-  const last = cost[cost.length - 1];
-  return last ? last.setback / last.iteration : 0;
+/**
+ * The swapped order's quality cost as a fraction of the iterations trained: the median of
+ * setback / iteration over the evaluations of the second half of the base runs (one evaluation
+ * alone swings with the noise of a flat curve).
+ */
+export function swapFraction(cost: ReturnType<typeof swapQualityCost>): number {
+  if (!cost.length) return 0;
+  const end = cost[cost.length - 1]!.iteration;
+  const xs = cost.filter((c) => c.iteration >= end / 2).map((c) => c.setback / c.iteration).sort((a, b) => a - b);
+  return xs[Math.floor(xs.length / 2)] ?? 0;
 }
 
 /** Time (units of T) to the target for every strategy under one setting. */
@@ -250,7 +280,8 @@ export function predictSwarm(run: SwarmRunResult, v: ValidationOptions, forks: F
   const lambda = swarmFailureRate(v.run.churnProbability, S);
   const x: PriceInput = { targetIterations: Math.max(1, N - warm), failuresPerIteration: lambda, nStages: S, iterationCost: 1, recoveryCost: wait / T, abandon: false };
   if (run.strategy === 'checkpoint') {
-    const c = (run.checkpointSeconds ?? 0) / T;
+    // Measured as a difference of two noisy gaps: clamped at 0.
+    const c = Math.max(0, run.checkpointSeconds ?? 0) / T;
     x.checkpoint = { every: v.run.checkpointEvery, cost: c, restoreCost: wait / T };
   } else if (run.strategy !== 'redundant') {
     x.setbacks = pools(forks, run.strategy, S);
@@ -266,7 +297,7 @@ export async function runStudy(o: StudyOptions): Promise<StudyResult> {
   const dir = o.out ?? join(ROOT, 'results', `study-tmp-${process.pid}`);
   mkdirSync(dir, { recursive: true });
   log(`fork study: ${o.fork.stages} stages x ${o.fork.layersPerStage} block(s), d ${o.fork.dModel}, forks at ${o.fork.forkPoints.join(', ')} (+${o.fork.horizon}), ${o.workers} worker(s)`);
-  const fr = await forkInWorkers(o.fork, o.workers, join(dir, 'work'), log);
+  const fr = await forkInWorkers(o.fork, o.workers, join(dir, 'work'), log, o.reuseForks);
   const plain = fr.bases.find((b) => b.order === 'plain')!;
   const swap = fr.bases.find((b) => b.order === 'swap');
   const swapCost = swap ? swapQualityCost(plain, swap) : [];
@@ -293,7 +324,7 @@ export async function runStudy(o: StudyOptions): Promise<StudyResult> {
   if (o.validation) {
     const v = o.validation;
     log(`validation: fork study of the swarm's model (${v.fork.stages} stages)`);
-    const vf = await forkInWorkers(v.fork, o.workers, join(dir, 'work-validation'), log);
+    const vf = await forkInWorkers(v.fork, o.workers, join(dir, 'work-validation'), log, o.reuseForks);
     const vplain = vf.bases.find((b) => b.order === 'plain')!;
     const target = vplain.curve.find((p) => p.iteration === v.targetIteration)?.loss;
     if (target === undefined) throw new Error(`the validation base has no evaluation at iteration ${v.targetIteration}`);
@@ -318,6 +349,7 @@ export async function runStudy(o: StudyOptions): Promise<StudyResult> {
           log,
         });
         runs.push(r);
+        if (o.out) writeFileSync(join(o.out, 'swarm-runs.json'), JSON.stringify(runs));
         const pr = predictSwarm(r, v, vf.forks, vf.bases, target, o.seed);
         const within = r.timeToTarget !== null && r.timeToTarget >= pr.p05 && r.timeToTarget <= pr.p95;
         const waits = r.recoverySeconds;
@@ -343,6 +375,7 @@ export async function runStudy(o: StudyOptions): Promise<StudyResult> {
       writeFileSync(join(o.out, 'validation-forks.csv'), csv(validation.forks as unknown as Record<string, unknown>[]));
       writeFileSync(join(o.out, 'swarm.csv'), csv(validation.runs.flatMap((r) => r.points.map((p) => ({ strategy: r.strategy, ...p })))));
       writeFileSync(join(o.out, 'swarm-loss-vs-time.svg'), swarmPlot(validation.runs, validation.target));
+      writeFileSync(join(o.out, 'swarm-runs.json'), JSON.stringify(validation.runs));
     }
     writeFileSync(join(o.out, 'summary.md'), summary);
   }
@@ -382,7 +415,7 @@ function summarize(
   }
   const last = swapCost[swapCost.length - 1];
   if (last) {
-    L.push(`- swapped order's own cost: after ${last.iteration} failure-free iterations the swapped run's validation loss ${fmt(last.swapLoss, 4)} vs plain ${fmt(last.plainLoss, 4)}: ${fmt(last.setback, 1)} iterations behind (${fmt((100 * last.setback) / last.iteration, 1)}% more iterations to the same loss; priced as such)`);
+    L.push(`- swapped order's own cost: after ${last.iteration} failure-free iterations the swapped run's validation loss ${fmt(last.swapLoss, 4)} vs plain ${fmt(last.plainLoss, 4)}: ${fmt(last.setback, 1)} iterations behind; over the second half of the runs the median is ${fmt(100 * swapFraction(swapCost), 1)}% more iterations to the same loss (priced as such)`);
   }
   const hp = hopsPerMicrobatch(S);
   L.push(`- swapped order's iteration time (${S} stages, ${P.microbatches} microbatches, 1F1B with ${S} in flight): ${hp.swapped} hops per swapped microbatch instead of ${hp.plain}; overhead ${swapOverheads.map((x) => `${fmt(100 * x.overhead, 1)}% at hop/compute ${x.hopRatio}`).join(', ')}`);
