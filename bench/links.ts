@@ -28,7 +28,8 @@ import type { ResolvedConfig } from '../shared/model/config.js';
 import { decodeTensorFrame, encodeTensorFrame, WIRE_DTYPES, WIRE_ENCODINGS, wireFrameBytes, type WireEncoding } from '../shared/protocol/index.js';
 import { startLinkEmulator, type LinkEmulator } from '../testing/link-emulator.js';
 import { PacedVolunteer, frameTemplate, syntheticActivations, type Pacing } from './paced-volunteer.js';
-import { flags, fmt, fmtBytes, machine, median, table, until, loadLine } from './util.js';
+import { flags, fmt, fmtBytes, machine, median, table, loadLine } from './util.js';
+import { until } from '../testing/until.js';
 
 const HELP = `Usage: npm run bench:links -- [options]
   --links <Mbit/s,...>      link rates, up = down (default 1000,100,20)
@@ -88,10 +89,10 @@ async function runOnce(settings: RunSettings, pacing: Pacing, link: { mbps: numb
       if (l) links.push(l);
       vols.push(new PacedVolunteer(l ? l.url : url, act, grad, pacing));
     }
-    await until(() => coord.scheduler.iteration >= 1, 600_000, 'the warm-up iteration');
+    await until(() => coord.scheduler.iteration >= 1, 'the warm-up iteration', 600_000);
     const c0 = process.cpuUsage();
     const t0 = performance.now();
-    await until(() => coord.scheduler.iteration >= iterations + 1, 1_200_000, `${iterations} iterations`);
+    await until(() => coord.scheduler.iteration >= iterations + 1, `${iterations} iterations`, 1_200_000);
     const wall = (performance.now() - t0) / 1000;
     const c = process.cpuUsage(c0);
     const secs = coord.scheduler.history.slice(1).map((h) => h.seconds);

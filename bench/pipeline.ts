@@ -32,7 +32,8 @@ import { DEFAULT_SETTINGS, modelConfigOf, usesSwap, type RunSettings, type Recov
 import { simulatePipeline, bubbleFraction } from '../experiments/pipeline-simulator.js';
 import type { OutMeta, TaskMeta } from '../shared/protocol/events.js';
 import type { VolunteerSocket } from '../shared/volunteer/agent.js';
-import { flags, fmt, machine, median, table, until, loadLine } from './util.js';
+import { flags, fmt, machine, median, table, loadLine } from './util.js';
+import { until } from '../testing/until.js';
 
 interface TaskRec {
   kind: 'task';
@@ -115,8 +116,8 @@ async function runSwarm(mode: 'shared' | 'processes', s: RunSettings, warmup: nu
         });
       }
     }
-    await until(() => coord.scheduler.iteration >= total, 30 * 60_000, `${total} iterations`);
-    await until(() => recs.filter((r) => r.kind === 'stat' && r.iteration === total - 1).length >= s.stages, 10_000, 'last stats');
+    await until(() => coord.scheduler.iteration >= total, `${total} iterations`, 30 * 60_000);
+    await until(() => recs.filter((r) => r.kind === 'stat' && r.iteration === total - 1).length >= s.stages, 'last stats', 10_000);
   } finally {
     for (const v of vols) v.kill();
     for (const k of kids) k.send({ type: 'stop' });

@@ -36,7 +36,8 @@ import { Coordinator, DEFAULT_COORDINATOR } from '../coordinator/server.js';
 import { startNodeVolunteer, type NodeVolunteer } from '../testing/node-volunteer.js';
 import { DEFAULT_SETTINGS, modelConfigOf, type RunSettings, type RecoveryStrategy } from '../shared/run-settings.js';
 import { stageParamSpecs, sizeOf } from '../shared/model/params.js';
-import { flags, fmt, fmtBytes, machine, median, table, until, loadLine } from './util.js';
+import { flags, fmt, fmtBytes, machine, median, table, loadLine } from './util.js';
+import { until } from '../testing/until.js';
 
 const KILL_AFTER = 6; // completed iterations before the kill (CheckFree+ replicas refresh at 5)
 const AFTER = 2; // iterations to run past the one that was interrupted
@@ -89,7 +90,7 @@ async function runScenario(
   const vols: NodeVolunteer[] = [];
   try {
     for (let i = 0; i <= settings.stages; i++) vols.push(await startNodeVolunteer(url, { name: `r${i}` }));
-    await until(() => vols.every((v) => v.status().volunteerId !== null) && coord.stages.owner(stage) !== undefined, 60_000, 'assignments');
+    await until(() => vols.every((v) => v.status().volunteerId !== null) && coord.stages.owner(stage) !== undefined, 'assignments', 60_000);
     const owner = coord.stages.owner(stage)!;
     const victim = vols.find((v) => v.status().volunteerId === owner.id);
     if (!victim) throw new Error('victim volunteer not found');
@@ -104,18 +105,18 @@ async function runScenario(
     };
     if (at === 'step') victim.socket.on('step', (info) => void (info.iteration === KILL_AFTER && kill()));
     else victim.socket.on('task', (meta) => void (meta.iteration === KILL_AFTER && meta.dir === 'B' && kill()));
-    await until(() => killedAt > 0, 30 * 60_000, `the kill in iteration ${KILL_AFTER}`);
+    await until(() => killedAt > 0, `the kill in iteration ${KILL_AFTER}`, 30 * 60_000);
     const iterBefore = median(coord.scheduler.history.slice(1).map((h) => h.seconds));
-    await until(() => coord.recovery.done.length >= 1, 30 * 60_000, 'the recovery event');
+    await until(() => coord.recovery.done.length >= 1, 'the recovery event', 30 * 60_000);
     const ev = coord.recovery.done[0]!;
     const firstAfter = coord.scheduler.history.find((h) => h.time >= ev.detectedAt)!;
     await until(
       () => coord.scheduler.history.some((h) => h.time >= ev.detectedAt && h.iteration === ev.iteration + 1),
-      30 * 60_000,
       'progress regained',
+      30 * 60_000,
     );
     const back = coord.scheduler.history.find((h) => h.time >= ev.detectedAt && h.iteration === ev.iteration + 1)!;
-    await until(() => coord.scheduler.iteration >= KILL_AFTER + AFTER, 30 * 60_000, 'the remaining iterations');
+    await until(() => coord.scheduler.iteration >= KILL_AFTER + AFTER, 'the remaining iterations', 30 * 60_000);
     const completed = coord.scheduler.history.length;
     const rec = coord.recovery as unknown as { replicaBytes?: number; redundantBytes?: number; lastCheckpoint?: { bytes: number } | null };
     const metricsText = await coord.metrics.text();

@@ -1,5 +1,5 @@
 /**
- * Small helpers shared by the benchmarks: percentiles, table printing, CLI flags, waiting.
+ * Small helpers shared by the benchmarks: percentiles, table printing, CLI flags (waiting: testing/until.ts).
  * Benchmarks print figures; none of them asserts on speed.
  */
 import os from 'node:os';
@@ -60,14 +60,6 @@ export function flags(argv: string[], known: Record<string, 'string' | 'boolean'
 /** A comma-separated flag value as a list (`fallback` when the flag is absent). */
 export function list(v: string | boolean | undefined, fallback: string[]): string[] {
   return typeof v === 'string' ? v.split(',').map((x) => x.trim()).filter(Boolean) : fallback;
-}
-
-export async function until(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 export function sleep(ms: number): Promise<void> {

@@ -15,7 +15,8 @@ import { DEFAULT_SETTINGS, type RunSettings } from '../shared/run-settings.js';
 import { WIRE_ENCODINGS, type WireEncoding } from '../shared/protocol/index.js';
 import { trainLocal, type LocalTrainResult } from '../trainer/cli.js';
 import { useNodeBackend } from '../trainer/node-backend.js';
-import { flags, fmt, machine, mean, table, until, loadLine } from './util.js';
+import { flags, fmt, machine, mean, table, loadLine } from './util.js';
+import { until } from '../testing/until.js';
 
 const HELP = `Usage: npm run bench:wire-loss -- [options]
   --preset <p>          model (default tiny)
@@ -33,7 +34,7 @@ async function swarmRun(settings: RunSettings, steps: number, evalBatches: numbe
   const vols: NodeVolunteer[] = [];
   try {
     for (let i = 0; i < settings.stages; i++) vols.push(await startNodeVolunteer(url, { name: `loss${i}` }));
-    await until(() => coord.scheduler.iteration >= steps && coord.scheduler.lastValLoss !== null, 1_800_000, `${steps} swarm iterations`);
+    await until(() => coord.scheduler.iteration >= steps && coord.scheduler.lastValLoss !== null, `${steps} swarm iterations`, 1_800_000);
     return { train: coord.scheduler.history.map((h) => h.trainLoss), val: coord.scheduler.lastValLoss! };
   } finally {
     for (const v of vols) v.kill();

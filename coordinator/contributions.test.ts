@@ -50,7 +50,7 @@ describe('Contributions', () => {
 
   it('counts accepted work per browser and serves the public table and swarm numbers', async () => {
     const N = 2;
-    coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings, port: 0, silent: true, evalEvery: 0, maxIterations: N, sampleEverySeconds: 0 });
+    coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings, port: 0, silent: true, evalEvery: 0, maxIterations: N, sampleEverySeconds: 0, maxReplicas: 1 });
     const url = await coord.listen();
     const ids = ['browser-one-0000001', 'browser-two-0000002'];
     vols.push(await startNodeVolunteer(url, { name: 'c0', capabilities: { browserId: ids[0], nickname: 'Starbuck' } }));
