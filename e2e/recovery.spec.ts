@@ -64,7 +64,7 @@ function expectConsecutiveHistory(swarm: Swarm, total: number): void {
   expect(swarm.coord.scheduler.history.map((h) => h.iteration)).toEqual(Array.from({ length: total }, (_, i) => i + 1));
 }
 
-test('an intermediate stage tab closes: the spare takes over (average) and training continues', async ({ launchSwarm }) => {
+test('stage S-2 tab closes: the spare takes over a copy of its swap partner and training continues', async ({ launchSwarm }) => {
   test.setTimeout(240_000);
   const ITERATIONS = 9;
   const LOST = 2;
@@ -80,8 +80,9 @@ test('an intermediate stage tab closes: the spare takes over (average) and train
 
   const [ev, ...more] = swarm.coord.recovery.done;
   expect(more).toHaveLength(0);
-  expect(ev).toMatchObject({ stage: LOST, strategy: 'checkfree+', method: 'average', fallback: false });
-  expect(ev!.sources.map((s) => s.stage).sort()).toEqual([LOST - 1, LOST + 1]);
+  // CheckFree+ (paper): stage S-2 is the swap partner of the last stage, so it is copied from it.
+  expect(ev).toMatchObject({ stage: LOST, strategy: 'checkfree+', method: 'copy', fallback: false });
+  expect(ev!.sources.map((s) => s.stage).sort()).toEqual([LOST + 1]);
   expect(ev!.iteration).toBeGreaterThanOrEqual(lostAt);
   expect(ev!.seconds).toBeGreaterThan(0);
 
@@ -102,7 +103,7 @@ test('an intermediate stage tab closes: the spare takes over (average) and train
   for (const { status } of tabs) expect(status!.iteration).toBe(ITERATIONS);
   expect((await readStatus(spare!))!.backend).toBe('webgpu');
   const m = await swarm.metrics();
-  expect(metricValue(m, 'swarm_recoveries_total', { rung: 'strategy', method: 'average' })).toBe(1);
+  expect(metricValue(m, 'swarm_recoveries_total', { rung: 'strategy', method: 'copy' })).toBe(1);
   expect(metricValue(m, 'swarm_volunteers', { state: 'spare' })).toBe(0);
   expect(metricValue(m, 'swarm_volunteers', { state: 'active' })).toBe(STAGES);
   expect(metricValue(m, 'swarm_abandoned_iterations_total')).toBeLessThanOrEqual(1);
@@ -207,7 +208,7 @@ test('no spare: the run waits for a volunteer, then a new tab takes the stage an
     expect(status!.run).toMatchObject({ state: 'recovering', needed: 1, iteration: paused });
   }
 
-  // A new volunteer arrives: it gets the lost stage (rebuilt by CheckFree+'s average) and the run resumes.
+  // A new volunteer arrives: it gets the lost stage (CheckFree+ copies stage 1 from its swap partner, stage 0) and the run resumes.
   const [newcomer] = await swarm.openTabs(1);
   await waitForTakeover(swarm, newcomer!, LOST);
   await swarm.waitForIteration(ITERATIONS, 150_000);
@@ -216,7 +217,7 @@ test('no spare: the run waits for a volunteer, then a new tab takes the stage an
     detail: () => swarm.describe(),
   });
   const [ev] = swarm.coord.recovery.done;
-  expect(ev).toMatchObject({ stage: LOST, method: 'average', fallback: false });
+  expect(ev).toMatchObject({ stage: LOST, method: 'copy', fallback: false });
   expect(ev!.iteration).toBe(paused);
   expectConsecutiveHistory(swarm, ITERATIONS);
   for (const { status } of await swarm.statuses()) expect(status!.run?.state).toMatch(/running|paused/);
