@@ -53,7 +53,7 @@ beforeAll(async () => {
   const clientDir = join(dir, 'client');
   mkdirSync(clientDir);
   writeFileSync(join(clientDir, 'dashboard.html'), '<!doctype html><title>dashboard</title><div id="root" data-page="dashboard"></div>');
-  coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings, port: 0, silent: true, evalEvery: 0, maxIterations: 2, trustProxy: true, clientDir, sampleEverySeconds: 0 });
+  coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings, port: 0, silent: true, evalEvery: 0, maxIterations: 2, trustProxy: true, publicHosts: ['127.0.0.2'], clientDir, sampleEverySeconds: 0 });
   const coordPort = Number(new URL(await coord.listen()).port);
   const cert = selfSignedCertificate(join(dir, 'tls'), { dns: ['localhost'], ips: ['127.0.0.2'] });
   ca = cert.cert;
