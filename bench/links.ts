@@ -77,7 +77,8 @@ interface RunResult {
 async function runOnce(settings: RunSettings, pacing: Pacing, link: { mbps: number; latencyMs: number } | null, iterations: number): Promise<RunResult> {
   const cfg = modelConfigOf(settings);
   const shape = [settings.batch, cfg.seqLen, cfg.dModel];
-  const coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings, port: 0, silent: true, evalEvery: 0, maxIterations: iterations + 1, clientDir: '/nonexistent', dataDir: null });
+  // Volunteers reach the coordinator through their link emulators' ports (Host names those): serve loopback names on any port.
+  const coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings, port: 0, silent: true, evalEvery: 0, maxIterations: iterations + 1, clientDir: '/nonexistent', dataDir: null, publicHosts: ['localhost', '127.0.0.1'] });
   const url = await coord.listen();
   const act = frameTemplate('act', shape, settings.wire!);
   const grad = frameTemplate('grad', shape, settings.wire!);

@@ -66,7 +66,9 @@ describe('--wire int8', () => {
 
   it('a Node swarm (two tabs on emulated links) matches the local trainer with the same encoding; corrupted frames are counted by reason', async () => {
     const N = 3;
-    coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings, port: 0, silent: true, evalEvery: N, evalBatches: 1, maxIterations: N, maxOffences: 100 });
+    // Tabs behind the link emulator reach the coordinator through the emulator's own port: their
+    // Host header names it, so the coordinator is told to serve loopback names on any port.
+    coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings, port: 0, silent: true, evalEvery: N, evalBatches: 1, maxIterations: N, maxOffences: 100, publicHosts: ['localhost', '127.0.0.1'] });
     const url = await coord.listen();
     // One tab sends a corrupted copy of its first few activation frames before the honest one.
     const pending = CORRUPTIONS.map(([, c]) => c);

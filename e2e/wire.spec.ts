@@ -10,7 +10,8 @@ import { wireOf } from '../shared/run-settings';
 test('4 WebGPU tabs on emulated 50 Mbit/s, 10 ms links train with int8 frames like the local trainer', async ({ launchSwarm }) => {
   test.setTimeout(300_000);
   const N = 3;
-  const swarm = await launchSwarm({ settings: { wire: 'int8' }, coordinator: { maxIterations: N } });
+  // Tabs behind link emulators load the page through the emulator's port: serve loopback names on any port.
+  const swarm = await launchSwarm({ settings: { wire: 'int8' }, coordinator: { maxIterations: N, publicHosts: ['localhost', '127.0.0.1'] } });
   await swarm.openTabs(4, { upMbps: 50, downMbps: 50, latencyMs: 10 });
   await swarm.waitForAllStages();
   await swarm.waitForIteration(N, 240_000);
