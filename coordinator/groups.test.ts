@@ -36,6 +36,18 @@ async function join(url: string, name: string, opts: NodeVolunteerOptions = {}):
   return v;
 }
 
+/**
+ * `n` tabs join while the run is paused: nothing is measured yet, so placement fills the groups
+ * evenly (n / stages each); then training starts.
+ */
+async function joinEvenly(c: Coordinator, url: string, n: number, opts: NodeVolunteerOptions = {}): Promise<void> {
+  c.scheduler.paused = true;
+  for (let i = 0; i < n; i++) await join(url, `t${i}`, opts);
+  await until(() => c.stages.activeCount() === n, `all ${n} tabs placed`, 60_000);
+  c.scheduler.paused = false;
+  c.scheduler.kick();
+}
+
 /** The Node volunteer behind a coordinator-side tab. */
 const nodeOf = (id: string) => vols.find((v) => v.status().volunteerId === id)!;
 
@@ -55,7 +67,7 @@ afterEach(async () => {
 describe('groups of replicas per stage', () => {
   it('8 tabs on 4 stages: every tab trains, the loss equals the local trainer, replicas stay bit-identical', async () => {
     const { coord, url } = await startSwarm({ maxIterations: N, rebalanceEvery: 0 });
-    for (let i = 0; i < 8; i++) await join(url, `t${i}`);
+    await joinEvenly(coord, url, 8);
     await until(() => coord.scheduler.iteration >= N, `${N} iterations`, 180_000);
     for (let s = 0; s < 4; s++) expect(coord.stages.size(s)).toBe(2);
     expect(coord.placement.spares()).toHaveLength(0);
@@ -78,7 +90,7 @@ describe('groups of replicas per stage', () => {
 
   it('a replica killed mid-iteration: nothing rebuilt, the iteration completes on the no-failure curve', async () => {
     const { coord, url } = await startSwarm({ maxIterations: N, rebalanceEvery: 0 });
-    for (let i = 0; i < 8; i++) await join(url, `t${i}`, { paceMs: 40 });
+    await joinEvenly(coord, url, 8, { paceMs: 40 });
     await until(() => coord.scheduler.iteration >= 2, 'two iterations', 180_000);
     // Kill a replica of stage 2 while the iteration's microbatches are in flight.
     await until(() => coord.scheduler.state === 'running' && coord.stages.replicas(2).some((v) => coord.speeds.queued(v) > 0), 'work in flight on stage 2', 30_000);
@@ -95,7 +107,7 @@ describe('groups of replicas per stage', () => {
 
   it('every replica of a stage killed: the configured strategy rebuilds it', async () => {
     const { coord, url } = await startSwarm({ rebalanceEvery: 0 });
-    for (let i = 0; i < 8; i++) await join(url, `t${i}`);
+    await joinEvenly(coord, url, 8);
     await until(() => coord.scheduler.iteration >= 2, 'two iterations', 180_000);
     const group = coord.stages.replicas(1);
     expect(group).toHaveLength(2);

@@ -23,6 +23,7 @@ import type { EventLog } from './events-log.js';
 import type { Logger } from './log.js';
 import { askStage, ASK_TIMEOUT_MS, bytesReply, okReply } from './ask-stage.js';
 import { checkStageState } from './bundle-check.js';
+import { median } from './tab-speed.js';
 
 /** A move must cut the bottleneck's time per task by at least this fraction. */
 export const REBALANCE_GAIN = 0.2;
@@ -153,16 +154,26 @@ export class Placement {
     return joined;
   }
 
-  /** The stage a new tab helps most: largest measured time per task, else fewest replicas. */
+  /**
+   * The stage a new tab helps most: the largest time per task of its group (its replicas sharing
+   * the work, tabs joining it counted too). A replica not measured yet counts as its stage's
+   * median, a stage with no measurement as the median of every measured tab (1 ms before any),
+   * so an unmeasured stage is neither always nor never chosen. Ties: fewer replicas first.
+   */
   bottleneck(exclude?: number): number | null {
     const { stages, speeds } = this.deps;
+    const swarmTypical = median(stages.allReplicas().map((r) => speeds.taskMs(r)).filter((t): t is number => t !== null)) ?? 1;
     let best: number | null = null;
     let bestKey: [number, number] = [-Infinity, -Infinity];
     for (let s = 0; s < stages.nStages; s++) {
-      if (s === exclude || stages.size(s) + stages.reservations(s) >= this.opts.maxReplicas) continue;
-      const t = speeds.groupTaskMs(stages.replicas(s));
-      // Measured time first; unmeasured groups compare by how few replicas they have.
-      const key: [number, number] = [t ?? 0, -(stages.size(s) + stages.reservations(s))];
+      const size = stages.size(s) + stages.reservations(s);
+      if (s === exclude || size >= this.opts.maxReplicas) continue;
+      const group = stages.replicas(s);
+      const typical = median(group.map((r) => speeds.taskMs(r)).filter((t): t is number => t !== null)) ?? swarmTypical;
+      let rate = stages.reservations(s) / typical;
+      for (const r of group) rate += 1 / (speeds.taskMs(r) ?? typical);
+      const t = rate > 0 ? 1 / rate : Infinity;
+      const key: [number, number] = [t, -size];
       if (key[0] > bestKey[0] || (key[0] === bestKey[0] && key[1] > bestKey[1])) {
         best = s;
         bestKey = key;
