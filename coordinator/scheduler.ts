@@ -218,9 +218,10 @@ export class Scheduler {
     const abandon = new IterationAbandoned(stage, lost);
     this.pass?.abort(abandon);
     this.barrier?.abort(abandon);
-    this.state = 'recovering';
+    this.setState('recovering'); // every page hears at once that the run waits for the stage
     if (!how.handedOver) await this.onStageLost(stage, { distrust: how.quarantined ?? false });
     await this.deps.placement.fillVacancies();
+    this.broadcastStatus(); // the rebuilt stage is ready now, or waits for a volunteer
     this.kick();
   }
 
