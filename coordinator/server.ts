@@ -240,7 +240,11 @@ export class Coordinator {
         forget: (v) => this.revokeClaim(v),
       },
     );
-    this.stages.onChange(() => this.updateStageGauges());
+    // Who serves which stage changed: gauges, and every page hears the new status (e.g. "3 more needed").
+    this.stages.onChange(() => {
+      this.updateStageGauges();
+      this.scheduler.broadcastStatus();
+    });
     this.io = new Server<VolunteerToServer, ServerToVolunteer>(this.http, {
       // The largest legitimate message of this run plus slack, not a fixed 64 MiB.
       maxHttpBufferSize: Math.min(MAX_SOCKET_BYTES, maxMessageBytes(config, opts.settings.batch)),
