@@ -43,6 +43,7 @@ import type { TabSpeeds } from './tab-speed.js';
 import { assembleModelFile } from './model-file.js';
 import { askStage, AskError, ASK_TIMEOUT_MS, bytesReply } from './ask-stage.js';
 import { generate, swarmLogits, tokenizer } from './sampling.js';
+import { clientAddress } from './client-address.js';
 import { AuthThrottle } from './auth-throttle.js';
 
 type OperatorSocket = Socket<OperatorToServer, ServerToOperator>;
@@ -166,7 +167,7 @@ export class Operator {
     const nsp = io.of('/operator') as unknown as Namespace<OperatorToServer, ServerToOperator>;
     nsp.use((socket, next) => {
       const token = (socket.handshake.auth as { token?: unknown } | undefined)?.token;
-      const r = this.authenticate(token, socket.handshake.address);
+      const r = this.authenticate(token, clientAddress(socket.request, this.coord.opts.trustProxy === true));
       if (r === 'missing') return next(new Error('operator token required'));
       if (r === 'throttled') return next(new Error('too many wrong operator tokens from this address; try again later'));
       if (r === 'wrong') return next(new Error('invalid operator token'));
@@ -474,7 +475,7 @@ export class Operator {
     const json = (status: number, body: unknown, headers: Record<string, string> = {}) =>
       void res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', ...headers }).end(JSON.stringify(body));
     const path = url.pathname.slice('/api/operator/'.length);
-    const address = req.socket.remoteAddress ?? '';
+    const address = clientAddress(req, this.coord.opts.trustProxy === true);
     const ticket = path === 'export' ? url.searchParams.get('ticket') : null;
     if (ticket !== null) {
       // A signed export link: valid once, for EXPORT_TICKET_MS; a bad one counts as a wrong token.
