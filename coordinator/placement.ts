@@ -168,11 +168,7 @@ export class Placement {
     for (let s = 0; s < stages.nStages; s++) {
       const size = stages.size(s) + stages.reservations(s);
       if (s === exclude || size >= this.opts.maxReplicas) continue;
-      const group = stages.replicas(s);
-      const typical = median(group.map((r) => speeds.taskMs(r)).filter((t): t is number => t !== null)) ?? swarmTypical;
-      let rate = stages.reservations(s) / typical;
-      for (const r of group) rate += 1 / (speeds.taskMs(r) ?? typical);
-      const t = rate > 0 ? 1 / rate : Infinity;
+      const t = speeds.groupTaskMs(stages.replicas(s), { fallback: swarmTypical, joining: stages.reservations(s) })!;
       const key: [number, number] = [t, -size];
       if (key[0] > bestKey[0] || (key[0] === bestKey[0] && key[1] > bestKey[1])) {
         best = s;

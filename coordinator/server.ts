@@ -240,11 +240,9 @@ export class Coordinator {
         forget: (v) => this.revokeClaim(v),
       },
     );
-    // Who serves which stage changed: gauges, and every page hears the new status (e.g. "3 more needed").
-    this.stages.onChange(() => {
-      this.updateStageGauges();
-      this.scheduler.broadcastStatus();
-    });
+    // Who serves which stage changed: every page hears the new status (e.g. "3 more needed"); the
+    // broadcast updates the gauges too (see listen()).
+    this.stages.onChange(() => this.scheduler.broadcastStatus());
     this.io = new Server<VolunteerToServer, ServerToVolunteer>(this.http, {
       // The largest legitimate message of this run plus slack, not a fixed 64 MiB.
       maxHttpBufferSize: Math.min(MAX_SOCKET_BYTES, maxMessageBytes(config, opts.settings.batch)),

@@ -89,16 +89,17 @@ export class TabSpeeds {
   }
 
   /**
-   * A group's time per task when its replicas share the work: 1 / sum(1 / t_r). Null when no
-   * replica is measured; unmeasured replicas count as the group's median.
+   * A group's time per task when its replicas share the work: 1 / sum(1 / t_r). Unmeasured
+   * replicas (and `joining` tabs not in the group yet) count as the group's median, or as
+   * `fallback` when nobody in the group is measured; null then when no fallback is given.
+   * Infinity for a group with nobody in it.
    */
-  groupTaskMs(replicas: readonly Volunteer[]): number | null {
-    const known = replicas.map((r) => this.taskMs(r)).filter((t): t is number => t !== null);
-    const typical = median(known);
-    if (typical === null) return null;
-    let rate = 0;
+  groupTaskMs(replicas: readonly Volunteer[], opts: { fallback?: number; joining?: number } = {}): number | null {
+    const typical = median(replicas.map((r) => this.taskMs(r)).filter((t): t is number => t !== null)) ?? opts.fallback;
+    if (typical === undefined) return null;
+    let rate = (opts.joining ?? 0) / typical;
     for (const r of replicas) rate += 1 / (this.taskMs(r) ?? typical);
-    return 1 / rate;
+    return rate > 0 ? 1 / rate : Infinity;
   }
 }
 
