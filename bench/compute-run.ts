@@ -5,7 +5,7 @@
  * mode, alternating the order of the modes over rounds. Formats the two tables it measured.
  */
 import * as tf from '../shared/model/tf.js';
-import { configForStages, getPreset, type ResolvedConfig } from '../shared/model/config.js';
+import { configForStages, getPreset } from '../shared/model/config.js';
 import type { BackwardMode } from '../shared/model/stage.js';
 import { measureMatmul, measureRate, measureStage, stageFlops, type StageTiming } from '../shared/model/roofline.js';
 

@@ -173,24 +173,6 @@ export class StageTable {
     this.changed();
   }
 
-  /**
-   * Every replica leaves its stage (checkpoint rollback reassigns live tabs, a resume that keeps
-   * none): used only by whole-swarm operations.
-   */
-  clearAll(reason: string): Volunteer[] {
-    const out: Volunteer[] = [];
-    for (let s = 0; s < this.nStages; s++) {
-      for (const v of this.groups[s]!) {
-        (v as Mutable<Volunteer>).stage = null;
-        out.push(v);
-      }
-      this.groups[s]!.clear();
-      this.pending[s] = { weights: null, reason, lrScale: 1 };
-    }
-    this.changed();
-    return out;
-  }
-
   /** Marks a resumed tab as the replica of the stage it still holds (no weights move). */
   adopt(stage: number, v: Volunteer): void {
     this.reserve(stage, v);

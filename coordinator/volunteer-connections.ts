@@ -322,8 +322,4 @@ export class VolunteerConnections {
     void this.drop(v, why);
   }
 
-  /** Leaves everyone (coordinator shutting down). */
-  all(): Volunteer[] {
-    return [...this.bySocket.values()];
-  }
 }
