@@ -184,7 +184,7 @@ describe('operator access', () => {
     await until(() => coord.scheduler.iteration >= before + 2, 'training continues', 120_000);
     expect(acks).toEqual([]);
     expect(coord.scheduler.paused).toBe(false);
-    expect(coord.recovery.opts.strategy).toBe('checkfree');
+    expect(coord.recovery.strategy.name).toBe('checkfree');
     expect(coord.recovery.done).toHaveLength(0);
     expect([0, 1, 2, 3].map((s) => coord.stages.owner(s)!.id)).toEqual(owners);
   });
@@ -218,7 +218,7 @@ describe('operator controls', () => {
     const bad = await call(s, 'set_strategy', { strategy: 'bogus' });
     expect(bad.ok).toBe(false);
     await ok(s, 'set_strategy', { strategy: 'none' });
-    expect(coord.recovery.opts.strategy).toBe('none');
+    expect(coord.recovery.strategy.name).toBe('none');
     await ok(s, 'set_strategy', { strategy: 'checkfree' });
 
     expect(await call(s, 'inject_failure', { stage: 9 })).toMatchObject({ ok: false });

@@ -212,7 +212,7 @@ export class Operator {
       time: now,
       status: scheduler.status(),
       paused: this.pausedByOperator,
-      strategy: recovery.opts.strategy,
+      strategy: recovery.strategy.name,
       strategies: RECOVERY_STRATEGIES,
       swap: scheduler.opts.swap,
       churn: { ...this.churn, failures: this.churnFailures },
@@ -305,9 +305,9 @@ export class Operator {
   }
 
   setStrategy(strategy: RecoveryStrategy): void {
-    const before = this.coord.recovery.opts.strategy;
+    const before = this.coord.recovery.strategy.name;
     if (before === strategy) return;
-    this.coord.recovery.opts.strategy = strategy;
+    this.coord.recovery.setStrategy(strategy);
     this.coord.events.add('run', `operator switched the recovery strategy for the next failure: ${before} -> ${strategy}`, { operator: true, action: 'strategy', from: before, to: strategy });
     this.pushSwarm();
   }

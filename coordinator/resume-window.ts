@@ -29,7 +29,7 @@ export interface ResumeWindowDeps {
    * Nobody came back: restore every stage from the run's last checkpoint, when the strategy keeps
    * one (sets every stage's pending state and the iteration); returns its iteration or null.
    */
-  restoreCheckpoint: () => number | null;
+  restoreWithoutTabs: () => number | null;
   /** The iteration the run is at now (a checkpoint rollback may have moved it). */
   iteration: () => number;
   strategy: () => string;
@@ -95,7 +95,7 @@ export class ResumeWindow {
     const { stages, placement, events } = this.deps;
     const live = this.claims.filter((c) => this.deps.isConnected(c.volunteer));
     const d = decideResume(stages.nStages, live);
-    const fromCheckpoint = d.iteration === null ? this.deps.restoreCheckpoint() : null;
+    const fromCheckpoint = d.iteration === null ? this.deps.restoreWithoutTabs() : null;
     if (fromCheckpoint !== null) {
       events.add('run', `no tab of run ${this.deps.runId()} came back within ${this.waitMs} ms: resumed it from its checkpoint at iteration ${fromCheckpoint} (every stage restored from disk)`, {
         iteration: fromCheckpoint,

@@ -22,6 +22,7 @@ import { SwarmMetrics } from './metrics.js';
 import { EventLog } from './events-log.js';
 import { createLogger, type Logger } from './log.js';
 import { Recovery, type RecoveryOptions } from './recovery.js';
+import { StagePuller } from './stage-puller.js';
 import { RunStore } from './store.js';
 import { Operator, newOperatorToken } from './operator.js';
 import { newRunId } from './resume.js';
@@ -57,6 +58,8 @@ export interface CoordinatorOptions {
   stepTimeoutMs: number;
   /** A tab that leaves a task unanswered this long is dropped as lost. */
   taskTimeoutMs: number;
+  /** A tab asked for a stage's weights (or full state) that does not answer this long is dropped (default: ask-stage.ts). */
+  pullTimeoutMs?: { weights: number; state: number };
   /** Validation failures before a tab is disconnected. */
   maxOffences: number;
   /** Messages per second a tab may send (token bucket with a burst of twice that). */
@@ -202,13 +205,24 @@ export class Coordinator {
     );
     this.recovery = new Recovery(
       { ...opts.recovery, strategy: opts.settings.recovery },
-      this.scheduler,
-      this.stages,
-      () => this.placement.waitingCount(),
-      this.metrics,
-      this.events,
-      this.log,
-      new CheckpointStore({ store: this.store, dir: opts.recovery.checkpointDir, run: () => this.runId, log: this.log }),
+      {
+        scheduler: this.scheduler,
+        stages: this.stages,
+        puller: new StagePuller({
+          timeoutMs: opts.pullTimeoutMs,
+          replicas: (stage) => this.stages.replicas(stage),
+          reject: (v, reason, message) => this.connections.reject(v, reason, message),
+          unresponsive: (v, why) => {
+            this.metrics.rejected.inc({ reason: 'silent' });
+            this.connections.dropLater(v, `unresponsive: ${why}`);
+          },
+        }),
+        waiting: () => this.placement.waitingCount(),
+        metrics: this.metrics,
+        events: this.events,
+        log: this.log,
+        checkpoints: new CheckpointStore({ store: this.store, dir: opts.recovery.checkpointDir, run: () => this.runId, log: this.log }),
+      },
     );
     this.routes = new HttpRoutes({
       clientDir: opts.clientDir,
@@ -272,7 +286,7 @@ export class Coordinator {
           return this.runId;
         },
         rebuild: (stage) => this.recovery.onStageLost(stage),
-        restoreCheckpoint: () => (this.recovery.opts.strategy === 'checkpoint' ? this.recovery.restoreCheckpoint() : null),
+        restoreWithoutTabs: () => this.recovery.resumeWithoutTabs(),
         iteration: () => this.scheduler.iteration,
         strategy: () => this.opts.settings.recovery,
         announceGroup: (s) => this.connections.announceGroup(s),

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { Stage } from '../shared/model/stage.js';
 import { loadDataset } from '../trainer/corpus-file.js';
 import { runIteration } from '../trainer/pipeline.js';
-import { modelConfigOf, checkSettings, RECOVERY_STRATEGIES, type RecoveryStrategy, type RunSettings } from '../shared/run-settings.js';
+import { modelConfigOf, checkSettings, RECOVERY_STRATEGIES, type RecoveryStrategy, type RunSettings, usesSwap } from '../shared/run-settings.js';
 import { AVERAGE_WEIGHTINGS, type AverageWeighting } from '../shared/recovery/average.js';
 import { FailureSchedule } from './failures.js';
 import { perIterationProbability } from '../shared/recovery/failure-model.js';
@@ -283,7 +283,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
   // 2. plan
   const specs = specsOf(o, calibration);
   const derivable = (s: RunSpec) => o.reuse && isDerivable(s, ctx, S);
-  const needBase = { plain: specs.some((s) => derivable(s) && s.strategy !== 'checkfree+'), swap: specs.some((s) => derivable(s) && s.strategy === 'checkfree+') };
+  const needBase = { plain: specs.some((s) => derivable(s) && !usesSwap({ recovery: s.strategy })), swap: specs.some((s) => derivable(s) && usesSwap({ recovery: s.strategy })) };
   for (const rate of o.rates) {
     const sched = new FailureSchedule(o.failureSeed, S, rate / 100, o.iterationSeconds);
     const f = sched.failuresUpTo(o.iterations);
@@ -353,7 +353,7 @@ export function priceAndReport(o: ExperimentOptions, bundle: TraceBundle, opts: 
   const traces = specsOf(o, calibration).map((spec) => {
     const done = bundle.executed.find((t) => sameSpec(t.spec, spec));
     if (done) return done;
-    const base = spec.strategy === 'checkfree+' ? swap : plain;
+    const base = usesSwap({ recovery: spec.strategy }) ? swap : plain;
     if (!base || !isDerivable(spec, dctx, S)) {
       throw new RangeError(`${runName(spec)}${spec.strategy === 'checkpoint' ? ` (every ${spec.checkpointEvery ?? 'never'})` : ''} was not executed and cannot be derived from a failure-free run`);
     }

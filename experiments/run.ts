@@ -33,7 +33,7 @@ import type { ResolvedConfig } from '../shared/model/config.js';
 import { stageParamSpecs, sizeOf, isBlockParam } from '../shared/model/params.js';
 import type { Batch, TokenDataset } from '../shared/data/dataset.js';
 import { runIteration, evaluate } from '../trainer/pipeline.js';
-import type { RecoveryStrategy } from '../shared/run-settings.js';
+import { usesSwap, type RecoveryStrategy } from '../shared/run-settings.js';
 import { planRecovery } from '../shared/recovery/plan.js';
 import type { AverageWeighting } from '../shared/recovery/average.js';
 import { LocalReplicaStore, recoverLocally } from './local-recovery.js';
@@ -158,7 +158,7 @@ export async function executeRun(ctx: RunContext, spec: RunSpec, opts: { onSlot?
   const cfg = ctx.config;
   const S = ctx.bytes.stage.length;
   const M = ctx.microbatches;
-  const swap = spec.strategy === 'checkfree+';
+  const swap = usesSwap({ recovery: spec.strategy });
   const schedule = new FailureSchedule(ctx.failureSeed, S, spec.rate / 100, ctx.iterationSeconds);
   const stages = Array.from({ length: S }, (_, i) => new Stage(cfg, i, { lr: ctx.lr }));
   const timer = new TaskTimer();
@@ -339,7 +339,7 @@ export type DeriveContext = Pick<RunContext, 'bytes' | 'failureSeed' | 'iteratio
 
 export function deriveRun(ctx: DeriveContext, spec: RunSpec, base: RunTrace, baseName: string): RunTrace {
   const S = ctx.bytes.stage.length;
-  const swap = spec.strategy === 'checkfree+';
+  const swap = usesSwap({ recovery: spec.strategy });
   if (base.swap !== swap) throw new Error(`cannot derive a ${swap ? 'swapped' : 'plain'} run from a ${base.swap ? 'swapped' : 'plain'} one`);
   if (!isDerivable(spec, ctx, S)) throw new Error(`${spec.strategy} at ${spec.rate}%/h changes the model: it must be executed`);
   if (base.slots.length < ctx.iterations || base.slots.some((s, i) => s.failed.length || s.iteration !== i + 1)) {

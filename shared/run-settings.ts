@@ -48,9 +48,22 @@ export function modelConfigOf(s: RunSettings): ResolvedConfig {
   return configForStages({ ...p, seed: s.seed, seqLen: s.seqLen ?? p.seqLen }, s.stages);
 }
 
+/**
+ * Which strategies run the edge stages' microbatches in CheckFree+'s swapped order (so that a
+ * lost first or last stage can be rebuilt from its partner). One entry per strategy: a new
+ * strategy must say.
+ */
+const SWAPS_EDGE_MICROBATCHES: Record<RecoveryStrategy, boolean> = {
+  'checkfree+': true,
+  checkfree: false,
+  checkpoint: false,
+  redundant: false,
+  none: false,
+};
+
 /** Whether microbatch paths use CheckFree+'s swapped order. */
 export function usesSwap(s: Pick<RunSettings, 'recovery'>): boolean {
-  return s.recovery === 'checkfree+';
+  return SWAPS_EDGE_MICROBATCHES[s.recovery];
 }
 
 export function checkSettings(s: RunSettings): void {

@@ -14,6 +14,7 @@
  * An `exact` fork restores the snapshot and fails nothing: it must reproduce the base run bit for
  * bit (the exact restores, checkpoint and redundant, are this with a rollback or no loss).
  */
+import { usesSwap } from '../../shared/run-settings.js';
 import { Stage } from '../../shared/model/stage.js';
 import { configForStages, getPreset, type ResolvedConfig } from '../../shared/model/config.js';
 import type { TokenDataset } from '../../shared/data/dataset.js';
@@ -191,7 +192,7 @@ function runFork(t: Trainer, c: ForkStudyConfig, base: BaseRun, state: ForkPoint
 
 /** Which base order a strategy's forks start from. */
 export function orderOf(strategy: Exclude<ForkStrategy, 'exact'>): Order {
-  return strategy === 'checkfree+' ? 'swap' : 'plain';
+  return usesSwap({ recovery: strategy }) ? 'swap' : 'plain';
 }
 
 export interface ForkStudyPart {

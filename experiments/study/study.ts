@@ -15,7 +15,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { RecoveryStrategy } from '../../shared/run-settings.js';
+import { usesSwap, type RecoveryStrategy } from '../../shared/run-settings.js';
 import { lineChart, type Series } from '../svg.js';
 import { STRATEGY_COLORS } from '../report.js';
 import { FORK_STRATEGIES, swapQualityCost, type BaseRun, type ForkRecord, type ForkStudyConfig, type ForkStudyResult } from './fork.js';
@@ -270,7 +270,7 @@ function swarmPlot(runs: SwarmRunResult[], target: number): string {
 export function predictSwarm(run: SwarmRunResult, v: ValidationOptions, forks: ForkRecord[], bases: BaseRun[], target: number, seed: number): PriceResult {
   const S = v.fork.stages;
   const T = run.iterationSeconds;
-  const curve = (run.strategy === 'checkfree+' ? bases.find((b) => b.order === 'swap') : bases.find((b) => b.order === 'plain'))!.curve;
+  const curve = (usesSwap({ recovery: run.strategy }) ? bases.find((b) => b.order === 'swap') : bases.find((b) => b.order === 'plain'))!.curve;
   const reach = firstReached(curve, target);
   // The target is reached at an evaluation: the first evaluation at or after the base crossing.
   const N = Math.max(1, Math.ceil((reach ?? curve[curve.length - 1]!.iteration) / v.run.evalEvery) * v.run.evalEvery);

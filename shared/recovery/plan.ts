@@ -67,66 +67,87 @@ export interface RecoveryPlan {
   description: string;
 }
 
+/** The lost stage, before a planner decides how it comes back. */
+interface Lost {
+  strategy: RecoveryStrategy;
+  lost: number;
+  nStages: number;
+}
+
+/** How the neighbour-rebuilding strategies (checkfree, checkfree+) treat the stages averaging cannot reach. */
+interface NeighbourRule {
+  /** Stages 1 and S-2 (S >= 4) are copied from their swap partner instead of averaged (CheckFree+). */
+  swapPartners: boolean;
+  /** A lost first/last stage: copy the neighbour (+ embedding/head replica), or re-init from the seed. */
+  edges: EdgePolicy;
+}
+
+/** One strategy's decision: a pure function of the lost stage and the stage count. */
+type Planner = (l: Lost, edge: EdgePolicy) => RecoveryPlan;
+
+const PLANNERS: Record<RecoveryStrategy, Planner> = {
+  'checkfree+': (l) => fromNeighbours(l, { swapPartners: true, edges: 'copy' }),
+  checkfree: (l, edge) => fromNeighbours(l, { swapPartners: false, edges: edge }),
+  checkpoint: (l) => restored(l, 'checkpoint', 'restore from the last checkpoint'),
+  redundant: (l) => restored(l, 'redundant', 'restore from the redundant copy'),
+  none: (l) => reinit(l, false, 'no recovery strategy'),
+};
+
 /** Decides how stage `lost` of an `nStages`-stage pipeline is recovered under `strategy`. */
 export function planRecovery(strategy: RecoveryStrategy, lost: number, nStages: number, opts: PlanOptions = {}): RecoveryPlan {
   const edge = opts.edge ?? 'reinit';
   if (!EDGE_POLICIES.includes(edge)) throw new RecoveryError(`unknown edge policy "${String(edge)}"; choose one of: ${EDGE_POLICIES.join(', ')}`);
-  if (!RECOVERY_STRATEGIES.includes(strategy)) {
+  if (!Object.hasOwn(PLANNERS, strategy)) {
     throw new RecoveryError(`unknown recovery strategy "${String(strategy)}"; choose one of: ${RECOVERY_STRATEGIES.join(', ')}`);
   }
   if (!Number.isInteger(nStages) || nStages < 1) throw new RangeError(`nStages must be an integer >= 1, got ${nStages}`);
   if (!Number.isInteger(lost) || lost < 0 || lost >= nStages) {
     throw new RangeError(`lost stage ${lost} out of range 0..${nStages - 1}`);
   }
-  const base = { strategy, lost, nStages, blockSources: [] as number[], replicaSource: null, replicaPart: null, fallback: false };
-  const reinit = (fallback: boolean, why: string): RecoveryPlan => ({
-    ...base,
-    method: 'reinit',
-    fallback,
-    description: `stage ${lost}: re-init from seed (${why})`,
-  });
+  return PLANNERS[strategy]({ strategy, lost, nStages }, edge);
+}
 
-  if (strategy === 'checkpoint' || strategy === 'redundant') {
-    const what = strategy === 'checkpoint' ? 'restore from the last checkpoint' : 'restore from the redundant copy';
-    return { ...base, method: strategy, description: `stage ${lost}: ${what}` };
-  }
-  if (strategy === 'none') return reinit(false, 'no recovery strategy');
-  if (nStages === 1) return reinit(true, `${strategy} needs at least 2 stages`);
+function base(l: Lost): Omit<RecoveryPlan, 'method' | 'description'> {
+  return { ...l, blockSources: [], replicaSource: null, replicaPart: null, fallback: false };
+}
 
+function reinit(l: Lost, fallback: boolean, why: string): RecoveryPlan {
+  return { ...base(l), method: 'reinit', fallback, description: `stage ${l.lost}: re-init from seed (${why})` };
+}
+
+/** Checkpoint and redundant are restores the coordinator carries out: the plan lists no sources. */
+function restored(l: Lost, method: 'checkpoint' | 'redundant', what: string): RecoveryPlan {
+  return { ...base(l), method, description: `stage ${l.lost}: ${what}` };
+}
+
+/** CheckFree and CheckFree+: rebuild the lost stage from the weights of its neighbours. */
+function fromNeighbours(l: Lost, rule: NeighbourRule): RecoveryPlan {
+  const { lost, nStages } = l;
+  if (nStages === 1) return reinit(l, true, `${l.strategy} needs at least 2 stages`);
   const first = lost === 0;
   const last = lost === nStages - 1;
   // checkfree+ with S >= 4: stage 1 and stage S-2 are members of a swapped pair, copied from the
   // partner (the edge stage, whose own embedding/head the copy does not need).
-  if (strategy === 'checkfree+' && nStages >= 4 && (lost === 1 || lost === nStages - 2)) {
+  if (rule.swapPartners && nStages >= 4 && (lost === 1 || lost === nStages - 2)) {
     const partner = lost === 1 ? 0 : nStages - 1;
-    return {
-      ...base,
-      method: 'copy',
-      blockSources: [partner],
-      description: `stage ${lost}: copy blocks of stage ${partner} (its swap partner)`,
-    };
+    return { ...base(l), method: 'copy', blockSources: [partner], description: `stage ${lost}: copy blocks of stage ${partner} (its swap partner)` };
   }
   if (!first && !last) {
     const prev = lost - 1;
     const next = lost + 1;
-    return {
-      ...base,
-      method: 'average',
-      blockSources: [prev, next],
-      description: `stage ${lost}: weighted average of stages ${prev} and ${next}`,
-    };
+    return { ...base(l), method: 'average', blockSources: [prev, next], description: `stage ${lost}: weighted average of stages ${prev} and ${next}` };
   }
-  if (strategy === 'checkfree' && edge === 'reinit') {
-    return reinit(true, `checkfree cannot recover the ${first ? 'first' : 'last'} stage: it has one neighbour`);
+  if (rule.edges === 'reinit') {
+    return reinit(l, true, `${l.strategy} cannot recover the ${first ? 'first' : 'last'} stage: it has one neighbour`);
   }
-  // checkfree+ (and checkfree with edge copy): copy the neighbour, which is the swap partner
-  // under checkfree+; restore the embedding/head from the replica the neighbour's tab holds.
-  // With S = 2 the lost stage is both first and last; it owns exactly one of the two parts.
+  // Copy the neighbour (under checkfree+ it is the swap partner) and restore the embedding/head
+  // from the replica the neighbour's tab holds. With S = 2 the lost stage is both first and last;
+  // it owns exactly one of the two parts.
   const part: ReplicaPart = first ? 'embed' : 'head';
   const partner = first ? 1 : nStages - 2;
   const holder = replicaHolders(nStages)[part]!;
   return {
-    ...base,
+    ...base(l),
     method: 'copy',
     blockSources: [partner],
     replicaSource: holder,
