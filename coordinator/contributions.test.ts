@@ -1,23 +1,16 @@
 /** Contributions: counted from accepted work per browser id, public table by nickname only. */
-import { describe, it, expect, afterEach } from 'vitest';
+import { describe, it, expect } from 'vitest';
 import { io as ioClient } from 'socket.io-client';
 import { Coordinator, DEFAULT_COORDINATOR } from './server.js';
 import { Contributions } from './contributions.js';
 import { DEFAULT_SETTINGS, type RunSettings } from '../shared/run-settings.js';
 import { capabilitiesSchema } from '../shared/protocol/events.js';
 import { startNodeVolunteer, type NodeVolunteer } from '../testing/node-volunteer.js';
+import { testSwarm } from '../testing/test-swarm.js';
 import { until } from '../testing/until.js';
 
 const settings: RunSettings = { ...DEFAULT_SETTINGS, preset: 'tiny', stages: 2, microbatches: 3, batch: 2, seqLen: 16, recovery: 'checkfree' };
-let coord: Coordinator | null = null;
-let vols: NodeVolunteer[] = [];
-
-afterEach(async () => {
-  for (const v of vols) v.kill();
-  vols = [];
-  await coord?.close();
-  coord = null;
-});
+const swarm = testSwarm();
 
 describe('Contributions', () => {
   it('ranks by tokens, keeps nicknames only, marks the asker, forgets the smallest beyond its bound', () => {
@@ -50,13 +43,13 @@ describe('Contributions', () => {
 
   it('counts accepted work per browser and serves the public table and swarm numbers', async () => {
     const N = 2;
-    coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings, port: 0, silent: true, evalEvery: 0, maxIterations: N, sampleEverySeconds: 0, maxReplicas: 1 });
-    const url = await coord.listen();
+    swarm.coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings, port: 0, silent: true, evalEvery: 0, maxIterations: N, sampleEverySeconds: 0, maxReplicas: 1 });
+    const url = await swarm.coord.listen();
     const ids = ['browser-one-0000001', 'browser-two-0000002'];
-    vols.push(await startNodeVolunteer(url, { name: 'c0', capabilities: { browserId: ids[0], nickname: 'Starbuck' } }));
-    vols.push(await startNodeVolunteer(url, { name: 'c1', capabilities: { browserId: ids[1] } }));
-    vols.push(await startNodeVolunteer(url, { name: 'nobody' })); // a spare without an id
-    await until(() => coord!.scheduler.iteration >= N, `${N} iterations`, 120_000);
+    swarm.vols.push(await startNodeVolunteer(url, { name: 'c0', capabilities: { browserId: ids[0], nickname: 'Starbuck' } }));
+    swarm.vols.push(await startNodeVolunteer(url, { name: 'c1', capabilities: { browserId: ids[1] } }));
+    swarm.vols.push(await startNodeVolunteer(url, { name: 'nobody' })); // a spare without an id
+    await until(() => swarm.coord!.scheduler.iteration >= N, `${N} iterations`, 120_000);
     const get = async (path: string) => {
       const r = await fetch(`${url}${path}`);
       return { status: r.status, body: (await r.json()) as Record<string, unknown> };
@@ -75,11 +68,11 @@ describe('Contributions', () => {
     expect(top.filter((r) => r.nickname === null)).toHaveLength(1);
     const text = JSON.stringify(body);
     for (const id of ids) expect(text.includes(id)).toBe(false);
-    for (const v of coord.registry.all()) expect(text.includes(v.id)).toBe(false);
+    for (const v of swarm.coord.registry.all()) expect(text.includes(v.id)).toBe(false);
     expect(text).not.toMatch(/127\.0\.0\.1|::1/);
     expect(body.me).toMatchObject({ rank: expect.any(Number), microbatches });
-    const swarm = await get('/api/public/swarm');
-    expect(swarm.body).toMatchObject({ volunteers: 3, active: 2, spares: 1, contributors: 2, iteration: N });
+    const swarmInfo = await get('/api/public/swarm');
+    expect(swarmInfo.body).toMatchObject({ volunteers: 3, active: 2, spares: 1, contributors: 2, iteration: N });
     expect((await get('/api/public/contributors?n=1000')).status).toBe(400);
     expect((await get('/api/public/contributors?me=not%20an%20id')).status).toBe(400);
     expect((await get('/api/public/nothing')).status).toBe(404);

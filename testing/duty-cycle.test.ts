@@ -4,23 +4,16 @@
  * (previous task's rest + next task's compute) passes. A tab at full duty breaks that bound
  * (tasks back to back), which shows the check can fail.
  */
-import { describe, it, expect, afterEach } from 'vitest';
+import { describe, it, expect } from 'vitest';
 import { Coordinator, DEFAULT_COORDINATOR } from '../coordinator/server.js';
 import { DEFAULT_SETTINGS, type RunSettings } from '../shared/run-settings.js';
 import { startNodeVolunteer, type NodeVolunteer } from './node-volunteer.js';
 import type { VolunteerSocket } from '../shared/volunteer/agent.js';
+import { testSwarm } from './test-swarm.js';
 import { until } from './until.js';
 
 const settings: RunSettings = { ...DEFAULT_SETTINGS, preset: 'tiny', stages: 2, microbatches: 4, batch: 2, seqLen: 32, recovery: 'checkfree' };
-let coord: Coordinator | null = null;
-let vols: NodeVolunteer[] = [];
-
-afterEach(async () => {
-  for (const v of vols) v.kill();
-  vols = [];
-  await coord?.close();
-  coord = null;
-});
+const swarm = testSwarm();
 
 /** Records when each result leaves the tab and how long its task computed. */
 function recordOuts(into: { at: number; computeMs: number }[]) {
@@ -46,13 +39,13 @@ function violations(outs: { at: number; computeMs: number }[], d: number): numbe
 
 describe('duty cycle', () => {
   it('a tab at 25% rests three times its compute between tasks; a tab at 100% does not', async () => {
-    coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings, port: 0, silent: true, evalEvery: 0, maxIterations: 3, sampleEverySeconds: 0 });
-    const url = await coord.listen();
+    swarm.coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings, port: 0, silent: true, evalEvery: 0, maxIterations: 3, sampleEverySeconds: 0 });
+    const url = await swarm.coord.listen();
     const slow: { at: number; computeMs: number }[] = [];
     const full: { at: number; computeMs: number }[] = [];
-    vols.push(await startNodeVolunteer(url, { name: 'quarter', dutyCycle: 0.25, wrapSocket: recordOuts(slow) }));
-    vols.push(await startNodeVolunteer(url, { name: 'full', wrapSocket: recordOuts(full) }));
-    await until(() => coord!.scheduler.iteration >= 3, '3 iterations', 120_000);
+    swarm.vols.push(await startNodeVolunteer(url, { name: 'quarter', dutyCycle: 0.25, wrapSocket: recordOuts(slow) }));
+    swarm.vols.push(await startNodeVolunteer(url, { name: 'full', wrapSocket: recordOuts(full) }));
+    await until(() => swarm.coord!.scheduler.iteration >= 3, '3 iterations', 120_000);
     expect(slow.length).toBeGreaterThanOrEqual(3 * 2 * settings.microbatches);
     expect(violations(slow, 0.25)).toBe(0);
     expect(violations(full, 0.25)).toBeGreaterThan(0);
