@@ -18,6 +18,8 @@ export interface Reduction {
   bytes: number;
   /** The replica whose own gradient had the largest norm (blamed if the stage's norm is an outlier). */
   largest: Volunteer;
+  /** Replicas that did not take the sum (lost while it was sent): they hold a partial gradient. */
+  missed: Volunteer[];
 }
 
 function sumSquares(w: NamedWeights): number {
@@ -64,11 +66,14 @@ export async function reduceGradients(
     }
   }
   const bundle = encodeWeights(sum);
-  await Promise.all(
-    replicas.map(async (r) => {
-      await askStage(r, 'set_grads', [{ iteration }, bundle], okReply, timeoutMs);
-      bytes += bundle.byteLength;
-    }),
-  );
-  return { bytes, largest };
+  // Every replica gets the same sum; one that does not take it (lost meanwhile) is reported, not
+  // waited for: it must not step with its own partial gradient.
+  const sent = await Promise.allSettled(replicas.map((r) => askStage(r, 'set_grads', [{ iteration }, bundle], okReply, timeoutMs)));
+  const missed: Volunteer[] = [];
+  for (const [i, r] of sent.entries()) {
+    if (r.status === 'fulfilled') bytes += bundle.byteLength;
+    else missed.push(replicas[i]!);
+  }
+  if (missed.length === replicas.length) throw (sent[0] as PromiseRejectedResult).reason;
+  return { bytes, largest, missed };
 }

@@ -105,6 +105,31 @@ describe('groups of replicas per stage', () => {
     expect(await (await fetch(`${url}/metrics`)).text()).toMatch(/swarm_recoveries_total\{rung="replica",method="replica"\} 1/);
   });
 
+  it('replicas lost at the barrier, before their gradient was combined and during the step: nothing thrown away, on the no-failure curve', async () => {
+    const { coord, url } = await startSwarm({ maxIterations: N, rebalanceEvery: 0, graceMs: 300 });
+    await joinEvenly(coord, url, 8);
+    await until(() => coord.scheduler.iteration >= 1, 'one iteration', 180_000);
+    // Stage 2's victim dies when asked for its gradient (its hops must run again on its sibling);
+    // stage 1's when told to step (its sibling holds the combined gradient and steps alone).
+    const dieOn = (stage: number, event: 'get_grads' | 'step') => {
+      const v = coord.stages.replicas(stage).find((r) => coord.speeds.done(r) > 0)!;
+      const node = nodeOf(v.id);
+      node.socket.off(event);
+      node.socket.on(event, () => node.kill());
+      return v;
+    };
+    const atGrads = dieOn(2, 'get_grads');
+    const atStep = dieOn(1, 'step');
+    const abandonedBefore = (await coord.metrics.abandoned.get()).values[0]?.value ?? 0;
+    await until(() => coord.scheduler.iteration >= N, `${N} iterations`, 180_000);
+    expect(coord.stages.replicas(2)).not.toContain(atGrads);
+    expect(coord.stages.replicas(1)).not.toContain(atStep);
+    expect((await coord.metrics.abandoned.get()).values[0]?.value ?? 0).toBe(abandonedBefore);
+    expect(coord.recovery.done.filter((r) => r.rung === 'strategy')).toEqual([]);
+    expect(coord.events.list('recovery').some((e) => /hop task\(s\) of lost replica\(s\) ran again on their siblings at the barrier/.test(e.message))).toBe(true);
+    expectOnReferenceCurve(coord, N);
+  });
+
   it('every replica of a stage killed: the configured strategy rebuilds it', async () => {
     const { coord, url } = await startSwarm({ rebalanceEvery: 0 });
     await joinEvenly(coord, url, 8);

@@ -184,9 +184,13 @@ export class Recovery {
     );
   }
 
-  /** A replica was lost while its stage kept others: nothing rebuilt, `rerun` hops ran again on siblings. */
-  noteReplicaRung(stage: number, v: Volunteer, rerun: number): void {
-    this.noteRung(stage, 'replica', 0, [`${v.id} lost; ${this.deps.stages.size(stage)} replica(s) continue; ${rerun} microbatch hop(s) run again on a sibling`]);
+  /**
+   * A replica was lost while its stage kept others: nothing rebuilt; `rerun` hops ran again on
+   * siblings, or null when it was lost at the barrier (which re-runs them if they are needed).
+   */
+  noteReplicaRung(stage: number, v: Volunteer, rerun: number | null): void {
+    const again = rerun === null ? 'lost at the barrier: its hops run again on a sibling if its gradient was not combined yet' : `${rerun} microbatch hop(s) run again on a sibling`;
+    this.noteRung(stage, 'replica', 0, [`${v.id} lost; ${this.deps.stages.size(stage)} replica(s) continue; ${again}`]);
   }
 
   /** A stage's last replica left on purpose and handed its exact state over. */

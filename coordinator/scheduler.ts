@@ -23,7 +23,7 @@ import { stepAckSchema, gradNormAckSchema } from '../shared/protocol/events.js';
 import { NormOutlierDetector } from './outliers.js';
 import { askStage, AskError } from './ask-stage.js';
 import { checkRelayFrame, maxRelayFrameBytes } from './relay-check.js';
-import { reduceGradients } from './gradient-reduction.js';
+import { reduceGradients, type Reduction } from './gradient-reduction.js';
 import { median } from './tab-speed.js';
 import type { TokenDataset, Batch } from '../shared/data/dataset.js';
 import type { GradNorms } from '../shared/model/stage.js';
@@ -124,7 +124,28 @@ interface Pass {
   onOut: (v: Volunteer, meta: OutMeta, frame: Uint8Array | null) => void;
   /** A replica of `stage` (not its last) is gone: re-run what it held on a sibling. */
   replicaLost: (v: Volunteer, stage: number) => number;
+  /**
+   * After the pass (at the barrier): re-runs on siblings the hops whose holder no longer serves
+   * its stage; resolves with the number of hop tasks sent once they are all done.
+   */
+  rerunGone: () => Promise<number>;
 }
+
+/** The forward/backward pass of one iteration, over: its losses, and the pass for re-runs at the barrier. */
+interface PassResult {
+  losses: number[];
+  pass: Pass;
+}
+
+/** A replica of the stage went away (lost, or on a blip) while the stage combined its gradients. */
+class ReplicaGone extends Error {
+  constructor(readonly tabs: Volunteer[]) {
+    super(`replica(s) ${tabs.map((v) => v.id).join(', ')} went away`);
+  }
+}
+
+/** Rounds of re-run + combine at the barrier before the iteration is given up. */
+const MAX_REDUCTION_ROUNDS = 4;
 
 export class Scheduler {
   iteration = 0;
@@ -147,8 +168,11 @@ export class Scheduler {
   private watchdog: NodeJS.Timeout | null = null;
   /** The strategy rung: a stage's last replica is gone (set by the coordinator: recovery). */
   onStageLost: (stage: number, opts: { distrust: boolean }) => Promise<void> = async () => {};
-  /** The replica rung: a replica of a stage with siblings is gone; `rerun` hops run again. */
-  onReplicaLost: (stage: number, v: Volunteer, rerun: number) => void = () => {};
+  /**
+   * The replica rung: a replica of a stage with siblings is gone; `rerun` hops run again now, or
+   * null when it was lost at the barrier (its hops run again there if its gradient was not combined yet).
+   */
+  onReplicaLost: (stage: number, v: Volunteer, rerun: number | null) => void = () => {};
   /** Called when a tab answers pings but leaves a task unanswered past taskTimeoutMs. */
   onUnresponsive: (v: Volunteer, why: string) => void = () => {};
   /** Called after every completed iteration. */
@@ -200,16 +224,17 @@ export class Scheduler {
   async tabLost(v: Volunteer, stage: number, last: boolean, how: { handedOver?: boolean; quarantined?: boolean } = {}): Promise<void> {
     this.deps.speeds.forget(v);
     if (!last) {
-      let rerun = 0;
-      if (this.barrier) {
-        this.barrier.abort(new IterationAbandoned(stage, [], `a replica of stage ${stage} was lost during the barrier`));
-      } else if (this.pass) {
+      // During a pass (including a re-run at the barrier) its hops run again on a sibling now.
+      // Otherwise, at the barrier, phase 0 re-runs them if its gradient was not combined yet, and
+      // later phases go on with the siblings (they hold the combined gradient).
+      let rerun: number | null = null;
+      if (this.pass) {
         try {
           rerun = this.pass.replicaLost(v, stage);
         } catch (e) {
           this.pass.abort(e as Error);
         }
-      }
+      } else if (!this.barrier) rerun = 0;
       this.onReplicaLost(stage, v, rerun);
       this.broadcastStatus();
       return;
@@ -395,7 +420,7 @@ export class Scheduler {
     pass.onOut(v, meta, frame);
   }
 
-  private runMicrobatches(iteration: number, count: number, kind: 'train' | 'eval', batchOf: (mb: number) => Batch): Promise<number[]> {
+  private runMicrobatches(iteration: number, count: number, kind: 'train' | 'eval', batchOf: (mb: number) => Batch): Promise<PassResult> {
     const S = this.nStages;
     const { stages } = this.deps;
     const attempt = ++this.attempt;
@@ -420,9 +445,11 @@ export class Scheduler {
     let done = 0;
     /** Replays outstanding; the pass ends when every microbatch is done and no replay runs. */
     let replays = 0;
-    return new Promise<number[]>((resolve, reject) => {
+    return new Promise<PassResult>((resolve, reject) => {
+      /** Who waits for the pass: its caller, then (at the barrier) a re-run of lost replicas' hops. */
+      let settle: { resolve: () => void; reject: (e: Error) => void } = { resolve: () => resolve({ losses, pass }), reject };
       const maybeFinish = () => {
-        if (done === M && replays === 0) resolve(losses);
+        if (done === M && replays === 0) settle.resolve();
       };
       const forward = (mb: number, hop: number, input: Uint8Array, to?: Volunteer, replay = false) => {
         const hs = hops[mb]![hop]!;
@@ -459,11 +486,11 @@ export class Scheduler {
         // The holder may still be rebuilding the stash (a replay): the backward waits for it.
         if (hs.stashed) backward(mb, hop);
       };
-      this.pass = {
+      const pass: Pass = {
         attempt,
         iteration,
         kind,
-        abort: reject,
+        abort: (e) => settle.reject(e),
         onOut: (v, meta, frame) => {
           const path = paths[meta.mb];
           if (!path || meta.hop >= path.length || (meta.dir === 'E') !== (kind === 'eval')) {
@@ -500,7 +527,7 @@ export class Scheduler {
             }
             forward(meta.mb, meta.hop + 1, frame!);
           } catch (e) {
-            reject(e);
+            settle.reject(e as Error);
           }
         },
         replicaLost: (v, stage) => {
@@ -540,7 +567,21 @@ export class Scheduler {
           }
           return rerun;
         },
+        rerunGone: () =>
+          new Promise<number>((res, rej) => {
+            let rerun = 0;
+            settle = { resolve: () => res(rerun), reject: rej };
+            const gone = new Map<Volunteer, number>();
+            for (const row of hops) for (const hs of row) if (hs.holder && hs.stashed && !stages.replicas(hs.stage).includes(hs.holder)) gone.set(hs.holder, hs.stage);
+            try {
+              for (const [v, stage] of gone) rerun += pass.replicaLost(v, stage);
+            } catch (e) {
+              return rej(e as Error);
+            }
+            maybeFinish();
+          }),
       };
+      this.pass = pass;
       try {
         inject();
       } catch (e) {
@@ -569,12 +610,12 @@ export class Scheduler {
     const it = this.iteration;
     const { settings, dataset } = this.opts;
     const t0 = Date.now();
-    const losses = await this.runMicrobatches(it, settings.microbatches, 'train', (mb) => dataset.trainBatch(settings.seed, it, mb, settings.batch));
+    const { losses, pass } = await this.runMicrobatches(it, settings.microbatches, 'train', (mb) => dataset.trainBatch(settings.seed, it, mb, settings.batch));
     this.pass = null;
     // A loss during the barrier aborts these waits at once (not after their timeouts).
     const { race, close } = this.openBarrier();
     try {
-      return await this.barrierAndRecord(it, t0, losses, race, () => {
+      return await this.barrierAndRecord(it, t0, losses, pass, race, () => {
         close();
         this.barrier = null;
       });
@@ -584,42 +625,39 @@ export class Scheduler {
     }
   }
 
-  private async barrierAndRecord(it: number, t0: number, losses: number[], race: <T>(p: Promise<T>) => Promise<T>, endBarrier: () => void): Promise<void> {
+  private async barrierAndRecord(it: number, t0: number, losses: number[], pass: Pass, race: <T>(p: Promise<T>) => Promise<T>, endBarrier: () => void): Promise<void> {
     const { settings } = this.opts;
     const { stages, metrics, events, log } = this.deps;
+    // Barrier, phase 0: the replicas of each stage combine their gradients.
+    const reduced = await this.combineGradients(it, pass, race);
+    for (const r of reduced) if (r) metrics.reductionBytes.inc(r.bytes);
+    // From here on every replica of a stage holds the stage's full gradient: one lost now is
+    // simply left out (its siblings go on); only a stage's last replica abandons the iteration.
     const groups = Array.from({ length: this.nStages }, (_, s) => {
       const g = stages.replicas(s);
       if (g.length === 0) throw new IterationAbandoned(s, []);
       return g;
     });
-    // Barrier, phase 0: the replicas of each stage combine their gradients.
-    const reduced = await race(
-      Promise.all(
-        groups.map((g, s) =>
-          g.length > 1
-            ? reduceGradients(g, s, it, this.opts.config, this.opts.stepTimeoutMs, this.deps.reject).catch((e: unknown) => {
-                throw new IterationAbandoned(s, [], `stage ${s} could not combine its replicas' gradients: ${(e as Error).message}`);
-              })
-            : null,
-        ),
-      ),
-    );
-    for (const r of reduced) if (r) metrics.reductionBytes.inc(r.bytes);
     // Phase 1: every stage reports its gradient norm; an outlier is quarantined and the iteration
     // abandoned before anyone steps, so a poisoned contribution is never applied.
     const norms = await race(
       Promise.all(
         groups.map(async (g, s) => {
-          const owner = g[0]!;
-          const ack = await askStage(owner, 'grad_norm', [{ iteration: it }], gradNormAckSchema, this.opts.stepTimeoutMs).catch((e: unknown) => {
-            this.barrierFailure(owner, e, 'gradient-norm');
-            throw new IterationAbandoned(s, []);
-          });
-          if (ack.iteration !== it) {
-            this.deps.reject(owner, 'step', `gradient-norm acknowledgement for iteration ${ack.iteration}, not ${it}`);
-            throw new IterationAbandoned(s, []);
+          // The replicas hold the same gradient: ask one; if it went away, the next.
+          for (const owner of g) {
+            const ack = await askStage(owner, 'grad_norm', [{ iteration: it }], gradNormAckSchema, this.opts.stepTimeoutMs).catch((e: unknown) => {
+              if (this.wentAway(owner, e, s)) return null;
+              this.barrierFailure(owner, e, 'gradient-norm');
+              throw new IterationAbandoned(s, []);
+            });
+            if (!ack) continue;
+            if (ack.iteration !== it) {
+              this.deps.reject(owner, 'step', `gradient-norm acknowledgement for iteration ${ack.iteration}, not ${it}`);
+              throw new IterationAbandoned(s, []);
+            }
+            return ack.preClipNorm;
           }
-          return ack.preClipNorm;
+          throw new IterationAbandoned(s, [], `no replica of stage ${s} answered for its gradient norm`);
         }),
       ),
     );
@@ -638,9 +676,13 @@ export class Scheduler {
           const all = await Promise.all(
             g.map(async (owner) => {
               const ack = await askStage(owner, 'step', [{ iteration: it }], stepAckSchema, this.opts.stepTimeoutMs).catch((e: unknown) => {
+                // A replica that went away is left out if a sibling steps; one that comes back
+                // from a blip missed the step and no longer matches its siblings: dropped.
+                if (this.wentAway(owner, e, s)) return null;
                 this.barrierFailure(owner, e, 'step');
                 throw new IterationAbandoned(s, []);
               });
+              if (!ack) return null;
               if (ack.iteration !== it) {
                 this.deps.reject(owner, 'step', `step acknowledgement for iteration ${ack.iteration}, not ${it}`);
                 throw new IterationAbandoned(s, []);
@@ -649,7 +691,10 @@ export class Scheduler {
               return ack;
             }),
           );
-          return all[0]!;
+          const stepped = all.find((a) => a !== null);
+          if (!stepped) throw new IterationAbandoned(s, [], `no replica of stage ${s} took the optimizer step`);
+          for (const [i, a] of all.entries()) if (a === null) this.onUnresponsive(g[i]!, `missed the optimizer step of iteration ${it}`);
+          return stepped;
         }),
       ),
     ).catch((e: unknown) => {
@@ -689,6 +734,70 @@ export class Scheduler {
   }
 
   /**
+   * Barrier, phase 0: each stage with several replicas combines their gradients (the sum over
+   * replicas is the stage's full gradient). A replica that went away before its gradient was
+   * combined: the hops it held run again on its siblings (the coordinator kept their inputs) and
+   * the stage combines again, so nothing of the iteration is thrown away. A replica that missed
+   * the combined gradient is dropped (it would step with a partial one).
+   */
+  private async combineGradients(it: number, pass: Pass, race: <T>(p: Promise<T>) => Promise<T>): Promise<(Reduction | null)[]> {
+    const { stages, events } = this.deps;
+    const reduced: (Reduction | null)[] = new Array<Reduction | null>(this.nStages).fill(null);
+    let todo = Array.from({ length: this.nStages }, (_, s) => s);
+    for (let round = 0; todo.length > 0; round++) {
+      this.pass = pass;
+      const rerun = await race(pass.rerunGone()).finally(() => (this.pass = null));
+      if (rerun > 0) events.add('recovery', `iteration ${it}: ${rerun} hop task(s) of lost replica(s) ran again on their siblings at the barrier`, { iteration: it, rerun });
+      const results = await race(Promise.allSettled(todo.map((s) => this.combineStage(s, it))));
+      const retry: number[] = [];
+      for (const [i, r] of results.entries()) {
+        const s = todo[i]!;
+        if (r.status === 'fulfilled') {
+          reduced[s] = r.value;
+          for (const v of r.value?.missed ?? []) this.onUnresponsive(v, `did not take the combined gradient of iteration ${it}`);
+        } else if (r.reason instanceof ReplicaGone && round + 1 < MAX_REDUCTION_ROUNDS) {
+          // Lost (its hops run again next round) or on a blip (it answers again when back).
+          await race(this.settled(r.reason.tabs, s));
+          retry.push(s);
+        } else if (r.reason instanceof IterationAbandoned) {
+          throw r.reason;
+        } else {
+          throw new IterationAbandoned(s, [], `stage ${s} could not combine its replicas' gradients: ${(r.reason as Error).message}`);
+        }
+      }
+      todo = retry;
+    }
+    return reduced;
+  }
+
+  /** One stage's reduction (null: a single replica, which holds the whole gradient). */
+  private async combineStage(s: number, it: number): Promise<Reduction | null> {
+    const g = this.deps.stages.replicas(s);
+    if (g.length === 0) throw new IterationAbandoned(s, []);
+    if (g.length === 1) return null;
+    try {
+      return await reduceGradients(g, s, it, this.opts.config, this.opts.stepTimeoutMs, this.deps.reject);
+    } catch (e) {
+      const away = g.filter((v) => !v.socket.connected || !this.deps.stages.replicas(s).includes(v));
+      if (away.length > 0) throw new ReplicaGone(away);
+      throw e;
+    }
+  }
+
+  /** Waits (at most the step timeout) until each tab is back on its socket or no longer serves `s`. */
+  private async settled(tabs: Volunteer[], s: number): Promise<void> {
+    const t0 = Date.now();
+    const isSettled = () => tabs.every((v) => v.socket.connected || !this.deps.stages.replicas(s).includes(v));
+    while (!isSettled() && Date.now() - t0 < this.opts.stepTimeoutMs) await new Promise((r) => setTimeout(r, 20));
+  }
+
+  /** A barrier request failed because the tab went away while its stage has other replicas. */
+  private wentAway(v: Volunteer, e: unknown, s: number): boolean {
+    if (!(e instanceof AskError) || e.failure !== 'disconnected') return false;
+    return this.deps.stages.replicas(s).some((r) => r !== v);
+  }
+
+  /**
    * A barrier request a tab failed: a bad reply is an offence; a tab that does not answer within
    * the step timeout is treated as lost (it computes its tasks but would hold every barrier).
    */
@@ -717,7 +826,7 @@ export class Scheduler {
     const { settings, dataset } = this.opts;
     const batches = dataset.valBatches(this.opts.evalBatches, settings.batch);
     try {
-      const losses = await this.runMicrobatches(this.iteration, batches.length, 'eval', (mb) => batches[mb]!);
+      const { losses } = await this.runMicrobatches(this.iteration, batches.length, 'eval', (mb) => batches[mb]!);
       const v = losses.reduce((a, b) => a + b, 0) / losses.length;
       this.lastValLoss = v;
       this.deps.metrics.valLoss.set(v);
