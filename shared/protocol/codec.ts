@@ -312,6 +312,20 @@ function int8ScalesAt(p: ParsedFrame): Float32Array {
   return float32At(p.bytes, p.payloadOffset + INT8_PREFIX_BYTES, p.blockCount);
 }
 
+let pairSquares: Uint32Array | null = null;
+
+/** q1^2 + q2^2 for every pair of int8 codes read as one little-endian 16-bit word (256 KiB, built once). */
+function int8PairSquares(): Uint32Array {
+  if (pairSquares) return pairSquares;
+  const t = new Uint32Array(65536);
+  for (let w = 0; w < 65536; w++) {
+    const lo = (w << 24) >> 24;
+    const hi = (w << 16) >> 24;
+    t[w] = lo * lo + hi * hi;
+  }
+  return (pairSquares = t);
+}
+
 /**
  * Reject a payload holding a non-finite value (or, for int8, a bad scale), reading it in place,
  * and return the sum of squares of its (decoded) values, computed in the same loop: the norm of
@@ -353,8 +367,13 @@ function checkPayload(p: ParsedFrame): number | null {
   }
   if (header.dtype === 'int8') {
     const scales = int8ScalesAt(p);
-    const codes = new Int8Array(bytes.buffer, bytes.byteOffset + payloadOffset + INT8_PREFIX_BYTES + 4 * p.blockCount, count);
+    const codesAt = bytes.byteOffset + payloadOffset + INT8_PREFIX_BYTES + 4 * p.blockCount;
+    const codes = new Int8Array(bytes.buffer, codesAt, count);
     const { blockSize } = p;
+    // Two codes at a time through a table of q1^2 + q2^2 (twice as fast), when they can be read
+    // as aligned 16-bit words and no block boundary falls inside a word.
+    const pairs = IS_LITTLE_ENDIAN && codesAt % 2 === 0 && blockSize % 2 === 0 ? new Uint16Array(bytes.buffer, codesAt, count >> 1) : null;
+    const sq = pairs ? int8PairSquares() : null;
     let sum = 0;
     for (let b = 0, start = 0; start < count; b++, start += blockSize) {
       const s = scales[b]!;
@@ -362,9 +381,15 @@ function checkPayload(p: ParsedFrame): number | null {
       if (s - s !== 0 || s < 0) assertScales(scales);
       const end = Math.min(start + blockSize, count);
       let q2 = 0;
-      for (let i = start; i < end; i++) {
-        const q = codes[i]!;
-        q2 += q * q;
+      if (pairs) {
+        const wordEnd = end >> 1;
+        for (let w = start >> 1; w < wordEnd; w++) q2 += sq![pairs[w]!]!;
+        if (end % 2 === 1) q2 += codes[end - 1]! * codes[end - 1]!;
+      } else {
+        for (let i = start; i < end; i++) {
+          const q = codes[i]!;
+          q2 += q * q;
+        }
       }
       sum += s * s * q2;
     }

@@ -197,6 +197,12 @@ describe('frame norms (inspectTensorFrame)', () => {
       backing.set(frame, 1);
       expect(Math.abs(inspectTensorFrame(backing.subarray(1)).norm! - want) / want).toBeLessThan(1e-6);
     }
+    // An odd number of values (the last int8 block ends inside a 16-bit word), and odd blocks.
+    for (const blockSize of [128, 7]) {
+      const odd = encodeTensorFrame(header({ dtype: 'int8', shape: [3, 5, 7], blockSize }), x.subarray(0, 105));
+      const want = l2(decodeTensorFrame(odd).data);
+      expect(Math.abs(inspectTensorFrame(odd).norm! - want) / want).toBeLessThan(1e-6);
+    }
     const zeros = encodeTensorFrame(header({ dtype: 'int8' }), new Float32Array(x.length));
     expect(inspectTensorFrame(zeros).norm).toBe(0);
     const tokens = encodeTensorFrame(header({ kind: 'tokens', dtype: 'int32', shape: [2, 3] }), new Int32Array(6));
