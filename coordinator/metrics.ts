@@ -62,6 +62,12 @@ export class SwarmMetrics {
   });
   readonly staleResults = new Counter({ name: 'swarm_stale_results_total', help: 'Late results of abandoned attempts (dropped)', registers: [this.registry] });
   readonly quarantined = new Counter({ name: 'swarm_quarantined_total', help: 'Tabs quarantined for poisoned numbers', registers: [this.registry] });
+  readonly relayBlame = new Counter({
+    name: 'swarm_relay_blame_total',
+    help: "Tabs quarantined for the frames they relayed: upstream (a stage's outlier gradient traced to a frame that flowed into it) or jump (relayed frames far above their sender's history, its inputs not)",
+    labelNames: ['rule'] as const,
+    registers: [this.registry],
+  });
   readonly abandoned = new Counter({ name: 'swarm_abandoned_iterations_total', help: 'Iterations abandoned because a stage was lost', registers: [this.registry] });
 
   readonly httpRejected = new Counter({

@@ -2,11 +2,12 @@
  * What the coordinator checks before it relays a tab's result to the next tab: the message's
  * shape (parseOutMessage, at the socket layer) and the tensor frame against the task it answers
  * (checkRelayFrame, in the scheduler). Validation reads the frame in place (no copy of the
- * payload, checkTensorFrame): the same bytes are relayed. bench/relay.ts measures exactly these
+ * payload, inspectTensorFrame): the same bytes are relayed, and the loop that checks the values'
+ * finiteness also yields the frame's norm (kept per sender: relay-norms.ts). bench/relay.ts measures exactly these
  * functions.
  */
 import { outMetaSchema, type OutMeta } from '../shared/protocol/events.js';
-import { checkTensorFrame, FrameError, INT8_BLOCK_SIZE, WIRE_DTYPES, wireFrameBytes, type WireEncoding } from '../shared/protocol/index.js';
+import { inspectTensorFrame, FrameError, INT8_BLOCK_SIZE, WIRE_DTYPES, wireFrameBytes, type WireEncoding } from '../shared/protocol/index.js';
 
 export type OutParse = { ok: true; meta: OutMeta; frame: Uint8Array | null } | { ok: false; reason: string; message: string };
 
@@ -35,9 +36,12 @@ export function maxRelayFrameBytes(batch: number, seqLen: number, dModel: number
   return wireFrameBytes([batch, seqLen, dModel], wire);
 }
 
-/** Throws a FrameError (its `reason` is the rejection reason) unless `frame` is exactly what the task asked for. */
-export function checkRelayFrame(frame: Uint8Array, want: ExpectedFrame, maxBytes: number): void {
-  const header = checkTensorFrame(frame, { maxBytes, dtype: WIRE_DTYPES[want.wire ?? 'f32'] });
+/**
+ * Throws a FrameError (its `reason` is the rejection reason) unless `frame` is exactly what the
+ * task asked for. Returns the L2 norm of the frame's (decoded) values.
+ */
+export function checkRelayFrame(frame: Uint8Array, want: ExpectedFrame, maxBytes: number): number {
+  const { header, norm } = inspectTensorFrame(frame, { maxBytes, dtype: WIRE_DTYPES[want.wire ?? 'f32'] });
   if (header.kind !== want.kind) throw new FrameError('header', `expected a ${want.kind} frame, got ${header.kind}`);
   if (header.dtype === 'int8' && header.blockSize !== INT8_BLOCK_SIZE) {
     throw new FrameError('blocks', `this run's int8 blocks hold ${INT8_BLOCK_SIZE} values, got ${header.blockSize}`);
@@ -47,4 +51,6 @@ export function checkRelayFrame(frame: Uint8Array, want: ExpectedFrame, maxBytes
   }
   const s = header.shape;
   if (s.length !== want.shape.length || s.some((d, i) => d !== want.shape[i])) throw new FrameError('shape', `expected shape [${want.shape}], got [${s}]`);
+  // An act or grad frame in a wire encoding is float32, float16 or int8: never null.
+  return norm ?? 0;
 }

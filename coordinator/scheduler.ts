@@ -8,7 +8,9 @@
  * that ran its forward (its stash is there). When every microbatch is back at the embedding, the
  * barrier runs: the replicas of each stage combine their gradients (the sum over replicas is the
  * full gradient, gradient-reduction.ts), every stage reports its gradient norm (screened for
- * outliers before anyone steps), then every replica clips and takes the identical Adam step.
+ * outliers before anyone steps; an outlier is traced to the relayed frames that caused it, and
+ * relayed frames that jumped are screened too: relay-norms.ts), then every replica clips and takes
+ * the identical Adam step.
  *
  * Losses (the recovery ladder's first rung is here): a replica lost while its stage has others
  * costs nothing but the hops it held: the coordinator kept their inputs, so they run again on a
@@ -21,6 +23,7 @@ import { encodeTensorFrame, FrameError } from '../shared/protocol/index.js';
 import type { OutMeta, RunStatus, TaskMeta } from '../shared/protocol/events.js';
 import { stepAckSchema, gradNormAckSchema } from '../shared/protocol/events.js';
 import { NormOutlierDetector } from './outliers.js';
+import { RelayNorms } from './relay-norms.js';
 import { askStage, AskError } from './ask-stage.js';
 import { checkRelayFrame, maxRelayFrameBytes } from './relay-check.js';
 import { reduceGradients, type Reduction } from './gradient-reduction.js';
@@ -159,6 +162,8 @@ export class Scheduler {
   private attempt = 0;
   /** Screens each stage's gradient norm against its own history. */
   readonly outliers: NormOutlierDetector;
+  /** Norms of the frames each tab relayed: who inflated a stage's gradient (relay-norms.ts). */
+  readonly relayNorms: RelayNorms;
   private pass: Pass | null = null;
   /** Set while the barrier of `attempt` runs: a loss aborts it. */
   private barrier: { abort: (e: Error) => void; done: Promise<void> } | null = null;
@@ -188,6 +193,7 @@ export class Scheduler {
   constructor(readonly opts: SchedulerOptions, private deps: SchedulerDeps) {
     const S = this.nStages;
     this.outliers = new NormOutlierDetector(S, opts.outlierFactor);
+    this.relayNorms = new RelayNorms(opts.outlierFactor);
     this.lastNorms = Array.from({ length: S }, () => null);
     deps.metrics.stages.set(S);
   }
@@ -223,6 +229,7 @@ export class Scheduler {
    */
   async tabLost(v: Volunteer, stage: number, last: boolean, how: { handedOver?: boolean; quarantined?: boolean } = {}): Promise<void> {
     this.deps.speeds.forget(v);
+    this.relayNorms.forget(v);
     if (!last) {
       // During a pass (including a re-run at the barrier) its hops run again on a sibling now.
       // Otherwise, at the barrier, phase 0 re-runs them if its gradient was not combined yet, and
@@ -383,16 +390,23 @@ export class Scheduler {
       this.deps.reject(v, 'schema', expectsFrame ? `task ${key} must return a tensor frame` : `task ${key} must not return a tensor frame`);
       return undefined;
     }
+    let norm = 0;
     if (frame) {
       try {
         const { config, settings } = this.opts;
         const shape = [settings.batch, config.seqLen, config.dModel];
-        checkRelayFrame(frame, { kind: meta.dir === 'B' ? 'grad' : 'act', iteration: meta.iteration, microbatch: meta.mb, hop: meta.hop, fromStage: o.meta.stage, shape, wire: wireOf(settings) }, this.maxFrameBytes());
+        norm = checkRelayFrame(frame, { kind: meta.dir === 'B' ? 'grad' : 'act', iteration: meta.iteration, microbatch: meta.mb, hop: meta.hop, fromStage: o.meta.stage, shape, wire: wireOf(settings) }, this.maxFrameBytes());
       } catch (e) {
         const reason = e instanceof FrameError ? e.reason : 'frame';
         this.deps.reject(v, reason, (e as Error).message);
         return undefined;
       }
+    }
+    // Training frames only (validation passes are not screened): a gradient goes to the hop
+    // before, an activation to the hop after.
+    if (frame && meta.dir !== 'E') {
+      const into = path[meta.dir === 'B' ? meta.hop - 1 : meta.hop + 1]!.stage;
+      this.relayNorms.record(v, o.meta.stage, meta.dir === 'B' ? 'grad' : 'act', into, norm);
     }
     this.outstanding.delete(key);
     this.deps.speeds.answered(v, o.sentAt);
@@ -610,6 +624,7 @@ export class Scheduler {
     const it = this.iteration;
     const { settings, dataset } = this.opts;
     const t0 = Date.now();
+    this.relayNorms.begin();
     const { losses, pass } = await this.runMicrobatches(it, settings.microbatches, 'train', (mb) => dataset.trainBatch(settings.seed, it, mb, settings.batch));
     this.pass = null;
     // A loss during the barrier aborts these waits at once (not after their timeouts).
@@ -663,10 +678,28 @@ export class Scheduler {
     );
     const outlier = this.outliers.screen(norms);
     if (outlier) {
+      // A stage's gradient comes from what flowed into it: a sender whose relayed frames jumped
+      // inflated it, and is blamed instead of the stage's own tab.
+      const upstream = this.relayNorms.blame(outlier.stage);
+      if (upstream) {
+        metrics.relayBlame.inc({ rule: 'upstream' });
+        const why = `${upstream.reason}, which made stage ${outlier.stage}'s ${outlier.reason}`;
+        if (stages.isReplica(upstream.sender)) this.deps.quarantine(upstream.sender, why);
+        else events.add('run', `${upstream.sender.id} (gone) ${why}`, { volunteer: upstream.sender.id, stage: upstream.stage });
+        throw new IterationAbandoned(outlier.stage, [], `stage ${outlier.stage}'s outlier gradient came from what stage ${upstream.stage} relayed`);
+      }
       // Among replicas, blame the one whose own gradient was largest.
       const culprit = reduced[outlier.stage]?.largest ?? groups[outlier.stage]![0]!;
       this.deps.quarantine(culprit, outlier.reason);
       throw new IterationAbandoned(outlier.stage, [], `stage ${outlier.stage} sent an outlier gradient`);
+    }
+    // Relayed frames that jumped against their sender's history while its inputs did not (the
+    // inflation may not show in any gradient norm, e.g. activations that a LayerNorm absorbs).
+    const jump = this.relayNorms.screen();
+    if (jump && stages.isReplica(jump.sender)) {
+      metrics.relayBlame.inc({ rule: 'jump' });
+      this.deps.quarantine(jump.sender, jump.reason);
+      throw new IterationAbandoned(jump.stage, [], `stage ${jump.stage} relayed outlier ${jump.dir === 'grad' ? 'gradients' : 'activations'}`);
     }
     // Phase 2: every replica clips and steps. A stage lost now does not undo the step on the
     // others (socket order: they get the step before the abandon), so the iteration counts.
@@ -707,6 +740,7 @@ export class Scheduler {
     });
     endBarrier();
     this.outliers.accept(norms);
+    this.relayNorms.commit();
     this.iteration = it + 1;
     const trainLoss = losses.reduce((a, b) => a + b, 0) / losses.length;
     this.lastTrainLoss = trainLoss;

@@ -4,15 +4,18 @@
  * - 'nan': every activation it sends is non-finite (in any wire encoding);
  * - 'huge-grads': its own parameter gradients are inflated 1e4x (its gradient norm explodes) while
  *   what it sends upstream stays honest: a broken or malicious stage.
+ * - 'inflate-sent-grads': computes honestly (its own gradients and step are right) but the
+ *   activation gradients it sends upstream are 1e4x: its upstream neighbour's gradient explodes.
+ * - 'inflate-sent-acts': computes honestly but the activations it sends downstream are 1e4x.
  * The mode can change while it runs (setPoison).
  */
 import * as tf from '../shared/model/tf.js';
-import { Stage } from '../shared/model/stage.js';
+import { Stage, type Segment } from '../shared/model/stage.js';
 import type { VolunteerSocket } from '../shared/volunteer/agent.js';
 import { decodeTensorFrame } from '../shared/protocol/codec.js';
 import { startNodeVolunteer, type NodeVolunteer, type NodeVolunteerOptions } from './node-volunteer.js';
 
-export type PoisonMode = 'nan' | 'huge-grads' | null;
+export type PoisonMode = 'nan' | 'huge-grads' | 'inflate-sent-grads' | 'inflate-sent-acts' | null;
 
 const INFLATE = 1e4;
 
@@ -39,8 +42,24 @@ function poisonFrame(frame: Uint8Array): Uint8Array {
 
 export async function startPoisonedVolunteer(url: string, mode: PoisonMode, opts: NodeVolunteerOptions = {}): Promise<PoisonedVolunteer> {
   let current = mode;
+  /** `t` times INFLATE (t is disposed). */
+  const inflated = (t: tf.Tensor): tf.Tensor => {
+    const out = tf.mul(t, INFLATE);
+    t.dispose();
+    return out;
+  };
   class InflatingStage extends Stage {
+    override forward(key: string, input: tf.Tensor, seg: Segment = this.fullSegment(), targets?: tf.Tensor): tf.Tensor {
+      const y = super.forward(key, input, seg, targets);
+      // The stash is the honest one; only what leaves for the next stage is inflated (not a loss).
+      return current === 'inflate-sent-acts' && !seg.head ? inflated(y) : y;
+    }
+
     override backward(key: string, gradOutput: tf.Tensor | number): tf.Tensor | null {
+      if (current === 'inflate-sent-grads') {
+        const dx = super.backward(key, gradOutput);
+        return dx ? inflated(dx) : null;
+      }
       if (current !== 'huge-grads') return super.backward(key, gradOutput);
       const dy = typeof gradOutput === 'number' ? gradOutput * INFLATE : tf.mul(gradOutput, INFLATE);
       const raw = super.backward(key, dy);

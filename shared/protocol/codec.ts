@@ -40,6 +40,7 @@ import {
   dequantizeInt8,
   encodeFloat16,
   firstNonFiniteHalf,
+  float16Table,
   float16Value,
   int8BlockCount,
   quantizeInt8,
@@ -311,15 +312,96 @@ function int8ScalesAt(p: ParsedFrame): Float32Array {
   return float32At(p.bytes, p.payloadOffset + INT8_PREFIX_BYTES, p.blockCount);
 }
 
-/** Reject a payload holding a non-finite value (or, for int8, a bad scale), reading it in place. */
-function checkPayload(p: ParsedFrame): void {
+let pairSquares: Uint32Array | null = null;
+
+/** q1^2 + q2^2 for every pair of int8 codes read as one little-endian 16-bit word (256 KiB, built once). */
+function int8PairSquares(): Uint32Array {
+  if (pairSquares) return pairSquares;
+  const t = new Uint32Array(65536);
+  for (let w = 0; w < 65536; w++) {
+    const lo = (w << 24) >> 24;
+    const hi = (w << 16) >> 24;
+    t[w] = lo * lo + hi * hi;
+  }
+  return (pairSquares = t);
+}
+
+/**
+ * Reject a payload holding a non-finite value (or, for int8, a bad scale), reading it in place,
+ * and return the sum of squares of its (decoded) values, computed in the same loop: the norm of
+ * a relayed frame costs the coordinator no second pass. int32 payloads are not read (null).
+ *
+ * float32: the squares are summed in double precision, where no finite float32 value overflows
+ * (3.4e38 squared is 1.2e77, and a frame holds at most 2^24 values), so the sum is non-finite
+ * exactly when some value is: only then is the payload read again, to name the first one.
+ * float16: the same through the decoding table (Inf / NaN patterns decode to Inf / NaN).
+ * int8: per block scale^2 * sum(q^2) (the decoded value is fround(q * scale); this is the norm of
+ * the exact products), each scale checked as its block is read.
+ */
+function checkPayload(p: ParsedFrame): number | null {
   const { header, bytes, payloadOffset, count } = p;
-  if (header.dtype === 'float32') assertFinite(float32At(bytes, payloadOffset, count), `${header.kind} frame`);
-  else if (header.dtype === 'float16') {
+  if (header.dtype === 'float32') {
+    const data = float32At(bytes, payloadOffset, count);
+    let sum = 0;
+    for (let i = 0; i < count; i++) {
+      const v = data[i]!;
+      sum += v * v;
+    }
+    // x - x is NaN for NaN and +-Infinity.
+    if (sum - sum !== 0) assertFinite(data, `${header.kind} frame`);
+    return sum;
+  }
+  if (header.dtype === 'float16') {
     const half = float16At(bytes, payloadOffset, count);
-    const i = firstNonFiniteHalf(half);
-    if (i !== -1) throw new FrameError('nonfinite', `${header.kind} frame[${i}] is ${float16Value(half[i]!)} (float16, ${count} values)`);
-  } else if (header.dtype === 'int8') assertScales(int8ScalesAt(p));
+    const t = float16Table();
+    let sum = 0;
+    for (let i = 0; i < count; i++) {
+      const v = t[half[i]!]!;
+      sum += v * v;
+    }
+    if (sum - sum !== 0) {
+      const i = firstNonFiniteHalf(half);
+      throw new FrameError('nonfinite', `${header.kind} frame[${i}] is ${float16Value(half[i]!)} (float16, ${count} values)`);
+    }
+    return sum;
+  }
+  if (header.dtype === 'int8') {
+    const scales = int8ScalesAt(p);
+    const codesAt = bytes.byteOffset + payloadOffset + INT8_PREFIX_BYTES + 4 * p.blockCount;
+    const codes = new Int8Array(bytes.buffer, codesAt, count);
+    const { blockSize } = p;
+    // Two codes at a time through a table of q1^2 + q2^2 (twice as fast), when they can be read
+    // as aligned 16-bit words and no block boundary falls inside a word.
+    const pairs = IS_LITTLE_ENDIAN && codesAt % 2 === 0 && blockSize % 2 === 0 ? new Uint16Array(bytes.buffer, codesAt, count >> 1) : null;
+    const sq = pairs ? int8PairSquares() : null;
+    let sum = 0;
+    for (let b = 0, start = 0; start < count; b++, start += blockSize) {
+      const s = scales[b]!;
+      // The first bad scale is this one: assertScales words the rejection.
+      if (s - s !== 0 || s < 0) assertScales(scales);
+      const end = Math.min(start + blockSize, count);
+      let q2 = 0;
+      if (pairs) {
+        const wordEnd = end >> 1;
+        for (let w = start >> 1; w < wordEnd; w++) q2 += sq![pairs[w]!]!;
+        if (end % 2 === 1) q2 += codes[end - 1]! * codes[end - 1]!;
+      } else {
+        for (let i = start; i < end; i++) {
+          const q = codes[i]!;
+          q2 += q * q;
+        }
+      }
+      sum += s * s * q2;
+    }
+    return sum;
+  }
+  return null;
+}
+
+/** A checked frame's header and the L2 norm of its values (null for int32 frames). */
+export interface FrameInspection {
+  header: FrameHeader;
+  norm: number | null;
 }
 
 /**
@@ -328,9 +410,18 @@ function checkPayload(p: ParsedFrame): void {
  * Returns the header; every rejection is a `FrameError`.
  */
 export function checkTensorFrame(buf: Uint8Array | ArrayBuffer, limits: FrameLimits = {}): FrameHeader {
+  return inspectTensorFrame(buf, limits).header;
+}
+
+/**
+ * `checkTensorFrame`, and the L2 norm of the frame's decoded values, computed in the loop that
+ * checks their finiteness (one pass over the payload, no copy). The coordinator keeps relayed
+ * frames' norms per sender (coordinator/relay-norms.ts).
+ */
+export function inspectTensorFrame(buf: Uint8Array | ArrayBuffer, limits: FrameLimits = {}): FrameInspection {
   const p = parseFrame(buf, limits);
-  checkPayload(p);
-  return p.header;
+  const sum = checkPayload(p);
+  return { header: p.header, norm: sum === null ? null : Math.sqrt(sum) };
 }
 
 /**

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { rejectReason } from '../../testing/reject-reason';
-import { checkTensorFrame, decodeTensorFrame, encodeTensorFrame, frameByteLength, type FrameHeader } from './codec';
+import { checkTensorFrame, decodeTensorFrame, encodeTensorFrame, frameByteLength, inspectTensorFrame, type FrameHeader } from './codec';
 import { FrameError } from './frame-error';
 import {
   FLOAT16_MAX,
@@ -178,6 +178,45 @@ describe('float16 and int8 frames', () => {
       const viaFrame = decodeTensorFrame(encodeTensorFrame(header({ dtype }), x)).data;
       expect(Array.from(wireRoundTrip(x, shape, wire))).toEqual(Array.from(viaFrame));
     }
+  });
+});
+
+describe('frame norms (inspectTensorFrame)', () => {
+  const shape = [3, 5, 64];
+  const x = activations(3 * 5 * 64, 11);
+  const l2 = (d: ArrayLike<number>) => Math.sqrt(Array.from(d).reduce((a, v) => a + v * v, 0));
+
+  it('is the L2 norm of the decoded values in every wire encoding, from aligned and unaligned views', () => {
+    for (const dtype of ['float32', 'float16', 'int8'] as const) {
+      const frame = encodeTensorFrame(header({ dtype }), x);
+      const want = l2(decodeTensorFrame(frame).data);
+      const got = inspectTensorFrame(frame);
+      expect(got.header).toEqual(checkTensorFrame(frame));
+      expect(Math.abs(got.norm! - want) / want).toBeLessThan(1e-6);
+      const backing = new Uint8Array(frame.length + 1);
+      backing.set(frame, 1);
+      expect(Math.abs(inspectTensorFrame(backing.subarray(1)).norm! - want) / want).toBeLessThan(1e-6);
+    }
+    // An odd number of values (the last int8 block ends inside a 16-bit word), and odd blocks.
+    for (const blockSize of [128, 7]) {
+      const odd = encodeTensorFrame(header({ dtype: 'int8', shape: [3, 5, 7], blockSize }), x.subarray(0, 105));
+      const want = l2(decodeTensorFrame(odd).data);
+      expect(Math.abs(inspectTensorFrame(odd).norm! - want) / want).toBeLessThan(1e-6);
+    }
+    const zeros = encodeTensorFrame(header({ dtype: 'int8' }), new Float32Array(x.length));
+    expect(inspectTensorFrame(zeros).norm).toBe(0);
+    const tokens = encodeTensorFrame(header({ kind: 'tokens', dtype: 'int32', shape: [2, 3] }), new Int32Array(6));
+    expect(inspectTensorFrame(tokens).norm).toBeNull();
+  });
+
+  it('huge finite float32 values do not overflow; a non-finite one is still named', () => {
+    const big = new Float32Array(x.length).fill(3e38);
+    const frame = encodeTensorFrame(header({ dtype: 'float32' }), big);
+    const want = Math.fround(3e38) * Math.sqrt(big.length);
+    expect(Math.abs(inspectTensorFrame(frame).norm! - want) / want).toBeLessThan(1e-12);
+    const bad = frame.slice();
+    new DataView(bad.buffer).setFloat32(32 + 4 * 17, Infinity, true);
+    expect(() => inspectTensorFrame(bad)).toThrow(/frame\[17\] is Infinity/);
   });
 });
 

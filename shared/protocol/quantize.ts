@@ -58,7 +58,7 @@ function halfOfFloatBits(u: number): number {
 let halfTable: Float32Array | null = null;
 
 /** float32 value of every binary16 bit pattern (built once: 256 KiB). */
-function float16Table(): Float32Array {
+export function float16Table(): Float32Array {
   if (halfTable) return halfTable;
   const t = new Float32Array(65536);
   for (let h = 0; h < 65536; h++) {
