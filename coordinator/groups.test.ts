@@ -10,6 +10,21 @@ import { DEFAULT_SETTINGS, type RunSettings } from '../shared/run-settings.js';
 import { trainLocal } from '../trainer/cli.js';
 import { useNodeBackend } from '../trainer/node-backend.js';
 import { until } from '../testing/until.js';
+import { Stage } from '../shared/model/stage.js';
+import type { GradNorms } from '../shared/model/stage.js';
+
+/** A stage whose every step lands one ulp off in one weight: what another device's rounding does. */
+class DriftingStage extends Stage {
+  override async clipAndStepAsync(): Promise<GradNorms> {
+    const norms = await super.clipAndStepAsync();
+    const w = this.getWeights();
+    const name = Object.keys(w)[0]!;
+    const bumped = Float32Array.from(w[name]!);
+    new Uint32Array(bumped.buffer)[0]! += 1;
+    this.setWeights({ [name]: bumped }, { partial: true });
+    return norms;
+  }
+}
 
 const settings: RunSettings = { ...DEFAULT_SETTINGS, preset: 'tiny', stages: 4, microbatches: 4, batch: 2, recovery: 'checkfree' };
 
@@ -128,6 +143,29 @@ describe('groups of replicas per stage', () => {
     expect(coord.recovery.done.filter((r) => r.rung === 'strategy')).toEqual([]);
     expect(coord.events.list('recovery').some((e) => /hop task\(s\) of lost replica\(s\) ran again on their siblings at the barrier/.test(e.message))).toBe(true);
     expectOnReferenceCurve(coord, N);
+  });
+
+  it('a replica that rounds differently (another GPU or backend) is found by its fingerprint and re-synced', async () => {
+    const { coord, url } = await startSwarm({ maxIterations: 4, rebalanceEvery: 0, replicaSyncEvery: 2 });
+    coord.scheduler.paused = true;
+    for (let i = 0; i < 7; i++) await join(url, `t${i}`);
+    // Joins last, so its group's first replica is an honest one: the tie goes to it.
+    await join(url, 'drifter', { createStage: (c, i, o) => new DriftingStage(c, i, o) });
+    await until(() => coord.stages.activeCount() === 8, 'all 8 tabs placed', 60_000);
+    coord.scheduler.paused = false;
+    coord.scheduler.kick();
+    // It drifts at every step; compared after iterations 2 and 4, re-synced both times.
+    const resyncEvents = () => coord.events.list('run').filter((e) => e.data?.resync === true);
+    await until(() => resyncEvents().length === 2, 'two re-syncs', 180_000);
+    const drifter = coord.registry.all().find((v) => v.caps.agent.includes('drifter'))!;
+    const group = coord.stages.replicas(drifter.stage!);
+    const [a, b] = group.map((v) => nodeOf(v.id).agent.currentStage!.getWeights());
+    for (const name of Object.keys(a!)) expect(Buffer.from(a![name]!.buffer).equals(Buffer.from(b![name]!.buffer)), name).toBe(true);
+    const resyncs = resyncEvents();
+    expect(((await coord.metrics.replicaResyncs.get()).values[0]?.value)).toBe(2);
+    expect(resyncs.every((e) => (e.data!.drifted as string[]).join() === drifter.id && e.data!.source === group.find((v) => v !== drifter)!.id)).toBe(true);
+    expect(await coord.metrics.text()).toMatch(/swarm_recovery_bytes_total\{kind="resync"\} [1-9]/);
+    expectOnReferenceCurve(coord, 4);
   });
 
   it('every replica of a stage killed: the configured strategy rebuilds it', async () => {

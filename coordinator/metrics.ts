@@ -61,6 +61,11 @@ export class SwarmMetrics {
     registers: [this.registry],
   });
   readonly staleResults = new Counter({ name: 'swarm_stale_results_total', help: 'Late results of abandoned attempts (dropped)', registers: [this.registry] });
+  readonly replicaResyncs = new Counter({
+    name: 'swarm_replica_resyncs_total',
+    help: 'Replicas whose weights had drifted from their group (another device rounds differently) and were re-synced',
+    registers: [this.registry],
+  });
   readonly quarantined = new Counter({ name: 'swarm_quarantined_total', help: 'Tabs quarantined for poisoned numbers', registers: [this.registry] });
   readonly relayBlame = new Counter({
     name: 'swarm_relay_blame_total',

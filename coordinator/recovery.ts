@@ -9,11 +9,9 @@
  * and what it keeps fresh between failures.
  */
 import type { RecoveryStrategy as StrategyName } from '../shared/run-settings.js';
-import { wireOf } from '../shared/run-settings.js';
 import type { RecoveryMethod } from '../shared/recovery/plan.js';
 import type { Volunteer } from './registry.js';
 import type { StageTable } from './stage-table.js';
-import { askStage, ASK_TIMEOUT_MS, okReply } from './ask-stage.js';
 import type { Scheduler, IterationRecord } from './scheduler.js';
 import type { SwarmMetrics } from './metrics.js';
 import type { EventLog } from './events-log.js';
@@ -56,6 +54,8 @@ export interface RecoveryDeps {
   scheduler: Scheduler;
   stages: StageTable;
   puller: StagePuller;
+  /** Loads a state (null: the seed) into a tab that serves `stage` now. */
+  reload: (v: Volunteer, stage: number, state: Uint8Array | null, reason: string) => Promise<void>;
   /** Tabs waiting for a stage (a rebuilt stage waits for one when there are none). */
   waiting: () => number;
   metrics: SwarmMetrics;
@@ -124,10 +124,7 @@ export class Recovery {
           checkpoints,
           replicas,
           setPending: (s, p) => stages.setPending(s, p),
-          reload: async (v, stage, state, reason) => {
-            const assignment = { stage, config: run.config, lr: scheduler.opts.settings.lr, weights: state, reason, wire: wireOf(scheduler.opts.settings) };
-            await askStage(v, 'assign', [assignment], okReply, ASK_TIMEOUT_MS.state);
-          },
+          reload: this.deps.reload,
           iteration: () => scheduler.iteration,
           setIteration: (it) => {
             scheduler.iteration = it;

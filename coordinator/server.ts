@@ -23,6 +23,8 @@ import { EventLog } from './events-log.js';
 import { createLogger, type Logger } from './log.js';
 import { Recovery, type RecoveryOptions } from './recovery.js';
 import { StagePuller } from './stage-puller.js';
+import { askStage, ASK_TIMEOUT_MS, okReply } from './ask-stage.js';
+import { ReplicaSync } from './replica-sync.js';
 import { RunStore } from './store.js';
 import { Operator, newOperatorToken } from './operator.js';
 import { newRunId } from './resume.js';
@@ -83,6 +85,8 @@ export interface CoordinatorOptions {
   maxReplicas: number;
   /** Consider moving one tab to the bottleneck stage every this many iterations (0 = never). */
   rebalanceEvery: number;
+  /** Compare the replicas of every stage every this many iterations and re-sync any that drifted (0 = never). */
+  replicaSyncEvery: number;
   /** Host names (name or name:port) served besides the bound address (`--public-host`). */
   publicHosts?: string[];
   /** Serve HTTPS with these (plain HTTP on the port is redirected); null = HTTP. */
@@ -112,6 +116,7 @@ export const DEFAULT_COORDINATOR: Omit<CoordinatorOptions, 'settings'> = {
   outlierFactor: 50,
   maxReplicas: Infinity,
   rebalanceEvery: 5,
+  replicaSyncEvery: 10,
   recovery: {
     lrScale: 1.1,
     replicaEvery: 5,
@@ -136,6 +141,7 @@ export class Coordinator {
   readonly placement: Placement;
   readonly scheduler: Scheduler;
   readonly recovery: Recovery;
+  readonly replicaSync: ReplicaSync;
   readonly connections: VolunteerConnections;
   readonly io: Server<VolunteerToServer, ServerToVolunteer>;
   /** Run history (runs, iterations, events) in SQLite. */
@@ -203,20 +209,29 @@ export class Coordinator {
         quarantine: (v, reason) => this.connections.quarantine(v, reason),
       },
     );
+    // A tab that does not answer a weight request in time is dropped (counted as silent).
+    const unresponsive = (v: Volunteer, why: string) => {
+      this.metrics.rejected.inc({ reason: 'silent' });
+      this.connections.dropLater(v, `unresponsive: ${why}`);
+    };
+    const puller = new StagePuller({
+      timeoutMs: opts.pullTimeoutMs,
+      replicas: (stage) => this.stages.replicas(stage),
+      reject: (v, reason, message) => this.connections.reject(v, reason, message),
+      unresponsive,
+    });
+    // Loads a state into a tab that already serves `stage` (a rollback, a re-sync): the same assignment again.
+    const reload = async (v: Volunteer, stage: number, state: Uint8Array | null, reason: string) => {
+      const assignment = { stage, config, lr: opts.settings.lr, weights: state, reason, wire: wireOf(opts.settings) };
+      await askStage(v, 'assign', [assignment], okReply, ASK_TIMEOUT_MS.state);
+    };
     this.recovery = new Recovery(
       { ...opts.recovery, strategy: opts.settings.recovery },
       {
         scheduler: this.scheduler,
         stages: this.stages,
-        puller: new StagePuller({
-          timeoutMs: opts.pullTimeoutMs,
-          replicas: (stage) => this.stages.replicas(stage),
-          reject: (v, reason, message) => this.connections.reject(v, reason, message),
-          unresponsive: (v, why) => {
-            this.metrics.rejected.inc({ reason: 'silent' });
-            this.connections.dropLater(v, `unresponsive: ${why}`);
-          },
-        }),
+        puller,
+        reload,
         waiting: () => this.placement.waitingCount(),
         metrics: this.metrics,
         events: this.events,
@@ -224,6 +239,19 @@ export class Coordinator {
         checkpoints: new CheckpointStore({ store: this.store, dir: opts.recovery.checkpointDir, run: () => this.runId, log: this.log }),
       },
     );
+    this.replicaSync = new ReplicaSync(opts.replicaSyncEvery, {
+      config,
+      nStages: opts.settings.stages,
+      replicas: (stage) => this.stages.replicas(stage),
+      puller,
+      reload,
+      unresponsive,
+      reject: (v, reason, message) => this.connections.reject(v, reason, message),
+      announceGroup: (stage) => this.connections.announceGroup(stage),
+      metrics: this.metrics,
+      events: this.events,
+      log: this.log,
+    });
     this.routes = new HttpRoutes({
       clientDir: opts.clientDir,
       operator: (req, res, url) => this.operator.handleHttp(req, res, url),
@@ -374,6 +402,7 @@ export class Coordinator {
     this.scheduler.broadcastAbandon = (iteration) => this.io.to(VOLUNTEERS_ROOM).emit('abandon', { iteration });
     this.scheduler.onIteration = async (r) => {
       await this.recovery.afterIteration(r);
+      await this.replicaSync.afterIteration(r.iteration);
       this.operator.onIteration(r);
     };
     this.scheduler.onStageLost = (stage, opts) => this.recovery.onStageLost(stage, opts);

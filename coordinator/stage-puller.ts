@@ -39,6 +39,11 @@ export class StagePuller {
   async pull<T>(stage: number, parts: WeightParts, check: (raw: Uint8Array) => T): Promise<Pulled<T>> {
     const tabs = [...this.deps.replicas(stage)];
     if (tabs.length === 0) throw new Error(`stage ${stage} has no volunteer`);
+    return this.pullFrom(tabs, parts, check);
+  }
+
+  /** `parts`, checked by `check`, from the first of `tabs` (in order) that delivers. */
+  async pullFrom<T>(tabs: readonly Volunteer[], parts: WeightParts, check: (raw: Uint8Array) => T): Promise<Pulled<T>> {
     const limits = this.deps.timeoutMs ?? ASK_TIMEOUT_MS;
     const timeout = parts === 'state' || parts === 'replica:stage' ? limits.state : limits.weights;
     const failures: string[] = [];

@@ -98,6 +98,13 @@ export const gradNormAckSchema = z.strictObject({
 });
 export type GradNormAck = z.infer<typeof gradNormAckSchema>;
 
+/** A fingerprint of a replica's weights (shared/model/digest.ts) and its Adam step count. */
+export const digestAckSchema = z.strictObject({
+  digest: z.string().regex(/^[0-9a-f]{16}$/),
+  step: z.number().int().min(0),
+});
+export type DigestAck = z.infer<typeof digestAckSchema>;
+
 export const statsSchema = z.strictObject({
   computeMs: finite.min(0).max(3_600_000),
   tokensPerSec: finite.min(0).max(1e12),
@@ -184,6 +191,8 @@ export interface ServerToVolunteer {
    */
   get_grads: (info: { iteration: number }, ack: (bundle: Uint8Array | { error: string }) => void) => void;
   set_grads: (info: { iteration: number }, bundle: Uint8Array, ack: (r: OkAck) => void) => void;
+  /** Between iterations: the fingerprint of this replica's weights (replicas must match bit for bit). */
+  weights_digest: (info: { iteration: number }, ack: (r: DigestAck | { error: string }) => void) => void;
   /** This tab's place in its stage's group of replicas (1-based), sent whenever the group changes. */
   group: (info: GroupInfo) => void;
   /** The stage's own weights (all, or only its embedding/head), or a replica this tab holds. */

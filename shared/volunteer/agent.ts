@@ -9,6 +9,7 @@
 import type { Socket } from 'socket.io-client';
 import * as tf from '../model/tf.js';
 import { Stage } from '../model/stage.js';
+import { weightsDigest } from '../model/digest.js';
 import { decodeTensorFrame, encodeTensorFrame, encodeNamedTensors, decodeNamedTensors } from '../protocol/codec.js';
 import { decodeStageState, decodeWeights, encodeStageState, encodeWeights } from '../protocol/stage-state-bundle.js';
 import { WIRE_DTYPES, type WireEncoding } from '../protocol/wire-encoding.js';
@@ -152,6 +153,14 @@ export class VolunteerAgent {
           ack({ ok: true });
         })
         .catch((e: Error) => ack({ ok: false, error: e.message }));
+    });
+    socket.on('weights_digest', (_info, ack) => {
+      void this.idle()
+        .then(async () => {
+          if (!this.stage) throw new Error('no stage assigned');
+          ack({ digest: weightsDigest(await this.stage.getWeightsAsync()), step: this.stage.optimizerStep() });
+        })
+        .catch((e: Error) => ack({ error: e.message }));
     });
     socket.on('group', (g) => {
       if (this.stage && g.stage === this.stage.index) {
