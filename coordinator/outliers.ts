@@ -9,6 +9,11 @@
  * stages before it on the path. The detector therefore blames the outlier stage nearest the
  * loss (the highest index): the stages upstream of it are victims, not culprits. The whole
  * iteration is abandoned either way, so no inflated update is applied anywhere.
+ *
+ * The history belongs to the stage, not to the tab serving it: a tab that takes a rebuilt stage
+ * is screened against it from its first iteration (starting over would give a newcomer
+ * `minHistory` unscreened iterations); the absolute floor keeps a rebuilt stage's honest spikes
+ * from counting as outliers.
  */
 export interface Outlier {
   stage: number;
@@ -52,10 +57,5 @@ export class NormOutlierDetector {
       h.push(n);
       if (h.length > this.window) h.shift();
     });
-  }
-
-  /** A stage got a new volunteer (or was rebuilt): its history starts over. */
-  reset(stage: number): void {
-    this.history[stage] = [];
   }
 }
