@@ -29,6 +29,8 @@ export interface CheckFreeDeps {
   replicas: (stage: number) => readonly Volunteer[];
   /** The stages' gradient norms of the last completed iteration (the average's weights). */
   lastNorms: () => readonly (GradNorms | null)[];
+  /** Stages being rebuilt, or re-initialised from the seed and not trained since: no source to rebuild from. */
+  unfit: () => ReadonlySet<number>;
   /** Bytes moved to keep the embedding/head replicas. */
   countReplicaBytes: (bytes: number) => void;
   log: Logger;
@@ -54,7 +56,7 @@ export class CheckFreeStrategy implements RecoveryStrategy {
   async rebuild(lost: LostStage, notes: string[] = []): Promise<Rebuilt> {
     const { run, settings, puller } = this.deps;
     const { stage } = lost;
-    let plan = this.plan(stage);
+    let plan = this.withoutUnfitSources(this.plan(stage), notes);
     let bytesMoved = 0;
     let bundle: Uint8Array | null = null;
     let sources: Rebuilt['sources'] = [];
@@ -113,6 +115,24 @@ export class CheckFreeStrategy implements RecoveryStrategy {
 
   resumeWithoutTabs(): number | null {
     return null;
+  }
+
+  /**
+   * Two neighbouring stages lost together: the other one is being rebuilt, or came back from the
+   * seed, and averaging (or copying) its weights would spoil this one. The plan uses only
+   * neighbours that hold trained weights: an average becomes a copy of the trained neighbour;
+   * with none left, the stage is re-initialised (a fallback).
+   */
+  private withoutUnfitSources(plan: RecoveryPlan, notes: string[]): RecoveryPlan {
+    const unfit = this.deps.unfit();
+    const untrained = plan.blockSources.filter((s) => unfit.has(s));
+    if (untrained.length === 0) return plan;
+    const trained = plan.blockSources.filter((s) => !unfit.has(s));
+    notes.push(`stage(s) ${untrained.join(', ')} being rebuilt or back from the seed, not trained since: not used`);
+    if (plan.method === 'average' && trained.length === 1) {
+      return { ...plan, method: 'copy', blockSources: trained, description: `stage ${plan.lost}: copy blocks of stage ${trained[0]} (its other neighbour was re-initialised)` };
+    }
+    return { ...plan, method: 'reinit', blockSources: [], replicaSource: null, replicaPart: null, fallback: true, description: `stage ${plan.lost}: re-init from seed (no trained neighbour)` };
   }
 
   /** Copies the embedding (stage 0) and head (stage S-1) to the tabs that hold their replicas. */

@@ -70,6 +70,11 @@ export class Recovery {
   readonly done: SwarmRecoveryEvent[] = [];
   /** The last rung: rebuilds a stage whose last tab is gone. */
   strategy: RecoveryStrategy;
+  /**
+   * Stages whose weights are no trained model's now: being rebuilt, or re-initialised from the
+   * seed since the last completed iteration. A neighbour's rebuild does not use them.
+   */
+  private unfit = new Set<number>();
 
   constructor(
     public opts: RecoveryOptions,
@@ -100,6 +105,7 @@ export class Recovery {
         puller,
         replicas,
         lastNorms: () => scheduler.lastNorms,
+        unfit: () => this.unfit,
         countReplicaBytes: (b) => metrics.recoveryBytes.inc({ kind: 'replica' }, b),
         log,
       });
@@ -148,8 +154,10 @@ export class Recovery {
     const lossBefore = scheduler.lastTrainLoss;
     const strategy = this.strategy;
     stages.markRebuilding(stage);
+    this.unfit.add(stage);
     const r = await strategy.rebuild({ stage, distrust: opts.distrust ?? false });
     if (r.handTo) stages.setPending(stage, r.handTo);
+    if (r.handTo && r.handTo.weights !== null) this.unfit.delete(stage);
     this.openStrategyEvent(stage, strategy.name, r, { iteration, detectedAt, lossBefore });
   }
 
@@ -233,6 +241,7 @@ export class Recovery {
       );
     }
     this.open = [];
+    this.unfit.clear(); // every stage trained an iteration
     await this.strategy.afterIteration(r, restored);
   }
 

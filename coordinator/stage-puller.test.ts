@@ -86,6 +86,12 @@ describe('a tab that never answers a weight request', () => {
     await until(() => swarm.coord!.scheduler.iteration >= at + 2, 'training after both stages came back', 60_000);
     const rebuilt = swarm.coord.recovery.done.filter((r) => r.rung === 'strategy').map((r) => r.stage).sort();
     expect(rebuilt).toEqual([1, 2]);
+    // Stage 2 came back from the seed (its neighbour stayed silent); stage 1, lost right after,
+    // is not averaged with those random weights but copied from its trained neighbour, stage 0.
+    const byStage = (s: number) => swarm.coord!.recovery.done.find((r) => r.rung === 'strategy' && r.stage === s)!;
+    expect(byStage(2)).toMatchObject({ method: 'reinit', fallback: true });
+    expect(byStage(1)).toMatchObject({ method: 'copy', fallback: false });
+    expect(byStage(1).sources.map((x) => x.stage)).toEqual([0]);
     expect(swarm.coord.stages.owner(1)!.caps.agent).toContain('spare');
     expect(swarm.coord.stages.owner(2)!.caps.agent).toContain('spare');
   });
