@@ -10,7 +10,8 @@ import type { ResolvedConfig } from '../shared/model/config.js';
 import type { NamedWeights } from '../shared/model/stage.js';
 import { encodeWeights } from '../shared/protocol/index.js';
 import type { Volunteer } from './registry.js';
-import { askStage, bytesReply, okReply } from './ask-stage.js';
+import { askStage, okReply } from './ask-stage.js';
+import type { BundleTransfer } from './bundle-transfer.js';
 import { checkWeights, BundleError } from './bundle-check.js';
 
 export interface Reduction {
@@ -35,11 +36,12 @@ export async function reduceGradients(
   config: ResolvedConfig,
   timeoutMs: number,
   reject: (v: Volunteer, reason: string, message: string) => void,
+  transfer: BundleTransfer,
 ): Promise<Reduction> {
   let bytes = 0;
   const parts = await Promise.all(
     replicas.map(async (r) => {
-      const raw = await askStage(r, 'get_grads', [{ iteration }], bytesReply, timeoutMs);
+      const raw = await transfer.pull(r, { event: 'get_grads', iteration }, timeoutMs);
       bytes += raw.byteLength;
       try {
         // A replica that ran no hop of some parameter (e.g. it got no microbatch) omits it.

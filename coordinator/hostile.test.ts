@@ -159,7 +159,7 @@ describe('hostile input against a training swarm', () => {
     // Messages larger than the socket's limit (the run's largest legitimate message plus slack)
     // are cut by socket.io before any handler: the connection closes, nothing is parsed or counted.
     const cut: number[] = [];
-    const limit = maxMessageBytes(coord.scheduler.opts.config, coord.opts.settings.batch);
+    const limit = maxMessageBytes(coord.scheduler.opts.config, coord.opts.settings.batch, coord.opts.transferChunkBytes);
     await Promise.all(
       attackers.map(async (a, lane) => {
         for (let i = lane; i < messages.length; i += attackers.length) {

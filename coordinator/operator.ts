@@ -41,7 +41,7 @@ import type { IterationRecord } from './scheduler.js';
 import type { Volunteer } from './registry.js';
 import type { TabSpeeds } from './tab-speed.js';
 import { assembleModelFile } from './model-file.js';
-import { askStage, AskError, ASK_TIMEOUT_MS, bytesReply } from './ask-stage.js';
+import { AskError, ASK_TIMEOUT_MS } from './ask-stage.js';
 import { generate, swarmLogits, tokenizer } from './sampling.js';
 import { clientAddress } from './client-address.js';
 import { AuthThrottle } from './auth-throttle.js';
@@ -380,7 +380,7 @@ export class Operator {
       for (const [s, v] of owners.entries()) {
         let r: Uint8Array;
         try {
-          r = await askStage(v!, 'get_weights', [{ parts: 'all' }], bytesReply, ASK_TIMEOUT_MS.weights);
+          r = await this.coord.transfer.pull(v!, { event: 'get_weights', parts: 'all' }, ASK_TIMEOUT_MS.weights);
         } catch (e) {
           const timedOut = e instanceof AskError && (e.failure === 'timeout' || e.failure === 'disconnected');
           throw new HttpError(timedOut ? 503 : 502, `stage ${s} (${v!.id}) did not send its weights: ${(e as Error).message}`);

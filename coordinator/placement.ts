@@ -21,7 +21,8 @@ import type { StageTable, PendingStage } from './stage-table.js';
 import type { TabSpeeds } from './tab-speed.js';
 import type { EventLog } from './events-log.js';
 import type { Logger } from './log.js';
-import { askStage, ASK_TIMEOUT_MS, bytesReply, okReply } from './ask-stage.js';
+import { askStage, ASK_TIMEOUT_MS, okReply } from './ask-stage.js';
+import type { BundleTransfer } from './bundle-transfer.js';
 import { checkStageState } from './bundle-check.js';
 import { median } from './tab-speed.js';
 
@@ -41,6 +42,8 @@ export interface PlacementOptions {
 
 export interface PlacementDeps {
   stages: StageTable;
+  /** How a replica's state is pulled (in chunks). */
+  transfer: BundleTransfer;
   speeds: TabSpeeds;
   events: EventLog;
   log: Logger;
@@ -185,7 +188,7 @@ export class Placement {
     if (!source) return false;
     let bundle: Uint8Array;
     try {
-      const raw = await askStage(source, 'get_weights', [{ parts: 'state' }], bytesReply, ASK_TIMEOUT_MS.state);
+      const raw = await this.deps.transfer.pull(source, { event: 'get_weights', parts: 'state' }, ASK_TIMEOUT_MS.state);
       // Re-encoded from the checked values: only validated numbers are handed on.
       bundle = encodeStageState(checkStageState(this.opts.config, stage, raw));
     } catch (e) {

@@ -27,6 +27,7 @@ import { RelayNorms } from './relay-norms.js';
 import { askStage, AskError } from './ask-stage.js';
 import { checkRelayFrame, maxRelayFrameBytes } from './relay-check.js';
 import { reduceGradients, type Reduction } from './gradient-reduction.js';
+import type { BundleTransfer } from './bundle-transfer.js';
 import { median } from './tab-speed.js';
 import type { TokenDataset, Batch } from '../shared/data/dataset.js';
 import type { GradNorms } from '../shared/model/stage.js';
@@ -117,6 +118,8 @@ export interface SchedulerDeps {
   log: Logger;
   reject: Reject;
   quarantine: Quarantine;
+  /** How a replica's accumulated gradient is pulled (in chunks). */
+  transfer: BundleTransfer;
 }
 
 interface Pass {
@@ -810,7 +813,7 @@ export class Scheduler {
     if (g.length === 0) throw new IterationAbandoned(s, []);
     if (g.length === 1) return null;
     try {
-      return await reduceGradients(g, s, it, this.opts.config, this.opts.stepTimeoutMs, this.deps.reject);
+      return await reduceGradients(g, s, it, this.opts.config, this.opts.stepTimeoutMs, this.deps.reject, this.deps.transfer);
     } catch (e) {
       const away = g.filter((v) => !v.socket.connected || !this.deps.stages.replicas(s).includes(v));
       if (away.length > 0) throw new ReplicaGone(away);

@@ -32,7 +32,8 @@ import { ResumeWindow } from './resume-window.js';
 import { PruningSessionAdapter } from './session-adapter.js';
 import { VolunteerConnections, VOLUNTEERS_ROOM } from './volunteer-connections.js';
 import { HttpRoutes } from './http-routes.js';
-import { maxMessageBytes } from './message-limits.js';
+import { maxBundleBytes, maxMessageBytes } from './message-limits.js';
+import { BundleTransfer } from './bundle-transfer.js';
 import { createSecureServer, type TlsCredentials } from './tls.js';
 import { clientAddress } from './client-address.js';
 import { Contributions } from './contributions.js';
@@ -60,6 +61,8 @@ export interface CoordinatorOptions {
   stepTimeoutMs: number;
   /** A tab that leaves a task unanswered this long is dropped as lost. */
   taskTimeoutMs: number;
+  /** Uploads from tabs (weights, states, gradients) travel in chunks of at most this many bytes (bundle-transfer.ts). */
+  transferChunkBytes: number;
   /** A tab asked for a stage's weights (or full state) that does not answer this long is dropped (default: ask-stage.ts). */
   pullTimeoutMs?: { weights: number; state: number };
   /** Validation failures before a tab is disconnected. */
@@ -117,6 +120,7 @@ export const DEFAULT_COORDINATOR: Omit<CoordinatorOptions, 'settings'> = {
   maxReplicas: Infinity,
   rebalanceEvery: 5,
   replicaSyncEvery: 10,
+  transferChunkBytes: 4 * 1024 * 1024,
   recovery: {
     lrScale: 1.1,
     replicaEvery: 5,
@@ -142,6 +146,8 @@ export class Coordinator {
   readonly scheduler: Scheduler;
   readonly recovery: Recovery;
   readonly replicaSync: ReplicaSync;
+  /** How bundles (weights, states, gradients) are pulled from tabs: in chunks. */
+  readonly transfer: BundleTransfer;
   readonly connections: VolunteerConnections;
   readonly io: Server<VolunteerToServer, ServerToVolunteer>;
   /** Run history (runs, iterations, events) in SQLite. */
@@ -173,10 +179,12 @@ export class Coordinator {
     this.events.subscribe((e) => this.store.addEvent(this.runId, e));
     const { dataset } = loadDataset({ path: opts.data, tokenizer: opts.tokenizer, seqLen: config.seqLen });
     this.stages = new StageTable(opts.settings.stages);
+    this.transfer = new BundleTransfer(opts.transferChunkBytes, maxBundleBytes(config));
     this.placement = new Placement(
       { config, lr: opts.settings.lr, maxReplicas: opts.maxReplicas, rebalanceEvery: opts.rebalanceEvery, wire: wireOf(opts.settings) },
       {
         stages: this.stages,
+        transfer: this.transfer,
         speeds: this.speeds,
         events: this.events,
         log: this.log,
@@ -207,6 +215,7 @@ export class Coordinator {
         log: this.log,
         reject: (v, reason, message) => this.connections.reject(v, reason, message),
         quarantine: (v, reason) => this.connections.quarantine(v, reason),
+        transfer: this.transfer,
       },
     );
     // A tab that does not answer a weight request in time is dropped (counted as silent).
@@ -215,6 +224,7 @@ export class Coordinator {
       this.connections.dropLater(v, `unresponsive: ${why}`);
     };
     const puller = new StagePuller({
+      transfer: this.transfer,
       timeoutMs: opts.pullTimeoutMs,
       replicas: (stage) => this.stages.replicas(stage),
       reject: (v, reason, message) => this.connections.reject(v, reason, message),
@@ -267,6 +277,7 @@ export class Coordinator {
       { config, graceMs: opts.graceMs, maxOffences: opts.maxOffences, rateLimit: opts.rateLimit, connectionRate: opts.connectionRate },
       {
         registry: this.registry,
+        transfer: this.transfer,
         stages: this.stages,
         placement: this.placement,
         scheduler: this.scheduler,
@@ -287,7 +298,7 @@ export class Coordinator {
     this.stages.onChange(() => this.scheduler.broadcastStatus());
     this.io = new Server<VolunteerToServer, ServerToVolunteer>(this.http, {
       // The largest legitimate message of this run plus slack, not a fixed 64 MiB.
-      maxHttpBufferSize: Math.min(MAX_SOCKET_BYTES, maxMessageBytes(config, opts.settings.batch)),
+      maxHttpBufferSize: Math.min(MAX_SOCKET_BYTES, maxMessageBytes(config, opts.settings.batch, opts.transferChunkBytes)),
       pingInterval: Math.min(5000, Math.max(500, opts.heartbeatTimeoutMs / 2)),
       pingTimeout: opts.heartbeatTimeoutMs,
       connectionStateRecovery: { maxDisconnectionDuration: opts.graceMs, skipMiddlewares: true },

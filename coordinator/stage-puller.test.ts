@@ -3,6 +3,7 @@ import { describe, it, expect } from 'vitest';
 import { EventEmitter } from 'node:events';
 import { StagePuller } from './stage-puller.js';
 import { BundleError } from './bundle-check.js';
+import { BundleTransfer } from './bundle-transfer.js';
 import type { Volunteer } from './registry.js';
 import { Coordinator, DEFAULT_COORDINATOR } from './server.js';
 import { startNodeVolunteer, type NodeVolunteer } from '../testing/node-volunteer.js';
@@ -10,46 +11,53 @@ import { DEFAULT_SETTINGS } from '../shared/run-settings.js';
 import { testSwarm } from '../testing/test-swarm.js';
 import { until } from '../testing/until.js';
 
-/** A tab whose socket answers get_weights with `reply` (undefined: never answers). */
+/** A tab whose socket answers get_weights with `reply`, chunk by chunk (undefined: never answers). */
 function fakeTab(id: string, reply: Uint8Array | { error: string } | undefined): Volunteer {
   const socket = Object.assign(new EventEmitter(), {
     connected: true,
     emit(event: string, ...args: unknown[]) {
       if (event === 'disconnect') return EventEmitter.prototype.emit.call(socket, event);
+      const { offset, maxBytes } = args[0] as { offset: number; maxBytes: number };
       const ack = args.at(-1) as (r: unknown) => void;
-      if (reply !== undefined) setTimeout(() => ack(reply), 1);
+      const chunk = reply instanceof Uint8Array ? { total: reply.byteLength, offset, bytes: reply.slice(offset, offset + maxBytes) } : reply;
+      if (chunk !== undefined) setTimeout(() => ack(chunk), 1);
       return true;
     },
   });
   return { id, socket } as unknown as Volunteer;
 }
 
+/** Chunks of 3 bytes: every bundle here takes several. */
+const transfer = new BundleTransfer(3, 1000);
+
 describe('StagePuller', () => {
   it('asks the next replica when one is silent or sends a bad bundle, and punishes each', async () => {
     const silent = fakeTab('silent', undefined);
     const liar = fakeTab('liar', new Uint8Array([9, 9, 9]));
     const refuser = fakeTab('refuser', { error: 'no replica here' });
-    const honest = fakeTab('honest', new Uint8Array([1, 2, 3, 4]));
+    const honest = fakeTab('honest', new Uint8Array([1, 2, 3, 4, 5, 6, 7]));
     const rejected: string[] = [];
     const dropped: string[] = [];
     const puller = new StagePuller({
+      transfer,
       timeoutMs: { weights: 50, state: 50 },
       replicas: () => [silent, liar, refuser, honest],
       reject: (v, reason) => rejected.push(`${v.id}:${reason}`),
       unresponsive: (v) => dropped.push(v.id),
     });
     const got = await puller.pull(2, 'all', (raw) => {
-      if (raw.length !== 4) throw new BundleError('wrong size');
+      if (raw.length !== 7) throw new BundleError('wrong size');
       return raw;
     });
     expect(got.from.id).toBe('honest');
-    expect(got.bytes).toBe(4);
+    expect([...got.value]).toEqual([1, 2, 3, 4, 5, 6, 7]); // three chunks, put together
+    expect(got.bytes).toBe(7);
     expect(dropped).toEqual(['silent']);
     expect(rejected).toEqual(['liar:bad_bundle']); // the refuser is not punished: it has nothing to give
   });
 
   it('fails with every reason when no replica delivers', async () => {
-    const puller = new StagePuller({ timeoutMs: { weights: 20, state: 20 }, replicas: () => [fakeTab('a', undefined), fakeTab('b', { error: 'nope' })], reject: () => {}, unresponsive: () => {} });
+    const puller = new StagePuller({ transfer, timeoutMs: { weights: 20, state: 20 }, replicas: () => [fakeTab('a', undefined), fakeTab('b', { error: 'nope' })], reject: () => {}, unresponsive: () => {} });
     await expect(puller.pull(0, 'all', (r) => r)).rejects.toThrow(/a did not answer.*b refused get_weights: nope/);
   });
 });

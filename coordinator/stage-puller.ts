@@ -11,7 +11,8 @@
  */
 import type { WeightParts } from '../shared/protocol/events.js';
 import type { Volunteer } from './registry.js';
-import { AskError, askStage, ASK_TIMEOUT_MS, bytesReply } from './ask-stage.js';
+import { AskError, ASK_TIMEOUT_MS } from './ask-stage.js';
+import type { BundleTransfer } from './bundle-transfer.js';
 import { BundleError } from './bundle-check.js';
 
 export interface Pulled<T> {
@@ -22,6 +23,7 @@ export interface Pulled<T> {
 }
 
 export interface StagePullerDeps {
+  transfer: BundleTransfer;
   /** How long a tab may take to send weights or a full state (default ASK_TIMEOUT_MS). */
   timeoutMs?: { weights: number; state: number };
   /** The tabs serving a stage now. */
@@ -49,7 +51,7 @@ export class StagePuller {
     const failures: string[] = [];
     for (const v of tabs) {
       try {
-        const raw = await askStage(v, 'get_weights', [{ parts }], bytesReply, timeout);
+        const raw = await this.deps.transfer.pull(v, { event: 'get_weights', parts }, timeout);
         return { value: check(raw), bytes: raw.byteLength, from: v };
       } catch (e) {
         failures.push((e as Error).message);

@@ -19,7 +19,8 @@ import type { Logger } from './log.js';
 import { TokenBucket } from './token-bucket.js';
 import { clipText } from './clip.js';
 import { parseOutMessage } from './relay-check.js';
-import { askStage, ASK_TIMEOUT_MS, bytesReply, okReply } from './ask-stage.js';
+import { askStage, ASK_TIMEOUT_MS, okReply } from './ask-stage.js';
+import type { BundleTransfer } from './bundle-transfer.js';
 import { checkStageState } from './bundle-check.js';
 
 /** A socket that has not said hello within this long is closed. */
@@ -42,6 +43,8 @@ export interface ConnectionOptions {
 
 export interface ConnectionDeps {
   registry: Registry;
+  /** How a leaving tab's state is pulled (in chunks). */
+  transfer: BundleTransfer;
   stages: StageTable;
   placement: Placement;
   scheduler: Scheduler;
@@ -246,7 +249,7 @@ export class VolunteerConnections {
     await scheduler.whenBarrierDone();
     if (v.stage !== stage || stages.size(stage) > 1 || !this.deps.registry.has(v)) return;
     try {
-      const raw = await askStage(v, 'get_weights', [{ parts: 'state' }], bytesReply, HANDOFF_TIMEOUT_MS);
+      const raw = await this.deps.transfer.pull(v, { event: 'get_weights', parts: 'state' }, HANDOFF_TIMEOUT_MS);
       this.handoffs.set(v, encodeStageState(checkStageState(this.opts.config, stage, raw)));
     } catch (e) {
       log.warn({ volunteer: v.id, stage, err: (e as Error).message }, 'handoff failed: the recovery strategy rebuilds the stage');

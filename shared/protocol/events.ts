@@ -98,6 +98,28 @@ export const gradNormAckSchema = z.strictObject({
 });
 export type GradNormAck = z.infer<typeof gradNormAckSchema>;
 
+/**
+ * Bundles a tab uploads (weights, states, gradients) travel in chunks: the coordinator asks for
+ * `maxBytes` from `offset`; the tab encodes the bundle when asked for offset 0 and answers every
+ * chunk of it from that snapshot. So no socket message is larger than a chunk, whatever the model
+ * (coordinator/bundle-transfer.ts).
+ */
+export interface ChunkRequest {
+  offset: number;
+  maxBytes: number;
+}
+export interface Chunk {
+  /** Bytes of the whole bundle. */
+  total: number;
+  offset: number;
+  bytes: Uint8Array;
+}
+export const chunkSchema = z.strictObject({
+  total: z.number().int().min(0).max(2 ** 32),
+  offset: z.number().int().min(0),
+  bytes: z.instanceof(Uint8Array),
+});
+
 /** A fingerprint of a replica's weights (shared/model/digest.ts) and its Adam step count. */
 export const digestAckSchema = z.strictObject({
   digest: z.string().regex(/^[0-9a-f]{16}$/),
@@ -189,14 +211,14 @@ export interface ServerToVolunteer {
    * Data parallelism (several replicas of one stage): send the gradient accumulated over the hops
    * this tab ran (a named-tensor bundle), then receive the sum over every replica to step with.
    */
-  get_grads: (info: { iteration: number }, ack: (bundle: Uint8Array | { error: string }) => void) => void;
+  get_grads: (info: { iteration: number } & ChunkRequest, ack: (r: Chunk | { error: string }) => void) => void;
   set_grads: (info: { iteration: number }, bundle: Uint8Array, ack: (r: OkAck) => void) => void;
   /** Between iterations: the fingerprint of this replica's weights (replicas must match bit for bit). */
   weights_digest: (info: { iteration: number }, ack: (r: DigestAck | { error: string }) => void) => void;
   /** This tab's place in its stage's group of replicas (1-based), sent whenever the group changes. */
   group: (info: GroupInfo) => void;
   /** The stage's own weights (all, or only its embedding/head), or a replica this tab holds. */
-  get_weights: (info: { parts: WeightParts }, ack: (bundle: Uint8Array | { error: string }) => void) => void;
+  get_weights: (info: { parts: WeightParts } & ChunkRequest, ack: (r: Chunk | { error: string }) => void) => void;
   /** Keep this bundle as the replica of a neighbour's embedding or head (CheckFree+). */
   put_replica: (info: { part: ReplicaPart }, bundle: Uint8Array, ack: (r: OkAck) => void) => void;
   /**

@@ -26,6 +26,8 @@ import type {
   WeightParts,
   ReplicaPart,
   InferRequest,
+  Chunk,
+  ChunkRequest,
 } from '../protocol/events.js';
 
 export type VolunteerSocket = Socket<ServerToVolunteer, VolunteerToServer>;
@@ -85,6 +87,8 @@ export class VolunteerAgent {
   private runId: string | null = null;
   /** Replicas of a neighbour's embedding/head held for CheckFree+. */
   private replicas = new Map<ReplicaPart, Uint8Array>();
+  /** Bundles being uploaded in chunks (by what was asked), until their last chunk is sent. */
+  private uploads = new Map<string, Uint8Array>();
   private iterationComputeMs = 0;
   private iterationTokens = 0;
   readonly status: AgentStatus = {
@@ -142,8 +146,8 @@ export class VolunteerAgent {
       this.iterationComputeMs = 0;
       this.iterationTokens = 0;
     });
-    socket.on('get_grads', (_info, ack) => {
-      void this.gradsBundle().then(ack, (e: Error) => ack({ error: e.message }));
+    socket.on('get_grads', (info, ack) => {
+      void this.chunkOf('grads', info, () => this.gradsBundle()).then(ack, (e: Error) => ack({ error: e.message }));
     });
     socket.on('set_grads', (_info, bundle, ack) => {
       void this.idle()
@@ -168,8 +172,8 @@ export class VolunteerAgent {
         this.emitStatus();
       }
     });
-    socket.on('get_weights', ({ parts }, ack) => {
-      void this.weightsBundle(parts).then(ack, (e: Error) => ack({ error: e.message }));
+    socket.on('get_weights', (info, ack) => {
+      void this.chunkOf(`weights:${info.parts}`, info, () => this.weightsBundle(info.parts)).then(ack, (e: Error) => ack({ error: e.message }));
     });
     socket.on('put_replica', ({ part }, bundle, ack) => {
       // Validate before keeping: a replica must decode; it is restored only through the coordinator.
@@ -251,6 +255,23 @@ export class VolunteerAgent {
     await this.idle();
     if (!this.stage) throw new Error('no stage assigned');
     return encodeWeights(await this.stage.getGradsAsync());
+  }
+
+  /**
+   * One chunk of an upload: asked for offset 0, the bundle is made (a snapshot) and kept until its
+   * last chunk is sent; later chunks come from that snapshot.
+   */
+  private async chunkOf(key: string, req: ChunkRequest, make: () => Promise<Uint8Array>): Promise<Chunk> {
+    if (!(Number.isInteger(req.offset) && req.offset >= 0 && Number.isInteger(req.maxBytes) && req.maxBytes > 0)) throw new Error('bad chunk request');
+    let whole = this.uploads.get(key);
+    if (req.offset === 0) {
+      whole = await make();
+      this.uploads.set(key, whole);
+    }
+    if (!whole || req.offset > whole.byteLength) throw new Error(`no upload of ${key} at offset ${req.offset}`);
+    const bytes = whole.slice(req.offset, req.offset + req.maxBytes);
+    if (req.offset + bytes.byteLength >= whole.byteLength) this.uploads.delete(key);
+    return { total: whole.byteLength, offset: req.offset, bytes };
   }
 
   private async weightsBundle(parts: WeightParts): Promise<Uint8Array> {
