@@ -67,6 +67,7 @@ export const FLAGS = {
   'eval-batches': { kind: 'number', section: 'Run', arg: '<n>', help: 'validation batches', default: d.evalBatches },
   'max-replicas': { kind: 'number', section: 'Run', arg: '<n>', help: 'most tabs serving one stage (default: no cap); every other tab trains as a replica of the stage where it lifts the bottleneck most; spares exist only when every stage is at the cap' },
   'rebalance-every': { kind: 'number', section: 'Run', arg: '<n>', help: 'consider moving one tab to the bottleneck stage every n iterations, only if that cuts its time per task by at least 20% (0 = never)', default: d.rebalanceEvery },
+  'max-in-flight': { kind: 'number', section: 'Run', arg: '<n>', help: 'most microbatches in flight per tab when the scheduler widens 1F1B\'s window (stages x widest group) to overlap measured hop round trips; each costs the tab a stash of activations (base: ~115 MiB); 1 = 1F1B depth only (docs/wire.md)', default: d.maxInFlight },
   recovery: { kind: 'string', section: 'Recovery', arg: '<s>', help: RECOVERY_STRATEGIES.join(' | '), default: s.recovery, choices: RECOVERY_STRATEGIES },
   'lr-scale': { kind: 'number', section: 'Recovery', arg: '<x>', help: 'learning-rate multiplier for a rebuilt stage', default: d.recovery.lrScale },
   'replica-every': { kind: 'number', section: 'Recovery', arg: '<n>', help: 'refresh CheckFree+ embedding/head replicas every n iterations', default: d.recovery.replicaEvery },

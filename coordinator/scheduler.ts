@@ -1,8 +1,9 @@
 /**
  * The run: drives synchronous iterations and relays tensors between stages.
  *
- * One iteration: microbatches enter the pipeline (at most `maxInFlight` at once: the number of
- * stages times the widest group, i.e. 1F1B's warm-up depth for every replica); each follows its forward path hop by hop, then its
+ * One iteration: microbatches enter the pipeline (at most a window of them at once: 1F1B's
+ * warm-up depth, stages x the widest group, widened from measured hop round trips so relays
+ * overlap compute on slow links, within `--max-in-flight`: in-flight-window.ts); each follows its forward path hop by hop, then its
  * backward path; tabs run queued backward tasks first. Each hop goes to one replica of its stage
  * (routing: lowest expected finish time, tab-speed.ts); a hop's backward returns to the replica
  * that ran its forward (its stash is there). When every microbatch is back at the embedding, the
@@ -25,6 +26,7 @@ import { askStage, AskError } from './ask-stage.js';
 import { checkRelayFrame, maxRelayFrameBytes } from './relay-check.js';
 import { reduceGradients } from './gradient-reduction.js';
 import { median } from './tab-speed.js';
+import { HopTimes, inFlightWindow, type InFlightWindow } from './in-flight-window.js';
 import type { TokenDataset, Batch } from '../shared/data/dataset.js';
 import type { GradNorms } from '../shared/model/stage.js';
 import { wireOf, type RunSettings } from '../shared/run-settings.js';
@@ -51,6 +53,8 @@ export interface SchedulerOptions {
   taskTimeoutMs: number;
   /** A gradient norm this many times the stage's recent median is quarantined. */
   outlierFactor: number;
+  /** `--max-in-flight`: microbatches in flight per replica of the narrowest stage, at most (in-flight-window.ts). */
+  maxInFlight: number;
 }
 
 export interface IterationRecord {
@@ -80,6 +84,8 @@ interface Outstanding {
   /** The tab the task was sent to: only its answer counts. */
   to: Volunteer;
   sentAt: number;
+  /** The tab had nothing outstanding when this was sent: its answer times the hop's round trip. */
+  idle: boolean;
   /** A hop run again on a sibling after its replica was lost: its result is not relayed. */
   replay: boolean;
 }
@@ -138,6 +144,10 @@ export class Scheduler {
   private attempt = 0;
   /** Screens each stage's gradient norm against its own history. */
   readonly outliers: NormOutlierDetector;
+  /** Per tab: compute and hop round trip, from tasks that found it idle (sizes the window). */
+  readonly hopTimes = new HopTimes();
+  /** The window of the last training pass (null before the first). */
+  lastWindow: InFlightWindow | null = null;
   private pass: Pass | null = null;
   /** Set while the barrier of `attempt` runs: a loss aborts it. */
   private barrier: { abort: (e: Error) => void; done: Promise<void> } | null = null;
@@ -199,6 +209,7 @@ export class Scheduler {
    */
   async tabLost(v: Volunteer, stage: number, last: boolean, how: { handedOver?: boolean; quarantined?: boolean } = {}): Promise<void> {
     this.deps.speeds.forget(v);
+    this.hopTimes.forget(v);
     if (!last) {
       let rerun = 0;
       if (this.barrier) {
@@ -324,7 +335,8 @@ export class Scheduler {
     const { stages, speeds, metrics } = this.deps;
     const to = opts.to ?? speeds.pick(stages.replicas(meta.stage));
     if (!to || to.stage !== meta.stage) throw new IterationAbandoned(meta.stage, []);
-    this.outstanding.set(taskKey(meta.attempt, meta.mb, meta.dir, meta.hop), { meta, to, sentAt: Date.now(), replay: opts.replay ?? false });
+    const idle = speeds.queued(to) === 0;
+    this.outstanding.set(taskKey(meta.attempt, meta.mb, meta.dir, meta.hop), { meta, to, sentAt: Date.now(), idle, replay: opts.replay ?? false });
     speeds.sent(to);
     const bytes = (input?.byteLength ?? 0) + (targets?.byteLength ?? 0);
     metrics.relayBytes.inc({ direction: meta.dir === 'B' ? 'backward' : 'forward' }, bytes);
@@ -370,7 +382,9 @@ export class Scheduler {
       }
     }
     this.outstanding.delete(key);
-    this.deps.speeds.answered(v, o.sentAt);
+    const now = Date.now();
+    this.deps.speeds.answered(v, o.sentAt, now);
+    if (o.idle) this.hopTimes.record(v, now - o.sentAt, meta.computeMs);
     return o;
   }
 
@@ -401,10 +415,9 @@ export class Scheduler {
     const attempt = ++this.attempt;
     const swap = kind === 'train' && this.opts.swap;
     const M = count;
-    // 1F1B's warm-up depth is one microbatch per stage; with k replicas per stage, k per stage.
-    let widest = 1;
-    for (let st = 0; st < S; st++) widest = Math.max(widest, stages.size(st));
-    const maxInFlight = kind === 'train' ? S * widest : M;
+    // Training: the window (1F1B depth, widened by the measured round trips). Validation keeps no
+    // stash, so everything goes at once.
+    const maxInFlight = kind === 'train' ? this.trainWindow(M).size : M;
     const losses: number[] = new Array(M).fill(NaN);
     const paths = Array.from({ length: M }, (_, mb) => forwardPath(swapCounter(iteration, M, mb), S, swap));
     const frames = Array.from({ length: M }, (_, mb) => this.batchFrames(batchOf(mb), iteration, mb));
@@ -547,6 +560,19 @@ export class Scheduler {
         reject(e);
       }
     });
+  }
+
+  /** The window of a training pass of M microbatches, from the current groups and measurements. */
+  private trainWindow(M: number): InFlightWindow {
+    const { stages, metrics } = this.deps;
+    const w = inFlightWindow({
+      stages: Array.from({ length: this.nStages }, (_, s) => this.hopTimes.stageTiming(stages.replicas(s))),
+      microbatches: M,
+      maxPerTab: this.opts.maxInFlight,
+    });
+    this.lastWindow = w;
+    metrics.inFlightWindow.set(w.size);
+    return w;
   }
 
   /** A promise that rejects when the barrier is aborted (a loss), and a race helper around it. */

@@ -38,6 +38,7 @@ import { handlePublicRoute } from './public-routes.js';
 import { forwardPath, swapCounter } from '../shared/schedule/paths.js';
 import { HostCheck } from './host-check.js';
 import { CheckpointStore } from './checkpoint-store.js';
+import { DEFAULT_MAX_IN_FLIGHT } from './in-flight-window.js';
 
 export interface CoordinatorOptions {
   settings: RunSettings;
@@ -80,6 +81,8 @@ export interface CoordinatorOptions {
   maxReplicas: number;
   /** Consider moving one tab to the bottleneck stage every this many iterations (0 = never). */
   rebalanceEvery: number;
+  /** Microbatches in flight per replica of the narrowest stage, at most, when overlap widens the window (in-flight-window.ts). */
+  maxInFlight: number;
   /** Host names (name or name:port) served besides the bound address (`--public-host`). */
   publicHosts?: string[];
   /** Serve HTTPS with these (plain HTTP on the port is redirected); null = HTTP. */
@@ -109,6 +112,7 @@ export const DEFAULT_COORDINATOR: Omit<CoordinatorOptions, 'settings'> = {
   outlierFactor: 50,
   maxReplicas: Infinity,
   rebalanceEvery: 5,
+  maxInFlight: DEFAULT_MAX_IN_FLIGHT,
   recovery: {
     lrScale: 1.1,
     replicaEvery: 5,
@@ -188,6 +192,7 @@ export class Coordinator {
         stepTimeoutMs: opts.stepTimeoutMs,
         taskTimeoutMs: opts.taskTimeoutMs,
         outlierFactor: opts.outlierFactor,
+        maxInFlight: opts.maxInFlight,
       },
       {
         stages: this.stages,
