@@ -87,6 +87,7 @@ async function main(): Promise<void> {
     maxReplicas: v['max-replicas'] === undefined ? d.maxReplicas : Math.max(1, Math.floor(num('max-replicas'))),
     rebalanceEvery: Math.max(0, Math.floor(num('rebalance-every'))),
     replicaSyncEvery: Math.max(0, Math.floor(num('replica-sync-every'))),
+    maxInFlight: Math.max(1, Math.floor(num('max-in-flight'))),
     tls: tls?.credentials ?? null,
     trustProxy: v['trust-proxy'] === true,
     sampleEverySeconds: num('sample-every'),

@@ -42,6 +42,11 @@ export class SwarmMetrics {
     labelNames: ['rung', 'method'] as const,
     registers: [this.registry],
   });
+  readonly inFlightWindow = new Gauge({
+    name: 'swarm_in_flight_window',
+    help: 'Microbatches the last training pass kept in flight at most (1F1B depth widened by measured hop round trips, within --max-in-flight)',
+    registers: [this.registry],
+  });
   readonly stageReplicas = new Gauge({ name: 'swarm_stage_replicas', help: 'Tabs serving each stage (its group of replicas)', labelNames: ['stage'] as const, registers: [this.registry] });
   readonly reductionBytes = new Counter({
     name: 'swarm_reduction_bytes_total',

@@ -1,8 +1,9 @@
 /**
  * The run: drives synchronous iterations and relays tensors between stages.
  *
- * One iteration: microbatches enter the pipeline (at most `maxInFlight` at once: the number of
- * stages times the widest group, i.e. 1F1B's warm-up depth for every replica); each follows its forward path hop by hop, then its
+ * One iteration: microbatches enter the pipeline (at most a window of them at once: 1F1B's
+ * warm-up depth, stages x the widest group, widened from measured hop round trips so relays
+ * overlap compute on slow links, within `--max-in-flight`: in-flight-window.ts); each follows its forward path hop by hop, then its
  * backward path; tabs run queued backward tasks first. Each hop goes to one replica of its stage
  * (routing: lowest expected finish time, tab-speed.ts); a hop's backward returns to the replica
  * that ran its forward (its stash is there). When every microbatch is back at the embedding, the
@@ -29,6 +30,7 @@ import { checkRelayFrame, maxRelayFrameBytes } from './relay-check.js';
 import { reduceGradients, type Reduction } from './gradient-reduction.js';
 import type { BundleTransfer } from './bundle-transfer.js';
 import { median } from './tab-speed.js';
+import { HopTimes, inFlightWindow, type InFlightWindow } from './in-flight-window.js';
 import type { TokenDataset, Batch } from '../shared/data/dataset.js';
 import type { GradNorms } from '../shared/model/stage.js';
 import { wireOf, type RunSettings } from '../shared/run-settings.js';
@@ -55,6 +57,8 @@ export interface SchedulerOptions {
   taskTimeoutMs: number;
   /** A gradient norm this many times the stage's recent median is quarantined. */
   outlierFactor: number;
+  /** `--max-in-flight`: microbatches in flight per replica of the narrowest stage, at most (in-flight-window.ts). */
+  maxInFlight: number;
 }
 
 export interface IterationRecord {
@@ -84,6 +88,8 @@ interface Outstanding {
   /** The tab the task was sent to: only its answer counts. */
   to: Volunteer;
   sentAt: number;
+  /** The tab had nothing outstanding when this was sent: its answer times the hop's round trip. */
+  idle: boolean;
   /** A hop run again on a sibling after its replica was lost: its result is not relayed. */
   replay: boolean;
 }
@@ -167,6 +173,10 @@ export class Scheduler {
   readonly outliers: NormOutlierDetector;
   /** Norms of the frames each tab relayed: who inflated a stage's gradient (relay-norms.ts). */
   readonly relayNorms: RelayNorms;
+  /** Per tab: compute and hop round trip, from tasks that found it idle (sizes the window). */
+  readonly hopTimes = new HopTimes();
+  /** The window of the last training pass (null before the first). */
+  lastWindow: InFlightWindow | null = null;
   private pass: Pass | null = null;
   /** Set while the barrier of `attempt` runs: a loss aborts it. */
   private barrier: { abort: (e: Error) => void; done: Promise<void> } | null = null;
@@ -233,6 +243,7 @@ export class Scheduler {
   async tabLost(v: Volunteer, stage: number, last: boolean, how: { handedOver?: boolean; quarantined?: boolean } = {}): Promise<void> {
     this.deps.speeds.forget(v);
     this.relayNorms.forget(v);
+    this.hopTimes.forget(v);
     if (!last) {
       // During a pass (including a re-run at the barrier) its hops run again on a sibling now.
       // Otherwise, at the barrier, phase 0 re-runs them if its gradient was not combined yet, and
@@ -359,7 +370,8 @@ export class Scheduler {
     const { stages, speeds, metrics } = this.deps;
     const to = opts.to ?? speeds.pick(stages.replicas(meta.stage));
     if (!to || to.stage !== meta.stage) throw new IterationAbandoned(meta.stage, []);
-    this.outstanding.set(taskKey(meta.attempt, meta.mb, meta.dir, meta.hop), { meta, to, sentAt: Date.now(), replay: opts.replay ?? false });
+    const idle = speeds.queued(to) === 0;
+    this.outstanding.set(taskKey(meta.attempt, meta.mb, meta.dir, meta.hop), { meta, to, sentAt: Date.now(), idle, replay: opts.replay ?? false });
     speeds.sent(to);
     const bytes = (input?.byteLength ?? 0) + (targets?.byteLength ?? 0);
     metrics.relayBytes.inc({ direction: meta.dir === 'B' ? 'backward' : 'forward' }, bytes);
@@ -412,7 +424,9 @@ export class Scheduler {
       this.relayNorms.record(v, o.meta.stage, meta.dir === 'B' ? 'grad' : 'act', into, norm);
     }
     this.outstanding.delete(key);
-    this.deps.speeds.answered(v, o.sentAt);
+    const now = Date.now();
+    this.deps.speeds.answered(v, o.sentAt, now);
+    if (o.idle) this.hopTimes.record(v, now - o.sentAt, meta.computeMs);
     return o;
   }
 
@@ -443,10 +457,9 @@ export class Scheduler {
     const attempt = ++this.attempt;
     const swap = kind === 'train' && this.opts.swap;
     const M = count;
-    // 1F1B's warm-up depth is one microbatch per stage; with k replicas per stage, k per stage.
-    let widest = 1;
-    for (let st = 0; st < S; st++) widest = Math.max(widest, stages.size(st));
-    const maxInFlight = kind === 'train' ? S * widest : M;
+    // Training: the window (1F1B depth, widened by the measured round trips). Validation keeps no
+    // stash, so everything goes at once.
+    const maxInFlight = kind === 'train' ? this.trainWindow(M).size : M;
     const losses: number[] = new Array(M).fill(NaN);
     const paths = Array.from({ length: M }, (_, mb) => forwardPath(swapCounter(iteration, M, mb), S, swap));
     const frames = Array.from({ length: M }, (_, mb) => this.batchFrames(batchOf(mb), iteration, mb));
@@ -605,6 +618,19 @@ export class Scheduler {
         reject(e);
       }
     });
+  }
+
+  /** The window of a training pass of M microbatches, from the current groups and measurements. */
+  private trainWindow(M: number): InFlightWindow {
+    const { stages, metrics } = this.deps;
+    const w = inFlightWindow({
+      stages: Array.from({ length: this.nStages }, (_, s) => this.hopTimes.stageTiming(stages.replicas(s))),
+      microbatches: M,
+      maxPerTab: this.opts.maxInFlight,
+    });
+    this.lastWindow = w;
+    metrics.inFlightWindow.set(w.size);
+    return w;
   }
 
   /** A promise that rejects when the barrier is aborted (a loss), and a race helper around it. */

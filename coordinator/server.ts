@@ -42,6 +42,7 @@ import { handlePublicRoute } from './public-routes.js';
 import { forwardPath, swapCounter } from '../shared/schedule/paths.js';
 import { HostCheck } from './host-check.js';
 import { CheckpointStore } from './checkpoint-store.js';
+import { DEFAULT_MAX_IN_FLIGHT } from './in-flight-window.js';
 
 export interface CoordinatorOptions {
   settings: RunSettings;
@@ -90,6 +91,8 @@ export interface CoordinatorOptions {
   rebalanceEvery: number;
   /** Compare the replicas of every stage every this many iterations and re-sync any that drifted (0 = never). */
   replicaSyncEvery: number;
+  /** Microbatches in flight per replica of the narrowest stage, at most, when overlap widens the window (in-flight-window.ts). */
+  maxInFlight: number;
   /** Host names (name or name:port) served besides the bound address (`--public-host`). */
   publicHosts?: string[];
   /** Serve HTTPS with these (plain HTTP on the port is redirected); null = HTTP. */
@@ -121,6 +124,7 @@ export const DEFAULT_COORDINATOR: Omit<CoordinatorOptions, 'settings'> = {
   rebalanceEvery: 5,
   replicaSyncEvery: 10,
   transferChunkBytes: 4 * 1024 * 1024,
+  maxInFlight: DEFAULT_MAX_IN_FLIGHT,
   recovery: {
     lrScale: 1.1,
     replicaEvery: 5,
@@ -205,6 +209,7 @@ export class Coordinator {
         stepTimeoutMs: opts.stepTimeoutMs,
         taskTimeoutMs: opts.taskTimeoutMs,
         outlierFactor: opts.outlierFactor,
+        maxInFlight: opts.maxInFlight,
       },
       {
         stages: this.stages,
