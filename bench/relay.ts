@@ -208,6 +208,7 @@ async function serverMain(keys: string[]): Promise<void> {
         silent: true,
         evalEvery: 0,
         rateLimit: BENCH_RATE_LIMIT,
+        connectionRate: 1e6, // every client of the benchmark connects from 127.0.0.1
         // The fake volunteers hold step acks between phases (that is how the bench pauses a run).
         stepTimeoutMs: 3_600_000,
         clientDir: '/nonexistent',
@@ -218,8 +219,9 @@ async function serverMain(keys: string[]): Promise<void> {
     const latUrl = await lat.listen();
     const thrUrl = await thr.listen();
     attachRelay(thr.io.of('/relay'), thr, counters);
-    // Same options, minus connectionStateRecovery (and its session-aware adapter).
-    const { connectionStateRecovery: _csr, adapter: _adapter, ...rest } = (thr.io as unknown as { _opts: Record<string, unknown> })._opts;
+    // Same options, minus connectionStateRecovery (and its session-aware adapter), and minus the
+    // coordinator's Host check (it admits only the coordinator's own port, not this server's).
+    const { connectionStateRecovery: _csr, adapter: _adapter, allowRequest: _allow, ...rest } = (thr.io as unknown as { _opts: Record<string, unknown> })._opts;
     const h = createServer();
     const plain = new Server(h, rest);
     extraServers.push(plain);
