@@ -141,7 +141,7 @@ export class Recovery {
           note: (message, data) => events.add('run', message, data),
           log,
         }),
-      none: () => new ReinitStrategy(run, this.opts.lrScale),
+      none: () => new ReinitStrategy(run),
     };
     return strategies[name]();
   }

@@ -1,6 +1,7 @@
 /**
  * `--recovery none`: a lost stage starts again from the seed's initial weights, with a fresh Adam
- * at lr_scale x lr like every rebuilt stage. The baseline that shows what recovery is worth.
+ * at the run's learning rate (no lr_scale: that belongs to CheckFree's recipe; the experiments'
+ * `none` does the same). The baseline that shows what recovery is worth.
  */
 import { planRecovery } from '../shared/recovery/plan.js';
 import type { LostStage, Rebuilt, RecoveryStrategy, RunShape } from './recovery-strategy.js';
@@ -8,10 +9,7 @@ import type { LostStage, Rebuilt, RecoveryStrategy, RunShape } from './recovery-
 export class ReinitStrategy implements RecoveryStrategy {
   readonly name = 'none';
 
-  constructor(
-    private run: RunShape,
-    private lrScale: number,
-  ) {}
+  constructor(private run: RunShape) {}
 
   async rebuild(lost: LostStage): Promise<Rebuilt> {
     const plan = planRecovery(this.name, lost.stage, this.run.nStages);
@@ -22,7 +20,7 @@ export class ReinitStrategy implements RecoveryStrategy {
       sources: [],
       bytesMoved: 0,
       notes: [],
-      handTo: { weights: null, reason: `recovery:${plan.method}`, lrScale: this.lrScale },
+      handTo: { weights: null, reason: `recovery:${plan.method}`, lrScale: 1 },
     };
   }
 
