@@ -4,7 +4,7 @@
  * size limit stays small (message-limits.ts) and a `base`-sized state (~100 MB) still moves. The
  * tab encodes the bundle once, when asked for its first chunk, and answers the rest from that
  * snapshot. Every chunk is checked (offset, size, the total against the largest bundle the run can
- * have) before it is copied in; the whole transfer has one deadline.
+ * have) before it is kept; the whole transfer has one deadline.
  */
 import { chunkSchema, type WeightParts } from '../shared/protocol/events.js';
 import type { Volunteer } from './registry.js';
@@ -27,7 +27,10 @@ export class BundleTransfer {
   async pull(v: Volunteer, what: Upload, timeoutMs: number): Promise<Uint8Array> {
     const deadline = Date.now() + timeoutMs;
     const label = what.event === 'get_weights' ? `get_weights ${what.parts}` : 'get_grads';
-    let whole: Uint8Array | null = null;
+    // Chunks are kept as they come and joined at the end: memory follows the bytes received,
+    // not the total a tab claims.
+    const chunks: Uint8Array[] = [];
+    let total: number | null = null;
     let offset = 0;
     do {
       const left = deadline - Date.now();
@@ -40,14 +43,21 @@ export class BundleTransfer {
       const bad = (why: string) => new AskError('invalid', `${v.id} answered ${label} with a bad chunk: ${why}`);
       if (c.offset !== offset) throw bad(`offset ${c.offset}, asked for ${offset}`);
       if (c.total > this.maxTotalBytes) throw bad(`a bundle of ${c.total} bytes, more than this run's largest (${this.maxTotalBytes})`);
-      if (whole === null) whole = new Uint8Array(c.total);
-      else if (c.total !== whole.byteLength) throw bad(`the total changed from ${whole.byteLength} to ${c.total}`);
+      if (total === null) total = c.total;
+      else if (c.total !== total) throw bad(`the total changed from ${total} to ${c.total}`);
       if (c.bytes.byteLength > this.chunkBytes) throw bad(`${c.bytes.byteLength} bytes, more than the ${this.chunkBytes} asked for`);
       if (c.bytes.byteLength === 0 && c.total > offset) throw bad('an empty chunk before the end');
       if (offset + c.bytes.byteLength > c.total) throw bad('past the end of the bundle');
-      whole.set(c.bytes, offset);
+      chunks.push(c.bytes);
       offset += c.bytes.byteLength;
-    } while (offset < whole.byteLength);
+    } while (offset < total);
+    if (chunks.length === 1) return chunks[0]!;
+    const whole = new Uint8Array(total);
+    let at = 0;
+    for (const c of chunks) {
+      whole.set(c, at);
+      at += c.byteLength;
+    }
     return whole;
   }
 }
