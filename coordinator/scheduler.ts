@@ -753,9 +753,11 @@ export class Scheduler {
               return ack;
             }),
           );
+          // Whoever went away missed the step: back from a blip it would be out of step with the
+          // stages that took it, so it is dropped (with every replica gone, the stage is rebuilt).
+          for (const [i, a] of all.entries()) if (a === null) this.onUnresponsive(g[i]!, `missed the optimizer step of iteration ${it}`);
           const stepped = all.find((a) => a !== null);
           if (!stepped) throw new IterationAbandoned(s, [], `no replica of stage ${s} took the optimizer step`);
-          for (const [i, a] of all.entries()) if (a === null) this.onUnresponsive(g[i]!, `missed the optimizer step of iteration ${it}`);
           return stepped;
         }),
       ),
