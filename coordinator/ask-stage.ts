@@ -20,6 +20,19 @@ export const ASK_TIMEOUT_MS = {
   state: 60_000,
 } as const;
 
+/**
+ * The slowest link a tab may have and still move bundles: 2 Mbit/s. A request that carries or
+ * returns a bundle gets its base timeout plus the bundle's time at this rate, so a `base` state
+ * (~100 MB) can cross a home link (it takes 80 s at 10 Mbit/s), while a silent tab still fails
+ * after the base timeout (bundle-transfer.ts waits for the first chunk that long).
+ */
+export const MIN_LINK_BYTES_PER_SEC = 250_000;
+
+/** The timeout of a request moving `bytes`: its base plus the bytes' time on the slowest link allowed. */
+export function transferTimeoutMs(baseMs: number, bytes: number): number {
+  return baseMs + Math.ceil((1000 * bytes) / MIN_LINK_BYTES_PER_SEC);
+}
+
 export type AskFailure = 'timeout' | 'disconnected' | 'refused' | 'invalid';
 
 export class AskError extends Error {

@@ -13,13 +13,14 @@ import { useNodeBackend } from '../trainer/node-backend.js';
 
 type Reply = (req: { offset: number; maxBytes: number }) => unknown;
 
-/** A tab whose socket answers each chunk request with `reply(request)`. */
-function fakeTab(reply: Reply): Volunteer {
+/** A tab whose socket answers each chunk request with `reply(request)` after `delayMs` (undefined: never). */
+function fakeTab(reply: Reply, delayMs = 1): Volunteer {
   const socket = Object.assign(new EventEmitter(), {
     connected: true,
     emit(_event: string, ...args: unknown[]) {
       const ack = args.at(-1) as (r: unknown) => void;
-      setTimeout(() => ack(reply(args[0] as { offset: number; maxBytes: number })), 1);
+      const r = reply(args[0] as { offset: number; maxBytes: number });
+      if (r !== undefined) setTimeout(() => ack(r), delayMs);
       return true;
     },
   });
@@ -50,6 +51,20 @@ describe('BundleTransfer', () => {
       ['past the end', (r) => ({ total: 10, offset: r.offset, bytes: r.offset === 8 ? new Uint8Array(4) : bundle.slice(r.offset, r.offset + 4) })],
     ];
     for (const [why, reply] of cases) await expect(pull(reply), why).rejects.toMatchObject({ failure: 'invalid', message: expect.stringContaining(why) });
+  });
+});
+
+describe('BundleTransfer deadlines', () => {
+  const big = new Uint8Array(250_000); // one second on the slowest link allowed (2 Mbit/s)
+  const steady: Reply = ({ offset, maxBytes }) => ({ total: big.byteLength, offset, bytes: big.slice(offset, offset + maxBytes) });
+
+  it('a slow but steady upload gets its bytes\' time on the slowest link; a silent tab fails after the base timeout', async () => {
+    const t = new BundleTransfer(50_000, 1e6);
+    const t0 = Date.now();
+    // 5 chunks 40 ms apart: 200 ms, four times the 50 ms base.
+    expect((await t.pull(fakeTab(steady, 40), { event: 'get_weights', parts: 'state' }, 50)).byteLength).toBe(big.byteLength);
+    expect(Date.now() - t0).toBeGreaterThan(150);
+    await expect(t.pull(fakeTab(() => undefined), { event: 'get_weights', parts: 'state' }, 50)).rejects.toMatchObject({ failure: 'timeout' });
   });
 });
 

@@ -8,7 +8,7 @@
  */
 import { chunkSchema, type WeightParts } from '../shared/protocol/events.js';
 import type { Volunteer } from './registry.js';
-import { AskError, askStage } from './ask-stage.js';
+import { AskError, askStage, transferTimeoutMs } from './ask-stage.js';
 
 /** What a tab can be asked to upload. */
 export type Upload = { event: 'get_weights'; parts: WeightParts } | { event: 'get_grads'; iteration: number };
@@ -23,9 +23,15 @@ export class BundleTransfer {
     if (!(Number.isInteger(chunkBytes) && chunkBytes > 0)) throw new RangeError(`chunk size must be a positive integer, got ${chunkBytes}`);
   }
 
-  /** The whole bundle `what` from `v` within `timeoutMs`. AskError on failure ('invalid' for a bad chunk). */
+  /**
+   * The whole bundle `what` from `v`: its first chunk within `timeoutMs`, the whole within
+   * `timeoutMs` plus the bundle's time on the slowest link allowed (ask-stage.ts). AskError on
+   * failure ('invalid' for a bad chunk).
+   */
   async pull(v: Volunteer, what: Upload, timeoutMs: number): Promise<Uint8Array> {
-    const deadline = Date.now() + timeoutMs;
+    const started = Date.now();
+    let deadline = started + timeoutMs;
+    let limitMs = timeoutMs;
     const label = what.event === 'get_weights' ? `get_weights ${what.parts}` : 'get_grads';
     // Chunks are kept as they come and joined at the end: memory follows the bytes received,
     // not the total a tab claims.
@@ -34,7 +40,7 @@ export class BundleTransfer {
     let offset = 0;
     do {
       const left = deadline - Date.now();
-      if (left <= 0) throw new AskError('timeout', `${v.id} did not finish sending ${label} within ${timeoutMs} ms`);
+      if (left <= 0) throw new AskError('timeout', `${v.id} did not finish sending ${label} within ${limitMs} ms`);
       const req = { offset, maxBytes: this.chunkBytes };
       const c =
         what.event === 'get_weights'
@@ -43,7 +49,11 @@ export class BundleTransfer {
       const bad = (why: string) => new AskError('invalid', `${v.id} answered ${label} with a bad chunk: ${why}`);
       if (c.offset !== offset) throw bad(`offset ${c.offset}, asked for ${offset}`);
       if (c.total > this.maxTotalBytes) throw bad(`a bundle of ${c.total} bytes, more than this run's largest (${this.maxTotalBytes})`);
-      if (total === null) total = c.total;
+      if (total === null) {
+        total = c.total;
+        limitMs = transferTimeoutMs(timeoutMs, total);
+        deadline = started + limitMs;
+      }
       else if (c.total !== total) throw bad(`the total changed from ${total} to ${c.total}`);
       if (c.bytes.byteLength > this.chunkBytes) throw bad(`${c.bytes.byteLength} bytes, more than the ${this.chunkBytes} asked for`);
       if (c.bytes.byteLength === 0 && c.total > offset) throw bad('an empty chunk before the end');

@@ -15,7 +15,7 @@ import { replicaHolders, type StageReplicas } from '../shared/recovery/replicas.
 import { encodeWeights } from '../shared/protocol/index.js';
 import { checkWeights } from './bundle-check.js';
 import type { Volunteer } from './registry.js';
-import { askStage, ASK_TIMEOUT_MS, okReply } from './ask-stage.js';
+import { askStage, ASK_TIMEOUT_MS, okReply, transferTimeoutMs } from './ask-stage.js';
 import type { StagePuller } from './stage-puller.js';
 import type { IterationRecord } from './scheduler.js';
 import type { LostStage, Rebuilt, RecoveryStrategy, RunShape, StrategySettings } from './recovery-strategy.js';
@@ -150,7 +150,7 @@ export class CheckFreeStrategy implements RecoveryStrategy {
         const bundle = encodeWeights(got.value);
         // Every replica of the holder stage keeps a copy: any of them may be the one left.
         for (const h of this.deps.replicas(holder)) {
-          await askStage(h, 'put_replica', [{ part }, bundle], okReply, ASK_TIMEOUT_MS.replica);
+          await askStage(h, 'put_replica', [{ part }, bundle], okReply, transferTimeoutMs(ASK_TIMEOUT_MS.replica, bundle.byteLength));
           this.deps.countReplicaBytes(got.bytes + bundle.byteLength);
         }
       } catch (e) {

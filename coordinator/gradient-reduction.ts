@@ -10,7 +10,7 @@ import type { ResolvedConfig } from '../shared/model/config.js';
 import type { NamedWeights } from '../shared/model/stage.js';
 import { encodeWeights } from '../shared/protocol/index.js';
 import type { Volunteer } from './registry.js';
-import { askStage, okReply } from './ask-stage.js';
+import { askStage, okReply, transferTimeoutMs } from './ask-stage.js';
 import type { BundleTransfer } from './bundle-transfer.js';
 import { checkWeights, BundleError } from './bundle-check.js';
 
@@ -70,7 +70,7 @@ export async function reduceGradients(
   const bundle = encodeWeights(sum);
   // Every replica gets the same sum; one that does not take it (lost meanwhile) is reported, not
   // waited for: it must not step with its own partial gradient.
-  const sent = await Promise.allSettled(replicas.map((r) => askStage(r, 'set_grads', [{ iteration }, bundle], okReply, timeoutMs)));
+  const sent = await Promise.allSettled(replicas.map((r) => askStage(r, 'set_grads', [{ iteration }, bundle], okReply, transferTimeoutMs(timeoutMs, bundle.byteLength))));
   const missed: Volunteer[] = [];
   for (const [i, r] of sent.entries()) {
     if (r.status === 'fulfilled') bytes += bundle.byteLength;

@@ -21,7 +21,7 @@ import type { StageTable, PendingStage } from './stage-table.js';
 import type { TabSpeeds } from './tab-speed.js';
 import type { EventLog } from './events-log.js';
 import type { Logger } from './log.js';
-import { askStage, ASK_TIMEOUT_MS, okReply } from './ask-stage.js';
+import { askStage, ASK_TIMEOUT_MS, okReply, transferTimeoutMs } from './ask-stage.js';
 import type { BundleTransfer } from './bundle-transfer.js';
 import { checkStageState } from './bundle-check.js';
 import { median } from './tab-speed.js';
@@ -205,7 +205,7 @@ export class Placement {
     stages.reserve(stage, v);
     const a: Assignment = { stage, config: this.opts.config, lr, weights, reason, wire: this.opts.wire, resumeToken: this.deps.issueClaim(v, stage) };
     try {
-      await askStage(v, 'assign', [a], okReply, weights ? ASK_TIMEOUT_MS.state : ASK_TIMEOUT_MS.assign);
+      await askStage(v, 'assign', [a], okReply, weights ? transferTimeoutMs(ASK_TIMEOUT_MS.state, weights.byteLength) : ASK_TIMEOUT_MS.assign);
     } catch (e) {
       stages.release(v);
       log.warn({ volunteer: v.id, stage, err: (e as Error).message }, 'assignment failed');

@@ -11,7 +11,7 @@ import { encodeStageState } from '../shared/protocol/index.js';
 import { planRecovery } from '../shared/recovery/plan.js';
 import { checkStageState } from './bundle-check.js';
 import type { Volunteer } from './registry.js';
-import { askStage, ASK_TIMEOUT_MS, okReply } from './ask-stage.js';
+import { askStage, ASK_TIMEOUT_MS, okReply, transferTimeoutMs } from './ask-stage.js';
 import type { StagePuller } from './stage-puller.js';
 import type { CheckFreeStrategy } from './checkfree-strategy.js';
 import type { LostStage, Rebuilt, RecoveryStrategy, RunShape } from './recovery-strategy.js';
@@ -85,7 +85,7 @@ export class RedundantStrategy implements RecoveryStrategy {
         const got = await puller.pull(s, 'state', (raw) => checkStageState(run.config, s, raw));
         const b = encodeStageState(got.value);
         for (const h of holders) {
-          await askStage(h, 'put_replica', [{ part: 'stage' }, b], okReply, ASK_TIMEOUT_MS.state);
+          await askStage(h, 'put_replica', [{ part: 'stage' }, b], okReply, transferTimeoutMs(ASK_TIMEOUT_MS.state, b.byteLength));
           this.deps.countCopyBytes(got.bytes + b.byteLength);
         }
       } catch (e) {

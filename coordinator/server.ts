@@ -23,7 +23,7 @@ import { EventLog } from './events-log.js';
 import { createLogger, type Logger } from './log.js';
 import { Recovery, type RecoveryOptions } from './recovery.js';
 import { StagePuller } from './stage-puller.js';
-import { askStage, ASK_TIMEOUT_MS, okReply } from './ask-stage.js';
+import { askStage, ASK_TIMEOUT_MS, okReply, transferTimeoutMs } from './ask-stage.js';
 import { ReplicaSync } from './replica-sync.js';
 import { RunStore } from './store.js';
 import { Operator, newOperatorToken } from './operator.js';
@@ -238,7 +238,7 @@ export class Coordinator {
     // Loads a state into a tab that already serves `stage` (a rollback, a re-sync): the same assignment again.
     const reload = async (v: Volunteer, stage: number, state: Uint8Array | null, reason: string) => {
       const assignment = { stage, config, lr: opts.settings.lr, weights: state, reason, wire: wireOf(opts.settings) };
-      await askStage(v, 'assign', [assignment], okReply, ASK_TIMEOUT_MS.state);
+      await askStage(v, 'assign', [assignment], okReply, transferTimeoutMs(ASK_TIMEOUT_MS.state, state?.byteLength ?? 0));
     };
     this.recovery = new Recovery(
       { ...opts.recovery, strategy: opts.settings.recovery },
