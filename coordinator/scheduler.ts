@@ -3,8 +3,8 @@
  *
  * One iteration: microbatches enter the pipeline (at most a window of them at once: 1F1B's
  * warm-up depth, stages x the widest group, widened from measured hop round trips so relays
- * overlap compute on slow links, within `--max-in-flight`: in-flight-window.ts); each follows its forward path hop by hop, then its
- * backward path; tabs run queued backward tasks first. Each hop goes to one replica of its stage
+ * overlap compute on slow links, within `--max-in-flight`: in-flight-window.ts); each follows its
+ * forward path hop by hop, then its backward path; tabs run queued backward tasks first. Each hop goes to one replica of its stage
  * (routing: lowest expected finish time, tab-speed.ts); a hop's backward returns to the replica
  * that ran its forward (its stash is there). When every microbatch is back at the embedding, the
  * barrier runs: the replicas of each stage combine their gradients (the sum over replicas is the
@@ -15,8 +15,10 @@
  *
  * Losses (the recovery ladder's first rung is here): a replica lost while its stage has others
  * costs nothing but the hops it held: the coordinator kept their inputs, so they run again on a
- * sibling and the iteration completes. A stage's last replica lost abandons the iteration on
- * every tab (nothing applied) and hands the stage to the recovery strategy (recovery.ts).
+ * sibling and the iteration completes, also when the loss comes at the barrier before its
+ * gradient was combined (after that its siblings hold the combined gradient and go on without
+ * it). A stage's last replica lost abandons the iteration on every tab (nothing applied) and
+ * hands the stage to the recovery strategy (recovery.ts).
  */
 import type { ResolvedConfig } from '../shared/model/config.js';
 import { forwardPath, swapCounter, type Hop } from '../shared/schedule/paths.js';
