@@ -3,12 +3,13 @@
  * placement on the bottleneck, and the recovery ladder (replica, handoff, strategy), through a
  * real coordinator and Node volunteers over socket.io.
  */
-import { describe, it, expect, afterEach, beforeAll } from 'vitest';
+import { describe, it, expect, beforeAll } from 'vitest';
 import { Coordinator, DEFAULT_COORDINATOR, type CoordinatorOptions } from './server.js';
 import { startNodeVolunteer, type NodeVolunteer, type NodeVolunteerOptions } from '../testing/node-volunteer.js';
 import { DEFAULT_SETTINGS, type RunSettings } from '../shared/run-settings.js';
 import { trainLocal } from '../trainer/cli.js';
 import { useNodeBackend } from '../trainer/node-backend.js';
+import { testSwarm } from '../testing/test-swarm.js';
 import { until } from '../testing/until.js';
 import { Stage } from '../shared/model/stage.js';
 import type { GradNorms } from '../shared/model/stage.js';
@@ -28,8 +29,7 @@ class DriftingStage extends Stage {
 
 const settings: RunSettings = { ...DEFAULT_SETTINGS, preset: 'tiny', stages: 4, microbatches: 4, batch: 2, recovery: 'checkfree' };
 
-let coord: Coordinator | null = null;
-let vols: NodeVolunteer[] = [];
+const harness = testSwarm();
 let reference: number[] = [];
 
 const N = 5;
@@ -40,14 +40,14 @@ beforeAll(async () => {
 }, 240_000);
 
 async function startSwarm(extra: Partial<CoordinatorOptions> = {}) {
-  coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings, port: 0, silent: true, evalEvery: 0, ...extra });
+  const coord = (harness.coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings, port: 0, silent: true, evalEvery: 0, ...extra }));
   const url = await coord.listen();
   return { coord, url };
 }
 
 async function join(url: string, name: string, opts: NodeVolunteerOptions = {}): Promise<NodeVolunteer> {
   const v = await startNodeVolunteer(url, { name, ...opts });
-  vols.push(v);
+  harness.vols.push(v);
   return v;
 }
 
@@ -64,20 +64,13 @@ async function joinEvenly(c: Coordinator, url: string, n: number, opts: NodeVolu
 }
 
 /** The Node volunteer behind a coordinator-side tab. */
-const nodeOf = (id: string) => vols.find((v) => v.status().volunteerId === id)!;
+const nodeOf = (id: string) => harness.vols.find((v) => v.status().volunteerId === id)!;
 
 function expectOnReferenceCurve(c: Coordinator, n: number): void {
   const losses = c.scheduler.history.map((h) => h.trainLoss);
   expect(losses.length).toBeGreaterThanOrEqual(n);
   for (let i = 0; i < n; i++) expect(Math.abs(losses[i]! - reference[i]!) / reference[i]!).toBeLessThan(1e-4);
 }
-
-afterEach(async () => {
-  for (const v of vols) v.kill();
-  vols = [];
-  await coord?.close();
-  coord = null;
-});
 
 describe('groups of replicas per stage', () => {
   it('8 tabs on 4 stages: every tab trains, the loss equals the local trainer, replicas stay bit-identical', async () => {
@@ -100,7 +93,7 @@ describe('groups of replicas per stage', () => {
     expect(metrics).toMatch(/swarm_stage_replicas\{stage="2"\} 2/);
     expect(metrics).toMatch(/swarm_reduction_bytes_total [1-9]\d*/);
     // Each tab knows its place in its group.
-    await until(() => vols.every((v) => v.status().group?.of === 2), 'group notices', 10_000);
+    await until(() => harness.vols.every((v) => v.status().group?.of === 2), 'group notices', 10_000);
   });
 
   it('a replica killed mid-iteration: nothing rebuilt, the iteration completes on the no-failure curve', async () => {

@@ -1,5 +1,5 @@
 /** Poisoned numbers: a tab sending non-finite tensors or outlier gradients is quarantined. */
-import { describe, it, expect, afterEach } from 'vitest';
+import { describe, it, expect } from 'vitest';
 import { Coordinator, DEFAULT_COORDINATOR } from './server.js';
 import { startNodeVolunteer, type NodeVolunteer } from '../testing/node-volunteer.js';
 import { startPoisonedVolunteer, type PoisonedVolunteer } from '../testing/poisoned-volunteer.js';
@@ -7,21 +7,14 @@ import { DEFAULT_SETTINGS } from '../shared/run-settings.js';
 import { NormOutlierDetector } from './outliers.js';
 import { RelayNorms } from './relay-norms.js';
 import type { Volunteer } from './registry.js';
+import { testSwarm } from '../testing/test-swarm.js';
 import { until } from '../testing/until.js';
 
-let coord: Coordinator | null = null;
-let vols: NodeVolunteer[] = [];
-
-afterEach(async () => {
-  for (const v of vols) v.kill();
-  vols = [];
-  await coord?.close();
-  coord = null;
-});
+const harness = testSwarm();
 
 
 async function swarm(): Promise<string> {
-  coord = new Coordinator({
+  harness.coord = new Coordinator({
     ...DEFAULT_COORDINATOR,
     maxReplicas: 1, // one tab per stage: extra tabs are spares (these tests exercise the strategy rung)
     settings: { ...DEFAULT_SETTINGS, preset: 'tiny', stages: 4, microbatches: 2, batch: 2, recovery: 'checkfree' },
@@ -30,7 +23,7 @@ async function swarm(): Promise<string> {
     evalEvery: 0,
     graceMs: 200,
   });
-  return coord.listen();
+  return harness.coord.listen();
 }
 
 function allFinite(vs: NodeVolunteer[]): boolean {
@@ -40,19 +33,19 @@ function allFinite(vs: NodeVolunteer[]): boolean {
 describe('quarantine of poisoned tabs', () => {
   it('non-finite activations: contribution dropped, tab quarantined, stage rebuilt, no NaN anywhere', async () => {
     const url = await swarm();
-    vols.push(await startNodeVolunteer(url, { name: 'h0' }));
-    await until(() => coord!.stages.owner(0) !== undefined, 'stage 0');
+    harness.vols.push(await startNodeVolunteer(url, { name: 'h0' }));
+    await until(() => harness.coord!.stages.owner(0) !== undefined, 'stage 0');
     const bad = await startPoisonedVolunteer(url, 'nan', { name: 'poisoned' });
-    vols.push(bad);
-    await until(() => coord!.stages.owner(1)?.caps.agent.includes('poisoned') === true, 'poisoned tab on stage 1');
-    for (const n of ['h2', 'h3', 'spare']) vols.push(await startNodeVolunteer(url, { name: n }));
-    await until(() => coord!.scheduler.iteration >= 3, 'training after the quarantine');
-    const q = coord!.events.list('quarantine');
+    harness.vols.push(bad);
+    await until(() => harness.coord!.stages.owner(1)?.caps.agent.includes('poisoned') === true, 'poisoned tab on stage 1');
+    for (const n of ['h2', 'h3', 'spare']) harness.vols.push(await startNodeVolunteer(url, { name: n }));
+    await until(() => harness.coord!.scheduler.iteration >= 3, 'training after the quarantine');
+    const q = harness.coord!.events.list('quarantine');
     expect(q).toHaveLength(1);
     expect(q[0]!.message).toMatch(/stage 1.*non-finite/);
-    expect(await coord!.metrics.text()).toMatch(/swarm_rejected_messages_total\{reason="nonfinite"\} 1/);
-    expect(coord!.stages.owner(1)!.caps.agent).not.toContain('poisoned');
-    expect(allFinite(vols.filter((v) => v !== bad))).toBe(true);
+    expect(await harness.coord!.metrics.text()).toMatch(/swarm_rejected_messages_total\{reason="nonfinite"\} 1/);
+    expect(harness.coord!.stages.owner(1)!.caps.agent).not.toContain('poisoned');
+    expect(allFinite(harness.vols.filter((v) => v !== bad))).toBe(true);
   });
 
   it('an outlier gradient norm is caught before any stage steps; the culprit is quarantined', async () => {
@@ -61,30 +54,30 @@ describe('quarantine of poisoned tabs', () => {
     for (const n of ['h0', 'h1', 'h2', 'h3', 'spare']) {
       const v = await startPoisonedVolunteer(url, null, { name: n });
       suspects.push(v);
-      vols.push(v);
+      harness.vols.push(v);
     }
-    await until(() => coord!.scheduler.iteration >= 6, 'a norm history');
-    const culpritId = coord!.stages.owner(2)!.id;
+    await until(() => harness.coord!.scheduler.iteration >= 6, 'a norm history');
+    const culpritId = harness.coord!.stages.owner(2)!.id;
     const culprit = suspects.find((v) => v.status().volunteerId === culpritId)!;
-    const stage1 = vols.find((v) => v.status().volunteerId === coord!.stages.owner(1)!.id)!;
+    const stage1 = harness.vols.find((v) => v.status().volunteerId === harness.coord!.stages.owner(1)!.id)!;
     const stepsBefore = stage1.agent.currentStage!.optimizerStep();
     culprit.setPoison('huge-grads');
-    await until(() => coord!.events.list('quarantine').length === 1, 'quarantine');
-    const q = coord!.events.list('quarantine')[0]!;
+    await until(() => harness.coord!.events.list('quarantine').length === 1, 'quarantine');
+    const q = harness.coord!.events.list('quarantine')[0]!;
     expect(q.data).toMatchObject({ stage: 2, volunteer: culpritId });
     expect(q.message).toMatch(/x its recent median/);
     // The poisoned iteration was abandoned: the innocent upstream stage did not step on it.
-    await until(() => coord!.recovery.done.length === 1, 'stage 2 rebuilt');
-    coord!.scheduler.paused = true;
-    await until(() => coord!.scheduler.state === 'paused', 'paused');
+    await until(() => harness.coord!.recovery.done.length === 1, 'stage 2 rebuilt');
+    harness.coord!.scheduler.paused = true;
+    await until(() => harness.coord!.scheduler.state === 'paused', 'paused');
     // One Adam step per completed iteration and none for the abandoned one.
-    expect(stage1.agent.currentStage!.optimizerStep()).toBe(coord!.scheduler.iteration);
-    expect(coord!.scheduler.iteration).toBeGreaterThan(stepsBefore);
-    coord!.scheduler.paused = false;
-    coord!.scheduler.kick();
-    const it0 = coord!.scheduler.iteration;
-    await until(() => coord!.scheduler.iteration >= it0 + 2, 'training continues');
-    expect(allFinite(vols.filter((v) => v !== culprit))).toBe(true);
+    expect(stage1.agent.currentStage!.optimizerStep()).toBe(harness.coord!.scheduler.iteration);
+    expect(harness.coord!.scheduler.iteration).toBeGreaterThan(stepsBefore);
+    harness.coord!.scheduler.paused = false;
+    harness.coord!.scheduler.kick();
+    const it0 = harness.coord!.scheduler.iteration;
+    await until(() => harness.coord!.scheduler.iteration >= it0 + 2, 'training continues');
+    expect(allFinite(harness.vols.filter((v) => v !== culprit))).toBe(true);
   });
 });
 
@@ -94,14 +87,14 @@ async function poisonableSwarm(url: string): Promise<PoisonedVolunteer[]> {
   for (const n of ['h0', 'h1', 'h2', 'h3', 'spare']) {
     const v = await startPoisonedVolunteer(url, null, { name: n });
     tabs.push(v);
-    vols.push(v);
+    harness.vols.push(v);
   }
-  await until(() => coord!.scheduler.iteration >= 7, 'a norm history');
+  await until(() => harness.coord!.scheduler.iteration >= 7, 'a norm history');
   return tabs;
 }
 
 function tabOf(tabs: PoisonedVolunteer[], stage: number): PoisonedVolunteer {
-  const id = coord!.stages.owner(stage)!.id;
+  const id = harness.coord!.stages.owner(stage)!.id;
   return tabs.find((v) => v.status().volunteerId === id)!;
 }
 
@@ -113,40 +106,40 @@ describe('blaming the right tab: per-sender norms of relayed frames', () => {
     const neighbour = tabOf(tabs, 1);
     const neighbourId = neighbour.status().volunteerId;
     culprit.setPoison('inflate-sent-grads');
-    await until(() => coord!.events.list('quarantine').length >= 1, 'quarantine');
-    const q = coord!.events.list('quarantine');
+    await until(() => harness.coord!.events.list('quarantine').length >= 1, 'quarantine');
+    const q = harness.coord!.events.list('quarantine');
     expect(q).toHaveLength(1);
     expect(q[0]!.data).toMatchObject({ stage: 2, volunteer: culprit.status().volunteerId });
     // Traced from stage 1's outlier gradient to the frames stage 2 relayed into it.
     expect(q[0]!.message).toMatch(/relayed gradients to stage 1 .*x its recent median.*made stage 1's gradient norm/);
-    expect(await coord!.metrics.text()).toMatch(/swarm_relay_blame_total\{rule="upstream"\} 1/);
-    await until(() => coord!.recovery.done.length === 1, 'stage 2 rebuilt');
-    const it0 = coord!.scheduler.iteration;
-    await until(() => coord!.scheduler.iteration >= it0 + 2, 'training continues');
+    expect(await harness.coord!.metrics.text()).toMatch(/swarm_relay_blame_total\{rule="upstream"\} 1/);
+    await until(() => harness.coord!.recovery.done.length === 1, 'stage 2 rebuilt');
+    const it0 = harness.coord!.scheduler.iteration;
+    await until(() => harness.coord!.scheduler.iteration >= it0 + 2, 'training continues');
     // The honest neighbour kept its stage throughout and nothing inflated was applied.
-    expect(coord!.stages.owner(1)!.id).toBe(neighbourId);
-    expect(coord!.events.list('quarantine')).toHaveLength(1);
-    expect(allFinite(vols.filter((v) => v !== culprit))).toBe(true);
+    expect(harness.coord!.stages.owner(1)!.id).toBe(neighbourId);
+    expect(harness.coord!.events.list('quarantine')).toHaveLength(1);
+    expect(allFinite(harness.vols.filter((v) => v !== culprit))).toBe(true);
   });
 
   it('a tab inflating the activations it sends downstream is quarantined, not the stages after it', async () => {
     const url = await swarm();
     const tabs = await poisonableSwarm(url);
     const culprit = tabOf(tabs, 1);
-    const after = [2, 3].map((s) => coord!.stages.owner(s)!.id);
+    const after = [2, 3].map((s) => harness.coord!.stages.owner(s)!.id);
     culprit.setPoison('inflate-sent-acts');
-    await until(() => coord!.events.list('quarantine').length >= 1, 'quarantine');
-    const q = coord!.events.list('quarantine');
+    await until(() => harness.coord!.events.list('quarantine').length >= 1, 'quarantine');
+    const q = harness.coord!.events.list('quarantine');
     expect(q).toHaveLength(1);
     expect(q[0]!.data).toMatchObject({ stage: 1, volunteer: culprit.status().volunteerId });
     // No stage's gradient norm was an outlier here: the screen of relayed frames caught it.
     expect(q[0]!.message).toMatch(/relayed activations to stage 2 .*x its recent median/);
-    expect(await coord!.metrics.text()).toMatch(/swarm_relay_blame_total\{rule="jump"\} 1/);
-    await until(() => coord!.recovery.done.length === 1, 'stage 1 rebuilt');
-    const it0 = coord!.scheduler.iteration;
-    await until(() => coord!.scheduler.iteration >= it0 + 2, 'training continues');
-    expect([2, 3].map((s) => coord!.stages.owner(s)!.id)).toEqual(after);
-    expect(coord!.events.list('quarantine')).toHaveLength(1);
+    expect(await harness.coord!.metrics.text()).toMatch(/swarm_relay_blame_total\{rule="jump"\} 1/);
+    await until(() => harness.coord!.recovery.done.length === 1, 'stage 1 rebuilt');
+    const it0 = harness.coord!.scheduler.iteration;
+    await until(() => harness.coord!.scheduler.iteration >= it0 + 2, 'training continues');
+    expect([2, 3].map((s) => harness.coord!.stages.owner(s)!.id)).toEqual(after);
+    expect(harness.coord!.events.list('quarantine')).toHaveLength(1);
   });
 });
 

@@ -1,19 +1,19 @@
 /** Recovery in a live swarm (coordinator + Node volunteers): every strategy, blips, heartbeats. */
-import { describe, it, expect, afterEach } from 'vitest';
+import { describe, it, expect } from 'vitest';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Coordinator, DEFAULT_COORDINATOR, type CoordinatorOptions } from './server.js';
 import { startNodeVolunteer, type NodeVolunteer } from '../testing/node-volunteer.js';
 import { DEFAULT_SETTINGS, type RunSettings, type RecoveryStrategy } from '../shared/run-settings.js';
+import { testSwarm } from '../testing/test-swarm.js';
 import { until } from '../testing/until.js';
 
 const base: RunSettings = { ...DEFAULT_SETTINGS, preset: 'tiny', stages: 4, microbatches: 2, batch: 2 };
-let coord: Coordinator | null = null;
-let vols: NodeVolunteer[] = [];
+const harness = testSwarm();
 
 async function swarm(recovery: RecoveryStrategy, tabs: number, extra: Partial<CoordinatorOptions> = {}) {
-  coord = new Coordinator({
+  const coord = (harness.coord = new Coordinator({
     ...DEFAULT_COORDINATOR,
     maxReplicas: 1, // one tab per stage: extra tabs are spares (these tests exercise the strategy rung)
     settings: { ...base, recovery },
@@ -23,16 +23,16 @@ async function swarm(recovery: RecoveryStrategy, tabs: number, extra: Partial<Co
     graceMs: 300,
     ...extra,
     recovery: { ...DEFAULT_COORDINATOR.recovery, checkpointDir: mkdtempSync(join(tmpdir(), 'ckpt-')), ...extra.recovery },
-  });
+  }));
   const url = await coord.listen();
-  for (let i = 0; i < tabs; i++) vols.push(await startNodeVolunteer(url, { name: `t${i}` }));
+  for (let i = 0; i < tabs; i++) harness.vols.push(await startNodeVolunteer(url, { name: `t${i}` }));
   return coord;
 }
 
 
 const volunteerOf = (c: Coordinator, stage: number) => {
   const id = c.stages.owner(stage)!.id;
-  return vols.find((v) => v.status().volunteerId === id)!;
+  return harness.vols.find((v) => v.status().volunteerId === id)!;
 };
 
 /** Pauses right after `iteration` completes (inside the iteration hook, so no race). */
@@ -52,7 +52,7 @@ async function assigned(c: Coordinator, stage: number, notId?: string): Promise<
   await until(() => {
     const o = c.stages.owner(stage);
     if (!o || o.id === notId) return false;
-    const v = vols.find((x) => x.status().volunteerId === o.id);
+    const v = harness.vols.find((x) => x.status().volunteerId === o.id);
     return v?.agent.currentStage?.index === stage;
   }, `stage ${stage} assigned`);
   return volunteerOf(c, stage);
@@ -62,13 +62,6 @@ function resume(c: Coordinator): void {
   c.scheduler.paused = false;
   c.scheduler.kick();
 }
-
-afterEach(async () => {
-  for (const v of vols) v.kill();
-  vols = [];
-  await coord?.close();
-  coord = null;
-});
 
 describe('recovery in the swarm', () => {
   it('checkfree+: a lost first stage is rebuilt as a copy of stage 1 plus the embedding replica', async () => {

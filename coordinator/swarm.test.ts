@@ -2,36 +2,27 @@
  * The swarm in one process: a real coordinator (HTTP + socket.io on a free port) and simulated
  * volunteers (Node socket.io clients running the same VolunteerAgent as the browser worker).
  */
-import { describe, it, expect, afterEach } from 'vitest';
+import { describe, it, expect } from 'vitest';
 import { io as ioClient } from 'socket.io-client';
 import { Coordinator, DEFAULT_COORDINATOR, type CoordinatorOptions } from './server.js';
-import { startNodeVolunteer, type NodeVolunteer } from '../testing/node-volunteer.js';
+import { startNodeVolunteer } from '../testing/node-volunteer.js';
 import { DEFAULT_SETTINGS, type RunSettings } from '../shared/run-settings.js';
 import { trainLocal } from '../trainer/cli.js';
 import { useNodeBackend } from '../trainer/node-backend.js';
+import { testSwarm } from '../testing/test-swarm.js';
 import { until } from '../testing/until.js';
 import type { PruningSessionAdapter } from './session-adapter.js';
 
 const settings: RunSettings = { ...DEFAULT_SETTINGS, preset: 'tiny', stages: 4, microbatches: 2, batch: 2, recovery: 'checkfree' };
 
-let coord: Coordinator | null = null;
-let vols: NodeVolunteer[] = [];
+const harness = testSwarm();
 
 async function startSwarm(s: RunSettings, tabs: number, extra: Partial<CoordinatorOptions> = {}) {
-  coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings: s, port: 0, silent: true, evalEvery: 0, maxReplicas: 1, ...extra });
+  const coord = (harness.coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings: s, port: 0, silent: true, evalEvery: 0, maxReplicas: 1, ...extra }));
   const url = await coord.listen();
-  vols = [];
-  for (let i = 0; i < tabs; i++) vols.push(await startNodeVolunteer(url, { name: `t${i}` }));
+  for (let i = 0; i < tabs; i++) harness.vols.push(await startNodeVolunteer(url, { name: `t${i}` }));
   return { coord, url };
 }
-
-
-afterEach(async () => {
-  for (const v of vols) v.kill();
-  vols = [];
-  await coord?.close();
-  coord = null;
-});
 
 describe('swarm over socket.io', () => {
   it.each([
@@ -54,8 +45,8 @@ describe('swarm over socket.io', () => {
     await until(() => coord.scheduler.status().needed === 1, 'waiting state', 10_000);
     expect(coord.scheduler.status().state).toBe('waiting');
     expect(coord.scheduler.iteration).toBe(0);
-    vols.push(await startNodeVolunteer(url, { name: 't3' }));
-    vols.push(await startNodeVolunteer(url, { name: 'spare' }));
+    harness.vols.push(await startNodeVolunteer(url, { name: 't3' }));
+    harness.vols.push(await startNodeVolunteer(url, { name: 'spare' }));
     await until(() => coord.scheduler.iteration >= 2 && coord.scheduler.lastValLoss !== null, 'iterations', 120_000);
     const spares = coord.placement.spares();
     expect(spares).toHaveLength(1);
@@ -105,7 +96,7 @@ describe('swarm over socket.io', () => {
     const { coord } = await startSwarm(settings, 5, { maxIterations: 6, graceMs: 200 });
     await until(() => coord.scheduler.iteration >= 2, '2 iterations', 120_000);
     const victim = coord.stages.owner(2)!;
-    const v = vols.find((x) => x.status().volunteerId === victim.id)!;
+    const v = harness.vols.find((x) => x.status().volunteerId === victim.id)!;
     v.kill();
     await until(() => coord.scheduler.iteration >= 6, 'iterations after recovery', 180_000);
     const rec = coord.recovery.done;

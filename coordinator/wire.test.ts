@@ -4,12 +4,13 @@
  * block count are rejected with their reason in swarm_rejected_messages_total (a non-finite scale
  * is 'nonfinite', which quarantines the tab: quarantine.test.ts with the int8 default).
  */
-import { describe, it, expect, afterEach } from 'vitest';
+import { describe, it, expect } from 'vitest';
 import { Coordinator, DEFAULT_COORDINATOR } from './server.js';
-import { startNodeVolunteer, type NodeVolunteer } from '../testing/node-volunteer.js';
+import { startNodeVolunteer } from '../testing/node-volunteer.js';
 import { DEFAULT_SETTINGS, type RunSettings } from '../shared/run-settings.js';
 import { trainLocal } from '../trainer/cli.js';
 import { useNodeBackend } from '../trainer/node-backend.js';
+import { testSwarm } from '../testing/test-swarm.js';
 import { until } from '../testing/until.js';
 import { checkRelayFrame, maxRelayFrameBytes } from './relay-check.js';
 import { encodeTensorFrame, FrameError, wireFrameBytes, type FrameErrorReason } from '../shared/protocol/index.js';
@@ -17,15 +18,7 @@ import type { VolunteerSocket } from '../shared/volunteer/agent.js';
 
 const settings: RunSettings = { ...DEFAULT_SETTINGS, preset: 'tiny', stages: 4, microbatches: 2, batch: 2, recovery: 'checkfree', wire: 'int8' };
 
-let coord: Coordinator | null = null;
-let vols: NodeVolunteer[] = [];
-
-afterEach(async () => {
-  for (const v of vols) v.kill();
-  vols = [];
-  await coord?.close();
-  coord = null;
-});
+const harness = testSwarm();
 
 /** Corruptions of an int8 frame [batch, seq, d] (rank 3: payload at 32) and the reason each must get. */
 const CORRUPTIONS: [FrameErrorReason, (f: Uint8Array) => Uint8Array][] = [
@@ -68,8 +61,8 @@ describe('--wire int8', () => {
     const N = 3;
     // Tabs behind the link emulator reach the coordinator through the emulator's own port: their
     // Host header names it, so the coordinator is told to serve loopback names on any port.
-    coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings, port: 0, silent: true, evalEvery: N, evalBatches: 1, maxIterations: N, maxOffences: 100, publicHosts: ['localhost', '127.0.0.1'] });
-    const url = await coord.listen();
+    harness.coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings, port: 0, silent: true, evalEvery: N, evalBatches: 1, maxIterations: N, maxOffences: 100, publicHosts: ['localhost', '127.0.0.1'] });
+    const url = await harness.coord.listen();
     // One tab sends a corrupted copy of its first few activation frames before the honest one.
     const pending = CORRUPTIONS.map(([, c]) => c);
     const wrapSocket = (socket: VolunteerSocket) => {
@@ -82,11 +75,11 @@ describe('--wire int8', () => {
     };
     // Two tabs sit behind emulated home links (the numbers must not depend on the transport).
     const link = { upMbps: 50, downMbps: 100, latencyMs: 5 };
-    for (let i = 0; i < 4; i++) vols.push(await startNodeVolunteer(url, { name: `t${i}`, ...(i === 0 ? { wrapSocket } : {}), ...(i >= 2 ? { link } : {}) }));
-    await until(() => coord!.scheduler.iteration >= N && coord!.scheduler.lastValLoss !== null, `${N} iterations`, 180_000);
-    const swarm = coord.scheduler.history.map((h) => h.trainLoss);
-    for (const v of vols.slice(2)) expect(v.link!.delivered.up).toBeGreaterThan(N * 2 * wireFrameBytes([2, 64, 64], 'int8'));
-    const metrics = await coord.metrics.text();
+    for (let i = 0; i < 4; i++) harness.vols.push(await startNodeVolunteer(url, { name: `t${i}`, ...(i === 0 ? { wrapSocket } : {}), ...(i >= 2 ? { link } : {}) }));
+    await until(() => harness.coord!.scheduler.iteration >= N && harness.coord!.scheduler.lastValLoss !== null, `${N} iterations`, 180_000);
+    const swarm = harness.coord.scheduler.history.map((h) => h.trainLoss);
+    for (const v of harness.vols.slice(2)) expect(v.link!.delivered.up).toBeGreaterThan(N * 2 * wireFrameBytes([2, 64, 64], 'int8'));
+    const metrics = await harness.coord.metrics.text();
     for (const [r] of CORRUPTIONS) expect(metrics).toMatch(new RegExp(`swarm_rejected_messages_total\\{reason="${r}"\\} 1\\b`));
     // Relayed activation bytes are int8-sized: (S-1) hops of `microbatches` frames per iteration, plus token/target frames.
     const fwd = Number(/swarm_relay_bytes_total\{direction="forward"\} (\d+)/.exec(metrics)![1]);
@@ -98,7 +91,7 @@ describe('--wire int8', () => {
     const f32 = await trainLocal({ ...settings, wire: 'f32', steps: N, evalEvery: N, evalBatches: 1, swap: false });
     expect(swarm).toHaveLength(N);
     for (let i = 0; i < N; i++) expect(Math.abs(swarm[i]! - local.trainLosses[i]!) / local.trainLosses[i]!).toBeLessThan(1e-4);
-    expect(Math.abs(coord.scheduler.lastValLoss! - local.finalValLoss) / local.finalValLoss).toBeLessThan(1e-4);
+    expect(Math.abs(harness.coord.scheduler.lastValLoss! - local.finalValLoss) / local.finalValLoss).toBeLessThan(1e-4);
     // The comparison is sensitive to the encoding: int8 and f32 runs do differ.
     expect(local.trainLosses.some((l, i) => Math.abs(l - f32.trainLosses[i]!) > 1e-6)).toBe(true);
   }, 240_000);
