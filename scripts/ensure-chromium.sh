@@ -24,34 +24,10 @@ if [ "$CHROMIUM_PATH" != "/usr/bin/chromium" ]; then
   echo "ensure-chromium: note: apt installs /usr/bin/chromium, not $CHROMIUM_PATH" >&2
 fi
 
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "ensure-chromium: ERROR: apt-get not available; install Chromium yourself and set CHROMIUM_PATH" >&2
+bash "$(dirname "$0")/apt-install.sh" ensure-chromium chromium || {
+  echo "ensure-chromium: (or set CHROMIUM_PATH to an existing Chromium)" >&2
   exit 1
-fi
-
-SUDO=()
-if [ "$(id -u)" -ne 0 ]; then
-  if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-    SUDO=(sudo -n)
-    echo "ensure-chromium: not root, using sudo"
-  else
-    echo "ensure-chromium: ERROR: not root and passwordless sudo is unavailable;" >&2
-    echo "  run: sudo apt-get install -y chromium   (or set CHROMIUM_PATH to an existing Chromium)" >&2
-    exit 1
-  fi
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-echo "ensure-chromium: running ${SUDO[*]:+${SUDO[*]} }apt-get update"
-if ! "${SUDO[@]}" apt-get update; then
-  echo "ensure-chromium: ERROR: apt-get update failed" >&2
-  exit 1
-fi
-echo "ensure-chromium: running ${SUDO[*]:+${SUDO[*]} }apt-get install -y chromium"
-if ! "${SUDO[@]}" apt-get install -y --no-install-recommends chromium; then
-  echo "ensure-chromium: ERROR: apt-get install chromium failed" >&2
-  exit 1
-fi
+}
 
 if [ ! -x "$CHROMIUM_PATH" ]; then
   if [ -x /usr/bin/chromium ]; then
