@@ -10,11 +10,11 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { io as ioClient } from 'socket.io-client';
 import type { RecoveryStrategy } from '../../shared/run-settings.js';
+import { freePort } from '../../testing/child.js';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 
@@ -70,17 +70,6 @@ export interface SwarmRunResult {
   checkpointSeconds: number | null;
   /** Churn was on from this many seconds. */
   churnFrom: number;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 interface IterationRow {
