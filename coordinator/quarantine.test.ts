@@ -49,16 +49,9 @@ describe('quarantine of poisoned tabs', () => {
   });
 
   it('an outlier gradient norm is caught before any stage steps; the culprit is quarantined', async () => {
-    const url = await swarm();
-    const suspects: PoisonedVolunteer[] = [];
-    for (const n of ['h0', 'h1', 'h2', 'h3', 'spare']) {
-      const v = await startPoisonedVolunteer(url, null, { name: n });
-      suspects.push(v);
-      harness.vols.push(v);
-    }
-    await until(() => harness.coord!.scheduler.iteration >= 6, 'a norm history');
+    const suspects = await poisonableSwarm(await swarm(), 6);
     const culpritId = harness.coord!.stages.owner(2)!.id;
-    const culprit = suspects.find((v) => v.status().volunteerId === culpritId)!;
+    const culprit = tabOf(suspects, 2);
     const stage1 = harness.vols.find((v) => v.status().volunteerId === harness.coord!.stages.owner(1)!.id)!;
     const stepsBefore = stage1.agent.currentStage!.optimizerStep();
     culprit.setPoison('huge-grads');
@@ -81,15 +74,15 @@ describe('quarantine of poisoned tabs', () => {
   });
 });
 
-/** Five tabs that can each be poisoned later; training until every stage has a norm history. */
-async function poisonableSwarm(url: string): Promise<PoisonedVolunteer[]> {
+/** Five tabs that can each be poisoned later; training until every stage has a norm history (`history` iterations). */
+async function poisonableSwarm(url: string, history = 7): Promise<PoisonedVolunteer[]> {
   const tabs: PoisonedVolunteer[] = [];
   for (const n of ['h0', 'h1', 'h2', 'h3', 'spare']) {
     const v = await startPoisonedVolunteer(url, null, { name: n });
     tabs.push(v);
     harness.vols.push(v);
   }
-  await until(() => harness.coord!.scheduler.iteration >= 7, 'a norm history');
+  await until(() => harness.coord!.scheduler.iteration >= history, 'a norm history');
   return tabs;
 }
 
