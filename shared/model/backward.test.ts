@@ -9,6 +9,7 @@ import '@tensorflow/tfjs-backend-wasm';
 import { Stage, type BackwardMode, type NamedWeights } from './stage.js';
 import { configForStages, type ResolvedConfig } from './config.js';
 import { mulberry32 } from './rng.js';
+import { maxRelErr } from '../../testing/numerics.js';
 import { bmm, mm } from './matmul.js';
 import * as L from './layers.js';
 
@@ -31,15 +32,6 @@ function randomArray(n: number, seed: number): Float32Array {
 function randomTokens(n: number, V: number, seed: number): Int32Array {
   const r = mulberry32(seed);
   return Int32Array.from({ length: n }, () => Math.floor(r() * V));
-}
-function maxRelErr(a: Float32Array, b: Float32Array): number {
-  let diff = 0;
-  let scale = 1e-12;
-  for (let i = 0; i < a.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
-    scale = Math.max(scale, Math.abs(b[i]!));
-  }
-  return diff / scale;
 }
 
 /** One microbatch through stage `index`: input, targets (last stage) and output gradient. */

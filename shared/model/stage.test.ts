@@ -4,6 +4,7 @@ import * as tf from './tf.js';
 import { Stage, validateWeights, WeightsError, type NamedWeights } from './stage.js';
 import { resolveConfig, configForStages, ConfigError, getPreset, type ModelConfig } from './config.js';
 import { mulberry32 } from './rng.js';
+import { maxRelErr } from '../../testing/numerics.js';
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
@@ -45,16 +46,6 @@ function chainLossAndGrads(stages: Stage[], ids: tf.Tensor2D, targets: tf.Tensor
     for (const spec of s.specs) grads[spec.globalName] = g[spec.name]!;
   }
   return { loss, grads };
-}
-
-function maxRelErr(a: Float32Array, b: Float32Array): number {
-  let diff = 0;
-  let scale = 1e-12;
-  for (let i = 0; i < a.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
-    scale = Math.max(scale, Math.abs(b[i]!));
-  }
-  return diff / scale;
 }
 
 describe('pipeline split is exact', () => {
