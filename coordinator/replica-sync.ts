@@ -30,6 +30,8 @@ export interface ReplicaSyncDeps {
   puller: StagePuller;
   /** Loads `state` into a tab that serves `stage` now. */
   reload: (v: Volunteer, stage: number, state: Uint8Array, reason: string) => Promise<void>;
+  /** How long a tab may take to send its fingerprint (default ASK_TIMEOUT_MS.weights). */
+  timeoutMs?: number;
   /** A tab did not answer in time: drop it. */
   unresponsive: (v: Volunteer, why: string) => void;
   reject: (v: Volunteer, reason: string, message: string) => void;
@@ -63,7 +65,7 @@ export class ReplicaSync {
     const { deps } = this;
     const group = [...deps.replicas(stage)];
     if (group.length < 2) return 0;
-    const answers = await Promise.allSettled(group.map((v) => askStage(v, 'weights_digest', [{ iteration }], digestAckSchema, ASK_TIMEOUT_MS.weights)));
+    const answers = await Promise.allSettled(group.map((v) => askStage(v, 'weights_digest', [{ iteration }], digestAckSchema, deps.timeoutMs ?? ASK_TIMEOUT_MS.weights)));
     const keys = new Map<Volunteer, string>();
     for (const [i, a] of answers.entries()) {
       const v = group[i]!;
