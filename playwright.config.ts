@@ -1,6 +1,6 @@
 import { defineConfig } from '@playwright/test';
 
-import { chromiumLaunchOptions } from './coordinator/chromium';
+import { chromiumLaunchOptions } from './coordinator/cli/chromium';
 
 // Browser tests. Build first: `npx vite build && npx playwright test`.
 // Uses the system Chromium (CHROMIUM_PATH, default /usr/bin/chromium); see

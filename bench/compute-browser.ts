@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium, type Browser } from '@playwright/test';
 import sirv from 'sirv';
 import { build } from 'vite';
-import { chromiumLaunchOptions } from '../coordinator/chromium.js';
+import { chromiumLaunchOptions } from '../coordinator/cli/chromium.js';
 import { presetNames } from '../shared/model/config.js';
 import { BACKWARD_MODES } from '../shared/model/stage.js';
 import { POSITIONS, stageTable, TABLE_NOTES, type Position } from './compute-run.js';

@@ -50,11 +50,11 @@ import { WebSocketServer, WebSocket, type RawData } from 'ws';
 import { Server, type Namespace } from 'socket.io';
 import { io as ioClient, type Socket as ClientSocket } from 'socket.io-client';
 import { Coordinator, DEFAULT_COORDINATOR } from '../coordinator/server.js';
-import { TokenBucket } from '../coordinator/token-bucket.js';
+import { TokenBucket } from '../coordinator/gateway/token-bucket.js';
 import { DEFAULT_SETTINGS, modelConfigOf, wireOf, type RunSettings } from '../shared/run-settings.js';
 import { encodeTensorFrame, FrameError, WIRE_DTYPES, WIRE_ENCODINGS, wireFrameBytes, type FrameKind, type WireEncoding } from '../shared/protocol/index.js';
 import { MAX_SOCKET_BYTES, type TaskMeta } from '../shared/protocol/events.js';
-import { checkRelayFrame, parseOutMessage } from '../coordinator/relay-check.js';
+import { checkRelayFrame, parseOutMessage } from '../coordinator/screening/relay-check.js';
 import { flags, fmt, machine, median, percentile, table, sleep, fmtBytes, loadLine } from './util.js';
 import { patched } from './paced-volunteer.js';
 

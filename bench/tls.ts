@@ -17,7 +17,7 @@ import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import { Server } from 'socket.io';
 import { io as ioClient, type Socket } from 'socket.io-client';
-import { createSecureServer, machineNames, selfSignedCertificate } from '../coordinator/tls.js';
+import { createSecureServer, machineNames, selfSignedCertificate } from '../coordinator/gateway/tls.js';
 import { MAX_SOCKET_BYTES } from '../shared/protocol/events.js';
 
 const { values: args } = parseArgs({ options: { quick: { type: 'boolean' } } });

@@ -13,11 +13,11 @@ import { ConfigError } from '../shared/model/config.js';
 import { DataError } from '../shared/data/dataset.js';
 import { TokenizerError } from '../shared/data/tokenizer.js';
 import type { AverageWeighting } from '../shared/recovery/average.js';
-import { helpText, printableSettings, type FlagName } from './flags.js';
-import { resolveSettings } from './config-file.js';
-import { tlsFromSettings } from './tls.js';
-import { findResumableRun } from './resume.js';
-import { ProcessGuard } from './process-guard.js';
+import { helpText, printableSettings, type FlagName } from './cli/flags.js';
+import { resolveSettings } from './cli/config-file.js';
+import { tlsFromSettings } from './gateway/tls.js';
+import { findResumableRun } from './recovery/resume.js';
+import { ProcessGuard } from './cli/process-guard.js';
 import type { EdgePolicy } from '../shared/recovery/plan.js';
 import type { WireEncoding } from '../shared/protocol/wire-encoding.js';
 
@@ -150,7 +150,7 @@ async function main(): Promise<void> {
   let swarm: { close(): Promise<void> } | null = null;
   if (tabs > 0) {
     execFileSync('bash', [join(ROOT, 'scripts/ensure-chromium.sh')], { stdio: 'inherit' });
-    const { launchBrowserTabs } = await import('./headless-volunteers.js');
+    const { launchBrowserTabs } = await import('./cli/headless-volunteers.js');
     swarm = await launchBrowserTabs(url, tabs, { trustCertificate: tls?.credentials.cert });
     console.log(`  launched ${tabs} headless Chromium volunteer tab(s)\n`);
   }

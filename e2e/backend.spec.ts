@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { expect, test, type Page } from '@playwright/test';
 
 import type { VolunteerStatus } from '../client/src/messages';
-import { chromiumLaunchOptions } from '../coordinator/chromium';
+import { chromiumLaunchOptions } from '../coordinator/cli/chromium';
 import { Coordinator, DEFAULT_COORDINATOR } from '../coordinator/server';
 import { DEFAULT_SETTINGS } from '../shared/run-settings';
 

@@ -16,7 +16,7 @@ import { useNodeBackend } from '../trainer/node-backend';
 import { loadDataset } from '../trainer/corpus-file';
 import { evaluate } from '../trainer/pipeline';
 import { wireOf } from '../shared/run-settings';
-import { stagesFromModelFile } from '../coordinator/model-file';
+import { stagesFromModelFile } from '../coordinator/operator/model-file';
 
 const TOKEN = 'e2e-operator-token';
 

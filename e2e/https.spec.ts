@@ -12,9 +12,9 @@ import { request } from 'node:http';
 
 import { chromium, expect, test } from '@playwright/test';
 
-import { chromiumLaunchOptions } from '../coordinator/chromium';
+import { chromiumLaunchOptions } from '../coordinator/cli/chromium';
 import { Coordinator, DEFAULT_COORDINATOR } from '../coordinator/server';
-import { spkiHash, tlsFromSettings } from '../coordinator/tls';
+import { spkiHash, tlsFromSettings } from '../coordinator/gateway/tls';
 import { startNodeVolunteer, type NodeVolunteer } from '../testing/node-volunteer';
 import { CLIENT_DIR, TINY_SETTINGS, readStatus, waitUntil } from './helpers';
 

@@ -15,7 +15,7 @@ import { request as httpRequest } from 'node:http';
 import { io as ioClient, type Socket } from 'socket.io-client';
 import { Coordinator, DEFAULT_COORDINATOR } from '../../coordinator/server.js';
 import { DEFAULT_SETTINGS, type RunSettings } from '../../shared/run-settings.js';
-import { selfSignedCertificate } from '../../coordinator/tls.js';
+import { selfSignedCertificate } from '../../coordinator/gateway/tls.js';
 import { startNodeVolunteer, type NodeVolunteer } from '../../testing/node-volunteer.js';
 import { until } from '../../testing/until.js';
 import { freePort, requireCommand, stopProcess, substitute } from '../harness.js';

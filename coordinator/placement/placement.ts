@@ -1,0 +1,292 @@
+/**
+ * Placement: which stage a tab serves. Every connected tab trains:
+ *   1. a vacant stage whose weights are ready goes to the first waiting tab (any time);
+ *   2. otherwise a tab joins the group where it lifts the swarm's bottleneck most: the stage whose
+ *      measured time per task (its replicas sharing the work) is largest, fewest replicas first
+ *      before anything is measured. Joining copies the group's exact weights and Adam state from
+ *      a replica, so it happens between iterations (`admit`), never by re-running data;
+ *   3. a tab is a spare only while every group is at `maxReplicas`, or while a stage is being
+ *      rebuilt (it then takes that stage as soon as its weights are ready).
+ * Rebalancing (`rebalance`): every `rebalanceEvery` iterations at most one tab moves from a stage
+ * with spare capacity to the bottleneck, only if the bottleneck's time improves by at least
+ * `REBALANCE_GAIN` and no stage is left empty. Every assignment and move is an event.
+ */
+import type { ResolvedConfig } from '../../shared/model/config.js';
+import { stageParamSpecs, sizeOf } from '../../shared/model/params.js';
+import { encodeStageState } from '../../shared/protocol/index.js';
+import type { Assignment } from '../../shared/protocol/events.js';
+import type { WireEncoding } from '../../shared/protocol/wire-encoding.js';
+import type { Volunteer } from '../tabs/registry.js';
+import type { StageTable, PendingStage } from './stage-table.js';
+import type { TabSpeeds } from '../tabs/tab-speed.js';
+import type { EventLog } from '../record/events-log.js';
+import type { Logger } from '../record/log.js';
+import { askStage, ASK_TIMEOUT_MS, okReply, transferTimeoutMs } from '../tabs/ask-stage.js';
+import type { BundleTransfer } from '../tabs/bundle-transfer.js';
+import { checkStageState } from '../tabs/bundle-check.js';
+import { median } from '../tabs/tab-speed.js';
+
+/** A move must cut the bottleneck's time per task by at least this fraction. */
+export const REBALANCE_GAIN = 0.2;
+
+export interface PlacementOptions {
+  config: ResolvedConfig;
+  lr: number;
+  /** Most replicas per stage (Infinity = no cap). */
+  maxReplicas: number;
+  /** Consider one move every this many iterations (0 = never rebalance). */
+  rebalanceEvery: number;
+  /** How the run's relayed activations and gradients are encoded (told to every tab). */
+  wire: WireEncoding;
+}
+
+export interface PlacementDeps {
+  stages: StageTable;
+  /** How a replica's state is pulled (in chunks). */
+  transfer: BundleTransfer;
+  speeds: TabSpeeds;
+  events: EventLog;
+  log: Logger;
+  /** A tab that failed its assignment is dropped. */
+  drop: (v: Volunteer, why: string) => void;
+  /** Tells the stage's replicas their place in the group ("replica 2 of 3"). */
+  announceGroup: (stage: number) => void;
+  /** A fresh secret for `v`'s assignment to `stage` (only its hash is stored, see resume-window.ts). */
+  issueClaim: (v: Volunteer, stage: number) => string;
+}
+
+export class Placement {
+  /** Connected tabs that serve no stage, in the order they joined. */
+  private waiting = new Set<Volunteer>();
+  /** While true (a resumed run waiting for its tabs), vacant stages are not filled. */
+  hold = false;
+  private lastMove = -Infinity;
+  /** Work per task of each stage, relative (matmul parameters it runs). */
+  private readonly work: number[];
+
+  constructor(readonly opts: PlacementOptions, private deps: PlacementDeps) {
+    const S = deps.stages.nStages;
+    this.work = Array.from({ length: S }, (_, s) =>
+      stageParamSpecs(opts.config, s)
+        .filter((p) => !p.name.startsWith('embed.'))
+        .reduce((n, p) => n + sizeOf(p.shape), 0),
+    );
+  }
+
+  /** A tab joined (or stopped serving): it waits for a stage. */
+  enqueue(v: Volunteer): void {
+    this.waiting.add(v);
+  }
+
+  forget(v: Volunteer): void {
+    this.waiting.delete(v);
+  }
+
+  isWaiting(v: Volunteer): boolean {
+    return this.waiting.has(v);
+  }
+
+  waitingCount(): number {
+    return this.waiting.size;
+  }
+
+  /** Tabs that would be spares now: waiting, and no group can take them. */
+  spares(): Volunteer[] {
+    return [...this.waiting];
+  }
+
+  /** Whether a waiting tab can join some group now (some stage is under the cap). */
+  canGrow(): boolean {
+    const { stages } = this.deps;
+    for (let s = 0; s < stages.nStages; s++) if (stages.size(s) + stages.reservations(s) < this.opts.maxReplicas) return true;
+    return false;
+  }
+
+  private firstWaiting(): Volunteer | undefined {
+    return this.waiting.values().next().value;
+  }
+
+  /**
+   * Vacant stages with ready weights go to waiting tabs (first come first served); with nobody
+   * waiting, a replica of the largest group moves there (the run cannot go on without the stage,
+   * and no iteration runs while a stage is vacant, so it leaves its group between iterations).
+   */
+  async fillVacancies(): Promise<void> {
+    if (this.hold) return;
+    const { stages } = this.deps;
+    for (const stage of stages.fillable()) {
+      if (stages.reservations(stage) > 0) continue; // another call is assigning it
+      const pending = stages.pendingFor(stage);
+      if (!pending) continue;
+      const v = this.firstWaiting() ?? this.borrow(stage);
+      if (!v) break;
+      await this.assign(v, stage, pending.weights, pending.reason, this.opts.lr * pending.lrScale);
+    }
+  }
+
+  /** Takes the newest replica of the largest group (at least two) for vacant `stage`. */
+  private borrow(stage: number): Volunteer | undefined {
+    const { stages, speeds, events } = this.deps;
+    let from = -1;
+    for (let s = 0; s < stages.nStages; s++) if (stages.size(s) >= 2 && (from < 0 || stages.size(s) > stages.size(from))) from = s;
+    if (from < 0) return undefined;
+    const v = stages.replicas(from).at(-1)!;
+    stages.remove(v);
+    speeds.forget(v); // its speed was measured on another stage's work
+    this.deps.announceGroup(from);
+    events.add('assign', `${v.id} leaves stage ${from} (${stages.size(from)} replica(s) stay) to serve vacant stage ${stage}`, { volunteer: v.id, from, to: stage, move: true });
+    return v;
+  }
+
+  /**
+   * Between iterations: waiting tabs join groups (bottleneck first), each receiving the exact
+   * state of a replica of its new group. Returns how many joined.
+   */
+  async admit(): Promise<number> {
+    if (this.hold) return 0;
+    await this.fillVacancies();
+    const { stages } = this.deps;
+    if (!stages.ready()) return 0; // a stage is vacant or rebuilding: the waiting tab is its spare
+    let joined = 0;
+    for (let v = this.firstWaiting(); v && this.canGrow(); v = this.firstWaiting()) {
+      const stage = this.bottleneck();
+      if (stage === null) break;
+      if (!(await this.joinGroup(v, stage, 'join'))) continue;
+      joined++;
+    }
+    return joined;
+  }
+
+  /**
+   * The stage a new tab helps most: the largest time per task of its group (its replicas sharing
+   * the work, tabs joining it counted too). A replica not measured yet counts as its stage's
+   * median, a stage with no measurement as the median of every measured tab (1 ms before any),
+   * so an unmeasured stage is neither always nor never chosen. Ties: fewer replicas first.
+   */
+  bottleneck(exclude?: number): number | null {
+    const { stages, speeds } = this.deps;
+    const swarmTypical = median(stages.allReplicas().map((r) => speeds.taskMs(r)).filter((t): t is number => t !== null)) ?? 1;
+    let best: number | null = null;
+    let bestKey: [number, number] = [-Infinity, -Infinity];
+    for (let s = 0; s < stages.nStages; s++) {
+      const size = stages.size(s) + stages.reservations(s);
+      if (s === exclude || size >= this.opts.maxReplicas) continue;
+      const t = speeds.groupTaskMs(stages.replicas(s), { fallback: swarmTypical, joining: stages.reservations(s) })!;
+      const key: [number, number] = [t, -size];
+      if (key[0] > bestKey[0] || (key[0] === bestKey[0] && key[1] > bestKey[1])) {
+        best = s;
+        bestKey = key;
+      }
+    }
+    return best;
+  }
+
+  /** Copies a replica's exact state to `v` and makes it a replica of `stage`. */
+  private async joinGroup(v: Volunteer, stage: number, why: 'join' | 'move'): Promise<boolean> {
+    const { stages, log } = this.deps;
+    const source = stages.owner(stage);
+    if (!source) return false;
+    let bundle: Uint8Array;
+    try {
+      const raw = await this.deps.transfer.pull(source, { event: 'get_weights', parts: 'state' }, ASK_TIMEOUT_MS.state);
+      // Re-encoded from the checked values: only validated numbers are handed on.
+      bundle = encodeStageState(checkStageState(this.opts.config, stage, raw));
+    } catch (e) {
+      log.warn({ stage, source: source.id, err: (e as Error).message }, 'could not copy a replica state');
+      return false;
+    }
+    return this.assign(v, stage, bundle, why === 'join' ? `join: copy of ${source.id}` : `move: copy of ${source.id}`, this.opts.lr);
+  }
+
+  /** The assignment handshake: reserve, send, and on the tab's acknowledgement confirm. */
+  private async assign(v: Volunteer, stage: number, weights: Uint8Array | null, reason: string, lr: number): Promise<boolean> {
+    const { stages, events, log } = this.deps;
+    this.waiting.delete(v);
+    stages.reserve(stage, v);
+    const a: Assignment = { stage, config: this.opts.config, lr, weights, reason, wire: this.opts.wire, resumeToken: this.deps.issueClaim(v, stage) };
+    try {
+      await askStage(v, 'assign', [a], okReply, weights ? transferTimeoutMs(ASK_TIMEOUT_MS.state, weights.byteLength) : ASK_TIMEOUT_MS.assign);
+    } catch (e) {
+      stages.release(v);
+      log.warn({ volunteer: v.id, stage, err: (e as Error).message }, 'assignment failed');
+      // The pending weights were checked before they were stored: a tab refusing them is the
+      // tab's fault (it is dropped), not a reason to throw them away; the next tab gets them.
+      this.deps.drop(v, `assignment failed: ${(e as Error).message}`);
+      return false;
+    }
+    if (stages.reservedFor(v) !== stage) return false; // dropped while the assignment was on the way
+    stages.confirm(v);
+    events.add('assign', `stage ${stage} -> ${v.id} (${v.caps.backend}; ${reason}; replica ${stages.size(stage)} of ${stages.size(stage)})`, {
+      stage,
+      volunteer: v.id,
+      reason,
+      replicas: stages.size(stage),
+    });
+    this.deps.announceGroup(stage);
+    return true;
+  }
+
+  /** Tells a waiting tab it is a spare for now. */
+  spareAssignment(): Assignment {
+    return { stage: null, config: this.opts.config, lr: this.opts.lr, weights: null, reason: 'spare', wire: this.opts.wire };
+  }
+
+  /**
+   * One rebalancing step after iteration `iteration`: move the replica whose move cuts the
+   * bottleneck's time per task most, if by at least REBALANCE_GAIN. Returns the move made.
+   */
+  async rebalance(iteration: number): Promise<{ volunteer: string; from: number; to: number } | null> {
+    if (this.opts.rebalanceEvery <= 0 || iteration - this.lastMove < this.opts.rebalanceEvery || iteration % this.opts.rebalanceEvery !== 0) return null;
+    const plan = this.planMove();
+    if (!plan) return null;
+    const { stages, events } = this.deps;
+    const { v, from, to, before, after } = plan;
+    this.lastMove = iteration;
+    stages.remove(v);
+    this.deps.announceGroup(from);
+    events.add('assign', `rebalance: ${v.id} moves from stage ${from} to the bottleneck stage ${to} (bottleneck ${before.toFixed(1)} -> ${after.toFixed(1)} ms per task)`, {
+      volunteer: v.id,
+      from,
+      to,
+      move: true,
+      beforeMs: before,
+      afterMs: after,
+    });
+    if (!(await this.joinGroup(v, to, 'move'))) {
+      this.waiting.add(v);
+      return null;
+    }
+    return { volunteer: v.id, from, to };
+  }
+
+  /** The best single move, if it lifts the bottleneck by the margin (exported for tests). */
+  planMove(): { v: Volunteer; from: number; to: number; before: number; after: number } | null {
+    const { stages, speeds } = this.deps;
+    const S = stages.nStages;
+    const times = Array.from({ length: S }, (_, s) => speeds.groupTaskMs(stages.replicas(s)));
+    if (times.some((t) => t === null)) return null;
+    const t = times as number[];
+    const to = t.indexOf(Math.max(...t));
+    if (stages.size(to) >= this.opts.maxReplicas) return null;
+    const before = t[to]!;
+    let best: { v: Volunteer; from: number; to: number; before: number; after: number } | null = null;
+    for (let from = 0; from < S; from++) {
+      if (from === to || stages.size(from) < 2) continue;
+      const group = stages.replicas(from);
+      for (const v of group) {
+        const tv = speeds.taskMs(v);
+        if (tv === null) continue;
+        const rest = group.filter((r) => r !== v);
+        const fromAfter = speeds.groupTaskMs(rest)!;
+        // The mover's speed on the target stage, scaled by how much work a task there is.
+        const tvThere = tv * (this.work[to]! / this.work[from]!);
+        const toAfter = 1 / (1 / before + 1 / tvThere);
+        const after = Math.max(...t.map((x, s) => (s === from ? fromAfter : s === to ? toAfter : x)));
+        if (after <= (1 - REBALANCE_GAIN) * Math.max(...t) && (!best || after < best.after)) best = { v, from, to, before, after };
+      }
+    }
+    return best;
+  }
+}
+
+export type { PendingStage };

@@ -1,0 +1,53 @@
+/**
+ * Nothing a tab uploads is trusted before it is checked: every weight, state or gradient bundle
+ * pulled from a tab is decoded and checked against the stage's parameter specs (names, sizes,
+ * finite values) before the coordinator stores it or hands it to another tab.
+ */
+import type { ResolvedConfig } from '../../shared/model/config.js';
+import { stageParamSpecs } from '../../shared/model/params.js';
+import { validateWeights, type NamedWeights } from '../../shared/model/stage.js';
+import { decodeStageState, decodeWeights, type StageState } from '../../shared/protocol/index.js';
+
+export class BundleError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'BundleError';
+  }
+}
+
+function guard<T>(what: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw new BundleError(`${what}: ${(e as Error).message}`);
+  }
+}
+
+/** A full stage state (weights, optionally Adam moments): every parameter present and finite. */
+export function checkStageState(config: ResolvedConfig, stage: number, bytes: Uint8Array): StageState {
+  return guard(`stage ${stage} state`, () => {
+    const state = decodeStageState(bytes);
+    const specs = stageParamSpecs(config, stage);
+    validateWeights(specs, state.weights);
+    if (state.optimizer) {
+      validateWeights(specs, state.optimizer.m, { partial: true });
+      validateWeights(specs, state.optimizer.v, { partial: true });
+      if (!(Number.isInteger(state.optimizer.step) && state.optimizer.step >= 0)) throw new Error(`bad Adam step ${state.optimizer.step}`);
+      if (!(state.optimizer.lr > 0 && Number.isFinite(state.optimizer.lr))) throw new Error(`bad Adam lr ${state.optimizer.lr}`);
+    }
+    return state;
+  });
+}
+
+/**
+ * Named weights of a stage: all of them, or only the names `only` admits (an embedding or head
+ * part, a gradient bundle that may omit parameters a replica never touched).
+ */
+export function checkWeights(config: ResolvedConfig, stage: number, bytes: Uint8Array, opts: { partial?: boolean; only?: (name: string) => boolean } = {}): NamedWeights {
+  return guard(`stage ${stage} weights`, () => {
+    const w = decodeWeights(bytes);
+    const specs = stageParamSpecs(config, stage).filter((s) => !opts.only || opts.only(s.name));
+    validateWeights(specs, w, { partial: opts.partial ?? false });
+    return w;
+  });
+}
