@@ -70,7 +70,7 @@ async function measure(tabs: number, paceMs: number, mbPerTab: number, iteration
   const url = await coord.listen();
   const kids: ChildProcess[] = [];
   try {
-    coord.scheduler.paused = true;
+    coord.scheduler.setPaused(true);
     for (let i = 0; i * PER_CHILD < tabs; i++) {
       const n = Math.min(PER_CHILD, tabs - i * PER_CHILD);
       const k = fork(fileURLToPath(import.meta.url), ['--child', url, '--count', String(n), '--pace', String(paceMs), '--name', `c${i}`], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
@@ -80,7 +80,7 @@ async function measure(tabs: number, paceMs: number, mbPerTab: number, iteration
         k.once('exit', (c) => reject(new Error(`volunteer process exited (${c})`)));
       });
     }
-    coord.scheduler.paused = false;
+    coord.scheduler.setPaused(false);
     coord.scheduler.kick();
     await until(() => coord.stages.activeCount() === tabs, `${tabs} tabs placed`, 120_000);
     await until(() => coord.scheduler.iteration >= warmup, 'warm-up', 600_000);

@@ -1,142 +1,61 @@
 /**
  * The coordinator: one HTTP server on one port serving the volunteer page (/), the dashboard
  * (/dashboard), Prometheus metrics (/metrics), /healthz, and the socket.io endpoint volunteers
- * join. This file only wires the parts together: registry (who is connected), stage table (who
- * serves which stage), placement, scheduler, recovery, connections, HTTP routes, resume window,
- * operator, metrics, store and event log.
+ * join. This file only wires the parts together, each from its folder:
+ *   gateway/    HTTP routes, host and origin checks, TLS, the volunteer sockets (connections)
+ *   tabs/       who is connected, what we ask of them, bundles pulled from them, their speed
+ *   placement/  the stage table (who serves which stage) and placement
+ *   training/   the run loop, the pipeline pass, the barrier, replica sync
+ *   screening/  checks of relayed frames and gradient norms
+ *   recovery/   the recovery ladder and its strategies, checkpoints, resume after a restart
+ *   record/     SQLite history, metrics, the event log
+ *   operator/   the dashboard's namespace and endpoints
+ *   public/     the volunteer page's public numbers, contributions, the shared sample
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { createHash, randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { Server } from 'socket.io';
 import { MAX_SOCKET_BYTES } from '../shared/protocol/events.js';
-import type { RunStatus, ServerToVolunteer, VolunteerToServer } from '../shared/protocol/events.js';
-import { modelConfigOf, usesSwap, checkSettings, wireOf, type RunSettings } from '../shared/run-settings.js';
+import type { ServerToVolunteer, VolunteerToServer } from '../shared/protocol/events.js';
+import { modelConfigOf, usesSwap, checkSettings, wireOf } from '../shared/run-settings.js';
+import { forwardPath, swapCounter } from '../shared/schedule/paths.js';
 import { loadDataset } from '../trainer/corpus-file.js';
+import type { CoordinatorOptions } from './options.js';
 import { Registry, type Volunteer } from './tabs/registry.js';
-import { StageTable } from './placement/stage-table.js';
 import { TabSpeeds } from './tabs/tab-speed.js';
+import { StagePuller } from './tabs/stage-puller.js';
+import { askStage, ASK_TIMEOUT_MS, okReply, transferTimeoutMs } from './tabs/ask-stage.js';
+import { BundleTransfer } from './tabs/bundle-transfer.js';
+import { StageTable } from './placement/stage-table.js';
 import { Placement } from './placement/placement.js';
 import { Scheduler } from './training/scheduler.js';
+import { RunProgress } from './training/run-progress.js';
+import { ReplicaSync } from './training/replica-sync.js';
+import type { TaskSender } from './training/task-book.js';
+import { Recovery } from './recovery/recovery.js';
+import { CheckpointStore } from './recovery/checkpoint-store.js';
+import { newRunId } from './recovery/resume.js';
+import { ResumeWindow } from './recovery/resume-window.js';
+import { ResumeClaims } from './recovery/resume-claims.js';
 import { SwarmMetrics } from './record/metrics.js';
 import { EventLog } from './record/events-log.js';
 import { createLogger, type Logger } from './record/log.js';
-import { Recovery, type RecoveryOptions } from './recovery/recovery.js';
-import { StagePuller } from './tabs/stage-puller.js';
-import { askStage, ASK_TIMEOUT_MS, okReply, transferTimeoutMs } from './tabs/ask-stage.js';
-import { ReplicaSync } from './training/replica-sync.js';
 import { RunStore } from './record/store.js';
-import { Operator, newOperatorToken } from './operator/operator.js';
-import { newRunId } from './recovery/resume.js';
-import { ResumeWindow } from './recovery/resume-window.js';
+import { Operator } from './operator/operator.js';
+import { newOperatorToken } from './operator/operator-auth.js';
+import type { OperatorContext } from './operator/operator-context.js';
 import { PruningSessionAdapter } from './gateway/session-adapter.js';
 import { VolunteerConnections, VOLUNTEERS_ROOM } from './gateway/volunteer-connections.js';
 import { HttpRoutes } from './gateway/http-routes.js';
 import { maxBundleBytes, maxMessageBytes } from './gateway/message-limits.js';
-import { BundleTransfer } from './tabs/bundle-transfer.js';
-import { createSecureServer, type TlsCredentials } from './gateway/tls.js';
+import { createSecureServer } from './gateway/tls.js';
 import { clientAddress } from './gateway/client-address.js';
+import { HostCheck, originAllowed } from './gateway/host-check.js';
 import { Contributions } from './public/contributions.js';
 import { SharedSample } from './public/shared-sample.js';
 import { handlePublicRoute } from './public/public-routes.js';
-import { forwardPath, swapCounter } from '../shared/schedule/paths.js';
-import { HostCheck } from './gateway/host-check.js';
-import { CheckpointStore } from './recovery/checkpoint-store.js';
-import { DEFAULT_MAX_IN_FLIGHT } from './training/in-flight-window.js';
 
-export interface CoordinatorOptions {
-  settings: RunSettings;
-  port: number;
-  host: string;
-  /** Built client (vite build output); pages are 503 until it exists. */
-  clientDir: string;
-  data?: string;
-  tokenizer?: string;
-  evalEvery: number;
-  evalBatches: number;
-  maxIterations: number;
-  /** A disconnected tab keeps its stage this long (socket.io connection-state recovery). */
-  graceMs: number;
-  /** socket.io heartbeat: a tab that stops answering pings for this long is lost. */
-  heartbeatTimeoutMs: number;
-  stepTimeoutMs: number;
-  /** A tab that leaves a task unanswered this long is dropped as lost. */
-  taskTimeoutMs: number;
-  /** Uploads from tabs (weights, states, gradients) travel in chunks of at most this many bytes (bundle-transfer.ts). */
-  transferChunkBytes: number;
-  /** A tab asked for a stage's weights (or full state) that does not answer this long is dropped (default: ask-stage.ts). */
-  pullTimeoutMs?: { weights: number; state: number };
-  /** Validation failures before a tab is disconnected. */
-  maxOffences: number;
-  /** Messages per second a tab may send (token bucket with a burst of twice that). */
-  rateLimit: number;
-  /** New connections per second one client address may open (bursts of twice that). */
-  connectionRate: number;
-  /** A gradient norm this many times the stage's recent median gets the tab quarantined. */
-  outlierFactor: number;
-  recovery: Omit<RecoveryOptions, 'strategy'>;
-  logLevel?: string;
-  silent?: boolean;
-  /** Continue this stored run (see resume.ts): its id and last completed iteration. */
-  resumeRun?: { id: string; iteration: number } | null;
-  /** How long a resumed run waits for its tabs to come back. */
-  resumeWaitMs: number;
-  /** Run history (SQLite) lives here; unset = in memory only (main.ts defaults to .data/). */
-  dataDir?: string | null;
-  /** Operator token for the dashboard and /api/operator/*; unset = a random one per start. */
-  operatorToken?: string;
-  /** Most tabs per stage (Infinity = no cap); more tabs wait as spares. */
-  maxReplicas: number;
-  /** Consider moving one tab to the bottleneck stage every this many iterations (0 = never). */
-  rebalanceEvery: number;
-  /** Compare the replicas of every stage every this many iterations and re-sync any that drifted (0 = never). */
-  replicaSyncEvery: number;
-  /** Microbatches in flight per replica of the narrowest stage, at most, when overlap widens the window (in-flight-window.ts). */
-  maxInFlight: number;
-  /** Host names (name or name:port) served besides the bound address (`--public-host`). */
-  publicHosts?: string[];
-  /** Serve HTTPS with these (plain HTTP on the port is redirected); null = HTTP. */
-  tls?: TlsCredentials | null;
-  /** A reverse proxy is in front: client addresses come from X-Forwarded-For (client-address.ts). */
-  trustProxy?: boolean;
-  /** Seconds between shared model samples for the volunteer page (0 = never). */
-  sampleEverySeconds: number;
-}
-
-export const DEFAULT_COORDINATOR: Omit<CoordinatorOptions, 'settings'> = {
-  port: 8080,
-  host: '127.0.0.1',
-  clientDir: new URL('../dist/client', import.meta.url).pathname,
-  evalEvery: 10,
-  evalBatches: 2,
-  maxIterations: 0,
-  graceMs: 2000,
-  heartbeatTimeoutMs: 20000,
-  stepTimeoutMs: 120000,
-  taskTimeoutMs: 120000,
-  resumeWaitMs: 15000,
-  maxOffences: 3,
-  rateLimit: 400,
-  connectionRate: 20,
-  sampleEverySeconds: 180,
-  outlierFactor: 50,
-  maxReplicas: Infinity,
-  rebalanceEvery: 5,
-  replicaSyncEvery: 10,
-  transferChunkBytes: 4 * 1024 * 1024,
-  maxInFlight: DEFAULT_MAX_IN_FLIGHT,
-  recovery: {
-    lrScale: 1.1,
-    replicaEvery: 5,
-    weighting: 'post-clip',
-    edge: 'reinit',
-    checkpointEvery: 10,
-    expectedFailureRate: 0.1,
-    checkpointDir: new URL('../.data/checkpoints', import.meta.url).pathname,
-  },
-};
-
-const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+export { DEFAULT_COORDINATOR, type CoordinatorOptions } from './options.js';
 
 export class Coordinator {
   readonly metrics = new SwarmMetrics();
@@ -145,6 +64,8 @@ export class Coordinator {
   readonly registry = new Registry();
   /** Who serves which stage: the one owner of that state. */
   readonly stages: StageTable;
+  /** Where the run is: the iteration counter, last losses and norms, the record. */
+  readonly progress: RunProgress;
   readonly speeds = new TabSpeeds();
   readonly placement: Placement;
   readonly scheduler: Scheduler;
@@ -154,6 +75,8 @@ export class Coordinator {
   readonly transfer: BundleTransfer;
   readonly connections: VolunteerConnections;
   readonly io: Server<VolunteerToServer, ServerToVolunteer>;
+  /** How tasks reach tabs: through the socket's room, so a tab back from a blip gets what it missed. */
+  readonly taskSender: TaskSender;
   /** Run history (runs, iterations, events) in SQLite. */
   readonly store: RunStore;
   /** Operator namespace, token-protected endpoints and dashboard controls. */
@@ -164,6 +87,8 @@ export class Coordinator {
   readonly contributions = new Contributions();
   /** The volunteer page's shared "the model now writes…" sample. */
   readonly sharedSample: SharedSample;
+  /** Assignment secrets (hashed in the store) that prove a returning tab's claim. */
+  private claims: ResumeClaims;
   /** The run's id (a resumed run keeps its id; a resume nobody answers starts a new one). */
   runId: string;
   /** Set while a restarted coordinator waits for the tabs of its previous run. */
@@ -172,78 +97,53 @@ export class Coordinator {
 
   constructor(readonly opts: CoordinatorOptions) {
     checkSettings(opts.settings);
+    const { settings } = opts;
     const handler = (req: IncomingMessage, res: ServerResponse) => this.routes.handle(req, res);
     this.http = opts.tls ? createSecureServer(opts.tls, handler) : createServer(handler);
     this.log = createLogger({ level: opts.logLevel, silent: opts.silent });
     this.events = new EventLog(this.log);
-    const config = modelConfigOf(opts.settings);
+    const config = modelConfigOf(settings);
+    const swap = usesSwap(settings);
     this.store = new RunStore(opts.dataDir, { metrics: this.metrics, log: this.log });
     this.runId = opts.resumeRun?.id ?? newRunId();
-    if (!opts.resumeRun) this.startStoredRun(config);
+    if (!opts.resumeRun) this.startStoredRun();
     this.events.subscribe((e) => this.store.addEvent(this.runId, e));
+    this.claims = new ResumeClaims(this.store, () => this.runId);
     const { dataset } = loadDataset({ path: opts.data, tokenizer: opts.tokenizer, seqLen: config.seqLen });
-    this.stages = new StageTable(opts.settings.stages);
+    this.stages = new StageTable(settings.stages);
+    this.progress = new RunProgress(settings.stages, this.metrics);
     this.transfer = new BundleTransfer(opts.transferChunkBytes, maxBundleBytes(config));
-    this.placement = new Placement(
-      { config, lr: opts.settings.lr, maxReplicas: opts.maxReplicas, rebalanceEvery: opts.rebalanceEvery, wire: wireOf(opts.settings) },
-      {
-        stages: this.stages,
-        transfer: this.transfer,
-        speeds: this.speeds,
-        events: this.events,
-        log: this.log,
-        drop: (v, why) => this.connections.dropLater(v, why),
-        announceGroup: (s) => this.connections.announceGroup(s),
-        issueClaim: (v, stage) => this.issueClaim(v, stage),
-      },
-    );
-    this.scheduler = new Scheduler(
-      {
-        settings: opts.settings,
-        config,
-        swap: usesSwap(opts.settings),
-        dataset,
-        evalEvery: opts.evalEvery,
-        evalBatches: opts.evalBatches,
-        maxIterations: opts.maxIterations,
-        stepTimeoutMs: opts.stepTimeoutMs,
-        taskTimeoutMs: opts.taskTimeoutMs,
-        outlierFactor: opts.outlierFactor,
-        maxInFlight: opts.maxInFlight,
-      },
-      {
-        stages: this.stages,
-        speeds: this.speeds,
-        placement: this.placement,
-        metrics: this.metrics,
-        events: this.events,
-        log: this.log,
-        reject: (v, reason, message) => this.connections.reject(v, reason, message),
-        quarantine: (v, reason) => this.connections.quarantine(v, reason),
-        transfer: this.transfer,
-      },
-    );
-    // A tab that does not answer a weight request in time is dropped (counted as silent).
+    const reject = (v: Volunteer, reason: string, message: string) => this.connections.reject(v, reason, message);
+    // A tab that answers pings but not what we ask of it is dropped (counted as silent where it timed out).
+    const dropLater = (v: Volunteer, why: string) => this.connections.dropLater(v, why);
     const unresponsive = (v: Volunteer, why: string) => {
       this.metrics.rejected.inc({ reason: 'silent' });
-      this.connections.dropLater(v, `unresponsive: ${why}`);
+      dropLater(v, `unresponsive: ${why}`);
     };
-    const puller = new StagePuller({
-      transfer: this.transfer,
-      timeoutMs: opts.pullTimeoutMs,
-      replicas: (stage) => this.stages.replicas(stage),
-      reject: (v, reason, message) => this.connections.reject(v, reason, message),
-      unresponsive,
-    });
+    this.placement = new Placement(
+      { config, lr: settings.lr, maxReplicas: opts.maxReplicas, rebalanceEvery: opts.rebalanceEvery, wire: wireOf(settings) },
+      {
+        stages: this.stages,
+        transfer: this.transfer,
+        speeds: this.speeds,
+        events: this.events,
+        log: this.log,
+        drop: dropLater,
+        announceGroup: (s) => this.connections.announceGroup(s),
+        issueClaim: (v, stage) => this.claims.issue(v, stage),
+      },
+    );
+    const puller = new StagePuller({ transfer: this.transfer, timeoutMs: opts.pullTimeoutMs, replicas: (stage) => this.stages.replicas(stage), reject, unresponsive });
     // Loads a state into a tab that already serves `stage` (a rollback, a re-sync): the same assignment again.
     const reload = async (v: Volunteer, stage: number, state: Uint8Array | null, reason: string) => {
-      const assignment = { stage, config, lr: opts.settings.lr, weights: state, reason, wire: wireOf(opts.settings) };
+      const assignment = { stage, config, lr: settings.lr, weights: state, reason, wire: wireOf(settings) };
       await askStage(v, 'assign', [assignment], okReply, transferTimeoutMs(ASK_TIMEOUT_MS.state, state?.byteLength ?? 0));
     };
     this.recovery = new Recovery(
-      { ...opts.recovery, strategy: opts.settings.recovery },
+      { ...opts.recovery, strategy: settings.recovery },
       {
-        scheduler: this.scheduler,
+        run: { config, nStages: settings.stages },
+        progress: this.progress,
         stages: this.stages,
         puller,
         reload,
@@ -254,14 +154,64 @@ export class Coordinator {
         checkpoints: new CheckpointStore({ store: this.store, dir: opts.recovery.checkpointDir, run: () => this.runId, log: this.log }),
       },
     );
+    this.io = new Server<VolunteerToServer, ServerToVolunteer>(this.http, {
+      // The largest legitimate message of this run plus slack, not a fixed 64 MiB.
+      maxHttpBufferSize: Math.min(MAX_SOCKET_BYTES, maxMessageBytes(config, settings.batch, opts.transferChunkBytes)),
+      pingInterval: Math.min(5000, Math.max(500, opts.heartbeatTimeoutMs / 2)),
+      pingTimeout: opts.heartbeatTimeoutMs,
+      connectionStateRecovery: { maxDisconnectionDuration: opts.graceMs, skipMiddlewares: true },
+      adapter: PruningSessionAdapter as never,
+      allowRequest: (req, cb) => cb(null, this.routes.hostAllowed(req) && originAllowed(req)),
+    });
+    this.taskSender = { send: (v, meta, input, targets) => void this.io.to(v.socket.id).emit('task', meta, input, targets) };
+    this.scheduler = new Scheduler(
+      {
+        settings,
+        config,
+        swap,
+        dataset,
+        evalEvery: opts.evalEvery,
+        evalBatches: opts.evalBatches,
+        maxIterations: opts.maxIterations,
+        stepTimeoutMs: opts.stepTimeoutMs,
+        taskTimeoutMs: opts.taskTimeoutMs,
+        outlierFactor: opts.outlierFactor,
+        maxInFlight: opts.maxInFlight,
+      },
+      {
+        progress: this.progress,
+        stages: this.stages,
+        speeds: this.speeds,
+        placement: this.placement,
+        transfer: this.transfer,
+        metrics: this.metrics,
+        events: this.events,
+        log: this.log,
+        ladder: this.recovery,
+        tabs: { sender: this.taskSender, reject, quarantine: (v, reason) => this.connections.quarantine(v, reason), unresponsive: (v, why) => dropLater(v, `unresponsive: ${why}`) },
+        // One broadcast per change, encoded once, instead of a send per tab.
+        broadcast: {
+          status: (s) => {
+            this.metrics.updateStages(Array.from({ length: this.stages.nStages }, (_, i) => this.stages.replicas(i)), this.placement.waitingCount());
+            this.io.to(VOLUNTEERS_ROOM).emit('run_status', s);
+          },
+          abandon: (iteration) => this.io.to(VOLUNTEERS_ROOM).emit('abandon', { iteration }),
+        },
+        onIteration: async (r) => {
+          await this.recovery.afterIteration(r);
+          await this.replicaSync.afterIteration(r.iteration);
+          this.operator.onIteration(r);
+        },
+      },
+    );
     this.replicaSync = new ReplicaSync(opts.replicaSyncEvery, {
       config,
-      nStages: opts.settings.stages,
+      nStages: settings.stages,
       replicas: (stage) => this.stages.replicas(stage),
       puller,
       reload,
       unresponsive,
-      reject: (v, reason, message) => this.connections.reject(v, reason, message),
+      reject,
       announceGroup: (stage) => this.connections.announceGroup(stage),
       metrics: this.metrics,
       events: this.events,
@@ -278,6 +228,7 @@ export class Coordinator {
       log: this.log,
     });
     this.routes.attach(this.http);
+    const tokensPerMicrobatch = settings.batch * config.seqLen;
     this.connections = new VolunteerConnections(
       { config, graceMs: opts.graceMs, maxOffences: opts.maxOffences, rateLimit: opts.rateLimit, connectionRate: opts.connectionRate },
       {
@@ -293,109 +244,88 @@ export class Coordinator {
         claimForResume: (v) => this.resume?.claim(v) ?? false,
         onHandoff: (stage, v, bytes) => this.recovery.noteHandoff(stage, v, bytes),
         addressOf: (socket) => clientAddress(socket.request, opts.trustProxy === true),
-        credit: (v, meta) => this.credit(v, meta),
+        // Training work of a tab, credited to its browser; a microbatch counts on the hop that ran a stage's blocks.
+        credit: (v, meta) => {
+          if (!v.caps.browserId) return;
+          const path = forwardPath(swapCounter(meta.iteration, settings.microbatches, meta.mb), settings.stages, swap);
+          this.contributions.creditTask(v.caps.browserId, { dir: meta.dir, computeMs: meta.computeMs, runsBlocks: path[meta.hop]?.segment.blocks === true }, tokensPerMicrobatch);
+        },
         setNickname: (id, nickname) => this.contributions.setNickname(id, nickname),
-        forget: (v) => this.revokeClaim(v),
+        forget: (v) => this.claims.revoke(v),
       },
     );
     // Who serves which stage changed: every page hears the new status (e.g. "3 more needed"); the
-    // broadcast updates the gauges too (see listen()).
+    // broadcast updates the gauges too.
     this.stages.onChange(() => this.scheduler.broadcastStatus());
-    this.io = new Server<VolunteerToServer, ServerToVolunteer>(this.http, {
-      // The largest legitimate message of this run plus slack, not a fixed 64 MiB.
-      maxHttpBufferSize: Math.min(MAX_SOCKET_BYTES, maxMessageBytes(config, opts.settings.batch, opts.transferChunkBytes)),
-      pingInterval: Math.min(5000, Math.max(500, opts.heartbeatTimeoutMs / 2)),
-      pingTimeout: opts.heartbeatTimeoutMs,
-      connectionStateRecovery: { maxDisconnectionDuration: opts.graceMs, skipMiddlewares: true },
-      adapter: PruningSessionAdapter as never,
-      // Same-origin pages only (browsers send Origin); non-browser clients (tests, Node volunteers) send none.
-      allowRequest: (req, cb) => cb(null, this.routes.hostAllowed(req) && this.originAllowed(req)),
-    });
     this.io.on('connection', (socket) => this.connections.onConnection(socket));
     if (opts.resumeRun) {
       this.resume = new ResumeWindow(opts.resumeRun.iteration, opts.resumeWaitMs, {
         stages: this.stages,
         placement: this.placement,
         events: this.events,
+        progress: this.progress,
         runId: () => this.runId,
-        verifyClaim: (v, stage, token) => this.verifyClaim(v, stage, token),
+        verifyClaim: (v, stage, token) => this.claims.verify(v, stage, token),
         isConnected: (v) => this.registry.has(v),
-        setIteration: (it) => {
-          this.scheduler.iteration = it;
-          this.metrics.iteration.set(it);
-        },
         startNewRun: () => {
           this.runId = newRunId();
-          this.startStoredRun(this.scheduler.opts.config);
+          this.startStoredRun();
           return this.runId;
         },
-        rebuild: (stage) => this.recovery.onStageLost(stage),
+        rebuild: (stage) => this.recovery.stageLost(stage),
         restoreWithoutTabs: () => this.recovery.resumeWithoutTabs(),
-        iteration: () => this.scheduler.iteration,
-        strategy: () => this.opts.settings.recovery,
+        strategy: () => this.recovery.strategy.name,
         announceGroup: (s) => this.connections.announceGroup(s),
         kick: () => this.scheduler.kick(),
       });
     }
     this.sharedSample = new SharedSample(this.scheduler, this.stages, this.log, opts.sampleEverySeconds * 1000);
-    this.operator = new Operator(this, opts.operatorToken || newOperatorToken());
+    this.operator = new Operator(this.operatorContext(), opts.operatorToken || newOperatorToken());
     this.operator.attach(this.io);
   }
 
-  private startStoredRun(config: unknown): void {
+  /** The narrow view the operator side gets (operator/operator-context.ts). */
+  private operatorContext(): OperatorContext {
+    const { scheduler, recovery, stages, speeds, placement, transfer } = this;
+    const { settings, config, swap } = scheduler.opts;
+    return {
+      run: {
+        settings,
+        config,
+        swap,
+        nStages: scheduler.nStages,
+        evalBatches: this.opts.evalBatches,
+        stepTimeoutMs: this.opts.stepTimeoutMs,
+        runId: () => this.runId,
+        status: () => scheduler.status(),
+        iteration: () => scheduler.iteration,
+        setPaused: (p) => scheduler.setPaused(p),
+        validate: () => scheduler.validate(),
+        strategy: () => recovery.strategy.name,
+        setStrategy: (s) => recovery.setStrategy(s),
+      },
+      tabs: {
+        stages,
+        speeds,
+        spares: () => placement.spares(),
+        pullWeights: (v, timeoutMs) => transfer.pull(v, { event: 'get_weights', parts: 'all' }, timeoutMs),
+        drop: (v, why) => this.drop(v, why),
+      },
+      store: this.store,
+      events: this.events,
+      metrics: this.metrics,
+      log: this.log,
+      trustProxy: this.opts.trustProxy === true,
+    };
+  }
+
+  private startStoredRun(): void {
     const o = this.opts;
-    this.store.startRun(this.runId, { settings: o.settings, config, evalEvery: o.evalEvery, evalBatches: o.evalBatches, maxIterations: o.maxIterations, data: o.data ?? null });
-  }
-
-  /** The hash of each tab's current assignment secret (the store keeps only hashes). */
-  private claims = new Map<Volunteer, string>();
-
-  private issueClaim(v: Volunteer, stage: number): string {
-    this.revokeClaim(v);
-    const token = randomBytes(24).toString('base64url');
-    const hash = sha256(token);
-    this.store.setClaim(this.runId, hash, stage);
-    this.claims.set(v, hash);
-    return token;
-  }
-
-  private verifyClaim(v: Volunteer, stage: number, token: string): boolean {
-    const hash = sha256(token);
-    if (!this.store.claimMatches(this.runId, stage, hash)) return false;
-    this.claims.set(v, hash);
-    return true;
-  }
-
-  private revokeClaim(v: Volunteer): void {
-    const hash = this.claims.get(v);
-    if (hash === undefined) return;
-    this.claims.delete(v);
-    this.store.removeClaim(this.runId, hash);
-  }
-
-  private updateStageGauges(): void {
-    const { metrics, stages } = this;
-    metrics.volunteers.set({ state: 'active' }, stages.activeCount());
-    metrics.volunteers.set({ state: 'spare' }, this.placement.waitingCount());
-    metrics.stageBackend.reset();
-    for (let s = 0; s < stages.nStages; s++) {
-      metrics.stageReplicas.set({ stage: String(s) }, stages.size(s));
-      for (const v of stages.replicas(s)) metrics.stageBackend.set({ stage: String(s), backend: v.caps.backend }, 1);
-    }
+    this.store.startRun(this.runId, { settings: o.settings, config: modelConfigOf(o.settings), evalEvery: o.evalEvery, evalBatches: o.evalBatches, maxIterations: o.maxIterations, data: o.data ?? null });
   }
 
   get operatorToken(): string {
     return this.operator.token;
-  }
-
-  private originAllowed(req: IncomingMessage): boolean {
-    const origin = req.headers.origin;
-    if (!origin) return true;
-    try {
-      return new URL(origin).host === req.headers.host;
-    } catch {
-      return false;
-    }
   }
 
   async listen(): Promise<string> {
@@ -407,23 +337,6 @@ export class Coordinator {
     this.routes.bound(addr.port);
     const host = this.opts.host === '0.0.0.0' || this.opts.host === '::' ? 'localhost' : this.opts.host === '127.0.0.1' ? 'localhost' : this.opts.host;
     this.url = `${this.opts.tls ? 'https' : 'http'}://${host}:${addr.port}`;
-    // Tasks go through the socket's room: a tab back from a blip within the grace period gets
-    // the packets it missed (connection-state recovery replays them).
-    this.scheduler.emitTask = (v, meta, input, targets) => void this.io.to(v.socket.id).emit('task', meta, input, targets);
-    // One broadcast per change, encoded once, instead of a send per tab.
-    this.scheduler.broadcast = (s: RunStatus) => {
-      this.updateStageGauges();
-      this.io.to(VOLUNTEERS_ROOM).emit('run_status', s);
-    };
-    this.scheduler.broadcastAbandon = (iteration) => this.io.to(VOLUNTEERS_ROOM).emit('abandon', { iteration });
-    this.scheduler.onIteration = async (r) => {
-      await this.recovery.afterIteration(r);
-      await this.replicaSync.afterIteration(r.iteration);
-      this.operator.onIteration(r);
-    };
-    this.scheduler.onStageLost = (stage, opts) => this.recovery.onStageLost(stage, opts);
-    this.scheduler.onReplicaLost = (stage, v, rerun) => this.recovery.noteReplicaRung(stage, v, rerun);
-    this.scheduler.onUnresponsive = (v, why) => this.connections.dropLater(v, `unresponsive: ${why}`);
     this.scheduler.start();
     this.sharedSample.start();
     this.resume?.start();
@@ -451,18 +364,6 @@ export class Coordinator {
       sample: () => this.sharedSample.latest,
       sampleEverySeconds: this.opts.sampleEverySeconds,
     });
-  }
-
-  /** Training work of a tab, credited to its browser (contributions.ts). */
-  private credit(v: Volunteer, meta: { dir: string; computeMs: number; mb: number; hop: number; iteration: number }): void {
-    const id = v.caps.browserId;
-    if (!id || meta.dir === 'E') return;
-    const { settings, config, swap } = this.scheduler.opts;
-    const tokensPerMicrobatch = settings.batch * config.seqLen;
-    // A microbatch counts once per stage it passes: on the hop that ran that stage's blocks.
-    const path = forwardPath(swapCounter(meta.iteration, settings.microbatches, meta.mb), this.scheduler.nStages, swap);
-    const forward = meta.dir === 'F' && path[meta.hop]?.segment.blocks === true;
-    this.contributions.record(id, forward ? tokensPerMicrobatch : 0, meta.computeMs, forward ? 1 : 0);
   }
 
   /** Removes a volunteer for good; its stage goes down the recovery ladder. */

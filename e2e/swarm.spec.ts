@@ -56,8 +56,9 @@ test('4 tabs train 20 iterations on WebGPU; pages, coordinator and /metrics agre
   expect(lastFew).toBeLessThan(losses[0]! - 0.5);
   // Every stage stepped on a real gradient (non-zero norm, clipped to at most 1).
   for (const h of coord.scheduler.history) {
-    expect(h.norms).toHaveLength(STAGES);
-    for (const n of h.norms) {
+    const norms = h.stages.map((s) => s.norms!);
+    expect(norms).toHaveLength(STAGES);
+    for (const n of norms) {
       expect(n.preClipNorm).toBeGreaterThan(0);
       expect(n.postClipNorm).toBeLessThanOrEqual(1 + 1e-6);
     }

@@ -4,7 +4,7 @@
  * it, so they cannot drift apart. A config file's values are merged under the flags (flags win).
  */
 import { parseArgs } from 'node:util';
-import { DEFAULT_COORDINATOR as d } from '../server.js';
+import { DEFAULT_COORDINATOR as d } from '../options.js';
 import { DEFAULT_SETTINGS as s, DEFAULT_WIRE, RECOVERY_STRATEGIES } from '../../shared/run-settings.js';
 import { WIRE_ENCODINGS } from '../../shared/protocol/wire-encoding.js';
 import { ConfigError, presetNames } from '../../shared/model/config.js';

@@ -81,3 +81,17 @@ export class HostCheck {
     return p.port === this.port || (p.port === null && this.port === 80);
   }
 }
+
+/**
+ * Same-origin pages only: a browser sends `Origin`, which must name the host it asked for;
+ * non-browser clients (tests, Node volunteers) send none.
+ */
+export function originAllowed(req: { headers: { origin?: string; host?: string } }): boolean {
+  const origin = req.headers.origin;
+  if (!origin) return true;
+  try {
+    return new URL(origin).host === req.headers.host;
+  } catch {
+    return false;
+  }
+}

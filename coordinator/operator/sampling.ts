@@ -95,7 +95,7 @@ export class SamplingError extends Error {
  * path (context padded by padContext); each reply is checked (dtype, shape, finite values)
  * before it travels on.
  */
-export async function swarmLogits(stages: StageTable, config: ResolvedConfig, nStages: number, context: Int32Array): Promise<Float32Array> {
+export async function swarmLogits(stages: Pick<StageTable, 'owner'>, config: ResolvedConfig, nStages: number, context: Int32Array): Promise<Float32Array> {
   const { tokens, position } = padContext(context, config.seqLen);
   const T = tokens.length;
   const maxBytes = 64 + T * Math.max(config.dModel, config.vocabSize) * 4 + 64;

@@ -59,7 +59,7 @@ export class Placement {
   /** Connected tabs that serve no stage, in the order they joined. */
   private waiting = new Set<Volunteer>();
   /** While true (a resumed run waiting for its tabs), vacant stages are not filled. */
-  hold = false;
+  private hold = false;
   private lastMove = -Infinity;
   /** Work per task of each stage, relative (matmul parameters it runs). */
   private readonly work: number[];
@@ -71,6 +71,15 @@ export class Placement {
         .filter((p) => !p.name.startsWith('embed.'))
         .reduce((n, p) => n + sizeOf(p.shape), 0),
     );
+  }
+
+  /** Vacant stages stay unfilled until `releaseVacancies` (a resumed run waits for its own tabs). */
+  holdVacancies(): void {
+    this.hold = true;
+  }
+
+  releaseVacancies(): void {
+    this.hold = false;
   }
 
   /** A tab joined (or stopped serving): it waits for a stage. */

@@ -48,6 +48,17 @@ export class Contributions {
     e.lastSeen = Date.now();
   }
 
+  /**
+   * A task result the coordinator accepted: its compute time, and (a microbatch counts once per
+   * stage it passes) its tokens when it was the forward hop that ran the stage's blocks.
+   * Validation work is not credited.
+   */
+  creditTask(browserId: string, task: { dir: string; computeMs: number; runsBlocks: boolean }, tokensPerMicrobatch: number): void {
+    if (task.dir === 'E') return;
+    const forward = task.dir === 'F' && task.runsBlocks;
+    this.record(browserId, forward ? tokensPerMicrobatch : 0, task.computeMs, forward ? 1 : 0);
+  }
+
   /** This browser's totals (zero when unknown). */
   of(browserId: string): Contribution {
     const e = this.byBrowser.get(browserId);

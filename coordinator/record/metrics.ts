@@ -110,6 +110,17 @@ export class SwarmMetrics {
     registers: [this.registry],
   });
 
+  /** The stage gauges from who serves what now: active and spare tabs, replicas and backends per stage. */
+  updateStages(groups: readonly (readonly { caps: { backend: string } }[])[], spares: number): void {
+    this.volunteers.set({ state: 'active' }, groups.reduce((n, g) => n + g.length, 0));
+    this.volunteers.set({ state: 'spare' }, spares);
+    this.stageBackend.reset();
+    for (const [s, g] of groups.entries()) {
+      this.stageReplicas.set({ stage: String(s) }, g.length);
+      for (const v of g) this.stageBackend.set({ stage: String(s), backend: v.caps.backend }, 1);
+    }
+  }
+
   text(): Promise<string> {
     return this.registry.metrics();
   }

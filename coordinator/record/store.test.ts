@@ -6,7 +6,7 @@ import Database from 'better-sqlite3';
 import { RunStore, STORE_FILE, DASHBOARD_EVENTS, DASHBOARD_ITERATIONS } from './store.js';
 import { SwarmMetrics } from './metrics.js';
 import { until } from '../../testing/until.js';
-import type { IterationRow } from '../../shared/protocol/operator.js';
+import type { IterationRecord } from '../../shared/protocol/operator.js';
 
 const dirs: string[] = [];
 function tempDir(): string {
@@ -19,7 +19,7 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-function row(i: number, valLoss: number | null = null): IterationRow {
+function row(i: number, valLoss: number | null = null): IterationRecord {
   return {
     iteration: i,
     trainLoss: 5 - i * 0.1,
@@ -28,8 +28,8 @@ function row(i: number, valLoss: number | null = null): IterationRow {
     time: 1_700_000_000_000 + i * 1000,
     tokens: 256,
     stages: [
-      { stage: 0, volunteer: 'v1-aaaa', computeMs: 120 + i },
-      { stage: 1, volunteer: null, computeMs: null },
+      { stage: 0, volunteer: 'v1-aaaa', computeMs: 120 + i, norms: { preClipNorm: 2, postClipNorm: 1, blockNorm: 0.5 } },
+      { stage: 1, volunteer: null, computeMs: null, norms: null },
     ],
   };
 }

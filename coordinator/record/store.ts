@@ -27,7 +27,7 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { EventRow, IterationRow, RunDetail, RunSummary, StageTiming } from '../../shared/protocol/operator.js';
+import type { EventRow, IterationRecord, RunDetail, RunSummary, StageTiming } from '../../shared/protocol/operator.js';
 import { clipData, clipText } from '../gateway/clip.js';
 import type { Logger } from './log.js';
 import type { SwarmMetrics } from './metrics.js';
@@ -79,15 +79,8 @@ interface RunRecord {
   last_val: number | null;
 }
 
-interface IterationRecordRow {
-  iteration: number;
-  train_loss: number;
-  val_loss: number | null;
-  seconds: number;
-  time: number;
-  tokens: number;
-  stages: string;
-}
+/** An iteration as SQLite returns it: the IterationRecord's columns (aliased), its stages as JSON. */
+type StoredIteration = Omit<IterationRecord, 'stages'> & { stages: string };
 
 interface EventRecordRow {
   time: number;
@@ -172,7 +165,7 @@ export class RunStore {
          FROM runs r WHERE r.id = ?`,
       ),
       iterations: this.db.prepare(
-        `SELECT iteration, train_loss, val_loss, seconds, time, tokens, stages FROM
+        `SELECT iteration, train_loss AS trainLoss, val_loss AS valLoss, seconds, time, tokens, stages FROM
            (SELECT iteration, train_loss, val_loss, seconds, time, tokens, stages FROM iterations WHERE run = ? ORDER BY iteration DESC LIMIT ?)
          ORDER BY iteration`,
       ),
@@ -344,7 +337,7 @@ export class RunStore {
     this.write('runs', () => this.stmts.insertRun.run(id, created, created, safeJson(settings)));
   }
 
-  addIteration(run: string, r: IterationRow): void {
+  addIteration(run: string, r: IterationRecord): void {
     const stages = safeJson(r.stages); // written by the coordinator, one entry per stage
     this.write('iterations', () => {
       this.stmts.insertIteration.run({
@@ -432,16 +425,8 @@ export class RunStore {
   }
 
   /** The last `limit` iterations of a run, in order. */
-  iterations(run: string, limit = DASHBOARD_ITERATIONS): IterationRow[] {
-    return (this.stmts.iterations.all(run, limit) as IterationRecordRow[]).map((r) => ({
-      iteration: r.iteration,
-      trainLoss: r.train_loss,
-      valLoss: r.val_loss,
-      seconds: r.seconds,
-      time: r.time,
-      tokens: r.tokens,
-      stages: JSON.parse(r.stages) as StageTiming[],
-    }));
+  iterations(run: string, limit = DASHBOARD_ITERATIONS): IterationRecord[] {
+    return (this.stmts.iterations.all(run, limit) as StoredIteration[]).map((r) => ({ ...r, stages: (JSON.parse(r.stages) as StageTiming[]).map((st) => ({ ...st, norms: st.norms ?? null })) }));
   }
 
   /** The last `limit` events of a run, oldest first. */

@@ -17,7 +17,7 @@ import { checkWeights } from '../tabs/bundle-check.js';
 import type { Volunteer } from '../tabs/registry.js';
 import { askStage, ASK_TIMEOUT_MS, okReply, transferTimeoutMs } from '../tabs/ask-stage.js';
 import type { StagePuller } from '../tabs/stage-puller.js';
-import type { IterationRecord } from '../training/scheduler.js';
+import type { IterationRecord } from '../../shared/protocol/operator.js';
 import type { LostStage, Rebuilt, RecoveryStrategy, RunShape, StrategySettings } from './recovery-strategy.js';
 import type { Logger } from '../record/log.js';
 

@@ -10,11 +10,12 @@ import { checkStageState } from '../tabs/bundle-check.js';
 import type { Volunteer } from '../tabs/registry.js';
 import type { PendingStage } from '../placement/stage-table.js';
 import type { StagePuller } from '../tabs/stage-puller.js';
-import type { IterationRecord } from '../training/scheduler.js';
+import type { IterationRecord } from '../../shared/protocol/operator.js';
 import type { CheckpointStore } from './checkpoint-store.js';
 import type { CheckpointRecord } from '../record/store.js';
 import type { LostStage, Rebuilt, RecoveryStrategy, RunShape, StrategySettings } from './recovery-strategy.js';
 import type { Logger } from '../record/log.js';
+import type { RunProgress } from '../training/run-progress.js';
 
 export interface CheckpointDeps {
   run: RunShape;
@@ -26,11 +27,8 @@ export interface CheckpointDeps {
   setPending: (stage: number, p: PendingStage) => void;
   /** Loads `state` (null: the seed) into a tab serving `stage` now. */
   reload: (v: Volunteer, stage: number, state: Uint8Array | null, reason: string) => Promise<void>;
-  iteration: () => number;
-  /** The run continues from this iteration. */
-  setIteration: (it: number) => void;
-  /** Seconds of the recent completed iterations. */
-  recentIterationSeconds: () => number[];
+  /** Where the run is; a rollback moves it back. */
+  progress: RunProgress;
   countCheckpointBytes: (bytes: number) => void;
   /** An event for operators (a failed checkpoint). */
   note: (message: string, data: Record<string, unknown>) => void;
@@ -62,7 +60,7 @@ export class CheckpointStrategy implements RecoveryStrategy {
       ck = null;
     }
     const target = ck?.iteration ?? 0;
-    const lostIterations = deps.iteration() - target;
+    const lostIterations = deps.progress.iteration - target;
     let bytesMoved = 0;
     const reason = `rollback to iteration ${target}`;
     for (let s = 0; s < deps.run.nStages; s++) {
@@ -74,7 +72,7 @@ export class CheckpointStrategy implements RecoveryStrategy {
         await deps.reload(v, s, state, reason).catch((e: Error) => deps.log.warn({ stage: s, volunteer: v.id, err: e.message }, 'rollback of a live stage failed'));
       }
     }
-    deps.setIteration(target);
+    deps.progress.moveTo(target);
     notes.push(`rolled back ${lostIterations} iteration(s) to ${ck ? `the checkpoint at iteration ${target}` : 'the start: every stage re-initialised from the seed (no usable checkpoint)'}`);
     return {
       method: 'checkpoint',
@@ -105,7 +103,7 @@ export class CheckpointStrategy implements RecoveryStrategy {
       return null;
     }
     for (const [s, state] of states.entries()) deps.setPending(s, { weights: state, reason: `resume from the checkpoint at iteration ${ck.iteration}`, lrScale: 1 });
-    deps.setIteration(ck.iteration);
+    deps.progress.moveTo(ck.iteration);
     return ck.iteration;
   }
 
@@ -113,7 +111,7 @@ export class CheckpointStrategy implements RecoveryStrategy {
   interval(): number {
     const { checkpointEvery, expectedFailureRate } = this.deps.settings;
     if (checkpointEvery !== 'auto') return Math.max(1, Math.round(checkpointEvery));
-    const hist = this.deps.recentIterationSeconds();
+    const hist = this.deps.progress.recentSeconds(20);
     const iterSeconds = hist.length ? hist.reduce((a, h) => a + h, 0) / hist.length : 1;
     const lambda = (expectedFailureRate * this.deps.run.nStages) / 3600;
     const c = this.checkpointSeconds ?? iterSeconds; // before the first measurement: one iteration's worth

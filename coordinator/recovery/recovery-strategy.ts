@@ -8,7 +8,7 @@ import type { ResolvedConfig } from '../../shared/model/config.js';
 import type { AverageWeighting } from '../../shared/recovery/average.js';
 import type { EdgePolicy, RecoveryMethod } from '../../shared/recovery/plan.js';
 import type { RecoveryStrategy as StrategyName } from '../../shared/run-settings.js';
-import type { IterationRecord } from '../training/scheduler.js';
+import type { IterationRecord } from '../../shared/protocol/operator.js';
 import type { PendingStage } from '../placement/stage-table.js';
 
 export interface RebuildSource {

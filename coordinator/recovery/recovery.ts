@@ -12,7 +12,9 @@ import type { RecoveryStrategy as StrategyName } from '../../shared/run-settings
 import type { RecoveryMethod } from '../../shared/recovery/plan.js';
 import type { Volunteer } from '../tabs/registry.js';
 import type { StageTable } from '../placement/stage-table.js';
-import type { Scheduler, IterationRecord } from '../training/scheduler.js';
+import type { IterationRecord } from '../../shared/protocol/operator.js';
+import type { RecoveryLadder } from '../training/scheduler.js';
+import type { RunProgress } from '../training/run-progress.js';
 import type { SwarmMetrics } from '../record/metrics.js';
 import type { EventLog } from '../record/events-log.js';
 import type { Logger } from '../record/log.js';
@@ -51,7 +53,9 @@ export interface SwarmRecoveryEvent {
 }
 
 export interface RecoveryDeps {
-  scheduler: Scheduler;
+  /** The run this ladder recovers: its shape, and where it is (a rollback moves it). */
+  run: RunShape;
+  progress: RunProgress;
   stages: StageTable;
   puller: StagePuller;
   /** Loads a state (null: the seed) into a tab that serves `stage` now. */
@@ -64,7 +68,7 @@ export interface RecoveryDeps {
   checkpoints: CheckpointStore;
 }
 
-export class Recovery {
+export class Recovery implements RecoveryLadder {
   /** Recoveries waiting for the next completed iteration to report their duration. */
   private open: SwarmRecoveryEvent[] = [];
   readonly done: SwarmRecoveryEvent[] = [];
@@ -95,8 +99,7 @@ export class Recovery {
   }
 
   private create(name: StrategyName): RecoveryStrategy {
-    const { scheduler, stages, puller, metrics, events, log, checkpoints } = this.deps;
-    const run: RunShape = { config: scheduler.opts.config, nStages: scheduler.nStages };
+    const { run, progress, stages, puller, metrics, events, log, checkpoints } = this.deps;
     const replicas = (stage: number) => stages.replicas(stage);
     const checkfree = (variant: 'checkfree' | 'checkfree+') =>
       new CheckFreeStrategy(variant, {
@@ -104,7 +107,7 @@ export class Recovery {
         settings: this.opts,
         puller,
         replicas,
-        lastNorms: () => scheduler.lastNorms,
+        lastNorms: () => progress.lastNorms,
         unfit: () => this.unfit,
         countReplicaBytes: (b) => metrics.recoveryBytes.inc({ kind: 'replica' }, b),
         log,
@@ -131,12 +134,7 @@ export class Recovery {
           replicas,
           setPending: (s, p) => stages.setPending(s, p),
           reload: this.deps.reload,
-          iteration: () => scheduler.iteration,
-          setIteration: (it) => {
-            scheduler.iteration = it;
-            metrics.iteration.set(it);
-          },
-          recentIterationSeconds: () => scheduler.history.slice(-20).map((h) => h.seconds),
+          progress,
           countCheckpointBytes: (b) => metrics.recoveryBytes.inc({ kind: 'checkpoint' }, b),
           note: (message, data) => events.add('run', message, data),
           log,
@@ -147,11 +145,11 @@ export class Recovery {
   }
 
   /** Called by the scheduler when `stage`'s last tab is gone: the strategy rung. */
-  async onStageLost(stage: number, opts: { distrust?: boolean } = {}): Promise<void> {
-    const { scheduler, stages } = this.deps;
+  async stageLost(stage: number, opts: { distrust?: boolean } = {}): Promise<void> {
+    const { progress, stages } = this.deps;
     const detectedAt = Date.now();
-    const iteration = scheduler.iteration;
-    const lossBefore = scheduler.lastTrainLoss;
+    const iteration = progress.iteration;
+    const lossBefore = progress.lastTrainLoss;
     const strategy = this.strategy;
     stages.markRebuilding(stage);
     this.unfit.add(stage);
@@ -193,7 +191,7 @@ export class Recovery {
    * A replica was lost while its stage kept others: nothing rebuilt; `rerun` hops ran again on
    * siblings, or null when it was lost at the barrier (which re-runs them if they are needed).
    */
-  noteReplicaRung(stage: number, v: Volunteer, rerun: number | null): void {
+  replicaLost(stage: number, v: Volunteer, rerun: number | null): void {
     const again = rerun === null ? 'lost at the barrier: its hops run again on a sibling if its gradient was not combined yet' : `${rerun} microbatch hop(s) run again on a sibling`;
     this.noteRung(stage, 'replica', 0, [`${v.id} lost; ${this.deps.stages.size(stage)} replica(s) continue; ${again}`]);
   }
@@ -204,7 +202,7 @@ export class Recovery {
   }
 
   private noteRung(stage: number, rung: 'replica' | 'handoff', bytesMoved: number, notes: string[]): void {
-    const { scheduler, metrics, events } = this.deps;
+    const { progress, metrics, events } = this.deps;
     const ev: SwarmRecoveryEvent = {
       stage,
       rung,
@@ -214,8 +212,8 @@ export class Recovery {
       sources: [],
       bytesMoved,
       detectedAt: Date.now(),
-      iteration: scheduler.iteration,
-      lossBefore: scheduler.lastTrainLoss,
+      iteration: progress.iteration,
+      lossBefore: progress.lastTrainLoss,
       lossAfter: null,
       seconds: null,
       notes,

@@ -10,6 +10,7 @@ import type { StageTable } from '../placement/stage-table.js';
 import type { Placement } from '../placement/placement.js';
 import type { EventLog } from '../record/events-log.js';
 import { decideResume, type ResumeClaim } from './resume.js';
+import type { RunProgress } from '../training/run-progress.js';
 
 export interface ResumeWindowDeps {
   stages: StageTable;
@@ -19,8 +20,8 @@ export interface ResumeWindowDeps {
   /** The stored proof of an assignment: whether `token` was handed out for `stage` of this run. */
   verifyClaim: (v: Volunteer, stage: number, token: string) => boolean;
   isConnected: (v: Volunteer) => boolean;
-  /** Continue the run at `iteration` (the scheduler and metrics follow). */
-  setIteration: (iteration: number) => void;
+  /** Where the run is: the window moves it to the iteration the returning tabs agree on. */
+  progress: RunProgress;
   /** Nobody came back: start a new run from the seed. */
   startNewRun: () => string;
   /** Rebuild a stage nobody reclaimed (the recovery strategy). */
@@ -30,8 +31,6 @@ export interface ResumeWindowDeps {
    * one (sets every stage's pending state and the iteration); returns its iteration or null.
    */
   restoreWithoutTabs: () => number | null;
-  /** The iteration the run is at now (a checkpoint rollback may have moved it). */
-  iteration: () => number;
   strategy: () => string;
   announceGroup: (stage: number) => void;
   kick: () => void;
@@ -43,8 +42,8 @@ export class ResumeWindow {
   private open = true;
 
   constructor(private recorded: number, private waitMs: number, private deps: ResumeWindowDeps) {
-    deps.placement.hold = true;
-    deps.setIteration(recorded);
+    deps.placement.holdVacancies();
+    deps.progress.moveTo(recorded);
   }
 
   get active(): boolean {
@@ -104,17 +103,17 @@ export class ResumeWindow {
     } else if (d.iteration === null) {
       const old = this.deps.runId();
       const id = this.deps.startNewRun();
-      this.deps.setIteration(0);
+      this.deps.progress.moveTo(0);
       events.add('run', `no tab of run ${old} came back within ${this.waitMs} ms: starting run ${id} from the seed`);
     } else {
-      this.deps.setIteration(d.iteration);
+      this.deps.progress.moveTo(d.iteration);
       for (const c of d.kept) stages.adopt(c.stage, c.volunteer);
       for (const stage of new Set(d.kept.map((c) => c.stage))) this.deps.announceGroup(stage);
       // A stale step count: the tab holds other weights; it waits for a stage like a newcomer.
       for (const c of live) if (!d.kept.includes(c)) placement.enqueue(c.volunteer);
       for (const stage of d.rebuild) await this.deps.rebuild(stage);
       // The checkpoint baseline rebuilds by rolling the whole run back: say where it really continues.
-      const now = this.deps.iteration();
+      const now = this.deps.progress.iteration;
       const at = now === d.iteration ? `${d.iteration}` : `${now} (rolled back from ${d.iteration})`;
       events.add(
         'run',
@@ -125,7 +124,7 @@ export class ResumeWindow {
     }
     // Tabs that came back for nothing (no iteration agreed) wait for a stage too.
     if (d.iteration === null) for (const c of live) placement.enqueue(c.volunteer);
-    placement.hold = false;
+    placement.releaseVacancies();
     await placement.fillVacancies();
     this.deps.kick();
   }

@@ -81,13 +81,13 @@ describe('a swarm whose uploads travel in 4 KiB chunks', () => {
   it('copies replica states and combines gradients exactly: the loss equals the local trainer', async () => {
     const coord = (swarm.coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings, port: 0, silent: true, evalEvery: 0, maxIterations: N, rebalanceEvery: 0, transferChunkBytes: 4096 }));
     const url = await coord.listen();
-    coord.scheduler.paused = true;
+    coord.scheduler.setPaused(true);
     for (let i = 0; i < 2; i++) swarm.vols.push(await startNodeVolunteer(url, { name: `first${i}` }));
     await until(() => coord.stages.activeCount() === 2, 'both stages served');
     // These two join groups: each copies a replica's full state (~100 chunks) before training.
     for (let i = 0; i < 2; i++) swarm.vols.push(await startNodeVolunteer(url, { name: `second${i}` }));
     await until(() => coord.stages.activeCount() === 4, 'groups of two');
-    coord.scheduler.paused = false;
+    coord.scheduler.setPaused(false);
     coord.scheduler.kick();
     await until(() => coord.scheduler.iteration >= N, `${N} iterations`, 120_000);
     const losses = coord.scheduler.history.map((h) => h.trainLoss);

@@ -173,12 +173,12 @@ describe('assignment races', () => {
     c.stages.onChange(() => check('stage-table change'));
     // Every task goes to the one tab that owns its stage.
     let tasks = 0;
-    const emit = c.scheduler.emitTask;
-    c.scheduler.emitTask = (v, meta, input, targets) => {
+    const send = c.taskSender.send;
+    c.taskSender.send = (v, meta, input, targets) => {
       tasks++;
       const group = c.stages.replicas(meta.stage);
       if (group.length !== 1 || group[0] !== v) violations.push(`task for stage ${meta.stage} sent to ${v.id}; owners: ${group.map((g) => g.id).join(', ') || 'none'}`);
-      emit(v, meta, input, targets);
+      send(v, meta, input, targets);
     };
     const poll = setInterval(() => {
       check('poll');

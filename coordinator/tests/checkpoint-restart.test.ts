@@ -60,7 +60,7 @@ describe('checkpoint baseline across a restart', () => {
     for (let i = 0; i < 4; i++) vols.push(await startNodeVolunteer(url2, { name: `n${i}` }));
     await until(() => second.events.list('run').some((e) => e.message.includes('from its checkpoint')), 'the resume decision');
     await until(() => second.scheduler.iteration >= ck.iteration + 1 && second.scheduler.state === 'running', 'training from the checkpoint');
-    second.scheduler.paused = true;
+    second.scheduler.setPaused(true);
     await until(() => second.scheduler.state === 'paused', 'paused');
     expect(second.runId).toBe(runId);
     const messages = second.events.list('run').map((e) => e.message);

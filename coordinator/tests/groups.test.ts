@@ -56,10 +56,10 @@ async function join(url: string, name: string, opts: NodeVolunteerOptions = {}):
  * evenly (n / stages each); then training starts.
  */
 async function joinEvenly(c: Coordinator, url: string, n: number, opts: NodeVolunteerOptions = {}): Promise<void> {
-  c.scheduler.paused = true;
+  c.scheduler.setPaused(true);
   for (let i = 0; i < n; i++) await join(url, `t${i}`, opts);
   await until(() => c.stages.activeCount() === n, `all ${n} tabs placed`, 60_000);
-  c.scheduler.paused = false;
+  c.scheduler.setPaused(false);
   c.scheduler.kick();
 }
 
@@ -140,12 +140,12 @@ describe('groups of replicas per stage', () => {
 
   it('a replica that rounds differently (another GPU or backend) is found by its fingerprint and re-synced', async () => {
     const { coord, url } = await startSwarm({ maxIterations: 4, rebalanceEvery: 0, replicaSyncEvery: 2 });
-    coord.scheduler.paused = true;
+    coord.scheduler.setPaused(true);
     for (let i = 0; i < 7; i++) await join(url, `t${i}`);
     // Joins last, so its group's first replica is an honest one: the tie goes to it.
     await join(url, 'drifter', { createStage: (c, i, o) => new DriftingStage(c, i, o) });
     await until(() => coord.stages.activeCount() === 8, 'all 8 tabs placed', 60_000);
-    coord.scheduler.paused = false;
+    coord.scheduler.setPaused(false);
     coord.scheduler.kick();
     // It drifts at every step; compared after iterations 2 and 4, re-synced both times.
     const resyncEvents = () => coord.events.list('run').filter((e) => e.data?.resync === true);

@@ -15,7 +15,7 @@ import { useNodeBackend } from '../../trainer/node-backend.js';
 import { mulberry32 } from '../../shared/model/rng.js';
 import { loadDataset } from '../../trainer/corpus-file.js';
 import { evaluate } from '../../trainer/pipeline.js';
-import { tokenMatches } from '../operator/operator.js';
+import { tokenMatches } from '../operator/operator-auth.js';
 import { decodeSafetensors } from '../operator/safetensors.js';
 import { lastLogits, readModelFile, stagesFromModelFile } from '../operator/model-file.js';
 import { generate } from '../operator/sampling.js';

@@ -61,12 +61,12 @@ describe('quarantine of poisoned tabs', () => {
     expect(q.message).toMatch(/x its recent median/);
     // The poisoned iteration was abandoned: the innocent upstream stage did not step on it.
     await until(() => harness.coord!.recovery.done.length === 1, 'stage 2 rebuilt');
-    harness.coord!.scheduler.paused = true;
+    harness.coord!.scheduler.setPaused(true);
     await until(() => harness.coord!.scheduler.state === 'paused', 'paused');
     // One Adam step per completed iteration and none for the abandoned one.
     expect(stage1.agent.currentStage!.optimizerStep()).toBe(harness.coord!.scheduler.iteration);
     expect(harness.coord!.scheduler.iteration).toBeGreaterThan(stepsBefore);
-    harness.coord!.scheduler.paused = false;
+    harness.coord!.scheduler.setPaused(false);
     harness.coord!.scheduler.kick();
     const it0 = harness.coord!.scheduler.iteration;
     await until(() => harness.coord!.scheduler.iteration >= it0 + 2, 'training continues');

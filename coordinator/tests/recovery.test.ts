@@ -38,13 +38,11 @@ const volunteerOf = (c: Coordinator, stage: number) => {
 /** Pauses right after `iteration` completes (inside the iteration hook, so no race). */
 async function pauseAt(c: Coordinator, iteration: number): Promise<void> {
   if (c.scheduler.iteration > iteration) throw new Error(`already past iteration ${iteration}`);
-  const hook = c.scheduler.onIteration;
-  c.scheduler.onIteration = async (r) => {
-    await hook(r);
-    if (r.iteration === iteration) c.scheduler.paused = true;
-  };
+  const stop = c.scheduler.observe((r) => {
+    if (r.iteration === iteration) c.scheduler.setPaused(true);
+  });
   await until(() => c.scheduler.state === 'paused' && c.scheduler.iteration === iteration, `pause at iteration ${iteration}`);
-  c.scheduler.onIteration = hook;
+  stop();
 }
 
 /** Waits until `stage` is served by a volunteer whose agent has built it. */
@@ -59,8 +57,7 @@ async function assigned(c: Coordinator, stage: number, notId?: string): Promise<
 }
 
 function resume(c: Coordinator): void {
-  c.scheduler.paused = false;
-  c.scheduler.kick();
+  c.scheduler.setPaused(false);
 }
 
 describe('recovery in the swarm', () => {

@@ -9,6 +9,7 @@
  * Every process it starts is killed when the run ends, fails or times out.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import type { IterationRecord } from '../../shared/protocol/operator.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -72,14 +73,6 @@ export interface SwarmRunResult {
   churnFrom: number;
 }
 
-interface IterationRow {
-  iteration: number;
-  trainLoss: number;
-  valLoss: number | null;
-  seconds: number;
-  time: number;
-}
-
 /** Runs one strategy on a fresh coordinator until the target is reached (or the limits). */
 export async function runSwarm(o: SwarmRunOptions): Promise<SwarmRunResult> {
   const log = o.log ?? (() => {});
@@ -106,7 +99,7 @@ export async function runSwarm(o: SwarmRunOptions): Promise<SwarmRunResult> {
     '--recovery', o.strategy, '--checkpoint-every', String(o.checkpointEvery), '--replica-every', String(o.replicaEvery),
     '--max-iterations', String(o.maxIterations), '--operator-token', token, '--resume-wait', '0',
   ]);
-  const rows: IterationRow[] = [];
+  const rows: IterationRecord[] = [];
   const drops: number[] = [];
   let volunteers = 0;
   const startVolunteer = () => {
@@ -138,7 +131,7 @@ export async function runSwarm(o: SwarmRunOptions): Promise<SwarmRunResult> {
     let reached: { t: number; iteration: number } | null = null;
     let tick: ReturnType<typeof setInterval> | undefined;
     const done = new Promise<void>((resolve, reject) => {
-      op.on('iteration', (r: IterationRow) => {
+      op.on('iteration', (r: IterationRecord) => {
         rows.push(r);
         const t0 = rows[0]!.time - rows[0]!.seconds * 1000;
         if (!churnOn && rows.length >= o.warmupIterations) {

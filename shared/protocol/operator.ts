@@ -16,6 +16,7 @@
  * sender is, not that the payload is well formed).
  */
 import { z } from 'zod';
+import type { GradNorms } from '../model/stage.js';
 import type { RunStatus } from './events.js';
 import { RECOVERY_STRATEGIES, type RecoveryStrategy } from '../run-settings.js';
 
@@ -85,9 +86,12 @@ export interface StageTiming {
   volunteer: string | null;
   /** The tab's compute for this iteration (forward/backward tasks + optimizer step), ms. */
   computeMs: number | null;
+  /** The stage's gradient norms of this step (null in rows stored before they were recorded). */
+  norms: GradNorms | null;
 }
 
-export interface IterationRow {
+/** One completed iteration: what the scheduler records, SQLite stores and the dashboard draws. */
+export interface IterationRecord {
   iteration: number;
   trainLoss: number;
   valLoss: number | null;
@@ -120,7 +124,7 @@ export interface RunSummary {
 
 export interface RunDetail {
   run: RunSummary;
-  iterations: IterationRow[];
+  iterations: IterationRecord[];
   events: EventRow[];
 }
 
@@ -128,7 +132,7 @@ export interface OperatorInit {
   runId: string;
   settings: Record<string, unknown>;
   swarm: SwarmSnapshot;
-  iterations: IterationRow[];
+  iterations: IterationRecord[];
   events: EventRow[];
   runs: RunSummary[];
 }
@@ -167,7 +171,7 @@ export type Ack<T = object> = ({ ok: true } & T) | { ok: false; error: string };
 
 export interface ServerToOperator {
   swarm: (s: SwarmSnapshot) => void;
-  iteration: (r: IterationRow) => void;
+  iteration: (r: IterationRecord) => void;
   event: (e: EventRow) => void;
 }
 

@@ -1,7 +1,7 @@
 /** Loss curves (vs iteration and vs wall-clock, recoveries marked), swarm throughput, per-stage step time. */
 import { useMemo } from 'react';
 
-import type { EventRow, IterationRow } from '../../../shared/protocol/operator';
+import type { EventRow, IterationRecord } from '../../../shared/protocol/operator';
 import { Chart, type Mark } from './Chart';
 import { compact, num } from '../format';
 
@@ -29,7 +29,7 @@ const LOSS_SERIES = [
   { label: 'val loss', color: VAL, points: true, fmt: (v: number) => v.toFixed(4) },
 ];
 
-export function LossVsIteration({ iterations, events, wide }: { iterations: IterationRow[]; events: EventRow[]; wide?: boolean }) {
+export function LossVsIteration({ iterations, events, wide }: { iterations: IterationRecord[]; events: EventRow[]; wide?: boolean }) {
   const marks = useMemo(() => recoveryMarks(events).byIteration, [events]);
   const data = useMemo(() => [iterations.map((r) => r.iteration), iterations.map((r) => r.trainLoss), iterations.map((r) => r.valLoss)], [iterations]);
   return (
@@ -49,7 +49,7 @@ export function LossVsIteration({ iterations, events, wide }: { iterations: Iter
   );
 }
 
-export function LossVsTime({ iterations, events }: { iterations: IterationRow[]; events: EventRow[] }) {
+export function LossVsTime({ iterations, events }: { iterations: IterationRecord[]; events: EventRow[] }) {
   const marks = useMemo(() => recoveryMarks(events).byTime, [events]);
   const data = useMemo(() => [iterations.map((r) => r.time / 1000), iterations.map((r) => r.trainLoss), iterations.map((r) => r.valLoss)], [iterations]);
   return (
@@ -68,7 +68,7 @@ export function LossVsTime({ iterations, events }: { iterations: IterationRow[];
   );
 }
 
-export function ThroughputChart({ iterations }: { iterations: IterationRow[] }) {
+export function ThroughputChart({ iterations }: { iterations: IterationRecord[] }) {
   const data = useMemo(() => [iterations.map((r) => r.iteration), iterations.map((r) => (r.seconds > 0 ? r.tokens / r.seconds : null))], [iterations]);
   const series = useMemo(() => [{ label: 'tokens/s', color: TPS, fill: 'rgba(5,150,105,0.12)', fmt: (v: number) => compact(v) }], []);
   const last = iterations.slice(-10);
@@ -81,7 +81,7 @@ export function ThroughputChart({ iterations }: { iterations: IterationRow[] }) 
 }
 
 /** Per-stage compute vs waiting over the last iterations: the longest compute bar is the bottleneck. */
-export function StageTimes({ iterations, stages }: { iterations: IterationRow[]; stages: number }) {
+export function StageTimes({ iterations, stages }: { iterations: IterationRecord[]; stages: number }) {
   const recent = useMemo(() => iterations.slice(-10), [iterations]);
   const rows = useMemo(() => {
     const out = Array.from({ length: stages }, (_, s) => ({ stage: s, compute: 0, n: 0, total: 0 }));

@@ -9,7 +9,7 @@ import { io, type Socket } from 'socket.io-client';
 import type {
   Ack,
   EventRow,
-  IterationRow,
+  IterationRecord,
   OperatorInit,
   OperatorToServer,
   RunSummary,
@@ -37,7 +37,7 @@ export interface OperatorState {
   swarm: SwarmSnapshot | null;
   /** When the last snapshot arrived (local clock), to tick "time connected". */
   swarmAt: number;
-  iterations: IterationRow[];
+  iterations: IterationRecord[];
   events: EventRow[];
   runs: RunSummary[];
 }

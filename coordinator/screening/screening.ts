@@ -1,0 +1,94 @@
+/**
+ * Screening of untrusted results at the barrier, before anyone steps: each stage's gradient norm
+ * against its own history (outliers.ts), and the norms of the frames each tab relayed
+ * (relay-norms.ts), so that an inflated gradient is blamed on the tab that inflated what flowed
+ * into the stage, not on its victim. One object owns both histories; the barrier asks it for a
+ * verdict and tells it when an iteration was applied.
+ */
+import type { Volunteer } from '../tabs/registry.js';
+import { NormOutlierDetector } from './outliers.js';
+import { RelayNorms, type RelayDirection } from './relay-norms.js';
+
+/** Who to quarantine for an iteration's numbers, and why the iteration is abandoned. */
+export interface Verdict {
+  /** The tab to blame (it may have gone meanwhile: then the event only names it). */
+  culprit: Volunteer;
+  /** The stage the culprit served when it sent what is blamed. */
+  stage: number;
+  reason: string;
+  /** Why the iteration is abandoned (for the event log). */
+  abandon: string;
+  /** Which relay rule found it (`upstream`: a stage's outlier traced to a sender; `jump`), or null for a stage's own gradient. */
+  rule: 'upstream' | 'jump' | null;
+}
+
+export class Screening {
+  private outliers: NormOutlierDetector;
+  private relayNorms: RelayNorms;
+
+  constructor(nStages: number, outlierFactor: number) {
+    this.outliers = new NormOutlierDetector(nStages, outlierFactor);
+    this.relayNorms = new RelayNorms(outlierFactor);
+  }
+
+  /** A training pass starts: relayed norms are collected afresh. */
+  beginIteration(): void {
+    this.relayNorms.begin();
+  }
+
+  /** A checked training frame `sender` (serving `stage`) relayed towards stage `into`. */
+  recordFrame(sender: Volunteer, stage: number, dir: RelayDirection, into: number, norm: number): void {
+    this.relayNorms.record(sender, stage, dir, into, norm);
+  }
+
+  /**
+   * The verdict on an iteration's gradient norms (index = stage): a stage's outlier is traced to
+   * the relayed frames that flowed into it (the sender that inflated them is blamed), else blamed
+   * on the stage's replica with the largest own gradient (`largest`); then relayed frames that
+   * jumped against their sender's history while its inputs did not (an inflation that may not show
+   * in any gradient norm, e.g. activations that a normalisation absorbs). Null: nothing to blame.
+   */
+  judge(norms: number[], largest: (stage: number) => Volunteer): Verdict | null {
+    const outlier = this.outliers.screen(norms);
+    if (outlier) {
+      const upstream = this.relayNorms.blame(outlier.stage);
+      if (upstream) {
+        return {
+          culprit: upstream.sender,
+          stage: upstream.stage,
+          reason: `${upstream.reason}, which made stage ${outlier.stage}'s ${outlier.reason}`,
+          abandon: `stage ${outlier.stage}'s outlier gradient came from what stage ${upstream.stage} relayed`,
+          rule: 'upstream',
+        };
+      }
+      return { culprit: largest(outlier.stage), stage: outlier.stage, reason: outlier.reason, abandon: `stage ${outlier.stage} sent an outlier gradient`, rule: null };
+    }
+    const jump = this.relayNorms.screen();
+    if (jump) {
+      return {
+        culprit: jump.sender,
+        stage: jump.stage,
+        reason: jump.reason,
+        abandon: `stage ${jump.stage} relayed outlier ${jump.dir === 'grad' ? 'gradients' : 'activations'}`,
+        rule: 'jump',
+      };
+    }
+    return null;
+  }
+
+  /** The iteration with these norms was applied: they join the histories. */
+  accept(norms: number[]): void {
+    this.outliers.accept(norms);
+    this.relayNorms.commit();
+  }
+
+  /** A tab no longer serves a stage (its relayed-frame history goes; the stage's stays). */
+  forget(v: Volunteer): void {
+    this.relayNorms.forget(v);
+  }
+
+  /** A sender's recent relayed norms (tests, dashboard). */
+  relayHistory(v: Volunteer, stage: number, dir: RelayDirection): readonly number[] {
+    return this.relayNorms.history(v, stage, dir);
+  }
+}

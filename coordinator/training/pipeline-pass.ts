@@ -1,0 +1,270 @@
+/**
+ * One pipeline pass: M microbatches through the stages and back (training) or forward only
+ * (validation), as its PassKind says. Each microbatch follows its path hop by hop; a hop goes to
+ * one replica of its stage (the TaskBook routes it to the one expected to finish first), and a
+ * hop's backward returns to the replica that ran its forward (its stash is there). At most a
+ * window of microbatches is in flight.
+ *
+ * A replica lost while its stage has siblings costs nothing but the hops it held: the pass kept
+ * their inputs, so they run again on a sibling (a forward to rebuild the stash; a backward that
+ * had already run there runs again so its gradient is counted once, its output discarded). The
+ * pass is kept until the barrier is done, which re-runs the hops of replicas lost there.
+ */
+import type { Hop } from '../../shared/schedule/paths.js';
+import { encodeTensorFrame } from '../../shared/protocol/index.js';
+import type { OutMeta, TaskMeta } from '../../shared/protocol/events.js';
+import type { Batch } from '../../shared/data/dataset.js';
+import type { Volunteer } from '../tabs/registry.js';
+import type { StageTable } from '../placement/stage-table.js';
+import type { Screening } from '../screening/screening.js';
+import type { PassControl, PassKind } from './pass-kind.js';
+import type { Reject, Task, TaskBook } from './task-book.js';
+import { IterationAbandoned } from './iteration-abandoned.js';
+
+/** What the pass keeps of one hop of one microbatch. */
+interface HopState {
+  stage: number;
+  /** The replica that holds (or is building) this hop's stash. */
+  holder: Volunteer | null;
+  /** The forward input frame(s), kept while the stage has siblings, so a replica loss can re-run the hop. */
+  input: Uint8Array | null;
+  targets: Uint8Array | null;
+  /** The holder has the stash. */
+  stashed: boolean;
+  /** Backward input: a gradient frame, or the loss scale at the head. Set once it arrived. */
+  gradIn: { frame: Uint8Array | null } | null;
+  /** The backward ran (its dx was relayed, or the hop has none). */
+  backwardDone: boolean;
+}
+
+export interface PassDeps {
+  stages: StageTable;
+  book: TaskBook;
+  screening: Screening;
+  reject: Reject;
+}
+
+type Settle = { resolve: () => void; reject: (e: Error) => void };
+
+function batchFrames(b: Batch, iteration: number, mb: number): { tokens: Uint8Array; targets: Uint8Array } {
+  const shape = [b.batch, b.seqLen];
+  const h = { iteration, microbatch: mb, hop: 0, fromStage: -1, toStage: 0, dtype: 'int32' as const, shape };
+  return { tokens: encodeTensorFrame({ ...h, kind: 'tokens' }, b.tokens), targets: encodeTensorFrame({ ...h, kind: 'targets' }, b.targets) };
+}
+
+export class PipelinePass implements PassControl {
+  private readonly M: number;
+  private readonly window: number;
+  private readonly paths: Hop[][];
+  private readonly frames: { tokens: Uint8Array; targets: Uint8Array }[];
+  private readonly hops: HopState[][];
+  private readonly losses: number[];
+  /** Microbatches injected, and finished. */
+  private next = 0;
+  private done = 0;
+  /** Replays outstanding; the pass (or a re-run at the barrier) ends when every microbatch is done and no replay runs. */
+  private replays = 0;
+  /** Who waits for the pass: its caller, then (at the barrier) a re-run of lost replicas' hops. */
+  private settle: Settle = { resolve: () => {}, reject: () => {} };
+
+  constructor(
+    readonly attempt: number,
+    readonly iteration: number,
+    readonly kind: PassKind,
+    batches: Batch[],
+    nStages: number,
+    private deps: PassDeps,
+  ) {
+    const M = (this.M = batches.length);
+    this.window = kind.window(M);
+    this.losses = new Array<number>(M).fill(NaN);
+    this.paths = Array.from({ length: M }, (_, mb) => kind.path(iteration, M, mb, nStages));
+    this.frames = batches.map((b, mb) => batchFrames(b, iteration, mb));
+    this.hops = this.paths.map((p) =>
+      p.map((h) => ({ stage: h.stage, holder: null, input: null, targets: null, stashed: false, gradIn: null, backwardDone: false })),
+    );
+  }
+
+  /** Runs the pass; resolves with each microbatch's loss. */
+  run(): Promise<number[]> {
+    return new Promise<number[]>((resolve, reject) => {
+      this.settle = { resolve: () => resolve(this.losses), reject };
+      try {
+        this.inject();
+      } catch (e) {
+        reject(e as Error);
+      }
+    });
+  }
+
+  /** Gives up the pass (a stage's last replica lost, the coordinator closing). */
+  abort(e: Error): void {
+    this.settle.reject(e);
+  }
+
+  /** The oldest task unanswered for at least `deadlineMs` (the watchdog drops its tab). */
+  overdue(deadlineMs: number, now = Date.now()): Task | undefined {
+    return this.deps.book.overdue(deadlineMs, now);
+  }
+
+  /** The pass is over: nothing stays outstanding. */
+  close(): void {
+    this.deps.book.clear();
+  }
+
+  /** Microbatches with a task out (for the abandon event). */
+  inFlight(): number[] {
+    return this.deps.book.microbatches();
+  }
+
+  private metaOf(mb: number, hop: number, dir: TaskMeta['dir'], lossScale?: number): TaskMeta {
+    const h = this.paths[mb]![hop]!;
+    return { attempt: this.attempt, iteration: this.iteration, mb, dir, hop, stage: h.stage, segment: h.segment, ...(lossScale !== undefined ? { lossScale } : {}) };
+  }
+
+  private maybeFinish(): void {
+    if (this.done === this.M && this.replays === 0) this.settle.resolve();
+  }
+
+  private forward(mb: number, hop: number, input: Uint8Array, to?: Volunteer, replay = false): void {
+    const hs = this.hops[mb]![hop]!;
+    const targets = this.paths[mb]![hop]!.segment.head ? this.frames[mb]!.targets : null;
+    // Keep the hop's inputs while its stage has siblings: a lost replica's hop can run again.
+    if (this.kind.keepsInputs && this.deps.stages.size(hs.stage) > 1) {
+      hs.input = input;
+      hs.targets = targets;
+    }
+    hs.holder = this.deps.book.send(this.metaOf(mb, hop, this.kind.forwardDir), input, targets, { to, replay });
+    if (replay) this.replays++;
+  }
+
+  private backward(mb: number, hop: number, replay = false): void {
+    const hs = this.hops[mb]![hop]!;
+    const lossScale = hop === this.paths[mb]!.length - 1 ? 1 / this.M : undefined;
+    this.deps.book.send(this.metaOf(mb, hop, 'B', lossScale), hs.gradIn!.frame, null, { to: hs.holder!, replay });
+    if (replay) this.replays++;
+  }
+
+  private inject(): void {
+    while (this.next < this.M && this.next - this.done < this.window) {
+      const mb = this.next++;
+      this.forward(mb, 0, this.frames[mb]!.tokens);
+    }
+  }
+
+  finishMicrobatch(): void {
+    this.done++;
+    this.inject();
+    this.maybeFinish();
+  }
+
+  startBackward(mb: number): void {
+    this.gradArrived(mb, this.paths[mb]!.length - 1, null);
+  }
+
+  holds(v: Volunteer): boolean {
+    return this.deps.book.holds(v);
+  }
+
+  private gradArrived(mb: number, hop: number, frame: Uint8Array | null): void {
+    const hs = this.hops[mb]![hop]!;
+    hs.gradIn = { frame };
+    // The holder may still be rebuilding the stash (a replay): the backward waits for it.
+    if (hs.stashed) this.backward(mb, hop);
+  }
+
+  /** A result of this pass from `v` (already schema-checked by the connection). */
+  onOut(v: Volunteer, meta: OutMeta, frame: Uint8Array | null): void {
+    const path = this.paths[meta.mb];
+    if (!path || meta.hop >= path.length || !this.kind.accepts(meta.dir)) {
+      this.deps.reject(v, 'out_of_turn', `unexpected result ${meta.dir} mb ${meta.mb} hop ${meta.hop}`);
+      return;
+    }
+    const answered = this.deps.book.answer(v, meta, frame, path);
+    if (!answered) return;
+    const { task, norm } = answered;
+    // Training frames are screened: a gradient goes to the hop before, an activation to the hop after.
+    if (frame && this.kind.keepsInputs) {
+      const into = path[meta.dir === 'B' ? meta.hop - 1 : meta.hop + 1]!.stage;
+      this.deps.screening.recordFrame(v, task.meta.stage, meta.dir === 'B' ? 'grad' : 'act', into, norm);
+    }
+    try {
+      const hs = this.hops[meta.mb]![meta.hop]!;
+      if (task.replay) {
+        this.replays--;
+        if (meta.dir === 'B') return this.maybeFinish();
+        // A re-run forward rebuilt the stash on the new holder; its output went downstream already.
+        hs.stashed = true;
+        if (hs.gradIn) this.backward(meta.mb, meta.hop, hs.backwardDone);
+        return this.maybeFinish();
+      }
+      if (meta.dir === 'B') {
+        hs.backwardDone = true;
+        if (meta.hop === 0) return this.finishMicrobatch();
+        return this.gradArrived(meta.mb, meta.hop - 1, frame);
+      }
+      hs.stashed = true;
+      if (meta.loss !== undefined) {
+        this.losses[meta.mb] = meta.loss;
+        return this.kind.afterLoss(this, meta.mb);
+      }
+      this.forward(meta.mb, meta.hop + 1, frame!);
+    } catch (e) {
+      this.settle.reject(e as Error);
+    }
+  }
+
+  /** A replica (not its stage's last) is gone mid-pass: what it held runs again, as the kind says. */
+  replicaLost(v: Volunteer, stage: number): number {
+    return this.kind.replicaLost(this, v, stage);
+  }
+
+  rerunHopsOf(v: Volunteer, stage: number): number {
+    let rerun = 0;
+    // Tasks sent to the lost tab: send them again (forward: as they were; backward: the stash is
+    // gone, so the forward runs again first).
+    for (const t of this.deps.book.withdraw(v)) {
+      const { mb, hop, dir } = t.meta;
+      const hs = this.hops[mb]![hop]!;
+      if (t.replay) this.replays--;
+      rerun++;
+      if (dir !== 'B') {
+        this.forward(mb, hop, hs.input!, undefined, t.replay);
+      } else {
+        hs.stashed = false;
+        this.forward(mb, hop, hs.input!, undefined, true);
+      }
+    }
+    // Hops whose stash (and accumulated gradient) lived on the lost tab: rebuild them on a
+    // sibling; a backward that already ran there runs again so its gradient is counted once.
+    for (const [mb, row] of this.hops.entries()) {
+      for (const [hop, hs] of row.entries()) {
+        if (hs.holder !== v || !hs.stashed) continue;
+        if (!hs.input) throw new IterationAbandoned(stage, [mb], `stage ${stage} lost the inputs of mb ${mb} hop ${hop}`);
+        hs.stashed = false;
+        this.forward(mb, hop, hs.input, undefined, true);
+        rerun++;
+      }
+    }
+    return rerun;
+  }
+
+  /**
+   * At the barrier: re-runs on siblings the hops whose holder no longer serves its stage;
+   * resolves with the number of hop tasks sent once they are all done.
+   */
+  rerunGone(): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      let rerun = 0;
+      this.settle = { resolve: () => resolve(rerun), reject };
+      const gone = new Map<Volunteer, number>();
+      for (const row of this.hops) for (const hs of row) if (hs.holder && hs.stashed && !this.deps.stages.replicas(hs.stage).includes(hs.holder)) gone.set(hs.holder, hs.stage);
+      try {
+        for (const [v, stage] of gone) rerun += this.replicaLost(v, stage);
+      } catch (e) {
+        return reject(e as Error);
+      }
+      this.maybeFinish();
+    });
+  }
+}

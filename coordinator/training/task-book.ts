@@ -1,0 +1,147 @@
+/**
+ * The tasks of one pipeline pass that are out with tabs: sending them (to the replica expected to
+ * finish first, unless a tab is named), and checking every answer against what was asked of that
+ * tab before anything of it is used: the task is outstanding, for this tab, the loss and the frame
+ * are where the path says, and the frame passes the relay check (encoding, header, shape, finite
+ * values; its norm comes back for screening).
+ */
+import type { Hop } from '../../shared/schedule/paths.js';
+import type { OutMeta, TaskMeta } from '../../shared/protocol/events.js';
+import type { WireEncoding } from '../../shared/protocol/wire-encoding.js';
+import { FrameError } from '../../shared/protocol/index.js';
+import { checkRelayFrame } from '../screening/relay-check.js';
+import type { Volunteer } from '../tabs/registry.js';
+import type { StageTable } from '../placement/stage-table.js';
+import type { TabSpeeds } from '../tabs/tab-speed.js';
+import type { SwarmMetrics } from '../record/metrics.js';
+import type { HopTimes } from './in-flight-window.js';
+import { IterationAbandoned } from './iteration-abandoned.js';
+
+export interface Task {
+  meta: TaskMeta;
+  /** The tab the task was sent to: only its answer counts. */
+  to: Volunteer;
+  sentAt: number;
+  /** The tab had nothing outstanding when this was sent: its answer times the hop's round trip. */
+  idle: boolean;
+  /** A hop run again on a sibling after its replica was lost: its result is not relayed. */
+  replay: boolean;
+}
+
+/** How a task reaches a tab (the coordinator routes through socket.io rooms so a tab back from a blip gets it). */
+export interface TaskSender {
+  send(v: Volunteer, meta: TaskMeta, input: Uint8Array | null, targets: Uint8Array | null): void;
+}
+
+export type Reject = (v: Volunteer, reason: string, message: string) => void;
+
+/** What every relayed frame of the run must be. */
+export interface FrameRules {
+  /** `[batch, seq, d]` */
+  shape: number[];
+  wire: WireEncoding;
+  maxBytes: number;
+}
+
+export interface TaskBookDeps {
+  stages: StageTable;
+  speeds: TabSpeeds;
+  hopTimes: HopTimes;
+  metrics: SwarmMetrics;
+  sender: TaskSender;
+  reject: Reject;
+  frames: FrameRules;
+}
+
+export function taskKey(attempt: number, mb: number, dir: string, hop: number): string {
+  return `${attempt}:${mb}:${dir}:${hop}`;
+}
+
+export class TaskBook {
+  private tasks = new Map<string, Task>();
+
+  constructor(private deps: TaskBookDeps) {}
+
+  /** Sends a task to `to` (or the replica expected to finish first). Returns the tab it went to. */
+  send(meta: TaskMeta, input: Uint8Array | null, targets: Uint8Array | null, opts: { to?: Volunteer; replay?: boolean } = {}): Volunteer {
+    const { stages, speeds, metrics } = this.deps;
+    const to = opts.to ?? speeds.pick(stages.replicas(meta.stage));
+    if (!to || to.stage !== meta.stage) throw new IterationAbandoned(meta.stage, []);
+    const idle = speeds.queued(to) === 0;
+    this.tasks.set(taskKey(meta.attempt, meta.mb, meta.dir, meta.hop), { meta, to, sentAt: Date.now(), idle, replay: opts.replay ?? false });
+    speeds.sent(to);
+    const bytes = (input?.byteLength ?? 0) + (targets?.byteLength ?? 0);
+    metrics.relayBytes.inc({ direction: meta.dir === 'B' ? 'backward' : 'forward' }, bytes);
+    this.deps.sender.send(to, meta, input, targets);
+    return to;
+  }
+
+  /**
+   * Checks a task result against what was asked of this tab. Returns the task it answers (now no
+   * longer outstanding) and its frame's norm, or rejects the message and returns undefined.
+   */
+  answer(v: Volunteer, meta: OutMeta, frame: Uint8Array | null, path: Hop[]): { task: Task; norm: number } | undefined {
+    const { reject } = this.deps;
+    const key = taskKey(meta.attempt, meta.mb, meta.dir, meta.hop);
+    const task = this.tasks.get(key);
+    if (!task) return void reject(v, 'out_of_turn', `no task ${key} is outstanding`);
+    if (task.to !== v) return void reject(v, 'wrong_stage', `task ${key} was sent to another tab`);
+    const hop = path[meta.hop]!;
+    const headForward = meta.dir !== 'B' && hop.segment.head;
+    const expectsFrame = meta.dir === 'B' ? !hop.segment.embed : !hop.segment.head;
+    if (headForward !== (meta.loss !== undefined)) {
+      return void reject(v, 'schema', headForward ? `task ${key} ran the head and must report a loss` : `task ${key} must not report a loss`);
+    }
+    if (expectsFrame !== (frame !== null)) {
+      return void reject(v, 'schema', expectsFrame ? `task ${key} must return a tensor frame` : `task ${key} must not return a tensor frame`);
+    }
+    let norm = 0;
+    if (frame) {
+      try {
+        const { shape, wire, maxBytes } = this.deps.frames;
+        norm = checkRelayFrame(frame, { kind: meta.dir === 'B' ? 'grad' : 'act', iteration: meta.iteration, microbatch: meta.mb, hop: meta.hop, fromStage: task.meta.stage, shape, wire }, maxBytes);
+      } catch (e) {
+        return void reject(v, e instanceof FrameError ? e.reason : 'frame', (e as Error).message);
+      }
+    }
+    this.tasks.delete(key);
+    const now = Date.now();
+    this.deps.speeds.answered(v, task.sentAt, now);
+    if (task.idle) this.deps.hopTimes.record(v, now - task.sentAt, meta.computeMs);
+    return { task, norm };
+  }
+
+  /** Takes back the tasks sent to `v` (it was lost): they are no longer outstanding. */
+  withdraw(v: Volunteer): Task[] {
+    const out: Task[] = [];
+    for (const [key, t] of [...this.tasks]) {
+      if (t.to !== v) continue;
+      this.tasks.delete(key);
+      out.push(t);
+    }
+    return out;
+  }
+
+  /** Whether some task is out with `v`. */
+  holds(v: Volunteer): boolean {
+    for (const t of this.tasks.values()) if (t.to === v) return true;
+    return false;
+  }
+
+  /** The oldest task unanswered for at least `deadlineMs`, if any. */
+  overdue(deadlineMs: number, now = Date.now()): Task | undefined {
+    for (const t of this.tasks.values()) if (now - t.sentAt >= deadlineMs) return t;
+    return undefined;
+  }
+
+  /** Microbatches with a task out. */
+  microbatches(): number[] {
+    return [...new Set([...this.tasks.values()].map((t) => t.meta.mb))];
+  }
+
+  /** The pass is over: nothing is outstanding, and the tabs' queues are empty again. */
+  clear(): void {
+    for (const t of this.tasks.values()) this.deps.speeds.clearQueue(t.to);
+    this.tasks.clear();
+  }
+}
