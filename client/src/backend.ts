@@ -171,116 +171,135 @@ async function sanityCheck(name: BackendName, timeoutMs: number): Promise<void> 
   }
 }
 
-/** Browser prerequisites + registration for one backend. Returns webgpu adapter info when relevant. */
-async function prepare(name: BackendName, allowFallbackAdapter: boolean): Promise<AdapterSummary | null> {
-  switch (name) {
-    case 'webgpu': {
-      const gpu = gpuFromNavigator();
-      if (!gpu) {
-        const secure = (globalThis as { isSecureContext?: boolean }).isSecureContext;
-        throw new SkipBackend(
-          secure === false
-            ? 'navigator.gpu is missing: this page is not a secure context (WebGPU needs https:// or http://localhost)'
-            : 'navigator.gpu is missing (WebGPU needs a secure context and a supporting browser)',
-        );
-      }
-      let adapter: GpuAdapterLike | null;
-      try {
-        adapter = await withTimeout(
-          gpu.requestAdapter({ powerPreference: 'high-performance' }),
-          15_000,
-          'navigator.gpu.requestAdapter()',
-        );
-      } catch (err) {
-        if (err instanceof SkipBackend) throw err;
-        throw new SkipBackend(`requesting a GPU adapter failed: ${errorText(err)}`);
-      }
-      if (!adapter) {
-        throw new SkipBackend(
-          'no GPU adapter (navigator.gpu.requestAdapter() returned null: the GPU is blocklisted, WebGPU is disabled, or no supported driver was found)',
-        );
-      }
-      let info = adapter.info;
-      if (!info && typeof adapter.requestAdapterInfo === 'function') {
-        try {
-          info = await adapter.requestAdapterInfo();
-        } catch {
-          info = undefined;
-        }
-      }
-      const summary = summarizeAdapterInfo(info, adapter.isFallbackAdapter);
-      if (!allowFallbackAdapter && summary.isFallbackAdapter) {
-        throw new SkipBackend(`only a software GPU adapter is available (${summary.label}); the wasm backend is usually faster`);
-      }
-      await import('@tensorflow/tfjs-backend-webgpu');
-      if (!tf.findBackendFactory('webgpu')) {
-        throw new SkipBackend('the tfjs webgpu backend did not register (navigator.gpu not visible to tfjs)');
-      }
-      return summary;
-    }
-    case 'webgl': {
-      const isWorker = typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope !== 'undefined';
-      if (isWorker && typeof OffscreenCanvas === 'undefined') {
-        throw new SkipBackend('WebGL2 unavailable in workers (OffscreenCanvas missing)');
-      }
-      if (typeof OffscreenCanvas !== 'undefined') {
-        const strict = new OffscreenCanvas(1, 1).getContext('webgl2', { failIfMajorPerformanceCaveat: true });
-        if (!strict) {
-          const lax = new OffscreenCanvas(1, 1).getContext('webgl2');
-          throw new SkipBackend(
-            lax
-              ? 'WebGL2 is only available through software rendering (major performance caveat)'
-              : 'WebGL2 context could not be created (GPU blocklisted, WebGL disabled, or unsupported)',
-          );
-        }
-      }
-      await import('@tensorflow/tfjs-backend-webgl');
-      if (!tf.findBackendFactory('webgl')) {
-        throw new SkipBackend('the tfjs webgl backend did not register');
-      }
-      return null;
-    }
-    case 'wasm': {
-      if (typeof WebAssembly !== 'object') {
-        throw new SkipBackend('WebAssembly is not available in this browser');
-      }
-      const wasm = await import('@tensorflow/tfjs-backend-wasm');
-      if (!wasmPathsSet) {
-        // usePlatformFetch=true: fetch the binary ourselves. Emscripten's own
-        // loader does not recognise ES-module workers (no importScripts) and
-        // has no fallback if streaming compilation fails.
-        wasm.setWasmPaths(
-          {
-            'tfjs-backend-wasm.wasm': absolute(wasmUrl),
-            'tfjs-backend-wasm-simd.wasm': absolute(wasmSimdUrl),
-            'tfjs-backend-wasm-threaded-simd.wasm': absolute(wasmThreadedSimdUrl),
-          },
-          true,
-        );
-        wasmPathsSet = true;
-      }
-      return null;
-    }
-    case 'cpu': {
-      await import('@tensorflow/tfjs-backend-cpu');
-      return null;
-    }
-  }
+/** What it takes to use one backend. */
+interface BackendProbe {
+  /**
+   * Check the browser prerequisites (a SkipBackend says, in words a volunteer understands, why
+   * not) and register the backend with tfjs (a dynamic import: an unused backend is never
+   * downloaded). Returns the adapter info where there is one (webgpu).
+   */
+  prepare(allowFallbackAdapter: boolean): Promise<AdapterSummary | null>;
+  /** Once tfjs runs on it: the adapter info to report, from what `prepare` returned. */
+  describe?(prepared: AdapterSummary | null): AdapterSummary | null;
 }
 
+const webgpu: BackendProbe = {
+  async prepare(allowFallbackAdapter) {
+    const gpu = gpuFromNavigator();
+    if (!gpu) {
+      const secure = (globalThis as { isSecureContext?: boolean }).isSecureContext;
+      throw new SkipBackend(
+        secure === false
+          ? 'navigator.gpu is missing: this page is not a secure context (WebGPU needs https:// or http://localhost)'
+          : 'navigator.gpu is missing (WebGPU needs a secure context and a supporting browser)',
+      );
+    }
+    let adapter: GpuAdapterLike | null;
+    try {
+      adapter = await withTimeout(gpu.requestAdapter({ powerPreference: 'high-performance' }), 15_000, 'navigator.gpu.requestAdapter()');
+    } catch (err) {
+      if (err instanceof SkipBackend) throw err;
+      throw new SkipBackend(`requesting a GPU adapter failed: ${errorText(err)}`);
+    }
+    if (!adapter) {
+      throw new SkipBackend(
+        'no GPU adapter (navigator.gpu.requestAdapter() returned null: the GPU is blocklisted, WebGPU is disabled, or no supported driver was found)',
+      );
+    }
+    let info = adapter.info;
+    if (!info && typeof adapter.requestAdapterInfo === 'function') {
+      try {
+        info = await adapter.requestAdapterInfo();
+      } catch {
+        info = undefined;
+      }
+    }
+    const summary = summarizeAdapterInfo(info, adapter.isFallbackAdapter);
+    if (!allowFallbackAdapter && summary.isFallbackAdapter) {
+      throw new SkipBackend(`only a software GPU adapter is available (${summary.label}); the wasm backend is usually faster`);
+    }
+    await import('@tensorflow/tfjs-backend-webgpu');
+    if (!tf.findBackendFactory('webgpu')) {
+      throw new SkipBackend('the tfjs webgpu backend did not register (navigator.gpu not visible to tfjs)');
+    }
+    return summary;
+  },
+  describe(prepared) {
+    // Prefer the info of the device tfjs actually opened (GPUDevice.adapterInfo, Chrome 132+).
+    const device = (tf.backend() as unknown as { device?: { adapterInfo?: GpuAdapterInfoLike } }).device;
+    return device?.adapterInfo ? summarizeAdapterInfo(device.adapterInfo, prepared?.isFallbackAdapter ?? undefined) : prepared;
+  },
+};
+
+const webgl: BackendProbe = {
+  async prepare() {
+    const isWorker = typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope !== 'undefined';
+    if (isWorker && typeof OffscreenCanvas === 'undefined') {
+      throw new SkipBackend('WebGL2 unavailable in workers (OffscreenCanvas missing)');
+    }
+    if (typeof OffscreenCanvas !== 'undefined') {
+      const strict = new OffscreenCanvas(1, 1).getContext('webgl2', { failIfMajorPerformanceCaveat: true });
+      if (!strict) {
+        const lax = new OffscreenCanvas(1, 1).getContext('webgl2');
+        throw new SkipBackend(
+          lax
+            ? 'WebGL2 is only available through software rendering (major performance caveat)'
+            : 'WebGL2 context could not be created (GPU blocklisted, WebGL disabled, or unsupported)',
+        );
+      }
+    }
+    await import('@tensorflow/tfjs-backend-webgl');
+    if (!tf.findBackendFactory('webgl')) {
+      throw new SkipBackend('the tfjs webgl backend did not register');
+    }
+    return null;
+  },
+};
+
 let wasmPathsSet = false;
+
+const wasm: BackendProbe = {
+  async prepare() {
+    if (typeof WebAssembly !== 'object') {
+      throw new SkipBackend('WebAssembly is not available in this browser');
+    }
+    const backend = await import('@tensorflow/tfjs-backend-wasm');
+    if (!wasmPathsSet) {
+      // usePlatformFetch=true: fetch the binary ourselves. Emscripten's own
+      // loader does not recognise ES-module workers (no importScripts) and
+      // has no fallback if streaming compilation fails.
+      backend.setWasmPaths(
+        {
+          'tfjs-backend-wasm.wasm': absolute(wasmUrl),
+          'tfjs-backend-wasm-simd.wasm': absolute(wasmSimdUrl),
+          'tfjs-backend-wasm-threaded-simd.wasm': absolute(wasmThreadedSimdUrl),
+        },
+        true,
+      );
+      wasmPathsSet = true;
+    }
+    return null;
+  },
+};
+
+const cpu: BackendProbe = {
+  async prepare() {
+    await import('@tensorflow/tfjs-backend-cpu');
+    return null;
+  },
+};
+
+/** Every backend's probe; `selectBackend` tries them in the order it is given (fastest first by default). */
+const PROBES: Record<BackendName, BackendProbe> = { webgpu, webgl, wasm, cpu };
 
 function absolute(url: string): string {
   const base = (globalThis as { location?: { href: string } }).location?.href;
   return base ? new URL(url, base).href : url;
 }
 
-async function tryBackend(
-  name: BackendName,
-  timeoutMs: number,
-  allowFallbackAdapter: boolean,
-): Promise<AdapterSummary | null> {
-  const info = await prepare(name, allowFallbackAdapter);
+async function tryBackend(name: BackendName, timeoutMs: number, allowFallbackAdapter: boolean): Promise<AdapterSummary | null> {
+  const probe = PROBES[name];
+  const info = await probe.prepare(allowFallbackAdapter);
   try {
     await setBackendOrExplain(name, timeoutMs);
     await sanityCheck(name, timeoutMs);
@@ -293,14 +312,7 @@ async function tryBackend(
     }
     throw err;
   }
-  if (name === 'webgpu') {
-    // Prefer the info of the device tfjs actually opened (GPUDevice.adapterInfo, Chrome 132+).
-    const device = (tf.backend() as unknown as { device?: { adapterInfo?: GpuAdapterInfoLike } }).device;
-    if (device?.adapterInfo) {
-      return summarizeAdapterInfo(device.adapterInfo, info?.isFallbackAdapter ?? undefined);
-    }
-  }
-  return info;
+  return probe.describe ? probe.describe(info) : info;
 }
 
 /**

@@ -13,6 +13,7 @@ import { weightsDigest } from '../model/digest.js';
 import { decodeTensorFrame, encodeTensorFrame, encodeNamedTensors, decodeNamedTensors } from '../protocol/codec.js';
 import { decodeStageState, decodeWeights, encodeStageState, encodeWeights } from '../protocol/stage-state-bundle.js';
 import { WIRE_DTYPES, type WireEncoding } from '../protocol/wire-encoding.js';
+import { OK, asError, asNotOk, reply } from './reply.js';
 import type {
   Assignment,
   Capabilities,
@@ -31,6 +32,9 @@ import type {
 } from '../protocol/events.js';
 
 export type VolunteerSocket = Socket<ServerToVolunteer, VolunteerToServer>;
+
+/** One handler per coordinator event (the compiler checks none is missing), and one per (re)connection. */
+type AgentHandlers = ServerToVolunteer & { connect: () => void };
 
 export interface AgentStatus {
   volunteerId: string | null;
@@ -106,103 +110,109 @@ export class VolunteerAgent {
   };
 
   constructor(private socket: VolunteerSocket, private opts: AgentOptions) {
-    socket.on('welcome', (info) => {
-      this.status.volunteerId = info.volunteerId;
-      this.runId = info.runId;
-      this.emitStatus();
-    });
-    socket.on('assign', (a, ack) => {
-      try {
-        this.assign(a);
-        ack({ ok: true });
-      } catch (e) {
-        this.log('error', `assignment failed: ${(e as Error).message}`);
-        ack({ ok: false, error: (e as Error).message });
-      }
-    });
-    socket.on('task', (meta, input, targets) => {
-      this.queue.push({ meta, input: input && toBytes(input), targets: targets && toBytes(targets) });
-      void this.pump();
-    });
-    socket.on('grad_norm', (info, ack) => {
-      // Async read-back (gradNormAsync): a synchronous one breaks WebGPU in a worker.
-      void this.idle()
-        .then(async () => (this.stage ? ack({ iteration: info.iteration, preClipNorm: await this.stage.gradNormAsync() }) : ack({ error: 'no stage assigned' })))
-        .catch((e: Error) => ack({ error: e.message }));
-    });
-    socket.on('step', (info, ack) => {
-      const stepping = this.step(info.iteration).then(ack, (e: Error) => ack({ error: e.message }));
-      this.stepping = stepping;
-      void stepping.finally(() => {
-        if (this.stepping === stepping) this.stepping = null;
-      });
-    });
-    socket.on('abandon', () => {
-      // Socket order guarantees every task of the abandoned attempt arrived before this. A step
-      // in progress is not undone: the coordinator sent it, so every surviving stage applies it
-      // (and there are no stashes during a step).
-      this.queue = [];
-      if (!this.stepping) this.stage?.abandon();
-      this.iterationComputeMs = 0;
-      this.iterationTokens = 0;
-    });
-    socket.on('get_grads', (info, ack) => {
-      void this.chunkOf('grads', info, () => this.gradsBundle()).then(ack, (e: Error) => ack({ error: e.message }));
-    });
-    socket.on('set_grads', (_info, bundle, ack) => {
-      void this.idle()
-        .then(() => {
-          if (!this.stage) throw new Error('no stage assigned');
-          this.stage.setGrads(decodeWeights(toBytes(bundle)));
-          ack({ ok: true });
-        })
-        .catch((e: Error) => ack({ ok: false, error: e.message }));
-    });
-    socket.on('weights_digest', (_info, ack) => {
-      void this.idle()
-        .then(async () => {
-          if (!this.stage) throw new Error('no stage assigned');
-          ack({ digest: weightsDigest(await this.stage.getWeightsAsync()), step: this.stage.optimizerStep() });
-        })
-        .catch((e: Error) => ack({ error: e.message }));
-    });
-    socket.on('group', (g) => {
-      if (this.stage && g.stage === this.stage.index) {
-        this.status.group = { replica: g.replica, of: g.of };
-        this.emitStatus();
-      }
-    });
-    socket.on('get_weights', (info, ack) => {
-      void this.chunkOf(`weights:${info.parts}`, info, () => this.weightsBundle(info.parts)).then(ack, (e: Error) => ack({ error: e.message }));
-    });
-    socket.on('put_replica', ({ part }, bundle, ack) => {
-      // Validate before keeping: a replica must decode; it is restored only through the coordinator.
-      try {
-        decodeNamedTensors(toBytes(bundle));
-        this.replicas.set(part, toBytes(bundle));
-        ack({ ok: true });
-      } catch (e) {
-        ack({ ok: false, error: (e as Error).message });
-      }
-    });
-    socket.on('infer', (info, input, ack) => {
-      void this.infer(info, toBytes(input)).then(ack, (e: Error) => ack({ error: e.message }));
-    });
-    socket.on('run_status', (s) => {
-      this.status.run = s;
-      this.emitStatus();
-    });
-    socket.on('rejected', (info) => this.log('warn', `coordinator rejected a message (${info.reason}): ${info.message}`));
-    socket.on('connect', () => {
-      // A new session (not a recovered blip): whatever was in flight belongs to a pass that no
-      // longer exists (e.g. the coordinator restarted); drop it, keep the weights.
-      if (!socket.recovered) {
-        this.queue = [];
-        this.stage?.abandon();
-      }
-      this.hello();
-    });
+    const handlers = this.handlers();
+    for (const event of Object.keys(handlers) as (keyof AgentHandlers)[]) socket.on(event, handlers[event] as never);
     if (socket.connected) this.hello();
+  }
+
+  /** What this tab does on each coordinator event, and on every (re)connection. */
+  private handlers(): AgentHandlers {
+    return {
+      welcome: (info) => {
+        this.status.volunteerId = info.volunteerId;
+        this.runId = info.runId;
+        this.emitStatus();
+      },
+      assign: (a, ack) => {
+        const take = () => {
+          this.assign(a);
+          return OK;
+        };
+        const failed = (error: string) => {
+          this.log('error', `assignment failed: ${error}`);
+          return asNotOk(error);
+        };
+        void reply(ack, take, failed);
+      },
+      task: (meta, input, targets) => {
+        this.queue.push({ meta, input: input && toBytes(input), targets: targets && toBytes(targets) });
+        void this.pump();
+      },
+      grad_norm: (info, ack) => {
+        // Async read-back (gradNormAsync): a synchronous one breaks WebGPU in a worker.
+        const norm = async () => ({ iteration: info.iteration, preClipNorm: await (await this.idleStage()).gradNormAsync() });
+        void reply(ack, norm, asError);
+      },
+      step: (info, ack) => {
+        const stepping = reply(ack, () => this.step(info.iteration), asError);
+        this.stepping = stepping;
+        void stepping.finally(() => {
+          if (this.stepping === stepping) this.stepping = null;
+        });
+      },
+      abandon: () => {
+        // Socket order guarantees every task of the abandoned attempt arrived before this. A step
+        // in progress is not undone: the coordinator sent it, so every surviving stage applies it
+        // (and there are no stashes during a step).
+        this.queue = [];
+        if (!this.stepping) this.stage?.abandon();
+        this.iterationComputeMs = 0;
+        this.iterationTokens = 0;
+      },
+      get_grads: (info, ack) => void reply(ack, () => this.chunkOf('grads', info, () => this.gradsBundle()), asError),
+      set_grads: (_info, bundle, ack) => {
+        const set = async () => {
+          (await this.idleStage()).setGrads(decodeWeights(toBytes(bundle)));
+          return OK;
+        };
+        void reply(ack, set, asNotOk);
+      },
+      weights_digest: (_info, ack) => {
+        const digest = async () => {
+          const stage = await this.idleStage();
+          return { digest: weightsDigest(await stage.getWeightsAsync()), step: stage.optimizerStep() };
+        };
+        void reply(ack, digest, asError);
+      },
+      group: (g) => {
+        if (this.stage && g.stage === this.stage.index) {
+          this.status.group = { replica: g.replica, of: g.of };
+          this.emitStatus();
+        }
+      },
+      get_weights: (info, ack) => void reply(ack, () => this.chunkOf(`weights:${info.parts}`, info, () => this.weightsBundle(info.parts)), asError),
+      put_replica: ({ part }, bundle, ack) => {
+        // Validate before keeping: a replica must decode; it is restored only through the coordinator.
+        const keep = () => {
+          decodeNamedTensors(toBytes(bundle));
+          this.replicas.set(part, toBytes(bundle));
+          return OK;
+        };
+        void reply(ack, keep, asNotOk);
+      },
+      infer: (info, input, ack) => void reply(ack, () => this.infer(info, toBytes(input)), asError),
+      run_status: (s) => {
+        this.status.run = s;
+        this.emitStatus();
+      },
+      rejected: (info) => this.log('warn', `coordinator rejected a message (${info.reason}): ${info.message}`),
+      connect: () => {
+        // A new session (not a recovered blip): whatever was in flight belongs to a pass that no
+        // longer exists (e.g. the coordinator restarted); drop it, keep the weights.
+        if (!this.socket.recovered) {
+          this.queue = [];
+          this.stage?.abandon();
+        }
+        this.hello();
+      },
+    };
+  }
+
+  /** This tab's stage once no task is running; throws when none is assigned. */
+  private async idleStage(): Promise<Stage> {
+    await this.idle();
+    if (!this.stage) throw new Error('no stage assigned');
+    return this.stage;
   }
 
   private hello(): void {
@@ -252,9 +262,7 @@ export class VolunteerAgent {
 
   /** The gradient accumulated over the hops this tab ran in this iteration. */
   private async gradsBundle(): Promise<Uint8Array> {
-    await this.idle();
-    if (!this.stage) throw new Error('no stage assigned');
-    return encodeWeights(await this.stage.getGradsAsync());
+    return encodeWeights(await (await this.idleStage()).getGradsAsync());
   }
 
   /**
