@@ -20,6 +20,8 @@ bash scripts/ensure-chromium.sh
 bash scripts/ensure-packages.sh   # nginx, prometheus/promtool, openssl for deploy/ and TLS tests
 echo "== typecheck"
 npx tsc --noEmit -p .
+echo "== import cycles (madge)"
+npm run --silent check:cycles
 echo "== unit and Node swarm tests (vitest)"
 npx vitest run
 echo "== client build"

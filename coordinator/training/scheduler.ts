@@ -19,7 +19,7 @@ import { maxRelayFrameBytes } from '../screening/relay-check.js';
 import { Screening } from '../screening/screening.js';
 import type { Volunteer } from '../tabs/registry.js';
 import type { BundleTransfer } from '../tabs/bundle-transfer.js';
-import { median, type TabSpeeds } from '../tabs/tab-speed.js';
+import type { TabSpeeds } from '../tabs/tab-speed.js';
 import type { StageTable } from '../placement/stage-table.js';
 import type { Placement } from '../placement/placement.js';
 import type { SwarmMetrics } from '../record/metrics.js';
@@ -30,11 +30,14 @@ import { evalPass, trainPass, type PassKind } from './pass-kind.js';
 import { PipelinePass } from './pipeline-pass.js';
 import { Barrier, BarrierPhase } from './barrier.js';
 import { ReplicaAsk } from './replica-ask.js';
-import { TaskBook, type Reject, type TaskSender } from './task-book.js';
+import { TaskBook } from './task-book.js';
+import { TaskWatchdog } from './task-watchdog.js';
+import type { RecoveryLadder, StatusBroadcast, TabActions } from './collaborators.js';
 import { IterationAbandoned } from './iteration-abandoned.js';
 import type { RunProgress } from './run-progress.js';
 
 export { IterationAbandoned };
+export type { RecoveryLadder, StatusBroadcast, TabActions };
 
 export interface SchedulerOptions {
   settings: RunSettings;
@@ -55,30 +58,6 @@ export interface SchedulerOptions {
   maxInFlight: number;
 }
 
-/** The recovery ladder's rungs, as the scheduler reaches them (recovery.ts). */
-export interface RecoveryLadder {
-  /** The strategy rung: a stage's last replica is gone; resolves once the strategy has rebuilt (or set out to rebuild) it. */
-  stageLost(stage: number, opts: { distrust: boolean }): Promise<void>;
-  /** The replica rung: `rerun` hops ran again now, or null when it was lost at the barrier. */
-  replicaLost(stage: number, v: Volunteer, rerun: number | null): void;
-}
-
-/** What the scheduler may do to tabs (the connections own them). */
-export interface TabActions {
-  sender: TaskSender;
-  reject: Reject;
-  quarantine: (v: Volunteer, reason: string) => void;
-  /** Drops a tab that answers pings but not its tasks or barrier questions. */
-  unresponsive: (v: Volunteer, why: string) => void;
-}
-
-/** How the run's status reaches every tab (one broadcast each). */
-export interface StatusBroadcast {
-  status(s: RunStatus): void;
-  /** Every tab serving a stage: the current pass is abandoned. */
-  abandon(iteration: number): void;
-}
-
 export interface SchedulerDeps {
   progress: RunProgress;
   stages: StageTable;
@@ -95,11 +74,6 @@ export interface SchedulerDeps {
   /** After every completed iteration (awaited before the next starts). */
   onIteration: (r: IterationRecord) => Promise<void>;
 }
-
-/** A task may take at most this many times the swarm's median task time ... */
-const TASK_DEADLINE_FACTOR = 20;
-/** ... but never less than this (a WebGPU tab's first tasks compile their kernels). */
-const TASK_DEADLINE_FLOOR_MS = 30_000;
 
 export class Scheduler {
   private runState: RunStatus['state'] = 'waiting';
@@ -120,12 +94,18 @@ export class Scheduler {
   private wake: (() => void) | null = null;
   private closed = false;
   private loopDone: Promise<void> | null = null;
-  private watchdog: NodeJS.Timeout | null = null;
+  private readonly watchdog: TaskWatchdog;
 
   constructor(readonly opts: SchedulerOptions, private deps: SchedulerDeps) {
     this.screening = new Screening(this.nStages, opts.outlierFactor);
     this.train = trainPass({ swap: opts.swap, window: (M) => this.trainWindow(M).size });
     this.ask = new ReplicaAsk({ stages: deps.stages, metrics: deps.metrics, reject: deps.tabs.reject, unresponsive: deps.tabs.unresponsive, timeoutMs: opts.stepTimeoutMs });
+    this.watchdog = new TaskWatchdog(opts.taskTimeoutMs, {
+      stages: deps.stages,
+      speeds: deps.speeds,
+      overdue: (deadlineMs, now) => this.activePass()?.overdue(deadlineMs, now),
+      unresponsive: deps.tabs.unresponsive,
+    });
     deps.metrics.stages.set(this.nStages);
   }
 
@@ -232,20 +212,12 @@ export class Scheduler {
 
   start(): void {
     this.loopDone = this.loop();
-    this.watchdog = setInterval(() => this.checkOverdue(), Math.min(1000, Math.max(50, this.opts.taskTimeoutMs / 4)));
-    this.watchdog.unref();
-  }
-
-  /** Drops the tab holding the oldest overdue task, if any. */
-  private checkOverdue(): void {
-    const now = Date.now();
-    const t = this.activePass()?.overdue(this.taskDeadlineMs(), now);
-    if (t) this.deps.tabs.unresponsive(t.to, `task ${t.meta.dir} mb ${t.meta.mb} hop ${t.meta.hop} unanswered for ${now - t.sentAt} ms`);
+    this.watchdog.start();
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    if (this.watchdog) clearInterval(this.watchdog);
+    this.watchdog.stop();
     this.activePass()?.abort(new Error('coordinator closing'));
     this.barrier?.abort(new Error('coordinator closing'));
     this.kick();
@@ -413,17 +385,6 @@ export class Scheduler {
     for (const f of this.observers) await f(record);
     await this.deps.placement.rebalance(iteration);
     this.broadcastStatus();
-  }
-
-  /**
-   * How long a task may stay unanswered: the configured timeout, but no more than a multiple of
-   * the swarm's median task time (with a floor for first-iteration compilation), so a tab that
-   * answers every task just under the fixed timeout cannot hold the run at that pace.
-   */
-  private taskDeadlineMs(): number {
-    const times = this.deps.stages.allReplicas().map((v) => this.deps.speeds.taskMs(v)).filter((t): t is number => t !== null);
-    const med = median(times);
-    return med === null ? this.opts.taskTimeoutMs : Math.min(this.opts.taskTimeoutMs, Math.max(TASK_DEADLINE_FLOOR_MS, TASK_DEADLINE_FACTOR * med));
   }
 
   /** The largest relayed frame of this run (header + payload). */
