@@ -183,9 +183,11 @@ function wrap(text: string, width: number): string[] {
   return [...lines, line];
 }
 
+const SECTIONS: Flag['section'][] = ['Server', 'HTTPS and proxies', 'Run', 'Recovery', 'Command'];
+
 /** --help, generated from the table. */
 export function helpText(): string {
-  const sections: Flag['section'][] = ['Server', 'HTTPS and proxies', 'Run', 'Recovery', 'Command'];
+  const sections = SECTIONS;
   const lines = [
     'Usage: npm start -- [options]        (npm run swarm -- --tabs N adds headless volunteers)',
     '',
@@ -205,4 +207,21 @@ export function helpText(): string {
     }
   }
   return lines.join('\n') + '\n';
+}
+
+/** The table as markdown (README's flag table, `npm run flags:doc`): one row per flag, by section. */
+export function flagsMarkdown(): string {
+  const cell = (text: string): string => text.replace(/\|/g, '\\|').replace(/</g, '&lt;').replace(/\*/g, '\\*');
+  const rows = ['| flag | default | meaning |', '|---|---|---|'];
+  for (const section of SECTIONS) {
+    rows.push(`| **${section}** | | |`);
+    for (const n of names) {
+      const f: Flag = FLAGS[n];
+      if (f.section !== section) continue;
+      const name = `\`${f.short ? `-${f.short}, ` : ''}--${n}${f.arg ? ` ${f.arg}` : ''}\``.replace(/\|/g, '\\|');
+      const dflt = f.default === undefined ? '' : f.kind === 'boolean' ? (f.default ? 'on' : 'off') : `\`${f.default}\``;
+      rows.push(`| ${name} | ${dflt} | ${cell(f.help)} |`);
+    }
+  }
+  return rows.join('\n') + '\n';
 }
