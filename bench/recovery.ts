@@ -118,10 +118,10 @@ async function runScenario(
     const back = coord.scheduler.history.find((h) => h.time >= ev.detectedAt && h.iteration === ev.iteration + 1)!;
     await until(() => coord.scheduler.iteration >= KILL_AFTER + AFTER, 'the remaining iterations', 30 * 60_000);
     const completed = coord.scheduler.history.length;
-    const rec = coord.recovery as unknown as { replicaBytes?: number; redundantBytes?: number; lastCheckpoint?: { bytes: number } | null };
+    // Upkeep between failures: CheckFree+'s embedding/head replicas, redundant copies, checkpoints.
     const metricsText = await coord.metrics.text();
-    const ckptBytes = Number(/swarm_recovery_bytes_total\{kind="checkpoint"\} (\d+(?:\.\d+)?(?:e\+\d+)?)/.exec(metricsText)?.[1] ?? 0);
-    const upkeep = (rec.replicaBytes ?? 0) + (rec.redundantBytes ?? 0) + ckptBytes;
+    const bytesOf = (kind: string) => Number(new RegExp(`swarm_recovery_bytes_total\\{kind="${kind}"\\} (\\d+(?:\\.\\d+)?(?:e\\+\\d+)?)`).exec(metricsText)?.[1] ?? 0);
+    const upkeep = bytesOf('replica') + bytesOf('redundant') + bytesOf('checkpoint');
     const cfg = modelConfigOf(settings);
     const stageBytes = stageParamSpecs(cfg, stage).reduce((a, s) => a + sizeOf(s.shape) * 4, 0);
     return {

@@ -22,13 +22,13 @@
  *                ping, connectionStateRecovery, allowRequest), namespace /relay: per message
  *                the per-tab token bucket (socket.use), a guarded handler, the coordinator's own
  *                parseOutMessage and checkRelayFrame (coordinator/relay-check.ts), relayBytes metric, then
- *                nsp.to(B.id).emit('task', meta, frame, null) as Coordinator.emitTask does.
+ *                nsp.to(B.id).emit('task', meta, frame, null) as the coordinator's taskSender does.
  *   sio-nocsr    the same handler on a socket.io Server with the same options *minus*
  *                connectionStateRecovery (what the session-recovery packet log costs).
  *   coordinator  a real Coordinator (2 stages, tiny preset, batch sized so one activation is the
  *                message size) driven by two fake volunteers that answer every task at once
  *                with a real tensor frame: activations A->B and gradients B->A go through
- *                attach() -> Scheduler.handleOut -> checkOut -> send -> emitTask. This path
+ *                attach() -> Scheduler.handleOut -> PipelinePass.onOut -> TaskBook.answer -> TaskBook.send. This path
  *                also carries the coordinator's own token/target frames (1/64 of an activation
  *                here), loss and barrier control messages and the two-phase barrier (grad_norm, step)
  *                every iteration.
@@ -114,7 +114,7 @@ function settingsFor(batch: number, microbatches: number): RunSettings {
   return { ...SETTINGS_BASE, batch, microbatches };
 }
 
-/** The scheduler's relay work for one result (attach + checkOut + send), then emit to B's room. */
+/** The coordinator's relay work for one result (attach + TaskBook.answer + send), then emit to B's room. */
 function attachRelay(nsp: Namespace, coord: Coordinator, counters: { rejected: number }): void {
   const { batch } = coord.opts.settings;
   const T = coord.scheduler.opts.config.seqLen;

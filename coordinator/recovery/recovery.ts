@@ -1,12 +1,7 @@
 /**
- * The recovery ladder (docs/recovery.md). A tab that served a stage is gone:
- *   replica   its stage still has other tabs: nothing is rebuilt (the scheduler re-ran its hops);
- *   handoff   it was the last tab and handed its exact state over as it left;
- *   strategy  it was the last tab and left nothing: the configured strategy rebuilds the stage
- *             (checkfree+, checkfree, redundant, checkpoint, none: one object each, behind the
- *             interface in recovery-strategy.ts).
- * This module owns the ladder's events and metrics; the strategy owns how a stage comes back
- * and what it keeps fresh between failures.
+ * The recovery ladder (replica, handoff, strategy rungs: docs/recovery.md#the-recovery-ladder).
+ * This module owns the ladder's events and metrics; the configured strategy (one object each
+ * behind recovery-strategy.ts) owns how a stage comes back and what it keeps fresh between failures.
  */
 import type { RecoveryStrategy as StrategyName } from '../../shared/run-settings.js';
 import type { RecoveryMethod } from '../../shared/recovery/plan.js';

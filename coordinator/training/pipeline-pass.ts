@@ -5,10 +5,9 @@
  * hop's backward returns to the replica that ran its forward (its stash is there). At most a
  * window of microbatches is in flight.
  *
- * A replica lost while its stage has siblings costs nothing but the hops it held: the pass kept
- * their inputs, so they run again on a sibling (a forward to rebuild the stash; a backward that
- * had already run there runs again so its gradient is counted once, its output discarded). The
- * pass is kept until the barrier is done, which re-runs the hops of replicas lost there.
+ * The pass keeps each hop's inputs while its stage has siblings, so a lost replica's hops run again
+ * on a sibling (the replica rung: docs/recovery.md#the-recovery-ladder); it is kept until the
+ * barrier is done, which re-runs the hops of replicas lost there.
  */
 import type { Hop } from '../../shared/schedule/paths.js';
 import { encodeTensorFrame } from '../../shared/protocol/index.js';

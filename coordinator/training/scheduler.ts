@@ -5,10 +5,10 @@
  * (run-progress.ts, the `onIteration` hook: recovery's upkeep, replica sync, the operator), and
  * every `--eval-every` iterations a validation pass.
  *
- * Losses reach the loop through `tabLost`: a replica with siblings costs the hops it held (the
- * active pass runs them again; at the barrier, the barrier does); a stage's last replica abandons
- * the iteration on every tab (nothing applied) and goes to the recovery ladder's strategy rung. A
- * watchdog drops a tab that leaves a task unanswered too long.
+ * Losses reach the loop through `tabLost`, which hands them to the recovery ladder
+ * (docs/recovery.md#the-recovery-ladder); a stage's last replica lost abandons the iteration on
+ * every tab (nothing applied). A watchdog (task-watchdog.ts) drops a tab that leaves a task
+ * unanswered too long.
  */
 import type { ResolvedConfig } from '../../shared/model/config.js';
 import type { OutMeta, RunStatus } from '../../shared/protocol/events.js';
