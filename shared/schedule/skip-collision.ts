@@ -24,10 +24,10 @@
  */
 import { mulberry32 } from '../model/rng.js';
 import { MinHeap } from './min-heap.js';
-import { applyCheckFreeSwap, coverage, stageCounts } from './skip-paths.js';
+import { applyCheckFreeSwap, stageCounts } from './skip-paths.js';
 import { planPath, timeRoundTrip, type Interval } from './skip-astar.js';
 import { randomSchedule } from './skip-random.js';
-import { drawSeed, fullSchedule, microbatchPlans, minVisits, type ScheduleRequest } from './skip-request.js';
+import { drawSeed, fullSchedule, microbatchPlans, scheduleBounds, UNSWAPPED, type MicrobatchPlan, type ScheduleRequest } from './skip-request.js';
 import { checkCosts, simulateIteration, type StageCosts } from './skip-timing.js';
 
 export interface CollisionOptions {
@@ -78,8 +78,9 @@ export function collisionSchedule(req: ScheduleRequest, costs: StageCosts, opts:
     const orders = fullSchedule(req);
     return { orders, makespanMs: simulateIteration(orders, S, costs, { maxInFlight: opts.maxInFlight }).makespanMs, nodes: 0, solutions: 1, fallback: false };
   }
-  const least = minVisits(req);
-  const { cap } = coverage(rules, M);
+  const bounds = scheduleBounds(req);
+  const least = bounds.floor;
+  const cap = bounds.cap;
   const rand = mulberry32(drawSeed(req.seed, req.iteration, 2));
   const tieBreak = Array.from({ length: S }, () => rand() * 1e-9);
   const simulate = (orders: number[][]) => simulateIteration(orders, S, costs, { maxInFlight: opts.maxInFlight });
@@ -96,17 +97,22 @@ export function collisionSchedule(req: ScheduleRequest, costs: StageCosts, opts:
     const waits: number[][] = [];
     const counts = new Array<number>(S).fill(0);
     for (let mb = 0; mb < M; mb++) {
-      const pairs = plans[mb]!.pairs;
-      const req = new Set([...plans[mb]!.required, ...required[mb]!]);
-      const forb = new Set(forbidden[mb]!);
-      for (let st = 1; st < S - 1; st++) {
-        if (req.has(st)) continue;
-        const later = plans.slice(mb + 1).filter((p, i) => p.required.includes(st) || required[mb + 1 + i]!.has(st)).length;
-        if (counts[st]! + later >= cap) forb.add(st);
-        else if (least[st]! - counts[st]! >= M - mb && !forb.has(st) && req.size < inner) req.add(st);
-      }
-      const transform = (o: number[]) => applyCheckFreeSwap(o, pairs, S);
-      const r = planPath({ rules, costs, forbidden: forb, required: req, inOrder: pairs.first || pairs.last, reservations, tieBreak, maxExpansions, transform });
+      const find = (own: MicrobatchPlan, inOrder: boolean) => {
+        const req = new Set([...own.required, ...required[mb]!]);
+        const forb = new Set(forbidden[mb]!);
+        for (let st = 1; st < S - 1; st++) {
+          if (req.has(st)) continue;
+          const later = plans.slice(mb + 1).filter((p, i) => p.required.includes(st) || required[mb + 1 + i]!.has(st)).length;
+          if (counts[st]! + later >= cap[st]!) forb.add(st);
+          else if (least[st]! - counts[st]! >= M - mb && !forb.has(st) && req.size < inner) req.add(st);
+        }
+        const transform = (o: number[]) => applyCheckFreeSwap(o, own.pairs, S);
+        return planPath({ rules, costs, forbidden: forb, required: req, inOrder, reservations, tieBreak, maxExpansions, transform });
+      };
+      // A CheckFree+ microbatch for which no legal path holds its partners runs in order, unswapped.
+      const own = plans[mb]!;
+      const swapped = own.pairs.first || own.pairs.last;
+      const r = find(own, swapped) ?? (own.required.length ? find(UNSWAPPED, true) : null);
       if (!r) return null;
       const order = r.order;
       orders.push(order);
@@ -136,9 +142,9 @@ export function collisionSchedule(req: ScheduleRequest, costs: StageCosts, opts:
     const byFinish = (a: number, b: number) => n.finish[a]! - n.finish[b]! || a - b;
     for (let s = 1; s < S - 1; s++) {
       if (rules.vacant.includes(s)) continue;
-      if (counts[s]! > cap) {
+      if (counts[s]! > cap[s]!) {
         const mbs = n.orders.map((o, mb) => (o.includes(s) && !plans[mb]!.required.includes(s) && !n.required[mb]!.has(s) ? mb : -1)).filter((mb) => mb >= 0);
-        return { kind: 'cap', stage: s, groups: windows(mbs.sort((a, b) => byFinish(b, a)), counts[s]! - cap) };
+        return { kind: 'cap', stage: s, groups: windows(mbs.sort((a, b) => byFinish(b, a)), counts[s]! - cap[s]!) };
       }
       if (counts[s]! < least[s]!) {
         const mbs = n.orders.map((o, mb) => (!o.includes(s) && !n.forbidden[mb]!.has(s) && plans[mb]!.required.length + n.required[mb]!.size < inner ? mb : -1)).filter((mb) => mb >= 0);
@@ -202,6 +208,8 @@ export function collisionSchedule(req: ScheduleRequest, costs: StageCosts, opts:
     }
   }
   if (bestSolution) return { orders: bestSolution.orders, makespanMs: bestSolution.makespan, nodes, solutions, fallback: false };
+  // mustVisit is best effort: a stage that sat out may not fit this iteration's paths.
+  if (req.mustVisit?.length) return collisionSchedule({ ...req, mustVisit: [] }, costs, opts);
   const orders = randomSchedule(req);
   return { orders, makespanMs: simulate(orders).makespanMs, nodes, solutions, fallback: true };
 }

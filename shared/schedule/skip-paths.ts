@@ -20,14 +20,16 @@
  * - `jump`:    a stage above the furthest reached so far is at most `maxJump` stages above it
  *              (the embedding counts as reaching stage 0). The reference bounds jumps at 4; a
  *              high skip ratio or a run of vacant stages needs more, so skipRules raises the bound
- *              to the least that lets a path exist.
+ *              to one more than the least that lets in-order paths reach, and leave out, every
+ *              open stage (so every stage can meet its share; the one more lets
+ *              CheckFree+'s last swap, which lengthens the step into S-1 by one, fit).
  *
  * Rules of one iteration's schedule (checkSchedule): each path obeys the rules above, and every
- * intermediate stage that is not vacant runs between `floor` and `cap` microbatches
- * (coverage(): the mean share rounded down and up), so load stays balanced and every stage keeps
- * learning whenever microbatches x visited intermediates >= intermediates (otherwise some stages
- * sit out an iteration; the random scheduler rotates them, the collision-aware one is told the
- * previous visits and breaks ties toward the least visited).
+ * intermediate stage that is not vacant runs between its `floor` and `cap` microbatches
+ * (coverage(): the mean share rounded down and up, adjusted for the visits CheckFree+'s partners
+ * must get), so load stays balanced and every stage keeps learning whenever microbatches x visited
+ * intermediates >= intermediates. Otherwise some stages sit out an iteration, and the next
+ * request names them (skip-request.ts mustVisit) so that both schedulers rotate them in.
  *
  * CheckFree+ and skip paths compose like this (checkFreePairs, applyCheckFreeSwap): a microbatch
  * whose swap counter is odd (paths.ts) draws an in-order skip path that must include stages 1 and
@@ -36,7 +38,8 @@
  * up the path's swap budget, so a swapped path has no other swap. When a path visits fewer than
  * two intermediates or fewer than half of them (requiring both partners of every other microbatch
  * would break their cap), one pair swaps, alternating with the counter (as paths.ts does for S = 3). A pair
- * whose partner stage is vacant is not swapped. With --skip-ratio 0 this is exactly paths.ts's
+ * whose partner stage is vacant is not swapped, and a microbatch for which no legal path holds
+ * its partners (a tight skip ratio with vacancies) runs unswapped. With --skip-ratio 0 this is exactly paths.ts's
  * CheckFree+ order (tested).
  *
  * Validation, sampling and export run the full order (or an operator-chosen subset: evalOrder).
@@ -93,15 +96,14 @@ function assertStages(nStages: number): void {
   if (!Number.isInteger(nStages) || nStages < 1) throw new SkipRuleError(`stages must be an integer >= 1, got ${nStages}`);
 }
 
-/** Fewest stages an in-order path from 0 to S-1 over the allowed stages needs with steps of at most `jump` (Infinity: none exists). */
-function fewestStages(nStages: number, allowed: (s: number) => boolean, jump: number): number {
-  if (nStages === 1) return 1;
-  let at = 0;
+/** Fewest stages an in-order path from `from` to `to` over the allowed stages needs with steps of at most `jump` (Infinity: none). */
+function fewestStages(from: number, to: number, allowed: (s: number) => boolean, jump: number): number {
+  let at = from;
   let count = 1;
-  while (at < nStages - 1) {
+  while (at < to) {
     let next = -1;
-    for (let s = Math.min(nStages - 1, at + jump); s > at; s--) {
-      if (allowed(s)) {
+    for (let s = Math.min(to, at + jump); s > at; s--) {
+      if (s === to || allowed(s)) {
         next = s;
         break;
       }
@@ -111,6 +113,22 @@ function fewestStages(nStages: number, allowed: (s: number) => boolean, jump: nu
     count++;
   }
   return count;
+}
+
+/**
+ * True when, with steps of at most `jump`, a path of `visit` stages exists, every allowed
+ * intermediate lies on one and (when paths cannot hold them all) every one can be left out.
+ */
+function reachable(S: number, visit: number, allowed: (s: number) => boolean, jump: number): boolean {
+  if (S === 1) return true;
+  if (fewestStages(0, S - 1, allowed, jump) > visit) return false;
+  const open = fullOrder(S).filter((s) => s > 0 && s < S - 1 && allowed(s));
+  for (const s of open) {
+    if (fewestStages(0, s, allowed, jump) + fewestStages(s, S - 1, allowed, jump) - 1 > visit) return false;
+    // A stage no path can leave out would run every microbatch, past its share.
+    if (open.length > visit - 2 && fewestStages(0, S - 1, (x) => x !== s && allowed(x), jump) > visit) return false;
+  }
+  return true;
 }
 
 /**
@@ -129,7 +147,10 @@ export function skipRules(o: { nStages: number; skipRatio: number; vacant?: read
   const allowed = (s: number) => !vacant.includes(s);
   let maxJump = o.maxJump ?? REFERENCE_LIMITS.maxJump;
   if (!Number.isInteger(maxJump) || maxJump < 1) throw new SkipRuleError(`maxJump must be an integer >= 1, got ${maxJump}`);
-  while (fewestStages(S, allowed, maxJump) > visit) maxJump++;
+  let least = 1;
+  while (!reachable(S, visit, allowed, least)) least++;
+  // One more than the least, so that CheckFree+'s last swap (S-1 before S-2) still fits.
+  maxJump = Math.max(maxJump, least > 1 ? least + 1 : least);
   return { nStages: S, visit, maxSwaps: REFERENCE_LIMITS.maxSwaps, maxBehind: REFERENCE_LIMITS.maxBehind, maxJump, vacant };
 }
 
@@ -176,12 +197,41 @@ export function checkPath(order: readonly number[], rules: SkipRules): Violation
   return null;
 }
 
-/** Per-iteration coverage bounds of each non-vacant intermediate stage: floor and cap of the mean share. */
-export function coverage(rules: SkipRules, microbatches: number): { floor: number; cap: number } {
-  const open = rules.nStages - 2 - rules.vacant.length;
-  if (open <= 0) return { floor: 0, cap: 0 };
-  const mean = (microbatches * (rules.visit - 2)) / open;
-  return { floor: Math.floor(mean), cap: Math.ceil(mean) };
+/** Per stage, the fewest and the most microbatches it may run in one iteration. */
+export interface Coverage {
+  floor: number[];
+  cap: number[];
+}
+
+/**
+ * Balanced per-stage bounds for one iteration of `microbatches` paths (stage 0 and S-1: every
+ * microbatch; vacant stages: none). The open intermediates share the M x (visit - 2) visits as
+ * evenly as they can (water-filling to a level K): a stage runs between min(K) and min(K + 1)
+ * microbatches, each clamped to at least `demand[s]` (microbatches that must visit it: CheckFree+'s
+ * partners) and at most `room[s]` (microbatches that can: those whose path is not already full of
+ * required stages). Without demand or room limits this is the mean share rounded down and up.
+ */
+export function coverage(rules: SkipRules, microbatches: number, demand?: readonly number[], room?: readonly number[]): Coverage {
+  const S = rules.nStages;
+  const M = microbatches;
+  const floor = new Array<number>(S).fill(0);
+  const cap = new Array<number>(S).fill(0);
+  floor[0] = cap[0] = M;
+  floor[S - 1] = cap[S - 1] = M;
+  const open = fullOrder(S).filter((s) => s > 0 && s < S - 1 && !rules.vacant.includes(s));
+  if (open.length === 0) return { floor, cap };
+  const total = M * (rules.visit - 2);
+  const lo = (s: number) => Math.min(demand?.[s] ?? 0, M);
+  const hi = (s: number) => Math.max(lo(s), Math.min(room?.[s] ?? M, M));
+  const fill = (k: number) => open.reduce((a, s) => a + Math.min(hi(s), Math.max(lo(s), k)), 0);
+  let k = 0;
+  while (k < M && fill(k + 1) <= total) k++;
+  const exact = fill(k) === total;
+  for (const s of open) {
+    floor[s] = Math.min(hi(s), Math.max(lo(s), k));
+    cap[s] = exact ? floor[s]! : Math.min(hi(s), Math.max(lo(s), k + 1));
+  }
+  return { floor, cap };
 }
 
 /** How many of `orders` visit each stage. */
@@ -191,19 +241,21 @@ export function stageCounts(orders: readonly (readonly number[])[], nStages: num
   return counts;
 }
 
-/** The first rule one iteration's `orders` break (each path, then the per-stage cap and floor), or null. */
-export function checkSchedule(orders: readonly (readonly number[])[], rules: SkipRules, microbatches: number): Violation<ScheduleRule> | null {
+/**
+ * The first rule one iteration's `orders` break (each path, then each open intermediate's floor
+ * and cap: `bounds`, by default coverage(rules, M)), or null.
+ */
+export function checkSchedule(orders: readonly (readonly number[])[], rules: SkipRules, microbatches: number, bounds: Coverage = coverage(rules, microbatches)): Violation<ScheduleRule> | null {
   if (orders.length !== microbatches) return { rule: 'count', message: `a schedule has one path per microbatch (${microbatches}), got ${orders.length}` };
   for (let mb = 0; mb < orders.length; mb++) {
     const v = checkPath(orders[mb]!, rules);
     if (v) return { rule: v.rule, message: `microbatch ${mb}: ${v.message}` };
   }
-  const { floor, cap } = coverage(rules, microbatches);
   const counts = stageCounts(orders, rules.nStages);
   for (let s = 1; s < rules.nStages - 1; s++) {
     if (rules.vacant.includes(s)) continue;
-    if (counts[s]! > cap) return { rule: 'cap', message: `stage ${s} runs ${counts[s]} microbatches; the cap is ${cap}` };
-    if (counts[s]! < floor) return { rule: 'floor', message: `stage ${s} runs ${counts[s]} microbatches; every stage runs at least ${floor}` };
+    if (counts[s]! > bounds.cap[s]!) return { rule: 'cap', message: `stage ${s} runs ${counts[s]} microbatches; the cap is ${bounds.cap[s]}` };
+    if (counts[s]! < bounds.floor[s]!) return { rule: 'floor', message: `stage ${s} runs ${counts[s]} microbatches; it must run at least ${bounds.floor[s]}` };
   }
   return null;
 }

@@ -4,7 +4,7 @@
  * CheckFree+ pairs and the stages they require, and each stage's least number of microbatches.
  */
 import { blockOrder, swapCounter } from './paths.js';
-import { checkFreePairs, checkFreeRequired, coverage, type SkipRules, type SwapPairs } from './skip-paths.js';
+import { checkFreePairs, checkFreeRequired, coverage, type Coverage, type SkipRules, type SwapPairs } from './skip-paths.js';
 
 export interface ScheduleRequest {
   rules: SkipRules;
@@ -31,6 +31,9 @@ export interface MicrobatchPlan {
   required: number[];
 }
 
+/** The plan of a microbatch that swaps nothing (also the fallback when no legal path holds its partners). */
+export const UNSWAPPED: MicrobatchPlan = { pairs: { first: false, last: false }, required: [] };
+
 /** Each microbatch's CheckFree+ pairs and required stages. */
 export function microbatchPlans(req: ScheduleRequest): MicrobatchPlan[] {
   return Array.from({ length: req.microbatches }, (_, mb) => {
@@ -40,25 +43,30 @@ export function microbatchPlans(req: ScheduleRequest): MicrobatchPlan[] {
 }
 
 /**
- * Per stage, the fewest microbatches it must run this iteration: coverage()'s floor for every open
- * intermediate, raised to 1 for `mustVisit` stages while the total visits allow it (first listed
- * first); 0 for stage 0 / S-1 (every path visits them) and vacant stages.
+ * The per-stage bounds both schedulers meet (skip-paths.ts coverage, with each stage's CheckFree+
+ * demand and room), with the floor of `mustVisit` stages raised to 1 while the visits allow it.
  */
-export function minVisits(req: ScheduleRequest): number[] {
-  const { rules } = req;
+export function scheduleBounds(req: ScheduleRequest): Coverage {
+  const { rules, microbatches: M } = req;
   const S = rules.nStages;
-  const { floor } = coverage(rules, req.microbatches);
-  const out = new Array<number>(S).fill(0);
-  for (let s = 1; s < S - 1; s++) if (!rules.vacant.includes(s)) out[s] = floor;
-  let spare = req.microbatches * (rules.visit - 2) - out.reduce((a, b) => a + b, 0);
+  const inner = rules.visit - 2;
+  const plans = microbatchPlans(req);
+  const demand = new Array<number>(S).fill(0);
+  const room = new Array<number>(S).fill(0);
+  for (const p of plans) {
+    for (const s of p.required) demand[s]!++;
+    for (let s = 0; s < S; s++) if (p.required.includes(s) || p.required.length < inner) room[s]!++;
+  }
+  const bounds = coverage(rules, M, demand, room);
+  let spare = M * inner - bounds.floor.slice(1, S - 1).reduce((a, b) => a + b, 0);
   for (const s of req.mustVisit ?? []) {
     if (spare <= 0) break;
-    if (Number.isInteger(s) && s > 0 && s < S - 1 && !rules.vacant.includes(s) && out[s] === 0) {
-      out[s] = 1;
+    if (Number.isInteger(s) && s > 0 && s < S - 1 && !rules.vacant.includes(s) && bounds.floor[s] === 0 && bounds.cap[s]! >= 1) {
+      bounds.floor[s] = 1;
       spare--;
     }
   }
-  return out;
+  return bounds;
 }
 
 /** The open intermediate stages no path of `orders` visits (what the next request's mustVisit takes). */
