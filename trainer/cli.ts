@@ -109,7 +109,8 @@ export async function trainLocal(o: LocalTrainOptions): Promise<LocalTrainResult
     partialValLosses.push({ step, loss });
     return loss;
   };
-  o.onLog?.({ step: 0, trainLoss: NaN, valLoss: initialValLoss, partialValLoss: evalPartial(0), seconds: 0 });
+  const initialPartial = evalPartial(0);
+  o.onLog?.({ step: 0, trainLoss: NaN, valLoss: initialValLoss, partialValLoss: initialPartial, seconds: 0 });
   const trainLosses: number[] = [];
   for (let step = 1; step <= o.steps; step++) {
     const batches = Array.from({ length: o.microbatches }, (_, mb) => dataset.trainBatch(o.seed, step - 1, mb, o.batch));
