@@ -3,8 +3,9 @@
  * arXiv 2502.19913, docs/research.md): one iteration's paths chosen to minimise its makespan under
  * the measured stage times and links (skip-timing.ts), obeying every rule of skip-paths.ts.
  *
- * Low level: each microbatch's path is found by A* (skip-astar.ts). Microbatches are planned in
- * the order they enter the pipeline; each one sees the intervals the earlier ones hold on every
+ * Low level: each microbatch's path is found by A* (skip-astar.ts). Microbatches are planned one
+ * after another (in the order they enter the pipeline, and in ROOTS - 1 seeded shuffles of it: the
+ * search starts from one root per planning order); each one sees the intervals the earlier ones hold on every
  * stage (forward and backward), so two passes never share a stage at once in the plan: the later
  * one waits or routes through another stage (time collisions are settled by this priority, where
  * the reference branches on them). The planning keeps count, so a stage at its cap is closed to the
@@ -31,7 +32,7 @@ import { drawSeed, fullSchedule, microbatchPlans, scheduleBounds, UNSWAPPED, typ
 import { checkCosts, simulateIteration, type StageCosts } from './skip-timing.js';
 
 export interface CollisionOptions {
-  /** Most search nodes planned (default 48). */
+  /** Most search nodes planned (default 64). */
   maxNodes?: number;
   /** Most A* expansions per path (default 20000). */
   maxExpansions?: number;
@@ -54,6 +55,8 @@ export interface CollisionResult {
 export const STOP_RATIO = 0.88;
 export const STOP_SOLUTIONS = 8;
 const BRANCHES = 3;
+/** Planning orders tried: the pipeline's own and seeded shuffles (prioritized planning's restarts). */
+const ROOTS = 4;
 
 interface SearchNode {
   forbidden: Set<number>[];
@@ -62,6 +65,8 @@ interface SearchNode {
   finish: number[];
   /** Per microbatch, per stage: ms its forward waited for the stage in the plan. */
   waits: number[][];
+  /** Index of the planning order (priorities) the node plans with. */
+  priority: number;
   makespan: number;
   seq: number;
 }
@@ -71,7 +76,7 @@ export function collisionSchedule(req: ScheduleRequest, costs: StageCosts, opts:
   const { rules, microbatches: M } = req;
   const S = rules.nStages;
   checkCosts(costs, S);
-  const maxNodes = opts.maxNodes ?? 48;
+  const maxNodes = opts.maxNodes ?? 64;
   const maxExpansions = opts.maxExpansions ?? 20000;
   const plans = microbatchPlans(req);
   if (rules.visit === S) {
@@ -91,20 +96,22 @@ export function collisionSchedule(req: ScheduleRequest, costs: StageCosts, opts:
    * planning keeps count: a stage at its cap is forbidden to the microbatches after, and a stage
    * that needs every remaining microbatch to reach its least number of visits is required of them.
    */
-  const plan = (forbidden: Set<number>[], required: Set<number>[]): { orders: number[][]; finish: number[]; makespan: number; waits: number[][] } | null => {
+  const plan = (forbidden: Set<number>[], required: Set<number>[], priority: readonly number[]): { orders: number[][]; finish: number[]; makespan: number; waits: number[][] } | null => {
     const reservations: Interval[][] = Array.from({ length: S }, () => []);
-    const orders: number[][] = [];
-    const waits: number[][] = [];
+    const orders: number[][] = new Array<number[]>(M);
+    const waits: number[][] = new Array<number[]>(M);
     const counts = new Array<number>(S).fill(0);
-    for (let mb = 0; mb < M; mb++) {
+    for (let k = 0; k < M; k++) {
+      const mb = priority[k]!;
+      const rest = priority.slice(k + 1);
       const find = (own: MicrobatchPlan, inOrder: boolean) => {
         const req = new Set([...own.required, ...required[mb]!]);
         const forb = new Set(forbidden[mb]!);
         for (let st = 1; st < S - 1; st++) {
           if (req.has(st)) continue;
-          const later = plans.slice(mb + 1).filter((p, i) => p.required.includes(st) || required[mb + 1 + i]!.has(st)).length;
+          const later = rest.filter((j) => plans[j]!.required.includes(st) || required[j]!.has(st)).length;
           if (counts[st]! + later >= cap[st]!) forb.add(st);
-          else if (least[st]! - counts[st]! >= M - mb && !forb.has(st) && req.size < inner) req.add(st);
+          else if (least[st]! - counts[st]! >= M - k && !forb.has(st) && req.size < inner) req.add(st);
         }
         const transform = (o: number[]) => applyCheckFreeSwap(o, own.pairs, S);
         return planPath({ rules, costs, forbidden: forb, required: req, inOrder, reservations, tieBreak, maxExpansions, transform });
@@ -115,7 +122,7 @@ export function collisionSchedule(req: ScheduleRequest, costs: StageCosts, opts:
       const r = find(own, swapped) ?? (own.required.length ? find(UNSWAPPED, true) : null);
       if (!r) return null;
       const order = r.order;
-      orders.push(order);
+      orders[mb] = order;
       for (const st of order) counts[st]!++;
       const wait = new Array<number>(S).fill(0);
       for (const task of timeRoundTrip(order, S, costs, reservations)) {
@@ -124,7 +131,7 @@ export function collisionSchedule(req: ScheduleRequest, costs: StageCosts, opts:
         list.push({ start: task.start, end: task.end });
         list.sort((x, y) => x.start - y.start);
       }
-      waits.push(wait);
+      waits[mb] = wait;
     }
     const timing = simulate(orders);
     return { orders, finish: timing.finishMs, makespan: timing.makespanMs, waits };
@@ -154,23 +161,36 @@ export function collisionSchedule(req: ScheduleRequest, costs: StageCosts, opts:
     return null;
   };
 
-  const key = (forbidden: Set<number>[], required: Set<number>[]) =>
-    forbidden.map((f, mb) => `${[...f].sort().join('.')}/${[...required[mb]!].sort().join('.')}`).join('|');
+  const key = (forbidden: Set<number>[], required: Set<number>[], p: number) =>
+    `${p}:` + forbidden.map((f, mb) => `${[...f].sort().join('.')}/${[...required[mb]!].sort().join('.')}`).join('|');
+  // Planning orders: the pipeline's own (microbatch 0 first), then seeded shuffles (restarts).
+  const priorities: number[][] = [Array.from({ length: M }, (_, i) => i)];
+  for (let r = 1; r < ROOTS && M > 1; r++) {
+    const p = Array.from({ length: M }, (_, i) => i);
+    for (let i = M - 1; i > 0; i--) {
+      const j = Math.floor(rand() * (i + 1));
+      [p[i], p[j]] = [p[j]!, p[i]!];
+    }
+    priorities.push(p);
+  }
   const open = new MinHeap<SearchNode>((a, b) => a.makespan < b.makespan || (a.makespan === b.makespan && a.seq < b.seq));
   const seen = new Set<string>();
   let nodes = 0;
   let seq = 0;
-  const push = (forbidden: Set<number>[], required: Set<number>[]) => {
-    const k = key(forbidden, required);
+  const push = (forbidden: Set<number>[], required: Set<number>[], priority: number) => {
+    const k = key(forbidden, required, priority);
     if (seen.has(k) || nodes >= maxNodes) return;
     seen.add(k);
     nodes++;
-    const p = plan(forbidden, required);
-    if (p) open.push({ forbidden, required, ...p, seq: seq++ });
+    const p = plan(forbidden, required, priorities[priority]!);
+    if (p) open.push({ forbidden, required, priority, ...p, seq: seq++ });
   };
-  push(
-    Array.from({ length: M }, () => new Set<number>()),
-    Array.from({ length: M }, () => new Set<number>()),
+  priorities.forEach((_, i) =>
+    push(
+      Array.from({ length: M }, () => new Set<number>()),
+      Array.from({ length: M }, () => new Set<number>()),
+      i,
+    ),
   );
 
   let first: SearchNode | null = null;
@@ -184,7 +204,7 @@ export function collisionSchedule(req: ScheduleRequest, costs: StageCosts, opts:
         const forbidden = n.forbidden.map((f) => new Set(f));
         const required = n.required.map((r) => new Set(r));
         for (const mb of group) (c.kind === 'cap' ? forbidden : required)[mb]!.add(c.stage);
-        push(forbidden, required);
+        push(forbidden, required, n.priority);
       }
       continue;
     }
@@ -203,7 +223,7 @@ export function collisionSchedule(req: ScheduleRequest, costs: StageCosts, opts:
       for (const st of avoid) {
         const forbidden = n.forbidden.map((f) => new Set(f));
         forbidden[mb]!.add(st);
-        push(forbidden, n.required.map((r) => new Set(r)));
+        push(forbidden, n.required.map((r) => new Set(r)), n.priority);
       }
     }
   }
