@@ -13,9 +13,15 @@ import { DataError } from '../shared/data/dataset.js';
 import { TokenizerError } from '../shared/data/tokenizer.js';
 import { useNodeBackend } from './node-backend.js';
 import { loadDataset } from './corpus-file.js';
-import { runIteration, evaluate } from './pipeline.js';
+import { runIteration, evaluate, sampleGreedy } from './pipeline.js';
 import { DEFAULT_SETTINGS, checkSettings, modelConfigOf, wireOf, type RunSettings, type RecoveryStrategy } from '../shared/run-settings.js';
 import { WIRE_ENCODINGS, type WireEncoding } from '../shared/protocol/wire-encoding.js';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { SCHEDULERS, type SchedulerKind } from '../shared/schedule/skip-request.js';
+import { evalOrder, SkipRuleError } from '../shared/schedule/skip-paths.js';
+import { parseRecordedSchedule, ScheduleFileError, type RecordedSchedule } from '../shared/schedule/recorded-schedule.js';
+import { SkipScheduleSource } from './skip-schedule-source.js';
+import type { StageCosts } from '../shared/schedule/skip-timing.js';
 
 const HELP = `Usage: npm run train:local -- [options]
 
@@ -32,6 +38,15 @@ Trains the pipeline-split model in one process (the reference for the swarm).
   --swap                       use CheckFree+'s swapped microbatch order
   --wire <${WIRE_ENCODINGS.join('|')}>        encode activations and gradients at every hop as the swarm's --wire does
                                (default ${wireOf(DEFAULT_SETTINGS)}; docs/wire.md)
+  --skip-ratio <r>             SkipPipe: each training microbatch skips about r of the stages
+                               (0 = full paths; validation always runs the full model)
+  --schedule <${SCHEDULERS.join('|')}>   how skip paths are chosen (default random)
+  --stage-ms <a,b,...>         the collision-aware scheduler's per-stage forward ms (default equal)
+  --link-ms <x>                ... and its ms per hop between stages (default 0)
+  --schedule-file <f.json>     replay a recorded skip schedule (the swarm's form; docs/skippipe.md)
+  --record-schedule <f.json>   write the skip schedule this run followed
+  --eval-stages <0,2,3>        also validate (and sample) with only these stages (a partial model)
+  --sample <n>                 print n greedily sampled bytes at the end (full model, and --eval-stages)
   --data <file>                any UTF-8 text file (default: the shipped Moby Dick corpus)
   --tokenizer <name>           tokenizer (default byte)
   --eval-every <n>             validate every n steps (default 20)
@@ -48,7 +63,18 @@ export interface LocalTrainOptions extends RunSettings {
   evalEvery: number;
   evalBatches: number;
   swap: boolean;
-  onLog?: (line: { step: number; trainLoss: number; valLoss?: number; seconds: number }) => void;
+  /** SkipPipe: about this fraction of the stages skipped per training microbatch (default 0). */
+  skipRatio?: number;
+  scheduler?: SchedulerKind;
+  /** The collision-aware scheduler's stage costs (default equal). */
+  stageCosts?: StageCosts;
+  /** Replay this recorded skip schedule. */
+  recorded?: RecordedSchedule;
+  /** Also validate with only these stages (a partial model). */
+  evalStages?: number[];
+  onLog?: (line: { step: number; trainLoss: number; valLoss?: number; partialValLoss?: number; seconds: number }) => void;
+  /** Called with the stages before they are disposed (sampling, tests). */
+  onFinish?: (stages: Stage[]) => void;
 }
 
 export interface LocalTrainResult {
@@ -56,6 +82,10 @@ export interface LocalTrainResult {
   finalValLoss: number;
   trainLosses: number[];
   valLosses: { step: number; loss: number }[];
+  /** With evalStages: validation loss of the partial model at each validation. */
+  partialValLosses: { step: number; loss: number }[];
+  /** The skip schedule followed (null: full paths). */
+  schedule: RecordedSchedule | null;
 }
 
 /** Trains locally; used by the CLI and by tests. */
@@ -67,22 +97,44 @@ export async function trainLocal(o: LocalTrainOptions): Promise<LocalTrainResult
   const val = dataset.valBatches(o.evalBatches, o.batch);
   const t0 = Date.now();
   const wire = wireOf(o);
+  const partial = o.evalStages ? evalOrder(o.evalStages, o.stages) : undefined;
+  const skips = new SkipScheduleSource({ nStages: o.stages, microbatches: o.microbatches, seed: o.seed, swap: o.swap, skipRatio: o.skipRatio ?? 0, scheduler: o.scheduler ?? 'random', costs: o.stageCosts, recorded: o.recorded });
+  if (o.recorded && o.recorded.iterations.length < o.steps) throw new ConfigError(`the recorded schedule holds ${o.recorded.iterations.length} iterations, fewer than --steps ${o.steps}`);
   const initialValLoss = evaluate(stages, val, wire);
   const valLosses = [{ step: 0, loss: initialValLoss }];
-  o.onLog?.({ step: 0, trainLoss: NaN, valLoss: initialValLoss, seconds: 0 });
+  const partialValLosses: { step: number; loss: number }[] = [];
+  const evalPartial = (step: number) => {
+    if (!partial) return undefined;
+    const loss = evaluate(stages, val, wire, partial);
+    partialValLosses.push({ step, loss });
+    return loss;
+  };
+  const initialPartial = evalPartial(0);
+  o.onLog?.({ step: 0, trainLoss: NaN, valLoss: initialValLoss, partialValLoss: initialPartial, seconds: 0 });
   const trainLosses: number[] = [];
   for (let step = 1; step <= o.steps; step++) {
     const batches = Array.from({ length: o.microbatches }, (_, mb) => dataset.trainBatch(o.seed, step - 1, mb, o.batch));
-    const { loss } = runIteration(stages, batches, { swap: o.swap, iteration: step - 1, wire });
+    const orders = skips.ordersFor(step - 1) ?? undefined;
+    const { loss } = runIteration(stages, batches, { swap: o.swap, iteration: step - 1, wire, orders });
     trainLosses.push(loss);
     const evalNow = step % o.evalEvery === 0 || step === o.steps;
     const valLoss = evalNow ? evaluate(stages, val, wire) : undefined;
     if (valLoss !== undefined) valLosses.push({ step, loss: valLoss });
-    o.onLog?.({ step, trainLoss: loss, valLoss, seconds: (Date.now() - t0) / 1000 });
+    const partialValLoss = evalNow ? evalPartial(step) : undefined;
+    o.onLog?.({ step, trainLoss: loss, valLoss, partialValLoss, seconds: (Date.now() - t0) / 1000 });
     await tf.nextFrame?.();
   }
+  o.onFinish?.(stages);
   stages.forEach((s) => s.dispose());
-  return { initialValLoss, finalValLoss: valLosses[valLosses.length - 1]!.loss, trainLosses, valLosses };
+  return { initialValLoss, finalValLoss: valLosses[valLosses.length - 1]!.loss, trainLosses, valLosses, partialValLosses, schedule: skips.record() };
+}
+
+/** A comma-separated list of numbers from a flag (undefined when the flag is absent). */
+function numberList(v: string | undefined, name: string): number[] | undefined {
+  if (v === undefined) return undefined;
+  const xs = v.split(',').map((x) => Number(x.trim()));
+  if (xs.length === 0 || xs.some((x) => !Number.isFinite(x))) throw new ConfigError(`--${name} must be comma-separated numbers, got "${v}"`);
+  return xs;
 }
 
 async function main(): Promise<void> {
@@ -104,6 +156,14 @@ async function main(): Promise<void> {
       'eval-batches': { type: 'string' },
       json: { type: 'boolean' },
       backend: { type: 'string' },
+      'skip-ratio': { type: 'string' },
+      schedule: { type: 'string' },
+      'stage-ms': { type: 'string' },
+      'link-ms': { type: 'string' },
+      'schedule-file': { type: 'string' },
+      'record-schedule': { type: 'string' },
+      'eval-stages': { type: 'string' },
+      sample: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -135,12 +195,26 @@ async function main(): Promise<void> {
     evalEvery: num(values['eval-every'], 20, 'eval-every'),
     evalBatches: num(values['eval-batches'], 4, 'eval-batches'),
     swap: values.swap ?? false,
+    skipRatio: num(values['skip-ratio'], 0, 'skip-ratio'),
+    scheduler: schedulerOf(values.schedule),
+    stageCosts: costsOf(values['stage-ms'], values['link-ms'], num(values.stages, DEFAULT_SETTINGS.stages, 'stages')),
+    recorded: values['schedule-file'] ? readSchedule(values['schedule-file']) : undefined,
+    evalStages: numberList(values['eval-stages'], 'eval-stages'),
+    onFinish: (stages) => {
+      const n = num(values.sample, 0, 'sample');
+      if (n <= 0) return;
+      const prompt = [...new TextEncoder().encode('Call me ')];
+      const text = (order?: number[]) => new TextDecoder().decode(Uint8Array.from(sampleGreedy(stages, prompt, n, modelConfigOf(opts).seqLen, order)));
+      console.log(`sample (all stages): ${JSON.stringify(text())}`);
+      if (opts.evalStages) console.log(`sample (stages ${opts.evalStages.join(',')}): ${JSON.stringify(text(evalOrder(opts.evalStages, opts.stages)))}`);
+    },
     onLog: (l) => {
       if (values.json) console.log(JSON.stringify(l));
       else
         console.log(
           `step ${String(l.step).padStart(5)}  train ${Number.isNaN(l.trainLoss) ? '   -  ' : l.trainLoss.toFixed(4)}` +
             (l.valLoss !== undefined ? `  val ${l.valLoss.toFixed(4)}` : '') +
+            (l.partialValLoss !== undefined ? `  val(stages ${opts.evalStages!.join(',')}) ${l.partialValLoss.toFixed(4)}` : '') +
             `  ${l.seconds.toFixed(1)}s`,
         );
     },
@@ -150,15 +224,48 @@ async function main(): Promise<void> {
     `local trainer: preset ${opts.preset} d_model ${cfg.dModel} layers ${cfg.nLayers} stages ${opts.stages} seq ${cfg.seqLen} ` +
       `microbatches ${opts.microbatches}x${opts.batch} lr ${opts.lr} wire ${wireOf(opts)} backend ${tf.getBackend()}${opts.swap ? ' (swapped order)' : ''}`,
   );
+  if (opts.skipRatio || opts.recorded) console.log(`skip paths: ${opts.recorded ? `recorded schedule ${values['schedule-file']}` : `--skip-ratio ${opts.skipRatio}, ${opts.scheduler} schedule`}`);
   const r = await trainLocal(opts);
   const drop = (1 - r.finalValLoss / r.initialValLoss) * 100;
   console.log(`validation loss ${r.initialValLoss.toFixed(4)} -> ${r.finalValLoss.toFixed(4)} (${drop.toFixed(1)}% lower)`);
+  const lastPartial = r.partialValLosses[r.partialValLosses.length - 1];
+  if (lastPartial) console.log(`validation loss with stages ${opts.evalStages!.join(',')}: ${lastPartial.loss.toFixed(4)} (perplexity ${Math.exp(lastPartial.loss - r.finalValLoss).toFixed(3)}x the full model's)`);
+  if (values['record-schedule'] && r.schedule) {
+    writeFileSync(values['record-schedule'], JSON.stringify(r.schedule));
+    console.log(`skip schedule written to ${values['record-schedule']}`);
+  }
+}
+
+function schedulerOf(v: string | undefined): SchedulerKind {
+  if (v === undefined) return 'random';
+  if (!(SCHEDULERS as readonly string[]).includes(v)) throw new ConfigError(`--schedule must be one of ${SCHEDULERS.join(', ')}, got "${v}"`);
+  return v as SchedulerKind;
+}
+
+function costsOf(stageMs: string | undefined, linkMs: string | undefined, nStages: number): StageCosts | undefined {
+  const f = numberList(stageMs, 'stage-ms');
+  if (!f && linkMs === undefined) return undefined;
+  const forward = f ?? new Array<number>(nStages).fill(1);
+  if (forward.length !== nStages || forward.some((x) => x < 0)) throw new ConfigError(`--stage-ms needs ${nStages} numbers >= 0 (one per stage)`);
+  const link = linkMs === undefined ? 0 : Number(linkMs);
+  if (!Number.isFinite(link) || link < 0) throw new ConfigError(`--link-ms must be a number >= 0, got "${linkMs}"`);
+  return { forwardMs: forward, backwardMs: forward.map((x) => 2 * x), linkMs: Array.from({ length: nStages }, (_, a) => Array.from({ length: nStages }, (_, b) => (a === b ? 0 : link))) };
+}
+
+function readSchedule(path: string): RecordedSchedule {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`cannot read --schedule-file ${path}: ${(e as Error).message}`);
+  }
+  return parseRecordedSchedule(text);
 }
 
 const isMain = import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('trainer/cli.ts');
 if (isMain) {
   main().catch((e: unknown) => {
-    if (e instanceof ConfigError || e instanceof DataError || e instanceof TokenizerError || (e as Error)?.name === 'TypeError') {
+    if (e instanceof ConfigError || e instanceof DataError || e instanceof TokenizerError || e instanceof ScheduleFileError || e instanceof SkipRuleError || (e as Error)?.name === 'TypeError') {
       console.error(`error: ${(e as Error).message}`);
       process.exit(2);
     }

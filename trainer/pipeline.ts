@@ -13,7 +13,7 @@
 import * as tf from '../shared/model/tf.js';
 import type { Stage, GradNorms } from '../shared/model/stage.js';
 import type { Batch } from '../shared/data/dataset.js';
-import { forwardPath, swapCounter } from '../shared/schedule/paths.js';
+import { forwardPath, hopsFromBlockOrder, swapCounter } from '../shared/schedule/paths.js';
 import { crossEntropy } from '../shared/model/layers.js';
 import { wireRoundTrip, type WireEncoding } from '../shared/protocol/wire-encoding.js';
 
@@ -25,8 +25,8 @@ export function stashKey(mb: number, hopIndex: number): string {
 export interface IterationResult {
   /** Mean training loss over the microbatches. */
   loss: number;
-  /** Per-stage gradient norms from clipAndStep. */
-  norms: GradNorms[];
+  /** Per-stage gradient norms from clipAndStep; null for a stage no microbatch visited (it does not step). */
+  norms: (GradNorms | null)[];
 }
 
 /** `t` as the next stage receives it over `wire` (disposes `t` when it makes a new tensor). */
@@ -46,13 +46,15 @@ function toTensors(b: Batch): { ids: tf.Tensor2D; targets: tf.Tensor2D } {
 }
 
 /**
- * Forward then backward of microbatch `mb` through its path (chosen by the swap counter
- * `opts.counter`, shared/schedule/paths.ts swapCounter); every hop boundary carries the tensor in
- * the run's wire encoding (`opts.wire`, encoded and decoded exactly as the relay does); returns its loss.
+ * Forward then backward of microbatch `mb` through its path: the block order `opts.order` when
+ * given (a skip path: shared/schedule/skip-paths.ts), else the full path chosen by the swap
+ * counter `opts.counter` (shared/schedule/paths.ts swapCounter); every hop boundary carries the
+ * tensor in the run's wire encoding (`opts.wire`, encoded and decoded exactly as the relay does);
+ * returns its loss.
  */
-export function runMicrobatch(stages: Stage[], mb: number, batch: Batch, opts: { swap: boolean; lossScale: number; counter: number; wire?: WireEncoding }): number {
+export function runMicrobatch(stages: Stage[], mb: number, batch: Batch, opts: { swap: boolean; lossScale: number; counter: number; wire?: WireEncoding; order?: readonly number[] }): number {
   const wire = opts.wire ?? 'f32';
-  const path = forwardPath(opts.counter, stages.length, opts.swap);
+  const path = opts.order ? hopsFromBlockOrder(opts.order, stages.length) : forwardPath(opts.counter, stages.length, opts.swap);
   const { ids, targets } = toTensors(batch);
   let x: tf.Tensor = ids;
   path.forEach((hop, i) => {
@@ -75,24 +77,33 @@ export function runMicrobatch(stages: Stage[], mb: number, batch: Batch, opts: {
 /**
  * One synchronous iteration (number `opts.iteration`, counted from 0, which picks the swapped
  * microbatches as the swarm does): every microbatch forward and backward, then clip and step.
+ * With `opts.orders` (one block order per microbatch: a skip schedule) each microbatch follows its
+ * order, and a stage that no microbatch visited takes no step (its weights and Adam state stay).
  */
-export function runIteration(stages: Stage[], batches: Batch[], opts: { swap: boolean; iteration: number; wire?: WireEncoding }): IterationResult {
+export function runIteration(stages: Stage[], batches: Batch[], opts: { swap: boolean; iteration: number; wire?: WireEncoding; orders?: readonly (readonly number[])[] }): IterationResult {
+  if (opts.orders && opts.orders.length !== batches.length) throw new Error(`a skip schedule has one path per microbatch (${batches.length}), got ${opts.orders.length}`);
   let sum = 0;
   batches.forEach((b, mb) => {
-    sum += runMicrobatch(stages, mb, b, { swap: opts.swap, lossScale: 1 / batches.length, counter: swapCounter(opts.iteration, batches.length, mb), wire: opts.wire });
+    sum += runMicrobatch(stages, mb, b, { swap: opts.swap, lossScale: 1 / batches.length, counter: swapCounter(opts.iteration, batches.length, mb), wire: opts.wire, order: opts.orders?.[mb] });
   });
-  const norms = stages.map((s) => s.clipAndStep());
+  const visited = new Set(opts.orders ? opts.orders.flat() : stages.map((_, i) => i));
+  const norms = stages.map((s, i) => (visited.has(i) ? s.clipAndStep() : null));
   return { loss: sum / batches.length, norms };
 }
 
-/** Mean validation cross-entropy through the plain (unswapped) path, without stashing; activations cross hops over `wire`. */
-export function evaluate(stages: Stage[], batches: Batch[], wire: WireEncoding = 'f32'): number {
+/**
+ * Mean validation cross-entropy through the plain (unswapped) path, or through the stages of
+ * `order` only (a partial model: shared/schedule/skip-paths.ts evalOrder), without stashing;
+ * activations cross hops over `wire`.
+ */
+export function evaluate(stages: Stage[], batches: Batch[], wire: WireEncoding = 'f32', order?: readonly number[]): number {
+  const path = order ? hopsFromBlockOrder(order, stages.length) : forwardPath(0, stages.length, false);
   let sum = 0;
   for (const b of batches) {
     sum += tf.tidy(() => {
       const { ids, targets } = toTensors(b);
       let x: tf.Tensor = ids;
-      for (const hop of forwardPath(0, stages.length, false)) {
+      for (const hop of path) {
         const y = stages[hop.stage]!.infer(x, hop.segment);
         x = hop.segment.head ? y : overWire(y, wire, 'act');
       }
@@ -100,4 +111,25 @@ export function evaluate(stages: Stage[], batches: Batch[], wire: WireEncoding =
     });
   }
   return sum / batches.length;
+}
+
+/**
+ * Greedy continuation of `prompt` (token ids) by `count` tokens through the stages of `order`
+ * (default: the full model), each step on the last seqLen tokens: what the coordinator's sampling
+ * does through the tabs, here in one process.
+ */
+export function sampleGreedy(stages: Stage[], prompt: readonly number[], count: number, seqLen: number, order?: readonly number[]): number[] {
+  const path = order ? hopsFromBlockOrder(order, stages.length) : forwardPath(0, stages.length, false);
+  const out = [...prompt];
+  for (let i = 0; i < count; i++) {
+    const ctx = out.slice(-seqLen);
+    const next = tf.tidy(() => {
+      let x: tf.Tensor = tf.tensor2d(Int32Array.from(ctx), [1, ctx.length], 'int32');
+      for (const hop of path) x = stages[hop.stage]!.infer(x, hop.segment);
+      const logits = (x as tf.Tensor2D).slice([ctx.length - 1, 0], [1, -1]);
+      return (tf.argMax(logits, 1).dataSync() as Int32Array)[0]!;
+    });
+    out.push(next);
+  }
+  return out.slice(prompt.length);
 }

@@ -122,9 +122,19 @@ export function blockOrder(counter: number, nStages: number, swap: boolean): num
  * head on stage S-1, with adjacent hops on the same stage merged.
  */
 export function forwardPath(counter: number, nStages: number, swap: boolean): Hop[] {
+  return hopsFromBlockOrder(blockOrder(counter, nStages, swap), nStages);
+}
+
+/**
+ * The forward hops of any block order: the embedding on stage 0, then the blocks of the stages in
+ * `order` (a skip path may leave stages out: shared/schedule/skip-paths.ts), then the head on stage
+ * S-1, with adjacent hops on the same stage merged. `order` is not checked here.
+ */
+export function hopsFromBlockOrder(order: readonly number[], nStages: number): Hop[] {
+  assertStageCount(nStages);
   const pieces: Hop[] = [
     { stage: 0, segment: { embed: true, blocks: false, head: false } },
-    ...blockOrder(counter, nStages, swap).map((stage) => ({
+    ...order.map((stage) => ({
       stage,
       segment: { embed: false, blocks: true, head: false },
     })),
