@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { fft, fftReal, ifft } from './fft.js';
 import { applyOperator, denoiseOperator, denoiseSeries } from './fdd.js';
 import { CpsrError } from './errors.js';
-import { mulberry } from './rng.js';
+import { mulberry32 as mulberry } from '../../model/rng.js';
 
 function dft(re: ArrayLike<number>, im: ArrayLike<number>) {
   const n = re.length;
