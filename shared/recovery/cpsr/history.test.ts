@@ -52,3 +52,19 @@ describe('CheckpointHistory', () => {
     expect(() => new CpsrPredictor({ ...new CpsrPredictor().config, lr: NaN })).toThrow(/lr/);
   });
 });
+
+describe('flat weights', () => {
+  it('round-trips in the layout order and checks sizes', async () => {
+    const { flattenWeights, unflattenWeights } = await import('./flat.js');
+    const specs = [
+      { name: 'a', globalName: 'a', shape: [2, 2], init: 'normal' as const },
+      { name: 'b', globalName: 'b', shape: [3], init: 'ones' as const },
+    ];
+    const w = { b: Float32Array.of(5, 6, 7), a: Float32Array.of(1, 2, 3, 4) };
+    const flat = flattenWeights(w, specs);
+    expect(Array.from(flat)).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    expect(unflattenWeights(flat, specs)).toEqual(w);
+    expect(() => flattenWeights({ a: w.a }, specs)).toThrow(/b must be a Float32Array of 3 values/);
+    expect(() => unflattenWeights(new Float32Array(6), specs)).toThrow(/has 6 values, the stage has 7/);
+  });
+});
