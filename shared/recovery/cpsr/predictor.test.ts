@@ -85,8 +85,13 @@ describe('CpsrPredictor', () => {
     expect(p.predict(h, 105)).toMatchObject({ predicted: false, reason: 'the predictor has not been fitted yet' });
     p.fit(h);
     expect(p.predict(h, 100)).toMatchObject({ predicted: false, horizon: 0 });
-    h.add(110, noisy(110, 1));
-    expect(p.predict(h, 115)).toMatchObject({ predicted: false, reason: expect.stringMatching(/fitted on history up to iteration 100/) });
+    // a fit serves maxFitAge (3) more checkpoints, then it is too old
+    for (const t of [110, 120, 130]) {
+      h.add(t, noisy(t, 1));
+      expect(p.predict(h, t + 5).predicted, `after checkpoint ${t}`).toBe(true);
+    }
+    h.add(140, noisy(140, 1));
+    expect(p.predict(h, 145)).toMatchObject({ predicted: false, reason: expect.stringMatching(/fitted on history up to iteration 100, more than 3 checkpoint\(s\) before the last one \(140\)/) });
     expect(() => p.predict(h, 99)).toThrow(CpsrError);
     p.dispose();
   });

@@ -8,7 +8,7 @@
  *                       on all of them. The outcome says whether prediction may be used.
  *   predict(history, t) the last checkpoint moved forward to iteration t, or the last checkpoint
  *                       itself with the reason (too little history, validation error above the
- *                       bound, nothing fitted for this history).
+ *                       bound, no fit on this history within the last maxFitAge checkpoints).
  *
  * The validation error is a ratio: the squared error of the predicted displacement over the
  * squared displacement itself, i.e. over the plain restore's error (which predicts no move).
@@ -48,6 +48,12 @@ export interface PredictorConfig {
   maxErrorRatio: number;
   /** Rows per inference batch. */
   inferBatch: number;
+  /**
+   * A fit may serve this many checkpoints after the one it was fitted on (the model is a function
+   * of the latest window, so it stays valid while the dynamics do; refitting at every checkpoint
+   * costs more than the few-percent overhead budget on small runs).
+   */
+  maxFitAge: number;
   seed: number;
 }
 
@@ -55,17 +61,18 @@ export const DEFAULT_PREDICTOR: PredictorConfig = {
   window: 4,
   horizons: 2,
   chunkSize: 256,
-  samplesPerPair: 2048,
+  samplesPerPair: 1024,
   valSamples: 16384,
   hidden: 32,
   timeDim: 8,
-  steps: 150,
-  finetuneSteps: 40,
+  steps: 100,
+  finetuneSteps: 30,
   batch: 256,
   lr: 1e-2,
   fdd: DEFAULT_FDD,
   maxErrorRatio: 0.9,
   inferBatch: 65536,
+  maxFitAge: 3,
   seed: 1234,
 };
 
@@ -96,6 +103,7 @@ export function checkPredictorConfig(c: PredictorConfig): void {
   int('finetuneSteps', 0, 100_000);
   int('batch', 1, 1 << 20);
   int('inferBatch', 1, 1 << 22);
+  int('maxFitAge', 0, 1024);
   if (!(c.lr > 0 && c.lr < 1)) throw new CpsrError(`predictor lr must be in (0, 1), got ${c.lr}`);
   if (!(c.maxErrorRatio > 0)) throw new CpsrError(`predictor maxErrorRatio must be > 0, got ${c.maxErrorRatio}`);
 }
@@ -194,8 +202,9 @@ export class CpsrPredictor {
     const f = this.fitted;
     if (!f) return restore('the predictor has not been fitted yet');
     if (!f.usable) return restore(f.reason);
-    if (f.lastIteration !== last.iteration || !this.model) return restore(`the predictor was fitted on history up to iteration ${f.lastIteration}, the last checkpoint is at ${last.iteration}`);
     const c = this.config;
+    const recent = history.iterations.slice(-(c.maxFitAge + 1));
+    if (!this.model || !recent.includes(f.lastIteration!)) return restore(`the predictor was fitted on history up to iteration ${f.lastIteration}, more than ${c.maxFitAge} checkpoint(s) before the last one (${last.iteration})`);
     const states = history.states;
     const times = history.iterations.map((t) => t / this.unit);
     const b = windowBasis(states, times, states.length - 1, c.window, c.chunkSize, c.fdd);
