@@ -30,9 +30,12 @@ export class FrameAssembler {
     return this.add(data);
   }
 
-  /** A frame's next chunk; returns the frame if that chunk completes it. */
-  more(data: Uint8Array): AssembledFrame | null {
-    if (!this.current) throw new LinkProtocolError('frame chunk without a frame start');
+  /** Frame `seq`'s chunk at `offset`; returns the frame if that chunk completes it. */
+  more(seq: number, offset: number, data: Uint8Array): AssembledFrame | null {
+    if (!this.current) throw new LinkProtocolError(`chunk of frame ${seq} without a frame start`);
+    if (seq !== this.current.seq || offset !== this.current.filled) {
+      throw new LinkProtocolError(`chunk of frame ${seq} at byte ${offset}: expected frame ${this.current.seq} at byte ${this.current.filled}`);
+    }
     return this.add(data);
   }
 

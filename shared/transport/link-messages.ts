@@ -2,10 +2,12 @@
  * The messages a PeerLink exchanges on its one RTCDataChannel (ordered, reliable), each a binary
  * data-channel message no larger than the channel's message size. A frame travels as one `start`
  * message (its sequence number, total length and first bytes) and as many `more` messages as it
- * needs; the channel is ordered and one link sends one frame at a time, so chunks need no offset.
+ * needs. The channel is ordered and one link sends one frame at a time, yet every chunk names its
+ * frame and offset: a chunk lost or out of place (a transport bug) breaks the link loudly instead
+ * of handing up a frame with its bytes shuffled.
  *
  *   start  [u8 1][3 pad][u32 seq][u32 totalBytes] first bytes
- *   more   [u8 2] next bytes
+ *   more   [u8 2][3 pad][u32 seq][u32 offset]     next bytes
  *   ack    [u8 3][3 pad][u32 seq]                 the frame `seq` arrived complete
  *   ping   [u8 4][3 pad][u32 id][f64 sentAt]      liveness and round-trip time
  *   pong   [u8 5][3 pad][u32 id][f64 sentAt]      the ping echoed
@@ -15,7 +17,9 @@
  */
 
 export const START_HEADER_BYTES = 12;
-export const MORE_HEADER_BYTES = 1;
+export const MORE_HEADER_BYTES = 12;
+/** The larger of the two chunk headers. */
+export const CHUNK_HEADER_BYTES = 12;
 const ACK_BYTES = 8;
 const PING_BYTES = 16;
 
@@ -29,7 +33,7 @@ const enum Code {
 
 export type LinkMessage =
   | { type: 'start'; seq: number; totalBytes: number; data: Uint8Array }
-  | { type: 'more'; data: Uint8Array }
+  | { type: 'more'; seq: number; offset: number; data: Uint8Array }
   | { type: 'ack'; seq: number }
   | { type: 'ping' | 'pong'; id: number; sentAt: number };
 
@@ -52,10 +56,13 @@ export function encodeStart(seq: number, totalBytes: number, data: Uint8Array): 
   return out;
 }
 
-/** `more` message: the frame's next bytes. */
-export function encodeMore(data: Uint8Array): Uint8Array {
+/** `more` message: the bytes of frame `seq` from `offset` on. */
+export function encodeMore(seq: number, offset: number, data: Uint8Array): Uint8Array {
   const out = new Uint8Array(MORE_HEADER_BYTES + data.byteLength);
-  out[0] = Code.More;
+  const view = new DataView(out.buffer);
+  view.setUint8(0, Code.More);
+  view.setUint32(4, seq, true);
+  view.setUint32(8, offset, true);
   out.set(data, MORE_HEADER_BYTES);
   return out;
 }
@@ -89,7 +96,8 @@ export function decodeLinkMessage(msg: Uint8Array): LinkMessage {
       if (msg.byteLength < START_HEADER_BYTES) throw new LinkProtocolError(`start message shorter than its ${START_HEADER_BYTES}-byte header`);
       return { type: 'start', seq: view.getUint32(4, true), totalBytes: view.getUint32(8, true), data: msg.subarray(START_HEADER_BYTES) };
     case Code.More:
-      return { type: 'more', data: msg.subarray(MORE_HEADER_BYTES) };
+      if (msg.byteLength < MORE_HEADER_BYTES) throw new LinkProtocolError(`more message shorter than its ${MORE_HEADER_BYTES}-byte header`);
+      return { type: 'more', seq: view.getUint32(4, true), offset: view.getUint32(8, true), data: msg.subarray(MORE_HEADER_BYTES) };
     case Code.Ack:
       need(ACK_BYTES, 'ack');
       return { type: 'ack', seq: view.getUint32(4, true) };

@@ -16,7 +16,7 @@
  */
 import type { Signal } from '../protocol/signal.js';
 import { FrameAssembler } from './frame-assembler.js';
-import { LinkProtocolError, START_HEADER_BYTES, decodeLinkMessage, encodeAck, encodeMore, encodePing, encodeStart } from './link-messages.js';
+import { LinkProtocolError, CHUNK_HEADER_BYTES, decodeLinkMessage, encodeAck, encodeMore, encodePing, encodeStart } from './link-messages.js';
 import type { LinkStats } from './link-stats.js';
 import { LinkDownError, type LinkFailure } from './link-down-error.js';
 
@@ -111,6 +111,8 @@ export class PeerLink {
   private readonly queue: Outgoing[] = [];
   private readonly awaitingAck = new Map<number, Outgoing>();
   private remoteSet = false;
+  /** Offerer: the channel is open, the answerer has not spoken yet. */
+  private channelOpen = false;
   /** Local candidates held back until our offer or answer is sent (then null). */
   private localCandidates: Signal[] | null = [];
   private readonly pendingCandidates: RTCIceCandidateInit[] = [];
@@ -273,13 +275,17 @@ export class PeerLink {
     this.channel = channel;
     channel.binaryType = 'arraybuffer';
     channel.bufferedAmountLowThreshold = this.opts.lowWaterBytes;
-    channel.onopen = () => this.opened();
+    // The offerer sends nothing until the answerer has spoken: node-datachannel can reorder the
+    // first messages that reach an announced channel before its handlers are attached (measured:
+    // a burst sent at open arrived out of order about one run in three), and a browser peer may
+    // be just as early. The answerer's first ping is its hello.
+    channel.onopen = () => (this.role === 'answerer' ? this.opened() : (this.channelOpen = true));
     channel.onclose = () => this.down('peer-closed', 'the data channel closed');
     channel.onerror = (e) => this.down('peer-closed', `data channel error: ${(e as RTCErrorEvent).error?.message ?? 'unknown'}`);
     channel.onbufferedamountlow = () => this.pump();
     channel.onmessage = (e) => this.received(e.data);
     // A channel announced by the peer may already be open (Chromium fires no open event then).
-    if (channel.readyState === 'open') this.opened();
+    if (this.role === 'answerer' && channel.readyState === 'open') this.opened();
   }
 
   private opened(): void {
@@ -288,6 +294,7 @@ export class PeerLink {
     this.openedAt = this.lastHeard = this.now();
     this.clearOpenTimer();
     this.pingTimer = setInterval(() => this.heartbeat(), this.opts.pingIntervalMs);
+    if (this.role === 'answerer') this.write(encodePing('ping', this.nextPing++ >>> 0, this.now()));
     this.events.onOpen(this);
     this.pump();
   }
@@ -306,7 +313,7 @@ export class PeerLink {
   private chunkPayload(): number {
     const max = this.pc.sctp?.maxMessageSize;
     const limit = max && max > 0 && Number.isFinite(max) ? Math.min(max, this.opts.chunkBytes) : this.opts.chunkBytes;
-    return Math.max(1024, limit - START_HEADER_BYTES);
+    return Math.max(1024, limit - CHUNK_HEADER_BYTES);
   }
 
   private pump(): void {
@@ -316,7 +323,7 @@ export class PeerLink {
       const out = this.queue[0];
       const end = Math.min(out.offset + payload, out.frame.byteLength);
       const piece = out.frame.subarray(out.offset, end);
-      if (!this.write(out.offset === 0 ? encodeStart(out.seq, out.frame.byteLength, piece) : encodeMore(piece))) return;
+      if (!this.write(out.offset === 0 ? encodeStart(out.seq, out.frame.byteLength, piece) : encodeMore(out.seq, out.offset, piece))) return;
       out.offset = end;
       if (end === out.frame.byteLength) {
         this.queue.shift();
@@ -337,6 +344,7 @@ export class PeerLink {
   }
 
   private received(data: unknown): void {
+    if (this._state === 'connecting' && this.channelOpen) this.opened(); // the answerer's hello
     if (this._state !== 'open') return;
     this.lastHeard = this.now();
     let bytes: Uint8Array;
@@ -349,7 +357,7 @@ export class PeerLink {
       switch (msg.type) {
         case 'start':
         case 'more': {
-          const done = msg.type === 'start' ? this.assembler.start(msg.seq, msg.totalBytes, msg.data) : this.assembler.more(msg.data);
+          const done = msg.type === 'start' ? this.assembler.start(msg.seq, msg.totalBytes, msg.data) : this.assembler.more(msg.seq, msg.offset, msg.data);
           if (done) {
             this.s.framesReceived++;
             this.s.bytesReceived += done.bytes.byteLength;

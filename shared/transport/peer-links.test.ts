@@ -11,9 +11,11 @@ import type { FrameReceipt } from './peer-link.js';
 const KiB = 1024;
 const MiB = 1024 * KiB;
 let ends: PeerEnd[] = [];
-afterEach(() => {
+afterEach(async () => {
   for (const e of ends) e.links.closeAll();
   ends = [];
+  // libdatachannel closes asynchronously: let it finish before the next test's connections open.
+  await new Promise((r) => setTimeout(r, 200));
 });
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
@@ -36,7 +38,8 @@ describe('PeerLinks over loopback', () => {
       sent.push(a.links.send('bob', toBob[i]));
       sent.push(b.links.send('alice', toAlice[i]));
     }
-    // While the queues drain, the channel's buffer never grows past the high-water mark plus one chunk.
+    // While the queues drain, the channel's buffer never grows past the high-water mark plus one
+    // chunk (and a few acks and pings, written straight to the channel).
     let maxBuffered = 0;
     let sawBackpressure = false;
     const poll = setInterval(() => {
@@ -55,7 +58,7 @@ describe('PeerLinks over loopback', () => {
     }
     expect(receipts.map((r) => r.bytes)).toEqual(sizes.flatMap((n) => [n, n]));
     expect(sawBackpressure).toBe(true);
-    expect(maxBuffered).toBeLessThanOrEqual(highWaterBytes + 16 * KiB);
+    expect(maxBuffered).toBeLessThanOrEqual(highWaterBytes + 16 * KiB + 1024);
     const total = sizes.reduce((s, n) => s + n, 0);
     const [sa] = a.links.stats();
     expect(sa.bytesSent).toBe(total);
@@ -83,7 +86,7 @@ describe('PeerLinks over loopback', () => {
   });
 
   it('a link whose signals are dropped fails within its open timeout, and the frame comes back', async () => {
-    const openTimeoutMs = 800;
+    const openTimeoutMs = 800; // nothing arrives: the timeout alone decides
     const [a] = (ends = peerPair('a', 'b', { linkOptions: { openTimeoutMs }, deliver: () => false }));
     const frame = patternFrame(4 * KiB, 7);
     const t0 = performance.now();
@@ -111,7 +114,7 @@ describe('PeerLinks over loopback', () => {
 
   it('a peer that vanishes is detected, and the frames it had not acknowledged come back', async () => {
     let bAlive = true;
-    const [a, b] = (ends = peerPair('a', 'b', { linkOptions: { silenceTimeoutMs: 1500, pingIntervalMs: 200, openTimeoutMs: 1000 }, deliver: (_f, to) => to !== 'b' || bAlive }));
+    const [a, b] = (ends = peerPair('a', 'b', { linkOptions: { silenceTimeoutMs: 1500, pingIntervalMs: 200, openTimeoutMs: 3000 }, deliver: (_f, to) => to !== 'b' || bAlive }));
     await a.links.send('b', patternFrame(1000, 1));
     // b vanishes (a closed tab) while a 2 MiB frame is on its way: no bye, no more signals.
     const big = patternFrame(2 * MiB, 2);
