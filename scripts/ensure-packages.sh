@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the Debian packages the deployment tests start are installed: nginx (the reverse
 # proxy in deploy/nginx/), prometheus and promtool (deploy/prometheus/), openssl (--tls
-# self-signed). Idempotent: apt-get runs only when a command is missing. Fails loudly, never
+# self-signed), turnserver (coturn: the TURN relay in deploy/coturn/). Idempotent: apt-get runs only when a command is missing. Fails loudly, never
 # skips: the tests that need these would otherwise have nothing to start.
 set -euo pipefail
 
@@ -11,6 +11,7 @@ declare -A NEED=(
   [prometheus]=prometheus
   [promtool]=prometheus
   [openssl]=openssl
+  [turnserver]=coturn
 )
 PATH="$PATH:/usr/sbin:/sbin"
 
@@ -19,7 +20,7 @@ for cmd in "${!NEED[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}")
 done
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "ensure-packages: nginx, prometheus, promtool, openssl present"
+  echo "ensure-packages: nginx, prometheus, promtool, openssl, turnserver present"
   exit 0
 fi
 # unique package names
