@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Make sure the Debian packages the deployment tests start are installed: nginx (the reverse
 # proxy in deploy/nginx/), prometheus and promtool (deploy/prometheus/), openssl (--tls
-# self-signed), turnserver (coturn: the TURN relay in deploy/coturn/). Idempotent: apt-get runs only when a command is missing. Fails loudly, never
-# skips: the tests that need these would otherwise have nothing to start.
+# self-signed), turnserver (coturn, the TURN relay in deploy/coturn/). Idempotent: apt-get runs
+# only when a command is missing. Fails loudly, never skips: the tests that need these would
+# otherwise have nothing to start.
 set -euo pipefail
 
 # command -> Debian package that provides it

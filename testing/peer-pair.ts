@@ -6,6 +6,7 @@
  * bench/p2p.ts.
  */
 import type { Signal } from '../shared/protocol/signal.js';
+import { wireFrameBytes } from '../shared/protocol/wire-encoding.js';
 import { PeerLinks, type PeerLinksEvents } from '../shared/transport/peer-links.js';
 import type { PeerLinkOptions } from '../shared/transport/peer-link.js';
 import type { LinkFailure } from '../shared/transport/link-down-error.js';
@@ -69,4 +70,9 @@ export function patternFrame(n: number, seed: number): Uint8Array {
     out[i] = x & 0xff;
   }
   return out;
+}
+
+/** Bytes of an int8 [batch, seq, d] frame, the run's default wire encoding (for frame checks). */
+export function maxWireFrameBytes(shape: readonly number[]): number {
+  return wireFrameBytes(shape, 'int8');
 }
