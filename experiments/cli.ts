@@ -11,6 +11,10 @@ import { ConfigError } from '../shared/model/config.js';
 import { DataError } from '../shared/data/dataset.js';
 import { useNodeBackend } from '../trainer/node-backend.js';
 import { DEFAULT_SETTINGS, RECOVERY_STRATEGIES, type RecoveryStrategy } from '../shared/run-settings.js';
+
+/** CPSR and the plain stage restore are measured by bench:cpsr (experiments/local-cpsr.ts), not by this experiment. */
+const IN_PROCESS_ONLY_ELSEWHERE: readonly RecoveryStrategy[] = ['cpsr', 'stage-restore'];
+const EXPERIMENT_STRATEGIES = RECOVERY_STRATEGIES.filter((s) => !IN_PROCESS_ONLY_ELSEWHERE.includes(s));
 import { AVERAGE_WEIGHTINGS, type AverageWeighting } from '../shared/recovery/average.js';
 import { DEFAULT_NETWORK } from './cost-model.js';
 import { readTraceBundle, repriceExperiment, runExperiment, type ExperimentOptions, type ComputeTime } from './experiment.js';
@@ -23,7 +27,7 @@ Runs every strategy at every hourly failure rate on the in-process pipeline and 
 results.csv, loss-vs-time-<rate>.svg, summary.md and experiment.json (docs/experiments.md).
 
   --rates <list>               hourly failure rates in percent (default 0,5,10,16,33)
-  --strategies <list>          of ${RECOVERY_STRATEGIES.join(', ')} (default: all)
+  --strategies <list>          of ${EXPERIMENT_STRATEGIES.join(', ')} (default: all)
   --iterations <n>             iterations each run must complete (default 100)
   --preset <tiny|small|base>   model size (default ${DEFAULT_SETTINGS.preset})
   --stages <n>                 pipeline stages (default ${DEFAULT_SETTINGS.stages})
@@ -132,9 +136,10 @@ export function parseExperimentArgs(argv: string[]): ParsedArgs | null {
     if (!Number.isFinite(n)) throw new ConfigError(`--rates must be numbers (percent per hour), got "${r}"`);
     return n;
   });
-  const strategies = list(values.strategies, RECOVERY_STRATEGIES.join(',')) as RecoveryStrategy[];
+  const strategies = list(values.strategies, EXPERIMENT_STRATEGIES.join(',')) as RecoveryStrategy[];
   for (const s of strategies) {
     if (!RECOVERY_STRATEGIES.includes(s)) throw new ConfigError(`unknown strategy "${s}"; choose from ${RECOVERY_STRATEGIES.join(', ')}`);
+    if (IN_PROCESS_ONLY_ELSEWHERE.includes(s)) throw new ConfigError(`strategy "${s}" is not simulated by npm run experiment; npm run bench:cpsr runs it in process, --recovery ${s} in the swarm`);
   }
   const ce = values['checkpoint-every'] ?? 'auto';
   const tl = values['target-loss'] ?? 'auto';

@@ -20,6 +20,7 @@
  *   replicas        CheckFree+ embedding/head replica refresh (owner -> holder, gather)
  */
 import { youngDalyIntervalSeconds } from '../shared/recovery/failure-model.js';
+import type { RecoveryMethod } from '../shared/recovery/plan.js';
 import { simulateIteration, type IterationTiming } from './timeline.js';
 
 export interface NetworkModel {
@@ -101,7 +102,7 @@ export interface ModelBytes {
 /** How a recovery was carried out, and what it moved. */
 export interface RecoveryCost {
   stage: number;
-  method: 'average' | 'copy' | 'reinit' | 'checkpoint' | 'redundant';
+  method: RecoveryMethod;
   /** The strategy could not apply; the stage was re-initialised from the seed. */
   fallback: boolean;
   /** Bytes from each source volunteer to the replacement (neighbour blocks, replica, redundant copy). */

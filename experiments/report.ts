@@ -167,6 +167,8 @@ export const STRATEGY_COLORS: Record<RecoveryStrategy, string> = {
   checkfree: '#1f77b4',
   'checkfree+': '#2ca02c',
   checkpoint: '#d62728',
+  cpsr: '#ff7f0e',
+  'stage-restore': '#8c564b',
   redundant: '#9467bd',
   none: '#7f7f7f',
 };

@@ -5,7 +5,7 @@
 import { configForStages, getPreset, ConfigError, type ResolvedConfig } from './model/config.js';
 import { WIRE_ENCODINGS, isWireEncoding, type WireEncoding } from './protocol/wire-encoding.js';
 
-export const RECOVERY_STRATEGIES = ['checkfree+', 'checkfree', 'checkpoint', 'redundant', 'none'] as const;
+export const RECOVERY_STRATEGIES = ['checkfree+', 'checkfree', 'checkpoint', 'cpsr', 'stage-restore', 'redundant', 'none'] as const;
 export type RecoveryStrategy = (typeof RECOVERY_STRATEGIES)[number];
 
 export interface RunSettings {
@@ -57,6 +57,8 @@ const SWAPS_EDGE_MICROBATCHES: Record<RecoveryStrategy, boolean> = {
   'checkfree+': true,
   checkfree: false,
   checkpoint: false,
+  cpsr: false,
+  'stage-restore': false,
   redundant: false,
   none: false,
 };

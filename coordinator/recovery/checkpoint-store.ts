@@ -49,7 +49,7 @@ export class CheckpointStore {
    * Writes one state per stage as checkpoint `iteration` of the current run; `startedAt` (epoch
    * ms, when the uploads began) makes `seconds` the whole cost of the checkpoint.
    */
-  write(iteration: number, states: Uint8Array[], startedAt: number): CheckpointRecord {
+  write(iteration: number, states: Uint8Array[], startedAt: number, keep = 1): CheckpointRecord {
     const run = this.deps.run();
     const root = this.runDir(run);
     const final = join(root, `iter-${iteration}`);
@@ -83,12 +83,18 @@ export class CheckpointStore {
       seconds: (Date.now() - startedAt) / 1000,
       time: Date.now(),
     };
-    const previous = this.deps.store.checkpoints(run).filter((c) => c.iteration !== iteration);
+    // Everything older than the newest `keep` (this one included) goes: 1 for the baseline, a short history for CPSR.
+    const previous = this.deps.store.checkpoints(run).filter((c) => c.iteration !== iteration).slice(Math.max(1, Math.floor(keep)) - 1);
     this.latestByRun.set(run, rec);
     // Old checkpoints go only once this one is recorded: a crash now leaves the previous usable.
     if (this.deps.store.addCheckpoint(rec)) this.prune(run, previous);
     else this.deps.log.warn({ iteration }, 'checkpoint written but not yet recorded in SQLite (retried); older checkpoints kept');
     return rec;
+  }
+
+  /** The recorded checkpoints of the current run, newest first. */
+  recorded(): CheckpointRecord[] {
+    return this.deps.store.checkpoints(this.deps.run());
   }
 
   /** Removes the given older checkpoints and stray temporary directories of `run`. */
@@ -98,23 +104,32 @@ export class CheckpointStore {
       this.deps.store.deleteCheckpoint(run, c.iteration);
     }
     const root = this.runDir(run);
-    const keep = this.latestByRun.get(run)?.dir;
+    const kept = new Set(this.deps.store.checkpoints(run).map((c) => c.dir));
     for (const e of existsSync(root) ? readdirSync(root) : []) {
       const p = join(root, e);
-      if (p !== keep && (e.startsWith('.tmp-iter-') || e.startsWith('iter-'))) rmSync(p, { recursive: true, force: true });
+      if (!kept.has(p) && (e.startsWith('.tmp-iter-') || e.startsWith('iter-'))) rmSync(p, { recursive: true, force: true });
     }
   }
 
   /** The states of a recorded checkpoint, verified against their recorded sizes and hashes. */
   read(c: CheckpointRecord): Uint8Array[] {
-    return c.files.map((f) => {
-      const p = join(c.dir, f.file);
-      if (!existsSync(p)) throw new CheckpointError(`checkpoint at iteration ${c.iteration}: ${p} is missing`);
-      const b = new Uint8Array(readFileSync(p));
-      if (b.byteLength !== f.bytes || sha256(b) !== f.sha256) {
-        throw new CheckpointError(`checkpoint at iteration ${c.iteration}: ${p} does not match its record (${b.byteLength} bytes, ${f.bytes} recorded)`);
-      }
-      return b;
-    });
+    return c.files.map((f) => this.readFile(c, f));
+  }
+
+  /** One stage's state of a recorded checkpoint, verified likewise. */
+  readStage(c: CheckpointRecord, stage: number): Uint8Array {
+    const f = c.files.find((x) => x.file === `stage-${stage}.bin`);
+    if (!f) throw new CheckpointError(`checkpoint at iteration ${c.iteration} has no state of stage ${stage}`);
+    return this.readFile(c, f);
+  }
+
+  private readFile(c: CheckpointRecord, f: CheckpointRecord['files'][number]): Uint8Array {
+    const p = join(c.dir, f.file);
+    if (!existsSync(p)) throw new CheckpointError(`checkpoint at iteration ${c.iteration}: ${p} is missing`);
+    const b = new Uint8Array(readFileSync(p));
+    if (b.byteLength !== f.bytes || sha256(b) !== f.sha256) {
+      throw new CheckpointError(`checkpoint at iteration ${c.iteration}: ${p} does not match its record (${b.byteLength} bytes, ${f.bytes} recorded)`);
+    }
+    return b;
   }
 }

@@ -33,6 +33,8 @@ export interface CheckpointDeps {
   /** An event for operators (a failed checkpoint). */
   note: (message: string, data: Record<string, unknown>) => void;
   log: Logger;
+  /** Checkpoints kept on disk (1: only the last one; CPSR keeps each stage's short history). */
+  keep?: number;
 }
 
 export class CheckpointStrategy implements RecoveryStrategy {
@@ -131,7 +133,7 @@ export class CheckpointStrategy implements RecoveryStrategy {
         const got = await deps.puller.pull(s, 'state', (raw) => encodeStageState(checkStageState(deps.run.config, s, raw)));
         states.push(got.value);
       }
-      written = deps.checkpoints.write(iteration, states, t0);
+      written = deps.checkpoints.write(iteration, states, t0, deps.keep ?? 1);
     } catch (e) {
       // A lost tab or a full disk: training goes on, the previous checkpoint stays the one to roll back to.
       const prev = this.last?.iteration;

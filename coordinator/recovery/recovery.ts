@@ -21,6 +21,7 @@ import { CheckFreeStrategy } from './checkfree-strategy.js';
 import { RedundantStrategy } from './redundant-strategy.js';
 import { CheckpointStrategy } from './checkpoint-strategy.js';
 import { ReinitStrategy } from './reinit-strategy.js';
+import { CpsrStrategy, cpsrHistoryCapacity } from './cpsr-strategy.js';
 
 export interface RecoveryOptions extends StrategySettings {
   strategy: StrategyName;
@@ -87,6 +88,11 @@ export class Recovery implements RecoveryLadder {
     return this.deps.checkpoints.latest();
   }
 
+  /** The run's checkpoints kept on disk, newest first (one, or CPSR's short history). */
+  get checkpointsKept(): CheckpointRecord[] {
+    return this.deps.checkpoints.recorded();
+  }
+
   /** The operator picked another strategy: it applies from the next failure on. */
   setStrategy(name: StrategyName): void {
     this.opts.strategy = name;
@@ -107,6 +113,34 @@ export class Recovery implements RecoveryLadder {
         countReplicaBytes: (b) => metrics.recoveryBytes.inc({ kind: 'replica' }, b),
         log,
       });
+    const checkpointing = (keep: number) =>
+      new CheckpointStrategy({
+        run,
+        settings: this.opts,
+        puller,
+        checkpoints,
+        replicas,
+        setPending: (s, p) => stages.setPending(s, p),
+        reload: this.deps.reload,
+        progress,
+        countCheckpointBytes: (b) => metrics.recoveryBytes.inc({ kind: 'checkpoint' }, b),
+        note: (message, data) => events.add('run', message, data),
+        log,
+        keep,
+      });
+    // CPSR and the plain stage restore: the baseline's checkpoints, a short history of them kept.
+    const stageRestore = (name: 'cpsr' | 'stage-restore') => {
+      const capacity = cpsrHistoryCapacity(run);
+      return new CpsrStrategy(name, {
+        run,
+        capacity,
+        checkpointing: checkpointing(capacity),
+        checkpoints,
+        fromNeighbours: checkfree('checkfree'),
+        iteration: () => progress.iteration,
+        log,
+      });
+    };
     const strategies: Record<StrategyName, () => RecoveryStrategy> = {
       'checkfree+': () => checkfree('checkfree+'),
       checkfree: () => checkfree('checkfree'),
@@ -120,20 +154,9 @@ export class Recovery implements RecoveryLadder {
           countCopyBytes: (b) => metrics.recoveryBytes.inc({ kind: 'redundant' }, b),
           log,
         }),
-      checkpoint: () =>
-        new CheckpointStrategy({
-          run,
-          settings: this.opts,
-          puller,
-          checkpoints,
-          replicas,
-          setPending: (s, p) => stages.setPending(s, p),
-          reload: this.deps.reload,
-          progress,
-          countCheckpointBytes: (b) => metrics.recoveryBytes.inc({ kind: 'checkpoint' }, b),
-          note: (message, data) => events.add('run', message, data),
-          log,
-        }),
+      checkpoint: () => checkpointing(1),
+      cpsr: () => stageRestore('cpsr'),
+      'stage-restore': () => stageRestore('stage-restore'),
       none: () => new ReinitStrategy(run),
     };
     return strategies[name]();

@@ -38,7 +38,7 @@ import { RECOVERY_STRATEGIES } from '../run-settings.js';
 import { replicaHolders, type ReplicaPart } from './replicas.js';
 import { RecoveryError } from './errors.js';
 
-export type RecoveryMethod = 'average' | 'copy' | 'reinit' | 'checkpoint' | 'redundant';
+export type RecoveryMethod = 'average' | 'copy' | 'reinit' | 'checkpoint' | 'stage-restore' | 'cpsr' | 'redundant';
 
 /** What plain checkfree does with a lost first or last stage (`--edge`). */
 export const EDGE_POLICIES = ['reinit', 'copy'] as const;
@@ -89,6 +89,8 @@ const PLANNERS: Record<RecoveryStrategy, Planner> = {
   'checkfree+': (l) => fromNeighbours(l, { swapPartners: true, edges: 'copy' }),
   checkfree: (l, edge) => fromNeighbours(l, { swapPartners: false, edges: edge }),
   checkpoint: (l) => restored(l, 'checkpoint', 'restore from the last checkpoint'),
+  cpsr: (l) => restored(l, 'cpsr', 'restore the lost stage from its last checkpoint and predict it forward (CPSR)'),
+  'stage-restore': (l) => restored(l, 'stage-restore', 'restore the lost stage from its last checkpoint'),
   redundant: (l) => restored(l, 'redundant', 'restore from the redundant copy'),
   none: (l) => reinit(l, false, 'no recovery strategy'),
 };
@@ -116,7 +118,7 @@ function reinit(l: Lost, fallback: boolean, why: string): RecoveryPlan {
 }
 
 /** Checkpoint and redundant are restores the coordinator carries out: the plan lists no sources. */
-function restored(l: Lost, method: 'checkpoint' | 'redundant', what: string): RecoveryPlan {
+function restored(l: Lost, method: 'checkpoint' | 'stage-restore' | 'cpsr' | 'redundant', what: string): RecoveryPlan {
   return { ...base(l), method, description: `stage ${l.lost}: ${what}` };
 }
 
