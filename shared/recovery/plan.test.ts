@@ -23,7 +23,7 @@ const copy = (from: number, replica: number | null, part: 'embed' | 'head' | nul
 
 /** The expected plan for every strategy, lost stage and stage count, written out rule by rule. */
 function expected(strategy: RecoveryStrategy, lost: number, S: number, edgePolicy: EdgePolicy = 'reinit'): Expected {
-  if (strategy === 'checkpoint' || strategy === 'redundant') return { method: strategy, blockSources: [], replicaSource: null, fallback: false };
+  if (strategy === 'checkpoint' || strategy === 'redundant' || strategy === 'cpsr' || strategy === 'stage-restore') return { method: strategy, blockSources: [], replicaSource: null, fallback: false };
   if (strategy === 'none') return reinit(false);
   if (S === 1) return reinit(true);
   // checkfree+: the inner members of the swapped pairs copy their partner (the edge stage).
