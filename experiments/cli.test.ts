@@ -1,12 +1,15 @@
 import { describe, it, expect } from 'vitest';
 import { parseExperimentArgs, DEFAULT_ITERATION_SECONDS } from './cli.js';
 import { DEFAULT_SETTINGS, RECOVERY_STRATEGIES } from '../shared/run-settings.js';
+import { EXPERIMENT_STRATEGIES } from './experiment.js';
 
 describe('npm run experiment arguments', () => {
   it('has the documented defaults', () => {
     const o = parseExperimentArgs([])!;
     expect(o.rates).toEqual([0, 5, 10, 16, 33]);
-    expect(o.strategies).toEqual([...RECOVERY_STRATEGIES]);
+    expect(o.strategies).toEqual([...EXPERIMENT_STRATEGIES]);
+    expect(EXPERIMENT_STRATEGIES).toEqual(RECOVERY_STRATEGIES.filter((s) => s !== 'cpsr' && s !== 'stage-restore'));
+    expect(() => parseExperimentArgs(['--strategies', 'checkfree,cpsr'])).toThrow(/"cpsr" is not simulated by npm run experiment; npm run bench:cpsr/);
     expect(o.iterationSeconds).toBe(DEFAULT_ITERATION_SECONDS);
     expect(o.checkpointEvery).toBe('auto');
     expect(o.targetLoss).toBe('auto');

@@ -11,13 +11,9 @@ import { ConfigError } from '../shared/model/config.js';
 import { DataError } from '../shared/data/dataset.js';
 import { useNodeBackend } from '../trainer/node-backend.js';
 import { DEFAULT_SETTINGS, RECOVERY_STRATEGIES, type RecoveryStrategy } from '../shared/run-settings.js';
-
-/** CPSR and the plain stage restore are measured by bench:cpsr (experiments/local-cpsr.ts), not by this experiment. */
-const IN_PROCESS_ONLY_ELSEWHERE: readonly RecoveryStrategy[] = ['cpsr', 'stage-restore'];
-const EXPERIMENT_STRATEGIES = RECOVERY_STRATEGIES.filter((s) => !IN_PROCESS_ONLY_ELSEWHERE.includes(s));
 import { AVERAGE_WEIGHTINGS, type AverageWeighting } from '../shared/recovery/average.js';
 import { DEFAULT_NETWORK } from './cost-model.js';
-import { readTraceBundle, repriceExperiment, runExperiment, type ExperimentOptions, type ComputeTime } from './experiment.js';
+import { EXPERIMENT_STRATEGIES, readTraceBundle, repriceExperiment, runExperiment, type ExperimentOptions, type ComputeTime } from './experiment.js';
 
 export const DEFAULT_ITERATION_SECONDS = 65;
 
@@ -139,7 +135,7 @@ export function parseExperimentArgs(argv: string[]): ParsedArgs | null {
   const strategies = list(values.strategies, EXPERIMENT_STRATEGIES.join(',')) as RecoveryStrategy[];
   for (const s of strategies) {
     if (!RECOVERY_STRATEGIES.includes(s)) throw new ConfigError(`unknown strategy "${s}"; choose from ${RECOVERY_STRATEGIES.join(', ')}`);
-    if (IN_PROCESS_ONLY_ELSEWHERE.includes(s)) throw new ConfigError(`strategy "${s}" is not simulated by npm run experiment; npm run bench:cpsr runs it in process, --recovery ${s} in the swarm`);
+    if (!EXPERIMENT_STRATEGIES.includes(s)) throw new ConfigError(`strategy "${s}" is not simulated by npm run experiment; npm run bench:cpsr runs it in process, --recovery ${s} in the swarm`);
   }
   const ce = values['checkpoint-every'] ?? 'auto';
   const tl = values['target-loss'] ?? 'auto';

@@ -18,6 +18,9 @@ import { Stage } from '../shared/model/stage.js';
 import { loadDataset } from '../trainer/corpus-file.js';
 import { runIteration } from '../trainer/pipeline.js';
 import { modelConfigOf, checkSettings, RECOVERY_STRATEGIES, type RecoveryStrategy, type RunSettings, usesSwap } from '../shared/run-settings.js';
+
+/** The strategies this experiment simulates: CPSR and the stage restore are measured by bench:cpsr (experiments/local-cpsr.ts). */
+export const EXPERIMENT_STRATEGIES: readonly RecoveryStrategy[] = RECOVERY_STRATEGIES.filter((s) => s !== 'cpsr' && s !== 'stage-restore');
 import { AVERAGE_WEIGHTINGS, type AverageWeighting } from '../shared/recovery/average.js';
 import { FailureSchedule } from './failures.js';
 import { perIterationProbability } from '../shared/recovery/failure-model.js';
@@ -106,6 +109,7 @@ export function checkExperimentOptions(o: ExperimentOptions): void {
   if (o.strategies.length === 0) throw new RangeError('give at least one strategy');
   for (const s of o.strategies) {
     if (!RECOVERY_STRATEGIES.includes(s)) throw new RangeError(`unknown strategy "${s}"; choose from ${RECOVERY_STRATEGIES.join(', ')}`);
+    if (!EXPERIMENT_STRATEGIES.includes(s)) throw new RangeError(`strategy "${s}" is not simulated by this experiment; npm run bench:cpsr runs it in process, --recovery ${s} in the swarm`);
   }
   if (!AVERAGE_WEIGHTINGS.includes(o.weighting)) throw new RangeError(`unknown weighting "${o.weighting}"`);
   if (!(o.lrScale > 0)) throw new RangeError(`lr-scale must be > 0, got ${o.lrScale}`);

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { EDGE_POLICIES, type EdgePolicy } from '../../shared/recovery/plan.js';
 import type { ForkStudyConfig } from './fork.js';
 import { RECOVERY_STRATEGIES, type RecoveryStrategy } from '../../shared/run-settings.js';
+import { EXPERIMENT_STRATEGIES } from '../experiment.js';
 import { runStudy, type PricingOptions, type StudyOptions, type ValidationOptions } from './study.js';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
@@ -124,7 +125,10 @@ export function parseStudyArgs(argv: string[]): StudyOptions | null {
   const fork = { ...(quick ? QUICK_FORK : DEFAULT_FORK), edge };
   const chosen = v['no-swarm'] ? null : quick ? QUICK_VALIDATION : DEFAULT_VALIDATION;
   const strategies = v['swarm-strategies']?.split(',').map((x) => x.trim()) as RecoveryStrategy[] | undefined;
-  for (const x of strategies ?? []) if (!RECOVERY_STRATEGIES.includes(x)) throw new RangeError(`unknown strategy "${x}" in --swarm-strategies`);
+  for (const x of strategies ?? []) {
+    if (!RECOVERY_STRATEGIES.includes(x)) throw new RangeError(`unknown strategy "${x}" in --swarm-strategies`);
+    if (!EXPERIMENT_STRATEGIES.includes(x)) throw new RangeError(`strategy "${x}" is not priced by the churn study yet; npm run bench:cpsr measures it`);
+  }
   const validation = chosen && strategies ? { ...chosen, strategies } : chosen;
   return {
     fork,
