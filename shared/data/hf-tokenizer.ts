@@ -5,6 +5,7 @@
  */
 import { Tokenizer as HfRuntime } from '@huggingface/tokenizers';
 import type { Tokenizer, TokenizerSpec } from './tokenizer.js';
+import { preTokenize } from './byte-level.js';
 
 class HfTokenizerError extends Error {
   constructor(message: string) {
@@ -25,6 +26,8 @@ export class HfTokenizer implements Tokenizer {
     private readonly runtime: HfRuntime,
     json: string,
     vocabSize: number,
+    /** A plain byte-level BPE (what `bpe:N` writes): chunks encode independently, so cache them. */
+    private readonly chunked: boolean,
   ) {
     this.vocabSize = vocabSize;
     this.spec = { kind: 'hf', name, json };
@@ -58,11 +61,34 @@ export class HfTokenizer implements Tokenizer {
     } catch (e) {
       throw new HfTokenizerError(`tokenizer ${name}: @huggingface/tokenizers cannot load it (${(e as Error).message})`);
     }
-    return new HfTokenizer(name, runtime, json, max + 1);
+    const p = parsed as { normalizer?: unknown; pre_tokenizer?: { type?: unknown; use_regex?: unknown; add_prefix_space?: unknown } | null; model: { type?: unknown } };
+    const chunked =
+      p.normalizer == null &&
+      p.pre_tokenizer?.type === 'ByteLevel' &&
+      p.pre_tokenizer.use_regex !== false &&
+      p.pre_tokenizer.add_prefix_space !== true &&
+      p.model.type === 'BPE' &&
+      added.length === 0;
+    return new HfTokenizer(name, runtime, json, max + 1, chunked);
   }
 
+  private cache = new Map<string, number[]>();
+
   encode(text: string): Int32Array {
-    return Int32Array.from(this.runtime.encode(text, { add_special_tokens: false }).ids);
+    if (!this.chunked) return Int32Array.from(this.runtime.encode(text, { add_special_tokens: false }).ids);
+    // Same result as encoding the whole text (the ByteLevel pre-tokenizer splits with this very
+    // pattern and BPE never merges across chunks; tokenizer.test.ts checks), ~10x faster on prose.
+    const out: number[] = [];
+    for (const chunk of preTokenize(text)) {
+      let ids = this.cache.get(chunk);
+      if (!ids) {
+        ids = this.runtime.encode(chunk, { add_special_tokens: false }).ids;
+        if (this.cache.size >= 200_000) this.cache.clear();
+        this.cache.set(chunk, ids);
+      }
+      for (const id of ids) out.push(id);
+    }
+    return Int32Array.from(out);
   }
 
   decode(ids: ArrayLike<number>): string {

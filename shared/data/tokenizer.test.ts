@@ -37,6 +37,22 @@ describe('tokenizers', () => {
     expect(20_000 / ids.length).toBeGreaterThan(2.5); // bytes per token: byte-level is 1
   });
 
+  it('chunked encoding equals the library encoding the whole text (property, and on the corpus)', () => {
+    const whole = HfTokenizer.fromJson((bpe.spec as { json: string }).json, 'whole');
+    // A normalizer (even a no-op sequence) turns the chunk cache off: the library encodes the whole text.
+    const parsed = JSON.parse((bpe.spec as { json: string }).json);
+    parsed.normalizer = { type: 'Sequence', normalizers: [] };
+    const plain = HfTokenizer.fromJson(JSON.stringify(parsed), 'plain');
+    const text = corpus.slice(50_000, 60_000);
+    expect(Array.from(whole.encode(text))).toEqual(Array.from(plain.encode(text)));
+    fc.assert(
+      fc.property(anyText, (s) => {
+        expect(Array.from(whole.encode(s))).toEqual(Array.from(plain.encode(s)));
+      }),
+      { numRuns: 200 },
+    );
+  });
+
   it('pre-token chunks concatenate back to the text (property)', () => {
     fc.assert(fc.property(anyText, (s) => preTokenize(s).join('') === s));
   });
