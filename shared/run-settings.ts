@@ -21,6 +21,8 @@ export interface RunSettings {
   recovery: RecoveryStrategy;
   /** How activations and their gradients travel between stages (docs/wire.md); absent = DEFAULT_WIRE. */
   wire?: WireEncoding;
+  /** The tokenizer's vocabulary (absent: the preset's, 256 = byte). */
+  vocabSize?: number;
 }
 
 /** The default `--wire` (docs/wire.md gives the study behind it). */
@@ -45,7 +47,7 @@ export function wireOf(s: Pick<RunSettings, 'wire'>): WireEncoding {
 /** The model config these settings describe (throws ConfigError on a bad combination). */
 export function modelConfigOf(s: RunSettings): ResolvedConfig {
   const p = getPreset(s.preset);
-  return configForStages({ ...p, seed: s.seed, seqLen: s.seqLen ?? p.seqLen }, s.stages);
+  return configForStages({ ...p, seed: s.seed, seqLen: s.seqLen ?? p.seqLen, vocabSize: s.vocabSize ?? p.vocabSize }, s.stages);
 }
 
 /**
