@@ -8,11 +8,12 @@ import { parseArgs } from 'node:util';
 import * as tf from '../shared/model/tf.js';
 
 import { Stage } from '../shared/model/stage.js';
-import { ConfigError } from '../shared/model/config.js';
+import { ConfigError, PRESET_STAGES, presetNames, type PresetName, type ResolvedConfig } from '../shared/model/config.js';
+import { formatModelMemory, modelMemory } from '../shared/model/memory.js';
 import { DataError } from '../shared/data/dataset.js';
 import { TokenizerError } from '../shared/data/tokenizer.js';
 import { useNodeBackend } from './node-backend.js';
-import { loadDataset } from './corpus-file.js';
+import { prepareDataset } from './corpus-file.js';
 import { runIteration, evaluate } from './pipeline.js';
 import { DEFAULT_SETTINGS, checkSettings, modelConfigOf, wireOf, type RunSettings, type RecoveryStrategy } from '../shared/run-settings.js';
 import { WIRE_ENCODINGS, type WireEncoding } from '../shared/protocol/wire-encoding.js';
@@ -21,8 +22,9 @@ const HELP = `Usage: npm run train:local -- [options]
 
 Trains the pipeline-split model in one process (the reference for the swarm).
 
-  --preset <tiny|small|base>   model size (default ${DEFAULT_SETTINGS.preset})
-  --stages <n>                 pipeline stages; must divide the layer count (default ${DEFAULT_SETTINGS.stages})
+  --preset <name>              model size: ${presetNames().join(' | ')} (default ${DEFAULT_SETTINGS.preset})
+  --stages <n>                 pipeline stages; must divide the layer count (default: the preset's
+                               paper layout, 4 for paper-124m and 12 for paper-500m, else ${DEFAULT_SETTINGS.stages})
   --steps <n>                  optimizer steps (default 200)
   --microbatches <n>           microbatches per step (default ${DEFAULT_SETTINGS.microbatches})
   --batch <n>                  sequences per microbatch (default ${DEFAULT_SETTINGS.batch})
@@ -32,8 +34,12 @@ Trains the pipeline-split model in one process (the reference for the swarm).
   --swap                       use CheckFree+'s swapped microbatch order
   --wire <${WIRE_ENCODINGS.join('|')}>        encode activations and gradients at every hop as the swarm's --wire does
                                (default ${wireOf(DEFAULT_SETTINGS)}; docs/wire.md)
-  --data <file>                any UTF-8 text file (default: the shipped Moby Dick corpus)
-  --tokenizer <name>           tokenizer (default byte)
+  --data <path>                a UTF-8 text file, a folder of them, or JSON Lines with --data-field;
+                               gzip allowed (default: the shipped Moby Dick corpus)
+  --data-field <name>          read --data as JSON Lines, the text in this field of each record
+  --tokenizer <name>           byte | bpe[:N] (byte-level BPE of N tokens trained on the corpus,
+                               default 4096) | path to a Hugging Face tokenizer.json (default byte)
+  --cache-dir <dir>            trained tokenizers and token caches (default .data/corpus-cache)
   --eval-every <n>             validate every n steps (default 20)
   --eval-batches <n>           validation batches (default 4)
   --backend <wasm|cpu>         tfjs backend (default wasm: same CPU, 5-14x faster than cpu)
@@ -44,11 +50,19 @@ Trains the pipeline-split model in one process (the reference for the swarm).
 export interface LocalTrainOptions extends RunSettings {
   steps: number;
   data?: string;
+  dataField?: string;
   tokenizer?: string;
+  cacheDir?: string;
+  /** Progress lines from preparing the data (tokenizer training, cache building). */
+  log?: (line: string) => void;
   evalEvery: number;
   evalBatches: number;
   swap: boolean;
+  /** Stop (and validate) after the first step that ends past this many seconds (benchmarks: equal wall time). */
+  maxSeconds?: number;
   onLog?: (line: { step: number; trainLoss: number; valLoss?: number; seconds: number }) => void;
+  /** Called once the data is ready, with the model config (its vocabulary is the tokenizer's). */
+  onStart?: (config: ResolvedConfig, tokenizer: string) => void;
 }
 
 export interface LocalTrainResult {
@@ -56,13 +70,19 @@ export interface LocalTrainResult {
   finalValLoss: number;
   trainLosses: number[];
   valLosses: { step: number; loss: number }[];
+  /** UTF-8 bytes of text per token of this tokenizer on this corpus (loss per byte = loss / this). */
+  bytesPerToken: number;
+  tokenizer: string;
+  vocabSize: number;
 }
 
 /** Trains locally; used by the CLI and by tests. */
 export async function trainLocal(o: LocalTrainOptions): Promise<LocalTrainResult> {
   checkSettings(o);
-  const cfg = modelConfigOf(o);
-  const { dataset } = loadDataset({ path: o.data, tokenizer: o.tokenizer, seqLen: cfg.seqLen });
+  const data = await prepareDataset({ path: o.data, field: o.dataField, tokenizer: o.tokenizer, seqLen: modelConfigOf(o).seqLen, cacheDir: o.cacheDir, log: o.log });
+  const { dataset } = data;
+  const cfg = modelConfigOf({ ...o, vocabSize: data.tokenizer.vocabSize });
+  o.onStart?.(cfg, data.tokenizer.name);
   const stages = Array.from({ length: o.stages }, (_, i) => new Stage(cfg, i, { lr: o.lr }));
   const val = dataset.valBatches(o.evalBatches, o.batch);
   const t0 = Date.now();
@@ -75,14 +95,25 @@ export async function trainLocal(o: LocalTrainOptions): Promise<LocalTrainResult
     const batches = Array.from({ length: o.microbatches }, (_, mb) => dataset.trainBatch(o.seed, step - 1, mb, o.batch));
     const { loss } = runIteration(stages, batches, { swap: o.swap, iteration: step - 1, wire });
     trainLosses.push(loss);
-    const evalNow = step % o.evalEvery === 0 || step === o.steps;
+    const outOfTime = o.maxSeconds !== undefined && (Date.now() - t0) / 1000 >= o.maxSeconds;
+    const evalNow = step % o.evalEvery === 0 || step === o.steps || outOfTime;
     const valLoss = evalNow ? evaluate(stages, val, wire) : undefined;
     if (valLoss !== undefined) valLosses.push({ step, loss: valLoss });
     o.onLog?.({ step, trainLoss: loss, valLoss, seconds: (Date.now() - t0) / 1000 });
     await tf.nextFrame?.();
+    if (outOfTime) break;
   }
   stages.forEach((s) => s.dispose());
-  return { initialValLoss, finalValLoss: valLosses[valLosses.length - 1]!.loss, trainLosses, valLosses };
+  data.close();
+  return {
+    initialValLoss,
+    finalValLoss: valLosses[valLosses.length - 1]!.loss,
+    trainLosses,
+    valLosses,
+    bytesPerToken: data.meta.textBytes / data.meta.tokens,
+    tokenizer: data.tokenizer.name,
+    vocabSize: data.tokenizer.vocabSize,
+  };
 }
 
 async function main(): Promise<void> {
@@ -99,7 +130,9 @@ async function main(): Promise<void> {
       swap: { type: 'boolean' },
       wire: { type: 'string' },
       data: { type: 'string' },
+      'data-field': { type: 'string' },
       tokenizer: { type: 'string' },
+      'cache-dir': { type: 'string' },
       'eval-every': { type: 'string' },
       'eval-batches': { type: 'string' },
       json: { type: 'boolean' },
@@ -118,10 +151,11 @@ async function main(): Promise<void> {
     return n;
   };
   await useNodeBackend(values.backend ?? 'wasm');
+  const preset = values.preset ?? DEFAULT_SETTINGS.preset;
   const opts: LocalTrainOptions = {
     ...DEFAULT_SETTINGS,
-    preset: values.preset ?? DEFAULT_SETTINGS.preset,
-    stages: num(values.stages, DEFAULT_SETTINGS.stages, 'stages'),
+    preset,
+    stages: num(values.stages, PRESET_STAGES[preset as PresetName] ?? DEFAULT_SETTINGS.stages, 'stages'),
     microbatches: num(values.microbatches, DEFAULT_SETTINGS.microbatches, 'microbatches'),
     batch: num(values.batch, DEFAULT_SETTINGS.batch, 'batch'),
     seqLen: values.seq ? num(values.seq, 0, 'seq') : undefined,
@@ -131,7 +165,10 @@ async function main(): Promise<void> {
     wire: (values.wire ?? wireOf(DEFAULT_SETTINGS)) as WireEncoding,
     steps: num(values.steps, 200, 'steps'),
     data: values.data,
+    dataField: values['data-field'],
     tokenizer: values.tokenizer,
+    cacheDir: values['cache-dir'],
+    log: (line) => console.log(line),
     evalEvery: num(values['eval-every'], 20, 'eval-every'),
     evalBatches: num(values['eval-batches'], 4, 'eval-batches'),
     swap: values.swap ?? false,
@@ -150,7 +187,13 @@ async function main(): Promise<void> {
     `local trainer: preset ${opts.preset} d_model ${cfg.dModel} layers ${cfg.nLayers} stages ${opts.stages} seq ${cfg.seqLen} ` +
       `microbatches ${opts.microbatches}x${opts.batch} lr ${opts.lr} wire ${wireOf(opts)} backend ${tf.getBackend()}${opts.swap ? ' (swapped order)' : ''}`,
   );
-  const r = await trainLocal(opts);
+  const r = await trainLocal({
+    ...opts,
+    onStart: (c, tokenizer) => {
+      console.log(`tokenizer ${tokenizer}: vocabulary ${c.vocabSize}`);
+      console.log(formatModelMemory(modelMemory(c, { batch: opts.batch })));
+    },
+  });
   const drop = (1 - r.finalValLoss / r.initialValLoss) * 100;
   console.log(`validation loss ${r.initialValLoss.toFixed(4)} -> ${r.finalValLoss.toFixed(4)} (${drop.toFixed(1)}% lower)`);
 }

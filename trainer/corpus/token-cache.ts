@@ -29,9 +29,10 @@ export interface TokenCacheMeta {
   files: number;
 }
 
-/** SHA-256 of a tokenizer's spec: what the cache and a resumed run compare. */
+/** SHA-256 of what a tokenizer does (its kind and tokenizer.json, not its name): what the cache and a resumed run compare. */
 export function tokenizerHash(t: Tokenizer): string {
-  return createHash('sha256').update(JSON.stringify(t.spec)).digest('hex');
+  const s = t.spec;
+  return createHash('sha256').update(s.kind === 'hf' ? `hf:${s.json}` : s.kind).digest('hex');
 }
 
 export function cacheKey(corpusHash: string, tokHash: string, field: string | undefined): string {
