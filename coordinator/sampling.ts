@@ -12,7 +12,7 @@
 import { forwardPath } from '../shared/schedule/paths.js';
 import { decodeTensorFrame, encodeTensorFrame } from '../shared/protocol/index.js';
 import { mulberry32 } from '../shared/model/rng.js';
-import { ByteTokenizer } from '../shared/data/tokenizer.js';
+import { ByteTokenizer, type Tokenizer } from '../shared/data/tokenizer.js';
 import type { ResolvedConfig } from '../shared/model/config.js';
 import type { StageTable } from './stage-table.js';
 import { askStage, AskError, bytesReply } from './ask-stage.js';
@@ -128,4 +128,8 @@ export async function swarmLogits(stages: StageTable, config: ResolvedConfig, nS
   throw new SamplingError('empty pipeline path');
 }
 
-export const tokenizer = new ByteTokenizer();
+/** The run's tokenizer (a live binding: operator.ts and shared-sample.ts see the one the server set). */
+export let tokenizer: Tokenizer = new ByteTokenizer();
+export function useTokenizer(t: Tokenizer): void {
+  tokenizer = t;
+}

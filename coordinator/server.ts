@@ -13,6 +13,8 @@ import { MAX_SOCKET_BYTES } from '../shared/protocol/events.js';
 import type { RunStatus, ServerToVolunteer, VolunteerToServer } from '../shared/protocol/events.js';
 import { modelConfigOf, usesSwap, checkSettings, wireOf, type RunSettings } from '../shared/run-settings.js';
 import { loadDataset } from '../trainer/corpus-file.js';
+import type { TokenDataset } from '../shared/data/dataset.js';
+import type { Tokenizer } from '../shared/data/tokenizer.js';
 import { Registry, type Volunteer } from './registry.js';
 import { StageTable } from './stage-table.js';
 import { TabSpeeds } from './tab-speed.js';
@@ -38,6 +40,7 @@ import { createSecureServer, type TlsCredentials } from './tls.js';
 import { clientAddress } from './client-address.js';
 import { Contributions } from './contributions.js';
 import { SharedSample } from './shared-sample.js';
+import { useTokenizer } from './sampling.js';
 import { handlePublicRoute } from './public-routes.js';
 import { forwardPath, swapCounter } from '../shared/schedule/paths.js';
 import { HostCheck } from './host-check.js';
@@ -52,6 +55,10 @@ export interface CoordinatorOptions {
   clientDir: string;
   data?: string;
   tokenizer?: string;
+  /** A dataset prepared before the server starts (trainer/corpus/run-data.ts); absent: `data` read whole, byte tokenizer. */
+  dataset?: TokenDataset;
+  /** The run's tokenizer, for sampling (absent: byte). */
+  tokenizerImpl?: Tokenizer;
   evalEvery: number;
   evalBatches: number;
   maxIterations: number;
@@ -181,7 +188,8 @@ export class Coordinator {
     this.runId = opts.resumeRun?.id ?? newRunId();
     if (!opts.resumeRun) this.startStoredRun(config);
     this.events.subscribe((e) => this.store.addEvent(this.runId, e));
-    const { dataset } = loadDataset({ path: opts.data, tokenizer: opts.tokenizer, seqLen: config.seqLen });
+    const dataset = opts.dataset ?? loadDataset({ path: opts.data, tokenizer: opts.tokenizer, seqLen: config.seqLen }).dataset;
+    if (opts.tokenizerImpl) useTokenizer(opts.tokenizerImpl);
     this.stages = new StageTable(opts.settings.stages);
     this.transfer = new BundleTransfer(opts.transferChunkBytes, maxBundleBytes(config));
     this.placement = new Placement(
