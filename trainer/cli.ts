@@ -191,7 +191,7 @@ async function main(): Promise<void> {
     ...opts,
     onStart: (c, tokenizer) => {
       console.log(`tokenizer ${tokenizer}: vocabulary ${c.vocabSize}`);
-      console.log(formatModelMemory(modelMemory(c, { batch: opts.batch })));
+      console.log(formatModelMemory(modelMemory(c, { batch: opts.batch, microbatches: opts.microbatches })));
     },
   });
   const drop = (1 - r.finalValLoss / r.initialValLoss) * 100;

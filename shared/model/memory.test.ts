@@ -46,7 +46,9 @@ describe('stage memory', () => {
     expect(rows[0]!.params).toBe(rows[1]!.params + 4096 * 512);
     expect(formatModelMemory(rows)).toMatch(/stage  3/);
     const p500 = configForStages({ ...getPreset('paper-500m'), vocabSize: 32000 }, PRESET_STAGES['paper-500m']!);
-    expect(modelMemory(p500, { batch: 1 })).toHaveLength(12);
+    const r500 = modelMemory(p500, { batch: 1, microbatches: 4 });
+    expect(r500).toHaveLength(12);
+    expect(r500.map((r) => r.inFlight)).toEqual([4, 4, 4, 4, 4, 4, 4, 4, 4, 3, 2, 1]); // 1F1B never holds more than M
     const last = stageMemory(p500, 11, { batch: 4 });
     expect(last.largestTensorBytes).toBe(4 * 1024 * 32000 * 4); // logits [B*T, V]
     expect(fitsDevice(last, { maxBufferSize: 256 * 2 ** 20 })).toMatch(/maxBufferSize/);

@@ -27,11 +27,21 @@ export interface StageMemory {
 
 const F32 = 4;
 
+export interface MemoryOptions {
+  /** Sequences per microbatch. */
+  batch: number;
+  /** Microbatches per iteration (no more than these are ever in flight). */
+  microbatches?: number;
+  /** Stashes held at once; default 1F1B's depth, min(stages - index, microbatches). */
+  inFlight?: number;
+  backward?: BackwardMode;
+}
+
 /**
- * One stage's memory. `inFlight` defaults to 1F1B's depth (stages - index: the first stage holds
- * the most); pass the scheduler's in-flight window when it is wider.
+ * One stage's memory. `inFlight` defaults to 1F1B's depth (the first stage holds the most); pass
+ * the scheduler's in-flight window when it is wider.
  */
-export function stageMemory(config: ModelConfig, index: number, o: { batch: number; inFlight?: number; backward?: BackwardMode }): StageMemory {
+export function stageMemory(config: ModelConfig, index: number, o: MemoryOptions): StageMemory {
   const c = resolveConfig(config);
   const S = numStages(c);
   const specs = stageParamSpecs(c, index);
@@ -57,7 +67,7 @@ export function stageMemory(config: ModelConfig, index: number, o: { batch: numb
     if (last) stash += 2 * N * D + N + 2 * N * V; // final norm, the head's input, log-softmax and one-hot targets
   }
   const stashBytesPerMicrobatch = stash * F32;
-  const inFlight = o.inFlight ?? S - index;
+  const inFlight = o.inFlight ?? Math.min(S - index, o.microbatches ?? Infinity);
   const weightBytes = params * F32;
   const largestParam = Math.max(...specs.map((s) => sizeOf(s.shape)));
   const largestActivation = Math.max(N * F, B * c.nHeads * T * T, first || last ? N * V : 0);
@@ -79,7 +89,7 @@ export function stageMemory(config: ModelConfig, index: number, o: { batch: numb
 }
 
 /** Every stage's memory. */
-export function modelMemory(config: ModelConfig, o: { batch: number; inFlight?: number; backward?: BackwardMode }): StageMemory[] {
+export function modelMemory(config: ModelConfig, o: MemoryOptions): StageMemory[] {
   const c = resolveConfig(config);
   return Array.from({ length: numStages(c) }, (_, i) => stageMemory(c, i, o));
 }

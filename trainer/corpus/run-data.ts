@@ -37,6 +37,6 @@ export async function prepareRunData(
     tokenizerHash: prepared.tokenizerHash,
     tokenizer,
   };
-  const memoryTable = formatModelMemory(modelMemory(modelConfigOf(withData), { batch: settings.batch }));
+  const memoryTable = formatModelMemory(modelMemory(modelConfigOf(withData), { batch: settings.batch, microbatches: settings.microbatches }));
   return { prepared, settings: withData, memoryTable };
 }
