@@ -11,6 +11,8 @@ import { configForStages, numStages, resolveConfig, type ModelConfig, type Resol
 import { stageParamSpecs, sizeOf } from '../shared/model/params.js';
 import type { NamedWeights } from '../shared/model/stage.js';
 import { decodeSafetensors, encodeSafetensors, SafetensorsError, type F32Tensor } from './safetensors.js';
+import { tokenizerMetadata } from '../shared/data/tokenizer.js';
+import { tokenizer as runTokenizer } from './sampling.js';
 
 export const MODEL_FORMAT = 'volunteer-swarm-llama';
 
@@ -28,7 +30,7 @@ export function assembleModelFile(config: ResolvedConfig, stageWeights: NamedWei
       tensors.push([spec.globalName, { shape: spec.shape, data }]);
     }
   }
-  return encodeSafetensors(tensors, { format: MODEL_FORMAT, model_config: JSON.stringify(config), tokenizer: 'byte', ...metadata });
+  return encodeSafetensors(tensors, { format: MODEL_FORMAT, model_config: JSON.stringify(config), ...tokenizerMetadata(runTokenizer), ...metadata });
 }
 
 export interface ModelFile {

@@ -5,8 +5,9 @@
  * nothing depends on hash order or the clock, so the same chunk counts give the same merges on
  * every machine.
  *
- * Why our own: no maintained pure-JS BPE *trainer* exists on npm (@huggingface/tokenizers and
- * the tiktoken ports only encode; the Rust `tokenizers` trainer needs a native addon). The
+ * Why our own: the npm index holds BPE encoders (@huggingface/tokenizers, tiktoken ports, GPT-2
+ * encoders) but no pure-JS *trainer*; Hugging Face's Rust trainer reaches Node only as per-platform
+ * native bindings. The
  * result is written as a Hugging Face tokenizer.json (`bpeTokenizerJson`), which
  * @huggingface/tokenizers loads to encode and decode, in Node and in the browser alike.
  *

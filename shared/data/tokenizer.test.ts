@@ -1,7 +1,11 @@
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
 import { readFileSync } from 'node:fs';
-import { ByteTokenizer, tokenizerFromSpec, TokenizerError } from './tokenizer.js';
+import { ByteTokenizer, tokenizerFromSpec, TokenizerError, tokenizerFromMetadata } from './tokenizer.js';
+import { assembleModelFile, readModelFile } from '../../coordinator/model-file.js';
+import { useTokenizer } from '../../coordinator/sampling.js';
+import { configForStages } from '../model/config.js';
+import { stageParamSpecs, sizeOf } from '../model/params.js';
 import { ChunkCounts, trainBpe, bpeTokenizerJson, BpeTrainError } from './bpe-trainer.js';
 import { HfTokenizer } from './hf-tokenizer.js';
 import { preTokenize } from './byte-level.js';
@@ -85,5 +89,24 @@ describe('tokenizers', () => {
     expect(() => tokenizerFromSpec({ kind: 'hf', name: 'x', json: '{"model":{}}' })).toThrow(/no model.vocab/);
     expect(() => tokenizerFromSpec({ kind: 'hf', name: 'x', json: '{"model":{"type":"BPE","vocab":{"a":-1},"merges":[]}}' })).toThrow(/non-negative/);
     expect(() => tokenizerFromSpec({ kind: 'wat' })).toThrow(TokenizerError);
+  });
+
+  it('the exported model file carries the run\'s tokenizer.json, and reads it back', () => {
+    const c = configForStages({ vocabSize: 1024, dModel: 8, nHeads: 2, nLayers: 2, seqLen: 4, seed: 1 }, 2);
+    const weights = [0, 1].map((s) => Object.fromEntries(stageParamSpecs(c, s).map((p) => [p.name, new Float32Array(sizeOf(p.shape))])));
+    useTokenizer(bpe);
+    try {
+      const meta = readModelFile(assembleModelFile(c, weights)).metadata;
+      expect(meta.tokenizer).toBe('bpe:1024');
+      const back = tokenizerFromMetadata(meta);
+      expect(Array.from(back.encode('Call me Ishmael.'))).toEqual(Array.from(bpe.encode('Call me Ishmael.')));
+    } finally {
+      useTokenizer(new ByteTokenizer());
+    }
+    const byteMeta = readModelFile(assembleModelFile(c, weights)).metadata;
+    expect(byteMeta.tokenizer).toBe('byte');
+    expect(byteMeta.tokenizer_json).toBeUndefined();
+    expect(tokenizerFromMetadata(byteMeta).vocabSize).toBe(256);
+    expect(() => tokenizerFromMetadata({ tokenizer: 'gpt2' })).toThrow(/carries no tokenizer_json/);
   });
 });

@@ -55,3 +55,15 @@ export function tokenizerFromSpec(spec: unknown): Tokenizer {
   if (s?.kind === 'hf' && typeof s.json === 'string' && typeof s.name === 'string') return HfTokenizer.fromJson(s.json, s.name);
   throw new TokenizerError('tokenizer spec must be {kind: "byte"} or {kind: "hf", name, json}');
 }
+
+/** What a model file's metadata records of its tokenizer: `tokenizer` (a name) and, unless byte, `tokenizer_json`. */
+export function tokenizerMetadata(t: Tokenizer): Record<string, string> {
+  return t.spec.kind === 'byte' ? { tokenizer: 'byte' } : { tokenizer: t.spec.name, tokenizer_json: t.spec.json };
+}
+
+/** The tokenizer a model file's metadata records (files from before issue 26 say `byte`). */
+export function tokenizerFromMetadata(meta: Record<string, string>): Tokenizer {
+  if (meta.tokenizer_json !== undefined) return HfTokenizer.fromJson(meta.tokenizer_json, meta.tokenizer ?? 'tokenizer_json');
+  if (meta.tokenizer === undefined || meta.tokenizer === 'byte') return new ByteTokenizer();
+  throw new TokenizerError(`model file names tokenizer "${meta.tokenizer}" but carries no tokenizer_json`);
+}
