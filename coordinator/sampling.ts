@@ -130,6 +130,6 @@ export async function swarmLogits(stages: StageTable, config: ResolvedConfig, nS
 
 /** The run's tokenizer (a live binding: operator.ts and shared-sample.ts see the one the server set). */
 export let tokenizer: Tokenizer = new ByteTokenizer();
-export function useTokenizer(t: Tokenizer): void {
-  tokenizer = t;
+export function useTokenizer(t: Tokenizer | null): void {
+  tokenizer = t ?? new ByteTokenizer();
 }

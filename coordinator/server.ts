@@ -189,7 +189,7 @@ export class Coordinator {
     if (!opts.resumeRun) this.startStoredRun(config);
     this.events.subscribe((e) => this.store.addEvent(this.runId, e));
     const dataset = opts.dataset ?? loadDataset({ path: opts.data, tokenizer: opts.tokenizer, seqLen: config.seqLen }).dataset;
-    if (opts.tokenizerImpl) useTokenizer(opts.tokenizerImpl);
+    useTokenizer(opts.tokenizerImpl ?? null);
     this.stages = new StageTable(opts.settings.stages);
     this.transfer = new BundleTransfer(opts.transferChunkBytes, maxBundleBytes(config));
     this.placement = new Placement(

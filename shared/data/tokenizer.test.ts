@@ -101,7 +101,7 @@ describe('tokenizers', () => {
       const back = tokenizerFromMetadata(meta);
       expect(Array.from(back.encode('Call me Ishmael.'))).toEqual(Array.from(bpe.encode('Call me Ishmael.')));
     } finally {
-      useTokenizer(new ByteTokenizer());
+      useTokenizer(null);
     }
     const byteMeta = readModelFile(assembleModelFile(c, weights)).metadata;
     expect(byteMeta.tokenizer).toBe('byte');
