@@ -1,0 +1,27 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Coordinator, DEFAULT_COORDINATOR } from './coordinator/server.js';
+import { startNodeVolunteer } from './testing/node-volunteer.js';
+import { DEFAULT_SETTINGS } from './shared/run-settings.js';
+import { prepareRunData } from './trainer/corpus/run-data.js';
+import { DEFAULT_CORPUS } from './trainer/corpus-file.js';
+(async () => {
+  const t0 = Date.now();
+  const dir = mkdtempSync(join(tmpdir(), 'paper-'));
+  const data = join(dir, 'corpus.txt');
+  writeFileSync(data, readFileSync(DEFAULT_CORPUS, 'utf8').slice(0, 300_000));
+  const run = await prepareRunData({ ...DEFAULT_SETTINGS, preset: 'paper-124m', stages: 4, microbatches: 1, batch: 1, recovery: 'checkfree' }, { data, tokenizer: 'bpe:1024', dataDir: dir });
+  console.log(run.memoryTable);
+  const coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings: run.settings, dataset: run.prepared.dataset, tokenizerImpl: run.prepared.tokenizer, port: 0, silent: false, logLevel: 'info', evalEvery: 0, maxIterations: 1, maxReplicas: 1, dataDir: join(dir, 'store'), taskTimeoutMs: 1_500_000, stepTimeoutMs: 1_500_000 } as never);
+  const url = await coord.listen();
+  const vols = [];
+  for (let i = 0; i < 4; i++) vols.push(await startNodeVolunteer(url, { name: `p${i}` }));
+  const iv = setInterval(() => console.log(`T+${((Date.now() - t0) / 1000).toFixed(0)}s iteration ${coord.scheduler.iteration} ${JSON.stringify(coord.scheduler.status())}`), 30_000);
+  while (coord.scheduler.iteration < 1) await new Promise((r) => setTimeout(r, 1000));
+  console.log(`DONE T+${((Date.now() - t0) / 1000).toFixed(0)}s loss ${coord.scheduler.history[0]!.trainLoss} (ln 1024 = ${Math.log(1024).toFixed(4)})`);
+  clearInterval(iv);
+  vols.forEach((v) => v.kill());
+  await coord.close();
+  process.exit(0);
+})();
