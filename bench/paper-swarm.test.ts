@@ -46,6 +46,10 @@ describe('paper-124m at its real size', () => {
       dataDir: join(dir, 'store'),
       taskTimeoutMs: 1_500_000,
       stepTimeoutMs: 1_500_000,
+      // The coordinator and 4 volunteers share one Node process: a stage's forward at this size
+      // blocks the event loop for longer than the default heartbeat allows.
+      heartbeatTimeoutMs: 1_500_000,
+      graceMs: 1_500_000,
     }));
     const url = await coord.listen();
     for (let i = 0; i < 4; i++) harness.vols.push(await startNodeVolunteer(url, { name: `p${i}` }));
