@@ -156,15 +156,13 @@ export async function* readDocuments(spec: CorpusSpec, files: CorpusFile[]): Asy
   for (const f of files) {
     let fileHasText = false;
     for await (const block of lineBlocks(f)) {
+      const text = decodeLines(block.bytes, f.path, block.line);
       if (spec.field === undefined) {
-        const text = decodeLines(block.bytes, f.path, block.line);
-        if (text.length > 0 || block.last) {
-          fileHasText ||= text.length > 0;
-          if (text.length > 0 || fileHasText) yield { text, file: f.path, line: block.line, ends: block.last };
-        }
+        // A text file is one document, handed on in blocks; the last block (maybe empty) ends it.
+        fileHasText ||= text.length > 0;
+        if (text.length > 0 || (block.last && fileHasText)) yield { text, file: f.path, line: block.line, ends: block.last };
         continue;
       }
-      const text = decodeLines(block.bytes, f.path, block.line);
       const lines = text.split('\n');
       for (let i = 0; i < lines.length; i++) {
         const raw = lines[i]!.trim();
