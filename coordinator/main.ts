@@ -8,7 +8,8 @@ import { existsSync, statSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Coordinator, DEFAULT_COORDINATOR, type CoordinatorOptions } from './server.js';
-import { wireOf, type RecoveryStrategy, type RunSettings } from '../shared/run-settings.js';
+import { wireOf, resumeDataMismatch, type RecoveryStrategy, type RunSettings } from '../shared/run-settings.js';
+import { prepareRunData } from '../trainer/corpus/run-data.js';
 import { ConfigError } from '../shared/model/config.js';
 import { DataError } from '../shared/data/dataset.js';
 import { TokenizerError } from '../shared/data/tokenizer.js';
@@ -30,6 +31,11 @@ function sameRunSettings(a: RunSettings, b: RunSettings): boolean {
   return keys.every((k) => (a[k] ?? null) === (b[k] ?? null)) && wireOf(a) === wireOf(b);
 }
 
+
+/** The data fields of run settings (a run stored before they existed gets them on resume). */
+function pickData(s: RunSettings): Partial<RunSettings> {
+  return { vocabSize: s.vocabSize, corpusHash: s.corpusHash, tokenizerHash: s.tokenizerHash, tokenizer: s.tokenizer };
+}
 
 /** The operator token from `--operator-token-file`: its first line, at least 16 characters. */
 function readTokenFile(path: string): string {
@@ -122,8 +128,16 @@ async function main(): Promise<void> {
     console.log(`the unfinished run ${resumable.id} in ${opts.dataDir} has other settings; starting a new run (its history stays in the store)`);
     resumable = null;
   }
+  // The corpus is tokenised (once, cached) before anything starts: the vocabulary sizes the model.
+  const runData = await prepareRunData(opts.settings, { data: str('data'), field: str('data-field'), tokenizer: str('tokenizer'), dataDir, log: (l) => console.log(`  ${l}`) });
+  opts.settings = runData.settings;
+  opts.dataset = runData.prepared.dataset;
+  opts.tokenizerImpl = runData.prepared.tokenizer;
+  console.log(runData.memoryTable);
+  const mismatch = resumable && !v['new-run'] ? resumeDataMismatch(resumable.settings, opts.settings) : null;
+  if (mismatch) throw new DataError(`cannot resume run ${resumable!.id} in ${opts.dataDir}: ${mismatch}; pass its --data and --tokenizer, or --new-run`);
   if (resumable) {
-    opts.settings = resumable.settings;
+    opts.settings = { ...resumable.settings, ...pickData(opts.settings) };
     opts.maxIterations = resumable.maxIterations;
     opts.resumeRun = { id: resumable.id, iteration: resumable.iteration };
     opts.resumeWaitMs = num('resume-wait');

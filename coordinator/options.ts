@@ -2,6 +2,8 @@
  * The coordinator's options (every flag maps onto one: cli/flags.ts) and their embedded defaults.
  */
 import type { RunSettings } from '../shared/run-settings.js';
+import type { TokenDataset } from '../shared/data/dataset.js';
+import type { Tokenizer } from '../shared/data/tokenizer.js';
 import type { RecoveryOptions } from './recovery/recovery.js';
 import type { TlsCredentials } from './gateway/tls.js';
 import { DEFAULT_MAX_IN_FLIGHT } from './training/in-flight-window.js';
@@ -14,6 +16,10 @@ export interface CoordinatorOptions {
   clientDir: string;
   data?: string;
   tokenizer?: string;
+  /** A dataset prepared before the server starts (trainer/corpus/run-data.ts); absent: `data` read whole, byte tokenizer. */
+  dataset?: TokenDataset;
+  /** The run's tokenizer, for sampling and the export (absent: byte). */
+  tokenizerImpl?: Tokenizer;
   evalEvery: number;
   evalBatches: number;
   maxIterations: number;

@@ -20,6 +20,7 @@ import type { ServerToVolunteer, VolunteerToServer } from '../shared/protocol/ev
 import { modelConfigOf, usesSwap, checkSettings, wireOf } from '../shared/run-settings.js';
 import { forwardPath, swapCounter } from '../shared/schedule/paths.js';
 import { loadDataset } from '../trainer/corpus-file.js';
+import { ByteTokenizer, type Tokenizer } from '../shared/data/tokenizer.js';
 import type { CoordinatorOptions } from './options.js';
 import { Registry, type Volunteer } from './tabs/registry.js';
 import { TabSpeeds } from './tabs/tab-speed.js';
@@ -87,6 +88,8 @@ export class Coordinator {
   readonly contributions = new Contributions();
   /** The volunteer page's shared "the model now writes…" sample. */
   readonly sharedSample: SharedSample;
+  /** The run's tokenizer (samples, the export). */
+  readonly tokenizer: Tokenizer;
   /** Assignment secrets (hashed in the store) that prove a returning tab's claim. */
   private claims: ResumeClaims;
   /** The run's id (a resumed run keeps its id; a resume nobody answers starts a new one). */
@@ -109,7 +112,8 @@ export class Coordinator {
     if (!opts.resumeRun) this.startStoredRun();
     this.events.subscribe((e) => this.store.addEvent(this.runId, e));
     this.claims = new ResumeClaims(this.store, () => this.runId);
-    const { dataset } = loadDataset({ path: opts.data, tokenizer: opts.tokenizer, seqLen: config.seqLen });
+    const dataset = opts.dataset ?? loadDataset({ path: opts.data, tokenizer: opts.tokenizer, seqLen: config.seqLen }).dataset;
+    this.tokenizer = opts.tokenizerImpl ?? new ByteTokenizer();
     this.stages = new StageTable(settings.stages);
     this.progress = new RunProgress(settings.stages, this.metrics);
     this.transfer = new BundleTransfer(opts.transferChunkBytes, maxBundleBytes(config));
@@ -279,7 +283,7 @@ export class Coordinator {
         kick: () => this.scheduler.kick(),
       });
     }
-    this.sharedSample = new SharedSample(this.scheduler, this.stages, this.log, opts.sampleEverySeconds * 1000);
+    this.sharedSample = new SharedSample(this.scheduler, this.stages, this.log, opts.sampleEverySeconds * 1000, this.tokenizer);
     this.operator = new Operator(this.operatorContext(), opts.operatorToken || newOperatorToken());
     this.operator.attach(this.io);
   }
@@ -294,6 +298,7 @@ export class Coordinator {
         config,
         swap,
         nStages: scheduler.nStages,
+        tokenizer: this.tokenizer,
         evalBatches: this.opts.evalBatches,
         stepTimeoutMs: this.opts.stepTimeoutMs,
         runId: () => this.runId,

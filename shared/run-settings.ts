@@ -21,6 +21,31 @@ export interface RunSettings {
   recovery: RecoveryStrategy;
   /** How activations and their gradients travel between stages (docs/wire.md); absent = DEFAULT_WIRE. */
   wire?: WireEncoding;
+  /** The tokenizer's vocabulary (absent: the preset's, 256 = byte). */
+  vocabSize?: number;
+  /** SHA-256 of the corpus and of the tokenizer the run trains on (trainer/corpus-file.ts); a resume must match them. */
+  corpusHash?: string;
+  tokenizerHash?: string;
+  /** The tokenizer as given (`byte`, `bpe:4096`, a tokenizer.json path), for messages. */
+  tokenizer?: string;
+}
+
+/**
+ * Why a stored run cannot be resumed on this data, or null when it can: a different corpus or
+ * tokenizer would silently train the run's weights on other tokens. Runs stored before the hashes
+ * existed (no hash) trained on the byte tokenizer; only the tokenizer can be checked for them.
+ */
+export function resumeDataMismatch(stored: RunSettings, current: RunSettings): string | null {
+  const storedVocab = stored.vocabSize ?? 256;
+  const vocab = current.vocabSize ?? 256;
+  if (stored.tokenizerHash !== undefined && current.tokenizerHash !== undefined && stored.tokenizerHash !== current.tokenizerHash) {
+    return `the run was trained with tokenizer ${stored.tokenizer ?? '?'} (${stored.tokenizerHash.slice(0, 12)}), not ${current.tokenizer ?? '?'} (${current.tokenizerHash.slice(0, 12)})`;
+  }
+  if (storedVocab !== vocab) return `the run's vocabulary is ${storedVocab} tokens, this tokenizer's ${vocab}`;
+  if (stored.corpusHash !== undefined && current.corpusHash !== undefined && stored.corpusHash !== current.corpusHash) {
+    return `the run was trained on another corpus (SHA-256 ${stored.corpusHash.slice(0, 12)}, this --data is ${current.corpusHash.slice(0, 12)})`;
+  }
+  return null;
 }
 
 /** The default `--wire` (docs/wire.md gives the study behind it). */
@@ -45,7 +70,7 @@ export function wireOf(s: Pick<RunSettings, 'wire'>): WireEncoding {
 /** The model config these settings describe (throws ConfigError on a bad combination). */
 export function modelConfigOf(s: RunSettings): ResolvedConfig {
   const p = getPreset(s.preset);
-  return configForStages({ ...p, seed: s.seed, seqLen: s.seqLen ?? p.seqLen }, s.stages);
+  return configForStages({ ...p, seed: s.seed, seqLen: s.seqLen ?? p.seqLen, vocabSize: s.vocabSize ?? p.vocabSize }, s.stages);
 }
 
 /**

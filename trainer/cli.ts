@@ -8,11 +8,12 @@ import { parseArgs } from 'node:util';
 import * as tf from '../shared/model/tf.js';
 
 import { Stage } from '../shared/model/stage.js';
-import { ConfigError } from '../shared/model/config.js';
+import { ConfigError, PRESET_STAGES, presetNames, type PresetName, type ResolvedConfig } from '../shared/model/config.js';
+import { formatModelMemory, modelMemory } from '../shared/model/memory.js';
 import { DataError } from '../shared/data/dataset.js';
 import { TokenizerError } from '../shared/data/tokenizer.js';
 import { useNodeBackend } from './node-backend.js';
-import { loadDataset } from './corpus-file.js';
+import { prepareDataset } from './corpus-file.js';
 import { runIteration, evaluate, sampleGreedy } from './pipeline.js';
 import { DEFAULT_SETTINGS, checkSettings, modelConfigOf, wireOf, type RunSettings, type RecoveryStrategy } from '../shared/run-settings.js';
 import { WIRE_ENCODINGS, type WireEncoding } from '../shared/protocol/wire-encoding.js';
@@ -27,8 +28,9 @@ const HELP = `Usage: npm run train:local -- [options]
 
 Trains the pipeline-split model in one process (the reference for the swarm).
 
-  --preset <tiny|small|base>   model size (default ${DEFAULT_SETTINGS.preset})
-  --stages <n>                 pipeline stages; must divide the layer count (default ${DEFAULT_SETTINGS.stages})
+  --preset <name>              model size: ${presetNames().join(' | ')} (default ${DEFAULT_SETTINGS.preset})
+  --stages <n>                 pipeline stages; must divide the layer count (default: the preset's
+                               paper layout, 4 for paper-124m and 12 for paper-500m, else ${DEFAULT_SETTINGS.stages})
   --steps <n>                  optimizer steps (default 200)
   --microbatches <n>           microbatches per step (default ${DEFAULT_SETTINGS.microbatches})
   --batch <n>                  sequences per microbatch (default ${DEFAULT_SETTINGS.batch})
@@ -47,8 +49,12 @@ Trains the pipeline-split model in one process (the reference for the swarm).
   --record-schedule <f.json>   write the skip schedule this run followed
   --eval-stages <0,2,3>        also validate (and sample) with only these stages (a partial model)
   --sample <n>                 print n greedily sampled bytes at the end (full model, and --eval-stages)
-  --data <file>                any UTF-8 text file (default: the shipped Moby Dick corpus)
-  --tokenizer <name>           tokenizer (default byte)
+  --data <path>                a UTF-8 text file, a folder of them, or JSON Lines with --data-field;
+                               gzip allowed (default: the shipped Moby Dick corpus)
+  --data-field <name>          read --data as JSON Lines, the text in this field of each record
+  --tokenizer <name>           byte | bpe[:N] (byte-level BPE of N tokens trained on the corpus,
+                               default 4096) | path to a Hugging Face tokenizer.json (default byte)
+  --cache-dir <dir>            trained tokenizers and token caches (default .data/corpus-cache)
   --eval-every <n>             validate every n steps (default 20)
   --eval-batches <n>           validation batches (default 4)
   --backend <wasm|cpu>         tfjs backend (default wasm: same CPU, 5-14x faster than cpu)
@@ -59,7 +65,11 @@ Trains the pipeline-split model in one process (the reference for the swarm).
 export interface LocalTrainOptions extends RunSettings {
   steps: number;
   data?: string;
+  dataField?: string;
   tokenizer?: string;
+  cacheDir?: string;
+  /** Progress lines from preparing the data (tokenizer training, cache building). */
+  log?: (line: string) => void;
   evalEvery: number;
   evalBatches: number;
   swap: boolean;
@@ -72,9 +82,13 @@ export interface LocalTrainOptions extends RunSettings {
   recorded?: RecordedSchedule;
   /** Also validate with only these stages (a partial model). */
   evalStages?: number[];
-  onLog?: (line: { step: number; trainLoss: number; valLoss?: number; partialValLoss?: number; seconds: number }) => void;
   /** Called with the stages before they are disposed (sampling, tests). */
   onFinish?: (stages: Stage[]) => void;
+  /** Stop (and validate) after the first step that ends past this many seconds (benchmarks: equal wall time). */
+  maxSeconds?: number;
+  onLog?: (line: { step: number; trainLoss: number; valLoss?: number; partialValLoss?: number; seconds: number }) => void;
+  /** Called once the data is ready, with the model config (its vocabulary is the tokenizer's). */
+  onStart?: (config: ResolvedConfig, tokenizer: string) => void;
 }
 
 export interface LocalTrainResult {
@@ -86,13 +100,19 @@ export interface LocalTrainResult {
   partialValLosses: { step: number; loss: number }[];
   /** The skip schedule followed (null: full paths). */
   schedule: RecordedSchedule | null;
+  /** UTF-8 bytes of text per token of this tokenizer on this corpus (loss per byte = loss / this). */
+  bytesPerToken: number;
+  tokenizer: string;
+  vocabSize: number;
 }
 
 /** Trains locally; used by the CLI and by tests. */
 export async function trainLocal(o: LocalTrainOptions): Promise<LocalTrainResult> {
   checkSettings(o);
-  const cfg = modelConfigOf(o);
-  const { dataset } = loadDataset({ path: o.data, tokenizer: o.tokenizer, seqLen: cfg.seqLen });
+  const data = await prepareDataset({ path: o.data, field: o.dataField, tokenizer: o.tokenizer, seqLen: modelConfigOf(o).seqLen, cacheDir: o.cacheDir, log: o.log });
+  const { dataset } = data;
+  const cfg = modelConfigOf({ ...o, vocabSize: data.tokenizer.vocabSize });
+  o.onStart?.(cfg, data.tokenizer.name);
   const stages = Array.from({ length: o.stages }, (_, i) => new Stage(cfg, i, { lr: o.lr }));
   const val = dataset.valBatches(o.evalBatches, o.batch);
   const t0 = Date.now();
@@ -117,16 +137,29 @@ export async function trainLocal(o: LocalTrainOptions): Promise<LocalTrainResult
     const orders = skips.ordersFor(step - 1) ?? undefined;
     const { loss } = runIteration(stages, batches, { swap: o.swap, iteration: step - 1, wire, orders });
     trainLosses.push(loss);
-    const evalNow = step % o.evalEvery === 0 || step === o.steps;
+    const outOfTime = o.maxSeconds !== undefined && (Date.now() - t0) / 1000 >= o.maxSeconds;
+    const evalNow = step % o.evalEvery === 0 || step === o.steps || outOfTime;
     const valLoss = evalNow ? evaluate(stages, val, wire) : undefined;
     if (valLoss !== undefined) valLosses.push({ step, loss: valLoss });
     const partialValLoss = evalNow ? evalPartial(step) : undefined;
     o.onLog?.({ step, trainLoss: loss, valLoss, partialValLoss, seconds: (Date.now() - t0) / 1000 });
     await tf.nextFrame?.();
+    if (outOfTime) break;
   }
   o.onFinish?.(stages);
   stages.forEach((s) => s.dispose());
-  return { initialValLoss, finalValLoss: valLosses[valLosses.length - 1]!.loss, trainLosses, valLosses, partialValLosses, schedule: skips.record() };
+  data.close();
+  return {
+    initialValLoss,
+    finalValLoss: valLosses[valLosses.length - 1]!.loss,
+    trainLosses,
+    valLosses,
+    partialValLosses,
+    schedule: skips.record(),
+    bytesPerToken: data.meta.textBytes / data.meta.tokens,
+    tokenizer: data.tokenizer.name,
+    vocabSize: data.tokenizer.vocabSize,
+  };
 }
 
 /** A comma-separated list of numbers from a flag (undefined when the flag is absent). */
@@ -151,7 +184,9 @@ async function main(): Promise<void> {
       swap: { type: 'boolean' },
       wire: { type: 'string' },
       data: { type: 'string' },
+      'data-field': { type: 'string' },
       tokenizer: { type: 'string' },
+      'cache-dir': { type: 'string' },
       'eval-every': { type: 'string' },
       'eval-batches': { type: 'string' },
       json: { type: 'boolean' },
@@ -178,10 +213,11 @@ async function main(): Promise<void> {
     return n;
   };
   await useNodeBackend(values.backend ?? 'wasm');
+  const preset = values.preset ?? DEFAULT_SETTINGS.preset;
   const opts: LocalTrainOptions = {
     ...DEFAULT_SETTINGS,
-    preset: values.preset ?? DEFAULT_SETTINGS.preset,
-    stages: num(values.stages, DEFAULT_SETTINGS.stages, 'stages'),
+    preset,
+    stages: num(values.stages, PRESET_STAGES[preset as PresetName] ?? DEFAULT_SETTINGS.stages, 'stages'),
     microbatches: num(values.microbatches, DEFAULT_SETTINGS.microbatches, 'microbatches'),
     batch: num(values.batch, DEFAULT_SETTINGS.batch, 'batch'),
     seqLen: values.seq ? num(values.seq, 0, 'seq') : undefined,
@@ -191,7 +227,10 @@ async function main(): Promise<void> {
     wire: (values.wire ?? wireOf(DEFAULT_SETTINGS)) as WireEncoding,
     steps: num(values.steps, 200, 'steps'),
     data: values.data,
+    dataField: values['data-field'],
     tokenizer: values.tokenizer,
+    cacheDir: values['cache-dir'],
+    log: (line) => console.log(line),
     evalEvery: num(values['eval-every'], 20, 'eval-every'),
     evalBatches: num(values['eval-batches'], 4, 'eval-batches'),
     swap: values.swap ?? false,
@@ -225,7 +264,13 @@ async function main(): Promise<void> {
       `microbatches ${opts.microbatches}x${opts.batch} lr ${opts.lr} wire ${wireOf(opts)} backend ${tf.getBackend()}${opts.swap ? ' (swapped order)' : ''}`,
   );
   if (opts.skipRatio || opts.recorded) console.log(`skip paths: ${opts.recorded ? `recorded schedule ${values['schedule-file']}` : `--skip-ratio ${opts.skipRatio}, ${opts.scheduler} schedule`}`);
-  const r = await trainLocal(opts);
+  const r = await trainLocal({
+    ...opts,
+    onStart: (c, tokenizer) => {
+      console.log(`tokenizer ${tokenizer}: vocabulary ${c.vocabSize}`);
+      console.log(formatModelMemory(modelMemory(c, { batch: opts.batch, microbatches: opts.microbatches })));
+    },
+  });
   const drop = (1 - r.finalValLoss / r.initialValLoss) * 100;
   console.log(`validation loss ${r.initialValLoss.toFixed(4)} -> ${r.finalValLoss.toFixed(4)} (${drop.toFixed(1)}% lower)`);
   const lastPartial = r.partialValLosses[r.partialValLosses.length - 1];

@@ -85,7 +85,7 @@ export class ModelExport {
         settings: JSON.stringify(run.settings),
         created: new Date().toISOString(),
         ...(valLoss !== null ? { val_loss: String(valLoss), val_batches: String(run.evalBatches), val_batch_size: String(run.settings.batch) } : {}),
-      });
+      }, run.tokenizer);
       const filename = `swarm-${run.runId()}-it${iteration}.safetensors`;
       events.add('run', `operator exported the model at iteration ${iteration} (${(bytes.byteLength / 1024).toFixed(1)} KiB${valLoss !== null ? `, validation loss ${valLoss.toFixed(4)}` : ''})`, {
         operator: true,

@@ -11,11 +11,12 @@ import { configForStages, numStages, resolveConfig, type ModelConfig, type Resol
 import { stageParamSpecs, sizeOf } from '../../shared/model/params.js';
 import type { NamedWeights } from '../../shared/model/stage.js';
 import { decodeSafetensors, encodeSafetensors, SafetensorsError, type F32Tensor } from './safetensors.js';
+import { ByteTokenizer, tokenizerMetadata, type Tokenizer } from '../../shared/data/tokenizer.js';
 
 export const MODEL_FORMAT = 'volunteer-swarm-llama';
 
 /** One file from per-stage weights (stage-local names, as get_weights returns them). */
-export function assembleModelFile(config: ResolvedConfig, stageWeights: NamedWeights[], metadata: Record<string, string> = {}): Uint8Array {
+export function assembleModelFile(config: ResolvedConfig, stageWeights: NamedWeights[], metadata: Record<string, string> = {}, tokenizer: Tokenizer = new ByteTokenizer()): Uint8Array {
   const S = numStages(config);
   if (stageWeights.length !== S) throw new SafetensorsError(`expected weights of ${S} stages, got ${stageWeights.length}`);
   const tensors: [string, F32Tensor][] = [];
@@ -28,7 +29,7 @@ export function assembleModelFile(config: ResolvedConfig, stageWeights: NamedWei
       tensors.push([spec.globalName, { shape: spec.shape, data }]);
     }
   }
-  return encodeSafetensors(tensors, { format: MODEL_FORMAT, model_config: JSON.stringify(config), tokenizer: 'byte', ...metadata });
+  return encodeSafetensors(tensors, { format: MODEL_FORMAT, model_config: JSON.stringify(config), ...tokenizerMetadata(tokenizer), ...metadata });
 }
 
 export interface ModelFile {

@@ -6,6 +6,7 @@
 import type { ResolvedConfig } from '../../shared/model/config.js';
 import type { RunSettings, RecoveryStrategy } from '../../shared/run-settings.js';
 import type { RunStatus } from '../../shared/protocol/events.js';
+import type { Tokenizer } from '../../shared/data/tokenizer.js';
 import type { Volunteer } from '../tabs/registry.js';
 import type { TabSpeeds } from '../tabs/tab-speed.js';
 import type { StageTable } from '../placement/stage-table.js';
@@ -20,6 +21,8 @@ export interface OperatorRun {
   readonly config: ResolvedConfig;
   readonly swap: boolean;
   readonly nStages: number;
+  /** The run's tokenizer: samples are encoded and decoded with it, the export carries it. */
+  readonly tokenizer: Tokenizer;
   /** Validation batches per measurement (0: the run never validates). */
   readonly evalBatches: number;
   /** How long an iteration's barrier may take (an export waits for the iteration in progress). */

@@ -33,7 +33,7 @@ import {
 import { RECOVERY_STRATEGIES, type RecoveryStrategy } from '../../shared/run-settings.js';
 import type { Volunteer } from '../tabs/registry.js';
 import { clientAddress } from '../gateway/client-address.js';
-import { generate, swarmLogits, tokenizer } from './sampling.js';
+import { generate, swarmLogits } from './sampling.js';
 import { OperatorAuth } from './operator-auth.js';
 import { ModelExport, type ExportedModel } from './model-export.js';
 import { OperatorHttp } from './operator-http.js';
@@ -228,7 +228,7 @@ export class Operator {
     const t0 = Date.now();
     try {
       const { run, tabs } = this.ctx;
-      const config = run.config;
+      const { config, tokenizer } = run;
       const iteration = run.iteration();
       const tokens = await generate(
         (ctx) => swarmLogits(tabs.stages, config, run.nStages, ctx),

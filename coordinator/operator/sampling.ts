@@ -3,7 +3,7 @@
  * byte the coordinator sends the context (the last seqLen tokens) through the stages' tabs on the
  * plain path (`infer` events, one hop per stage) and picks the next byte from the head's logits
  * for the last position: greedy at temperature 0, otherwise softmax(logits / temperature) drawn
- * with a seeded generator. The byte tokenizer makes one token one byte.
+ * with a seeded generator. Callers encode the prompt and decode the tokens with the run's tokenizer.
  *
  * Sampling interleaves with training (tabs answer `infer` outside their task queue), so while the
  * run is training, consecutive stages may be one optimizer step apart; pause the run for a sample
@@ -12,7 +12,6 @@
 import { forwardPath } from '../../shared/schedule/paths.js';
 import { decodeTensorFrame, encodeTensorFrame } from '../../shared/protocol/index.js';
 import { mulberry32 } from '../../shared/model/rng.js';
-import { ByteTokenizer } from '../../shared/data/tokenizer.js';
 import type { ResolvedConfig } from '../../shared/model/config.js';
 import type { StageTable } from '../placement/stage-table.js';
 import { askStage, AskError, bytesReply } from '../tabs/ask-stage.js';
@@ -128,4 +127,3 @@ export async function swarmLogits(stages: Pick<StageTable, 'owner'>, config: Res
   throw new SamplingError('empty pipeline path');
 }
 
-export const tokenizer = new ByteTokenizer();

@@ -4,7 +4,8 @@
  * so no visitor can make the swarm generate text. A tick is skipped until the first step, while a
  * stage has no tab (waiting, recovering), and while the previous sample is still being made.
  */
-import { generate, swarmLogits, tokenizer } from '../operator/sampling.js';
+import { generate, swarmLogits } from '../operator/sampling.js';
+import type { Tokenizer } from '../../shared/data/tokenizer.js';
 import type { StageTable } from '../placement/stage-table.js';
 import type { Scheduler } from '../training/scheduler.js';
 import type { Logger } from '../record/log.js';
@@ -32,6 +33,7 @@ export class SharedSample {
     private stages: StageTable,
     private log: Logger,
     private everyMs: number,
+    private tokenizer: Tokenizer,
   ) {}
 
   /** Starts the job (no-op when everyMs is 0). */
@@ -56,14 +58,14 @@ export class SharedSample {
     const config = this.scheduler.opts.config;
     const iteration = this.scheduler.iteration;
     try {
-      const tokens = await generate((ctx) => swarmLogits(this.stages, config, this.scheduler.nStages, ctx), tokenizer.encode(SHARED_SAMPLE.prompt), {
+      const tokens = await generate((ctx) => swarmLogits(this.stages, config, this.scheduler.nStages, ctx), this.tokenizer.encode(SHARED_SAMPLE.prompt), {
         length: SHARED_SAMPLE.length,
         temperature: SHARED_SAMPLE.temperature,
         seed: iteration + 1,
         seqLen: config.seqLen,
         cancelled: () => this.closed,
       });
-      this.latest = { prompt: SHARED_SAMPLE.prompt, text: tokenizer.decode(tokens), iteration, at: Date.now() };
+      this.latest = { prompt: SHARED_SAMPLE.prompt, text: this.tokenizer.decode(tokens), iteration, at: Date.now() };
       return this.latest;
     } catch (e) {
       if (!this.closed) this.log.info({ err: (e as Error).message }, 'shared sample skipped');

@@ -1,24 +1,22 @@
 /**
- * Tokenizers. The default is byte-level: every UTF-8 byte is a token (vocabulary 256), so any
- * text file works with no training step and nothing to download.
+ * Tokenizers, behind one interface so the coordinator, the local trainer and the browser all
+ * encode and decode the same way:
+ *   - `byte`: every UTF-8 byte is a token (vocabulary 256), no training, nothing to load;
+ *   - a Hugging Face `tokenizer.json` (`HfTokenizer`), which is also what `bpe:N` trains and writes.
+ * A tokenizer travels as its `spec` (JSON-safe): the coordinator hands it to tabs and the export,
+ * and `tokenizerFromSpec` rebuilds it anywhere.
  */
+import { HfTokenizer } from './hf-tokenizer.js';
+
+export type TokenizerSpec = { kind: 'byte' } | { kind: 'hf'; name: string; json: string };
+
 export interface Tokenizer {
   readonly name: string;
   readonly vocabSize: number;
+  /** What rebuilds this tokenizer elsewhere (tabs, the export). */
+  readonly spec: TokenizerSpec;
   encode(text: string): Int32Array;
   decode(ids: ArrayLike<number>): string;
-}
-
-export class ByteTokenizer implements Tokenizer {
-  readonly name = 'byte';
-  readonly vocabSize = 256;
-  encode(text: string): Int32Array {
-    return Int32Array.from(new TextEncoder().encode(text));
-  }
-  decode(ids: ArrayLike<number>): string {
-    const bytes = Uint8Array.from(Array.from(ids, (v) => Math.max(0, Math.min(255, v | 0))));
-    return new TextDecoder('utf-8', { fatal: false }).decode(bytes);
-  }
 }
 
 export class TokenizerError extends Error {
@@ -28,10 +26,44 @@ export class TokenizerError extends Error {
   }
 }
 
-export const TOKENIZERS = ['byte'] as const;
+export class ByteTokenizer implements Tokenizer {
+  readonly name = 'byte';
+  readonly vocabSize = 256;
+  readonly spec: TokenizerSpec = { kind: 'byte' };
+  encode(text: string): Int32Array {
+    return Int32Array.from(new TextEncoder().encode(text));
+  }
+  decode(ids: ArrayLike<number>): string {
+    const bytes = Uint8Array.from(Array.from(ids, (v) => Math.max(0, Math.min(255, v | 0))));
+    return new TextDecoder('utf-8', { fatal: false }).decode(bytes);
+  }
+}
 
-/** Returns the tokenizer with this name, or throws a TokenizerError listing the known ones. */
+/** The forms `--tokenizer` takes. */
+export const TOKENIZER_FORMS = 'byte | bpe:<vocab size> | <path to a tokenizer.json>';
+
+/** A tokenizer that needs no corpus or file (only `byte`); throws a TokenizerError otherwise. */
 export function getTokenizer(name: string): Tokenizer {
   if (name === 'byte') return new ByteTokenizer();
-  throw new TokenizerError(`unknown tokenizer "${name}"; available: ${TOKENIZERS.join(', ')}`);
+  throw new TokenizerError(`tokenizer "${name}" needs a corpus or a file (prepareDataset builds it); --tokenizer takes ${TOKENIZER_FORMS}`);
+}
+
+/** Rebuilds a tokenizer from its spec (validated: a stranger may have sent it). */
+export function tokenizerFromSpec(spec: unknown): Tokenizer {
+  const s = spec as Partial<{ kind: string; name: string; json: string }> | null;
+  if (s?.kind === 'byte') return new ByteTokenizer();
+  if (s?.kind === 'hf' && typeof s.json === 'string' && typeof s.name === 'string') return HfTokenizer.fromJson(s.json, s.name);
+  throw new TokenizerError('tokenizer spec must be {kind: "byte"} or {kind: "hf", name, json}');
+}
+
+/** What a model file's metadata records of its tokenizer: `tokenizer` (a name) and, unless byte, `tokenizer_json`. */
+export function tokenizerMetadata(t: Tokenizer): Record<string, string> {
+  return t.spec.kind === 'byte' ? { tokenizer: 'byte' } : { tokenizer: t.spec.name, tokenizer_json: t.spec.json };
+}
+
+/** The tokenizer a model file's metadata records (files from before issue 26 say `byte`). */
+export function tokenizerFromMetadata(meta: Record<string, string>): Tokenizer {
+  if (meta.tokenizer_json !== undefined) return HfTokenizer.fromJson(meta.tokenizer_json, meta.tokenizer ?? 'tokenizer_json');
+  if (meta.tokenizer === undefined || meta.tokenizer === 'byte') return new ByteTokenizer();
+  throw new TokenizerError(`model file names tokenizer "${meta.tokenizer}" but carries no tokenizer_json`);
 }

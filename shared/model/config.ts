@@ -99,12 +99,22 @@ export function configForStages(base: Omit<ModelConfig, 'layersPerStage'>, stage
   return resolveConfig({ ...base, layersPerStage: base.nLayers / stages });
 }
 
-/** Named presets. tiny: tests and CPU/SwiftShader; small: laptops; base: real GPUs. */
+/**
+ * Named presets. tiny: tests and CPU/SwiftShader; small: laptops; base: real GPUs. paper-124m and
+ * paper-500m: the CheckFree paper's LLaMA models (d 512, 8 heads, 4 stages x 3 layers, sequence
+ * 512; d 1024, 16 heads, 12 stages x 2 layers, sequence 1024). vocabSize here is the byte
+ * tokenizer's; a run takes it from its tokenizer (RunSettings.vocabSize).
+ */
 export const PRESETS = {
   tiny: { vocabSize: 256, dModel: 64, nHeads: 4, nLayers: 4, seqLen: 64, seed: 1234 },
   small: { vocabSize: 256, dModel: 128, nHeads: 4, nLayers: 8, seqLen: 128, seed: 1234 },
   base: { vocabSize: 256, dModel: 512, nHeads: 8, nLayers: 8, seqLen: 256, seed: 1234 },
+  'paper-124m': { vocabSize: 256, dModel: 512, nHeads: 8, nLayers: 12, seqLen: 512, seed: 1234 },
+  'paper-500m': { vocabSize: 256, dModel: 1024, nHeads: 16, nLayers: 24, seqLen: 1024, seed: 1234 },
 } satisfies Record<string, Omit<ModelConfig, 'layersPerStage'>>;
+
+/** The stage count each preset was laid out for (the paper's); others default to the run's --stages. */
+export const PRESET_STAGES: Partial<Record<keyof typeof PRESETS, number>> = { 'paper-124m': 4, 'paper-500m': 12 };
 
 export type PresetName = keyof typeof PRESETS;
 
