@@ -12,7 +12,7 @@
  */
 import type { OuterHyper } from './outer-nesterov.js';
 import { outerNesterovStep, pseudoGradient } from './outer-nesterov.js';
-import { decodeSyncChunk, encodeSyncChunk, syncChunks, SYNC_CHUNK_VALUES, type ChunkRange } from './sync-chunks.js';
+import { chunkOf, decodeSyncChunk, encodeSyncChunk, syncChunks, SYNC_CHUNK_VALUES, type ChunkRange } from './sync-chunks.js';
 import type { WireEncoding } from '../protocol/wire-encoding.js';
 
 export interface DilocoState {
@@ -64,7 +64,7 @@ export class DilocoReplica {
   upload(current: Float32Array, iteration: number): Uint8Array[] {
     const pg = this.pseudoGradient(current);
     const a = { stage: this.stage, iteration, direction: 'up' as const, wire: this.hyper.wire };
-    return this.chunks().map((c) => encodeSyncChunk(a, c, pg));
+    return this.chunks().map((c) => encodeSyncChunk(a, c, chunkOf(pg, c)));
   }
 
   /**

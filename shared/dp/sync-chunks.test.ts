@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { decodeSyncChunk, encodeSyncChunk, syncBytes, syncChunks, syncChunkBytes, syncRoundTrip } from './sync-chunks.js';
+import { chunkOf, decodeSyncChunk, encodeSyncChunk, syncBytes, syncChunks, syncChunkBytes, syncRoundTrip } from './sync-chunks.js';
 import { FrameError } from '../protocol/frame-error.js';
 import { normalArray } from '../model/rng.js';
 
@@ -31,7 +31,7 @@ describe('sync chunks', () => {
   it('byte counts match actual encodes (int8: 1 byte per value + 4 per 128-value block + header)', () => {
     const x = normalArray(5000, 1, 1);
     const cs = syncChunks(5000, 2048);
-    const actual = cs.reduce((n, c) => n + encodeSyncChunk(up, c, x).byteLength, 0);
+    const actual = cs.reduce((n, c) => n + encodeSyncChunk(up, c, chunkOf(x, c)).byteLength, 0);
     expect(actual).toBe(syncBytes(5000, 'int8', 2048));
     expect(syncChunkBytes(2048, 'int8')).toBe(24 + 8 + 4 * 16 + 2048);
     expect(syncChunkBytes(2048, 'f32')).toBe(24 + 4 * 2048);
@@ -40,7 +40,7 @@ describe('sync chunks', () => {
   it('reject a chunk that is not the one expected (stage, iteration, index, direction, size, dtype) and garbage', () => {
     const x = normalArray(1024, 1, 3);
     const [c0, c1] = syncChunks(1024, 512);
-    const f = encodeSyncChunk(up, c0!, x);
+    const f = encodeSyncChunk(up, c0!, chunkOf(x, c0!));
     expect(decodeSyncChunk(f, up, c0!).length).toBe(512);
     expect(() => decodeSyncChunk(f, up, c1!)).toThrow(/chunk index/);
     expect(() => decodeSyncChunk(f, { ...up, stage: 1 }, c0!)).toThrow(/route/);
@@ -50,7 +50,7 @@ describe('sync chunks', () => {
     expect(() => decodeSyncChunk(new Uint8Array(64), up, c0!)).toThrow(FrameError);
     const nan = Float32Array.from(x);
     nan[3] = NaN;
-    expect(() => encodeSyncChunk(up, c0!, nan)).toThrow(FrameError);
+    expect(() => encodeSyncChunk(up, c0!, chunkOf(nan, c0!))).toThrow(FrameError);
     const bad = Uint8Array.from(f);
     new DataView(bad.buffer).setFloat32(24 + 8, NaN, true); // first int8 scale
     expect(() => decodeSyncChunk(bad, up, c0!)).toThrow(/nonfinite/);

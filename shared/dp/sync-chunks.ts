@@ -57,9 +57,14 @@ function headerOf(a: ChunkAddress, c: ChunkRange): FrameHeader {
   };
 }
 
-/** Encodes chunk `c` of `flat` (throws FrameError on non-finite values). */
-export function encodeSyncChunk(a: ChunkAddress, c: ChunkRange, flat: Float32Array): Uint8Array {
-  return encodeTensorFrame(headerOf(a, c), flat.subarray(c.start, c.start + c.count));
+/** Encodes chunk `c`, whose values are `data` (c.count of them; FrameError on non-finite values). */
+export function encodeSyncChunk(a: ChunkAddress, c: ChunkRange, data: Float32Array): Uint8Array {
+  return encodeTensorFrame(headerOf(a, c), data);
+}
+
+/** The values of chunk `c` in the flat vector `flat` (a view). */
+export function chunkOf(flat: Float32Array, c: ChunkRange): Float32Array {
+  return flat.subarray(c.start, c.start + c.count);
 }
 
 /** Bytes of one encoded chunk of `count` values. */
@@ -92,6 +97,6 @@ export function decodeSyncChunk(buf: Uint8Array | ArrayBuffer, a: ChunkAddress, 
 export function syncRoundTrip(flat: Float32Array, a: ChunkAddress, chunkValues: number = SYNC_CHUNK_VALUES): Float32Array {
   if (a.wire === 'f32') return Float32Array.from(flat);
   const out = new Float32Array(flat.length);
-  for (const c of syncChunks(flat.length, chunkValues)) out.set(decodeSyncChunk(encodeSyncChunk(a, c, flat), a, c), c.start);
+  for (const c of syncChunks(flat.length, chunkValues)) out.set(decodeSyncChunk(encodeSyncChunk(a, c, chunkOf(flat, c)), a, c), c.start);
   return out;
 }
