@@ -25,6 +25,7 @@ import { stageParamSpecs, sizeOf } from '../shared/model/params.js';
 import { flatLength } from '../shared/dp/flat-weights.js';
 import { syncBytes, syncChunks, SYNC_CHUNK_VALUES } from '../shared/dp/sync-chunks.js';
 import { DilocoReplica } from '../shared/dp/diloco-replica.js';
+import { DilocoSyncSession } from '../shared/dp/diloco-sync-session.js';
 import { encodeWeights } from '../shared/protocol/index.js';
 import { INT8_BLOCK_SIZE } from '../shared/protocol/quantize.js';
 import { WIRE_ENCODINGS, type WireEncoding } from '../shared/protocol/wire-encoding.js';
@@ -81,7 +82,10 @@ function bytesStudy(preset: string, stages: number, everies: number[], wire: Wir
     const rep = DilocoReplica.start(s, new Float32Array(P), { lr: 0.7, momentum: 0.9, wire });
     const cur = new Float32Array(P);
     for (let i = 0; i < P; i++) cur[i] = Math.sin(i) * 1e-3;
-    const syncActual = 2 * rep.upload(cur, 0).reduce((n, f) => n + f.byteLength, 0);
+    const session = new DilocoSyncSession(rep, 0, cur);
+    let up = 0;
+    for (let k = 0; k < session.chunkCount; k++) up += session.uplink(k).byteLength;
+    const syncActual = 2 * up; // the mean comes back in the same encoding and chunking
     if (syncActual !== 2 * syncBytes(P, wire)) throw new Error(`stage ${s}: actual sync ${syncActual} B, syncBytes says ${2 * syncBytes(P, wire)}`);
     rows.push([
       String(s),

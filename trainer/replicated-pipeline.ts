@@ -19,6 +19,7 @@ import type { WireEncoding } from '../shared/protocol/wire-encoding.js';
 import type { DpSettings } from '../shared/dp/dp-settings.js';
 import { DilocoReplica } from '../shared/dp/diloco-replica.js';
 import { PseudoGradSum } from '../shared/dp/pseudo-grad-sum.js';
+import { DilocoSyncSession } from '../shared/dp/diloco-sync-session.js';
 import { decodeSyncChunk, encodeSyncChunk } from '../shared/dp/sync-chunks.js';
 import { flattenWeights, unflattenWeights } from '../shared/dp/flat-weights.js';
 import { sumSquares } from '../shared/dp/average.js';
@@ -85,9 +86,9 @@ export interface SyncReport {
 
 /**
  * A diloco sync of every group after `iteration`: each replica uploads its pseudo-gradient's
- * chunks (DilocoReplica.upload), the coordinator's streaming sum decodes, checks and averages them
- * in replica order and encodes each mean chunk once, and every replica applies the outer step and
- * loads the new synced weights (its Adam state is kept).
+ * chunks (DilocoSyncSession, the tab's side), the coordinator's streaming sum decodes, checks and
+ * averages them in replica order and encodes each mean chunk once, every replica takes every mean
+ * chunk, applies the outer step and loads the new synced weights (its Adam state is kept).
  */
 export function dilocoSync(groups: Stage[][], outer: DilocoReplica[][], iteration: number, wire: WireEncoding): SyncReport {
   const report: SyncReport = { bytesPerReplica: [], meanNorm: [], drift: [], uplinkError: [] };
@@ -97,18 +98,23 @@ export function dilocoSync(groups: Stage[][], outer: DilocoReplica[][], iteratio
     const reps = outer[s]!;
     const up = { stage: s, iteration, direction: 'up' as const, wire };
     const down = { ...up, direction: 'down' as const };
+    // The tabs' side (DilocoSyncSession) and the coordinator's (decode, check, PseudoGradSum).
+    const sessions = reps.map((rep, r) => new DilocoSyncSession(rep, iteration, current[r]!));
     const sum = new PseudoGradSum(g.map((_, r) => r), current[0]!.length, { chunkValues: reps[0]!.chunkValues });
-    const frames = reps.map((rep, r) => rep.upload(current[r]!, iteration));
-    const meanFrames: Uint8Array[] = [];
+    let bytes = 0;
     const mean = new Float32Array(current[0]!.length);
     const decoded = g.map(() => new Float32Array(current[0]!.length));
     for (const c of sum.chunks) {
       for (let r = 0; r < g.length; r++) {
-        const data = decodeSyncChunk(frames[r]![c.index]!, up, c);
+        const frame = sessions[r]!.uplink(c.index);
+        if (r === 0) bytes += frame.byteLength;
+        const data = decodeSyncChunk(frame, up, c);
         decoded[r]!.set(data, c.start);
         const done = sum.add(r, c.index, data);
         if (done) {
-          meanFrames[c.index] = encodeSyncChunk(down, done.chunk, done.mean);
+          const meanFrame = encodeSyncChunk(down, done.chunk, done.mean);
+          bytes += meanFrame.byteLength;
+          for (const s of sessions) s.acceptMean(c.index, meanFrame);
           mean.set(done.mean, c.start);
         }
       }
@@ -129,8 +135,7 @@ export function dilocoSync(groups: Stage[][], outer: DilocoReplica[][], iteratio
       errSq += e;
       drift += meanSq > 0 ? Math.sqrt(d / meanSq) : 0;
     });
-    const bytes = frames[0]!.reduce((n, f) => n + f.byteLength, 0) + meanFrames.reduce((n, f) => n + f.byteLength, 0);
-    for (const [r, rep] of reps.entries()) g[r]!.setWeights(unflattenWeights(specs, rep.applyMeanFrames(meanFrames, iteration)));
+    for (const [r, session] of sessions.entries()) g[r]!.setWeights(unflattenWeights(specs, session.apply()));
     report.bytesPerReplica.push(bytes);
     report.meanNorm.push(Math.sqrt(meanSq));
     report.drift.push(g.length > 1 ? drift / g.length : 0);

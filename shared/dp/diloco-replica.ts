@@ -4,15 +4,15 @@
  * replica of the group (every replica applies the same outer step to the same bytes). A volunteer
  * tab keeps one (shared/volunteer/agent.ts), the local trainer one per replica.
  *
- * At a sync a replica: `upload(current)` gives its pseudo-gradient's chunks (encoded frames),
- * receives the averaged chunks, and `applyMean(chunks)` takes the outer step and returns the new
- * weights to load into its stage (its inner Adam state is kept, as in DiLoCo). A replica that joins
+ * A sync is one DilocoSyncSession (diloco-sync-session.ts): the replica's pseudo-gradient goes up
+ * in chunks, the averaged chunks come back, and `applyMean` takes the outer step and returns the
+ * new weights to load into its stage (its inner Adam state is kept, as in DiLoCo). A replica that joins
  * receives `state()` from a sibling (diloco-state.ts encodes it) along with the stage's weights and
  * Adam state.
  */
 import type { OuterHyper } from './outer-nesterov.js';
 import { outerNesterovStep, pseudoGradient } from './outer-nesterov.js';
-import { chunkOf, decodeSyncChunk, encodeSyncChunk, syncChunks, SYNC_CHUNK_VALUES, type ChunkRange } from './sync-chunks.js';
+import { syncChunks, SYNC_CHUNK_VALUES, type ChunkRange } from './sync-chunks.js';
 import type { WireEncoding } from '../protocol/wire-encoding.js';
 
 export interface DilocoState {
@@ -58,27 +58,6 @@ export class DilocoReplica {
   /** This replica's pseudo-gradient (synced - current), unencoded. */
   pseudoGradient(current: Float32Array): Float32Array {
     return pseudoGradient(this.s.synced, current);
-  }
-
-  /** The uplink frames of this replica's pseudo-gradient for the sync after `iteration`. */
-  upload(current: Float32Array, iteration: number): Uint8Array[] {
-    const pg = this.pseudoGradient(current);
-    const a = { stage: this.stage, iteration, direction: 'up' as const, wire: this.hyper.wire };
-    return this.chunks().map((c) => encodeSyncChunk(a, c, chunkOf(pg, c)));
-  }
-
-  /**
-   * Decodes and checks the averaged chunks of the sync after `iteration` (one per chunk, in
-   * order; FrameError on anything wrong, and then nothing changes), takes the outer step and
-   * returns the new synced weights (a copy: load them into the stage).
-   */
-  applyMeanFrames(frames: readonly (Uint8Array | ArrayBuffer)[], iteration: number): Float32Array {
-    const chunks = this.chunks();
-    if (frames.length !== chunks.length) throw new RangeError(`sync after iteration ${iteration}: ${frames.length} averaged chunks, expected ${chunks.length}`);
-    const a = { stage: this.stage, iteration, direction: 'down' as const, wire: this.hyper.wire };
-    const mean = new Float32Array(this.length);
-    chunks.forEach((c, i) => mean.set(decodeSyncChunk(frames[i]!, a, c), c.start));
-    return this.applyMean(mean);
   }
 
   /** The outer step with the decoded mean pseudo-gradient; returns the new synced weights (a copy). */

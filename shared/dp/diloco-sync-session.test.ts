@@ -1,5 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { DilocoReplica } from './diloco-replica.js';
+import { DilocoSyncSession } from './diloco-sync-session.js';
 import { PseudoGradSum } from './pseudo-grad-sum.js';
 import { encodeSyncChunk, decodeSyncChunk, syncRoundTrip } from './sync-chunks.js';
 import { outerNesterovStep } from './outer-nesterov.js';
@@ -12,7 +13,7 @@ const N = 700;
 const CHUNK = 256;
 const hyper = { lr: 0.7, momentum: 0.9, wire: 'int8' as const };
 
-describe('DilocoReplica: one whole sync through frames and the streaming sum', () => {
+describe('DilocoSyncSession: one whole sync through frames and the streaming sum', () => {
   it('every replica ends with the same bytes, equal to the maths done directly', () => {
     const w0 = normalArray(N, 0.02, 1);
     const replicas = [0, 1, 2].map(() => DilocoReplica.start(3, w0, hyper, CHUNK));
@@ -23,17 +24,18 @@ describe('DilocoReplica: one whole sync through frames and the streaming sum', (
       return w;
     });
     // Tabs upload; the coordinator decodes, sums streaming and encodes each mean chunk once.
+    const sessions = replicas.map((r, i) => new DilocoSyncSession(r, 39, current[i]!));
     const sum = new PseudoGradSum([0, 1, 2], N, { chunkValues: CHUNK });
-    const down: Uint8Array[] = [];
-    const upFrames = replicas.map((r, i) => r.upload(current[i]!, 39));
-    for (const c of sum.chunks) {
+    expect(sessions[0]!.chunkCount).toBe(3);
+    for (const c of [...sum.chunks].reverse()) {
       for (const i of [2, 0, 1]) {
-        const data = decodeSyncChunk(upFrames[i]![c.index]!, { stage: 3, iteration: 39, direction: 'up', wire: 'int8' }, c);
+        const data = decodeSyncChunk(sessions[i]!.uplink(c.index), { stage: 3, iteration: 39, direction: 'up', wire: 'int8' }, c);
         const done = sum.add(i, c.index, data);
-        if (done) down[c.index] = encodeSyncChunk({ stage: 3, iteration: 39, direction: 'down', wire: 'int8' }, done.chunk, done.mean);
+        if (done) for (const s of sessions) s.acceptMean(c.index, encodeSyncChunk({ stage: 3, iteration: 39, direction: 'down', wire: 'int8' }, done.chunk, done.mean));
       }
     }
-    const next = replicas.map((r) => r.applyMeanFrames(down, 39));
+    const next = sessions.map((s) => s.apply());
+    expect(() => sessions[0]!.apply()).toThrow(/already applied/);
     expect(next[1]).toEqual(next[0]);
     expect(next[2]).toEqual(next[0]);
     expect(replicas[2]!.state()).toEqual(replicas[0]!.state());
@@ -48,13 +50,25 @@ describe('DilocoReplica: one whole sync through frames and the streaming sum', (
     expect(replicas[0]!.state().syncs).toBe(1);
   });
 
-  it('a bad averaged chunk changes nothing', () => {
+  it('refuses bad or missing averaged chunks and changes nothing until apply', () => {
     const r = DilocoReplica.start(0, normalArray(N, 1, 2), hyper, CHUNK);
     const before = r.state();
-    const frames = r.upload(normalArray(N, 1, 3), 9); // uplink frames are not downlink ones
-    expect(() => r.applyMeanFrames(frames, 9)).toThrow(FrameError);
-    expect(() => r.applyMeanFrames(frames.slice(1), 9)).toThrow(/expected 3/);
+    const s = new DilocoSyncSession(r, 9, normalArray(N, 1, 3));
+    const up0 = s.uplink(0);
+    expect(s.uplink(0)).toEqual(up0); // answered from one snapshot
+    expect(() => s.acceptMean(0, up0)).toThrow(FrameError); // an uplink frame is not a downlink one
+    const mean = normalArray(N, 0.01, 4);
+    const down = { stage: 0, iteration: 9, direction: 'down' as const, wire: 'int8' as const };
+    const chunks = r.chunks();
+    expect(() => s.acceptMean(1, encodeSyncChunk(down, chunks[0]!, mean.subarray(0, CHUNK)))).toThrow(FrameError); // chunk 0 sent as 1
+    expect(() => s.acceptMean(0, encodeSyncChunk({ ...down, iteration: 8 }, chunks[0]!, mean.subarray(0, CHUNK)))).toThrow(/iteration/);
+    s.acceptMean(0, encodeSyncChunk(down, chunks[0]!, mean.subarray(0, CHUNK)));
+    expect(() => s.acceptMean(0, encodeSyncChunk(down, chunks[0]!, mean.subarray(0, CHUNK)))).toThrow(/twice/);
+    expect(() => s.uplink(7)).toThrow(/out of range/);
+    expect(s.missing()).toEqual([1, 2]);
+    expect(() => s.apply()).toThrow(/chunks 1, 2 missing/);
     expect(r.state()).toEqual(before);
+    expect(() => new DilocoSyncSession(r, 9, new Float32Array(N - 1))).toThrow(RangeError);
   });
 
   it('the join state round-trips and is checked', () => {
