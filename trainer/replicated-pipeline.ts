@@ -78,7 +78,7 @@ export interface SyncReport {
   bytesPerReplica: number[];
   /** L2 norm of the group's mean pseudo-gradient (per stage). */
   meanNorm: number[];
-  /** Replicas' drift: mean over replicas of |pg_r - mean| / |mean| (per stage; 0 with one replica). */
+  /** Replicas' drift (PseudoGradSum.drift: mean over replicas of |pg_r - mean| / |mean|, decoded values; per stage; 0 with one replica). */
   drift: number[];
   /** Relative L2 error of the uplink encoding: |decoded - pg| / |pg| over the group (per stage). */
   uplinkError: number[];
@@ -121,24 +121,15 @@ export function dilocoSync(groups: Stage[][], outer: DilocoReplica[][], iteratio
     }
     let errSq = 0;
     let pgSq = 0;
-    let drift = 0;
-    const meanSq = sumSquares(mean);
     reps.forEach((rep, r) => {
       const pg = rep.pseudoGradient(current[r]!);
       pgSq += sumSquares(pg);
-      let e = 0;
-      let d = 0;
-      for (let i = 0; i < pg.length; i++) {
-        e += (decoded[r]![i]! - pg[i]!) ** 2;
-        d += (pg[i]! - mean[i]!) ** 2;
-      }
-      errSq += e;
-      drift += meanSq > 0 ? Math.sqrt(d / meanSq) : 0;
+      for (let i = 0; i < pg.length; i++) errSq += (decoded[r]![i]! - pg[i]!) ** 2;
     });
     for (const [r, session] of sessions.entries()) g[r]!.setWeights(unflattenWeights(specs, session.apply()));
     report.bytesPerReplica.push(bytes);
-    report.meanNorm.push(Math.sqrt(meanSq));
-    report.drift.push(g.length > 1 ? drift / g.length : 0);
+    report.meanNorm.push(Math.sqrt(sumSquares(mean)));
+    report.drift.push(sum.drift());
     report.uplinkError.push(pgSq > 0 ? Math.sqrt(errSq / pgSq) : 0);
   });
   return report;

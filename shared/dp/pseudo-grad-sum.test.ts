@@ -26,6 +26,9 @@ describe('PseudoGradSum', () => {
     }
     expect(sum.complete()).toBe(true);
     expect(out).toEqual(averageInOrder(parts));
+    const mean = averageInOrder(parts);
+    const rel = (p: Float32Array) => Math.sqrt(p.reduce((a, x, i) => a + (x - mean[i]!) ** 2, 0) / mean.reduce((a, x) => a + x * x, 0));
+    expect(sum.drift()).toBeCloseTo((rel(parts[0]!) + rel(parts[1]!) + rel(parts[2]!)) / 3, 5);
     const norms = sum.norms();
     expect(norms.get('b')).toBeCloseTo(Math.hypot(...parts[1]!), 4);
   });

@@ -41,6 +41,9 @@ export class PseudoGradSum<K> {
   private pending: Map<K, Float32Array>[];
   private done: boolean[];
   private squares = new Map<K, number>();
+  /** Per replica, the sum over completed chunks of |pg_r - mean|^2; and |mean|^2. */
+  private spread = new Map<K, number>();
+  private meanSquares = 0;
 
   constructor(slots: readonly K[], total: number, private readonly opts: { chunkValues?: number; screen?: ChunkScreen<K> } = {}) {
     const chunkValues = opts.chunkValues;
@@ -102,12 +105,28 @@ export class PseudoGradSum<K> {
     this.pending[index] = new Map();
     if (this.live.length === 0) throw new PseudoGradSumError(`every replica of the sync was rejected at chunk ${index}`, rejected);
     const mean = averageInOrder(this.live.map((s) => p.get(s)!));
+    this.meanSquares += sumSquares(mean);
+    for (const s of this.live) {
+      const d = p.get(s)!;
+      let e = 0;
+      for (let i = 0; i < d.length; i++) e += (d[i]! - mean[i]!) ** 2;
+      this.spread.set(s, (this.spread.get(s) ?? 0) + e);
+    }
     return { chunk, mean, count: this.live.length, rejected };
   }
 
   /** Whether every chunk is completed. */
   complete(): boolean {
     return this.done.every(Boolean);
+  }
+
+  /**
+   * The replicas' drift over the completed chunks: mean over live replicas of |pg_r - mean| / |mean|
+   * (0 for one replica; the dashboard's figure of how far the replicas wander between syncs).
+   */
+  drift(): number {
+    if (this.live.length < 2 || this.meanSquares === 0) return 0;
+    return this.live.reduce((a, s) => a + Math.sqrt((this.spread.get(s) ?? 0) / this.meanSquares), 0) / this.live.length;
   }
 
   /** L2 norm of each live replica's pseudo-gradient over the chunks it sent so far. */
