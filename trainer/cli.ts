@@ -222,6 +222,7 @@ async function main(): Promise<void> {
         );
     },
   };
+  checkDpSettings({ ...DEFAULT_DP, ...opts.dp });
   const cfg = (checkSettings(opts), modelConfigOf(opts));
   console.log(
     `local trainer: preset ${opts.preset} d_model ${cfg.dModel} layers ${cfg.nLayers} stages ${opts.stages} seq ${cfg.seqLen} ` +
