@@ -101,9 +101,9 @@ export class PipelinePass implements PassControl {
     this.settle.reject(e);
   }
 
-  /** The oldest task unanswered for at least `deadlineMs` (the watchdog drops its tab). */
-  overdue(deadlineMs: number, now = Date.now()): Task | undefined {
-    return this.deps.book.overdue(deadlineMs, now);
+  /** The oldest task unanswered past its deadline (the watchdog drops its tab). */
+  overdue(deadlineOf: (t: Task, timesKey: string) => number, now = Date.now()): Task | undefined {
+    return this.deps.book.overdue(deadlineOf, now);
   }
 
   /** The pass is over: nothing stays outstanding. */
