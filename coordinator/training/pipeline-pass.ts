@@ -185,7 +185,7 @@ export class PipelinePass implements PassControl {
     // Training frames are screened: a gradient goes to the hop before, an activation to the hop after.
     if (frame && this.kind.keepsInputs) {
       const into = path[meta.dir === 'B' ? meta.hop - 1 : meta.hop + 1]!.stage;
-      this.deps.screening.recordFrame(v, task.meta.stage, meta.dir === 'B' ? 'grad' : 'act', into, norm);
+      this.deps.screening.recordFrame(v, task.meta.stage, meta.dir === 'B' ? 'grad' : 'act', into, norm, meta.hop);
     }
     try {
       const hs = this.hops[meta.mb]![meta.hop]!;
