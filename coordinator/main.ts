@@ -86,6 +86,7 @@ async function main(): Promise<void> {
     maxIterations: num('max-iterations'),
     graceMs: num('grace'),
     heartbeatTimeoutMs: num('heartbeat-timeout'),
+    vacancyAlertMs: num('vacancy-alert') * 1000,
     clientDir: join(ROOT, 'dist/client'),
     dataDir,
     operatorToken: str('operator-token-file') !== undefined ? readTokenFile(str('operator-token-file')!) : str('operator-token') || undefined,

@@ -30,6 +30,8 @@ export interface CoordinatorOptions {
   stepTimeoutMs: number;
   /** A tab that leaves a task unanswered this long is dropped as lost. */
   taskTimeoutMs: number;
+  /** A stage that waits for a volunteer this long raises an alert (event, log, metric, status). */
+  vacancyAlertMs: number;
   /** Uploads from tabs (weights, states, gradients) travel in chunks of at most this many bytes (bundle-transfer.ts). */
   transferChunkBytes: number;
   /** A tab asked for a stage's weights (or full state) that does not answer this long is dropped (default: ask-stage.ts). */
@@ -82,6 +84,7 @@ export const DEFAULT_COORDINATOR: Omit<CoordinatorOptions, 'settings'> = {
   heartbeatTimeoutMs: 20000,
   stepTimeoutMs: 120000,
   taskTimeoutMs: 120000,
+  vacancyAlertMs: 300000,
   resumeWaitMs: 15000,
   maxOffences: 3,
   rateLimit: 400,

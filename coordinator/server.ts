@@ -179,6 +179,7 @@ export class Coordinator {
         maxIterations: opts.maxIterations,
         stepTimeoutMs: opts.stepTimeoutMs,
         taskTimeoutMs: opts.taskTimeoutMs,
+        vacancyAlertMs: opts.vacancyAlertMs,
         outlierFactor: opts.outlierFactor,
         maxInFlight: opts.maxInFlight,
       },

@@ -7,6 +7,8 @@
  * - 'inflate-sent-grads': computes honestly (its own gradients and step are right) but the
  *   activation gradients it sends upstream are 1e4x: its upstream neighbour's gradient explodes.
  * - 'inflate-sent-acts': computes honestly but the activations it sends downstream are 1e4x.
+ * - 'mute-grad-norm', 'mute-step': computes its tasks but never answers the barrier's question
+ *   (`grad_norm` or `step`): it would hold every barrier until dropped.
  * The mode can change while it runs (setPoison).
  */
 import * as tf from '../shared/model/tf.js';
@@ -15,7 +17,10 @@ import type { VolunteerSocket } from '../shared/volunteer/agent.js';
 import { decodeTensorFrame } from '../shared/protocol/codec.js';
 import { startNodeVolunteer, type NodeVolunteer, type NodeVolunteerOptions } from './node-volunteer.js';
 
-export type PoisonMode = 'nan' | 'huge-grads' | 'inflate-sent-grads' | 'inflate-sent-acts' | null;
+export type PoisonMode = 'nan' | 'huge-grads' | 'inflate-sent-grads' | 'inflate-sent-acts' | 'mute-grad-norm' | 'mute-step' | null;
+
+/** The barrier question each mute mode leaves unanswered. */
+const MUTED: Partial<Record<NonNullable<PoisonMode>, string>> = { 'mute-grad-norm': 'grad_norm', 'mute-step': 'step' };
 
 const INFLATE = 1e4;
 
@@ -76,6 +81,9 @@ export async function startPoisonedVolunteer(url: string, mode: PoisonMode, opts
       if (current === 'nan' && event === 'out' && args[1] instanceof Uint8Array) args[1] = poisonFrame(args[1]);
       return emit(event, ...args);
     };
+    // Handlers see the question but, muted, never call its acknowledgement.
+    const on = socket.on.bind(socket) as (event: string, h: (...args: unknown[]) => void) => VolunteerSocket;
+    (socket as unknown as { on: typeof on }).on = (event, h) => on(event, (...args) => (current !== null && MUTED[current] === event ? undefined : h(...args)));
   };
   const v = await startNodeVolunteer(url, { ...opts, wrapSocket, createStage: (c, i, o) => new InflatingStage(c, i, o) });
   return { ...v, setPoison: (m) => (current = m) };

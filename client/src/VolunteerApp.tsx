@@ -1,6 +1,6 @@
 import type { RunStatus } from '../../shared/protocol/events';
 import { useCallback, useEffect, useRef, useState, type ReactNode } from 'react';
-import { duration, num } from './format';
+import { duration, fmtLongVacancies, num } from './format';
 import { ControlsPanel } from './ControlsPanel';
 import { GivingPanel } from './GivingPanel';
 import { SamplePanel } from './SamplePanel';
@@ -75,7 +75,8 @@ function fmtRun(run: RunStatus | null): string {
   if (!run) return '—';
   if (run.state === 'waiting' || run.state === 'recovering') {
     const who = run.needed > 0 ? `; ${run.needed} more volunteer${run.needed === 1 ? '' : 's'} needed` : '';
-    return `${run.state === 'waiting' ? 'waiting to start' : 'rebuilding a lost stage'}${who}`;
+    const long = fmtLongVacancies(run.needsVolunteer);
+    return `${run.state === 'waiting' ? 'waiting to start' : 'rebuilding a lost stage'}${who}${long ? ` (${long})` : ''}`;
   }
   const loss = run.trainLoss !== null ? `, loss ${run.trainLoss.toFixed(3)}` : '';
   return `${run.state}, ${run.stages} stages, iteration ${run.iteration}${loss}`;
@@ -204,7 +205,7 @@ export function VolunteerApp() {
   const wakeLock = useWakeLock(running && !paused && s.connection !== 'leaving');
   const pub = usePublicSwarm(options.coordinatorUrl, myId);
   // Announced to screen readers when it changes (not every iteration).
-  const live = `${CONNECTION_LABEL[s.connection]}. ${fmtStage(s.stage, s.group, s.connection)}.${s.run ? ` Swarm ${s.run.state}${s.run.needed > 0 ? `, ${s.run.needed} more volunteers needed` : ''}.` : ''}`;
+  const live = `${CONNECTION_LABEL[s.connection]}. ${fmtStage(s.stage, s.group, s.connection)}.${s.run ? ` Swarm ${s.run.state}${s.run.needed > 0 ? `, ${s.run.needed} more volunteers needed` : ''}${fmtLongVacancies(s.run.needsVolunteer) ? `; ${fmtLongVacancies(s.run.needsVolunteer)}` : ''}.` : ''}`;
   return (
     <main className="volunteer" data-connection={s.connection}>
       <header>

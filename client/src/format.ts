@@ -42,3 +42,9 @@ export function stageRole(stage: number, stages: number): string {
   if (stage === stages - 1) parts.push('head');
   return parts.join(' + ');
 }
+
+/** "stage 2 needs a volunteer" for stages that have waited past the coordinator's --vacancy-alert ('' for none). */
+export function fmtLongVacancies(stages: readonly number[] | undefined): string {
+  if (!stages || stages.length === 0) return '';
+  return stages.length === 1 ? `stage ${stages[0]} needs a volunteer` : `stages ${stages.join(', ')} need a volunteer`;
+}

@@ -80,6 +80,7 @@ export const FLAGS = {
   'failure-rate': { kind: 'number', section: 'Recovery', arg: '<pct>', help: 'hourly failure rate per stage assumed by auto', default: d.recovery.expectedFailureRate * 100 },
   grace: { kind: 'number', section: 'Recovery', arg: '<ms>', help: 'a disconnected tab keeps its stage this long', default: d.graceMs },
   'heartbeat-timeout': { kind: 'number', section: 'Recovery', arg: '<ms>', help: 'a tab silent this long is lost', default: d.heartbeatTimeoutMs },
+  'vacancy-alert': { kind: 'number', section: 'Recovery', arg: '<s>', help: 'a stage waiting this long for a volunteer raises an alert (event, log, swarm_stage_vacant_seconds, the pages\' status)', default: d.vacancyAlertMs / 1000 },
 } as const satisfies Record<string, Flag>;
 
 export type FlagName = keyof typeof FLAGS;

@@ -24,7 +24,7 @@ function fakeResponse() {
 const contributions = new Contributions();
 contributions.record('secret-browser-id-1', 32, 5, 1);
 const deps = {
-  status: () => ({ state: 'running' as const, iteration: 3, stages: 2, needed: 0, trainLoss: 5.1, valLoss: null }),
+  status: () => ({ state: 'running' as const, iteration: 3, stages: 2, needed: 0, needsVolunteer: [], trainLoss: 5.1, valLoss: null }),
   volunteers: () => ({ active: 2, spares: 0 }),
   contributions,
   sample: () => null,

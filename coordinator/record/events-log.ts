@@ -6,7 +6,7 @@
 import type { Logger } from './log.js';
 import { clipData, clipText } from '../gateway/clip.js';
 
-export type SwarmEventKind = 'join' | 'leave' | 'assign' | 'recovery' | 'rejected' | 'run' | 'quarantine';
+export type SwarmEventKind = 'join' | 'leave' | 'assign' | 'recovery' | 'rejected' | 'run' | 'quarantine' | 'alert';
 
 export interface SwarmEvent {
   time: number;

@@ -47,6 +47,12 @@ export class SwarmMetrics {
     help: 'Microbatches the last training pass kept in flight at most (1F1B depth widened by measured hop round trips, within --max-in-flight)',
     registers: [this.registry],
   });
+  readonly stageVacantSeconds = new Gauge({
+    name: 'swarm_stage_vacant_seconds',
+    help: 'Seconds each stage has waited for a volunteer (0 while served); over --vacancy-alert the run raises an alert',
+    labelNames: ['stage'] as const,
+    registers: [this.registry],
+  });
   readonly stageReplicas = new Gauge({ name: 'swarm_stage_replicas', help: 'Tabs serving each stage (its group of replicas)', labelNames: ['stage'] as const, registers: [this.registry] });
   readonly reductionBytes = new Counter({
     name: 'swarm_reduction_bytes_total',

@@ -2,13 +2,20 @@
  * Per-sender statistics of relayed frames: who to blame for an inflated number.
  *
  * Every activation and gradient frame a tab sends is checked by the coordinator before it is
- * relayed (relay-check.ts), and that check yields the frame's norm. Per (sender tab, stage,
- * direction) this keeps the largest frame norm of the iteration in progress and, for applied
- * iterations, a window of those maxima; also per (stage, direction) across whichever tabs served
- * it. A frame flow has *jumped* when its norm is more than `factor` times its baseline: the
- * median of the sender's own recent maxima (at least `minHistory` of them), the median of the
- * other replicas of its stage this iteration, or, for a tab new to its stage, the stage's recent
- * median under its previous tabs.
+ * relayed (relay-check.ts), and that check yields the frame's norm. Frames are told apart by
+ * what they are (issue 22, item 3): per (sender tab, stage, direction, hop of the microbatch's
+ * path) this keeps the largest frame norm of the iteration in progress and, for applied
+ * iterations, a window of those maxima; also per (stage, direction, hop) across whichever tabs
+ * served it. The hop is where the frame sits on its path (shared/schedule/paths.ts), so under
+ * CheckFree+ a stage's frames of a swapped microbatch (which leave it at another hop, towards
+ * another neighbour) have their own history. A frame flow has *jumped* when its norm is more than
+ * its threshold times its baseline: the baseline is the median of the sender's own recent maxima
+ * (at least `minHistory` of them), the median of the other replicas of its stage this iteration,
+ * or, for a tab new to its stage, the stage's recent median under its previous tabs; the
+ * threshold is `factor`, or more where the history itself spreads wide: exp(k x 1.4826 x MAD of
+ * its log norms) (median + k robust standard deviations on log norms), so a flow whose honest
+ * norms legitimately move by orders of magnitude (small batches, early training) needs a larger
+ * jump.
  *
  * Two uses, both in the barrier before anyone steps:
  * - `blame(stage)`: the gradient-norm screen (outliers.ts) found `stage` an outlier. A stage's
@@ -16,10 +23,11 @@
  *   downstream), so before its own tab is blamed, the flows into it are checked: the one that
  *   jumped most is followed to its sender's stage, and so on while a flow into that stage jumped
  *   too (a victim relays the inflation it received); the last sender on that chain is the culprit.
- * - `screen()`: a tab whose relayed frames jumped against its *own* history while every frame
- *   flowing into its stage came from a tab with a history of its own and moved less than
- *   sqrt(factor) is inflating what it sends (its inputs cannot explain its output). Stricter than
- *   `blame` on purpose (no gradient outlier backs it up): a tab new to its stage, or one whose
+ * - `screen()`: a tab whose relayed frames jumped by more than their threshold (the *square* of
+ *   it for gradients) against its *own* history while every frame flowing into its stage came from a tab with a
+ *   history of its own and moved less than the square root of its threshold is inflating what it
+ *   sends (its inputs cannot explain its output). Stricter than `blame` on purpose (no gradient
+ *   outlier backs it up; honest small-batch CheckFree+ gradients jump ~100x early in a run): a tab new to its stage, or one whose
  *   neighbour is new, is not judged, so a rebuilt stage's honest jumps are never blamed.
  */
 import type { Volunteer } from '../tabs/registry.js';
@@ -32,6 +40,8 @@ interface Flow {
   sender: Volunteer;
   stage: number;
   dir: RelayDirection;
+  /** The hop of the microbatch's path the frames left (what the frame is). */
+  hop: number;
   /** Largest frame norm so far. */
   max: number;
   /** Stages the frames went to. */
@@ -46,10 +56,24 @@ export interface RelaySuspect {
   norm: number;
   baseline: number;
   ratio: number;
+  /** The ratio above which the flow counts as jumped (`factor`, or more for a spread history). */
+  threshold: number;
   reason: string;
 }
 
-type Baseline = { value: number; against: 'own' | 'replicas' | 'stage' };
+/** Robust standard deviations (1.4826 x MAD of log norms) a jump must exceed, when that is more than `factor`. */
+export const SPREAD_K = 5;
+
+/** The jump threshold for a history: max(factor, exp(k x 1.4826 x MAD(log h))). */
+export function jumpThreshold(history: readonly number[], factor: number, k = SPREAD_K): number {
+  const logs = history.filter((x) => x > 0 && Number.isFinite(x)).map(Math.log);
+  if (logs.length < 2) return factor;
+  const m = median(logs)!;
+  const mad = median(logs.map((l) => Math.abs(l - m)))!;
+  return Math.max(factor, Math.exp(k * 1.4826 * mad));
+}
+
+type Baseline = { value: number; threshold: number; against: 'own' | 'replicas' | 'stage' };
 
 const AGAINST_TEXT: Record<Baseline['against'], string> = {
   own: 'its recent median',
@@ -59,9 +83,9 @@ const AGAINST_TEXT: Record<Baseline['against'], string> = {
 
 export class RelayNorms {
   private current = new Map<string, Flow>();
-  /** Per tab: `${stage}:${dir}` -> recent per-iteration maxima. */
+  /** Per tab: `${stage}:${dir}:${hop}` -> recent per-iteration maxima. */
   private own = new Map<Volunteer, Map<string, number[]>>();
-  /** `${stage}:${dir}` -> recent per-iteration maxima, whichever tab sent them. */
+  /** `${stage}:${dir}:${hop}` -> recent per-iteration maxima, whichever tab sent them. */
   private byStage = new Map<string, number[]>();
 
   constructor(readonly factor = 50, readonly window = 20, readonly minHistory = 5) {}
@@ -71,11 +95,11 @@ export class RelayNorms {
     this.current.clear();
   }
 
-  /** `sender`, serving `stage`, relayed a frame of norm `norm` towards stage `into`. */
-  record(sender: Volunteer, stage: number, dir: RelayDirection, into: number, norm: number): void {
-    const key = `${sender.id}|${stage}:${dir}`;
+  /** `sender`, serving `stage`, relayed a frame of norm `norm`, at hop `hop` of its path, towards stage `into`. */
+  record(sender: Volunteer, stage: number, dir: RelayDirection, into: number, norm: number, hop = 0): void {
+    const key = `${sender.id}|${stage}:${dir}:${hop}`;
     let f = this.current.get(key);
-    if (!f) this.current.set(key, (f = { sender, stage, dir, max: 0, into: new Set() }));
+    if (!f) this.current.set(key, (f = { sender, stage, dir, hop, max: 0, into: new Set() }));
     if (norm > f.max) f.max = norm;
     f.into.add(into);
   }
@@ -87,7 +111,7 @@ export class RelayNorms {
       if (h.length > this.window) h.shift();
     };
     for (const f of this.current.values()) {
-      const k = `${f.stage}:${f.dir}`;
+      const k = flowKey(f);
       let mine = this.own.get(f.sender);
       if (!mine) this.own.set(f.sender, (mine = new Map()));
       if (!mine.has(k)) mine.set(k, []);
@@ -103,32 +127,32 @@ export class RelayNorms {
     this.own.delete(v);
   }
 
-  /** Recent maxima of `v`'s frames of `stage` in `dir` (tests, dashboards). */
-  history(v: Volunteer, stage: number, dir: RelayDirection): readonly number[] {
-    return this.own.get(v)?.get(`${stage}:${dir}`) ?? [];
+  /** Recent maxima of `v`'s frames of `stage` in `dir` at `hop` (tests, dashboards). */
+  history(v: Volunteer, stage: number, dir: RelayDirection, hop = 0): readonly number[] {
+    return this.own.get(v)?.get(`${stage}:${dir}:${hop}`) ?? [];
   }
 
   private baselines(f: Flow, which: readonly Baseline['against'][]): Baseline[] {
     const out: Baseline[] = [];
-    const k = `${f.stage}:${f.dir}`;
+    const k = flowKey(f);
     const mine = this.own.get(f.sender)?.get(k);
     const hasOwn = (mine?.length ?? 0) >= this.minHistory;
-    if (which.includes('own') && hasOwn) out.push({ value: median(mine!)!, against: 'own' });
+    if (which.includes('own') && hasOwn) out.push({ value: median(mine!)!, threshold: jumpThreshold(mine!, this.factor), against: 'own' });
     if (which.includes('replicas')) {
-      const others = [...this.current.values()].filter((g) => g.stage === f.stage && g.dir === f.dir && g.sender !== f.sender).map((g) => g.max);
-      if (others.length > 0) out.push({ value: median(others)!, against: 'replicas' });
+      const others = [...this.current.values()].filter((g) => g.stage === f.stage && g.dir === f.dir && g.hop === f.hop && g.sender !== f.sender).map((g) => g.max);
+      if (others.length > 0) out.push({ value: median(others)!, threshold: jumpThreshold(others, this.factor), against: 'replicas' });
     }
     const stageHistory = this.byStage.get(k);
-    if (which.includes('stage') && !hasOwn && (stageHistory?.length ?? 0) >= this.minHistory) out.push({ value: median(stageHistory!)!, against: 'stage' });
+    if (which.includes('stage') && !hasOwn && (stageHistory?.length ?? 0) >= this.minHistory) out.push({ value: median(stageHistory!)!, threshold: jumpThreshold(stageHistory!, this.factor), against: 'stage' });
     return out.filter((b) => b.value > 0 && Number.isFinite(b.value));
   }
 
-  /** The flow's largest ratio over the given baselines, or null when it has none of them. */
+  /** The flow's largest ratio (over its threshold) among the given baselines, or null when it has none of them. */
   private judge(f: Flow, which: readonly Baseline['against'][]): RelaySuspect | null {
     let best: RelaySuspect | null = null;
     for (const b of this.baselines(f, which)) {
       const ratio = f.max / b.value;
-      if (best && ratio <= best.ratio) continue;
+      if (best && ratio / b.threshold <= best.ratio / best.threshold) continue;
       const what = f.dir === 'grad' ? 'gradients' : 'activations';
       best = {
         sender: f.sender,
@@ -137,6 +161,7 @@ export class RelayNorms {
         norm: f.max,
         baseline: b.value,
         ratio,
+        threshold: b.threshold,
         reason: `relayed ${what} to stage ${[...f.into].join(', ')} with norm ${f.max.toExponential(2)}, ${ratio.toFixed(0)}x ${AGAINST_TEXT[b.against]} ${b.value.toExponential(2)}`,
       };
     }
@@ -159,7 +184,7 @@ export class RelayNorms {
       for (const f of this.flowsInto(at)) {
         if (seen.has(f.stage)) continue;
         const j = this.judge(f, ['own', 'replicas', 'stage']);
-        if (j && j.ratio > this.factor && (!best || j.ratio > best.ratio)) best = j;
+        if (j && j.ratio > j.threshold && (!best || j.ratio / j.threshold > best.ratio / best.threshold)) best = j;
       }
       if (!best) return culprit;
       culprit = best;
@@ -173,18 +198,26 @@ export class RelayNorms {
    * its stage did (see above); the largest such jump, or null.
    */
   screen(): RelaySuspect | null {
-    const calm = Math.sqrt(this.factor);
     let worst: RelaySuspect | null = null;
     for (const f of this.current.values()) {
       const j = this.judge(f, ['own']);
-      if (!j || j.ratio <= this.factor || (worst && j.ratio <= worst.ratio)) continue;
+      // No gradient outlier backs this verdict: relayed gradients must jump past the square of
+      // their threshold (2,500x at the default factor; an honest small-batch CheckFree+ run's
+      // gradients into stage 0 jump ~100x, issue 22). Activations, normalised, keep the threshold.
+      const need = f.dir === 'grad' ? (j?.threshold ?? 0) ** 2 : (j?.threshold ?? 0);
+      if (!j || j.ratio <= need || (worst && j.ratio / j.threshold <= worst.ratio / worst.threshold)) continue;
       const explained = this.flowsInto(f.stage).some((g) => {
         if (g.sender === f.sender) return false;
         const gj = this.judge(g, ['own']);
-        return gj === null || gj.ratio > calm;
+        return gj === null || gj.ratio > Math.sqrt(gj.threshold);
       });
       if (!explained) worst = j;
     }
     return worst;
   }
+}
+
+/** What a flow's frames are: stage, direction and hop of the path (its history's key). */
+function flowKey(f: Pick<Flow, 'stage' | 'dir' | 'hop'>): string {
+  return `${f.stage}:${f.dir}:${f.hop}`;
 }

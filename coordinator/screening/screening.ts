@@ -36,9 +36,9 @@ export class Screening {
     this.relayNorms.begin();
   }
 
-  /** A checked training frame `sender` (serving `stage`) relayed towards stage `into`. */
-  recordFrame(sender: Volunteer, stage: number, dir: RelayDirection, into: number, norm: number): void {
-    this.relayNorms.record(sender, stage, dir, into, norm);
+  /** A checked training frame `sender` (serving `stage`) relayed, at hop `hop` of its microbatch's path, towards stage `into`. */
+  recordFrame(sender: Volunteer, stage: number, dir: RelayDirection, into: number, norm: number, hop = 0): void {
+    this.relayNorms.record(sender, stage, dir, into, norm, hop);
   }
 
   /**

@@ -14,6 +14,9 @@ import { AskError, askStage, transferTimeoutMs } from './ask-stage.js';
 export type Upload = { event: 'get_weights'; parts: WeightParts } | { event: 'get_grads'; iteration: number };
 
 export class BundleTransfer {
+  /** Bytes of the bundles each tab is sending now (the barrier waits longer for a tab that is). */
+  private readonly sending = new Map<Volunteer, number>();
+
   constructor(
     /** Bytes per chunk (the coordinator asks for this much; a tab may send less). */
     readonly chunkBytes: number,
@@ -28,7 +31,26 @@ export class BundleTransfer {
    * `timeoutMs` plus the bundle's time on the slowest link allowed (ask-stage.ts). AskError on
    * failure ('invalid' for a bad chunk).
    */
+  /** Bytes of the bundles `v` is sending now (0 when none). */
+  movingBytes(v: Volunteer): number {
+    return this.sending.get(v) ?? 0;
+  }
+
   async pull(v: Volunteer, what: Upload, timeoutMs: number): Promise<Uint8Array> {
+    let counted = 0;
+    try {
+      return await this.pullChunks(v, what, timeoutMs, (total) => {
+        counted = total;
+        this.sending.set(v, (this.sending.get(v) ?? 0) + total);
+      });
+    } finally {
+      const left = (this.sending.get(v) ?? 0) - counted;
+      if (left > 0) this.sending.set(v, left);
+      else this.sending.delete(v);
+    }
+  }
+
+  private async pullChunks(v: Volunteer, what: Upload, timeoutMs: number, onTotal: (total: number) => void): Promise<Uint8Array> {
     const started = Date.now();
     let deadline = started + timeoutMs;
     let limitMs = timeoutMs;
@@ -51,6 +73,7 @@ export class BundleTransfer {
       if (c.total > this.maxTotalBytes) throw bad(`a bundle of ${c.total} bytes, more than this run's largest (${this.maxTotalBytes})`);
       if (total === null) {
         total = c.total;
+        onTotal(total);
         limitMs = transferTimeoutMs(timeoutMs, total);
         deadline = started + limitMs;
       }

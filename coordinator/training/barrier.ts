@@ -26,6 +26,7 @@ import type { ReplicaAsk } from './replica-ask.js';
 import type { RunProgress } from './run-progress.js';
 import type { Reject } from './task-book.js';
 import { IterationAbandoned } from './iteration-abandoned.js';
+import { BARRIER_DEADLINE, type AnswerTimes } from './answer-times.js';
 
 export enum BarrierPhase {
   Rerun = 'rerun',
@@ -35,6 +36,9 @@ export enum BarrierPhase {
   Step = 'step',
   Done = 'done',
 }
+
+/** The answer times of a stage's combine (answer-times.ts). */
+const COMBINE_KEY = 'barrier:combine';
 
 /** Rounds of re-run + combine before the iteration is given up. */
 const MAX_REDUCTION_ROUNDS = 4;
@@ -60,6 +64,8 @@ export interface BarrierDeps {
   quarantine: (v: Volunteer, reason: string) => void;
   unresponsive: (v: Volunteer, why: string) => void;
   stepTimeoutMs: number;
+  /** Recent answer times: the combine's deadline adapts to them (answer-times.ts). */
+  times: AnswerTimes;
 }
 
 export class Barrier {
@@ -157,12 +163,16 @@ export class Barrier {
 
   /** One stage's reduction (null: a single replica, which holds the whole gradient). */
   private async combineStage(s: number): Promise<Reduction | null> {
-    const { stages, config, stepTimeoutMs, reject, transfer } = this.deps;
+    const { stages, config, stepTimeoutMs, reject, transfer, times } = this.deps;
     const g = stages.replicas(s);
     if (g.length === 0) throw new IterationAbandoned(s, []);
     if (g.length === 1) return null;
     try {
-      return await reduceGradients(g, s, this.iteration, config, stepTimeoutMs, reject, transfer);
+      // The first chunk within the adaptive deadline; the whole bundle gets its bytes' time on top.
+      const t0 = Date.now();
+      const r = await reduceGradients(g, s, this.iteration, config, times.deadline(COMBINE_KEY, BARRIER_DEADLINE, stepTimeoutMs), reject, transfer);
+      times.record(COMBINE_KEY, Date.now() - t0);
+      return r;
     } catch (e) {
       const away = g.filter((v) => !v.socket.connected || !stages.replicas(s).includes(v));
       if (away.length > 0) throw new ReplicaGone(away);

@@ -101,9 +101,9 @@ export class PipelinePass implements PassControl {
     this.settle.reject(e);
   }
 
-  /** The oldest task unanswered for at least `deadlineMs` (the watchdog drops its tab). */
-  overdue(deadlineMs: number, now = Date.now()): Task | undefined {
-    return this.deps.book.overdue(deadlineMs, now);
+  /** The oldest task unanswered past its deadline (the watchdog drops its tab). */
+  overdue(deadlineOf: (t: Task, timesKey: string) => number, now = Date.now()): Task | undefined {
+    return this.deps.book.overdue(deadlineOf, now);
   }
 
   /** The pass is over: nothing stays outstanding. */
@@ -185,7 +185,7 @@ export class PipelinePass implements PassControl {
     // Training frames are screened: a gradient goes to the hop before, an activation to the hop after.
     if (frame && this.kind.keepsInputs) {
       const into = path[meta.dir === 'B' ? meta.hop - 1 : meta.hop + 1]!.stage;
-      this.deps.screening.recordFrame(v, task.meta.stage, meta.dir === 'B' ? 'grad' : 'act', into, norm);
+      this.deps.screening.recordFrame(v, task.meta.stage, meta.dir === 'B' ? 'grad' : 'act', into, norm, meta.hop);
     }
     try {
       const hs = this.hops[meta.mb]![meta.hop]!;

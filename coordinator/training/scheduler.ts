@@ -32,6 +32,8 @@ import { Barrier, BarrierPhase } from './barrier.js';
 import { ReplicaAsk } from './replica-ask.js';
 import { TaskBook } from './task-book.js';
 import { TaskWatchdog } from './task-watchdog.js';
+import { AnswerTimes } from './answer-times.js';
+import { VacancyWatch } from './vacancy-watch.js';
 import type { RecoveryLadder, StatusBroadcast, TabActions } from './collaborators.js';
 import { IterationAbandoned } from './iteration-abandoned.js';
 import type { RunProgress } from './run-progress.js';
@@ -48,12 +50,14 @@ export interface SchedulerOptions {
   evalBatches: number;
   /** Stop after this many completed iterations (0 = run forever). */
   maxIterations: number;
-  /** Give up on a barrier acknowledgement after this long (the tab is then treated as lost). */
+  /** Give up on a barrier acknowledgement after this long at most (the tab is then treated as lost); the deadline adapts below it (answer-times.ts). */
   stepTimeoutMs: number;
-  /** A tab that leaves a task unanswered this long is treated as lost (alive but not computing). */
+  /** A tab that leaves a task unanswered this long at most is treated as lost (alive but not computing); the deadline adapts below it. */
   taskTimeoutMs: number;
   /** A gradient norm this many times the stage's recent median is quarantined. */
   outlierFactor: number;
+  /** A stage that waits for a volunteer this long raises an alert (vacancy-watch.ts). */
+  vacancyAlertMs: number;
   /** `--max-in-flight`: microbatches in flight per replica of the narrowest stage, at most (in-flight-window.ts). */
   maxInFlight: number;
 }
@@ -95,16 +99,35 @@ export class Scheduler {
   private closed = false;
   private loopDone: Promise<void> | null = null;
   private readonly watchdog: TaskWatchdog;
+  /** Recent answer times of barrier questions and tasks: how long silence is waited for. */
+  readonly answerTimes = new AnswerTimes();
+  /** How long each stage has waited for a volunteer; the alert past `--vacancy-alert`. */
+  readonly vacancies: VacancyWatch;
 
   constructor(readonly opts: SchedulerOptions, private deps: SchedulerDeps) {
     this.screening = new Screening(this.nStages, opts.outlierFactor);
     this.train = trainPass({ swap: opts.swap, window: (M) => this.trainWindow(M).size });
-    this.ask = new ReplicaAsk({ stages: deps.stages, metrics: deps.metrics, reject: deps.tabs.reject, unresponsive: deps.tabs.unresponsive, timeoutMs: opts.stepTimeoutMs });
-    this.watchdog = new TaskWatchdog(opts.taskTimeoutMs, {
+    this.ask = new ReplicaAsk({
       stages: deps.stages,
-      speeds: deps.speeds,
-      overdue: (deadlineMs, now) => this.activePass()?.overdue(deadlineMs, now),
+      metrics: deps.metrics,
+      reject: deps.tabs.reject,
       unresponsive: deps.tabs.unresponsive,
+      timeoutMs: opts.stepTimeoutMs,
+      times: this.answerTimes,
+      movingBytes: (v) => deps.transfer.movingBytes(v),
+    });
+    this.watchdog = new TaskWatchdog(opts.taskTimeoutMs, {
+      times: this.answerTimes,
+      overdue: (deadlineOf, now) => this.activePass()?.overdue(deadlineOf, now),
+      unresponsive: deps.tabs.unresponsive,
+    });
+    this.vacancies = new VacancyWatch(opts.vacancyAlertMs, {
+      nStages: this.nStages,
+      isVacant: (s) => deps.stages.isVacant(s),
+      metrics: deps.metrics,
+      events: deps.events,
+      log: deps.log,
+      changed: () => this.broadcastStatus(),
     });
     deps.metrics.stages.set(this.nStages);
   }
@@ -142,6 +165,7 @@ export class Scheduler {
       iteration: progress.iteration,
       stages: this.nStages,
       needed: Math.max(0, stages.vacantCount() - placement.waitingCount()),
+      needsVolunteer: this.vacancies.alerts(),
       trainLoss: progress.lastTrainLoss,
       valLoss: progress.lastValLoss,
     };
@@ -213,11 +237,13 @@ export class Scheduler {
   start(): void {
     this.loopDone = this.loop();
     this.watchdog.start();
+    this.vacancies.start();
   }
 
   async close(): Promise<void> {
     this.closed = true;
     this.watchdog.stop();
+    this.vacancies.stop();
     this.activePass()?.abort(new Error('coordinator closing'));
     this.barrier?.abort(new Error('coordinator closing'));
     this.kick();
@@ -294,6 +320,8 @@ export class Scheduler {
       sender: tabs.sender,
       reject: tabs.reject,
       frames: { shape: [settings.batch, config.seqLen, config.dModel], wire: wireOf(settings), maxBytes: this.maxFrameBytes() },
+      times: this.answerTimes,
+      timesKey: `task:${kind.name}`,
     });
     return new PipelinePass(++this.attempt, iteration, kind, batches, this.nStages, { stages, book, screening: this.screening, reject: tabs.reject });
   }
@@ -344,6 +372,7 @@ export class Scheduler {
         quarantine: this.deps.tabs.quarantine,
         unresponsive: this.deps.tabs.unresponsive,
         stepTimeoutMs: this.opts.stepTimeoutMs,
+        times: this.answerTimes,
       });
       const acks = await this.barrier.run();
       this.barrier = null;

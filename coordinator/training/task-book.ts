@@ -16,6 +16,7 @@ import type { TabSpeeds } from '../tabs/tab-speed.js';
 import type { SwarmMetrics } from '../record/metrics.js';
 import type { HopTimes } from './in-flight-window.js';
 import { IterationAbandoned } from './iteration-abandoned.js';
+import type { AnswerTimes } from './answer-times.js';
 
 export interface Task {
   meta: TaskMeta;
@@ -51,6 +52,9 @@ export interface TaskBookDeps {
   sender: TaskSender;
   reject: Reject;
   frames: FrameRules;
+  /** Recent task answer times (the watchdog's deadline adapts to them), recorded under `timesKey`. */
+  times: AnswerTimes;
+  timesKey: string;
 }
 
 export function taskKey(attempt: number, mb: number, dir: string, hop: number): string {
@@ -107,6 +111,7 @@ export class TaskBook {
     this.tasks.delete(key);
     const now = Date.now();
     this.deps.speeds.answered(v, task.sentAt, now);
+    this.deps.times.record(this.deps.timesKey, now - task.sentAt, v);
     if (task.idle) this.deps.hopTimes.record(v, now - task.sentAt, meta.computeMs);
     return { task, norm };
   }
@@ -128,9 +133,9 @@ export class TaskBook {
     return false;
   }
 
-  /** The oldest task unanswered for at least `deadlineMs`, if any. */
-  overdue(deadlineMs: number, now = Date.now()): Task | undefined {
-    for (const t of this.tasks.values()) if (now - t.sentAt >= deadlineMs) return t;
+  /** The oldest task unanswered for at least its deadline (`deadlineOf(task, timesKey)`), if any. */
+  overdue(deadlineOf: (t: Task, timesKey: string) => number, now = Date.now()): Task | undefined {
+    for (const t of this.tasks.values()) if (now - t.sentAt >= deadlineOf(t, this.deps.timesKey)) return t;
     return undefined;
   }
 

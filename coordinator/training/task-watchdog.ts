@@ -1,25 +1,19 @@
 /**
  * The watchdog over tasks out with tabs: a tab that answers pings but leaves a task unanswered
- * too long is dropped as unresponsive. Too long is the configured task timeout, but no more than
- * a multiple of the swarm's median task time (with a floor for a WebGPU tab's first tasks, which
- * compile their kernels), so a tab that answers every task just under the fixed timeout cannot
- * hold the run at that pace.
+ * past its deadline is dropped as unresponsive. The deadline adapts to the task answer times of
+ * the other tabs in the same kind of pass (answer-times.ts: a few times their p99, floor a few
+ * seconds, cold 30 s before enough were measured: a WebGPU tab's first tasks compile their
+ * kernels), never more than `--task-timeout`, so a silent tab holds a pass for seconds and a tab
+ * that answers every task just under the deadline cannot raise it.
  */
-import { median, type TabSpeeds } from '../tabs/tab-speed.js';
-import type { StageTable } from '../placement/stage-table.js';
 import type { Volunteer } from '../tabs/registry.js';
 import type { Task } from './task-book.js';
-
-/** A task may take at most this many times the swarm's median task time ... */
-const TASK_DEADLINE_FACTOR = 20;
-/** ... but never less than this. */
-const TASK_DEADLINE_FLOOR_MS = 30_000;
+import { TASK_DEADLINE, type AnswerTimes } from './answer-times.js';
 
 export interface TaskWatchdogDeps {
-  stages: StageTable;
-  speeds: TabSpeeds;
-  /** The oldest task unanswered for at least `deadlineMs` in the pass that runs now, if any. */
-  overdue: (deadlineMs: number, now: number) => Task | undefined;
+  times: AnswerTimes;
+  /** The oldest task past its deadline (`deadlineOf(task, timesKey)`) in the pass that runs now, if any. */
+  overdue: (deadlineOf: (t: Task, timesKey: string) => number, now: number) => Task | undefined;
   unresponsive: (v: Volunteer, why: string) => void;
 }
 
@@ -29,7 +23,7 @@ export class TaskWatchdog {
   constructor(private taskTimeoutMs: number, private deps: TaskWatchdogDeps) {}
 
   start(): void {
-    this.timer = setInterval(() => this.check(), Math.min(1000, Math.max(50, this.taskTimeoutMs / 4)));
+    this.timer = setInterval(() => this.check(), Math.min(250, Math.max(50, this.taskTimeoutMs / 4)));
     this.timer.unref();
   }
 
@@ -40,14 +34,13 @@ export class TaskWatchdog {
 
   /** Drops the tab holding the oldest overdue task, if any. */
   check(now = Date.now()): void {
-    const t = this.deps.overdue(this.deadlineMs(), now);
-    if (t) this.deps.unresponsive(t.to, `task ${t.meta.dir} mb ${t.meta.mb} hop ${t.meta.hop} unanswered for ${now - t.sentAt} ms`);
+    let deadline = 0;
+    const t = this.deps.overdue((task, key) => (deadline = this.deadlineMs(key, task.to)), now);
+    if (t) this.deps.unresponsive(t.to, `task ${t.meta.dir} mb ${t.meta.mb} hop ${t.meta.hop} unanswered for ${now - t.sentAt} ms (its deadline: ${deadline} ms)`);
   }
 
-  /** How long a task may stay unanswered now. */
-  deadlineMs(): number {
-    const { stages, speeds } = this.deps;
-    const med = median(stages.allReplicas().map((v) => speeds.taskMs(v)).filter((t): t is number => t !== null));
-    return med === null ? this.taskTimeoutMs : Math.min(this.taskTimeoutMs, Math.max(TASK_DEADLINE_FLOOR_MS, TASK_DEADLINE_FACTOR * med));
+  /** How long `tab` may leave a task of a pass of kind `timesKey` unanswered now. */
+  deadlineMs(timesKey: string, tab: Volunteer | null = null): number {
+    return this.deps.times.deadline(timesKey, TASK_DEADLINE, this.taskTimeoutMs, tab);
   }
 }

@@ -89,7 +89,7 @@ describe('Prometheus (deploy/prometheus)', () => {
   it('promtool: the scrape config and the rules are valid, and the rules\' unit tests pass', () => {
     const promtool = requireCommand('promtool', 'prometheus');
     const run = (...args: string[]) => execFileSync(promtool, args, { cwd: HERE, encoding: 'utf8', stdio: 'pipe' });
-    expect(run('check', 'rules', 'swarm-rules.yml')).toContain('SUCCESS: 5 rules found');
+    expect(run('check', 'rules', 'swarm-rules.yml')).toContain('SUCCESS: 6 rules found');
     expect(run('check', 'config', 'prometheus.yml')).toContain('SUCCESS');
     expect(run('test', 'rules', 'swarm-rules.test.yml')).toContain('SUCCESS');
   });
@@ -104,6 +104,6 @@ describe('Prometheus (deploy/prometheus)', () => {
     expect(rate).toBeGreaterThan(0);
     const rules = (await (await fetch(`${api}/api/v1/rules`)).json()) as { data: { groups: { rules: { name: string; health: string }[] }[] } };
     const names = rules.data.groups.flatMap((g) => g.rules.map((r) => `${r.name}:${r.health}`));
-    expect(names.sort()).toEqual(['SwarmCoordinatorDown', 'SwarmNoVolunteers', 'SwarmRecoveryStorm', 'SwarmRejectedMessageSpike', 'SwarmRunStalled'].map((n) => `${n}:ok`));
+    expect(names.sort()).toEqual(['SwarmCoordinatorDown', 'SwarmNoVolunteers', 'SwarmRecoveryStorm', 'SwarmRejectedMessageSpike', 'SwarmRunStalled', 'SwarmStageVacant'].map((n) => `${n}:ok`));
   });
 });

@@ -181,6 +181,8 @@ export interface RunStatus {
   stages: number;
   /** Volunteers still needed before the run can start or resume. */
   needed: number;
+  /** Stages that have waited for a volunteer longer than the coordinator's `--vacancy-alert`. */
+  needsVolunteer: number[];
   trainLoss: number | null;
   valLoss: number | null;
 }

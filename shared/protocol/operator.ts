@@ -22,7 +22,7 @@ import { RECOVERY_STRATEGIES, type RecoveryStrategy } from '../run-settings.js';
 
 
 /** Event-log kinds (coordinator/events-log.ts); operator actions are logged as 'run' with data.operator. */
-export const EVENT_KINDS = ['join', 'leave', 'assign', 'recovery', 'rejected', 'run', 'quarantine'] as const;
+export const EVENT_KINDS = ['join', 'leave', 'assign', 'recovery', 'rejected', 'run', 'quarantine', 'alert'] as const;
 
 export interface TabInfo {
   /** Public short id of the volunteer. */

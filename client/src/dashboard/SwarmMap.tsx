@@ -2,7 +2,7 @@
 import { useEffect, useState } from 'react';
 
 import type { SwarmSnapshot, TabInfo } from '../../../shared/protocol/operator';
-import { compact, duration, num, stageRole } from '../format';
+import { compact, duration, fmtLongVacancies, num, stageRole } from '../format';
 
 function useNow(ms = 1000): number {
   const [now, setNow] = useState(() => Date.now());
@@ -87,6 +87,12 @@ export function SwarmMap({ swarm, swarmAt }: { swarm: SwarmSnapshot; swarmAt: nu
           {n} stages · {swarm.stages.filter((s) => s.state === 'training').length} served · {swarm.stages.reduce((k, s) => k + s.tabs.length, 0)} tabs training · {swarm.spares.length} spare
           {swarm.spares.length === 1 ? '' : 's'}
           {swarm.status.needed > 0 && <strong className="warn"> · needs {swarm.status.needed} more volunteer{swarm.status.needed === 1 ? '' : 's'}</strong>}
+          {(swarm.status.needsVolunteer ?? []).length > 0 && (
+            <strong className="warn" role="alert" data-testid="vacancy-alert">
+              {' '}
+              · waiting too long: {fmtLongVacancies(swarm.status.needsVolunteer)}
+            </strong>
+          )}
         </span>
       </header>
       <ol className="pipeline" data-testid="swarm-map">
