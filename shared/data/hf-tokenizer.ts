@@ -4,15 +4,9 @@
  * Node and in the browser. `bpe:N` tokenizers trained here are written in this format too.
  */
 import { Tokenizer as HfRuntime } from '@huggingface/tokenizers';
-import type { Tokenizer, TokenizerSpec } from './tokenizer.js';
+import { TokenizerError, type Tokenizer, type TokenizerSpec } from './tokenizer-interface.js';
 import { preTokenize } from './byte-level.js';
 
-class HfTokenizerError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'TokenizerError';
-  }
-}
 
 /** Largest tokenizer.json accepted (a 256k-token vocabulary with merges is ~30 MB). */
 export const MAX_TOKENIZER_JSON_BYTES = 64 * 1024 * 1024;
@@ -35,31 +29,31 @@ export class HfTokenizer implements Tokenizer {
 
   /** Parses and checks a tokenizer.json text; `name` says where it came from (for errors). */
   static fromJson(json: string, name: string): HfTokenizer {
-    if (json.length > MAX_TOKENIZER_JSON_BYTES) throw new HfTokenizerError(`tokenizer ${name}: larger than ${MAX_TOKENIZER_JSON_BYTES} bytes`);
+    if (json.length > MAX_TOKENIZER_JSON_BYTES) throw new TokenizerError(`tokenizer ${name}: larger than ${MAX_TOKENIZER_JSON_BYTES} bytes`);
     let parsed: { model?: { type?: unknown; vocab?: unknown }; added_tokens?: unknown };
     try {
       parsed = JSON.parse(json);
     } catch (e) {
-      throw new HfTokenizerError(`tokenizer ${name}: not valid JSON (${(e as Error).message})`);
+      throw new TokenizerError(`tokenizer ${name}: not valid JSON (${(e as Error).message})`);
     }
     const vocab = parsed?.model?.vocab;
     if (typeof parsed !== 'object' || parsed === null || typeof vocab !== 'object' || vocab === null) {
-      throw new HfTokenizerError(`tokenizer ${name}: not a Hugging Face tokenizer.json (no model.vocab)`);
+      throw new TokenizerError(`tokenizer ${name}: not a Hugging Face tokenizer.json (no model.vocab)`);
     }
     // Vocabularies are objects (BPE, WordPiece) or [token, score] lists (Unigram).
     const ids: number[] = Array.isArray(vocab) ? vocab.map((_, i) => i) : Object.values(vocab as Record<string, unknown>).map(Number);
     const added = Array.isArray(parsed.added_tokens) ? parsed.added_tokens.map((t) => Number((t as { id?: unknown })?.id)) : [];
     let max = -1;
     for (const id of [...ids, ...added]) {
-      if (!Number.isInteger(id) || id < 0) throw new HfTokenizerError(`tokenizer ${name}: token id ${id} is not a non-negative integer`);
+      if (!Number.isInteger(id) || id < 0) throw new TokenizerError(`tokenizer ${name}: token id ${id} is not a non-negative integer`);
       if (id > max) max = id;
     }
-    if (max < 0) throw new HfTokenizerError(`tokenizer ${name}: empty vocabulary`);
+    if (max < 0) throw new TokenizerError(`tokenizer ${name}: empty vocabulary`);
     let runtime: HfRuntime;
     try {
       runtime = new HfRuntime(parsed, {});
     } catch (e) {
-      throw new HfTokenizerError(`tokenizer ${name}: @huggingface/tokenizers cannot load it (${(e as Error).message})`);
+      throw new TokenizerError(`tokenizer ${name}: @huggingface/tokenizers cannot load it (${(e as Error).message})`);
     }
     const p = parsed as { normalizer?: unknown; pre_tokenizer?: { type?: unknown; use_regex?: unknown; add_prefix_space?: unknown } | null; model: { type?: unknown } };
     const chunked =

@@ -7,24 +7,9 @@
  * and `tokenizerFromSpec` rebuilds it anywhere.
  */
 import { HfTokenizer } from './hf-tokenizer.js';
+import { TokenizerError, type Tokenizer, type TokenizerSpec } from './tokenizer-interface.js';
 
-export type TokenizerSpec = { kind: 'byte' } | { kind: 'hf'; name: string; json: string };
-
-export interface Tokenizer {
-  readonly name: string;
-  readonly vocabSize: number;
-  /** What rebuilds this tokenizer elsewhere (tabs, the export). */
-  readonly spec: TokenizerSpec;
-  encode(text: string): Int32Array;
-  decode(ids: ArrayLike<number>): string;
-}
-
-export class TokenizerError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'TokenizerError';
-  }
-}
+export { TokenizerError, type Tokenizer, type TokenizerSpec };
 
 export class ByteTokenizer implements Tokenizer {
   readonly name = 'byte';
