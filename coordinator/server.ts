@@ -21,6 +21,7 @@ import { modelConfigOf, usesSwap, checkSettings, wireOf } from '../shared/run-se
 import { forwardPath, swapCounter } from '../shared/schedule/paths.js';
 import { loadDataset } from '../trainer/corpus-file.js';
 import { ByteTokenizer, type Tokenizer } from '../shared/data/tokenizer.js';
+import { modelMemory } from '../shared/model/memory.js';
 import type { CoordinatorOptions } from './options.js';
 import { Registry, type Volunteer } from './tabs/registry.js';
 import { TabSpeeds } from './tabs/tab-speed.js';
@@ -125,7 +126,14 @@ export class Coordinator {
       dropLater(v, `unresponsive: ${why}`);
     };
     this.placement = new Placement(
-      { config, lr: settings.lr, maxReplicas: opts.maxReplicas, rebalanceEvery: opts.rebalanceEvery, wire: wireOf(settings) },
+      {
+        config,
+        lr: settings.lr,
+        maxReplicas: opts.maxReplicas,
+        rebalanceEvery: opts.rebalanceEvery,
+        wire: wireOf(settings),
+        stageMemory: modelMemory(config, { batch: settings.batch, microbatches: settings.microbatches }),
+      },
       {
         stages: this.stages,
         transfer: this.transfer,

@@ -65,8 +65,8 @@ const CONNECTION_LABEL: Record<ConnectionState, string> = {
   error: 'Error',
 };
 
-function fmtStage(stage: StageAssignment, group: { replica: number; of: number } | null, connection: ConnectionState): string {
-  if (stage === 'spare') return 'Spare (standby)';
+function fmtStage(stage: StageAssignment, group: { replica: number; of: number } | null, connection: ConnectionState, spareReason: string | null = null): string {
+  if (stage === 'spare') return spareReason ? `Spare: ${spareReason}` : 'Spare (standby)';
   if (typeof stage === 'number') return group ? `Stage ${stage} · replica ${group.replica} of ${group.of}` : `Stage ${stage}`;
   return connection === 'connected' ? 'Waiting for assignment' : 'Waiting';
 }
@@ -205,7 +205,7 @@ export function VolunteerApp() {
   const wakeLock = useWakeLock(running && !paused && s.connection !== 'leaving');
   const pub = usePublicSwarm(options.coordinatorUrl, myId);
   // Announced to screen readers when it changes (not every iteration).
-  const live = `${CONNECTION_LABEL[s.connection]}. ${fmtStage(s.stage, s.group, s.connection)}.${s.run ? ` Swarm ${s.run.state}${s.run.needed > 0 ? `, ${s.run.needed} more volunteers needed` : ''}${fmtLongVacancies(s.run.needsVolunteer) ? `; ${fmtLongVacancies(s.run.needsVolunteer)}` : ''}.` : ''}`;
+  const live = `${CONNECTION_LABEL[s.connection]}. ${fmtStage(s.stage, s.group, s.connection, s.spareReason)}.${s.run ? ` Swarm ${s.run.state}${s.run.needed > 0 ? `, ${s.run.needed} more volunteers needed` : ''}${fmtLongVacancies(s.run.needsVolunteer) ? `; ${fmtLongVacancies(s.run.needsVolunteer)}` : ''}.` : ''}`;
   return (
     <main className="volunteer" data-connection={s.connection}>
       <header>
@@ -262,7 +262,7 @@ export function VolunteerApp() {
             {num(s.throughputGflops, 2, ' GFLOP/s')}
           </Row>
           <Row label="Stage" testId="status-stage">
-            {fmtStage(s.stage, s.group, s.connection)}
+            {fmtStage(s.stage, s.group, s.connection, s.spareReason)}
           </Row>
           <Row label="Swarm" testId="status-run">
             {fmtRun(s.run)}

@@ -375,3 +375,19 @@ export async function measureThroughput(size = 128, reps = 5, warmup = 2): Promi
     b.dispose();
   }
 }
+
+/**
+ * What the active backend can hold, for the coordinator's placement (shared/model/memory.ts
+ * fitsDevice): WebGPU's buffer limits from the device tfjs opened; for the other backends the
+ * browser's `navigator.deviceMemory` (GiB, rounded and capped by the browser) halved for the page
+ * and everything else. Absent fields are unknown (the coordinator then does not check them).
+ */
+export function deviceLimits(backend: BackendName): { maxBufferSize?: number; maxStorageBufferBindingSize?: number; memoryBytes?: number } {
+  const whole = (x: unknown) => (typeof x === 'number' && Number.isSafeInteger(x) && x > 0 ? x : undefined);
+  if (backend === 'webgpu') {
+    const limits = (tf.backend() as unknown as { device?: { limits?: { maxBufferSize?: number; maxStorageBufferBindingSize?: number } } }).device?.limits;
+    return { maxBufferSize: whole(limits?.maxBufferSize), maxStorageBufferBindingSize: whole(limits?.maxStorageBufferBindingSize) };
+  }
+  const gib = typeof navigator !== 'undefined' ? (navigator as unknown as { deviceMemory?: number }).deviceMemory : undefined;
+  return { memoryBytes: typeof gib === 'number' && gib > 0 ? whole(Math.floor((gib * 2 ** 30) / 2)) : undefined };
+}

@@ -82,6 +82,8 @@ export interface VolunteerStatus {
   backwardMode: BackwardMode | null;
   connection: ConnectionState;
   stage: StageAssignment;
+  /** Why this tab waits as a spare, when the coordinator said (its device cannot hold any stage). */
+  spareReason: string | null;
   /** Place in the stage's group of replicas (e.g. replica 2 of 3), once assigned. */
   group: { replica: number; of: number } | null;
   /** Global training iteration this volunteer last worked on. */
@@ -120,6 +122,7 @@ export function initialStatus(): VolunteerStatus {
     connection: 'idle',
     stage: null,
     group: null,
+    spareReason: null,
     iteration: null,
     stepMs: null,
     tokensPerSec: null,

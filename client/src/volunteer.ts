@@ -10,7 +10,7 @@
  *   5. leaves gracefully when the page says Stop.
  */
 import { io } from 'socket.io-client';
-import { measureThroughput, selectBackend } from './backend';
+import { deviceLimits, measureThroughput, selectBackend } from './backend';
 import { VolunteerAgent, type VolunteerSocket } from '../../shared/volunteer/agent';
 import { stageFlops } from '../../shared/model/roofline';
 import type { Stage } from '../../shared/model/stage';
@@ -107,6 +107,7 @@ function joinSwarm(
         : null,
       throughputGflops: Number.isFinite(throughputGflops) ? throughputGflops : 0,
       agent: (typeof navigator !== 'undefined' ? navigator.userAgent : 'worker').slice(0, 200),
+      limits: deviceLimits(selection.backend),
       ...(ctx.browserId ? { browserId: ctx.browserId } : {}),
       ...(ctx.browserId && ctx.nickname ? { nickname: ctx.nickname } : {}),
     },
@@ -117,6 +118,7 @@ function joinSwarm(
         stageGflops: trained && s.tokensPerSec ? (s.tokensPerSec * flopsPerToken(trained)) / 1e9 : null,
         backwardMode: trained?.backwardMode ?? null,
         stage: s.stage,
+        spareReason: s.spareReason,
         group: s.group,
         iteration: s.iteration,
         stepMs: s.stepMs,

@@ -168,7 +168,7 @@ export class VolunteerConnections {
 
   /** A tab that waits for a stage hears so, so its page can say it. */
   private tellSpare(v: Volunteer): void {
-    askStage(v, 'assign', [this.deps.placement.spareAssignment()], okReply, ASK_TIMEOUT_MS.assign).catch((e: Error) =>
+    askStage(v, 'assign', [this.deps.placement.spareAssignment(v)], okReply, ASK_TIMEOUT_MS.assign).catch((e: Error) =>
       this.deps.log.warn({ volunteer: v.id, err: e.message }, 'spare notice not acknowledged'),
     );
   }

@@ -25,6 +25,7 @@ import { askStage, ASK_TIMEOUT_MS, okReply, transferTimeoutMs } from '../tabs/as
 import type { BundleTransfer } from '../tabs/bundle-transfer.js';
 import { checkStageState } from '../tabs/bundle-check.js';
 import { median } from '../tabs/tab-speed.js';
+import { fitsDevice, type StageMemory } from '../../shared/model/memory.js';
 
 /** A move must cut the bottleneck's time per task by at least this fraction. */
 export const REBALANCE_GAIN = 0.2;
@@ -38,6 +39,8 @@ export interface PlacementOptions {
   rebalanceEvery: number;
   /** How the run's relayed activations and gradients are encoded (told to every tab). */
   wire: WireEncoding;
+  /** What each stage needs of a tab (weights, Adam, gradients, stash): a tab whose limits it exceeds never gets it. */
+  stageMemory: readonly StageMemory[];
 }
 
 export interface PlacementDeps {
@@ -111,8 +114,27 @@ export class Placement {
     return false;
   }
 
-  private firstWaiting(): Volunteer | undefined {
-    return this.waiting.values().next().value;
+  private firstWaiting(stage?: number): Volunteer | undefined {
+    for (const v of this.waiting) if (stage === undefined || this.cannotHold(v, stage) === null) return v;
+    return undefined;
+  }
+
+  /** Why `v` cannot hold `stage` (its backend's limits, as it reported them), or null when it can. */
+  cannotHold(v: Volunteer, stage: number): string | null {
+    const limits = v.caps.limits;
+    const need = this.opts.stageMemory[stage];
+    return limits && need ? fitsDevice(need, limits) : null;
+  }
+
+  /** Why `v` can hold no stage of this run, or null when it can hold one. */
+  private holdsNone(v: Volunteer): string | null {
+    const why: string[] = [];
+    for (let s = 0; s < this.deps.stages.nStages; s++) {
+      const r = this.cannotHold(v, s);
+      if (r === null) return null;
+      why.push(r);
+    }
+    return why.length ? `this device cannot hold any stage of the run: ${why[0]}${why.length > 1 ? ` (and ${why.length - 1} more)` : ''}` : null;
   }
 
   /**
@@ -127,8 +149,8 @@ export class Placement {
       if (stages.reservations(stage) > 0) continue; // another call is assigning it
       const pending = stages.pendingFor(stage);
       if (!pending) continue;
-      const v = this.firstWaiting() ?? this.borrow(stage);
-      if (!v) break;
+      const v = this.firstWaiting(stage) ?? this.borrow(stage);
+      if (!v) continue; // nobody who can hold this stage: the next vacant stage may still be filled
       await this.assign(v, stage, pending.weights, pending.reason, this.opts.lr * pending.lrScale);
     }
   }
@@ -139,7 +161,8 @@ export class Placement {
     let from = -1;
     for (let s = 0; s < stages.nStages; s++) if (stages.size(s) >= 2 && (from < 0 || stages.size(s) > stages.size(from))) from = s;
     if (from < 0) return undefined;
-    const v = stages.replicas(from).at(-1)!;
+    const v = stages.replicas(from).reverse().find((r) => this.cannotHold(r, stage) === null);
+    if (!v) return undefined;
     stages.remove(v);
     speeds.forget(v); // its speed was measured on another stage's work
     this.deps.announceGroup(from);
@@ -157,11 +180,18 @@ export class Placement {
     const { stages } = this.deps;
     if (!stages.ready()) return 0; // a stage is vacant or rebuilding: the waiting tab is its spare
     let joined = 0;
-    for (let v = this.firstWaiting(); v && this.canGrow(); v = this.firstWaiting()) {
-      const stage = this.bottleneck();
-      if (stage === null) break;
-      if (!(await this.joinGroup(v, stage, 'join'))) continue;
-      joined++;
+    for (const v of [...this.waiting]) {
+      if (!this.canGrow()) break;
+      if (!this.waiting.has(v)) continue;
+      // A tab whose backend cannot hold a stage is never given it; one that holds none stays a spare.
+      const none = this.holdsNone(v);
+      if (none !== null) {
+        this.noteUnfit(v, none);
+        continue;
+      }
+      const stage = this.bottleneck(undefined, v);
+      if (stage === null) continue;
+      if (await this.joinGroup(v, stage, 'join')) joined++;
     }
     return joined;
   }
@@ -172,14 +202,14 @@ export class Placement {
    * median, a stage with no measurement as the median of every measured tab (1 ms before any),
    * so an unmeasured stage is neither always nor never chosen. Ties: fewer replicas first.
    */
-  bottleneck(exclude?: number): number | null {
+  bottleneck(exclude?: number, forTab?: Volunteer): number | null {
     const { stages, speeds } = this.deps;
     const swarmTypical = median(stages.allReplicas().map((r) => speeds.taskMs(r)).filter((t): t is number => t !== null)) ?? 1;
     let best: number | null = null;
     let bestKey: [number, number] = [-Infinity, -Infinity];
     for (let s = 0; s < stages.nStages; s++) {
       const size = stages.size(s) + stages.reservations(s);
-      if (s === exclude || size >= this.opts.maxReplicas) continue;
+      if (s === exclude || size >= this.opts.maxReplicas || (forTab && this.cannotHold(forTab, s) !== null)) continue;
       const t = speeds.groupTaskMs(stages.replicas(s), { fallback: swarmTypical, joining: stages.reservations(s) })!;
       const key: [number, number] = [t, -size];
       if (key[0] > bestKey[0] || (key[0] === bestKey[0] && key[1] > bestKey[1])) {
@@ -235,9 +265,19 @@ export class Placement {
     return true;
   }
 
-  /** Tells a waiting tab it is a spare for now. */
-  spareAssignment(): Assignment {
-    return { stage: null, config: this.opts.config, lr: this.opts.lr, weights: null, reason: 'spare', wire: this.opts.wire };
+  /** Tells a waiting tab it is a spare for now (and why, when its backend can hold no stage). */
+  spareAssignment(v?: Volunteer): Assignment {
+    const none = v ? this.holdsNone(v) : null;
+    return { stage: null, config: this.opts.config, lr: this.opts.lr, weights: null, reason: none ? `spare: ${none}` : 'spare', wire: this.opts.wire };
+  }
+
+  /** Tabs already told they can hold no stage (one event each). */
+  private unfitNoted = new WeakSet<Volunteer>();
+
+  private noteUnfit(v: Volunteer, why: string): void {
+    if (this.unfitNoted.has(v)) return;
+    this.unfitNoted.add(v);
+    this.deps.events.add('assign', `${v.id} stays a spare: ${why}`, { volunteer: v.id, unfit: true });
   }
 
   /**
@@ -283,6 +323,7 @@ export class Placement {
       if (from === to || stages.size(from) < 2) continue;
       const group = stages.replicas(from);
       for (const v of group) {
+        if (this.cannotHold(v, to) !== null) continue;
         const tv = speeds.taskMs(v);
         if (tv === null) continue;
         const rest = group.filter((r) => r !== v);

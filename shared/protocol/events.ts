@@ -60,6 +60,17 @@ export const capabilitiesSchema = z.strictObject({
   browserId: browserIdSchema.optional(),
   /** Opt-in name for the public top-contributors table. */
   nickname: nicknameSchema.optional(),
+  /**
+   * What the tab's backend can hold (WebGPU's buffer limits; memory where the browser tells it):
+   * a tab is never given a stage that does not fit (shared/model/memory.ts fitsDevice).
+   */
+  limits: z
+    .strictObject({
+      maxBufferSize: z.number().int().min(1).max(2 ** 50).optional(),
+      maxStorageBufferBindingSize: z.number().int().min(1).max(2 ** 50).optional(),
+      memoryBytes: z.number().int().min(1).max(2 ** 50).optional(),
+    })
+    .optional(),
 });
 export type Capabilities = z.infer<typeof capabilitiesSchema>;
 

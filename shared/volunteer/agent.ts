@@ -41,6 +41,8 @@ export interface AgentStatus {
   stage: number | 'spare' | null;
   /** This tab's place in its stage's group of replicas, e.g. replica 2 of 3. */
   group: { replica: number; of: number } | null;
+  /** Why this tab waits as a spare when the coordinator said (e.g. its device cannot hold any stage). */
+  spareReason: string | null;
   iteration: number | null;
   stepMs: number | null;
   tokensPerSec: number | null;
@@ -99,6 +101,7 @@ export class VolunteerAgent {
     volunteerId: null,
     stage: null,
     group: null,
+    spareReason: null,
     iteration: null,
     stepMs: null,
     tokensPerSec: null,
@@ -244,8 +247,13 @@ export class VolunteerAgent {
     this.stage?.dispose();
     this.stage = null;
     this.status.group = null;
+    this.status.spareReason = null;
     if (a.stage === null) {
       this.status.stage = 'spare';
+      if (a.reason.startsWith('spare: ')) {
+        this.status.spareReason = a.reason.slice('spare: '.length);
+        this.log('warn', `waiting as a spare: ${this.status.spareReason}`);
+      }
     } else {
       const stage = (this.opts.createStage ?? ((c, i, o) => new Stage(c, i, o)))(a.config, a.stage, { lr: a.lr });
       if (a.weights) {
