@@ -7,6 +7,8 @@ export default defineConfig({
     testTimeout: 240_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // The soak measures the live heap after a full GC (scripts/soak.ts calls gc() when exposed).
+    execArgv: ['--expose-gc'],
     reporters: ['default'],
   },
 });

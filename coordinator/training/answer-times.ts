@@ -55,7 +55,17 @@ export function deadlineMs(samples: readonly number[], rule: DeadlineRule, ceili
 
 /** The recent answer times of each kind of question: one owner (the scheduler), read by the waits. */
 export class AnswerTimes {
-  private readonly samples = new Map<string, { ms: number; from: object | null }[]>();
+  /** Each answer remembers who gave it by a number, so a gone tab (and its socket) is never kept alive by its answers. */
+  private readonly samples = new Map<string, { ms: number; from: number }[]>();
+  private readonly ids = new WeakMap<object, number>();
+  private nextId = 1;
+
+  private idOf(from: object | null): number {
+    if (from === null) return 0;
+    let id = this.ids.get(from);
+    if (id === undefined) this.ids.set(from, (id = this.nextId++));
+    return id;
+  }
 
   constructor(private readonly window = Math.max(BARRIER_DEADLINE.window, TASK_DEADLINE.window)) {}
 
@@ -64,13 +74,14 @@ export class AnswerTimes {
     if (!(Number.isFinite(ms) && ms >= 0)) return;
     let xs = this.samples.get(key);
     if (!xs) this.samples.set(key, (xs = []));
-    xs.push({ ms, from });
+    xs.push({ ms, from: this.idOf(from) });
     if (xs.length > this.window) xs.splice(0, xs.length - this.window);
   }
 
   /** The most recent `n` answer times of kind `key`, leaving out those of `excluding` if any. */
   of(key: string, n = this.window, excluding: object | null = null): number[] {
-    return (this.samples.get(key) ?? []).slice(-n).filter((x) => excluding === null || x.from !== excluding).map((x) => x.ms);
+    const skip = excluding === null ? -1 : this.idOf(excluding);
+    return (this.samples.get(key) ?? []).slice(-n).filter((x) => x.from !== skip).map((x) => x.ms);
   }
 
   /**
