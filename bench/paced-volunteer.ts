@@ -11,6 +11,16 @@ import { io, type Socket } from 'socket.io-client';
 import type { TaskMeta } from '../shared/protocol/events.js';
 import { encodeTensorFrame, WIRE_DTYPES, type FrameKind, type WireEncoding } from '../shared/protocol/index.js';
 import { mulberry32 } from '../shared/model/rng.js';
+import { syncChunks, encodeSyncChunk } from '../shared/dp/sync-chunks.js';
+import { encodeDilocoState } from '../shared/dp/diloco-state.js';
+import { syncChunkRequestSchema, syncApplyRequestSchema } from '../shared/dp/sync-messages.js';
+
+/** `--dp diloco` for a paced volunteer: its stage's parameter count and the sync encoding. */
+export interface PacedDiloco {
+  /** Parameters of stage s (flat-weights.ts flatLength of its specs). */
+  params: (stage: number) => number;
+  wire: WireEncoding;
+}
 
 export interface Pacing {
   /** ms per forward task (backward tasks take 2x). */
@@ -50,7 +60,10 @@ export class PacedVolunteer {
   private queue: { meta: TaskMeta; input: Uint8Array | null }[] = [];
   private busy = false;
 
-  constructor(url: string, private act: Uint8Array, private grad: Uint8Array, private pacing: Pacing) {
+  private syncTemplates = new Map<string, Uint8Array>();
+  private syncs = 0;
+
+  constructor(url: string, private act: Uint8Array, private grad: Uint8Array, private pacing: Pacing, private diloco?: PacedDiloco) {
     this.socket = io(url, { transports: ['websocket'], forceNew: true, reconnection: false });
     const s = this.socket;
     s.on('connect', () => s.emit('hello', { backend: 'webgpu', adapter: null, throughputGflops: 1, agent: 'bench/paced' }, () => {}));
@@ -65,6 +78,40 @@ export class PacedVolunteer {
     s.on('abandon', () => void (this.queue = []));
     s.on('grad_norm', (info: { iteration: number }, ack: (r: unknown) => void) => ack({ iteration: info.iteration, preClipNorm: 1 }));
     s.on('step', (info: { iteration: number }, ack: (r: unknown) => void) => ack({ iteration: info.iteration, preClipNorm: 1, postClipNorm: 1, stepMs: 0 }));
+    // diloco syncs (shared/dp/sync-messages.ts): frames of the true sizes and encoding, paced like a codec.
+    s.on('dp_sync_get', (info: unknown, ack: (r: unknown) => void) => {
+      const r = syncChunkRequestSchema.safeParse(info);
+      if (!r.success || !this.diloco || this.stage < 0) return ack({ error: 'bad dp_sync_get' });
+      const frame = this.syncChunk(r.data.chunk);
+      if (!frame) return ack({ error: `chunk ${r.data.chunk} out of range` });
+      setTimeout(() => ack({ frame: patched(frame, r.data.iteration, r.data.chunk, 0, this.stage) }), this.pacing.codecMs);
+    });
+    s.on('dp_sync_put', (info: unknown, _frame: Uint8Array, ack: (r: unknown) => void) => {
+      if (!syncChunkRequestSchema.safeParse(info).success) return ack({ error: 'bad dp_sync_put' });
+      setTimeout(() => ack({ ok: true }), this.pacing.codecMs);
+    });
+    s.on('dp_sync_apply', (info: unknown, ack: (r: unknown) => void) => {
+      if (!syncApplyRequestSchema.safeParse(info).success) return ack({ error: 'bad dp_sync_apply' });
+      ack({ ok: true, syncs: ++this.syncs });
+    });
+    s.on('dp_state', (_info: unknown, ack: (r: unknown) => void) => {
+      if (!this.diloco || this.stage < 0) return ack({ error: 'no diloco stage' });
+      const n = this.diloco.params(this.stage);
+      ack({ bundle: encodeDilocoState({ synced: new Float32Array(n), momentum: new Float32Array(n), syncs: this.syncs }) });
+    });
+  }
+
+  /** Uplink chunk `index` of this stage's pseudo-gradient, synthetic values, encoded once per size. */
+  private syncChunk(index: number): Uint8Array | null {
+    const c = syncChunks(this.diloco!.params(this.stage))[index];
+    if (!c) return null;
+    const key = `${this.stage}:${c.count}`;
+    let t = this.syncTemplates.get(key);
+    if (!t) {
+      t = encodeSyncChunk({ stage: this.stage, iteration: 0, direction: 'up', wire: this.diloco!.wire }, { ...c, index: 0 }, syntheticActivations(c.count, 3).map((x) => x * 1e-3));
+      this.syncTemplates.set(key, t);
+    }
+    return t;
   }
 
   private async pump(): Promise<void> {

@@ -14,6 +14,11 @@ import { TokenizerError } from '../shared/data/tokenizer.js';
 import { useNodeBackend } from './node-backend.js';
 import { loadDataset } from './corpus-file.js';
 import { runIteration, evaluate } from './pipeline.js';
+import { runReplicatedIteration, dilocoSync, startDiloco, type SyncReport } from './replicated-pipeline.js';
+import { DEFAULT_DP, checkDpSettings, syncsAfter, type DpMode, type DpSettings } from '../shared/dp/dp-settings.js';
+import { roundRobinAssignment, checkAssignment, AssignmentError, type ReplicaAssignment } from '../shared/dp/replica-assignment.js';
+import type { NamedWeights } from '../shared/model/stage.js';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { DEFAULT_SETTINGS, checkSettings, modelConfigOf, wireOf, type RunSettings, type RecoveryStrategy } from '../shared/run-settings.js';
 import { WIRE_ENCODINGS, type WireEncoding } from '../shared/protocol/wire-encoding.js';
 
@@ -32,6 +37,17 @@ Trains the pipeline-split model in one process (the reference for the swarm).
   --swap                       use CheckFree+'s swapped microbatch order
   --wire <${WIRE_ENCODINGS.join('|')}>        encode activations and gradients at every hop as the swarm's --wire does
                                (default ${wireOf(DEFAULT_SETTINGS)}; docs/wire.md)
+  --replicas <n>               replicas of every stage (default 1); microbatch hops are spread over them
+  --dp <exact|diloco>          how a stage's replicas combine (default exact): exact sums their gradients
+                               every iteration; diloco lets each step alone and syncs every --dp-every
+                               iterations with an outer Nesterov step (docs/data-parallel.md)
+  --dp-every <n>               diloco: iterations between syncs, H (default ${DEFAULT_DP.every})
+  --outer-lr <x>               diloco: outer learning rate (default ${DEFAULT_DP.outerLr})
+  --outer-momentum <x>         diloco: outer Nesterov momentum (default ${DEFAULT_DP.outerMomentum})
+  --dp-wire <${WIRE_ENCODINGS.join('|')}>     diloco: pseudo-gradient encoding, both ways (default ${DEFAULT_DP.wire})
+  --assignment <file.json>     replay a recorded assignment of microbatch hops to replicas (default:
+                               microbatch mb on replica mb mod R at every hop)
+  --record-assignment <file>   write the assignment used, as JSON
   --data <file>                any UTF-8 text file (default: the shipped Moby Dick corpus)
   --tokenizer <name>           tokenizer (default byte)
   --eval-every <n>             validate every n steps (default 20)
@@ -48,7 +64,16 @@ export interface LocalTrainOptions extends RunSettings {
   evalEvery: number;
   evalBatches: number;
   swap: boolean;
+  /** Replicas of every stage (default 1). */
+  replicas?: number;
+  /** How replicas combine (default DEFAULT_DP: exact). */
+  dp?: Partial<DpSettings>;
+  /** Which replica runs each hop (default roundRobinAssignment); checked against the run. */
+  assignment?: unknown;
+  /** diloco: values per sync chunk (default SYNC_CHUNK_VALUES). */
+  syncChunkValues?: number;
   onLog?: (line: { step: number; trainLoss: number; valLoss?: number; seconds: number }) => void;
+  onSync?: (step: number, report: SyncReport) => void;
 }
 
 export interface LocalTrainResult {
@@ -56,14 +81,27 @@ export interface LocalTrainResult {
   finalValLoss: number;
   trainLosses: number[];
   valLosses: { step: number; loss: number }[];
+  /** The assignment of hops to replicas the run used (what --record-assignment writes). */
+  assignment: ReplicaAssignment;
+  /** Every stage's final weights (replica 0's). */
+  finalWeights: NamedWeights[];
 }
 
 /** Trains locally; used by the CLI and by tests. */
 export async function trainLocal(o: LocalTrainOptions): Promise<LocalTrainResult> {
   checkSettings(o);
+  const dp: DpSettings = { ...DEFAULT_DP, ...o.dp };
+  checkDpSettings(dp);
+  const R = o.replicas ?? 1;
+  if (!Number.isInteger(R) || R < 1 || R > 64) throw new ConfigError(`replicas must be an integer in 1..64, got ${R}`);
   const cfg = modelConfigOf(o);
+  const run = { stages: o.stages, microbatches: o.microbatches, swap: o.swap };
+  const assignment = o.assignment === undefined ? roundRobinAssignment(run, Array(o.stages).fill(R), o.steps) : checkAssignment(o.assignment, run, o.steps);
   const { dataset } = loadDataset({ path: o.data, tokenizer: o.tokenizer, seqLen: cfg.seqLen });
-  const stages = Array.from({ length: o.stages }, (_, i) => new Stage(cfg, i, { lr: o.lr }));
+  const groups = Array.from({ length: o.stages }, (_, i) => Array.from({ length: assignment.replicas[i]! }, () => new Stage(cfg, i, { lr: o.lr })));
+  const stages = groups.map((g) => g[0]!);
+  const plain = groups.every((g) => g.length === 1) && dp.mode === 'exact';
+  const outer = dp.mode === 'diloco' ? startDiloco(groups, dp, o.syncChunkValues) : null;
   const val = dataset.valBatches(o.evalBatches, o.batch);
   const t0 = Date.now();
   const wire = wireOf(o);
@@ -72,17 +110,31 @@ export async function trainLocal(o: LocalTrainOptions): Promise<LocalTrainResult
   o.onLog?.({ step: 0, trainLoss: NaN, valLoss: initialValLoss, seconds: 0 });
   const trainLosses: number[] = [];
   for (let step = 1; step <= o.steps; step++) {
-    const batches = Array.from({ length: o.microbatches }, (_, mb) => dataset.trainBatch(o.seed, step - 1, mb, o.batch));
-    const { loss } = runIteration(stages, batches, { swap: o.swap, iteration: step - 1, wire });
+    const it = step - 1;
+    const batches = Array.from({ length: o.microbatches }, (_, mb) => dataset.trainBatch(o.seed, it, mb, o.batch));
+    const { loss } = plain
+      ? runIteration(stages, batches, { swap: o.swap, iteration: it, wire })
+      : runReplicatedIteration(groups, batches, { swap: o.swap, iteration: it, wire, hops: assignment.iterations[it]!, mode: dp.mode });
+    if (outer && syncsAfter(dp, it)) o.onSync?.(step, dilocoSync(groups, outer, it, dp.wire));
     trainLosses.push(loss);
     const evalNow = step % o.evalEvery === 0 || step === o.steps;
+    // Between diloco syncs the replicas differ: validation reads replica 0 of every stage.
     const valLoss = evalNow ? evaluate(stages, val, wire) : undefined;
     if (valLoss !== undefined) valLosses.push({ step, loss: valLoss });
     o.onLog?.({ step, trainLoss: loss, valLoss, seconds: (Date.now() - t0) / 1000 });
     await tf.nextFrame?.();
   }
-  stages.forEach((s) => s.dispose());
-  return { initialValLoss, finalValLoss: valLosses[valLosses.length - 1]!.loss, trainLosses, valLosses };
+  const finalWeights = stages.map((s) => s.getWeights());
+  groups.forEach((g) => g.forEach((s) => s.dispose()));
+  return { initialValLoss, finalValLoss: valLosses[valLosses.length - 1]!.loss, trainLosses, valLosses, assignment, finalWeights };
+}
+
+function readAssignment(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new AssignmentError(`cannot read --assignment ${path}: ${(e as Error).message}`);
+  }
 }
 
 async function main(): Promise<void> {
@@ -104,6 +156,14 @@ async function main(): Promise<void> {
       'eval-batches': { type: 'string' },
       json: { type: 'boolean' },
       backend: { type: 'string' },
+      replicas: { type: 'string' },
+      dp: { type: 'string' },
+      'dp-every': { type: 'string' },
+      'outer-lr': { type: 'string' },
+      'outer-momentum': { type: 'string' },
+      'dp-wire': { type: 'string' },
+      assignment: { type: 'string' },
+      'record-assignment': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -135,6 +195,20 @@ async function main(): Promise<void> {
     evalEvery: num(values['eval-every'], 20, 'eval-every'),
     evalBatches: num(values['eval-batches'], 4, 'eval-batches'),
     swap: values.swap ?? false,
+    replicas: num(values.replicas, 1, 'replicas'),
+    dp: {
+      mode: (values.dp ?? DEFAULT_DP.mode) as DpMode,
+      every: num(values['dp-every'], DEFAULT_DP.every, 'dp-every'),
+      outerLr: num(values['outer-lr'], DEFAULT_DP.outerLr, 'outer-lr'),
+      outerMomentum: num(values['outer-momentum'], DEFAULT_DP.outerMomentum, 'outer-momentum'),
+      wire: (values['dp-wire'] ?? DEFAULT_DP.wire) as WireEncoding,
+    },
+    assignment: values.assignment === undefined ? undefined : readAssignment(values.assignment),
+    onSync: (step, r) => {
+      const line = { sync: step, bytesPerReplica: r.bytesPerReplica, drift: r.drift.map((d) => +d.toFixed(4)), uplinkError: r.uplinkError.map((e) => +e.toExponential(2)) };
+      if (values.json) console.log(JSON.stringify(line));
+      else console.log(`sync after step ${step}: bytes/replica ${r.bytesPerReplica.join(' ')}  drift ${line.drift.join(' ')}  uplink error ${line.uplinkError.join(' ')}`);
+    },
     onLog: (l) => {
       if (values.json) console.log(JSON.stringify(l));
       else
@@ -150,7 +224,10 @@ async function main(): Promise<void> {
     `local trainer: preset ${opts.preset} d_model ${cfg.dModel} layers ${cfg.nLayers} stages ${opts.stages} seq ${cfg.seqLen} ` +
       `microbatches ${opts.microbatches}x${opts.batch} lr ${opts.lr} wire ${wireOf(opts)} backend ${tf.getBackend()}${opts.swap ? ' (swapped order)' : ''}`,
   );
+  const dpLine = opts.dp!.mode === 'diloco' ? `diloco every ${opts.dp!.every} outer lr ${opts.dp!.outerLr} momentum ${opts.dp!.outerMomentum} dp-wire ${opts.dp!.wire}` : 'exact';
+  console.log(`replicas ${opts.replicas} per stage, dp ${dpLine}`);
   const r = await trainLocal(opts);
+  if (values['record-assignment']) writeFileSync(values['record-assignment'], JSON.stringify(r.assignment));
   const drop = (1 - r.finalValLoss / r.initialValLoss) * 100;
   console.log(`validation loss ${r.initialValLoss.toFixed(4)} -> ${r.finalValLoss.toFixed(4)} (${drop.toFixed(1)}% lower)`);
 }
@@ -158,7 +235,7 @@ async function main(): Promise<void> {
 const isMain = import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('trainer/cli.ts');
 if (isMain) {
   main().catch((e: unknown) => {
-    if (e instanceof ConfigError || e instanceof DataError || e instanceof TokenizerError || (e as Error)?.name === 'TypeError') {
+    if (e instanceof ConfigError || e instanceof AssignmentError || e instanceof DataError || e instanceof TokenizerError || (e as Error)?.name === 'TypeError') {
       console.error(`error: ${(e as Error).message}`);
       process.exit(2);
     }

@@ -51,12 +51,26 @@ function toTensors(b: Batch): { ids: tf.Tensor2D; targets: tf.Tensor2D } {
  * the run's wire encoding (`opts.wire`, encoded and decoded exactly as the relay does); returns its loss.
  */
 export function runMicrobatch(stages: Stage[], mb: number, batch: Batch, opts: { swap: boolean; lossScale: number; counter: number; wire?: WireEncoding }): number {
+  return runMicrobatchOn((_, stage) => stages[stage]!, stages.length, mb, batch, opts);
+}
+
+/**
+ * runMicrobatch where hop `i` (of the forward path) runs on `stageAt(i, stage)`: with replicas of
+ * a stage, the replica the run's assignment gives that hop (its backward runs on the same one).
+ */
+export function runMicrobatchOn(
+  stageAt: (hopIndex: number, stage: number) => Stage,
+  nStages: number,
+  mb: number,
+  batch: Batch,
+  opts: { swap: boolean; lossScale: number; counter: number; wire?: WireEncoding },
+): number {
   const wire = opts.wire ?? 'f32';
-  const path = forwardPath(opts.counter, stages.length, opts.swap);
+  const path = forwardPath(opts.counter, nStages, opts.swap);
   const { ids, targets } = toTensors(batch);
   let x: tf.Tensor = ids;
   path.forEach((hop, i) => {
-    const out = stages[hop.stage]!.forward(stashKey(mb, i), x, hop.segment, hop.segment.head ? targets : undefined);
+    const out = stageAt(i, hop.stage).forward(stashKey(mb, i), x, hop.segment, hop.segment.head ? targets : undefined);
     x.dispose();
     x = hop.segment.head ? out : overWire(out, wire, 'act');
   });
@@ -65,7 +79,7 @@ export function runMicrobatch(stages: Stage[], mb: number, batch: Batch, opts: {
   targets.dispose();
   let dy: tf.Tensor | number = opts.lossScale;
   for (let i = path.length - 1; i >= 0; i--) {
-    const dx = stages[path[i]!.stage]!.backward(stashKey(mb, i), dy);
+    const dx = stageAt(i, path[i]!.stage).backward(stashKey(mb, i), dy);
     if (typeof dy !== 'number') dy.dispose();
     dy = dx ? overWire(dx, wire, 'grad') : 0;
   }
