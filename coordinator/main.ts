@@ -8,7 +8,8 @@ import { existsSync, statSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Coordinator, DEFAULT_COORDINATOR, type CoordinatorOptions } from './server.js';
-import { wireOf, type RecoveryStrategy, type RunSettings } from '../shared/run-settings.js';
+import { sameRunSettings, type RecoveryStrategy } from '../shared/run-settings.js';
+import type { DpMode } from '../shared/dp/dp-settings.js';
 import { ConfigError } from '../shared/model/config.js';
 import { DataError } from '../shared/data/dataset.js';
 import { TokenizerError } from '../shared/data/tokenizer.js';
@@ -24,11 +25,6 @@ import type { WireEncoding } from '../shared/protocol/wire-encoding.js';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const d = DEFAULT_COORDINATOR;
 
-/** Whether two run settings describe the same run (what a resume requires). */
-function sameRunSettings(a: RunSettings, b: RunSettings): boolean {
-  const keys: (keyof RunSettings)[] = ['preset', 'stages', 'microbatches', 'batch', 'seqLen', 'lr', 'seed', 'recovery'];
-  return keys.every((k) => (a[k] ?? null) === (b[k] ?? null)) && wireOf(a) === wireOf(b);
-}
 
 
 /** The operator token from `--operator-token-file`: its first line, at least 16 characters. */
@@ -101,6 +97,7 @@ async function main(): Promise<void> {
       seed: num('seed'),
       recovery: str('recovery') as RecoveryStrategy,
       wire: str('wire') as WireEncoding,
+      dp: { mode: str('dp') as DpMode, every: num('dp-every'), outerLr: num('outer-lr'), outerMomentum: num('outer-momentum'), wire: str('dp-wire') as WireEncoding },
     },
     recovery: {
       ...d.recovery,
