@@ -64,7 +64,7 @@ export function sameRunSettings(a: RunSettings, b: RunSettings): boolean {
 }
 
 /** The model config these settings describe (throws ConfigError on a bad combination). */
-export function modelConfigOf(s: RunSettings): ResolvedConfig {
+export function modelConfigOf(s: Omit<RunSettings, 'dp'>): ResolvedConfig {
   const p = getPreset(s.preset);
   return configForStages({ ...p, seed: s.seed, seqLen: s.seqLen ?? p.seqLen }, s.stages);
 }

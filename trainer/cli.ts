@@ -57,7 +57,7 @@ Trains the pipeline-split model in one process (the reference for the swarm).
   -h, --help                   this text
 `;
 
-export interface LocalTrainOptions extends RunSettings {
+export interface LocalTrainOptions extends Omit<RunSettings, 'dp'> {
   steps: number;
   data?: string;
   tokenizer?: string;
@@ -89,8 +89,8 @@ export interface LocalTrainResult {
 
 /** Trains locally; used by the CLI and by tests. */
 export async function trainLocal(o: LocalTrainOptions): Promise<LocalTrainResult> {
-  checkSettings(o);
   const dp: DpSettings = { ...DEFAULT_DP, ...o.dp };
+  checkSettings({ ...o, dp });
   checkDpSettings(dp);
   const R = o.replicas ?? 1;
   if (!Number.isInteger(R) || R < 1 || R > 64) throw new ConfigError(`replicas must be an integer in 1..64, got ${R}`);
@@ -219,7 +219,7 @@ async function main(): Promise<void> {
         );
     },
   };
-  const cfg = (checkSettings(opts), modelConfigOf(opts));
+  const cfg = (checkSettings({ ...opts, dp: { ...DEFAULT_DP, ...opts.dp } }), modelConfigOf(opts));
   console.log(
     `local trainer: preset ${opts.preset} d_model ${cfg.dModel} layers ${cfg.nLayers} stages ${opts.stages} seq ${cfg.seqLen} ` +
       `microbatches ${opts.microbatches}x${opts.batch} lr ${opts.lr} wire ${wireOf(opts)} backend ${tf.getBackend()}${opts.swap ? ' (swapped order)' : ''}`,
