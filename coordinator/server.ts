@@ -17,7 +17,7 @@ import type { AddressInfo } from 'node:net';
 import { Server } from 'socket.io';
 import { MAX_SOCKET_BYTES } from '../shared/protocol/events.js';
 import type { ServerToVolunteer, VolunteerToServer } from '../shared/protocol/events.js';
-import { modelConfigOf, usesSwap, checkSettings, wireOf } from '../shared/run-settings.js';
+import { modelConfigOf, usesSwap, checkSettings, wireOf, dpOf } from '../shared/run-settings.js';
 import { forwardPath, swapCounter } from '../shared/schedule/paths.js';
 import { loadDataset } from '../trainer/corpus-file.js';
 import type { CoordinatorOptions } from './options.js';
@@ -31,6 +31,8 @@ import { Placement } from './placement/placement.js';
 import { Scheduler } from './training/scheduler.js';
 import { RunProgress } from './training/run-progress.js';
 import { ReplicaSync } from './training/replica-sync.js';
+import { DilocoSync } from './training/diloco-sync.js';
+import { copyDilocoState } from './training/diloco-join.js';
 import type { TaskSender } from './training/task-book.js';
 import { Recovery } from './recovery/recovery.js';
 import { CheckpointStore } from './recovery/checkpoint-store.js';
@@ -121,7 +123,7 @@ export class Coordinator {
       dropLater(v, `unresponsive: ${why}`);
     };
     this.placement = new Placement(
-      { config, lr: settings.lr, maxReplicas: opts.maxReplicas, rebalanceEvery: opts.rebalanceEvery, wire: wireOf(settings) },
+      { config, lr: settings.lr, maxReplicas: opts.maxReplicas, rebalanceEvery: opts.rebalanceEvery, wire: wireOf(settings), dp: dpOf(settings) },
       {
         stages: this.stages,
         transfer: this.transfer,
@@ -131,13 +133,19 @@ export class Coordinator {
         drop: dropLater,
         announceGroup: (s) => this.connections.announceGroup(s),
         issueClaim: (v, stage) => this.claims.issue(v, stage),
+        // diloco: joins and moves only right after a sync (or before the first iteration).
+        joinsAllowed: () => dpOf(settings).mode !== 'diloco' || this.progress.iteration % dpOf(settings).every === 0,
       },
     );
     const puller = new StagePuller({ transfer: this.transfer, timeoutMs: opts.pullTimeoutMs, replicas: (stage) => this.stages.replicas(stage), reject, unresponsive });
     // Loads a state into a tab that already serves `stage` (a rollback, a re-sync): the same assignment again.
     const reload = async (v: Volunteer, stage: number, state: Uint8Array | null, reason: string) => {
-      const assignment = { stage, config, lr: settings.lr, weights: state, reason, wire: wireOf(settings) };
+      const assignment = { stage, config, lr: settings.lr, weights: state, reason, wire: wireOf(settings), dp: dpOf(settings) };
       await askStage(v, 'assign', [assignment], okReply, transferTimeoutMs(ASK_TIMEOUT_MS.state, state?.byteLength ?? 0));
+      // diloco: a tab reloaded while its stage has siblings takes their outer state too (a rebuilt
+      // stage's only replica starts a fresh one from its weights).
+      const sibling = dpOf(settings).mode === 'diloco' ? this.stages.replicas(stage).find((r) => r !== v) : undefined;
+      if (sibling) await copyDilocoState(this.transfer, config, stage, sibling, v);
     };
     this.recovery = new Recovery(
       { ...opts.recovery, strategy: settings.recovery },
@@ -199,9 +207,26 @@ export class Coordinator {
         },
         onIteration: async (r) => {
           await this.recovery.afterIteration(r);
-          await this.replicaSync.afterIteration(r.iteration);
+          // diloco replicas differ by design between syncs: their fingerprints are compared right after each sync instead.
+          if (dpOf(settings).mode !== 'diloco') await this.replicaSync.afterIteration(r.iteration);
           this.operator.onIteration(r);
         },
+        diloco:
+          dpOf(settings).mode === 'diloco'
+            ? new DilocoSync({
+                config,
+                nStages: settings.stages,
+                dp: dpOf(settings),
+                replicas: (stage) => this.stages.replicas(stage),
+                metrics: this.metrics,
+                events: this.events,
+                log: this.log,
+                reject,
+                quarantine: (v, reason) => this.connections.quarantine(v, reason),
+                unresponsive,
+                afterApply: (stage, iteration) => this.replicaSync.syncStage(stage, iteration),
+              })
+            : undefined,
       },
     );
     this.replicaSync = new ReplicaSync(opts.replicaSyncEvery, {

@@ -35,6 +35,8 @@ import { TaskWatchdog } from './task-watchdog.js';
 import type { RecoveryLadder, StatusBroadcast, TabActions } from './collaborators.js';
 import { IterationAbandoned } from './iteration-abandoned.js';
 import type { RunProgress } from './run-progress.js';
+import type { DilocoSync } from './diloco-sync.js';
+import { dpOf } from '../../shared/run-settings.js';
 
 export { IterationAbandoned };
 export type { RecoveryLadder, StatusBroadcast, TabActions };
@@ -73,6 +75,8 @@ export interface SchedulerDeps {
   broadcast: StatusBroadcast;
   /** After every completed iteration (awaited before the next starts). */
   onIteration: (r: IterationRecord) => Promise<void>;
+  /** `--dp diloco`: the sync of every stage's replicas after the step of every H-th iteration. */
+  diloco?: DilocoSync;
 }
 
 export class Scheduler {
@@ -107,6 +111,11 @@ export class Scheduler {
       unresponsive: deps.tabs.unresponsive,
     });
     deps.metrics.stages.set(this.nStages);
+  }
+
+  /** `--dp diloco`'s sync (undefined in exact mode). */
+  get diloco(): DilocoSync | undefined {
+    return this.deps.diloco;
   }
 
   get nStages(): number {
@@ -344,6 +353,7 @@ export class Scheduler {
         quarantine: this.deps.tabs.quarantine,
         unresponsive: this.deps.tabs.unresponsive,
         stepTimeoutMs: this.opts.stepTimeoutMs,
+        dpMode: dpOf(settings).mode,
       });
       const acks = await this.barrier.run();
       this.barrier = null;
@@ -353,6 +363,8 @@ export class Scheduler {
       this.barrier = null;
       pass.close();
     }
+    // diloco: every H-th iteration the replicas of each stage average their pseudo-gradients.
+    await this.deps.diloco?.afterStep(it);
     const iteration = progress.iteration;
     let valLoss: number | null = null;
     if (this.opts.evalEvery > 0 && iteration % this.opts.evalEvery === 0) {

@@ -1,0 +1,120 @@
+/**
+ * `--dp diloco` through a real coordinator and Node volunteers over socket.io: 4 stages x 2
+ * replicas train, every H iterations the groups sync (pseudo-gradients up in int8 chunks, the
+ * mean down, the outer Nesterov step), the replicas are bit-identical right after each sync, the
+ * loss equals the local trainer replaying the swarm's recorded assignment of hops to replicas,
+ * and a replica killed mid-interval costs only its own progress.
+ */
+import { describe, it, expect, beforeAll } from 'vitest';
+import { Coordinator, DEFAULT_COORDINATOR, type CoordinatorOptions } from '../server.js';
+import { startNodeVolunteer, type NodeVolunteer, type NodeVolunteerOptions } from '../../testing/node-volunteer.js';
+import { DEFAULT_SETTINGS, type RunSettings } from '../../shared/run-settings.js';
+import { DEFAULT_DP } from '../../shared/dp/dp-settings.js';
+import { ASSIGNMENT_VERSION, type ReplicaAssignment } from '../../shared/dp/replica-assignment.js';
+import { trainLocal } from '../../trainer/cli.js';
+import { useNodeBackend } from '../../trainer/node-backend.js';
+import { testSwarm } from '../../testing/test-swarm.js';
+import { until } from '../../testing/until.js';
+
+const H = 2;
+const N = 5;
+const dp = { ...DEFAULT_DP, mode: 'diloco' as const, every: H };
+const settings: RunSettings = { ...DEFAULT_SETTINGS, preset: 'tiny', stages: 4, microbatches: 4, batch: 2, recovery: 'checkfree', dp };
+
+const harness = testSwarm();
+
+beforeAll(async () => {
+  await useNodeBackend('wasm');
+}, 60_000);
+
+async function startSwarm(extra: Partial<CoordinatorOptions> = {}) {
+  const coord = (harness.coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings, port: 0, silent: true, evalEvery: 0, rebalanceEvery: 0, ...extra }));
+  const url = await coord.listen();
+  return { coord, url };
+}
+
+async function joinEvenly(c: Coordinator, url: string, n: number, opts: NodeVolunteerOptions = {}): Promise<void> {
+  c.scheduler.setPaused(true);
+  for (let i = 0; i < n; i++) harness.vols.push(await startNodeVolunteer(url, { name: `t${i}`, ...opts }));
+  await until(() => c.stages.activeCount() === n, `all ${n} tabs placed`, 60_000);
+  c.scheduler.setPaused(false);
+  c.scheduler.kick();
+}
+
+const nodeOf = (id: string): NodeVolunteer => harness.vols.find((v) => v.status().volunteerId === id)!;
+
+/** Records, per training iteration, microbatch and forward hop, the group slot of the tab it was sent to (the last send wins: re-runs). */
+function recordAssignment(c: Coordinator): ReplicaAssignment {
+  const rec: ReplicaAssignment = { version: ASSIGNMENT_VERSION, replicas: Array(settings.stages).fill(2), iterations: [] };
+  const send = c.taskSender.send;
+  c.taskSender.send = (v, meta, input, targets) => {
+    if (meta.dir === 'F') {
+      const slot = c.stages.replicas(meta.stage).indexOf(v);
+      ((rec.iterations[meta.iteration] ??= Array.from({ length: settings.microbatches }, () => []))[meta.mb]!)[meta.hop] = slot;
+    }
+    send(v, meta, input, targets);
+  };
+  return rec;
+}
+
+/** Each stage's replicas hold the same bits. */
+function expectReplicasIdentical(c: Coordinator): void {
+  for (let s = 0; s < settings.stages; s++) {
+    const [wa, wb] = c.stages.replicas(s).map((v) => nodeOf(v.id).agent.currentStage!.getWeights());
+    for (const name of Object.keys(wa!)) expect(Buffer.from(wa![name]!.buffer).equals(Buffer.from(wb![name]!.buffer)), `stage ${s} ${name}`).toBe(true);
+  }
+}
+
+describe('--dp diloco in the swarm', () => {
+  it('4 stages x 2 replicas: syncs every H, bit-identical after each sync, on the local trainer\'s curve for the recorded assignment', async () => {
+    const { coord, url } = await startSwarm({ maxIterations: N });
+    const assignment = recordAssignment(coord);
+    let checked = 0;
+    let differedBetween = false;
+    coord.scheduler.observe((r) => {
+      if (r.iteration % H === 0) {
+        expectReplicasIdentical(coord);
+        checked++;
+      } else {
+        // Between syncs each replica stepped on its own gradient: they differ.
+        const [wa, wb] = coord.stages.replicas(1).map((v) => nodeOf(v.id).agent.currentStage!.getWeights());
+        const name = Object.keys(wa!).find((n) => n.startsWith('blocks') || n.includes('attn')) ?? Object.keys(wa!)[0]!;
+        if (!Buffer.from(wa![name]!.buffer).equals(Buffer.from(wb![name]!.buffer))) differedBetween = true;
+      }
+    });
+    await joinEvenly(coord, url, 8);
+    await until(() => coord.scheduler.iteration >= N, `${N} iterations`, 240_000);
+    for (let s = 0; s < 4; s++) expect(coord.stages.size(s)).toBe(2);
+    expect(checked).toBe(Math.floor(N / H));
+    expect(differedBetween).toBe(true);
+    const sync = coord.scheduler.diloco!;
+    expect(sync.count).toBe(Math.floor(N / H));
+    expect(sync.last!.stages.map((r) => r.replicas)).toEqual([2, 2, 2, 2]);
+    expect(sync.last!.stages.every((r) => r.applied && r.bytesUp > 0 && r.bytesDown > 0 && r.drift > 0 && r.drift < 10)).toBe(true);
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    expect(metrics).toMatch(/swarm_dp_sync_bytes_total\{stage="0"\} [1-9]\d*/);
+    expect(metrics).toMatch(/swarm_dp_sync_seconds_count [1-9]/);
+    expect(metrics).toMatch(/swarm_dp_drift\{stage="3"\} \d/);
+    expect(metrics).toMatch(/swarm_reduction_bytes_total 0/);
+    // The reference replays the recorded assignment.
+    const losses = coord.scheduler.history.map((h) => h.trainLoss);
+    const ref = await trainLocal({ ...settings, steps: N, evalEvery: 1000, evalBatches: 1, swap: false, replicas: 2, dp, assignment: { ...assignment, iterations: assignment.iterations.slice(0, N) } });
+    for (let i = 0; i < N; i++) expect(Math.abs(losses[i]! - ref.trainLosses[i]!) / ref.trainLosses[i]!, `iteration ${i}`).toBeLessThan(1e-4);
+  }, 300_000);
+
+  it('a replica killed mid-interval: no rebuild, no abandoned iteration, its sibling syncs alone and training goes on', async () => {
+    const { coord, url } = await startSwarm({ maxIterations: 2 * H + 1 });
+    await joinEvenly(coord, url, 8, { paceMs: 20 });
+    await until(() => coord.scheduler.iteration >= H + 1, 'past the first sync', 240_000);
+    const victim = coord.stages.replicas(2).at(-1)!;
+    nodeOf(victim.id).kill();
+    await until(() => coord.scheduler.iteration >= 2 * H + 1, 'past the second sync', 240_000);
+    expect(coord.recovery.done.filter((r) => r.rung === 'strategy')).toEqual([]);
+    expect((await coord.metrics.abandoned.get()).values[0]?.value ?? 0).toBe(0);
+    const last = coord.scheduler.diloco!.last!;
+    expect(last.iteration).toBe(2 * H - 1);
+    expect(last.stages[2]!.replicas).toBe(1);
+    expect(last.stages.filter((r) => r.stage !== 2).every((r) => r.replicas === 2)).toBe(true);
+    expect(last.stages.every((r) => r.applied)).toBe(true);
+  }, 300_000);
+});
