@@ -115,7 +115,12 @@ export async function trainLocal(o: LocalTrainOptions): Promise<LocalTrainResult
     const { loss } = plain
       ? runIteration(stages, batches, { swap: o.swap, iteration: it, wire })
       : runReplicatedIteration(groups, batches, { swap: o.swap, iteration: it, wire, hops: assignment.iterations[it]!, mode: dp.mode });
-    if (outer && syncsAfter(dp, it)) o.onSync?.(step, dilocoSync(groups, outer, it, dp.wire));
+    if (outer && syncsAfter(dp, it)) {
+      // Not `o.onSync?.(step, dilocoSync(...))`: optional call skips evaluating its arguments, so without
+      // an onSync listener the sync never ran.
+      const report = dilocoSync(groups, outer, it, dp.wire);
+      o.onSync?.(step, report);
+    }
     trainLosses.push(loss);
     const evalNow = step % o.evalEvery === 0 || step === o.steps;
     // Between diloco syncs the replicas differ: validation reads replica 0 of every stage.

@@ -15,6 +15,10 @@ import { trainLocal } from '../../trainer/cli.js';
 import { useNodeBackend } from '../../trainer/node-backend.js';
 import { testSwarm } from '../../testing/test-swarm.js';
 import { until } from '../../testing/until.js';
+import type { NamedWeights } from '../../shared/model/stage.js';
+
+/** A copy (the wasm backend's read-backs may be views that later computations overwrite). */
+const copyOf = (w: NamedWeights): NamedWeights => Object.fromEntries(Object.entries(w).map(([k, v]) => [k, Float32Array.from(v)]));
 
 const H = 2;
 const N = 5;
@@ -66,14 +70,16 @@ function expectReplicasIdentical(c: Coordinator): void {
 }
 
 describe('--dp diloco in the swarm', () => {
-  it('4 stages x 2 replicas: syncs every H, bit-identical after each sync, on the local trainer\'s curve for the recorded assignment', async () => {
+  it('4 stages x 2 replicas: syncs every H, bit-identical after each sync, the local trainer\'s losses and synced weights for the recorded assignment', async () => {
     const { coord, url } = await startSwarm({ maxIterations: N });
     const assignment = recordAssignment(coord);
     let checked = 0;
+    let afterFirstSync: NamedWeights[] = [];
     let differedBetween = false;
     coord.scheduler.observe((r) => {
       if (r.iteration % H === 0) {
         expectReplicasIdentical(coord);
+        if (r.iteration === H) afterFirstSync = [0, 1, 2, 3].map((s) => copyOf(nodeOf(coord.stages.replicas(s)[0]!.id).agent.currentStage!.getWeights()));
         checked++;
       } else {
         // Between syncs each replica stepped on its own gradient: they differ.
@@ -96,10 +102,28 @@ describe('--dp diloco in the swarm', () => {
     expect(metrics).toMatch(/swarm_dp_sync_seconds_count [1-9]/);
     expect(metrics).toMatch(/swarm_dp_drift\{stage="3"\} \d/);
     expect(metrics).toMatch(/swarm_reduction_bytes_total 0/);
-    // The reference replays the recorded assignment.
+    // The reference replays the recorded assignment: the same losses up to the first sync, and
+    // the same weights right after it (every stage, replica 0; the int8 sync frames are the
+    // same bytes on both sides).
     const losses = coord.scheduler.history.map((h) => h.trainLoss);
-    const ref = await trainLocal({ ...settings, steps: N, evalEvery: 1000, evalBatches: 1, swap: false, replicas: 2, dp, assignment: { ...assignment, iterations: assignment.iterations.slice(0, N) } });
-    for (let i = 0; i < N; i++) expect(Math.abs(losses[i]! - ref.trainLosses[i]!) / ref.trainLosses[i]!, `iteration ${i}`).toBeLessThan(1e-4);
+    const ref = await trainLocal({ ...settings, steps: H, evalEvery: 1000, evalBatches: 1, swap: false, replicas: 2, dp, assignment: { ...assignment, iterations: assignment.iterations.slice(0, H) } });
+    const refWeights = ref.finalWeights.map(copyOf); // wasm views: copied before anything else runs
+    for (let i = 0; i < H; i++) expect(Math.abs(losses[i]! - ref.trainLosses[i]!) / ref.trainLosses[i]!, `iteration ${i}`).toBeLessThan(1e-4);
+    const full = await trainLocal({ ...settings, steps: N, evalEvery: 1000, evalBatches: 1, swap: false, replicas: 2, dp, assignment: { ...assignment, iterations: assignment.iterations.slice(0, N) } });
+    for (let i = 0; i < N; i++) expect(Math.abs(losses[i]! - full.trainLosses[i]!) / full.trainLosses[i]!, `iteration ${i}`).toBeLessThan(1e-4);
+    for (let s = 0; s < 4; s++) {
+      let diff = 0;
+      let scale = 0;
+      for (const n of Object.keys(refWeights[s]!)) {
+        const a = afterFirstSync[s]![n]!;
+        const b = refWeights[s]![n]!;
+        for (let i = 0; i < a.length; i++) {
+          diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
+          scale = Math.max(scale, Math.abs(b[i]!));
+        }
+      }
+      expect(diff / scale, `stage ${s} weights after the first sync`).toBeLessThan(1e-5);
+    }
   }, 300_000);
 
   it('a replica killed mid-interval: no rebuild, no abandoned iteration, its sibling syncs alone and training goes on', async () => {
