@@ -224,7 +224,8 @@ export class Coordinator {
                 reject,
                 quarantine: (v, reason) => this.connections.quarantine(v, reason),
                 unresponsive,
-                afterApply: (stage, iteration) => this.replicaSync.syncStage(stage, iteration),
+                // --replica-sync-every 0 turns the fingerprint check off in diloco too.
+                afterApply: opts.replicaSyncEvery > 0 ? (stage, iteration) => this.replicaSync.syncStage(stage, iteration) : undefined,
               })
             : undefined,
       },
