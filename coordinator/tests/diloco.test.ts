@@ -96,6 +96,9 @@ describe('--dp diloco in the swarm', () => {
     const sync = coord.scheduler.diloco!;
     expect(sync.count).toBe(Math.floor(N / H));
     expect(sync.last!.stages.map((r) => r.replicas)).toEqual([2, 2, 2, 2]);
+    // The dashboard's figures ride on the iteration records of sync iterations only.
+    expect(coord.scheduler.history.filter((h) => h.dpSync).map((h) => h.iteration)).toEqual([2, 4]);
+    expect(coord.scheduler.history.find((h) => h.dpSync)!.dpSync!.bytes).toBeGreaterThan(0);
     expect(sync.last!.stages.every((r) => r.applied && r.bytesUp > 0 && r.bytesDown > 0 && r.drift > 0 && r.drift < 10)).toBe(true);
     const metrics = await (await fetch(`${url}/metrics`)).text();
     expect(metrics).toMatch(/swarm_dp_sync_bytes_total\{stage="0"\} [1-9]\d*/);

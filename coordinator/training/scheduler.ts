@@ -364,7 +364,7 @@ export class Scheduler {
       pass.close();
     }
     // diloco: every H-th iteration the replicas of each stage average their pseudo-gradients.
-    await this.deps.diloco?.afterStep(it);
+    const sync = await this.deps.diloco?.afterStep(it);
     const iteration = progress.iteration;
     let valLoss: number | null = null;
     if (this.opts.evalEvery > 0 && iteration % this.opts.evalEvery === 0) {
@@ -390,6 +390,7 @@ export class Scheduler {
         const v = stages.owner(s);
         return { stage: s, volunteer: v?.id ?? null, computeMs: v?.lastStepMs ?? null, norms: progress.lastNorms[s] ?? null };
       }),
+      ...(sync ? { dpSync: { bytes: sync.stages.reduce((n, r) => n + r.bytesUp + r.bytesDown, 0), seconds: sync.seconds, drift: sync.stages.map((r) => r.drift) } } : {}),
     };
     progress.record(record);
     log.info({ iteration, trainLoss: +trainLoss.toFixed(4), valLoss, seconds }, 'iteration');
