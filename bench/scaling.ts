@@ -106,6 +106,8 @@ async function measure(tabs: number, paceMs: number, mbPerTab: number, iteration
     evalEvery: 0,
     rebalanceEvery: 0,
     replicaSyncEvery: 0,
+    // Through a link emulator the Host header names the emulator's port: accept 127.0.0.1 on any port.
+    publicHosts: setup.link ? ['127.0.0.1'] : [],
     rateLimit: 100_000,
     clientDir: '/nonexistent',
     dataDir: null,
