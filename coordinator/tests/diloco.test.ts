@@ -16,6 +16,10 @@ import { useNodeBackend } from '../../trainer/node-backend.js';
 import { testSwarm } from '../../testing/test-swarm.js';
 import { until } from '../../testing/until.js';
 import type { NamedWeights } from '../../shared/model/stage.js';
+import { encodeSyncChunk, syncChunks } from '../../shared/dp/sync-chunks.js';
+import { flatLength } from '../../shared/dp/flat-weights.js';
+import { stageParamSpecs } from '../../shared/model/params.js';
+import { modelConfigOf } from '../../shared/run-settings.js';
 
 /** A copy (the wasm backend's read-backs may be views that later computations overwrite). */
 const copyOf = (w: NamedWeights): NamedWeights => Object.fromEntries(Object.entries(w).map(([k, v]) => [k, Float32Array.from(v)]));
@@ -135,7 +139,7 @@ describe('--dp diloco in the swarm', () => {
     await until(() => coord.scheduler.iteration >= H + 1, 'past the first sync', 240_000);
     const victim = coord.stages.replicas(2).at(-1)!;
     nodeOf(victim.id).kill();
-    await until(() => coord.scheduler.iteration >= 2 * H + 1, 'past the second sync', 240_000);
+    await until(() => coord.scheduler.diloco!.count >= 2, 'the second sync', 240_000);
     expect(coord.recovery.done.filter((r) => r.rung === 'strategy')).toEqual([]);
     expect((await coord.metrics.abandoned.get()).values[0]?.value ?? 0).toBe(0);
     const last = coord.scheduler.diloco!.last!;
@@ -143,5 +147,31 @@ describe('--dp diloco in the swarm', () => {
     expect(last.stages[2]!.replicas).toBe(1);
     expect(last.stages.filter((r) => r.stage !== 2).every((r) => r.replicas === 2)).toBe(true);
     expect(last.stages.every((r) => r.applied)).toBe(true);
+  }, 300_000);
+
+  it('a replica lying at a sync (a huge pseudo-gradient) is screened out against the history and quarantined; its sibling\'s sync goes on', async () => {
+    const { coord, url } = await startSwarm({ maxIterations: 2 * H + 1 });
+    await joinEvenly(coord, url, 8);
+    const liar = coord.stages.replicas(1).at(-1)!;
+    coord.scheduler.observe((r) => {
+      if (r.iteration !== H) return;
+      // After the first (honest) sync: from now on this tab answers every uplink request with ones.
+      const node = nodeOf(liar.id);
+      const total = flatLength(stageParamSpecs(modelConfigOf(settings), 1));
+      node.socket.off('dp_sync_get');
+      node.socket.on('dp_sync_get', (info: { iteration: number; chunk: number }, ack: (r: { frame: Uint8Array }) => void) => {
+        const c = syncChunks(total)[info.chunk]!;
+        ack({ frame: encodeSyncChunk({ stage: 1, iteration: info.iteration, direction: 'up', wire: dp.wire }, c, new Float32Array(c.count).fill(1)) });
+      });
+    });
+    await until(() => coord.scheduler.diloco!.count >= 2, 'the second sync', 240_000);
+    const last = coord.scheduler.diloco!.last!;
+    expect(last.iteration).toBe(2 * H - 1);
+    expect(last.stages[1]!.rejected).toEqual([liar.id]);
+    expect(last.stages[1]!.replicas).toBe(1);
+    expect(last.stages[1]!.applied).toBe(true);
+    expect(coord.events.list('quarantine').some((e) => e.message.includes(liar.id) && /outlier pseudo-gradient/.test(e.message))).toBe(true);
+    expect(coord.stages.replicas(1)).not.toContain(liar);
+    expect((await coord.metrics.abandoned.get()).values[0]?.value ?? 0).toBe(0);
   }, 300_000);
 });
