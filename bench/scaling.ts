@@ -129,14 +129,19 @@ async function measure(tabs: number, paceMs: number, mbPerTab: number, iteration
     coord.scheduler.setPaused(false);
     coord.scheduler.kick();
     await until(() => coord.stages.activeCount() === tabs, `${tabs} tabs placed`, 120_000);
-    await until(() => coord.scheduler.iteration >= warmup, 'warm-up', 600_000);
+    // diloco: measure whole sync intervals, from right after a sync to right after one (the
+    // iteration counter moves before its sync ends, so the sync count is waited for too).
+    const H = setup.dp === 'diloco' ? setup.every : 1;
+    const syncsDone = () => !coord.scheduler.diloco || coord.scheduler.diloco.count >= Math.floor(coord.scheduler.iteration / H);
+    const measured = Math.ceil(iterations / H) * H;
+    await until(() => coord.scheduler.iteration >= warmup && coord.scheduler.iteration % H === 0 && syncsDone(), 'warm-up', 600_000);
     const it0 = coord.scheduler.iteration;
     const t0 = Date.now();
     const cpu0 = process.cpuUsage();
     const relay0 = await counter(coord, 'swarm_relay_bytes_total');
     const red0 = await counter(coord, 'swarm_reduction_bytes_total');
     const sync0 = await counter(coord, 'swarm_dp_sync_bytes_total');
-    await until(() => coord.scheduler.iteration >= it0 + iterations, `${iterations} iterations`, 1_200_000);
+    await until(() => coord.scheduler.iteration >= it0 + measured && syncsDone(), `${measured} iterations`, 1_200_000);
     const seconds = (Date.now() - t0) / 1000;
     const cpu = process.cpuUsage(cpu0);
     const done = coord.scheduler.iteration - it0;
