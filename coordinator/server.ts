@@ -32,6 +32,7 @@ import { Scheduler } from './training/scheduler.js';
 import { RunProgress } from './training/run-progress.js';
 import { ReplicaSync } from './training/replica-sync.js';
 import { DilocoSync } from './training/diloco-sync.js';
+import { AssignmentRecorder } from './training/assignment-recorder.js';
 import { copyDilocoState } from './training/diloco-join.js';
 import type { TaskSender } from './training/task-book.js';
 import { Recovery } from './recovery/recovery.js';
@@ -79,6 +80,8 @@ export class Coordinator {
   readonly io: Server<VolunteerToServer, ServerToVolunteer>;
   /** How tasks reach tabs: through the socket's room, so a tab back from a blip gets what it missed. */
   readonly taskSender: TaskSender;
+  /** `--dp diloco`: the record of which replica ran each hop (null in exact mode). */
+  readonly assignment: AssignmentRecorder | null;
   /** Run history (runs, iterations, events) in SQLite. */
   readonly store: RunStore;
   /** Operator namespace, token-protected endpoints and dashboard controls. */
@@ -171,7 +174,10 @@ export class Coordinator {
       adapter: PruningSessionAdapter as never,
       allowRequest: (req, cb) => cb(null, this.routes.hostAllowed(req) && originAllowed(req)),
     });
-    this.taskSender = { send: (v, meta, input, targets) => void this.io.to(v.socket.id).emit('task', meta, input, targets) };
+    const sendTask: TaskSender = { send: (v, meta, input, targets) => void this.io.to(v.socket.id).emit('task', meta, input, targets) };
+    // diloco: which replica ran each hop, so the local trainer can replay the run.
+    this.assignment = dpOf(settings).mode === 'diloco' ? new AssignmentRecorder(settings.microbatches, (s) => this.stages.replicas(s)) : null;
+    this.taskSender = this.assignment ? this.assignment.wrap(sendTask) : sendTask;
     this.scheduler = new Scheduler(
       {
         settings,

@@ -10,7 +10,6 @@ import { Coordinator, DEFAULT_COORDINATOR, type CoordinatorOptions } from '../se
 import { startNodeVolunteer, type NodeVolunteer, type NodeVolunteerOptions } from '../../testing/node-volunteer.js';
 import { DEFAULT_SETTINGS, type RunSettings } from '../../shared/run-settings.js';
 import { DEFAULT_DP } from '../../shared/dp/dp-settings.js';
-import { ASSIGNMENT_VERSION, type ReplicaAssignment } from '../../shared/dp/replica-assignment.js';
 import { trainLocal } from '../../trainer/cli.js';
 import { useNodeBackend } from '../../trainer/node-backend.js';
 import { testSwarm } from '../../testing/test-swarm.js';
@@ -51,20 +50,6 @@ async function joinEvenly(c: Coordinator, url: string, n: number, opts: NodeVolu
 
 const nodeOf = (id: string): NodeVolunteer => harness.vols.find((v) => v.status().volunteerId === id)!;
 
-/** Records, per training iteration, microbatch and forward hop, the group slot of the tab it was sent to (the last send wins: re-runs). */
-function recordAssignment(c: Coordinator): ReplicaAssignment {
-  const rec: ReplicaAssignment = { version: ASSIGNMENT_VERSION, replicas: Array(settings.stages).fill(2), iterations: [] };
-  const send = c.taskSender.send;
-  c.taskSender.send = (v, meta, input, targets) => {
-    if (meta.dir === 'F') {
-      const slot = c.stages.replicas(meta.stage).indexOf(v);
-      ((rec.iterations[meta.iteration] ??= Array.from({ length: settings.microbatches }, () => []))[meta.mb]!)[meta.hop] = slot;
-    }
-    send(v, meta, input, targets);
-  };
-  return rec;
-}
-
 /** Each stage's replicas hold the same bits. */
 function expectReplicasIdentical(c: Coordinator): void {
   for (let s = 0; s < settings.stages; s++) {
@@ -76,7 +61,6 @@ function expectReplicasIdentical(c: Coordinator): void {
 describe('--dp diloco in the swarm', () => {
   it('4 stages x 2 replicas: syncs every H, bit-identical after each sync, the local trainer\'s losses and synced weights for the recorded assignment', async () => {
     const { coord, url } = await startSwarm({ maxIterations: N });
-    const assignment = recordAssignment(coord);
     let checked = 0;
     let afterFirstSync: NamedWeights[] = [];
     let differedBetween = false;
@@ -113,10 +97,10 @@ describe('--dp diloco in the swarm', () => {
     // the same weights right after it (every stage, replica 0; the int8 sync frames are the
     // same bytes on both sides).
     const losses = coord.scheduler.history.map((h) => h.trainLoss);
-    const ref = await trainLocal({ ...settings, steps: H, evalEvery: 1000, evalBatches: 1, swap: false, replicas: 2, dp, assignment: { ...assignment, iterations: assignment.iterations.slice(0, H) } });
+    const ref = await trainLocal({ ...settings, steps: H, evalEvery: 1000, evalBatches: 1, swap: false, replicas: 2, dp, assignment: coord.assignment!.record([2, 2, 2, 2], H) });
     const refWeights = ref.finalWeights.map(copyOf); // wasm views: copied before anything else runs
     for (let i = 0; i < H; i++) expect(Math.abs(losses[i]! - ref.trainLosses[i]!) / ref.trainLosses[i]!, `iteration ${i}`).toBeLessThan(1e-4);
-    const full = await trainLocal({ ...settings, steps: N, evalEvery: 1000, evalBatches: 1, swap: false, replicas: 2, dp, assignment: { ...assignment, iterations: assignment.iterations.slice(0, N) } });
+    const full = await trainLocal({ ...settings, steps: N, evalEvery: 1000, evalBatches: 1, swap: false, replicas: 2, dp, assignment: coord.assignment!.record([2, 2, 2, 2], N) });
     for (let i = 0; i < N; i++) expect(Math.abs(losses[i]! - full.trainLosses[i]!) / full.trainLosses[i]!, `iteration ${i}`).toBeLessThan(1e-4);
     for (let s = 0; s < 4; s++) {
       let diff = 0;
