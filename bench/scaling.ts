@@ -4,6 +4,12 @@
  *
  *   npm run bench:scaling
  *   npm run bench:scaling -- --tabs 4,8,16 --pace 400 --iterations 4
+ *   npm run bench:scaling -- --dp diloco --dp-every 4 --link 50,50,20 --preset tiny
+ *
+ * `--dp exact|diloco` (docs/data-parallel.md; `--dp-every H`), `--preset`, and `--link up,down,latency`
+ * (Mbit/s, Mbit/s, ms: every volunteer reaches the coordinator through its own emulated link,
+ * testing/link-emulator.ts). Bytes through the coordinator are read from its counters: relayed
+ * frames, gradient reduction (exact) and sync chunks (diloco).
  *
  * This machine has 2 cores: to measure scheduling and scaling rather than the CPU, every task of
  * every volunteer is PACED to last at least `--pace` ms of wall time (a benchmark-only option of
@@ -22,20 +28,44 @@ import { Coordinator, DEFAULT_COORDINATOR } from '../coordinator/server.js';
 import { DEFAULT_SETTINGS, type RunSettings } from '../shared/run-settings.js';
 import { startNodeVolunteer, type NodeVolunteer } from '../testing/node-volunteer.js';
 import { until } from '../testing/until.js';
+import { startLinkEmulator, type LinkEmulator, type LinkSpec } from '../testing/link-emulator.js';
+import { DEFAULT_DP, DP_MODES, type DpMode } from '../shared/dp/dp-settings.js';
 import { flags, fmt, machine, table } from './util.js';
 
 const STAGES = 4;
 /** Volunteers per child process. */
 const PER_CHILD = 8;
 
-async function child(url: string, count: number, paceMs: number, name: string): Promise<void> {
+async function child(url: string, count: number, paceMs: number, name: string, link: LinkSpec | null): Promise<void> {
   const vols: NodeVolunteer[] = [];
-  for (let i = 0; i < count; i++) vols.push(await startNodeVolunteer(url, { name: `${name}-${i}`, paceMs }));
+  const links: LinkEmulator[] = [];
+  for (let i = 0; i < count; i++) {
+    // Each volunteer behind its own emulated home link (its own bandwidth and delay).
+    const l = link ? await startLinkEmulator({ ...link, target: url }) : null;
+    if (l) links.push(l);
+    vols.push(await startNodeVolunteer(l?.url ?? url, { name: `${name}-${i}`, paceMs }));
+  }
   process.send?.({ kind: 'ready' });
   process.on('message', () => {
     for (const v of vols) v.kill();
+    for (const l of links) void l.close();
     process.exit(0);
   });
+}
+
+/** `--link up,down,latency` (Mbit/s, Mbit/s, ms). */
+function parseLink(s: string | undefined): LinkSpec | null {
+  if (!s) return null;
+  const [upMbps, downMbps, latencyMs] = s.split(',').map(Number);
+  if (![upMbps, downMbps, latencyMs].every((x) => Number.isFinite(x) && x! >= 0) || !(upMbps! > 0 && downMbps! > 0)) throw new Error(`--link wants up,down,latency (Mbit/s, Mbit/s, ms), got "${s}"`);
+  return { upMbps: upMbps!, downMbps: downMbps!, latencyMs: latencyMs! };
+}
+
+interface Setup {
+  preset: string;
+  dp: DpMode;
+  every: number;
+  link: LinkSpec | null;
 }
 
 interface Row {
@@ -46,6 +76,9 @@ interface Row {
   cpuShare: number;
   relayMBs: number;
   reductionMBs: number;
+  /** Bytes through the coordinator (relay + reduction + diloco sync) per iteration, and per replica-iteration. */
+  bytesPerIteration: number;
+  bytesPerReplicaIteration: number;
 }
 
 async function counter(c: Coordinator, name: string): Promise<number> {
@@ -53,8 +86,17 @@ async function counter(c: Coordinator, name: string): Promise<number> {
   return (m?.values ?? []).reduce((a, v) => a + Number(v.value), 0);
 }
 
-async function measure(tabs: number, paceMs: number, mbPerTab: number, iterations: number, warmup: number): Promise<Row> {
-  const settings: RunSettings = { ...DEFAULT_SETTINGS, preset: 'tiny', stages: STAGES, microbatches: mbPerTab * tabs, batch: 1, seqLen: 32, recovery: 'checkfree' };
+async function measure(tabs: number, paceMs: number, mbPerTab: number, iterations: number, warmup: number, setup: Setup): Promise<Row> {
+  const settings: RunSettings = {
+    ...DEFAULT_SETTINGS,
+    preset: setup.preset,
+    stages: STAGES,
+    microbatches: mbPerTab * tabs,
+    batch: 1,
+    seqLen: 32,
+    recovery: 'checkfree',
+    dp: { ...DEFAULT_DP, mode: setup.dp, every: setup.every },
+  };
   const coord = new Coordinator({
     ...DEFAULT_COORDINATOR,
     connectionRate: 1e6, // every simulated volunteer connects from this machine's one address
@@ -63,6 +105,9 @@ async function measure(tabs: number, paceMs: number, mbPerTab: number, iteration
     silent: true,
     evalEvery: 0,
     rebalanceEvery: 0,
+    replicaSyncEvery: 0,
+    // Through a link emulator the Host header names the emulator's port: accept 127.0.0.1 on any port.
+    publicHosts: setup.link ? ['127.0.0.1'] : [],
     rateLimit: 100_000,
     clientDir: '/nonexistent',
     dataDir: null,
@@ -73,7 +118,8 @@ async function measure(tabs: number, paceMs: number, mbPerTab: number, iteration
     coord.scheduler.setPaused(true);
     for (let i = 0; i * PER_CHILD < tabs; i++) {
       const n = Math.min(PER_CHILD, tabs - i * PER_CHILD);
-      const k = fork(fileURLToPath(import.meta.url), ['--child', url, '--count', String(n), '--pace', String(paceMs), '--name', `c${i}`], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      const linkArgs = setup.link ? ['--link', `${setup.link.upMbps},${setup.link.downMbps},${setup.link.latencyMs}`] : [];
+      const k = fork(fileURLToPath(import.meta.url), ['--child', url, '--count', String(n), '--pace', String(paceMs), '--name', `c${i}`, ...linkArgs], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
       kids.push(k);
       await new Promise<void>((resolve, reject) => {
         k.once('message', () => resolve());
@@ -83,25 +129,36 @@ async function measure(tabs: number, paceMs: number, mbPerTab: number, iteration
     coord.scheduler.setPaused(false);
     coord.scheduler.kick();
     await until(() => coord.stages.activeCount() === tabs, `${tabs} tabs placed`, 120_000);
-    await until(() => coord.scheduler.iteration >= warmup, 'warm-up', 600_000);
+    // diloco: measure whole sync intervals, from right after a sync to right after one (the
+    // iteration counter moves before its sync ends, so the sync count is waited for too).
+    const H = setup.dp === 'diloco' ? setup.every : 1;
+    const syncsDone = () => !coord.scheduler.diloco || coord.scheduler.diloco.count >= Math.floor(coord.scheduler.iteration / H);
+    const measured = Math.ceil(iterations / H) * H;
+    await until(() => coord.scheduler.iteration >= warmup && coord.scheduler.iteration % H === 0 && syncsDone(), 'warm-up', 600_000);
     const it0 = coord.scheduler.iteration;
     const t0 = Date.now();
     const cpu0 = process.cpuUsage();
     const relay0 = await counter(coord, 'swarm_relay_bytes_total');
     const red0 = await counter(coord, 'swarm_reduction_bytes_total');
-    await until(() => coord.scheduler.iteration >= it0 + iterations, `${iterations} iterations`, 1_200_000);
+    const sync0 = await counter(coord, 'swarm_dp_sync_bytes_total');
+    await until(() => coord.scheduler.iteration >= it0 + measured && syncsDone(), `${measured} iterations`, 1_200_000);
     const seconds = (Date.now() - t0) / 1000;
     const cpu = process.cpuUsage(cpu0);
     const done = coord.scheduler.iteration - it0;
     const tokens = done * settings.microbatches * settings.batch * (settings.seqLen ?? 32);
+    const relay = (await counter(coord, 'swarm_relay_bytes_total')) - relay0;
+    const reduction = (await counter(coord, 'swarm_reduction_bytes_total')) - red0;
+    const sync = (await counter(coord, 'swarm_dp_sync_bytes_total')) - sync0;
     return {
       tabs,
       microbatches: settings.microbatches,
       tokensPerSec: tokens / seconds,
       iterSeconds: seconds / done,
       cpuShare: (cpu.user + cpu.system) / 1e6 / seconds,
-      relayMBs: ((await counter(coord, 'swarm_relay_bytes_total')) - relay0) / seconds / 1e6,
-      reductionMBs: ((await counter(coord, 'swarm_reduction_bytes_total')) - red0) / seconds / 1e6,
+      relayMBs: relay / seconds / 1e6,
+      reductionMBs: (reduction + sync) / seconds / 1e6,
+      bytesPerIteration: (relay + reduction + sync) / done,
+      bytesPerReplicaIteration: (reduction + sync) / done / tabs,
     };
   } finally {
     for (const k of kids) k.send('stop');
@@ -111,8 +168,25 @@ async function measure(tabs: number, paceMs: number, mbPerTab: number, iteration
 }
 
 async function main(): Promise<void> {
-  const f = flags(process.argv.slice(2), { tabs: 'string', pace: 'string', iterations: 'string', warmup: 'string', 'mb-per-tab': 'string', child: 'string', count: 'string', name: 'string' });
-  if (typeof f.child === 'string') return child(f.child, Number(f.count), Number(f.pace), String(f.name));
+  const f = flags(process.argv.slice(2), {
+    tabs: 'string',
+    pace: 'string',
+    iterations: 'string',
+    warmup: 'string',
+    'mb-per-tab': 'string',
+    child: 'string',
+    count: 'string',
+    name: 'string',
+    preset: 'string',
+    dp: 'string',
+    'dp-every': 'string',
+    link: 'string',
+  });
+  const link = parseLink(f.link as string | undefined);
+  if (typeof f.child === 'string') return child(f.child, Number(f.count), Number(f.pace), String(f.name), link);
+  const dp = String(f.dp ?? 'exact') as DpMode;
+  if (!DP_MODES.includes(dp)) throw new Error(`--dp must be one of ${DP_MODES.join(', ')}`);
+  const setup: Setup = { preset: String(f.preset ?? 'tiny'), dp, every: Number(f['dp-every'] ?? DEFAULT_DP.every), link };
   const tabsList = String(f.tabs ?? '4,8,16,32').split(',').map(Number);
   const paceMs = Number(f.pace ?? 300);
   const iterations = Number(f.iterations ?? 3);
@@ -120,22 +194,22 @@ async function main(): Promise<void> {
   const mbPerTab = Number(f['mb-per-tab'] ?? 2);
   console.log(`bench:scaling  ${machine()}`);
   console.log(
-    `S=${STAGES}, tiny preset (batch 1, seq 32); every task PACED to >= ${paceMs} ms wall time (simulated devices of fixed speed, so the 2-core CPU is not what is measured);` +
+    `S=${STAGES}, ${setup.preset} preset (batch 1, seq 32); --dp ${setup.dp}${setup.dp === 'diloco' ? ` every ${setup.every}` : ''}; links ${setup.link ? `${setup.link.upMbps}/${setup.link.downMbps} Mbit/s, ${setup.link.latencyMs} ms per volunteer` : 'loopback'}; every task PACED to >= ${paceMs} ms wall time (simulated devices of fixed speed, so the 2-core CPU is not what is measured);` +
       ` ${mbPerTab} microbatches per volunteer per iteration (weak scaling); coordinator in this process, volunteers in child processes (${PER_CHILD} per process); ${warmup} warm-up + ${iterations} measured iterations per size`,
   );
   const rows: Row[] = [];
   for (const n of tabsList) {
-    const r = await measure(n, paceMs, mbPerTab, iterations, warmup);
+    const r = await measure(n, paceMs, mbPerTab, iterations, warmup, setup);
     rows.push(r);
     console.error(`  N=${n}: ${fmt(r.tokensPerSec, 1)} tokens/s`);
   }
   const base = rows[0]!;
   console.log(
     table(
-      ['tabs', 'replicas/stage', 'microbatches', 'tokens/s', 'x N=' + base.tabs, 'of linear', 'iteration s', 'coord CPU', 'relay MB/s', 'reduction MB/s'],
+      ['tabs', 'replicas/stage', 'microbatches', 'tokens/s', 'x N=' + base.tabs, 'of linear', 'iteration s', 'coord CPU', 'relay MB/s', 'reduce+sync MB/s', 'coord MB/iter', 'MB/replica-iter'],
       rows.map((r) => {
         const speedup = r.tokensPerSec / base.tokensPerSec;
-        return [r.tabs, r.tabs / STAGES, r.microbatches, fmt(r.tokensPerSec, 1), fmt(speedup, 2), fmt(speedup / (r.tabs / base.tabs), 2), fmt(r.iterSeconds, 2), `${fmt(r.cpuShare * 100, 0)}%`, fmt(r.relayMBs, 2), fmt(r.reductionMBs, 2)];
+        return [r.tabs, r.tabs / STAGES, r.microbatches, fmt(r.tokensPerSec, 1), fmt(speedup, 2), fmt(speedup / (r.tabs / base.tabs), 2), fmt(r.iterSeconds, 2), `${fmt(r.cpuShare * 100, 0)}%`, fmt(r.relayMBs, 2), fmt(r.reductionMBs, 2), fmt(r.bytesPerIteration / 1e6, 3), fmt(r.bytesPerReplicaIteration / 1e6, 4)];
       }),
     ),
   );

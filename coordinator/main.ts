@@ -8,8 +8,10 @@ import { existsSync, statSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Coordinator, DEFAULT_COORDINATOR, type CoordinatorOptions } from './server.js';
-import { wireOf, resumeDataMismatch, type RecoveryStrategy, type RunSettings } from '../shared/run-settings.js';
+import { wireOf, resumeDataMismatch, sameRunSettings, type RecoveryStrategy, type RunSettings } from '../shared/run-settings.js';
 import { prepareRunData } from '../trainer/corpus/run-data.js';
+
+import type { DpMode } from '../shared/dp/dp-settings.js';
 import { ConfigError } from '../shared/model/config.js';
 import { DataError } from '../shared/data/dataset.js';
 import { TokenizerError } from '../shared/data/tokenizer.js';
@@ -25,11 +27,6 @@ import type { WireEncoding } from '../shared/protocol/wire-encoding.js';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const d = DEFAULT_COORDINATOR;
 
-/** Whether two run settings describe the same run (what a resume requires). */
-function sameRunSettings(a: RunSettings, b: RunSettings): boolean {
-  const keys: (keyof RunSettings)[] = ['preset', 'stages', 'microbatches', 'batch', 'seqLen', 'lr', 'seed', 'recovery'];
-  return keys.every((k) => (a[k] ?? null) === (b[k] ?? null)) && wireOf(a) === wireOf(b);
-}
 
 
 /** The data fields of run settings (a run stored before they existed gets them on resume). */
@@ -108,6 +105,7 @@ async function main(): Promise<void> {
       seed: num('seed'),
       recovery: str('recovery') as RecoveryStrategy,
       wire: str('wire') as WireEncoding,
+      dp: { mode: str('dp') as DpMode, every: num('dp-every'), outerLr: num('outer-lr'), outerMomentum: num('outer-momentum'), wire: str('dp-wire') as WireEncoding },
     },
     recovery: {
       ...d.recovery,

@@ -17,7 +17,7 @@ import type { AddressInfo } from 'node:net';
 import { Server } from 'socket.io';
 import { MAX_SOCKET_BYTES } from '../shared/protocol/events.js';
 import type { ServerToVolunteer, VolunteerToServer } from '../shared/protocol/events.js';
-import { modelConfigOf, usesSwap, checkSettings, wireOf } from '../shared/run-settings.js';
+import { modelConfigOf, usesSwap, checkSettings, wireOf, dpOf } from '../shared/run-settings.js';
 import { forwardPath, swapCounter } from '../shared/schedule/paths.js';
 import { loadDataset } from '../trainer/corpus-file.js';
 import { ByteTokenizer, type Tokenizer } from '../shared/data/tokenizer.js';
@@ -33,6 +33,9 @@ import { Placement } from './placement/placement.js';
 import { Scheduler } from './training/scheduler.js';
 import { RunProgress } from './training/run-progress.js';
 import { ReplicaSync } from './training/replica-sync.js';
+import { DilocoSync } from './training/diloco-sync.js';
+import { AssignmentRecorder } from './training/assignment-recorder.js';
+import { copyDilocoState } from './training/diloco-join.js';
 import type { TaskSender } from './training/task-book.js';
 import { Recovery } from './recovery/recovery.js';
 import { CheckpointStore } from './recovery/checkpoint-store.js';
@@ -79,6 +82,8 @@ export class Coordinator {
   readonly io: Server<VolunteerToServer, ServerToVolunteer>;
   /** How tasks reach tabs: through the socket's room, so a tab back from a blip gets what it missed. */
   readonly taskSender: TaskSender;
+  /** `--dp diloco`: the record of which replica ran each hop (null in exact mode). */
+  readonly assignment: AssignmentRecorder | null;
   /** Run history (runs, iterations, events) in SQLite. */
   readonly store: RunStore;
   /** Operator namespace, token-protected endpoints and dashboard controls. */
@@ -133,6 +138,7 @@ export class Coordinator {
         rebalanceEvery: opts.rebalanceEvery,
         wire: wireOf(settings),
         stageMemory: modelMemory(config, { batch: settings.batch, microbatches: settings.microbatches }),
+        dp: dpOf(settings),
       },
       {
         stages: this.stages,
@@ -143,13 +149,19 @@ export class Coordinator {
         drop: dropLater,
         announceGroup: (s) => this.connections.announceGroup(s),
         issueClaim: (v, stage) => this.claims.issue(v, stage),
+        // diloco: joins and moves only right after a sync (or before the first iteration).
+        joinsAllowed: () => dpOf(settings).mode !== 'diloco' || this.progress.iteration % dpOf(settings).every === 0,
       },
     );
     const puller = new StagePuller({ transfer: this.transfer, timeoutMs: opts.pullTimeoutMs, replicas: (stage) => this.stages.replicas(stage), reject, unresponsive });
     // Loads a state into a tab that already serves `stage` (a rollback, a re-sync): the same assignment again.
     const reload = async (v: Volunteer, stage: number, state: Uint8Array | null, reason: string) => {
-      const assignment = { stage, config, lr: settings.lr, weights: state, reason, wire: wireOf(settings) };
+      const assignment = { stage, config, lr: settings.lr, weights: state, reason, wire: wireOf(settings), dp: dpOf(settings) };
       await askStage(v, 'assign', [assignment], okReply, transferTimeoutMs(ASK_TIMEOUT_MS.state, state?.byteLength ?? 0));
+      // diloco: a tab reloaded while its stage has siblings takes their outer state too (a rebuilt
+      // stage's only replica starts a fresh one from its weights).
+      const sibling = dpOf(settings).mode === 'diloco' ? this.stages.replicas(stage).find((r) => r !== v) : undefined;
+      if (sibling) await copyDilocoState(this.transfer, config, stage, sibling, v);
     };
     this.recovery = new Recovery(
       { ...opts.recovery, strategy: settings.recovery },
@@ -175,7 +187,10 @@ export class Coordinator {
       adapter: PruningSessionAdapter as never,
       allowRequest: (req, cb) => cb(null, this.routes.hostAllowed(req) && originAllowed(req)),
     });
-    this.taskSender = { send: (v, meta, input, targets) => void this.io.to(v.socket.id).emit('task', meta, input, targets) };
+    const sendTask: TaskSender = { send: (v, meta, input, targets) => void this.io.to(v.socket.id).emit('task', meta, input, targets) };
+    // diloco: which replica ran each hop, so the local trainer can replay the run.
+    this.assignment = dpOf(settings).mode === 'diloco' ? new AssignmentRecorder(settings.microbatches, (s) => this.stages.replicas(s)) : null;
+    this.taskSender = this.assignment ? this.assignment.wrap(sendTask) : sendTask;
     this.scheduler = new Scheduler(
       {
         settings,
@@ -212,9 +227,27 @@ export class Coordinator {
         },
         onIteration: async (r) => {
           await this.recovery.afterIteration(r);
-          await this.replicaSync.afterIteration(r.iteration);
+          // diloco replicas differ by design between syncs: their fingerprints are compared right after each sync instead.
+          if (dpOf(settings).mode !== 'diloco') await this.replicaSync.afterIteration(r.iteration);
           this.operator.onIteration(r);
         },
+        diloco:
+          dpOf(settings).mode === 'diloco'
+            ? new DilocoSync({
+                config,
+                nStages: settings.stages,
+                dp: dpOf(settings),
+                replicas: (stage) => this.stages.replicas(stage),
+                metrics: this.metrics,
+                events: this.events,
+                log: this.log,
+                reject,
+                quarantine: (v, reason) => this.connections.quarantine(v, reason),
+                unresponsive,
+                // --replica-sync-every 0 turns the fingerprint check off in diloco too.
+                afterApply: opts.replicaSyncEvery > 0 ? (stage, iteration) => this.replicaSync.syncStage(stage, iteration) : undefined,
+              })
+            : undefined,
       },
     );
     this.replicaSync = new ReplicaSync(opts.replicaSyncEvery, {

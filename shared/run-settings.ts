@@ -4,6 +4,7 @@
  */
 import { configForStages, getPreset, ConfigError, type ResolvedConfig } from './model/config.js';
 import { WIRE_ENCODINGS, isWireEncoding, type WireEncoding } from './protocol/wire-encoding.js';
+import { DEFAULT_DP, checkDpSettings, type DpSettings } from './dp/dp-settings.js';
 
 export const RECOVERY_STRATEGIES = ['checkfree+', 'checkfree', 'checkpoint', 'cpsr', 'stage-restore', 'redundant', 'none'] as const;
 export type RecoveryStrategy = (typeof RECOVERY_STRATEGIES)[number];
@@ -28,6 +29,8 @@ export interface RunSettings {
   tokenizerHash?: string;
   /** The tokenizer as given (`byte`, `bpe:4096`, a tokenizer.json path), for messages. */
   tokenizer?: string;
+  /** How a stage's replicas combine their work (`--dp`, docs/data-parallel.md); absent = exact. */
+  dp?: DpSettings;
 }
 
 /**
@@ -67,8 +70,26 @@ export function wireOf(s: Pick<RunSettings, 'wire'>): WireEncoding {
   return s.wire ?? DEFAULT_WIRE;
 }
 
+/** The data-parallel settings of a run (absent = DEFAULT_DP: exact). */
+export function dpOf(s: Pick<RunSettings, 'dp'>): DpSettings {
+  return s.dp ?? DEFAULT_DP;
+}
+
+/**
+ * Whether two run settings describe the same run (what a resume requires): a stored run is only
+ * resumed with the same model, schedule, wire and data-parallel mode (a diloco run resumed as
+ * exact, or with another H, would mix two algorithms in one history).
+ */
+export function sameRunSettings(a: RunSettings, b: RunSettings): boolean {
+  const keys: (keyof RunSettings)[] = ['preset', 'stages', 'microbatches', 'batch', 'seqLen', 'lr', 'seed', 'recovery'];
+  const da = dpOf(a);
+  const db = dpOf(b);
+  const sameDp = da.mode === db.mode && (da.mode === 'exact' || (da.every === db.every && da.outerLr === db.outerLr && da.outerMomentum === db.outerMomentum && da.wire === db.wire));
+  return keys.every((k) => (a[k] ?? null) === (b[k] ?? null)) && wireOf(a) === wireOf(b) && sameDp;
+}
+
 /** The model config these settings describe (throws ConfigError on a bad combination). */
-export function modelConfigOf(s: RunSettings): ResolvedConfig {
+export function modelConfigOf(s: Omit<RunSettings, 'dp'>): ResolvedConfig {
   const p = getPreset(s.preset);
   return configForStages({ ...p, seed: s.seed, seqLen: s.seqLen ?? p.seqLen, vocabSize: s.vocabSize ?? p.vocabSize }, s.stages);
 }
@@ -104,5 +125,6 @@ export function checkSettings(s: RunSettings): void {
     throw new ConfigError(`unknown recovery strategy "${s.recovery}"; choose one of: ${RECOVERY_STRATEGIES.join(', ')}`);
   }
   if (s.wire !== undefined && !isWireEncoding(s.wire)) throw new ConfigError(`unknown wire encoding "${s.wire}"; choose one of: ${WIRE_ENCODINGS.join(', ')}`);
+  if (s.dp !== undefined) checkDpSettings(s.dp);
   modelConfigOf(s);
 }

@@ -80,7 +80,7 @@ Trains the pipeline-split model in one process (the reference for the swarm).
   -h, --help                   this text
 `;
 
-export interface LocalTrainOptions extends RunSettings {
+export interface LocalTrainOptions extends Omit<RunSettings, 'dp'> {
   steps: number;
   data?: string;
   dataField?: string;
@@ -139,8 +139,8 @@ export interface LocalTrainResult {
 
 /** Trains locally; used by the CLI and by tests. */
 export async function trainLocal(o: LocalTrainOptions): Promise<LocalTrainResult> {
-  checkSettings(o);
   const dp: DpSettings = { ...DEFAULT_DP, ...o.dp };
+  checkSettings({ ...o, dp });
   checkDpSettings(dp);
   const R = o.replicas ?? 1;
   if (!Number.isInteger(R) || R < 1 || R > 64) throw new ConfigError(`replicas must be an integer in 1..64, got ${R}`);
@@ -180,7 +180,12 @@ export async function trainLocal(o: LocalTrainOptions): Promise<LocalTrainResult
     const { loss } = plain
       ? runIteration(stages, batches, { swap: o.swap, iteration: it, wire, orders })
       : runReplicatedIteration(groups, batches, { swap: o.swap, iteration: it, wire, hops: assignment.iterations[it]!, mode: dp.mode });
-    if (outer && syncsAfter(dp, it)) o.onSync?.(step, dilocoSync(groups, outer, it, dp.wire));
+    if (outer && syncsAfter(dp, it)) {
+      // Not `o.onSync?.(step, dilocoSync(...))`: optional call skips evaluating its arguments, so without
+      // an onSync listener the sync never ran.
+      const report = dilocoSync(groups, outer, it, dp.wire);
+      o.onSync?.(step, report);
+    }
     trainLosses.push(loss);
     const outOfTime = o.maxSeconds !== undefined && (Date.now() - t0) / 1000 >= o.maxSeconds;
     const evalNow = step % o.evalEvery === 0 || step === o.steps || outOfTime;
@@ -337,8 +342,7 @@ async function main(): Promise<void> {
         );
     },
   };
-  checkDpSettings({ ...DEFAULT_DP, ...opts.dp });
-  const cfg = (checkSettings(opts), modelConfigOf(opts));
+  const cfg = (checkSettings({ ...opts, dp: { ...DEFAULT_DP, ...opts.dp } }), modelConfigOf(opts));
   console.log(
     `local trainer: preset ${opts.preset} d_model ${cfg.dModel} layers ${cfg.nLayers} stages ${opts.stages} seq ${cfg.seqLen} ` +
       `microbatches ${opts.microbatches}x${opts.batch} lr ${opts.lr} wire ${wireOf(opts)} backend ${tf.getBackend()}${opts.swap ? ' (swapped order)' : ''}`,

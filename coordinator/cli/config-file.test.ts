@@ -53,6 +53,9 @@ describe('config file', () => {
     expect(() => parseFlags(['--port', 'eighty'])).toThrow(/--port must be a number/);
     expect(() => parseFlags(['--no-such-flag'])).toThrow(/no-such-flag/);
     expect(() => parseFlags(['--tls', 'home-made'])).toThrow(/--tls must be one of: self-signed/);
+    expect(() => parseFlags(['--dp', 'gossip'])).toThrow(/--dp must be one of: exact, diloco/);
+    expect(() => parseFlags(['--dp-wire', 'int4'])).toThrow(/--dp-wire must be one of/);
+    expect(parseFlags(['--dp', 'diloco', '--dp-every', '5', '--outer-lr', '0.5'])).toEqual({ dp: 'diloco', 'dp-every': 5, 'outer-lr': 0.5 });
   });
 
   it('reads PORT and OPERATOR_TOKEN under the file', () => {
@@ -64,11 +67,11 @@ describe('config file', () => {
   it('--help lists every flag of the table, and --print-config output is itself a valid config file', async () => {
     const help = helpText();
     for (const name of Object.keys(FLAGS)) expect(help).toContain(`--${name}`);
-    const c = tempConfig({ port: 9100, 'max-iterations': 5, weighting: 'uniform' });
+    const c = tempConfig({ port: 9100, 'max-iterations': 5, weighting: 'uniform', dp: 'diloco', 'dp-every': 10 });
     try {
       const { stdout } = await run('npx', ['tsx', 'coordinator/main.ts', '--config', c.path, '--max-iterations', '7', '--print-config'], { cwd: join(import.meta.dirname, '../..'), timeout: 60_000 });
       const printed = JSON.parse(stdout) as Record<string, unknown>;
-      expect(printed).toMatchObject({ port: 9100, 'max-iterations': 7, weighting: 'uniform', preset: 'tiny' });
+      expect(printed).toMatchObject({ port: 9100, 'max-iterations': 7, weighting: 'uniform', preset: 'tiny', dp: 'diloco', 'dp-every': 10, 'outer-lr': 0.7, 'outer-momentum': 0.9, 'dp-wire': 'int8' });
       expect(checkConfigObject(printed, 'printed')).toMatchObject({ port: 9100 });
       const bad = tempConfig({ prot: 1 });
       try {

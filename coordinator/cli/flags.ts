@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import { DEFAULT_COORDINATOR as d } from '../options.js';
 import { DEFAULT_SETTINGS as s, DEFAULT_WIRE, RECOVERY_STRATEGIES } from '../../shared/run-settings.js';
 import { WIRE_ENCODINGS } from '../../shared/protocol/wire-encoding.js';
+import { DEFAULT_DP as dp, DP_MODES } from '../../shared/dp/dp-settings.js';
 import { ConfigError, presetNames } from '../../shared/model/config.js';
 import { AVERAGE_WEIGHTINGS } from '../../shared/recovery/average.js';
 import { EDGE_POLICIES } from '../../shared/recovery/plan.js';
@@ -70,6 +71,11 @@ export const FLAGS = {
   'max-replicas': { kind: 'number', section: 'Run', arg: '<n>', help: 'most tabs serving one stage (default: no cap); every other tab trains as a replica of the stage where it lifts the bottleneck most; spares exist only when every stage is at the cap' },
   'rebalance-every': { kind: 'number', section: 'Run', arg: '<n>', help: 'consider moving one tab to the bottleneck stage every n iterations, only if that cuts its time per task by at least 20% (0 = never)', default: d.rebalanceEvery },
   'replica-sync-every': { kind: 'number', section: 'Run', arg: '<n>', help: 'every n iterations compare the weights of each stage\'s replicas (a fingerprint) and re-sync any that drifted, e.g. on another GPU or backend (0 = never)', default: d.replicaSyncEvery },
+  dp: { kind: 'string', section: 'Run', arg: '<mode>', help: 'how a stage\'s replicas combine their work: exact = every iteration their gradients are summed through the coordinator and all take the same step (choose on LAN / datacentre links and small presets: it keeps the loss of one unreplicated stage); diloco = each replica steps on its own gradient and the group averages int8 pseudo-gradients every --dp-every iterations with an outer Nesterov step (choose for home links and base or larger, where the per-iteration gradient exchange limits the swarm; ~1/(4H) of the bytes, loss gap in docs/data-parallel.md)', default: dp.mode, choices: DP_MODES },
+  'dp-every': { kind: 'number', section: 'Run', arg: '<H>', help: 'diloco: iterations between syncs of a stage\'s replicas', default: dp.every },
+  'outer-lr': { kind: 'number', section: 'Run', arg: '<x>', help: 'diloco: outer Nesterov learning rate', default: dp.outerLr },
+  'outer-momentum': { kind: 'number', section: 'Run', arg: '<x>', help: 'diloco: outer Nesterov momentum', default: dp.outerMomentum },
+  'dp-wire': { kind: 'string', section: 'Run', arg: '<enc>', help: `diloco: how pseudo-gradients and their mean travel: ${WIRE_ENCODINGS.join(' | ')}`, default: dp.wire, choices: WIRE_ENCODINGS },
   'max-in-flight': { kind: 'number', section: 'Run', arg: '<n>', help: 'most microbatches in flight per tab when the scheduler widens 1F1B\'s window (stages x widest group) to overlap measured hop round trips; each costs the tab a stash of activations (base: ~115 MiB); 1 = 1F1B depth only (docs/wire.md)', default: d.maxInFlight },
   recovery: { kind: 'string', section: 'Recovery', arg: '<s>', help: RECOVERY_STRATEGIES.join(' | '), default: s.recovery, choices: RECOVERY_STRATEGIES },
   'lr-scale': { kind: 'number', section: 'Recovery', arg: '<x>', help: 'learning-rate multiplier for a rebuilt stage', default: d.recovery.lrScale },

@@ -26,6 +26,8 @@ import type { BundleTransfer } from '../tabs/bundle-transfer.js';
 import { checkStageState } from '../tabs/bundle-check.js';
 import { median } from '../tabs/tab-speed.js';
 import { fitsDevice, type StageMemory } from '../../shared/model/memory.js';
+import type { DpSettings } from '../../shared/dp/dp-settings.js';
+import { copyDilocoState } from '../training/diloco-join.js';
 
 /** A move must cut the bottleneck's time per task by at least this fraction. */
 export const REBALANCE_GAIN = 0.2;
@@ -41,6 +43,8 @@ export interface PlacementOptions {
   wire: WireEncoding;
   /** What each stage needs of a tab (weights, Adam, gradients, stash): a tab whose limits it exceeds never gets it. */
   stageMemory: readonly StageMemory[];
+  /** How a stage's replicas combine (`--dp`, told to every tab); absent = exact. */
+  dp?: DpSettings;
 }
 
 export interface PlacementDeps {
@@ -56,6 +60,11 @@ export interface PlacementDeps {
   announceGroup: (stage: number) => void;
   /** A fresh secret for `v`'s assignment to `stage` (only its hash is stored, see resume-window.ts). */
   issueClaim: (v: Volunteer, stage: number) => string;
+  /**
+   * Whether a tab may join a group (or move) now; absent = always. In `--dp diloco` only right
+   * after a sync: a joiner copies a sibling whose weights are then its synced weights.
+   */
+  joinsAllowed?: () => boolean;
 }
 
 export class Placement {
@@ -179,6 +188,7 @@ export class Placement {
     await this.fillVacancies();
     const { stages } = this.deps;
     if (!stages.ready()) return 0; // a stage is vacant or rebuilding: the waiting tab is its spare
+    if (this.deps.joinsAllowed && !this.deps.joinsAllowed()) return 0; // diloco: waits for the next sync
     let joined = 0;
     for (const v of [...this.waiting]) {
       if (!this.canGrow()) break;
@@ -234,7 +244,16 @@ export class Placement {
       log.warn({ stage, source: source.id, err: (e as Error).message }, 'could not copy a replica state');
       return false;
     }
-    return this.assign(v, stage, bundle, why === 'join' ? `join: copy of ${source.id}` : `move: copy of ${source.id}`, this.opts.lr);
+    if (!(await this.assign(v, stage, bundle, why === 'join' ? `join: copy of ${source.id}` : `move: copy of ${source.id}`, this.opts.lr))) return false;
+    if (this.opts.dp?.mode !== 'diloco') return true;
+    try {
+      await copyDilocoState(this.deps.transfer, this.opts.config, stage, source, v);
+      return true;
+    } catch (e) {
+      // Without the group's outer state it would apply other outer steps than its siblings.
+      this.deps.drop(v, `could not take the group's diloco state: ${(e as Error).message}`);
+      return false;
+    }
   }
 
   /** The assignment handshake: reserve, send, and on the tab's acknowledgement confirm. */
@@ -242,7 +261,7 @@ export class Placement {
     const { stages, events, log } = this.deps;
     this.waiting.delete(v);
     stages.reserve(stage, v);
-    const a: Assignment = { stage, config: this.opts.config, lr, weights, reason, wire: this.opts.wire, resumeToken: this.deps.issueClaim(v, stage) };
+    const a: Assignment = { stage, config: this.opts.config, lr, weights, reason, wire: this.opts.wire, resumeToken: this.deps.issueClaim(v, stage), ...(this.opts.dp ? { dp: this.opts.dp } : {}) };
     try {
       await askStage(v, 'assign', [a], okReply, weights ? transferTimeoutMs(ASK_TIMEOUT_MS.state, weights.byteLength) : ASK_TIMEOUT_MS.assign);
     } catch (e) {
@@ -286,6 +305,7 @@ export class Placement {
    */
   async rebalance(iteration: number): Promise<{ volunteer: string; from: number; to: number } | null> {
     if (this.opts.rebalanceEvery <= 0 || iteration - this.lastMove < this.opts.rebalanceEvery || iteration % this.opts.rebalanceEvery !== 0) return null;
+    if (this.deps.joinsAllowed && !this.deps.joinsAllowed()) return null;
     const plan = this.planMove();
     if (!plan) return null;
     const { stages, events } = this.deps;

@@ -59,6 +59,24 @@ export class SwarmMetrics {
     help: 'Gradient bytes moved to combine the replicas of a stage (uploads and the sums sent back)',
     registers: [this.registry],
   });
+  readonly dpSyncBytes = new Counter({
+    name: 'swarm_dp_sync_bytes_total',
+    help: '--dp diloco: pseudo-gradient bytes moved through the coordinator per stage (chunks up from every replica, the mean down to every replica)',
+    labelNames: ['stage'] as const,
+    registers: [this.registry],
+  });
+  readonly dpSyncSeconds = new Histogram({
+    name: 'swarm_dp_sync_seconds',
+    help: '--dp diloco: time of one sync of every stage (chunks up, means down, outer step)',
+    buckets: [0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 300],
+    registers: [this.registry],
+  });
+  readonly dpDrift = new Gauge({
+    name: 'swarm_dp_drift',
+    help: '--dp diloco: at the last sync, the mean over a stage\'s replicas of |pseudo-gradient - mean| / |mean|',
+    labelNames: ['stage'] as const,
+    registers: [this.registry],
+  });
   readonly recoverySeconds = new Histogram({
     name: 'swarm_recovery_seconds',
     help: 'Time from a lost stage detected to the next completed iteration',

@@ -27,6 +27,7 @@ import type { RunProgress } from './run-progress.js';
 import type { Reject } from './task-book.js';
 import { IterationAbandoned } from './iteration-abandoned.js';
 import { BARRIER_DEADLINE, type AnswerTimes } from './answer-times.js';
+import type { DpMode } from '../../shared/dp/dp-settings.js';
 
 export enum BarrierPhase {
   Rerun = 'rerun',
@@ -66,6 +67,8 @@ export interface BarrierDeps {
   stepTimeoutMs: number;
   /** Recent answer times: the combine's deadline adapts to them (answer-times.ts). */
   times: AnswerTimes;
+  /** `--dp diloco`: no combine; every replica reports (and is screened on) its own norm. */
+  dpMode?: DpMode;
 }
 
 export class Barrier {
@@ -110,9 +113,10 @@ export class Barrier {
         return g;
       });
       this.current = BarrierPhase.Norms;
-      const norms = await this.race(Promise.all(groups.map(async (g, s) => (await this.deps.ask.first(g, s, 'grad_norm', this.iteration, gradNormAckSchema)).preClipNorm)));
+      const own = this.deps.dpMode === 'diloco' ? await this.race(Promise.all(groups.map((g, s) => this.largestOwnNorm(g, s)))) : null;
+      const norms = own ? own.map((o) => o.norm) : await this.race(Promise.all(groups.map(async (g, s) => (await this.deps.ask.first(g, s, 'grad_norm', this.iteration, gradNormAckSchema)).preClipNorm)));
       this.current = BarrierPhase.Screen;
-      this.screen(norms, (s) => reduced[s]?.largest ?? groups[s]![0]!);
+      this.screen(norms, (s) => own?.[s]!.tab ?? reduced[s]?.largest ?? groups[s]![0]!);
       this.current = BarrierPhase.Step;
       const acks = await this.step(groups);
       this.current = BarrierPhase.Done;
@@ -161,12 +165,21 @@ export class Barrier {
     return reduced;
   }
 
-  /** One stage's reduction (null: a single replica, which holds the whole gradient). */
+  /** diloco: each replica's own gradient norm; the stage's is the largest (non-finite wins), blamed on its replica. */
+  private async largestOwnNorm(g: Volunteer[], s: number): Promise<{ norm: number; tab: Volunteer }> {
+    const acks = await this.deps.ask.each(g, s, 'grad_norm', this.iteration, gradNormAckSchema);
+    let best: { norm: number; tab: Volunteer } | null = null;
+    for (const [i, a] of acks.entries()) if (a && (!best || !Number.isFinite(a.preClipNorm) || a.preClipNorm > best.norm)) best = best && !Number.isFinite(best.norm) ? best : { norm: a.preClipNorm, tab: g[i]! };
+    if (!best) throw new IterationAbandoned(s, [], `no replica of stage ${s} answered for its gradient-norm`);
+    return best;
+  }
+
+  /** One stage's reduction (null: a single replica, which holds the whole gradient, or diloco: each keeps its own). */
   private async combineStage(s: number): Promise<Reduction | null> {
     const { stages, config, stepTimeoutMs, reject, transfer, times } = this.deps;
     const g = stages.replicas(s);
     if (g.length === 0) throw new IterationAbandoned(s, []);
-    if (g.length === 1) return null;
+    if (g.length === 1 || this.deps.dpMode === 'diloco') return null;
     try {
       // The first chunk within the adaptive deadline; the whole bundle gets its bytes' time on top.
       const t0 = Date.now();

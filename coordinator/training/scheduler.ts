@@ -37,6 +37,8 @@ import { VacancyWatch } from './vacancy-watch.js';
 import type { RecoveryLadder, StatusBroadcast, TabActions } from './collaborators.js';
 import { IterationAbandoned } from './iteration-abandoned.js';
 import type { RunProgress } from './run-progress.js';
+import type { DilocoSync } from './diloco-sync.js';
+import { dpOf } from '../../shared/run-settings.js';
 
 export { IterationAbandoned };
 export type { RecoveryLadder, StatusBroadcast, TabActions };
@@ -77,6 +79,8 @@ export interface SchedulerDeps {
   broadcast: StatusBroadcast;
   /** After every completed iteration (awaited before the next starts). */
   onIteration: (r: IterationRecord) => Promise<void>;
+  /** `--dp diloco`: the sync of every stage's replicas after the step of every H-th iteration. */
+  diloco?: DilocoSync;
 }
 
 export class Scheduler {
@@ -130,6 +134,11 @@ export class Scheduler {
       changed: () => this.broadcastStatus(),
     });
     deps.metrics.stages.set(this.nStages);
+  }
+
+  /** `--dp diloco`'s sync (undefined in exact mode). */
+  get diloco(): DilocoSync | undefined {
+    return this.deps.diloco;
   }
 
   get nStages(): number {
@@ -373,6 +382,7 @@ export class Scheduler {
         unresponsive: this.deps.tabs.unresponsive,
         stepTimeoutMs: this.opts.stepTimeoutMs,
         times: this.answerTimes,
+        dpMode: dpOf(settings).mode,
       });
       const acks = await this.barrier.run();
       this.barrier = null;
@@ -382,6 +392,8 @@ export class Scheduler {
       this.barrier = null;
       pass.close();
     }
+    // diloco: every H-th iteration the replicas of each stage average their pseudo-gradients.
+    const sync = await this.deps.diloco?.afterStep(it);
     const iteration = progress.iteration;
     let valLoss: number | null = null;
     if (this.opts.evalEvery > 0 && iteration % this.opts.evalEvery === 0) {
@@ -407,6 +419,7 @@ export class Scheduler {
         const v = stages.owner(s);
         return { stage: s, volunteer: v?.id ?? null, computeMs: v?.lastStepMs ?? null, norms: progress.lastNorms[s] ?? null };
       }),
+      ...(sync ? { dpSync: { bytes: sync.stages.reduce((n, r) => n + r.bytesUp + r.bytesDown, 0), seconds: sync.seconds, drift: sync.stages.map((r) => r.drift) } } : {}),
     };
     progress.record(record);
     log.info({ iteration, trainLoss: +trainLoss.toFixed(4), valLoss, seconds }, 'iteration');

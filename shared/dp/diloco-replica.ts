@@ -42,6 +42,11 @@ export class DilocoReplica {
     return new DilocoReplica(stage, { synced: weights, momentum: new Float32Array(weights.length), syncs: 0 }, hyper, chunkValues);
   }
 
+  /** Syncs completed so far. */
+  get syncs(): number {
+    return this.s.syncs;
+  }
+
   get length(): number {
     return this.s.synced.length;
   }

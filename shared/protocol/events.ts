@@ -15,6 +15,12 @@
 import { z } from 'zod';
 import type { ResolvedConfig } from '../model/config.js';
 import type { WireEncoding } from './wire-encoding.js';
+import type { DpSettings } from '../dp/dp-settings.js';
+import type { SyncApplyRequest, SyncChunkRequest } from '../dp/sync-messages.js';
+
+// The `dp_*` messages' schemas live with the diloco sync they serve; every event is declared here.
+export { syncChunkRequestSchema, syncApplyRequestSchema, syncGetReplySchema, syncOkReplySchema, syncApplyReplySchema } from '../dp/sync-messages.js';
+export type { SyncApplyRequest, SyncChunkRequest };
 
 export const BACKENDS = ['webgpu', 'webgl', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
@@ -177,13 +183,21 @@ export interface Assignment {
   reason: string;
   /** A secret proving this assignment after a coordinator restart (absent for spares). */
   resumeToken?: string;
+  /**
+   * How the stage's replicas combine (the run's `--dp`); absent = exact. In diloco the tab keeps
+   * a DilocoReplica whose synced weights start as the weights of this assignment (a joiner then
+   * receives the group's outer state with `dp_set_state`).
+   */
+  dp?: DpSettings;
 }
 
 /**
  * all/embed/head: the stage's own weights; state: weights + Adam state (checkpoint, redundant);
+ * diloco: the outer state of `--dp diloco` (shared/dp/diloco-state.ts: synced weights, momentum,
+ * sync count) a joining sibling needs;
  * replica:*: a copy this tab holds for a neighbour (CheckFree+ embedding/head, redundant stage).
  */
-export type WeightParts = 'all' | 'embed' | 'head' | 'state' | 'replica:embed' | 'replica:head' | 'replica:stage';
+export type WeightParts = 'all' | 'embed' | 'head' | 'state' | 'diloco' | 'replica:embed' | 'replica:head' | 'replica:stage';
 export type ReplicaPart = 'embed' | 'head' | 'stage';
 
 export interface RunStatus {
@@ -241,6 +255,16 @@ export interface ServerToVolunteer {
    */
   infer: (info: InferRequest, input: Uint8Array, ack: (frame: Uint8Array | { error: string }) => void) => void;
   run_status: (s: RunStatus) => void;
+  /**
+   * `--dp diloco` (docs/data-parallel.md; the tab's side is shared/dp/diloco-sync-session.ts):
+   * uplink chunk `chunk` of this replica's pseudo-gradient for the sync after `iteration`; the
+   * averaged chunk back; the outer step; a joiner's outer state (from a sibling's `get_weights
+   * diloco`). Failures answer `{ error }`.
+   */
+  dp_sync_get: (info: SyncChunkRequest, ack: (r: { frame: Uint8Array } | { error: string }) => void) => void;
+  dp_sync_put: (info: SyncChunkRequest, frame: Uint8Array, ack: (r: { ok: true } | { error: string }) => void) => void;
+  dp_sync_apply: (info: SyncApplyRequest, ack: (r: { ok: true; syncs: number } | { error: string }) => void) => void;
+  dp_set_state: (info: { stage: number }, bundle: Uint8Array, ack: (r: { ok: true } | { error: string }) => void) => void;
   rejected: (info: { reason: string; message: string }) => void;
 }
 

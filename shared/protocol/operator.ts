@@ -100,6 +100,8 @@ export interface IterationRecord {
   time: number;
   tokens: number;
   stages: StageTiming[];
+  /** `--dp diloco`: the sync that followed this iteration's step, if one did (coordinator/training/diloco-sync.ts). */
+  dpSync?: { bytes: number; seconds: number; drift: number[] };
 }
 
 export interface EventRow {

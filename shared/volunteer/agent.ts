@@ -14,6 +14,12 @@ import { decodeTensorFrame, encodeTensorFrame, encodeNamedTensors, decodeNamedTe
 import { decodeStageState, decodeWeights, encodeStageState, encodeWeights } from '../protocol/stage-state-bundle.js';
 import { WIRE_DTYPES, type WireEncoding } from '../protocol/wire-encoding.js';
 import { OK, asError, asNotOk, reply } from './reply.js';
+import { DilocoReplica } from '../dp/diloco-replica.js';
+import { DilocoSyncSession } from '../dp/diloco-sync-session.js';
+import { decodeDilocoState, encodeDilocoState } from '../dp/diloco-state.js';
+import { flatLength, flattenWeights, unflattenWeights } from '../dp/flat-weights.js';
+import { syncApplyRequestSchema, syncChunkRequestSchema } from '../dp/sync-messages.js';
+import type { DpSettings } from '../dp/dp-settings.js';
 import type {
   Assignment,
   Capabilities,
@@ -97,6 +103,10 @@ export class VolunteerAgent {
   private uploads = new Map<string, Uint8Array>();
   private iterationComputeMs = 0;
   private iterationTokens = 0;
+  /** `--dp diloco`: this replica's outer state (null in exact mode or without a stage). */
+  private diloco: DilocoReplica | null = null;
+  /** The diloco sync in progress (created by its first `dp_sync_get`), by the iteration it follows. */
+  private dpSync: { iteration: number; session: Promise<DilocoSyncSession> } | null = null;
   readonly status: AgentStatus = {
     volunteerId: null,
     stage: null,
@@ -127,8 +137,9 @@ export class VolunteerAgent {
         this.emitStatus();
       },
       assign: (a, ack) => {
-        const take = () => {
+        const take = async () => {
           this.assign(a);
+          await this.startDiloco(a.dp);
           return OK;
         };
         const failed = (error: string) => {
@@ -198,6 +209,34 @@ export class VolunteerAgent {
         this.status.run = s;
         this.emitStatus();
       },
+      dp_sync_get: (info, ack) => {
+        const get = async () => {
+          const r = syncChunkRequestSchema.parse(info);
+          return { frame: (await this.syncSession(r.iteration, true)).uplink(r.chunk) };
+        };
+        void reply(ack, get, asError);
+      },
+      dp_sync_put: (info, frame, ack) => {
+        const put = async () => {
+          const r = syncChunkRequestSchema.parse(info);
+          (await this.syncSession(r.iteration, false)).acceptMean(r.chunk, toBytes(frame));
+          return OK;
+        };
+        void reply(ack, put, asError);
+      },
+      dp_sync_apply: (info, ack) => void reply(ack, () => this.applySync(syncApplyRequestSchema.parse(info).iteration), asError),
+      dp_set_state: (info, bundle, ack) => {
+        const set = async () => {
+          const stage = await this.idleStage();
+          const replica = this.diloco;
+          if (!replica || info?.stage !== stage.index) throw new Error(`diloco state for stage ${String(info?.stage)}, but this tab holds stage ${stage.index}${replica ? '' : ' outside diloco mode'}`);
+          const state = decodeDilocoState(toBytes(bundle), flatLength(stage.specs));
+          this.diloco = new DilocoReplica(stage.index, state, replica.hyper, replica.chunkValues);
+          this.dpSync = null;
+          return OK;
+        };
+        void reply(ack, set, asError);
+      },
       rejected: (info) => this.log('warn', `coordinator rejected a message (${info.reason}): ${info.message}`),
       connect: () => {
         // A new session (not a recovered blip): whatever was in flight belongs to a pass that no
@@ -246,6 +285,8 @@ export class VolunteerAgent {
     this.wire = a.wire;
     this.stage?.dispose();
     this.stage = null;
+    this.diloco = null;
+    this.dpSync = null;
     this.status.group = null;
     this.status.spareReason = null;
     if (a.stage === null) {
@@ -266,6 +307,51 @@ export class VolunteerAgent {
       this.log('info', `assigned stage ${a.stage} (${a.reason})`);
     }
     this.emitStatus();
+  }
+
+  /**
+   * `--dp diloco`: the replica's outer state starts from the weights it was assigned (a sibling's
+   * synced weights on a join, which is only ever right after a sync; the seed's at the start). A
+   * joiner's momentum and sync count then arrive with `dp_set_state`.
+   */
+  private async startDiloco(dp: DpSettings | undefined): Promise<void> {
+    const stage = this.stage;
+    if (!stage || dp?.mode !== 'diloco') return;
+    const weights = flattenWeights(stage.specs, await stage.getWeightsAsync());
+    if (this.stage === stage) this.diloco = DilocoReplica.start(stage.index, weights, { lr: dp.outerLr, momentum: dp.outerMomentum, wire: dp.wire });
+  }
+
+  /**
+   * The sync after `iteration`: the first `dp_sync_get` snapshots the weights (after the step of
+   * that iteration), later messages of the same sync share it. `create` false: it must exist.
+   */
+  private syncSession(iteration: number, create: boolean): Promise<DilocoSyncSession> {
+    if (this.dpSync?.iteration === iteration) return this.dpSync.session;
+    if (!create) return Promise.reject(new Error(`no diloco sync after iteration ${iteration} in progress`));
+    const replica = this.diloco;
+    if (!replica) return Promise.reject(new Error('not a diloco replica'));
+    const session = (async () => {
+      if (this.stepping) await this.stepping;
+      const stage = await this.idleStage();
+      return new DilocoSyncSession(replica, iteration, flattenWeights(stage.specs, await stage.getWeightsAsync()));
+    })();
+    this.dpSync = { iteration, session };
+    session.catch(() => {
+      if (this.dpSync?.session === session) this.dpSync = null;
+    });
+    return session;
+  }
+
+  /** The outer step of the sync after `iteration`: the stage loads the new synced weights (its Adam state stays). */
+  private async applySync(iteration: number): Promise<{ ok: true; syncs: number }> {
+    const session = await this.syncSession(iteration, false);
+    const stage = await this.idleStage();
+    const replica = this.diloco;
+    if (!replica) throw new Error('not a diloco replica');
+    const weights = session.apply();
+    this.dpSync = null;
+    stage.setWeights(unflattenWeights(stage.specs, weights));
+    return { ok: true, syncs: replica.syncs };
   }
 
   /** The gradient accumulated over the hops this tab ran in this iteration. */
@@ -299,6 +385,10 @@ export class VolunteerAgent {
       return r;
     }
     if (!this.stage) throw new Error('no stage assigned');
+    if (parts === 'diloco') {
+      if (!this.diloco) throw new Error('not a diloco replica');
+      return encodeDilocoState(this.diloco.state());
+    }
     if (parts === 'state') {
       return encodeStageState({ weights: await this.stage.getWeightsAsync(), optimizer: await this.stage.getOptimizerStateAsync() });
     }

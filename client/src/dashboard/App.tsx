@@ -97,6 +97,9 @@ export function App() {
   const iterations = review ? review.iterations : state.iterations;
   const events = review ? review.events : state.events;
   const stages = Number(((review?.run.settings.settings ?? init.settings.settings) as { stages?: number } | undefined)?.stages ?? swarm.stages.length);
+  // --dp: the mode and H of the run, and the last diloco sync's bytes and the replicas' drift.
+  const dp = ((review?.run.settings.settings ?? init.settings.settings) as { dp?: { mode: string; every: number } } | undefined)?.dp;
+  const lastSync = [...iterations].reverse().find((r) => r.dpSync)?.dpSync;
 
   return (
     <div className="dash">
@@ -129,6 +132,13 @@ export function App() {
           <div>
             <dt>tokens/s</dt>
             <dd>{compact(tps)}</dd>
+          </div>
+          <div>
+            <dt>data parallel</dt>
+            <dd data-testid="dp-mode" title={lastSync ? `last sync: ${lastSync.seconds.toFixed(2)} s; drift per stage ${lastSync.drift.map((d) => d.toFixed(3)).join(' / ')}` : undefined}>
+              {dp?.mode === 'diloco' ? `diloco H=${dp.every}` : 'exact'}
+              {lastSync ? ` · sync ${compact(lastSync.bytes / 1e6)} MB · drift ${num(Math.max(...lastSync.drift), 3)}` : ''}
+            </dd>
           </div>
           <div>
             <dt>link</dt>
