@@ -7,7 +7,8 @@
  * functions.
  */
 import { outMetaSchema, type OutMeta } from '../../shared/protocol/events.js';
-import { inspectTensorFrame, FrameError, INT8_BLOCK_SIZE, WIRE_DTYPES, wireFrameBytes, type WireEncoding } from '../../shared/protocol/index.js';
+import { wireFrameBytes, type WireEncoding } from '../../shared/protocol/index.js';
+import { checkHopFrame, type ExpectedHopFrame } from '../../shared/protocol/hop-frame-check.js';
 
 export type OutParse = { ok: true; meta: OutMeta; frame: Uint8Array | null } | { ok: false; reason: string; message: string };
 
@@ -19,17 +20,8 @@ export function parseOutMessage(meta: unknown, frame: unknown): OutParse {
   return { ok: true, meta: parsed.data, frame };
 }
 
-export interface ExpectedFrame {
-  kind: 'act' | 'grad';
-  iteration: number;
-  microbatch: number;
-  hop: number;
-  fromStage: number;
-  /** [batch, seq, d_model] */
-  shape: readonly number[];
-  /** The run's wire encoding (`--wire`); absent = f32. */
-  wire?: WireEncoding;
-}
+/** What a relayed frame must be: the hop's expected frame, with no receiving stage to check (the relay addresses it). */
+export type ExpectedFrame = Omit<ExpectedHopFrame, 'toStage'>;
 
 /** Largest activation or gradient frame of a run: exactly one [batch, seq, d_model] frame in the run's encoding. */
 export function maxRelayFrameBytes(batch: number, seqLen: number, dModel: number, wire: WireEncoding = 'f32'): number {
@@ -38,19 +30,9 @@ export function maxRelayFrameBytes(batch: number, seqLen: number, dModel: number
 
 /**
  * Throws a FrameError (its `reason` is the rejection reason) unless `frame` is exactly what the
- * task asked for. Returns the L2 norm of the frame's (decoded) values.
+ * task asked for. Returns the L2 norm of the frame's (decoded) values. The rules are the ones a tab
+ * applies to a frame it received peer to peer (shared/protocol/hop-frame-check.ts).
  */
 export function checkRelayFrame(frame: Uint8Array, want: ExpectedFrame, maxBytes: number): number {
-  const { header, norm } = inspectTensorFrame(frame, { maxBytes, dtype: WIRE_DTYPES[want.wire ?? 'f32'] });
-  if (header.kind !== want.kind) throw new FrameError('header', `expected a ${want.kind} frame, got ${header.kind}`);
-  if (header.dtype === 'int8' && header.blockSize !== INT8_BLOCK_SIZE) {
-    throw new FrameError('blocks', `this run's int8 blocks hold ${INT8_BLOCK_SIZE} values, got ${header.blockSize}`);
-  }
-  if (header.iteration !== want.iteration || header.microbatch !== want.microbatch || header.hop !== want.hop || header.fromStage !== want.fromStage) {
-    throw new FrameError('header', 'frame header does not match its metadata');
-  }
-  const s = header.shape;
-  if (s.length !== want.shape.length || s.some((d, i) => d !== want.shape[i])) throw new FrameError('shape', `expected shape [${want.shape}], got [${s}]`);
-  // An act or grad frame in a wire encoding is float32, float16 or int8: never null.
-  return norm ?? 0;
+  return checkHopFrame(frame, want, maxBytes);
 }

@@ -1,7 +1,6 @@
 /**
  * What an activation or gradient frame of one hop must be, checked wherever it arrives: by the
- * coordinator before it relays it (today: coordinator/relay-check.ts, which holds the same rules
- * and should re-export these once the coordinator's restructuring lands), and by the receiving tab
+ * coordinator before it relays it (coordinator/screening/relay-check.ts calls this), and by the receiving tab
  * when the frame came straight from its peer over WebRTC (issue 23). Reads the frame in place
  * (inspectTensorFrame: decode limits, encoding, shape, finiteness) and returns the L2 norm of its
  * decoded values, which the receiver reports so the coordinator keeps its per-sender norm history.
