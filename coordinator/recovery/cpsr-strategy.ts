@@ -51,10 +51,6 @@ export interface CpsrDeps {
 export class CpsrStrategy implements RecoveryStrategy {
   constructor(readonly name: 'cpsr' | 'stage-restore', private deps: CpsrDeps) {}
 
-  get capacity(): number {
-    return this.deps.capacity;
-  }
-
   /** The predictor needs this many checkpoints of a stage before it may predict. */
   get needed(): number {
     return minCheckpoints(this.deps.predictor ?? DEFAULT_PREDICTOR);
@@ -76,9 +72,9 @@ export class CpsrStrategy implements RecoveryStrategy {
   private history(stage: number): { history: CheckpointHistory; skipped: string[] } {
     const { config } = this.deps.run;
     const specs = stageParamSpecs(config, stage);
-    const history = new CheckpointHistory({ capacity: this.capacity, maxBytes: CPSR_HISTORY_BYTES });
+    const history = new CheckpointHistory({ capacity: this.deps.capacity, maxBytes: CPSR_HISTORY_BYTES });
     const skipped: string[] = [];
-    const recorded = this.deps.checkpoints.recorded().slice(0, this.capacity).reverse();
+    const recorded = this.deps.checkpoints.recorded().slice(0, this.deps.capacity).reverse();
     for (const ck of recorded) {
       try {
         const state = checkStageState(config, stage, this.deps.checkpoints.readStage(ck, stage));

@@ -86,9 +86,4 @@ export class Screening {
   forget(v: Volunteer): void {
     this.relayNorms.forget(v);
   }
-
-  /** A sender's recent relayed norms (tests, dashboard). */
-  relayHistory(v: Volunteer, stage: number, dir: RelayDirection): readonly number[] {
-    return this.relayNorms.history(v, stage, dir);
-  }
 }
