@@ -13,7 +13,10 @@
  * run's validation loss reached the full run's final loss.
  *
  *   npm run bench:skip -- [--stages 8] [--microbatches 8] [--ratios 0.25,0.33,0.5] [--iterations 10]
- *                         [--spread 3] [--link-ms 20] [--seed 1] [--study] [--seeds 2] [--steps 40]
+ *                         [--spread 3] [--link-ms 20] [--seed 1] [--times f/b,f/b,f/b] [--study] [--seeds 2] [--steps 40]
+ *
+ * --times gives the first / middle / last stage's forward/backward ms instead of measuring them
+ * (on a busy machine the measurement moves from run to run; the printed values replay a run).
  */
 import { useNodeBackend } from '../trainer/node-backend.js';
 import { configForStages, getPreset } from '../shared/model/config.js';
@@ -43,6 +46,14 @@ async function measure(preset: string, stages: number, batch: number): Promise<S
   return { first: await at(0), middle: await at(1), last: await at(stages - 1) };
 }
 
+/** `--times f/b,f/b,f/b` (first, middle, last stage): replay a run's stage times instead of measuring them. */
+function timesOf(v: string): StageTimes {
+  const parts = v.split(',').map((p) => p.split('/').map(Number));
+  if (parts.length !== 3 || parts.some((p) => p.length !== 2 || p.some((x) => !Number.isFinite(x) || x < 0))) throw new Error(`--times needs first/middle/last as f/b,f/b,f/b (ms), got "${v}"`);
+  const [a, b, c] = parts as [number[], number[], number[]];
+  return { first: { f: a[0]!, b: a[1]! }, middle: { f: b[0]!, b: b[1]! }, last: { f: c[0]!, b: c[1]! } };
+}
+
 /** Per-stage slowness factors, log-uniform in [1, spread], seeded. */
 function spreadOf(stages: number, spread: number, seed: number): number[] {
   const r = mulberry32(seed);
@@ -69,9 +80,10 @@ interface Row {
 }
 
 /** Mean simulated iteration time of `iterations` iterations of one schedule kind. */
-function simulateRuns(kind: 'full' | 'random' | 'collision', o: { S: number; M: number; ratio: number; swap: boolean; iterations: number; seed: number; costs: StageCosts }): Row {
-  const rules = skipRules({ nStages: o.S, skipRatio: o.ratio });
-  const row: Row = { label: kind === 'full' ? `full${o.swap ? ' (CheckFree+ swaps)' : ''}` : `${kind}${o.swap ? ' + swaps' : ''}`, ratio: o.ratio, visit: rules.visit, times: [], searchMs: [], fallbacks: 0 };
+function simulateRuns(kind: 'full' | 'random' | 'collision', o: { S: number; M: number; ratio: number; swap: boolean; iterations: number; seed: number; costs: StageCosts; vacant?: number[] }): Row {
+  const rules = skipRules({ nStages: o.S, skipRatio: o.ratio, vacant: o.vacant });
+  const vacantNote = o.vacant?.length ? `, stage ${o.vacant.join(',')} vacant` : '';
+  const row: Row = { label: (kind === 'full' ? `full${o.swap ? ' (CheckFree+ swaps)' : ''}` : `${kind}${o.swap ? ' + swaps' : ''}`) + vacantNote, ratio: o.ratio, visit: rules.visit, times: [], searchMs: [], fallbacks: 0 };
   let last: number[][] | null = null;
   for (let it = 0; it < o.iterations; it++) {
     const req: ScheduleRequest = { rules, microbatches: o.M, iteration: it, swap: o.swap, seed: o.seed, mustVisit: last ? unvisitedStages(last, rules) : [] };
@@ -126,7 +138,7 @@ async function study(o: { seeds: number; steps: number; ratio: number; costs4: S
 }
 
 async function main(): Promise<void> {
-  const f = flags(process.argv.slice(2), { stages: 'string', microbatches: 'string', ratios: 'string', iterations: 'string', spread: 'string', 'link-ms': 'string', seed: 'string', batch: 'string', study: 'boolean', seeds: 'string', steps: 'string', 'study-ratio': 'string' });
+  const f = flags(process.argv.slice(2), { times: 'string', stages: 'string', microbatches: 'string', ratios: 'string', iterations: 'string', spread: 'string', 'link-ms': 'string', seed: 'string', batch: 'string', study: 'boolean', seeds: 'string', steps: 'string', 'study-ratio': 'string' });
   const S = Number(f.stages ?? 8);
   const M = Number(f.microbatches ?? 8);
   const ratios = list(f.ratios, ['0.25', '0.33', '0.5']).map(Number);
@@ -137,8 +149,8 @@ async function main(): Promise<void> {
   const batch = Number(f.batch ?? 4);
   await useNodeBackend('wasm');
   console.log(`bench:skip — SIMULATED iteration time (shared/schedule/skip-timing.ts), measured stage times; ${machine()}`);
-  const t = await measure('small', S, batch);
-  console.log(`small preset, ${S} stages, batch ${batch}: measured (wasm) forward/backward ms: first ${fmt(t.first.f, 1)}/${fmt(t.first.b, 1)}, middle ${fmt(t.middle.f, 1)}/${fmt(t.middle.b, 1)}, last ${fmt(t.last.f, 1)}/${fmt(t.last.b, 1)}`);
+  const t = typeof f.times === 'string' ? timesOf(f.times) : await measure('small', S, batch);
+  console.log(`small preset, ${S} stages, batch ${batch}: ${typeof f.times === 'string' ? 'given (--times)' : 'measured (wasm)'} forward/backward ms: first ${fmt(t.first.f, 1)}/${fmt(t.first.b, 1)}, middle ${fmt(t.middle.f, 1)}/${fmt(t.middle.b, 1)}, last ${fmt(t.last.f, 1)}/${fmt(t.last.b, 1)}`);
   const factors = spreadOf(S, spread, seed);
   console.log(`volunteer slowness per stage (seed ${seed}, log-uniform in [1, ${spread}]): ${factors.map((x) => fmt(x, 2)).join(' ')}; link ${linkMs} ms per hop; ${M} microbatches, all in flight`);
   const costs = costsOf(t, factors, linkMs);
@@ -148,6 +160,9 @@ async function main(): Promise<void> {
     for (const kind of ['random', 'collision'] as const) rows.push(simulateRuns(kind, { S, M, ratio, swap: false, iterations, seed, costs }));
     rows.push(simulateRuns('collision', { S, M, ratio, swap: true, iterations, seed, costs }));
   }
+  // Train through a vacancy: the slowest intermediate's tab is gone and no volunteer is free (full paths would wait).
+  const slowest = costs.forwardMs.slice(1, S - 1).reduce((best, x, i, xs) => (x > xs[best]! ? i : best), 0) + 1;
+  if (S >= 3) for (const kind of ['random', 'collision'] as const) rows.push(simulateRuns(kind, { S, M, ratio: ratios[Math.min(1, ratios.length - 1)] ?? 0.33, swap: false, iterations, seed, costs, vacant: [slowest] }));
   const full = mean(rows[0]!.times);
   console.log(
     table(
@@ -155,7 +170,7 @@ async function main(): Promise<void> {
       rows.map((r) => [r.label, fmt(r.ratio, 2), String(r.visit), fmt(mean(r.times), 1), fmt(Math.min(...r.times), 1), fmt(Math.max(...r.times), 1), fmt(mean(r.times) / full, 3), fmt(mean(r.searchMs), 1), String(r.fallbacks)]),
     ),
   );
-  console.log(`(${iterations} iterations each; 'x full' against the full pipeline without swaps)`);
+  console.log(`(${iterations} iterations each; 'x full' against the full pipeline without swaps; with a stage vacant, full paths wait for a volunteer: no iteration completes)`);
   if (f.study) {
     const t4 = await measure('tiny', 4, 2);
     await study({ seeds: Number(f.seeds ?? 2), steps: Number(f.steps ?? 40), ratio: Number(f['study-ratio'] ?? 0.25), costs4: costsOf(t4, spreadOf(4, spread, seed), linkMs), M: 4 });

@@ -8,8 +8,9 @@
  * search starts from one root per planning order); each one sees the intervals the earlier ones hold on every
  * stage (forward and backward), so two passes never share a stage at once in the plan: the later
  * one waits or routes through another stage (time collisions are settled by this priority, where
- * the reference branches on them). The planning keeps count, so a stage at its cap is closed to the
- * microbatches after it and a stage short of its least visits is required of the last ones.
+ * the reference branches on them). The planning keeps per-stage quotas between floor and cap (the
+ * visits above the floors go to the fastest stages in the first root, to seeded picks in the
+ * others), so a plan meets the per-stage bounds by construction whenever its paths exist.
  *
  * High level, conflict-based search: a node carries per-microbatch constraints (stages forbidden,
  * stages required) and the plan they give. A node's first conflict is a stage above its cap
@@ -93,27 +94,27 @@ export function collisionSchedule(req: ScheduleRequest, costs: StageCosts, opts:
   const inner = rules.visit - 2;
   /**
    * Plans every microbatch under the node's constraints (null when one has no legal path). The
-   * planning keeps count: a stage at its cap is forbidden to the microbatches after, and a stage
-   * that needs every remaining microbatch to reach its least number of visits is required of them.
+   * planning keeps per-stage quotas (`quotas`: each stage's visits this iteration, between its floor
+   * and cap, summing to M x (visit - 2)): a stage whose quota is used up is closed, one whose quota
+   * equals the microbatches left is required, as in the random schedule, so every plan meets the
+   * bounds whenever its paths exist.
    */
-  const plan = (forbidden: Set<number>[], required: Set<number>[], priority: readonly number[]): { orders: number[][]; finish: number[]; makespan: number; waits: number[][] } | null => {
+  const plan = (forbidden: Set<number>[], required: Set<number>[], priority: readonly number[], quotas: readonly number[]): { orders: number[][]; finish: number[]; makespan: number; waits: number[][] } | null => {
     const reservations: Interval[][] = Array.from({ length: S }, () => []);
     const orders: number[][] = new Array<number[]>(M);
     const waits: number[][] = new Array<number[]>(M);
-    const counts = new Array<number>(S).fill(0);
+    const quota = [...quotas];
     for (let k = 0; k < M; k++) {
       const mb = priority[k]!;
       const rest = priority.slice(k + 1);
       const find = (own: MicrobatchPlan, inOrder: boolean) => {
+        const laterRequired = (st: number) => rest.filter((j) => plans[j]!.required.includes(st) || required[j]!.has(st)).length;
         const req = new Set([...own.required, ...required[mb]!]);
+        for (let st = 1; st < S - 1; st++) if (quota[st]! >= M - k && quota[st]! > 0) req.add(st);
+        if (req.size > inner || [...req].some((st) => quota[st]! - laterRequired(st) <= 0)) return null;
         const forb = new Set(forbidden[mb]!);
-        for (let st = 1; st < S - 1; st++) {
-          if (req.has(st)) continue;
-          const later = rest.filter((j) => plans[j]!.required.includes(st) || required[j]!.has(st)).length;
-          if (counts[st]! + later >= cap[st]!) forb.add(st);
-          else if (least[st]! - counts[st]! >= M - k && !forb.has(st) && req.size < inner) req.add(st);
-        }
-        const transform = (o: number[]) => applyCheckFreeSwap(o, own.pairs, S);
+        for (let st = 1; st < S - 1; st++) if (!req.has(st) && quota[st]! - laterRequired(st) <= 0) forb.add(st);
+      const transform = (o: number[]) => applyCheckFreeSwap(o, own.pairs, S);
         return planPath({ rules, costs, forbidden: forb, required: req, inOrder, reservations, tieBreak, maxExpansions, transform });
       };
       // A CheckFree+ microbatch for which no legal path holds its partners runs in order, unswapped.
@@ -123,7 +124,7 @@ export function collisionSchedule(req: ScheduleRequest, costs: StageCosts, opts:
       if (!r) return null;
       const order = r.order;
       orders[mb] = order;
-      for (const st of order) counts[st]!++;
+      for (const st of order) if (st > 0 && st < S - 1) quota[st]!--;
       const wait = new Array<number>(S).fill(0);
       for (const task of timeRoundTrip(order, S, costs, reservations)) {
         if (task.dir === 'F') wait[task.stage]! += task.wait;
@@ -163,6 +164,23 @@ export function collisionSchedule(req: ScheduleRequest, costs: StageCosts, opts:
 
   const key = (forbidden: Set<number>[], required: Set<number>[], p: number) =>
     `${p}:` + forbidden.map((f, mb) => `${[...f].sort().join('.')}/${[...required[mb]!].sort().join('.')}`).join('|');
+  // Quotas: every open stage its floor; the visits left over go one each, up to the caps, to the
+  // fastest stages (root 0) or to stages in a seeded order (the other roots).
+  const openStages = Array.from({ length: S }, (_, st) => st).filter((st) => st > 0 && st < S - 1 && !rules.vacant.includes(st));
+  const quotaFor = (order: number[]): number[] => {
+    const q = [...least];
+    let extra = M * inner - openStages.reduce((a, st) => a + q[st]!, 0);
+    for (const st of order) {
+      if (extra <= 0) break;
+      if (q[st]! < cap[st]!) {
+        q[st]!++;
+        extra--;
+      }
+    }
+    return q;
+  };
+  const fastest = [...openStages].sort((a, b) => costs.forwardMs[a]! + costs.backwardMs[a]! - (costs.forwardMs[b]! + costs.backwardMs[b]!) || a - b);
+  const quotaSets: number[][] = [quotaFor(fastest)];
   // Planning orders: the pipeline's own (microbatch 0 first), then seeded shuffles (restarts).
   const priorities: number[][] = [Array.from({ length: M }, (_, i) => i)];
   for (let r = 1; r < ROOTS && M > 1; r++) {
@@ -172,6 +190,12 @@ export function collisionSchedule(req: ScheduleRequest, costs: StageCosts, opts:
       [p[i], p[j]] = [p[j]!, p[i]!];
     }
     priorities.push(p);
+    const shuffled = [...openStages];
+    for (let i = shuffled.length - 1; i > 0; i--) {
+      const j = Math.floor(rand() * (i + 1));
+      [shuffled[i], shuffled[j]] = [shuffled[j]!, shuffled[i]!];
+    }
+    quotaSets.push(quotaFor(shuffled));
   }
   const open = new MinHeap<SearchNode>((a, b) => a.makespan < b.makespan || (a.makespan === b.makespan && a.seq < b.seq));
   const seen = new Set<string>();
@@ -182,7 +206,7 @@ export function collisionSchedule(req: ScheduleRequest, costs: StageCosts, opts:
     if (seen.has(k) || nodes >= maxNodes) return;
     seen.add(k);
     nodes++;
-    const p = plan(forbidden, required, priorities[priority]!);
+    const p = plan(forbidden, required, priorities[priority]!, quotaSets[priority]!);
     if (p) open.push({ forbidden, required, priority, ...p, seq: seq++ });
   };
   priorities.forEach((_, i) =>

@@ -76,6 +76,23 @@ describe('skip path rules', () => {
     );
   });
 
+  it('checkPath agrees with the independent statement on near-legal paths (legal ones with a few adjacent stages transposed)', () => {
+    fc.assert(
+      fc.property(arbRules, fc.integer({ min: 0, max: 4095 }), fc.array(fc.nat(), { maxLength: 4 }), (r, bits, moves) => {
+        const order = legalPath(r, bits);
+        for (const m of moves) {
+          if (order.length < 2) break;
+          const i = m % (order.length - 1);
+          [order[i], order[i + 1]] = [order[i + 1]!, order[i]!];
+        }
+        const broken = brokenRules(order, r);
+        const v = checkPath(order, r);
+        return broken.size === 0 ? v === null : v !== null && broken.has(v.rule);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
   it('names each rule on a hand-made path', () => {
     const r = skipRules({ nStages: 8, skipRatio: 0.25 }); // visit 6, jump 4
     expect(r.visit).toBe(6);

@@ -104,6 +104,11 @@ describe('collision-aware skip schedule', () => {
         expectLegal(res.orders, req);
       }
     }
+    // And through a vacancy (stage 3 has no tab).
+    const req: ScheduleRequest = { rules: skipRules({ nStages: 8, skipRatio: 0.33, vacant: [3] }), microbatches: 8, iteration: 0, swap: false, seed: 1 };
+    const res = collisionSchedule(req, costsFor(8, 3, 20), { maxNodes: 16 });
+    expect(res.fallback).toBe(false);
+    expectLegal(res.orders, req);
   });
 
   it('routes around a slow stage: with one intermediate 10x slower and room to skip it, no path visits it more than the floor demands', () => {
