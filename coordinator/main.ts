@@ -23,6 +23,7 @@ import { findResumableRun } from './recovery/resume.js';
 import { ProcessGuard } from './cli/process-guard.js';
 import type { EdgePolicy } from '../shared/recovery/plan.js';
 import type { WireEncoding } from '../shared/protocol/wire-encoding.js';
+import type { SchedulerKind } from '../shared/schedule/skip-request.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const d = DEFAULT_COORDINATOR;
@@ -92,6 +93,8 @@ async function main(): Promise<void> {
     rebalanceEvery: Math.max(0, Math.floor(num('rebalance-every'))),
     replicaSyncEvery: Math.max(0, Math.floor(num('replica-sync-every'))),
     maxInFlight: Math.max(1, Math.floor(num('max-in-flight'))),
+    skipRatio: num('skip-ratio'),
+    skipSchedule: str('skip-schedule') as SchedulerKind,
     tls: tls?.credentials ?? null,
     trustProxy: v['trust-proxy'] === true,
     sampleEverySeconds: num('sample-every'),

@@ -7,6 +7,7 @@ import type { Tokenizer } from '../shared/data/tokenizer.js';
 import type { RecoveryOptions } from './recovery/recovery.js';
 import type { TlsCredentials } from './gateway/tls.js';
 import { DEFAULT_MAX_IN_FLIGHT } from './training/in-flight-window.js';
+import type { SchedulerKind } from '../shared/schedule/skip-request.js';
 
 export interface CoordinatorOptions {
   settings: RunSettings;
@@ -63,6 +64,10 @@ export interface CoordinatorOptions {
   replicaSyncEvery: number;
   /** Microbatches in flight per replica of the narrowest stage, at most, when overlap widens the window (in-flight-window.ts). */
   maxInFlight: number;
+  /** SkipPipe: each training microbatch skips about this fraction of the stages (0 = full paths; docs/skippipe.md). */
+  skipRatio: number;
+  /** How skip paths are chosen: collision-aware over measured stage times, or random (the baseline). */
+  skipSchedule: SchedulerKind;
   /** Host names (name or name:port) served besides the bound address (`--public-host`). */
   publicHosts?: string[];
   /** Serve HTTPS with these (plain HTTP on the port is redirected); null = HTTP. */
@@ -96,6 +101,8 @@ export const DEFAULT_COORDINATOR: Omit<CoordinatorOptions, 'settings'> = {
   replicaSyncEvery: 10,
   transferChunkBytes: 4 * 1024 * 1024,
   maxInFlight: DEFAULT_MAX_IN_FLIGHT,
+  skipRatio: 0,
+  skipSchedule: 'collision',
   recovery: {
     lrScale: 1.1,
     replicaEvery: 5,

@@ -18,7 +18,8 @@ import { Server } from 'socket.io';
 import { MAX_SOCKET_BYTES } from '../shared/protocol/events.js';
 import type { ServerToVolunteer, VolunteerToServer } from '../shared/protocol/events.js';
 import { modelConfigOf, usesSwap, checkSettings, wireOf, dpOf } from '../shared/run-settings.js';
-import { forwardPath, swapCounter } from '../shared/schedule/paths.js';
+import { forwardPath, hopsFromBlockOrder, swapCounter } from '../shared/schedule/paths.js';
+import { checkSkipOptions } from './training/skip-options.js';
 import { loadDataset } from '../trainer/corpus-file.js';
 import { ByteTokenizer, type Tokenizer } from '../shared/data/tokenizer.js';
 import { modelMemory } from '../shared/model/memory.js';
@@ -107,6 +108,7 @@ export class Coordinator {
   constructor(readonly opts: CoordinatorOptions) {
     checkSettings(opts.settings);
     const { settings } = opts;
+    checkSkipOptions(opts.skipRatio ?? 0, settings);
     const handler = (req: IncomingMessage, res: ServerResponse) => this.routes.handle(req, res);
     this.http = opts.tls ? createSecureServer(opts.tls, handler) : createServer(handler);
     this.log = createLogger({ level: opts.logLevel, silent: opts.silent });
@@ -205,6 +207,7 @@ export class Coordinator {
         vacancyAlertMs: opts.vacancyAlertMs,
         outlierFactor: opts.outlierFactor,
         maxInFlight: opts.maxInFlight,
+        skip: { ratio: opts.skipRatio ?? 0, scheduler: opts.skipSchedule ?? 'collision' },
       },
       {
         progress: this.progress,
@@ -293,7 +296,8 @@ export class Coordinator {
         // Training work of a tab, credited to its browser; a microbatch counts on the hop that ran a stage's blocks.
         credit: (v, meta) => {
           if (!v.caps.browserId) return;
-          const path = forwardPath(swapCounter(meta.iteration, settings.microbatches, meta.mb), settings.stages, swap);
+          const order = this.scheduler.trainOrder(meta.iteration, meta.mb);
+          const path = order ? hopsFromBlockOrder(order, settings.stages) : forwardPath(swapCounter(meta.iteration, settings.microbatches, meta.mb), settings.stages, swap);
           this.contributions.creditTask(v.caps.browserId, { dir: meta.dir, computeMs: meta.computeMs, runsBlocks: path[meta.hop]?.segment.blocks === true }, tokensPerMicrobatch);
         },
         setNickname: (id, nickname) => this.contributions.setNickname(id, nickname),
@@ -350,6 +354,7 @@ export class Coordinator {
         validate: () => scheduler.validate(),
         strategy: () => recovery.strategy.name,
         setStrategy: (s) => recovery.setStrategy(s),
+        skipSchedule: () => scheduler.skips?.recorded() ?? null,
       },
       tabs: {
         stages,

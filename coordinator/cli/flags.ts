@@ -11,6 +11,7 @@ import { DEFAULT_DP as dp, DP_MODES } from '../../shared/dp/dp-settings.js';
 import { ConfigError, presetNames } from '../../shared/model/config.js';
 import { AVERAGE_WEIGHTINGS } from '../../shared/recovery/average.js';
 import { EDGE_POLICIES } from '../../shared/recovery/plan.js';
+import { SCHEDULERS } from '../../shared/schedule/skip-request.js';
 
 export type FlagKind = 'number' | 'string' | 'boolean' | 'number|auto';
 export type FlagValue = string | number | boolean;
@@ -77,6 +78,8 @@ export const FLAGS = {
   'outer-momentum': { kind: 'number', section: 'Run', arg: '<x>', help: 'diloco: outer Nesterov momentum', default: dp.outerMomentum },
   'dp-wire': { kind: 'string', section: 'Run', arg: '<enc>', help: `diloco: how pseudo-gradients and their mean travel: ${WIRE_ENCODINGS.join(' | ')}`, default: dp.wire, choices: WIRE_ENCODINGS },
   'max-in-flight': { kind: 'number', section: 'Run', arg: '<n>', help: 'most microbatches in flight per tab when the scheduler widens 1F1B\'s window (stages x widest group) to overlap measured hop round trips; each costs the tab a stash of activations (base: ~115 MiB); 1 = 1F1B depth only (docs/wire.md)', default: d.maxInFlight },
+  'skip-ratio': { kind: 'number', section: 'Run', arg: '<r>', help: 'SkipPipe: each training microbatch skips about r of the stages (0 = full paths); with r > 0 a vacant intermediate stage is skipped instead of waited for (docs/skippipe.md)', default: d.skipRatio },
+  'skip-schedule': { kind: 'string', section: 'Run', arg: '<s>', help: `how skip paths are chosen: ${SCHEDULERS.join(' | ')} (collision: over the measured stage times)`, default: d.skipSchedule, choices: SCHEDULERS },
   recovery: { kind: 'string', section: 'Recovery', arg: '<s>', help: RECOVERY_STRATEGIES.join(' | '), default: s.recovery, choices: RECOVERY_STRATEGIES },
   'lr-scale': { kind: 'number', section: 'Recovery', arg: '<x>', help: 'learning-rate multiplier for a rebuilt stage', default: d.recovery.lrScale },
   'replica-every': { kind: 'number', section: 'Recovery', arg: '<n>', help: 'refresh CheckFree+ embedding/head replicas every n iterations', default: d.recovery.replicaEvery },

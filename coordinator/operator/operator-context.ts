@@ -14,6 +14,7 @@ import type { RunStore } from '../record/store.js';
 import type { EventLog } from '../record/events-log.js';
 import type { SwarmMetrics } from '../record/metrics.js';
 import type { Logger } from '../record/log.js';
+import type { RecordedSchedule } from '../../shared/schedule/recorded-schedule.js';
 
 /** The run as the operator sees it and steers it. */
 export interface OperatorRun {
@@ -37,6 +38,8 @@ export interface OperatorRun {
   strategy(): RecoveryStrategy;
   /** The recovery strategy for the next failure. */
   setStrategy(s: RecoveryStrategy): void;
+  /** SkipPipe: the skip paths of the applied iterations, as the local trainer replays them (null: full paths). */
+  skipSchedule(): RecordedSchedule | null;
 }
 
 /** The tabs as the operator sees them. */

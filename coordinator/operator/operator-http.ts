@@ -5,6 +5,7 @@
  *   export       the model as safetensors (model-export.ts)
  *   state        the swarm snapshot
  *   runs, runs/<id>  past runs from SQLite
+ *   schedule     SkipPipe: this run's skip paths as a recorded schedule (`train:local --schedule-file`)
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { SwarmSnapshot } from '../../shared/protocol/operator.js';
@@ -52,6 +53,10 @@ export class OperatorHttp {
         return json(200, { url: `/api/operator/export?ticket=${this.auth.newTicket()}${validate}`, expiresInSeconds: EXPORT_TICKET_MS / 1000 }), true;
       }
       if (path === 'state') return json(200, this.snapshot()), true;
+      if (path === 'schedule') {
+        const schedule = run.skipSchedule();
+        return (schedule ? json(200, schedule) : json(404, { error: 'this run trains full paths (--skip-ratio 0): there is no skip schedule' })), true;
+      }
       if (path === 'runs') return json(200, store.listRuns({ liveId: run.runId() })), true;
       const m = /^runs\/([A-Za-z0-9_-]{1,64})$/.exec(path);
       if (m) {

@@ -33,15 +33,16 @@ export class NormOutlierDetector {
     return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
   }
 
-  /** The stage to quarantine for these norms (index = stage), or null when all look healthy. */
-  screen(norms: number[]): Outlier | null {
+  /** The stage to quarantine for these norms (index = stage; null: the stage did not run, SkipPipe), or null when all look healthy. */
+  screen(norms: readonly (number | null)[]): Outlier | null {
     for (let s = this.nStages - 1; s >= 0; s--) {
-      const n = norms[s]!;
+      const n = norms[s];
+      if (n === null || n === undefined) continue;
       if (!Number.isFinite(n)) return { stage: s, reason: `non-finite gradient norm (${n})` };
     }
     for (let s = this.nStages - 1; s >= 0; s--) {
       const h = this.history[s]!;
-      if (h.length < this.minHistory) continue;
+      if (h.length < this.minHistory || norms[s] === null || norms[s] === undefined) continue;
       const med = this.median(h);
       if (med > 0 && norms[s]! > this.factor * med && norms[s]! > this.minNorm) {
         return { stage: s, reason: `gradient norm ${norms[s]!.toExponential(2)} is ${(norms[s]! / med).toFixed(0)}x its recent median ${med.toExponential(2)}` };
@@ -50,9 +51,10 @@ export class NormOutlierDetector {
     return null;
   }
 
-  /** Records the norms of an iteration that was applied. */
-  accept(norms: number[]): void {
+  /** Records the norms of an iteration that was applied (a stage that did not run keeps its history). */
+  accept(norms: readonly (number | null)[]): void {
     norms.forEach((n, s) => {
+      if (n === null) return;
       const h = this.history[s]!;
       h.push(n);
       if (h.length > this.window) h.shift();

@@ -48,7 +48,7 @@ export class Screening {
    * jumped against their sender's history while its inputs did not (an inflation that may not show
    * in any gradient norm, e.g. activations that a normalisation absorbs). Null: nothing to blame.
    */
-  judge(norms: number[], largest: (stage: number) => Volunteer): Verdict | null {
+  judge(norms: readonly (number | null)[], largest: (stage: number) => Volunteer): Verdict | null {
     const outlier = this.outliers.screen(norms);
     if (outlier) {
       const upstream = this.relayNorms.blame(outlier.stage);
@@ -77,7 +77,7 @@ export class Screening {
   }
 
   /** The iteration with these norms was applied: they join the histories. */
-  accept(norms: number[]): void {
+  accept(norms: readonly (number | null)[]): void {
     this.outliers.accept(norms);
     this.relayNorms.commit();
   }

@@ -8,6 +8,9 @@
  *   screen   the norms and the relayed frames' norms are judged (screening.ts): a culprit is
  *            quarantined and the iteration abandoned before anyone steps;
  *   step     every replica clips and takes the identical Adam step.
+ * With SkipPipe paths (skip-planner.ts) a stage no microbatch visited has no gradient: it takes no
+ * part in any phase (no combine, no norm, no screening, no step: its Adam state does not advance),
+ * exactly as the local trainer's runIteration leaves it; its step acknowledgement is null.
  * From `combine` on, every replica holds its stage's full gradient: one lost now is left out and
  * its siblings go on; only a stage's last replica abandons the iteration. A loss anywhere aborts
  * the wait at once (not after a timeout).
@@ -69,6 +72,8 @@ export interface BarrierDeps {
   times: AnswerTimes;
   /** `--dp diloco`: no combine; every replica reports (and is screened on) its own norm. */
   dpMode?: DpMode;
+  /** Per stage: whether a microbatch of this iteration visited it (absent: all did). */
+  visited?: readonly boolean[];
 }
 
 export class Barrier {
@@ -102,19 +107,26 @@ export class Barrier {
     return Promise.race([p, this.aborted]);
   }
 
-  /** Runs every phase; resolves with each stage's step acknowledgement. */
-  async run(): Promise<StepAck[]> {
+  /** Whether a microbatch of this iteration visited stage `s` (an unvisited one sits the barrier out). */
+  private visited(s: number): boolean {
+    return this.deps.visited?.[s] ?? true;
+  }
+
+  /** Runs every phase; resolves with each stage's step acknowledgement (null: a stage no microbatch visited). */
+  async run(): Promise<(StepAck | null)[]> {
     try {
       const reduced = await this.combine();
       for (const r of reduced) if (r) this.deps.metrics.reductionBytes.inc(r.bytes);
       const groups = Array.from({ length: this.deps.nStages }, (_, s) => {
         const g = this.deps.stages.replicas(s);
-        if (g.length === 0) throw new IterationAbandoned(s, []);
+        if (g.length === 0 && this.visited(s)) throw new IterationAbandoned(s, []);
         return g;
       });
       this.current = BarrierPhase.Norms;
       const own = this.deps.dpMode === 'diloco' ? await this.race(Promise.all(groups.map((g, s) => this.largestOwnNorm(g, s)))) : null;
-      const norms = own ? own.map((o) => o.norm) : await this.race(Promise.all(groups.map(async (g, s) => (await this.deps.ask.first(g, s, 'grad_norm', this.iteration, gradNormAckSchema)).preClipNorm)));
+      const norms = own
+        ? own.map((o) => o.norm)
+        : await this.race(Promise.all(groups.map(async (g, s) => (this.visited(s) ? (await this.deps.ask.first(g, s, 'grad_norm', this.iteration, gradNormAckSchema)).preClipNorm : null))));
       this.current = BarrierPhase.Screen;
       this.screen(norms, (s) => own?.[s]!.tab ?? reduced[s]?.largest ?? groups[s]![0]!);
       this.current = BarrierPhase.Step;
@@ -137,7 +149,7 @@ export class Barrier {
     const { events } = this.deps;
     const it = this.iteration;
     const reduced: (Reduction | null)[] = new Array<Reduction | null>(this.deps.nStages).fill(null);
-    let todo = Array.from({ length: this.deps.nStages }, (_, s) => s);
+    let todo = Array.from({ length: this.deps.nStages }, (_, s) => s).filter((s) => this.visited(s));
     for (let round = 0; todo.length > 0; round++) {
       this.current = BarrierPhase.Rerun;
       const rerun = await this.race(this.pass.rerunGone());
@@ -201,7 +213,7 @@ export class Barrier {
   }
 
   /** Phase screen: a culprit is quarantined and the iteration abandoned, so its contribution is never applied. */
-  private screen(norms: number[], largest: (stage: number) => Volunteer): void {
+  private screen(norms: (number | null)[], largest: (stage: number) => Volunteer): void {
     const { screening, stages, metrics, events, quarantine } = this.deps;
     const verdict = screening.judge(norms, largest);
     if (!verdict) return;
@@ -218,12 +230,13 @@ export class Barrier {
    * Phase step: every replica clips and steps. A stage lost now does not undo the step on the
    * others (socket order: they get the step before the abandon), so the iteration counts.
    */
-  private async step(groups: Volunteer[][]): Promise<StepAck[]> {
+  private async step(groups: Volunteer[][]): Promise<(StepAck | null)[]> {
     const { ask, progress, events } = this.deps;
     const it = this.iteration;
     return this.race(
       Promise.all(
         groups.map(async (g, s) => {
+          if (!this.visited(s)) return null;
           const all = await ask.each(g, s, 'step', it, stepAckSchema);
           // Whoever went away missed the step: back from a blip it would be out of step with the
           // stages that took it, so it is dropped (with every replica gone, the stage is rebuilt).

@@ -1,13 +1,13 @@
 /**
  * What differs between a training pass and a validation pass, as two objects behind one
  * interface (the pipeline pass itself is the same code for both):
- *   train  forward (`F`) and backward (`B`) tasks along CheckFree+'s paths; at most a window of
+ *   train  forward (`F`) and backward (`B`) tasks along CheckFree+'s paths (or SkipPipe's); at most a window of
  *          microbatches in flight; the hop inputs kept while a stage has siblings, so a lost
  *          replica's hops run again; relayed frames screened; a loss starts the backward path.
  *   eval   forward-only (`E`) tasks along the plain path, everything at once, nothing kept (a
  *          replica lost mid-validation abandons it, to be retried later); a loss ends the microbatch.
  */
-import { forwardPath, swapCounter, type Hop } from '../../shared/schedule/paths.js';
+import { forwardPath, hopsFromBlockOrder, swapCounter, type Hop } from '../../shared/schedule/paths.js';
 import type { TaskMeta } from '../../shared/protocol/events.js';
 import type { Volunteer } from '../tabs/registry.js';
 import { IterationAbandoned } from './iteration-abandoned.js';
@@ -42,14 +42,21 @@ export interface PassKind {
   replicaLost(pass: PassControl, v: Volunteer, stage: number): number;
 }
 
-/** A training pass: `swap` (CheckFree+'s order), `window` (the in-flight window for M microbatches). */
-export function trainPass(opts: { swap: boolean; window: (M: number) => number }): PassKind {
+/**
+ * A training pass: `swap` (CheckFree+'s order), `window` (the in-flight window for M microbatches),
+ * `order` (SkipPipe: microbatch `mb`'s block order in `iteration` when the iteration follows skip
+ * paths, else null: the full path; skip-planner.ts).
+ */
+export function trainPass(opts: { swap: boolean; window: (M: number) => number; order?: (iteration: number, mb: number) => readonly number[] | null }): PassKind {
   return {
     name: 'train',
     forwardDir: 'F',
     keepsInputs: true,
     accepts: (dir) => dir !== 'E',
-    path: (iteration, M, mb, S) => forwardPath(swapCounter(iteration, M, mb), S, opts.swap),
+    path: (iteration, M, mb, S) => {
+      const order = opts.order?.(iteration, mb);
+      return order ? hopsFromBlockOrder(order, S) : forwardPath(swapCounter(iteration, M, mb), S, opts.swap);
+    },
     window: opts.window,
     afterLoss: (pass, mb) => pass.startBackward(mb),
     replicaLost: (pass, v, stage) => pass.rerunHopsOf(v, stage),

@@ -27,11 +27,14 @@ export class RunProgress {
     return this.current;
   }
 
-  /** Every stage stepped: `iteration` iterations are applied now, with this mean loss and these norms. */
-  applied(iteration: number, trainLoss: number, norms: GradNorms[]): void {
+  /**
+   * Every stage stepped: `iteration` iterations are applied now, with this mean loss and these
+   * norms (null: a stage no microbatch visited, SkipPipe, which did not step and keeps its last norms).
+   */
+  applied(iteration: number, trainLoss: number, norms: (GradNorms | null)[]): void {
     this.moveTo(iteration);
     this.lastTrainLoss = trainLoss;
-    this.lastNorms = norms;
+    this.lastNorms = norms.map((n, s) => n ?? this.lastNorms[s] ?? null);
   }
 
   /** The applied iteration's record (losses, timings) is complete. */

@@ -39,6 +39,9 @@ import { IterationAbandoned } from './iteration-abandoned.js';
 import type { RunProgress } from './run-progress.js';
 import type { DilocoSync } from './diloco-sync.js';
 import { dpOf } from '../../shared/run-settings.js';
+import { SkipPlanner, type IterationPaths } from './skip-planner.js';
+import { measuredStageCosts } from './skip-costs.js';
+import type { SchedulerKind } from '../../shared/schedule/skip-request.js';
 
 export { IterationAbandoned };
 export type { RecoveryLadder, StatusBroadcast, TabActions };
@@ -62,6 +65,8 @@ export interface SchedulerOptions {
   vacancyAlertMs: number;
   /** `--max-in-flight`: microbatches in flight per replica of the narrowest stage, at most (in-flight-window.ts). */
   maxInFlight: number;
+  /** SkipPipe (`--skip-ratio`, `--skip-schedule`; skip-planner.ts); absent or ratio 0: full paths. */
+  skip?: { ratio: number; scheduler: SchedulerKind };
 }
 
 export interface SchedulerDeps {
@@ -107,10 +112,16 @@ export class Scheduler {
   readonly answerTimes = new AnswerTimes();
   /** How long each stage has waited for a volunteer; the alert past `--vacancy-alert`. */
   readonly vacancies: VacancyWatch;
+  /** SkipPipe's per-iteration paths (null: every microbatch runs the full path). */
+  readonly skips: SkipPlanner | null;
+  /** The running training pass's skip paths and its iteration (null: full paths). */
+  private plan: { iteration: number; paths: IterationPaths } | null = null;
 
   constructor(readonly opts: SchedulerOptions, private deps: SchedulerDeps) {
     this.screening = new Screening(this.nStages, opts.outlierFactor);
-    this.train = trainPass({ swap: opts.swap, window: (M) => this.trainWindow(M).size });
+    const { settings } = opts;
+    this.skips = opts.skip && opts.skip.ratio > 0 ? new SkipPlanner({ nStages: settings.stages, microbatches: settings.microbatches, seed: settings.seed, swap: opts.swap, skipRatio: opts.skip.ratio, scheduler: opts.skip.scheduler }) : null;
+    this.train = trainPass({ swap: opts.swap, window: (M) => this.trainWindow(M).size, order: (it, mb) => this.trainOrder(it, mb) });
     this.ask = new ReplicaAsk({
       stages: deps.stages,
       metrics: deps.metrics,
@@ -348,6 +359,21 @@ export class Scheduler {
     return w;
   }
 
+  /** Microbatch `mb`'s block order in training iteration `iteration` when it follows a skip path (null: the full path). */
+  trainOrder(iteration: number, mb: number): readonly number[] | null {
+    return this.plan?.iteration === iteration ? (this.plan.paths.paths[mb] ?? null) : null;
+  }
+
+  /** SkipPipe: iteration `it`'s paths (null: full paths), the collision-aware scheduler fed with measured stage costs. */
+  private planPaths(it: number): IterationPaths | null {
+    const { stages, speeds } = this.deps;
+    if (!this.skips) return null;
+    const vacant = Array.from({ length: this.nStages }, (_, s) => s).filter((s) => stages.replicas(s).length === 0 && this.skips!.canSkipVacant(s));
+    return this.skips.plan(it, vacant, () =>
+      measuredStageCosts(Array.from({ length: this.nStages }, (_, s) => ({ taskMs: speeds.groupTaskMs(stages.replicas(s)), hopMs: this.hopTimes.stageTiming(stages.replicas(s)).hopMs }))),
+    );
+  }
+
   /** Resolves when no barrier is in progress (a handoff waits for it: the state is then post-step). */
   async whenBarrierDone(): Promise<void> {
     while (this.barrier) await this.barrier.done;
@@ -360,6 +386,9 @@ export class Scheduler {
     const t0 = Date.now();
     this.screening.beginIteration();
     const batches = Array.from({ length: settings.microbatches }, (_, mb) => dataset.trainBatch(settings.seed, it, mb, settings.batch));
+    const skip = this.planPaths(it);
+    this.plan = skip ? { iteration: it, paths: skip } : null;
+    const visits = skip ? this.skips!.visits(skip) : null;
     const pass = this.newPass(it, this.train, batches);
     let losses: number[];
     try {
@@ -383,10 +412,12 @@ export class Scheduler {
         stepTimeoutMs: this.opts.stepTimeoutMs,
         times: this.answerTimes,
         dpMode: dpOf(settings).mode,
+        ...(visits ? { visited: visits.map((n) => n > 0) } : {}),
       });
       const acks = await this.barrier.run();
       this.barrier = null;
-      progress.applied(it + 1, losses.reduce((a, b) => a + b, 0) / losses.length, acks.map((a) => ({ preClipNorm: a.preClipNorm, postClipNorm: a.postClipNorm, blockNorm: a.blockNorm })));
+      progress.applied(it + 1, losses.reduce((a, b) => a + b, 0) / losses.length, acks.map((a) => (a ? { preClipNorm: a.preClipNorm, postClipNorm: a.postClipNorm, blockNorm: a.blockNorm } : null)));
+      if (skip) this.skips!.commit(it, skip);
     } finally {
       this.pass = null;
       this.barrier = null;
@@ -419,6 +450,7 @@ export class Scheduler {
         const v = stages.owner(s);
         return { stage: s, volunteer: v?.id ?? null, computeMs: v?.lastStepMs ?? null, norms: progress.lastNorms[s] ?? null };
       }),
+      ...(skip ? { skip: { vacant: skip.vacant, paths: skip.paths, visits: visits! } } : {}),
       ...(sync ? { dpSync: { bytes: sync.stages.reduce((n, r) => n + r.bytesUp + r.bytesDown, 0), seconds: sync.seconds, drift: sync.stages.map((r) => r.drift) } } : {}),
     };
     progress.record(record);

@@ -102,6 +102,11 @@ export interface IterationRecord {
   stages: StageTiming[];
   /** `--dp diloco`: the sync that followed this iteration's step, if one did (coordinator/training/diloco-sync.ts). */
   dpSync?: { bytes: number; seconds: number; drift: number[] };
+  /**
+   * SkipPipe (docs/skippipe.md): the iteration's skip paths (one block order per microbatch), the
+   * intermediate stages skipped because no tab served them (`vacant`), and each stage's visits.
+   */
+  skip?: { vacant: number[]; paths: number[][]; visits: number[] };
 }
 
 export interface EventRow {

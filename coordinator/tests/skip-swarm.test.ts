@@ -1,0 +1,70 @@
+/**
+ * SkipPipe in the swarm (docs/skippipe.md): a Node swarm whose training microbatches follow skip
+ * paths matches the local trainer replaying the schedule the coordinator recorded (< 1e-4
+ * relative, as full paths do in swarm.test.ts), a stage no microbatch visited takes no optimizer
+ * step, and validation still runs the full model.
+ */
+import { describe, it, expect } from 'vitest';
+import { Coordinator, DEFAULT_COORDINATOR, type CoordinatorOptions } from '../server.js';
+import { startNodeVolunteer } from '../../testing/node-volunteer.js';
+import { DEFAULT_SETTINGS, type RunSettings } from '../../shared/run-settings.js';
+import { trainLocal } from '../../trainer/cli.js';
+import { useNodeBackend } from '../../trainer/node-backend.js';
+import { testSwarm } from '../../testing/test-swarm.js';
+import { until } from '../../testing/until.js';
+import { Stage } from '../../shared/model/stage.js';
+import { parseRecordedSchedule } from '../../shared/schedule/recorded-schedule.js';
+import type { SchedulerKind } from '../../shared/schedule/skip-request.js';
+
+const harness = testSwarm();
+
+async function startSwarm(s: RunSettings, tabs: number, extra: Partial<CoordinatorOptions>) {
+  const coord = (harness.coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings: s, port: 0, silent: true, evalEvery: 0, maxReplicas: 1, ...extra }));
+  const url = await coord.listen();
+  const created: Stage[] = [];
+  const createStage = (c: ConstructorParameters<typeof Stage>[0], i: number, o: { lr: number }) => {
+    const st = new Stage(c, i, o);
+    created.push(st);
+    return st;
+  };
+  for (let i = 0; i < tabs; i++) harness.vols.push(await startNodeVolunteer(url, { name: `t${i}`, createStage }));
+  return { coord, url, created };
+}
+
+describe('swarm with SkipPipe paths', () => {
+  it.each([
+    // M = 1 with 2 open intermediates and one per path: every iteration leaves one stage out.
+    ['checkfree, random schedule, one microbatch (a stage sits out each iteration)', 'checkfree' as const, false, 'random' as SchedulerKind, 1],
+    ['checkfree+, collision-aware schedule, swapped odd microbatches', 'checkfree+' as const, true, 'collision' as SchedulerKind, 3],
+  ])('matches the local trainer replaying the recorded schedule: %s', async (_name, recovery, swap, scheduler, microbatches) => {
+    const s: RunSettings = { ...DEFAULT_SETTINGS, preset: 'tiny', stages: 4, microbatches, batch: 2, recovery };
+    const N = 5;
+    const { coord, url, created } = await startSwarm(s, 4, { maxIterations: N, skipRatio: 0.25, skipSchedule: scheduler, evalEvery: N, evalBatches: 1 });
+    await until(() => coord.scheduler.iteration >= N && coord.scheduler.lastValLoss !== null, `${N} iterations`, 180_000);
+    const history = coord.scheduler.history;
+    expect(history).toHaveLength(N);
+    // Every iteration recorded its paths; each skips one of the 4 stages (round(0.25 x 4)).
+    for (const h of history) {
+      expect(h.skip).toBeDefined();
+      for (const p of h.skip!.paths) expect(p).toHaveLength(3);
+    }
+    // The recorded schedule comes from the operator API and passes the schedule file's checks.
+    const res = await fetch(`${url}/api/operator/schedule`, { headers: { authorization: `Bearer ${coord.operatorToken}` } });
+    expect(res.status).toBe(200);
+    const schedule = parseRecordedSchedule(await res.text());
+    expect(schedule.iterations).toHaveLength(N);
+    expect(schedule.iterations.map((i) => i.paths)).toEqual(history.map((h) => h.skip!.paths));
+
+    // A stage no microbatch visited did not step: each stage's Adam step count is its visited iterations.
+    const visitedIterations = [0, 1, 2, 3].map((st) => history.filter((h) => h.skip!.visits[st]! > 0).length);
+    if (microbatches === 1) expect(visitedIterations.slice(1, 3).every((n) => n < N)).toBe(true);
+    for (const st of created) expect(st.optimizerStep()).toBe(visitedIterations[st.index]);
+
+    await useNodeBackend('wasm');
+    const local = await trainLocal({ ...s, steps: N, evalEvery: N, evalBatches: 1, swap, recorded: schedule });
+    const swarm = history.map((h) => h.trainLoss);
+    for (let i = 0; i < N; i++) expect(Math.abs(swarm[i]! - local.trainLosses[i]!) / local.trainLosses[i]!).toBeLessThan(1e-4);
+    // Validation runs the full model on both sides.
+    expect(Math.abs(coord.scheduler.lastValLoss! - local.finalValLoss) / local.finalValLoss).toBeLessThan(1e-4);
+  });
+});
