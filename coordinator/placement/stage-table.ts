@@ -27,6 +27,8 @@ export class StageTable {
   private reserved = new Map<Volunteer, number>();
   private pending: (PendingStage | null)[];
   private rebuilding = new Set<number>();
+  /** Vacant stages whose pending weights fell behind (SkipPipe trained around them): rebuilt before a tab takes them. */
+  private stale = new Set<number>();
   private listeners = new Set<() => void>();
 
   constructor(readonly nStages: number) {
@@ -86,7 +88,7 @@ export class StageTable {
   /** Vacant stages whose weights are ready for a tab, in stage order. */
   fillable(): number[] {
     const out: number[] = [];
-    for (let s = 0; s < this.nStages; s++) if (this.isVacant(s) && this.pending[s] && !this.rebuilding.has(s)) out.push(s);
+    for (let s = 0; s < this.nStages; s++) if (this.isVacant(s) && this.pending[s] && !this.rebuilding.has(s) && !this.stale.has(s)) out.push(s);
     return out;
   }
 
@@ -94,6 +96,11 @@ export class StageTable {
     let n = 0;
     for (let s = 0; s < this.nStages; s++) if (this.isVacant(s)) n++;
     return n;
+  }
+
+  /** Vacant stages whose pending weights are stale (markStale), in stage order. */
+  staleStages(): number[] {
+    return [...this.stale].filter((s) => this.isVacant(s)).sort((a, b) => a - b);
   }
 
   isRebuilding(stage: number): boolean {
@@ -166,9 +173,20 @@ export class StageTable {
     this.changed();
   }
 
+  /**
+   * The run trains on without vacant `stage` (SkipPipe skips it): its pending weights fall behind
+   * its neighbours', so no tab takes them until the stage is rebuilt (`setPending` clears this).
+   */
+  markStale(stage: number): void {
+    if (!this.isVacant(stage) || this.stale.has(stage)) return;
+    this.stale.add(stage);
+    this.changed();
+  }
+
   /** A vacant stage's weights are ready for the next tab. */
   setPending(stage: number, p: PendingStage): void {
     this.rebuilding.delete(stage);
+    this.stale.delete(stage);
     this.pending[stage] = p;
     this.changed();
   }

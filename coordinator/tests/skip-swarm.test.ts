@@ -67,4 +67,43 @@ describe('swarm with SkipPipe paths', () => {
     // Validation runs the full model on both sides.
     expect(Math.abs(coord.scheduler.lastValLoss! - local.finalValLoss) / local.finalValLoss).toBeLessThan(1e-4);
   });
+
+  it('trains through a vacant intermediate stage, then rebuilds it from its neighbours for a newcomer, who rejoins the paths', async () => {
+    const s: RunSettings = { ...DEFAULT_SETTINGS, preset: 'tiny', stages: 4, microbatches: 2, batch: 2, recovery: 'checkfree' };
+    const { coord, url } = await startSwarm(s, 4, { maxIterations: 40, skipRatio: 0.25, skipSchedule: 'collision', graceMs: 200 });
+    await until(() => coord.scheduler.iteration >= 2, '2 iterations', 120_000);
+    const victim = coord.stages.owner(1)!;
+    harness.vols.find((x) => x.status().volunteerId === victim.id)!.kill();
+    // No spare: the run goes on without stage 1 instead of waiting for a volunteer.
+    await until(() => coord.stages.isVacant(1) && !coord.stages.isRebuilding(1), 'stage 1 vacant', 30_000);
+    const lostAt = coord.scheduler.iteration;
+    await until(() => coord.scheduler.iteration >= lostAt + 3, 'iterations without stage 1', 60_000);
+    expect(coord.stages.isVacant(1)).toBe(true);
+    const without = coord.scheduler.history.filter((h) => h.iteration > lostAt);
+    for (const h of without) {
+      expect(h.skip!.vacant).toEqual([1]);
+      expect(h.skip!.visits[1]).toBe(0);
+      for (const p of h.skip!.paths) expect(p).not.toContain(1);
+    }
+    const status = coord.scheduler.status();
+    expect(status.state).toBe('running');
+    expect(status.skip).toMatchObject({ ratio: 0.25, vacant: [1] });
+    expect(coord.stages.staleStages()).toEqual([1]);
+    // A volunteer arrives: stage 1 is rebuilt from its neighbours' current weights and visited again.
+    harness.vols.push(await startNodeVolunteer(url, { name: 'newcomer' }));
+    await until(() => !coord.stages.isVacant(1), 'stage 1 served again', 60_000);
+    const back = coord.scheduler.iteration;
+    await until(() => coord.scheduler.iteration >= back + 2, 'iterations with stage 1', 60_000);
+    const after = coord.scheduler.history.filter((h) => h.iteration > back);
+    expect(after.every((h) => h.skip!.vacant.length === 0)).toBe(true);
+    expect(after.some((h) => h.skip!.visits[1]! > 0)).toBe(true);
+    expect(coord.scheduler.status().skip!.vacant).toEqual([]);
+    const rebuilds = coord.recovery.done.filter((r) => r.stage === 1);
+    // Once when its tab was lost, once more for the newcomer, from the neighbours as they are then.
+    expect(rebuilds.length).toBe(2);
+    expect(rebuilds[rebuilds.length - 1]).toMatchObject({ method: 'average' });
+    expect(rebuilds[rebuilds.length - 1]!.sources.map((x) => x.stage).sort()).toEqual([0, 2]);
+    expect(coord.events.list('recovery').some((e) => /stage 1 rejoins the paths/.test(e.message))).toBe(true);
+    expect(coord.events.list('run').some((e) => /stage 1 has no volunteer: training goes on without it/.test(e.message))).toBe(true);
+  });
 });

@@ -40,6 +40,7 @@ import type { RunProgress } from './run-progress.js';
 import type { DilocoSync } from './diloco-sync.js';
 import { dpOf } from '../../shared/run-settings.js';
 import { SkipPlanner, type IterationPaths } from './skip-planner.js';
+import { VacancySkip } from './vacancy-skip.js';
 import { measuredStageCosts } from './skip-costs.js';
 import type { SchedulerKind } from '../../shared/schedule/skip-request.js';
 
@@ -114,6 +115,10 @@ export class Scheduler {
   readonly vacancies: VacancyWatch;
   /** SkipPipe's per-iteration paths (null: every microbatch runs the full path). */
   readonly skips: SkipPlanner | null;
+  /** SkipPipe: intermediate stages with no tab that the run trains around, and their rebuild when a volunteer comes. */
+  readonly vacancySkip: VacancySkip;
+  /** The last applied iteration's visits per stage (null: full paths). */
+  private lastVisits: number[] | null = null;
   /** The running training pass's skip paths and its iteration (null: full paths). */
   private plan: { iteration: number; paths: IterationPaths } | null = null;
 
@@ -121,6 +126,13 @@ export class Scheduler {
     this.screening = new Screening(this.nStages, opts.outlierFactor);
     const { settings } = opts;
     this.skips = opts.skip && opts.skip.ratio > 0 ? new SkipPlanner({ nStages: settings.stages, microbatches: settings.microbatches, seed: settings.seed, swap: opts.swap, skipRatio: opts.skip.ratio, scheduler: opts.skip.scheduler }) : null;
+    this.vacancySkip = new VacancySkip({
+      stages: deps.stages,
+      waiting: () => deps.placement.waitingCount(),
+      ladder: deps.ladder,
+      events: deps.events,
+      canSkip: (s) => this.skips?.canSkipVacant(s) ?? false,
+    });
     this.train = trainPass({ swap: opts.swap, window: (M) => this.trainWindow(M).size, order: (it, mb) => this.trainOrder(it, mb) });
     this.ask = new ReplicaAsk({
       stages: deps.stages,
@@ -188,6 +200,7 @@ export class Scheduler {
       needsVolunteer: this.vacancies.alerts(),
       trainLoss: progress.lastTrainLoss,
       valLoss: progress.lastValLoss,
+      ...(this.skips ? { skip: { ratio: this.skips.opts.skipRatio, vacant: this.vacancySkip.skipped().map((x) => x.stage), visits: this.lastVisits } } : {}),
     };
   }
 
@@ -299,9 +312,11 @@ export class Scheduler {
         await this.sleepUntilKicked(1000);
         continue;
       }
-      // Between iterations: waiting tabs join groups (they copy a replica's state now).
+      // Between iterations: a stage trained around (SkipPipe) is rebuilt for a waiting volunteer,
+      // then waiting tabs join groups (they copy a replica's state now).
+      await this.vacancySkip.rejoin(progress.iteration).catch((e: Error) => log.warn({ err: e.message }, 'rebuilding a skipped stage failed'));
       await placement.admit().catch((e: Error) => log.warn({ err: e.message }, 'placement failed'));
-      if (this.isPaused || !stages.ready()) {
+      if (this.isPaused || !(stages.ready() || this.vacancySkip.canTrain())) {
         // A lost stage keeps the run 'recovering' until it is served again, including while its
         // weights are still being rebuilt (it only becomes vacant once they are ready).
         this.setState(this.isPaused ? 'paused' : this.runState === 'recovering' ? 'recovering' : 'waiting');
@@ -368,8 +383,7 @@ export class Scheduler {
   private planPaths(it: number): IterationPaths | null {
     const { stages, speeds } = this.deps;
     if (!this.skips) return null;
-    const vacant = Array.from({ length: this.nStages }, (_, s) => s).filter((s) => stages.replicas(s).length === 0 && this.skips!.canSkipVacant(s));
-    return this.skips.plan(it, vacant, () =>
+    return this.skips.plan(it, this.vacancySkip.skippable(), () =>
       measuredStageCosts(Array.from({ length: this.nStages }, (_, s) => ({ taskMs: speeds.groupTaskMs(stages.replicas(s)), hopMs: this.hopTimes.stageTiming(stages.replicas(s)).hopMs }))),
     );
   }
@@ -388,6 +402,7 @@ export class Scheduler {
     const batches = Array.from({ length: settings.microbatches }, (_, mb) => dataset.trainBatch(settings.seed, it, mb, settings.batch));
     const skip = this.planPaths(it);
     this.plan = skip ? { iteration: it, paths: skip } : null;
+    if (skip) this.vacancySkip.skipping(skip.vacant, it);
     const visits = skip ? this.skips!.visits(skip) : null;
     const pass = this.newPass(it, this.train, batches);
     let losses: number[];
@@ -418,6 +433,7 @@ export class Scheduler {
       this.barrier = null;
       progress.applied(it + 1, losses.reduce((a, b) => a + b, 0) / losses.length, acks.map((a) => (a ? { preClipNorm: a.preClipNorm, postClipNorm: a.postClipNorm, blockNorm: a.blockNorm } : null)));
       if (skip) this.skips!.commit(it, skip);
+      this.lastVisits = visits;
     } finally {
       this.pass = null;
       this.barrier = null;

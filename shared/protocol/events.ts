@@ -210,6 +210,12 @@ export interface RunStatus {
   needsVolunteer: number[];
   trainLoss: number | null;
   valLoss: number | null;
+  /**
+   * SkipPipe (`--skip-ratio`, docs/skippipe.md): the ratio, the intermediate stages trained around
+   * because no tab serves them, and how many microbatches each stage ran in the last iteration
+   * (null before the first); absent when the run trains full paths.
+   */
+  skip?: { ratio: number; vacant: number[]; visits: number[] | null };
 }
 
 /** One forward hop for the operator's sampler (see `infer`). */
