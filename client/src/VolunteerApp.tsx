@@ -1,6 +1,7 @@
 import type { RunStatus } from '../../shared/protocol/events';
 import { useCallback, useEffect, useRef, useState, type ReactNode } from 'react';
 import { duration, fmtLongVacancies, num } from './format';
+import { fmtSkip } from './skip-status';
 import { ControlsPanel } from './ControlsPanel';
 import { GivingPanel } from './GivingPanel';
 import { SamplePanel } from './SamplePanel';
@@ -79,7 +80,8 @@ function fmtRun(run: RunStatus | null): string {
     return `${run.state === 'waiting' ? 'waiting to start' : 'rebuilding a lost stage'}${who}${long ? ` (${long})` : ''}`;
   }
   const loss = run.trainLoss !== null ? `, loss ${run.trainLoss.toFixed(3)}` : '';
-  return `${run.state}, ${run.stages} stages, iteration ${run.iteration}${loss}`;
+  const skip = fmtSkip(run.skip);
+  return `${run.state}, ${run.stages} stages, iteration ${run.iteration}${loss}${skip ? `; ${skip}` : ''}`;
 }
 
 interface RowProps {

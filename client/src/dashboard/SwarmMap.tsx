@@ -3,6 +3,7 @@ import { useEffect, useState } from 'react';
 
 import type { SwarmSnapshot, TabInfo } from '../../../shared/protocol/operator';
 import { compact, duration, fmtLongVacancies, num, stageRole } from '../format';
+import { SkipPaths } from './SkipPaths';
 
 function useNow(ms = 1000): number {
   const [now, setNow] = useState(() => Date.now());
@@ -95,6 +96,7 @@ export function SwarmMap({ swarm, swarmAt }: { swarm: SwarmSnapshot; swarmAt: nu
           )}
         </span>
       </header>
+      <SkipPaths status={swarm.status} />
       <ol className="pipeline" data-testid="swarm-map">
         {swarm.stages.map((slot) => (
           <li key={slot.stage} className={`stage stage-${slot.state}`} data-testid={`stage-${slot.stage}`} data-state={slot.state}>

@@ -1,0 +1,32 @@
+/**
+ * SkipPipe on the pages (docs/skippipe.md): which stages the last iteration's training paths
+ * left out, and why: no volunteer serves the stage (it is trained around until one arrives), or the
+ * skip ratio (paths visit only part of the stages; every stage still runs its share).
+ */
+import type { RunStatus } from '../../shared/protocol/events';
+
+export type SkipStatus = NonNullable<RunStatus['skip']>;
+
+export interface StageSkip {
+  stage: number;
+  /** Microbatches that ran the stage in the last iteration (null before the first). */
+  visits: number | null;
+  /** Why it ran no microbatch: 'vacant' (no volunteer), 'ratio' (the skip paths left it out), or null (it ran). */
+  skipped: 'vacant' | 'ratio' | null;
+}
+
+/** Per stage: its visits in the last iteration and why it was skipped, if it was. */
+export function stageSkips(skip: SkipStatus, nStages: number): StageSkip[] {
+  return Array.from({ length: nStages }, (_, stage) => {
+    const visits = skip.visits?.[stage] ?? null;
+    const skipped = skip.vacant.includes(stage) ? 'vacant' : visits === 0 ? 'ratio' : null;
+    return { stage, visits, skipped };
+  });
+}
+
+/** One line for the volunteer page: "" without skip paths. */
+export function fmtSkip(skip: SkipStatus | undefined): string {
+  if (!skip) return '';
+  const vacant = skip.vacant.length === 0 ? '' : skip.vacant.length === 1 ? `; training without stage ${skip.vacant[0]} until a volunteer takes it` : `; training without stages ${skip.vacant.join(', ')} until volunteers take them`;
+  return `partial pipelines: each microbatch skips about ${Math.round(skip.ratio * 100)}% of the stages${vacant}`;
+}
