@@ -351,7 +351,7 @@ export class Coordinator {
         status: () => scheduler.status(),
         iteration: () => scheduler.iteration,
         setPaused: (p) => scheduler.setPaused(p),
-        validate: () => scheduler.validate(),
+        validate: (stages) => scheduler.validate(stages),
         strategy: () => recovery.strategy.name,
         setStrategy: (s) => recovery.setStrategy(s),
         skipSchedule: () => scheduler.skips?.recorded() ?? null,

@@ -90,17 +90,18 @@ export async function stagesFromModelFile(bytes: Uint8Array | ArrayBuffer, stage
 }
 
 /**
- * Next-token logits for one sequence through local stages on the plain path, with the context
- * padded exactly as the swarm sampler pads it (coordinator/sampling.ts padContext).
+ * Next-token logits for one sequence through local stages on the plain path (or along `order`, a
+ * partial model's block order), with the context padded exactly as the swarm sampler pads it
+ * (coordinator/sampling.ts padContext).
  */
-export async function lastLogits(stages: import('../../shared/model/stage.js').Stage[], context: Int32Array): Promise<Float32Array> {
+export async function lastLogits(stages: import('../../shared/model/stage.js').Stage[], context: Int32Array, order?: readonly number[]): Promise<Float32Array> {
   const tf = await import('../../shared/model/tf.js');
-  const { forwardPath } = await import('../../shared/schedule/paths.js');
+  const { forwardPath, hopsFromBlockOrder } = await import('../../shared/schedule/paths.js');
   const { padContext } = await import('./sampling.js');
   const { tokens, position } = padContext(context, stages[0]!.config.seqLen);
   const logits = tf.tidy(() => {
     let x: import('../../shared/model/tf.js').Tensor = tf.tensor2d(tokens, [1, tokens.length], 'int32');
-    for (const hop of forwardPath(0, stages.length, false)) x = stages[hop.stage]!.infer(x, hop.segment);
+    for (const hop of order ? hopsFromBlockOrder(order, stages.length) : forwardPath(0, stages.length, false)) x = stages[hop.stage]!.infer(x, hop.segment);
     return tf.reshape(tf.slice(x, [position, 0], [1, -1]), [-1]);
   });
   const data = (await logits.data()) as Float32Array;

@@ -33,8 +33,8 @@ export interface OperatorRun {
   iteration(): number;
   /** Holds the run after the current iteration (true) or lets it go on. */
   setPaused(paused: boolean): void;
-  /** Measures the validation loss of the weights the tabs hold now. */
-  validate(): Promise<number>;
+  /** Measures the validation loss of the weights the tabs hold now (through the stages `stages` only, when given: a partial model). */
+  validate(stages?: readonly number[]): Promise<number>;
   strategy(): RecoveryStrategy;
   /** The recovery strategy for the next failure. */
   setStrategy(s: RecoveryStrategy): void;

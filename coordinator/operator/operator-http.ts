@@ -5,6 +5,7 @@
  *   export       the model as safetensors (model-export.ts)
  *   state        the swarm snapshot
  *   runs, runs/<id>  past runs from SQLite
+ *   eval?stages=0,2,3  SkipPipe: validation loss of that subset of stages next to the full model's (partial-eval.ts)
  *   schedule     SkipPipe: this run's skip paths as a recorded schedule (`train:local --schedule-file`)
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -13,6 +14,7 @@ import { clientAddress } from '../gateway/client-address.js';
 import { EXPORT_TICKET_MS, requestToken, type OperatorAuth } from './operator-auth.js';
 import { HttpError, type ModelExport } from './model-export.js';
 import type { OperatorContext } from './operator-context.js';
+import { parseStageList, type PartialEval } from './partial-eval.js';
 
 export class OperatorHttp {
   constructor(
@@ -20,6 +22,7 @@ export class OperatorHttp {
     private auth: OperatorAuth,
     private exporter: ModelExport,
     private snapshot: () => SwarmSnapshot,
+    private partial?: PartialEval,
   ) {}
 
   /** Handles /api/operator/*; returns false for other paths. */
@@ -53,6 +56,7 @@ export class OperatorHttp {
         return json(200, { url: `/api/operator/export?ticket=${this.auth.newTicket()}${validate}`, expiresInSeconds: EXPORT_TICKET_MS / 1000 }), true;
       }
       if (path === 'state') return json(200, this.snapshot()), true;
+      if (path === 'eval' && this.partial) return json(200, await this.partial.evaluate(parseStageList(url.searchParams.get('stages')))), true;
       if (path === 'schedule') {
         const schedule = run.skipSchedule();
         return (schedule ? json(200, schedule) : json(404, { error: 'this run trains full paths (--skip-ratio 0): there is no skip schedule' })), true;

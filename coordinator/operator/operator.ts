@@ -17,6 +17,7 @@ import {
   pauseSchema,
   runIdSchema,
   sampleSchema,
+  partialEvalSchema,
   strategySchema,
   type Ack,
   type ChurnConfig,
@@ -34,6 +35,8 @@ import { RECOVERY_STRATEGIES, type RecoveryStrategy } from '../../shared/run-set
 import type { Volunteer } from '../tabs/registry.js';
 import { clientAddress } from '../gateway/client-address.js';
 import { generate, swarmLogits } from './sampling.js';
+import { PartialEval } from './partial-eval.js';
+import { evalOrder } from '../../shared/schedule/skip-paths.js';
 import { OperatorAuth } from './operator-auth.js';
 import { ModelExport, type ExportedModel } from './model-export.js';
 import { OperatorHttp } from './operator-http.js';
@@ -76,13 +79,15 @@ export class Operator {
   private readonly churn: Churn;
   private readonly exporter: ModelExport;
   private readonly http: OperatorHttp;
+  private readonly partial: PartialEval;
 
   constructor(private ctx: OperatorContext, token: string) {
     this.auth = new OperatorAuth(token, { metrics: ctx.metrics, log: ctx.log });
     this.hold = new RunHold((paused) => ctx.run.setPaused(paused));
     this.churn = new Churn(ctx.run.nStages, ctx.tabs, ctx.events);
     this.exporter = new ModelExport(ctx, this.hold, () => this.pushSwarm());
-    this.http = new OperatorHttp(ctx, this.auth, this.exporter, () => this.snapshot());
+    this.partial = new PartialEval(ctx, this.hold);
+    this.http = new OperatorHttp(ctx, this.auth, this.exporter, () => this.snapshot(), this.partial);
   }
 
   get token(): string {
@@ -223,6 +228,7 @@ export class Operator {
 
   async sample(req: z.infer<typeof sampleSchema>): Promise<SampleResult> {
     if (this.sampling) throw new Error('a sample is already being generated');
+    const order = req.stages ? evalOrder(req.stages, this.ctx.run.nStages) : undefined;
     this.sampling = true;
     this.pushSwarm();
     const t0 = Date.now();
@@ -231,7 +237,7 @@ export class Operator {
       const { config, tokenizer } = run;
       const iteration = run.iteration();
       const tokens = await generate(
-        (ctx) => swarmLogits(tabs.stages, config, run.nStages, ctx),
+        (ctx) => swarmLogits(tabs.stages, config, run.nStages, ctx, order),
         tokenizer.encode(req.prompt),
         { length: req.length, temperature: req.temperature, seed: req.seed ?? 1, seqLen: config.seqLen, cancelled: () => this.closed },
       );
@@ -278,6 +284,7 @@ export class Operator {
     handle('inject_failure', injectSchema, async (p) => ({ volunteer: await this.injectFailure(p.stage) }));
     handle('churn', churnSchema, (p) => (this.setChurn(p), {}));
     handle('sample', sampleSchema, async (p) => ({ result: await this.sample(p) }));
+    handle('partial_eval', partialEvalSchema, async (p) => ({ result: await this.partial.evaluate(p.stages) }));
     handle('runs', null, () => ({ runs: store.listRuns({ liveId: run.runId() }) }));
     handle('run', runIdSchema, (p) => {
       const detail = store.detail(p.runId, run.runId());

@@ -9,7 +9,7 @@
  * run is training, consecutive stages may be one optimizer step apart; pause the run for a sample
  * from one exact iteration.
  */
-import { forwardPath } from '../../shared/schedule/paths.js';
+import { forwardPath, hopsFromBlockOrder } from '../../shared/schedule/paths.js';
 import { decodeTensorFrame, encodeTensorFrame } from '../../shared/protocol/index.js';
 import { mulberry32 } from '../../shared/model/rng.js';
 import type { ResolvedConfig } from '../../shared/model/config.js';
@@ -91,15 +91,15 @@ export class SamplingError extends Error {
 
 /**
  * Next-token logits for `context`, computed by the tabs: one `infer` hop per stage on the plain
- * path (context padded by padContext); each reply is checked (dtype, shape, finite values)
- * before it travels on.
+ * path (context padded by padContext), or along `order` (a partial model's block order, SkipPipe:
+ * skip-paths.ts evalOrder); each reply is checked (dtype, shape, finite values) before it travels on.
  */
-export async function swarmLogits(stages: Pick<StageTable, 'owner'>, config: ResolvedConfig, nStages: number, context: Int32Array): Promise<Float32Array> {
+export async function swarmLogits(stages: Pick<StageTable, 'owner'>, config: ResolvedConfig, nStages: number, context: Int32Array, order?: readonly number[]): Promise<Float32Array> {
   const { tokens, position } = padContext(context, config.seqLen);
   const T = tokens.length;
   const maxBytes = 64 + T * Math.max(config.dModel, config.vocabSize) * 4 + 64;
   let frame = encodeTensorFrame({ kind: 'tokens', iteration: 0, microbatch: 0, hop: 0, fromStage: -1, toStage: 0, dtype: 'int32', shape: [1, T] }, tokens);
-  const path = forwardPath(0, nStages, false);
+  const path = order ? hopsFromBlockOrder(order, nStages) : forwardPath(0, nStages, false);
   for (const [i, hop] of path.entries()) {
     const owner = stages.owner(hop.stage);
     if (!owner) throw new SamplingError(`stage ${hop.stage} has no volunteer right now; sample again when the swarm is complete`);

@@ -41,6 +41,8 @@ import type { DilocoSync } from './diloco-sync.js';
 import { dpOf } from '../../shared/run-settings.js';
 import { SkipPlanner, type IterationPaths } from './skip-planner.js';
 import { VacancySkip } from './vacancy-skip.js';
+import { partialEvalPass } from './partial-eval-pass.js';
+import { evalOrder } from '../../shared/schedule/skip-paths.js';
 import { measuredStageCosts } from './skip-costs.js';
 import type { SchedulerKind } from '../../shared/schedule/skip-request.js';
 
@@ -443,7 +445,8 @@ export class Scheduler {
     const sync = await this.deps.diloco?.afterStep(it);
     const iteration = progress.iteration;
     let valLoss: number | null = null;
-    if (this.opts.evalEvery > 0 && iteration % this.opts.evalEvery === 0) {
+    // Validation runs the full model: not while a stage is trained around for want of a tab (SkipPipe).
+    if (this.opts.evalEvery > 0 && iteration % this.opts.evalEvery === 0 && stages.ready()) {
       valLoss = await this.validate().catch((e: Error) => {
         log.warn({ err: e.message }, 'validation failed');
         return null;
@@ -499,16 +502,21 @@ export class Scheduler {
     pass.onOut(v, meta, frame);
   }
 
-  /** Validation loss through the plain pipeline path (no stash, no update). */
-  async validate(): Promise<number> {
+  /**
+   * Validation loss through the plain pipeline path (no stash, no update), or through the stages
+   * `stages` only (a partial model, SkipPipe: partial-eval-pass.ts; checked with evalOrder, and
+   * not recorded as the run's validation loss). Call it between iterations (the run held).
+   */
+  async validate(stages?: readonly number[]): Promise<number> {
     const { settings, dataset } = this.opts;
     const batches = dataset.valBatches(this.opts.evalBatches, settings.batch);
-    const pass = this.newPass(this.deps.progress.iteration, evalPass, batches);
+    const kind = stages ? partialEvalPass(evalOrder(stages, this.nStages)) : evalPass;
+    const pass = this.newPass(this.deps.progress.iteration, kind, batches);
     try {
       this.pass = pass;
       const losses = await pass.run();
       const v = losses.reduce((a, b) => a + b, 0) / losses.length;
-      this.deps.progress.validated(v);
+      if (!stages) this.deps.progress.validated(v);
       return v;
     } finally {
       this.pass = null;

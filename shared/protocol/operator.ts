@@ -10,7 +10,7 @@
  *   iteration  each completed iteration (losses, time, tokens, per-stage compute)
  *   event      each event-log entry (joins, leaves, assignments, recoveries, rejections, ...)
  * Dashboard -> coordinator (each answers through its ack with `{ ok: true, ... }` or
- * `{ ok: false, error }`): init, pause, set_strategy, inject_failure, churn, sample, runs, run.
+ * `{ ok: false, error }`): init, pause, set_strategy, inject_failure, churn, sample (optionally through a subset of stages), partial_eval, runs, run.
  *
  * Payloads from the dashboard are validated with the zod schemas below (the token proves who the
  * sender is, not that the payload is well formed).
@@ -159,7 +159,11 @@ export const sampleSchema = z.strictObject({
   /** 0 = greedy (argmax). */
   temperature: z.number().min(0).max(5),
   seed: z.number().int().min(0).max(0xffffffff).optional(),
+  /** SkipPipe: sample through these stages only (a partial model; stage 0 and the last included). */
+  stages: z.array(z.number().int().min(0).max(0xffff)).min(1).max(256).optional(),
 });
+/** SkipPipe: the validation loss of a subset of the stages (coordinator/operator/partial-eval.ts). */
+export const partialEvalSchema = z.strictObject({ stages: z.array(z.number().int().min(0).max(0xffff)).min(1).max(256) });
 export const runIdSchema = z.strictObject({ runId: z.string().min(1).max(64) });
 
 export type SampleRequest = z.infer<typeof sampleSchema>;
@@ -172,6 +176,17 @@ export interface SampleResult {
   ms: number;
   /** Iteration the swarm was at when sampling began. */
   iteration: number;
+}
+
+/** A partial model's validation loss next to the full model's (null: a stage has no tab), on the same weights. */
+export interface PartialEvalResult {
+  /** The block order evaluated. */
+  stages: number[];
+  iteration: number;
+  loss: number;
+  fullLoss: number | null;
+  /** exp(loss - fullLoss): the partial model's perplexity over the full model's. */
+  perplexityRatio: number | null;
 }
 
 export type Ack<T = object> = ({ ok: true } & T) | { ok: false; error: string };
@@ -189,6 +204,7 @@ export interface OperatorToServer {
   inject_failure: (p: z.infer<typeof injectSchema>, ack: (r: Ack<{ volunteer: string }>) => void) => void;
   churn: (p: ChurnConfig, ack: (r: Ack) => void) => void;
   sample: (p: SampleRequest, ack: (r: Ack<{ result: SampleResult }>) => void) => void;
+  partial_eval: (p: z.infer<typeof partialEvalSchema>, ack: (r: Ack<{ result: PartialEvalResult }>) => void) => void;
   runs: (ack: (r: Ack<{ runs: RunSummary[] }>) => void) => void;
   run: (p: z.infer<typeof runIdSchema>, ack: (r: Ack<{ detail: RunDetail }>) => void) => void;
 }
