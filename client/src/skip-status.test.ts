@@ -23,3 +23,14 @@ describe('skip status on the pages', () => {
     expect(fmtSkip({ ratio: 0.5, vacant: [1, 3], visits: null })).toMatch(/without stages 1, 3 until volunteers take them$/);
   });
 });
+
+describe('stage lists typed by the operator', () => {
+  it('parses comma-separated stage numbers and refuses anything else', async () => {
+    const { parseStages } = await import('./skip-status');
+    expect(parseStages('0, 2,3')).toEqual([0, 2, 3]);
+    expect(parseStages('')).toBeNull();
+    expect(parseStages('0,,3')).toBeNull();
+    expect(parseStages('0,-1')).toBeNull();
+    expect(parseStages('a')).toBeNull();
+  });
+});

@@ -30,3 +30,10 @@ export function fmtSkip(skip: SkipStatus | undefined): string {
   const vacant = skip.vacant.length === 0 ? '' : skip.vacant.length === 1 ? `; training without stage ${skip.vacant[0]} until a volunteer takes it` : `; training without stages ${skip.vacant.join(', ')} until volunteers take them`;
   return `partial pipelines: each microbatch skips about ${Math.round(skip.ratio * 100)}% of the stages${vacant}`;
 }
+
+/** "0, 2,3" as [0, 2, 3]; null for anything but a comma-separated list of stage numbers ("" too). */
+export function parseStages(text: string): number[] | null {
+  const parts = text.split(',').map((p) => p.trim());
+  if (parts.length === 0 || parts.some((p) => !/^\d{1,5}$/.test(p))) return null;
+  return parts.map(Number);
+}

@@ -8,6 +8,7 @@ import { EventLog } from './EventLog';
 import { compact, dateTime, num } from '../format';
 import { Runs } from './Runs';
 import { Sampler } from './Sampler';
+import { PartialModel } from './PartialModel';
 import { SwarmMap } from './SwarmMap';
 import { readToken, useOperator } from './useOperator';
 
@@ -168,6 +169,7 @@ export function App() {
         <ThroughputChart iterations={iterations} />
         <StageTimes iterations={iterations} stages={stages} />
         {!review && <Sampler call={call as never} disabled={swarm.stages.some((s) => s.state !== 'training') || swarm.sampling} />}
+        {!review && <PartialModel call={call as never} nStages={swarm.stages.length} disabled={swarm.sampling} />}
         <EventLog events={events} title={review ? `Event log of ${review.run.id}` : 'Event log'} />
         <Runs runs={runs} viewing={review?.run.id ?? null} onOpen={(id) => void openRun(id)} onRefresh={() => void refreshRuns()} />
       </main>

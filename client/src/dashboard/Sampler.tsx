@@ -2,6 +2,7 @@
 import { useState, type FormEvent } from 'react';
 
 import type { Ack, SampleResult } from '../../../shared/protocol/operator';
+import { parseStages } from '../skip-status';
 
 type Call = <T extends object = object>(event: never, payload?: unknown, timeoutMs?: number) => Promise<Ack<T>>;
 
@@ -9,15 +10,19 @@ export function Sampler({ call, disabled }: { call: Call; disabled: boolean }) {
   const [prompt, setPrompt] = useState('Call me Ishmael. ');
   const [length, setLength] = useState(48);
   const [temperature, setTemperature] = useState(0.8);
+  /** SkipPipe: sample through these stages only ('' = the full model). */
+  const [stages, setStages] = useState('');
   const [busy, setBusy] = useState(false);
   const [result, setResult] = useState<SampleResult | null>(null);
   const [error, setError] = useState<string | null>(null);
 
   const submit = async (e: FormEvent) => {
     e.preventDefault();
+    const subset = stages.trim() ? parseStages(stages) : undefined;
+    if (subset === null) return setError('stages: numbers separated by commas, e.g. 0,2,3 (empty: the full model)');
     setBusy(true);
     setError(null);
-    const r = await call<{ result: SampleResult }>('sample' as never, { prompt, length, temperature, seed: Math.floor(Math.random() * 1e9) }, 600_000);
+    const r = await call<{ result: SampleResult }>('sample' as never, { prompt, length, temperature, seed: Math.floor(Math.random() * 1e9), ...(subset ? { stages: subset } : {}) }, 600_000);
     setBusy(false);
     if (r.ok) setResult(r.result);
     else setError(r.error);
@@ -39,6 +44,10 @@ export function Sampler({ call, disabled }: { call: Call; disabled: boolean }) {
           <label className="inline">
             temperature
             <input type="number" min={0} max={5} step={0.1} value={temperature} onChange={(e) => setTemperature(Number(e.target.value))} />
+          </label>
+          <label className="inline">
+            stages
+            <input value={stages} onChange={(e) => setStages(e.target.value)} size={10} placeholder="all" aria-label="sample through these stages only" data-testid="sample-stages" />
           </label>
           <button type="submit" className="primary" disabled={busy || disabled} data-testid="sample">
             {busy ? 'Sampling…' : 'Generate'}
