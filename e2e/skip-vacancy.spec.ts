@@ -27,9 +27,11 @@ test('the only tab of an intermediate stage closes: iterations keep advancing wi
   expect(swarm.coord.stages.isVacant(LOST)).toBe(true);
   const without = swarm.coord.scheduler.history.filter((h) => h.iteration > lostAt);
   expect(without.length).toBeGreaterThanOrEqual(3);
+  const recorded = swarm.coord.scheduler.skips!.recorded().iterations;
   for (const h of without) {
     expect(h.skip!.vacant).toEqual([LOST]);
-    for (const p of h.skip!.paths) expect(p).not.toContain(LOST);
+    expect(h.skip!.visits[LOST]).toBe(0);
+    for (const p of recorded[h.iteration - 1]!.paths) expect(p).not.toContain(LOST);
   }
   // Every remaining page says the run trains without the stage.
   await waitUntil(

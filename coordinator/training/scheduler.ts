@@ -469,7 +469,7 @@ export class Scheduler {
         const v = stages.owner(s);
         return { stage: s, volunteer: v?.id ?? null, computeMs: v?.lastStepMs ?? null, norms: progress.lastNorms[s] ?? null };
       }),
-      ...(skip ? { skip: { vacant: skip.vacant, paths: skip.paths, visits: visits! } } : {}),
+      ...(skip ? { skip: { vacant: skip.vacant, visits: visits! } } : {}),
       ...(sync ? { dpSync: { bytes: sync.stages.reduce((n, r) => n + r.bytesUp + r.bytesDown, 0), seconds: sync.seconds, drift: sync.stages.map((r) => r.drift) } } : {}),
     };
     progress.record(record);

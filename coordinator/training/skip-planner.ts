@@ -36,8 +36,12 @@ export interface IterationPaths {
 export class SkipPlanner {
   /** The last applied iteration's paths (its unvisited stages are the next mustVisit). */
   private last: IterationPaths | null = null;
-  /** Applied iterations' plans, by iteration (a resumed run starts with holes). */
-  private readonly applied: (IterationPaths | undefined)[] = [];
+  /**
+   * Applied iterations' plans as JSON text, by iteration (a resumed run starts with holes): a
+   * string is a few bytes per stage visit, where nested arrays of numbers would cost several
+   * times that over a long run.
+   */
+  private readonly applied: (string | undefined)[] = [];
 
   constructor(readonly opts: SkipPlannerOptions) {
     // Throws a SkipRuleError for a ratio outside [0, 1).
@@ -71,7 +75,7 @@ export class SkipPlanner {
   /** Iteration `iteration` was applied with `plan`: it joins the record and sets the next mustVisit. */
   commit(iteration: number, plan: IterationPaths): void {
     this.last = plan;
-    this.applied[iteration] = plan;
+    this.applied[iteration] = JSON.stringify(plan);
   }
 
   /** Microbatches each stage ran in `plan` (stage 0 and S-1: all of them). */
@@ -87,7 +91,7 @@ export class SkipPlanner {
     const iterations: IterationPaths[] = [];
     for (const p of this.applied) {
       if (!p) break;
-      iterations.push(p);
+      iterations.push(JSON.parse(p) as IterationPaths);
     }
     const o = this.opts;
     return { version: 1, nStages: o.nStages, microbatches: o.microbatches, skipRatio: o.skipRatio, swap: o.swap, iterations };

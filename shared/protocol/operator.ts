@@ -103,10 +103,11 @@ export interface IterationRecord {
   /** `--dp diloco`: the sync that followed this iteration's step, if one did (coordinator/training/diloco-sync.ts). */
   dpSync?: { bytes: number; seconds: number; drift: number[] };
   /**
-   * SkipPipe (docs/skippipe.md): the iteration's skip paths (one block order per microbatch), the
-   * intermediate stages skipped because no tab served them (`vacant`), and each stage's visits.
+   * SkipPipe (docs/skippipe.md): the intermediate stages skipped because no tab served them
+   * (`vacant`) and each stage's microbatches; the paths themselves are in the recorded schedule
+   * (`/api/operator/schedule`), not in every record the dashboards receive.
    */
-  skip?: { vacant: number[]; paths: number[][]; visits: number[] };
+  skip?: { vacant: number[]; visits: number[] };
 }
 
 export interface EventRow {
