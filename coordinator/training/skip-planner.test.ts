@@ -1,0 +1,51 @@
+import { describe, expect, it } from 'vitest';
+import { SkipPlanner } from './skip-planner.js';
+import { parseRecordedSchedule } from '../../shared/schedule/recorded-schedule.js';
+import { equalCosts } from '../../trainer/skip-schedule-source.js';
+import { SkipRuleError } from '../../shared/schedule/skip-paths.js';
+
+const opts = { nStages: 6, microbatches: 2, seed: 3, swap: false, skipRatio: 0.5, scheduler: 'random' as const };
+
+describe('SkipPlanner (the coordinator side of SkipPipe paths)', () => {
+  it('plans nothing with ratio 0, refuses ratios outside [0, 1)', () => {
+    const p = new SkipPlanner({ ...opts, skipRatio: 0 });
+    expect(p.active).toBe(false);
+    expect(p.plan(0, [], () => equalCosts(6))).toBeNull();
+    expect(p.canSkipVacant(2)).toBe(false);
+    expect(() => new SkipPlanner({ ...opts, skipRatio: 1 })).toThrow(SkipRuleError);
+  });
+
+  it('avoids vacant stages, rotates in the stages the last applied iteration left out, and records what was applied', () => {
+    for (const scheduler of ['random', 'collision'] as const) {
+      const p = new SkipPlanner({ ...opts, scheduler });
+      expect(p.canSkipVacant(0)).toBe(false);
+      expect(p.canSkipVacant(5)).toBe(false);
+      expect(p.canSkipVacant(3)).toBe(true);
+      const seen = new Set<number>();
+      for (let it = 0; it < 6; it++) {
+        const plan = p.plan(it, [2], () => equalCosts(6))!;
+        expect(plan.vacant).toEqual([2]);
+        for (const path of plan.paths) {
+          expect(path).not.toContain(2);
+          expect(path[0]).toBe(0);
+          expect(path[path.length - 1]).toBe(5);
+        }
+        p.commit(it, plan);
+        for (const path of plan.paths) for (const s of path) seen.add(s);
+      }
+      // 3 open intermediates, 2 microbatches x 1 intermediate each: mustVisit brings every one in.
+      expect([...seen].sort()).toEqual([0, 1, 3, 4, 5]);
+      const rec = parseRecordedSchedule(JSON.stringify(p.recorded()));
+      expect(rec.iterations).toHaveLength(6);
+      expect(rec.iterations[0]!.vacant).toEqual([2]);
+    }
+  });
+
+  it('records from iteration 0 up to the first iteration it did not apply', () => {
+    const p = new SkipPlanner(opts);
+    const a = p.plan(0, [], () => equalCosts(6))!;
+    p.commit(0, a);
+    p.commit(2, p.plan(2, [], () => equalCosts(6))!);
+    expect(p.recorded().iterations).toEqual([a]);
+  });
+});
