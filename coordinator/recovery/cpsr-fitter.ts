@@ -14,7 +14,7 @@
 import { Worker } from 'node:worker_threads';
 import type { CheckpointHistory } from '../../shared/recovery/cpsr/history.js';
 import type { FitOutcome, PredictorConfig } from '../../shared/recovery/cpsr/predictor.js';
-import { checkReply, type FitWorkerReply, type FitWorkerRequest, type WorkerMemory, type WorkerPrediction } from './cpsr-fit-messages.js';
+import { checkReply, type FitRequest, type FitWorkerReply, type PredictRequest, type WorkerMemory, type WorkerPrediction } from './cpsr-fit-messages.js';
 
 export interface FitterOptions {
   predictor: PredictorConfig;
@@ -156,12 +156,12 @@ export class CpsrFitter {
         p.reject(e as Error);
       }
     });
-    w.on('error', (e) => this.lose(w, `crashed: ${e.message}`));
+    w.on('error', (e: Error) => this.lose(w, `crashed: ${e.message}`));
     w.on('exit', (code) => this.lose(w, `exited with code ${code}`));
     return w;
   }
 
-  private send(req: Omit<FitWorkerRequest, 'id'>, timeoutMs: number, length: number): Promise<FitWorkerReply> {
+  private send(req: Omit<FitRequest, 'id'> | Omit<PredictRequest, 'id'>, timeoutMs: number, length: number): Promise<FitWorkerReply> {
     const w = (this.worker ??= this.spawn());
     const id = this.nextId++;
     return new Promise<FitWorkerReply>((resolve, reject) => {
@@ -171,7 +171,7 @@ export class CpsrFitter {
         this.lose(w, `timed out after ${(timeoutMs / 1000).toFixed(1)} s`);
       }, timeoutMs);
       this.pending.set(id, { resolve, reject, timer, kind: req.kind, length });
-      const states = (req as { states: Float32Array[] }).states;
+      const states = req.states;
       try {
         w.postMessage({ ...req, id }, states.map((s) => s.buffer as ArrayBuffer));
       } catch (e) {
