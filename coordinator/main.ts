@@ -113,7 +113,8 @@ async function main(): Promise<void> {
       replicaEvery: num('replica-every'),
       weighting: str('weighting') as AverageWeighting,
       edge: str('edge') as EdgePolicy,
-      checkpointEvery: v['checkpoint-every'] as number | 'auto',
+      checkpointEvery: v['checkpoint-every'] as number | 'auto' | 'cpsr',
+      cpsrXi: num('cpsr-xi'),
       expectedFailureRate: num('failure-rate') / 100,
     },
   };

@@ -350,6 +350,7 @@ export class Coordinator {
         validate: () => scheduler.validate(),
         strategy: () => recovery.strategy.name,
         setStrategy: (s) => recovery.setStrategy(s),
+        cpsr: () => recovery.cpsrStatus,
       },
       tabs: {
         stages,
@@ -396,6 +397,7 @@ export class Coordinator {
     this.connections.close();
     this.resume?.cancel();
     await this.scheduler.close();
+    await this.recovery.close();
     this.io.disconnectSockets(true);
     this.operator.close();
     await new Promise<void>((r) => this.io.close(() => r()));
