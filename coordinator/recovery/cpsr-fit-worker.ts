@@ -8,6 +8,8 @@
  * caps the V8 heap (resourceLimits) and every reply reports the thread's memory.
  */
 import { parentPort } from 'node:worker_threads';
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { useNodeBackend } from '../../trainer/node-backend.js';
 import { CheckpointHistory } from '../../shared/recovery/cpsr/history.js';
 import { CpsrPredictor } from '../../shared/recovery/cpsr/predictor.js';
@@ -16,6 +18,16 @@ import type { FitWorkerReply, FitWorkerRequest, WorkerMemory } from './cpsr-fit-
 const port = parentPort;
 if (!port) throw new Error('cpsr-fit-worker.ts runs as a worker thread');
 const predictors = new Map<number, CpsrPredictor>();
+
+// Lowest CPU priority for this thread only (Linux: a thread's id is a valid target of
+// setpriority): where the cores are busy, training and relaying come first and the fits take
+// what is left. Elsewhere the thread keeps the process's priority.
+try {
+  const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+  if (Number.isSafeInteger(tid) && tid > 0 && tid !== process.pid) setPriority(tid, 19);
+} catch {
+  // not Linux, or not allowed: normal priority
+}
 
 const ready = useNodeBackend('wasm').catch(() => useNodeBackend('cpu'));
 

@@ -60,6 +60,8 @@ export class CpsrFitter {
   peakBytes = 0;
   /** Seconds the worker spent fitting, all stages together. */
   fitSeconds = 0;
+  /** Seconds the coordinator's event loop spent reading histories for fits (the part not in the worker). */
+  readSeconds = 0;
   /** Why the worker last failed (crash, timeout), or null. */
   lastFailure: string | null = null;
 
@@ -90,8 +92,10 @@ export class CpsrFitter {
       const [stage, runCheckpoints] = this.queued.entries().next().value as [number, number];
       this.queued.delete(stage);
       let history: CheckpointHistory;
+      const t0 = performance.now();
       try {
         history = this.historyOf(stage);
+        this.readSeconds += (performance.now() - t0) / 1000;
       } catch (e) {
         this.fail(`stage ${stage}'s history could not be read (${(e as Error).message})`);
         continue;

@@ -95,6 +95,17 @@ export class CpsrStrategy implements RecoveryStrategy {
     return this.plan;
   }
 
+  /**
+   * The stages refitted after this checkpoint: round robin, as few as keep every stage's fit
+   * within the predictor's maxFitAge checkpoints of the newest (4 stages, age 3: 2 per checkpoint).
+   */
+  private stagesToFit(): number[] {
+    const n = this.deps.run.nStages;
+    const age = Math.max(1, (this.deps.predictor ?? DEFAULT_PREDICTOR).maxFitAge);
+    const per = Math.min(n, Math.ceil(n / age));
+    return Array.from({ length: per }, (_, i) => (this.taken * per + i) % n);
+  }
+
   /** The interval the planner gives now (null: no planner). */
   plannedInterval(): number | null {
     return this.plan?.interval ?? null;
@@ -136,8 +147,8 @@ export class CpsrStrategy implements RecoveryStrategy {
     if (ck && ck.iteration !== before) {
       this.taken++;
       planner?.observeCheckpoint(ck.seconds);
-      // Not awaited: the worker fits every stage while the run trains on.
-      if (this.name === 'cpsr' && fitter) void fitter.fitInBackground(Array.from({ length: this.deps.run.nStages }, (_, s) => s), this.taken);
+      // Not awaited: the worker fits while the run trains on.
+      if (this.name === 'cpsr' && fitter) void fitter.fitInBackground(this.stagesToFit(), this.taken);
       this.replan();
     } else if (!this.plan) this.replan();
   }

@@ -95,7 +95,7 @@ describe('CPSR background fitting and planning in the swarm', () => {
     await pauseAt(c, 16); // checkpoints at 1, 3, ..., 15
     await s.fitter!.idle();
     const fit = s.fitter!.fits.get(2)!;
-    expect(fit.outcome.checkpoints).toBe(8);
+    expect(fit.outcome.checkpoints).toBeGreaterThanOrEqual(7); // round robin: stage 2 was refitted at checkpoint 13 or 15
     await loseStage2(c);
     c.scheduler.setPaused(false);
     await until(() => c.scheduler.iteration >= 18, 'training goes on');
