@@ -11,7 +11,7 @@
  * upper bound on the overhead.
  *
  *   npm run bench:cpsr-overhead
- *   npm run bench:cpsr-overhead -- --iterations 60 --every 4 --pairs 2 --preset tiny
+ *   npm run bench:cpsr-overhead -- --iterations 60 --every 4 --pairs 2 --preset tiny --duty 0.1
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,13 +23,14 @@ import { until } from '../testing/until.js';
 import type { CpsrStrategy } from '../coordinator/recovery/cpsr-strategy.js';
 import { flags, fmt, loadLine, machine, mean, table } from './util.js';
 
-const f = flags(process.argv.slice(2), { iterations: 'string', every: 'string', pairs: 'string', preset: 'string', warmup: 'string' });
+const f = flags(process.argv.slice(2), { iterations: 'string', every: 'string', pairs: 'string', preset: 'string', warmup: 'string', duty: 'string' });
 const num = (k: string, d: number) => (typeof f[k] === 'string' ? Number(f[k]) : d);
 const ITERATIONS = num('iterations', 48);
 const EVERY = num('every', 4);
 const PAIRS = num('pairs', 2);
 const WARMUP = num('warmup', 8);
 const preset = (f.preset as string) ?? 'tiny';
+const DUTY = num('duty', 1);
 
 interface Run {
   strategy: 'cpsr' | 'stage-restore';
@@ -53,7 +54,7 @@ async function run(strategy: Run['strategy']): Promise<Run> {
     evalEvery: 0,
     maxIterations: ITERATIONS,
     clientDir: '/nonexistent',
-    recovery: { ...DEFAULT_COORDINATOR.recovery, checkpointEvery: EVERY, checkpointDir: dir },
+    recovery: { ...DEFAULT_COORDINATOR.recovery, checkpointEvery: EVERY, checkpointDir: dir, cpsrFitDuty: DUTY },
   });
   const url = await coord.listen();
   const vols: NodeVolunteer[] = [];
@@ -68,10 +69,7 @@ async function run(strategy: Run['strategy']): Promise<Run> {
     stop();
     const s = coord.recovery.strategy as CpsrStrategy;
     const fitter = s.fitter;
-    if (fitter) {
-      await fitter.idle();
-      fits = fitter.fits.size;
-    }
+    if (fitter) fits = fitter.fits.size;
     return { strategy, perIteration: mean(seconds), fits, fitSeconds: fitter?.fitSeconds ?? 0, readSeconds: fitter?.readSeconds ?? 0, peakBytes: fitter?.peakBytes ?? 0 };
   } finally {
     for (const v of vols) v.kill();
@@ -80,13 +78,13 @@ async function run(strategy: Run['strategy']): Promise<Run> {
   }
 }
 
-console.log(`cpsr background-fitting overhead: ${preset}, 4 stages, ${ITERATIONS} iterations (first ${WARMUP} not counted), checkpoint every ${EVERY}, ${PAIRS} pair(s) A/B; ${machine()}; ${loadLine()}`);
+console.log(`cpsr background-fitting overhead: ${preset}, 4 stages, ${ITERATIONS} iterations (first ${WARMUP} not counted), checkpoint every ${EVERY}, fitting duty ${DUTY}, ${PAIRS} pair(s) A/B; ${machine()}; ${loadLine()}`);
 const runs: Run[] = [];
 for (let p = 0; p < PAIRS; p++) {
   for (const s of p % 2 === 0 ? (['stage-restore', 'cpsr'] as const) : (['cpsr', 'stage-restore'] as const)) {
     const r = await run(s);
     runs.push(r);
-    console.log(`  ${s.padEnd(13)} ${fmt(r.perIteration, 3)} s/iteration${s === 'cpsr' ? `; ${fmt(r.fitSeconds, 1)} s fitting in the worker, ${fmt(r.readSeconds, 2)} s reading histories on the event loop, peak ${fmt(r.peakBytes / 2 ** 20, 1)} MiB` : ''}`);
+    console.log(`  ${s.padEnd(13)} ${fmt(r.perIteration, 3)} s/iteration${s === 'cpsr' ? `; ${fmt(r.fitSeconds, 1)} s fitting in the worker, ${fmt(r.readSeconds, 2)} s reading histories on the event loop, ${r.fits} stage(s) with a fit, peak ${fmt(r.peakBytes / 2 ** 20, 1)} MiB` : ''}`);
   }
 }
 const of = (s: Run['strategy']) => runs.filter((r) => r.strategy === s);

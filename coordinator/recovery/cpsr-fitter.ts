@@ -25,9 +25,15 @@ export interface FitterOptions {
   predictTimeoutMs: number;
   /** Cap on the worker's V8 old generation (MB). */
   maxHeapMb: number;
+  /**
+   * Most of the wall time the worker may spend fitting (0..1]: after a fit of t seconds it rests
+   * t (1/duty - 1) seconds. Where no core is free for it (tabs on the same machine, SMT siblings),
+   * this bounds what fitting takes from training; fewer fits mean older ones at a failure.
+   */
+  duty: number;
 }
 
-export const DEFAULT_FITTER: Omit<FitterOptions, 'predictor'> = { fitTimeoutMs: 120_000, predictTimeoutMs: 30_000, maxHeapMb: 192 };
+export const DEFAULT_FITTER: Omit<FitterOptions, 'predictor'> = { fitTimeoutMs: 120_000, predictTimeoutMs: 30_000, maxHeapMb: 192, duty: 1 };
 
 /** The last background fit of a stage. */
 export interface StageFit {
@@ -109,6 +115,8 @@ export class CpsrFitter {
         const f: StageFit = { stage, runCheckpoints, outcome: r.outcome, at: Date.now() };
         this.fits.set(stage, f);
         this.onFit(f);
+        const duty = Math.min(1, Math.max(1e-3, this.opts.duty));
+        if (duty < 1 && r.outcome.seconds > 0) await this.rest(r.outcome.seconds * (1 / duty - 1) * 1000);
       } catch (e) {
         this.fits.delete(stage);
         this.fail(`the background fit of stage ${stage} failed (${(e as Error).message})`);
@@ -134,6 +142,20 @@ export class CpsrFitter {
       return { predicted: false, ...base, reason: `the fitting worker failed (${(e as Error).message})` };
     }
   }
+
+  /** Waits `ms` (cut short by close()), never keeping the process alive. */
+  private rest(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, ms);
+      t.unref();
+      this.wake = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+  }
+
+  private wake: () => void = () => {};
 
   private payload(history: CheckpointHistory): { iterations: number[]; states: Float32Array[] } {
     return { iterations: [...history.iterations], states: history.states.map((s) => s.slice()) };
@@ -208,6 +230,7 @@ export class CpsrFitter {
   async close(): Promise<void> {
     this.closed = true;
     this.queued.clear();
+    this.wake();
     const w = this.worker;
     if (w) {
       this.lose(w, 'was closed');

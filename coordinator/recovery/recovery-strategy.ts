@@ -67,6 +67,8 @@ export interface StrategySettings {
   checkpointEvery: number | 'auto' | 'cpsr';
   /** `--checkpoint-every cpsr`: the curvature prior xi of the planner (loss per unit of N_p mse / 2). */
   cpsrXi?: number;
+  /** `--recovery cpsr`: most of the wall time its fitting worker may spend fitting (cpsr-fitter.ts; default 1). */
+  cpsrFitDuty?: number;
   /** Failure rate assumed by the auto interval, per stage per hour (e.g. 0.1 = 10%/h). */
   expectedFailureRate: number;
   /** Where the checkpoint baseline writes stage states (checkpoint-store.ts keeps one folder per run under it). */

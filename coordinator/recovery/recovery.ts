@@ -155,7 +155,7 @@ export class Recovery implements RecoveryLadder {
       const fitter =
         name === 'cpsr'
           ? new CpsrFitter(
-              { ...DEFAULT_FITTER, predictor: DEFAULT_PREDICTOR },
+              { ...DEFAULT_FITTER, predictor: DEFAULT_PREDICTOR, duty: this.opts.cpsrFitDuty ?? DEFAULT_FITTER.duty },
               (stage) => strategy!.historyOf(stage),
               (f) => strategy?.onFit(f),
               (reason) => {
