@@ -31,6 +31,7 @@ import type { LostStage, Rebuilt, RecoveryStrategy, RunShape } from './recovery-
 import type { CpsrFitter, StageFit } from './cpsr-fitter.js';
 import { describePlan, type CpsrIntervalPlanner, type IntervalPlan } from './cpsr-interval-planner.js';
 import type { CpsrStatus } from '../../shared/protocol/operator.js';
+import { CpsrHistoryCache } from './cpsr-history-cache.js';
 
 /** All stages' histories together stay under this (the slides: the predictor under 200 MB). */
 export const CPSR_HISTORY_BYTES = 200 * 1024 * 1024;
@@ -66,6 +67,7 @@ export class CpsrStrategy implements RecoveryStrategy {
   private taken = 0;
   private plan: IntervalPlan | null = null;
   private lastRestore: CpsrStatus['lastRestore'] = null;
+  private cache = new CpsrHistoryCache();
 
   constructor(
     readonly name: 'cpsr' | 'stage-restore',
@@ -180,10 +182,11 @@ export class CpsrStrategy implements RecoveryStrategy {
     } catch (e) {
       return { history, skipped: [`the checkpoint records could not be read (${(e as Error).message})`] };
     }
+    this.cache.retain(recorded);
     for (const ck of recorded) {
       try {
-        const state = checkStageState(config, stage, this.deps.checkpoints.readStage(ck, stage));
-        history.add(ck.iteration, flattenWeights(state.weights, specs));
+        const flat = this.cache.get(stage, ck, () => flattenWeights(checkStageState(config, stage, this.deps.checkpoints.readStage(ck, stage)).weights, specs));
+        history.add(ck.iteration, flat);
       } catch (e) {
         skipped.push(`checkpoint ${ck.iteration}: ${(e as Error).message}`);
       }
