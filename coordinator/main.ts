@@ -116,10 +116,15 @@ async function main(): Promise<void> {
       replicaEvery: num('replica-every'),
       weighting: str('weighting') as AverageWeighting,
       edge: str('edge') as EdgePolicy,
-      checkpointEvery: v['checkpoint-every'] as number | 'auto',
+      checkpointEvery: v['checkpoint-every'] as number | 'auto' | 'cpsr',
+      cpsrXi: num('cpsr-xi'),
+      cpsrFitDuty: num('cpsr-fit-duty'),
       expectedFailureRate: num('failure-rate') / 100,
     },
   };
+  const { cpsrXi, cpsrFitDuty } = opts.recovery;
+  if (!(cpsrXi! > 0)) throw new ConfigError(`--cpsr-xi must be > 0, got ${cpsrXi}`);
+  if (!(cpsrFitDuty! > 0 && cpsrFitDuty! <= 1)) throw new ConfigError(`--cpsr-fit-duty must be in (0, 1], got ${cpsrFitDuty}`);
   // Checkpoints (the checkpoint baseline) live with the run history they are recorded in.
   opts.recovery.checkpointDir = join(dataDir, 'checkpoints');
   if (tls) console.log(`  HTTPS: ${tls.description}\n  certificate SHA-256 fingerprint: ${tls.fingerprint}`);

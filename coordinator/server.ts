@@ -355,6 +355,7 @@ export class Coordinator {
         strategy: () => recovery.strategy.name,
         setStrategy: (s) => recovery.setStrategy(s),
         skipSchedule: () => scheduler.skips?.recorded() ?? null,
+        cpsr: () => recovery.cpsrStatus,
       },
       tabs: {
         stages,
@@ -401,6 +402,7 @@ export class Coordinator {
     this.connections.close();
     this.resume?.cancel();
     await this.scheduler.close();
+    await this.recovery.close();
     this.io.disconnectSockets(true);
     this.operator.close();
     await new Promise<void>((r) => this.io.close(() => r()));

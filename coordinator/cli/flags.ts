@@ -12,6 +12,7 @@ import { ConfigError, presetNames } from '../../shared/model/config.js';
 import { AVERAGE_WEIGHTINGS } from '../../shared/recovery/average.js';
 import { EDGE_POLICIES } from '../../shared/recovery/plan.js';
 import { SCHEDULERS } from '../../shared/schedule/skip-request.js';
+import { DEFAULT_INTERVAL_PLANNER } from '../recovery/cpsr-interval-planner.js';
 
 export type FlagKind = 'number' | 'string' | 'boolean' | 'number|auto';
 export type FlagValue = string | number | boolean;
@@ -24,7 +25,7 @@ export interface Flag {
   help: string;
   /** Effective value when neither the file nor the command line sets it (absent = unset). */
   default?: FlagValue;
-  /** Allowed values of a string flag. */
+  /** Allowed values of a string flag; of a number|auto flag, the words it takes besides 'auto'. */
   choices?: readonly string[];
   /** Command-line only (not a setting): not allowed in a config file, not printed. */
   cliOnly?: boolean;
@@ -85,7 +86,9 @@ export const FLAGS = {
   'replica-every': { kind: 'number', section: 'Recovery', arg: '<n>', help: 'refresh CheckFree+ embedding/head replicas every n iterations', default: d.recovery.replicaEvery },
   weighting: { kind: 'string', section: 'Recovery', arg: '<w>', help: `CheckFree neighbour weighting: ${AVERAGE_WEIGHTINGS.join(' | ')}`, default: d.recovery.weighting, choices: AVERAGE_WEIGHTINGS },
   edge: { kind: 'string', section: 'Recovery', arg: '<reinit|copy>', help: 'plain checkfree at the first/last stage: re-init from the seed (the paper\'s definition) or copy the neighbour\'s blocks + replica, as the reference\'s plain script does', default: d.recovery.edge, choices: EDGE_POLICIES },
-  'checkpoint-every': { kind: 'number|auto', section: 'Recovery', arg: '<n|auto>', help: 'checkpoint baseline interval in iterations; auto = Young/Daly sqrt(2*C/lambda) from the measured checkpoint cost C', default: d.recovery.checkpointEvery },
+  'checkpoint-every': { kind: 'number|auto', section: 'Recovery', arg: '<n|auto|cpsr>', help: 'checkpoint baseline interval in iterations; auto = Young/Daly sqrt(2*C/lambda) from the measured checkpoint cost C; cpsr (with --recovery cpsr) = CPSR\'s planner T_c = tau_1 / (B + lambda sqrt(A / T_s)) from the fitted loss and predictor-error curves, Young/Daly until it can plan (docs/cpsr.md)', default: d.recovery.checkpointEvery, choices: ['cpsr'] },
+  'cpsr-fit-duty': { kind: 'number', section: 'Recovery', arg: '<0..1>', help: '--recovery cpsr: most of the wall time the predictor\'s fitting worker thread may spend fitting (it rests t (1/duty - 1) after a fit of t); below 1 where the coordinator has no core to spare, at the price of older fits (docs/cpsr.md)', default: 1 },
+  'cpsr-xi': { kind: 'number', section: 'Recovery', arg: '<x>', help: '--checkpoint-every cpsr: curvature prior xi of the planner (loss per unit of N_p x the predictor\'s mse / 2; not fitted by the curves)', default: DEFAULT_INTERVAL_PLANNER.xi },
   'failure-rate': { kind: 'number', section: 'Recovery', arg: '<pct>', help: 'hourly failure rate per stage assumed by auto', default: d.recovery.expectedFailureRate * 100 },
   grace: { kind: 'number', section: 'Recovery', arg: '<ms>', help: 'a disconnected tab keeps its stage this long', default: d.graceMs },
   'heartbeat-timeout': { kind: 'number', section: 'Recovery', arg: '<ms>', help: 'a tab silent this long is lost', default: d.heartbeatTimeoutMs },
@@ -116,7 +119,7 @@ export function checkValue(name: FlagName, raw: unknown, from: 'file' | 'flag'):
       if (from === 'file' && typeof raw !== 'number') throw new ConfigError(`${where} must be a number, got ${JSON.stringify(raw)}`);
       return asNumber(raw);
     case 'number|auto':
-      return raw === 'auto' ? 'auto' : asNumber(raw);
+      return raw === 'auto' || (typeof raw === 'string' && f.choices?.includes(raw)) ? (raw as string) : asNumber(raw);
     case 'string':
       if (typeof raw !== 'string') throw new ConfigError(`${where} must be a string, got ${JSON.stringify(raw)}`);
       if (f.choices && !f.choices.includes(raw)) throw new ConfigError(`${where} must be one of: ${f.choices.join(', ')}; got "${raw}"`);

@@ -6,6 +6,7 @@
 import type { ResolvedConfig } from '../../shared/model/config.js';
 import type { RunSettings, RecoveryStrategy } from '../../shared/run-settings.js';
 import type { RunStatus } from '../../shared/protocol/events.js';
+import type { CpsrStatus } from '../../shared/protocol/operator.js';
 import type { Tokenizer } from '../../shared/data/tokenizer.js';
 import type { Volunteer } from '../tabs/registry.js';
 import type { TabSpeeds } from '../tabs/tab-speed.js';
@@ -40,6 +41,8 @@ export interface OperatorRun {
   setStrategy(s: RecoveryStrategy): void;
   /** SkipPipe: the skip paths of the applied iterations, as the local trainer replays them (null: full paths). */
   skipSchedule(): RecordedSchedule | null;
+  /** CPSR's planner, fits and last restore (null under other strategies). */
+  cpsr?(): CpsrStatus | null;
 }
 
 /** The tabs as the operator sees them. */

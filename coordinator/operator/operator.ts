@@ -157,6 +157,7 @@ export class Operator {
       spares: tabs.spares().map(tab),
       sampling: this.sampling,
       exporting: this.exporter.exporting,
+      cpsr: run.cpsr?.() ?? null,
     };
   }
 

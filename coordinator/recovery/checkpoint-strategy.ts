@@ -35,6 +35,8 @@ export interface CheckpointDeps {
   log: Logger;
   /** Checkpoints kept on disk (1: only the last one; CPSR keeps each stage's short history). */
   keep?: number;
+  /** `--checkpoint-every cpsr`: CPSR's planned interval (null or absent: Young/Daly, as auto). */
+  plannedInterval?: () => number | null;
 }
 
 export class CheckpointStrategy implements RecoveryStrategy {
@@ -112,7 +114,10 @@ export class CheckpointStrategy implements RecoveryStrategy {
   /** Iterations between checkpoints now: fixed, or Young/Daly from the measured cost. */
   interval(): number {
     const { checkpointEvery, expectedFailureRate } = this.deps.settings;
-    if (checkpointEvery !== 'auto') return Math.max(1, Math.round(checkpointEvery));
+    if (checkpointEvery === 'cpsr') {
+      const planned = this.deps.plannedInterval?.();
+      if (planned) return planned;
+    } else if (checkpointEvery !== 'auto') return Math.max(1, Math.round(checkpointEvery));
     const hist = this.deps.progress.recentSeconds(20);
     const iterSeconds = hist.length ? hist.reduce((a, h) => a + h, 0) / hist.length : 1;
     const lambda = (expectedFailureRate * this.deps.run.nStages) / 3600;

@@ -6,12 +6,16 @@
  * keep their state: no rollback. `stage-restore` is the same without the prediction (the ablation
  * that shows what prediction adds).
  *
- * Where the predictor trains: at the failure, in the coordinator's process, on the lost stage's
- * history only. Between failures it costs nothing (no overhead on the iterations it protects);
- * the price is the fit's seconds in the recovery (the stage is vacant meanwhile anyway). The
- * prediction falls back to the plain restore, and says why, when the history is too short, the
- * held-out error is above the bound, or the numbers are not finite. A stage whose tab was
- * quarantined, or a run with no usable checkpoint, is rebuilt from its neighbours (CheckFree).
+ * Where the predictor trains: in the background, in a worker thread (cpsr-fitter.ts), every
+ * stage after each checkpoint; a failure only predicts with the stage's latest fit. Without a
+ * fitter (none passed) it fits at the failure on the event loop, as before. The prediction falls
+ * back to the plain restore, and says why, when the history is too short, the held-out error is
+ * above the bound, the numbers are not finite, or the worker crashed or timed out. A stage whose
+ * tab was quarantined, or a run with no usable checkpoint, is rebuilt from its neighbours (CheckFree).
+ *
+ * The interval (`--checkpoint-every cpsr`): CpsrIntervalPlanner, fed here with each iteration's
+ * losses and seconds, each checkpoint's cost, each fit's error and each failure; re-planned after
+ * every checkpoint and fit, and logged (with its inputs) whenever it changes.
  */
 import { stageParamSpecs } from '../../shared/model/params.js';
 import { encodeStageState } from '../../shared/protocol/index.js';
@@ -24,6 +28,10 @@ import type { Logger } from '../record/log.js';
 import type { CheckpointStrategy } from './checkpoint-strategy.js';
 import type { CheckpointStore } from './checkpoint-store.js';
 import type { LostStage, Rebuilt, RecoveryStrategy, RunShape } from './recovery-strategy.js';
+import type { CpsrFitter, StageFit } from './cpsr-fitter.js';
+import { describePlan, type CpsrIntervalPlanner, type IntervalPlan } from './cpsr-interval-planner.js';
+import type { CpsrStatus } from '../../shared/protocol/operator.js';
+import { CpsrHistoryCache } from './cpsr-history-cache.js';
 
 /** All stages' histories together stay under this (the slides: the predictor under 200 MB). */
 export const CPSR_HISTORY_BYTES = 200 * 1024 * 1024;
@@ -46,10 +54,86 @@ export interface CpsrDeps {
   iteration: () => number;
   predictor?: PredictorConfig;
   log: Logger;
+  /** Fits in the background (cpsr only); without it the fit runs at the failure. */
+  fitter?: CpsrFitter | null;
+  /** The interval planner it feeds (its interval is used under `--checkpoint-every cpsr`). */
+  planner?: CpsrIntervalPlanner | null;
+  /** An event for operators (a re-plan, a background fit that failed). */
+  note?: (message: string, data: Record<string, unknown>) => void;
 }
 
 export class CpsrStrategy implements RecoveryStrategy {
-  constructor(readonly name: 'cpsr' | 'stage-restore', private deps: CpsrDeps) {}
+  /** Checkpoints this strategy has seen taken (the planner's count of checkpoints). */
+  private taken = 0;
+  private plan: IntervalPlan | null = null;
+  private lastRestore: CpsrStatus['lastRestore'] = null;
+  private cache = new CpsrHistoryCache();
+
+  constructor(
+    readonly name: 'cpsr' | 'stage-restore',
+    private deps: CpsrDeps,
+  ) {}
+
+  /** What the dashboard shows: the planned interval, each stage's latest fit, the last restore. */
+  status(): CpsrStatus {
+    const f = this.deps.fitter;
+    return {
+      plan: this.plan && { interval: this.plan.interval, source: this.plan.source, reason: this.plan.reason, cpsr: this.plan.cpsr, youngDaly: this.plan.youngDaly },
+      fits: f
+        ? [...f.fits.values()].sort((a, b) => a.stage - b.stage).map((x) => ({ stage: x.stage, usable: x.outcome.usable, valRatio: x.outcome.valRatio, checkpoints: x.outcome.checkpoints, lastIteration: x.outcome.lastIteration, seconds: x.outcome.seconds }))
+        : [],
+      worker: f ? { peakBytes: f.peakBytes, fitSeconds: f.fitSeconds, lastFailure: f.lastFailure } : null,
+      lastRestore: this.lastRestore,
+    };
+  }
+
+  /** The background fitter (null: stage-restore, or fits at the failure). */
+  get fitter(): CpsrFitter | null {
+    return this.deps.fitter ?? null;
+  }
+
+  /** The plan in force (null before the first iteration, or without a planner). */
+  get currentPlan(): IntervalPlan | null {
+    return this.plan;
+  }
+
+  /**
+   * The stages refitted after this checkpoint: round robin, as few as keep every stage's fit
+   * within the predictor's maxFitAge checkpoints of the newest (4 stages, age 3: 2 per checkpoint).
+   */
+  private stagesToFit(): number[] {
+    const n = this.deps.run.nStages;
+    const age = Math.max(1, (this.deps.predictor ?? DEFAULT_PREDICTOR).maxFitAge);
+    const per = Math.min(n, Math.ceil(n / age));
+    return Array.from({ length: per }, (_, i) => (this.taken * per + i) % n);
+  }
+
+  /** The interval the planner gives now (null: no planner). */
+  plannedInterval(): number | null {
+    return this.plan?.interval ?? null;
+  }
+
+  /** A background fit finished: the planner learns the predictor's error. */
+  onFit(f: StageFit): void {
+    this.deps.planner?.observeFit(f.runCheckpoints, f.outcome.valMse);
+    this.replan();
+  }
+
+  private replan(): void {
+    const { planner } = this.deps;
+    if (!planner) return;
+    const prev = this.plan;
+    this.plan = planner.plan();
+    if (!prev || prev.interval !== this.plan.interval || prev.source !== this.plan.source) {
+      const line = describePlan(this.plan);
+      this.deps.log.info({ plan: this.plan }, `cpsr planner: ${line}`);
+      this.deps.note?.(`cpsr planner: ${line}`, { plan: this.plan });
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.deps.fitter?.close();
+  }
 
   /** The predictor needs this many checkpoints of a stage before it may predict. */
   get needed(): number {
@@ -57,11 +141,29 @@ export class CpsrStrategy implements RecoveryStrategy {
   }
 
   async afterIteration(r: IterationRecord): Promise<void> {
+    const { planner, fitter, checkpoints } = this.deps;
+    planner?.observeIteration(r.iteration, r.trainLoss, r.valLoss, r.seconds);
+    const before = checkpoints.latest()?.iteration;
     await this.deps.checkpointing.afterIteration(r);
+    const ck = checkpoints.latest();
+    if (ck && ck.iteration !== before) {
+      this.taken++;
+      planner?.observeCheckpoint(ck.seconds);
+      // Not awaited: the worker fits while the run trains on.
+      if (this.name === 'cpsr' && fitter) void fitter.fitInBackground(this.stagesToFit(), this.taken);
+      this.replan();
+    } else if (!this.plan) this.replan();
   }
 
   resumeWithoutTabs(): number | null {
     return this.deps.checkpointing.resumeWithoutTabs();
+  }
+
+  /** The stage's history for a background fit (an unreadable checkpoint is left out and logged). */
+  historyOf(stage: number): CheckpointHistory {
+    const { history, skipped } = this.history(stage);
+    for (const s of skipped) this.deps.log.warn({ stage, skipped: s }, 'cpsr history: checkpoint left out');
+    return history;
   }
 
   /**
@@ -74,11 +176,17 @@ export class CpsrStrategy implements RecoveryStrategy {
     const specs = stageParamSpecs(config, stage);
     const history = new CheckpointHistory({ capacity: this.deps.capacity, maxBytes: CPSR_HISTORY_BYTES });
     const skipped: string[] = [];
-    const recorded = this.deps.checkpoints.recorded().slice(0, this.deps.capacity).reverse();
+    let recorded;
+    try {
+      recorded = this.deps.checkpoints.recorded().slice(0, this.deps.capacity).reverse();
+    } catch (e) {
+      return { history, skipped: [`the checkpoint records could not be read (${(e as Error).message})`] };
+    }
+    this.cache.retain(recorded);
     for (const ck of recorded) {
       try {
-        const state = checkStageState(config, stage, this.deps.checkpoints.readStage(ck, stage));
-        history.add(ck.iteration, flattenWeights(state.weights, specs));
+        const flat = this.cache.get(stage, ck, () => flattenWeights(checkStageState(config, stage, this.deps.checkpoints.readStage(ck, stage)).weights, specs));
+        history.add(ck.iteration, flat);
       } catch (e) {
         skipped.push(`checkpoint ${ck.iteration}: ${(e as Error).message}`);
       }
@@ -109,7 +217,23 @@ export class CpsrStrategy implements RecoveryStrategy {
     let weights = restored.weights;
     let method: Rebuilt['method'] = 'stage-restore';
     let predicted = false;
-    if (this.name === 'cpsr') {
+    this.deps.planner?.observeFailure();
+    let valRatio: number | null = null;
+    if (this.name === 'cpsr' && this.deps.fitter) {
+      const t0 = Date.now();
+      const { history, skipped } = this.history(stage);
+      for (const s of skipped) notes.push(`history: ${s}`);
+      const p = await this.deps.fitter.predict(stage, history, now);
+      if (p.predicted) {
+        weights = unflattenWeights(p.state, stageParamSpecs(run.config, stage));
+        method = 'cpsr';
+        predicted = true;
+        valRatio = p.valRatio;
+        notes.push(`predicted ${p.horizon} iteration(s) forward from the checkpoint at ${p.from} with the background fit (held-out error ${p.valRatio.toFixed(3)} of the plain restore's; ${history.size} checkpoints; ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+      } else {
+        notes.push(`no prediction (${p.reason}): the plain restore`);
+      }
+    } else if (this.name === 'cpsr') {
       const t0 = Date.now();
       const { history, skipped } = this.history(stage);
       for (const s of skipped) notes.push(`history: ${s}`);
@@ -121,6 +245,7 @@ export class CpsrStrategy implements RecoveryStrategy {
           weights = unflattenWeights(p.state, stageParamSpecs(run.config, stage));
           method = 'cpsr';
           predicted = true;
+          valRatio = p.valRatio;
           notes.push(`predicted ${p.horizon} iteration(s) forward from the checkpoint at ${p.from} (held-out error ${p.valRatio.toFixed(3)} of the plain restore's; ${history.size} checkpoints; ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
         } else {
           const why = !fit ? `${history.size} checkpoint(s) of the stage, the predictor needs ${this.needed}` : p && !p.predicted ? p.reason : 'no history';
@@ -135,6 +260,7 @@ export class CpsrStrategy implements RecoveryStrategy {
     }
     const state = encodeStageState({ weights, optimizer: restored.optimizer });
     const horizon = now - last.iteration;
+    this.lastRestore = { stage, iteration: now, checkpoint: last.iteration, horizon, predicted, valRatio, at: Date.now() };
     return {
       method,
       fallback: this.name === 'cpsr' && !predicted,

@@ -57,12 +57,18 @@ export interface RecoveryStrategy {
    * restart from (the run starts again from the seed).
    */
   resumeWithoutTabs(): number | null;
+  /** Stops what the strategy runs in the background (CPSR's fitting worker). */
+  close?(): Promise<void>;
 }
 
 /** The settings every strategy reads (`--lr-scale`, `--edge`, ...). */
 export interface StrategySettings {
-  /** Checkpoint baseline: iterations between checkpoints, or 'auto' (Young/Daly). */
-  checkpointEvery: number | 'auto';
+  /** Checkpoint baseline: iterations between checkpoints, 'auto' (Young/Daly) or 'cpsr' (CPSR's planner, eq. 16; Young/Daly until it can plan). */
+  checkpointEvery: number | 'auto' | 'cpsr';
+  /** `--checkpoint-every cpsr`: the curvature prior xi of the planner (loss per unit of N_p mse / 2). */
+  cpsrXi?: number;
+  /** `--recovery cpsr`: most of the wall time its fitting worker may spend fitting (cpsr-fitter.ts; default 1). */
+  cpsrFitDuty?: number;
   /** Failure rate assumed by the auto interval, per stage per hour (e.g. 0.1 = 10%/h). */
   expectedFailureRate: number;
   /** Where the checkpoint baseline writes stage states (checkpoint-store.ts keeps one folder per run under it). */

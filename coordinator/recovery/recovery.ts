@@ -22,6 +22,12 @@ import { RedundantStrategy } from './redundant-strategy.js';
 import { CheckpointStrategy } from './checkpoint-strategy.js';
 import { ReinitStrategy } from './reinit-strategy.js';
 import { CpsrStrategy, cpsrHistoryCapacity } from './cpsr-strategy.js';
+import { CpsrFitter, DEFAULT_FITTER } from './cpsr-fitter.js';
+import { CpsrIntervalPlanner, DEFAULT_INTERVAL_PLANNER } from './cpsr-interval-planner.js';
+import { DEFAULT_PREDICTOR } from '../../shared/recovery/cpsr/predictor.js';
+import { flatLength } from '../../shared/recovery/cpsr/flat.js';
+import { stageParamSpecs } from '../../shared/model/params.js';
+import type { CpsrStatus } from '../../shared/protocol/operator.js';
 
 export interface RecoveryOptions extends StrategySettings {
   strategy: StrategyName;
@@ -96,7 +102,18 @@ export class Recovery implements RecoveryLadder {
   /** The operator picked another strategy: it applies from the next failure on. */
   setStrategy(name: StrategyName): void {
     this.opts.strategy = name;
+    void this.strategy.close?.();
     this.strategy = this.create(name);
+  }
+
+  /** CPSR's planner, fits and last restore for the dashboard (null under other strategies). */
+  get cpsrStatus(): CpsrStatus | null {
+    return this.strategy instanceof CpsrStrategy ? this.strategy.status() : null;
+  }
+
+  /** Stops the strategy's background work (CPSR's fitting worker). */
+  async close(): Promise<void> {
+    await this.strategy.close?.();
   }
 
   private create(name: StrategyName): RecoveryStrategy {
@@ -113,7 +130,7 @@ export class Recovery implements RecoveryLadder {
         countReplicaBytes: (b) => metrics.recoveryBytes.inc({ kind: 'replica' }, b),
         log,
       });
-    const checkpointing = (keep: number) =>
+    const checkpointing = (keep: number, plannedInterval?: () => number | null) =>
       new CheckpointStrategy({
         run,
         settings: this.opts,
@@ -127,19 +144,39 @@ export class Recovery implements RecoveryLadder {
         note: (message, data) => events.add('run', message, data),
         log,
         keep,
+        plannedInterval,
       });
     // CPSR and the plain stage restore: the baseline's checkpoints, a short history of them kept.
     const stageRestore = (name: 'cpsr' | 'stage-restore') => {
       const capacity = cpsrHistoryCapacity(run);
-      return new CpsrStrategy(name, {
+      const np = Math.max(...Array.from({ length: run.nStages }, (_, s) => flatLength(stageParamSpecs(run.config, s))));
+      const planner = new CpsrIntervalPlanner({ ...DEFAULT_INTERVAL_PLANNER, np, xi: this.opts.cpsrXi ?? DEFAULT_INTERVAL_PLANNER.xi, priorFailuresPerHour: Math.max(this.opts.expectedFailureRate, 1e-6) * run.nStages });
+      let strategy: CpsrStrategy | null = null;
+      const fitter =
+        name === 'cpsr'
+          ? new CpsrFitter(
+              { ...DEFAULT_FITTER, predictor: DEFAULT_PREDICTOR, duty: this.opts.cpsrFitDuty ?? DEFAULT_FITTER.duty },
+              (stage) => strategy!.historyOf(stage),
+              (f) => strategy?.onFit(f),
+              (reason) => {
+                log.warn({ reason }, 'cpsr background fit failed');
+                events.add('recovery', `cpsr: ${reason}; a failure meanwhile restores the stage plainly`, { reason });
+              },
+            )
+          : null;
+      strategy = new CpsrStrategy(name, {
         run,
         capacity,
-        checkpointing: checkpointing(capacity),
+        checkpointing: checkpointing(capacity, () => strategy?.plannedInterval() ?? null),
         checkpoints,
         fromNeighbours: checkfree('checkfree'),
         iteration: () => progress.iteration,
         log,
+        fitter,
+        planner,
+        note: (message, data) => events.add('run', message, data),
       });
+      return strategy;
     };
     const strategies: Record<StrategyName, () => RecoveryStrategy> = {
       'checkfree+': () => checkfree('checkfree+'),

@@ -79,6 +79,20 @@ export interface SwarmSnapshot {
   spares: TabInfo[];
   sampling: boolean;
   exporting: boolean;
+  /** `--recovery cpsr` / `stage-restore`: the planner, the background fits, the last restore (absent otherwise). */
+  cpsr?: CpsrStatus | null;
+}
+
+/** CPSR on the dashboard (coordinator/recovery/cpsr-strategy.ts). */
+export interface CpsrStatus {
+  /** The checkpoint interval in force and where it came from (eq. 16, or Young/Daly and why). */
+  plan: { interval: number; source: 'cpsr' | 'young-daly'; reason: string | null; cpsr: number | null; youngDaly: number } | null;
+  /** Each stage's latest background fit: its held-out error relative to the plain restore's. */
+  fits: { stage: number; usable: boolean; valRatio: number | null; checkpoints: number; lastIteration: number | null; seconds: number }[];
+  /** The fitting worker: its peak memory (bytes), seconds spent fitting, its last failure. */
+  worker: { peakBytes: number; fitSeconds: number; lastFailure: string | null } | null;
+  /** The last stage restored: at which iteration, from which checkpoint, how far predicted. */
+  lastRestore: { stage: number; iteration: number; checkpoint: number; horizon: number; predicted: boolean; valRatio: number | null; at: number } | null;
 }
 
 export interface StageTiming {

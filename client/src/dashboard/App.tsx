@@ -4,6 +4,7 @@ import { useCallback, useEffect, useState, type FormEvent } from 'react';
 import type { RunDetail } from '../../../shared/protocol/operator';
 import { LossVsIteration, LossVsTime, StageTimes, ThroughputChart } from './Charts';
 import { Controls } from './Controls';
+import { CpsrPanel } from './CpsrPanel';
 import { EventLog } from './EventLog';
 import { compact, dateTime, num } from '../format';
 import { Runs } from './Runs';
@@ -164,6 +165,7 @@ export function App() {
       <main className="grid">
         {!review && <SwarmMap swarm={swarm} swarmAt={state.swarmAt} />}
         {!review && <Controls swarm={swarm} call={call as never} token={token} />}
+        {!review && swarm.cpsr && <CpsrPanel cpsr={swarm.cpsr} />}
         <LossVsIteration iterations={iterations} events={events} wide={!!review} />
         <LossVsTime iterations={iterations} events={events} />
         <ThroughputChart iterations={iterations} />

@@ -80,8 +80,8 @@ export const DEFAULT_PREDICTOR: PredictorConfig = {
 export const minCheckpoints = (c: Pick<PredictorConfig, 'window'>) => c.window + 2;
 
 export type FitOutcome =
-  | { usable: true; valRatio: number; linearRatio: number; trainLoss: number; samples: number; seconds: number; checkpoints: number; lastIteration: number }
-  | { usable: false; reason: string; valRatio: number | null; linearRatio: number | null; seconds: number; checkpoints: number; lastIteration: number | null };
+  | { usable: true; valRatio: number; valMse: number; linearRatio: number; trainLoss: number; samples: number; seconds: number; checkpoints: number; lastIteration: number }
+  | { usable: false; reason: string; valRatio: number | null; valMse: number | null; linearRatio: number | null; seconds: number; checkpoints: number; lastIteration: number | null };
 
 export type Prediction =
   | { predicted: true; state: Float32Array; from: number; to: number; horizon: number; valRatio: number }
@@ -134,7 +134,7 @@ export class CpsrPredictor {
     this.model?.dispose();
     this.model = null;
     if (k < minCheckpoints(c)) {
-      return (this.fitted = { usable: false, reason: `too little history: ${k} checkpoint(s), the predictor needs ${minCheckpoints(c)}`, valRatio: null, linearRatio: null, seconds: 0, ...base });
+      return (this.fitted = { usable: false, reason: `too little history: ${k} checkpoint(s), the predictor needs ${minCheckpoints(c)}`, valRatio: null, valMse: null, linearRatio: null, seconds: 0, ...base });
     }
     const states = history.states;
     const iters = history.iterations;
@@ -161,7 +161,9 @@ export class CpsrPredictor {
     let se = 0;
     let seLin = 0;
     let ref = 0;
+    let rows = 0;
     for (const p of valParts) {
+      rows += p.rows.n;
       const pred = model.predict(p.rows);
       const fv = valueFeatureCount(c.window);
       for (let r = 0; r < p.rows.n; r++) {
@@ -174,10 +176,12 @@ export class CpsrPredictor {
     }
     const valRatio = ref > 0 ? se / ref : se > 0 ? Infinity : 0;
     const linearRatio = ref > 0 ? seLin / ref : 0;
+    // The planner's predictor loss (slides eq. 8): mean squared error per parameter, raw units.
+    const valMse = rows > 0 ? se / rows : 0;
     if (!Number.isFinite(trainLoss) || !(valRatio <= c.maxErrorRatio)) {
       model.dispose();
       const reason = !Number.isFinite(trainLoss) ? 'the predictor did not train (non-finite loss)' : `validation error ${valRatio.toFixed(3)} of the plain restore's, above the bound ${c.maxErrorRatio}`;
-      return (this.fitted = { usable: false, reason, valRatio, linearRatio, seconds: (performance.now() - t0) / 1000, ...base });
+      return (this.fitted = { usable: false, reason, valRatio, valMse, linearRatio, seconds: (performance.now() - t0) / 1000, ...base });
     }
     if (c.finetuneSteps > 0) {
       const all = [...trainParts, ...valParts.map((p) => subsample(p, c.samplesPerPair, rand))];
@@ -185,7 +189,7 @@ export class CpsrPredictor {
     }
     this.model = model;
     const samples = trainParts.reduce((a, p) => a + p.rows.n, 0);
-    return (this.fitted = { usable: true, valRatio, linearRatio, trainLoss, samples, seconds: (performance.now() - t0) / 1000, ...base, lastIteration: iters[k - 1]! });
+    return (this.fitted = { usable: true, valRatio, valMse, linearRatio, trainLoss, samples, seconds: (performance.now() - t0) / 1000, ...base, lastIteration: iters[k - 1]! });
   }
 
   /**
