@@ -74,10 +74,13 @@ export class VolunteerConnections {
   private graceTimers = new Map<string, NodeJS.Timeout>();
   /** Connection budget per client address (reconnect floods are refused before any handler). */
   private perAddress = new Map<string, TokenBucket>();
+  /** Set by close(): the coordinator is shutting down, so no leave starts recovery any more. */
+  private closed = false;
 
   constructor(private opts: ConnectionOptions, private deps: ConnectionDeps) {}
 
   close(): void {
+    this.closed = true;
     for (const t of this.graceTimers.values()) clearTimeout(t);
     this.graceTimers.clear();
   }
@@ -222,7 +225,8 @@ export class VolunteerConnections {
       if (typeof ack === 'function') ack({ ok: true }); // already registered (reconnect)
     });
     socket.on('disconnect', (reason) => {
-      if (!registry.has(v) || v.socket !== socket) return;
+      // Shutting down (close() ran): the coordinator's own disconnects start no recovery.
+      if (this.closed || !registry.has(v) || v.socket !== socket) return;
       if (reason === 'server namespace disconnect' || reason === 'client namespace disconnect') {
         void this.drop(v, reason === 'client namespace disconnect' ? 'closed the connection' : 'disconnected by the coordinator');
         return;
@@ -291,7 +295,9 @@ export class VolunteerConnections {
   /** Removes a volunteer for good; its stage goes down the recovery ladder. */
   async drop(v: Volunteer, why: string, how: { quarantined?: boolean } = {}): Promise<void> {
     const { registry, stages, placement, scheduler, events } = this.deps;
-    if (!registry.has(v)) return;
+    // After close() the store and scheduler are going away: a late drop (a grace timer, a handler
+    // still awaiting) must not start a recovery against them.
+    if (this.closed || !registry.has(v)) return;
     registry.remove(v.id);
     placement.forget(v);
     this.deps.forget(v);
