@@ -7,6 +7,7 @@ import type { Tokenizer } from '../shared/data/tokenizer.js';
 import type { RecoveryOptions } from './recovery/recovery.js';
 import type { TlsCredentials } from './gateway/tls.js';
 import { DEFAULT_MAX_IN_FLIGHT } from './training/in-flight-window.js';
+import type { P2pOptions } from './gateway/p2p-signalling.js';
 
 export interface CoordinatorOptions {
   settings: RunSettings;
@@ -71,6 +72,8 @@ export interface CoordinatorOptions {
   trustProxy?: boolean;
   /** Seconds between shared model samples for the volunteer page (0 = never). */
   sampleEverySeconds: number;
+  /** `--transport`, `--ice-server`, `--turn-secret`, `--turn-ttl` (docs/p2p.md); absent = relay. */
+  p2p?: Partial<P2pOptions>;
 }
 
 export const DEFAULT_COORDINATOR: Omit<CoordinatorOptions, 'settings'> = {

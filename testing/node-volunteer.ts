@@ -44,6 +44,12 @@ export interface NodeVolunteerOptions {
   socketOptions?: Partial<ManagerOptions & SocketOptions> & { localAddress?: string };
   /** Talk to the coordinator through an emulated home link of its own (testing/link-emulator.ts). */
   link?: LinkSpec;
+  /**
+   * WebRTC for `--transport p2p|auto` (node-datachannel, ICE bound to 127.0.0.1 unless `rtcExtra`
+   * says otherwise); false: the tab cannot open links and every frame goes through the relay.
+   */
+  webrtc?: boolean;
+  rtcExtra?: RTCConfiguration;
 }
 
 /**
@@ -97,11 +103,13 @@ export async function startNodeVolunteer(url: string, opts: NodeVolunteerOptions
   const socket: VolunteerSocket = io(link ? link.url : url, { transports: ['websocket'], reconnection: true, forceNew: true, ...opts.socketOptions });
   if (opts.paceMs) paceTasks(socket, opts.paceMs);
   opts.wrapSocket?.(socket);
+  const rtc = opts.webrtc === false ? null : await import('../trainer/node-webrtc.js');
   let last: AgentStatus | null = null;
   const agent = new VolunteerAgent(socket, {
     capabilities: { backend, adapter: null, throughputGflops: 1, agent: `node/${opts.name ?? 'sim'} tfjs-${tf.version_core}`, ...opts.capabilities },
     onStatus: (s) => (last = s),
     createStage: opts.createStage,
+    ...(rtc ? { createPeerConnection: rtc.createNodePeerConnection, rtcExtra: opts.rtcExtra ?? rtc.LOOPBACK_ONLY } : {}),
     ...(opts.dutyCycle !== undefined ? { dutyCycle: () => opts.dutyCycle! } : {}),
   });
   return {

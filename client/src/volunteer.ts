@@ -112,6 +112,10 @@ function joinSwarm(
       ...(ctx.browserId && ctx.nickname ? { nickname: ctx.nickname } : {}),
     },
     dutyCycle: () => ctx.controls.dutyPercent / 100,
+    // --transport p2p|auto: where this context has WebRTC (Chromium exposes RTCPeerConnection to
+    // pages, not to dedicated workers), the same shared PeerLinks as the Node volunteers use it;
+    // without it the tab says so in hello and its frames go through the relay.
+    ...(typeof RTCPeerConnection === 'function' ? { createPeerConnection: (c: RTCConfiguration) => new RTCPeerConnection(c) } : {}),
     onStatus: (s) => {
       const trained = agentRef?.currentStage ?? null;
       ctx.update({
