@@ -26,7 +26,8 @@ import type { CoordinatorOptions } from './options.js';
 import { Registry, type Volunteer } from './tabs/registry.js';
 import { TabSpeeds } from './tabs/tab-speed.js';
 import { StagePuller } from './tabs/stage-puller.js';
-import { askStage, ASK_TIMEOUT_MS, okReply, transferTimeoutMs } from './tabs/ask-stage.js';
+import { askStage, ASK_TIMEOUT_MS, bytesReply, okReply, transferTimeoutMs } from './tabs/ask-stage.js';
+import { maxRelayFrameBytes } from './screening/relay-check.js';
 import { BundleTransfer } from './tabs/bundle-transfer.js';
 import { StageTable } from './placement/stage-table.js';
 import { Placement } from './placement/placement.js';
@@ -130,7 +131,20 @@ export class Coordinator {
     this.progress = new RunProgress(settings.stages, this.metrics);
     this.transfer = new BundleTransfer(opts.transferChunkBytes, maxBundleBytes(config));
     const p2p = { ...DEFAULT_P2P, ...opts.p2p };
-    this.p2pRoutes = new P2pRoutes({ ...DEFAULT_P2P_ROUTES, transport: p2p.transport }, { stages: this.stages, metrics: this.metrics });
+    this.p2pRoutes = new P2pRoutes(
+      { ...DEFAULT_P2P_ROUTES, transport: p2p.transport },
+      {
+        stages: this.stages,
+        metrics: this.metrics,
+        audit: {
+          reject: (v, reason, message) => this.connections.reject(v, reason, message),
+          metrics: this.metrics,
+          fetch: (receiver, info) => askStage(receiver, 'p2p_frame', [info], bytesReply, ASK_TIMEOUT_MS.weights),
+          sampleRate: p2p.auditRate,
+          maxBytes: maxRelayFrameBytes(settings.batch, config.seqLen, config.dModel, wireOf(settings)),
+        },
+      },
+    );
     const reject = (v: Volunteer, reason: string, message: string) => this.connections.reject(v, reason, message);
     // A tab that answers pings but not what we ask of it is dropped (counted as silent where it timed out).
     const dropLater = (v: Volunteer, why: string) => this.connections.dropLater(v, why);

@@ -24,9 +24,11 @@ export interface P2pOptions {
   turnTtlS: number;
   /** Signals per second a tab may send (bursts of twice that). */
   signalRate: number;
+  /** Share of peer-to-peer frames the coordinator fetches from their receiver and checks itself. */
+  auditRate: number;
 }
 
-export const DEFAULT_P2P: P2pOptions = { transport: 'relay', iceServers: [], turnTtlS: 3600, signalRate: 50 };
+export const DEFAULT_P2P: P2pOptions = { transport: 'relay', iceServers: [], turnTtlS: 3600, signalRate: 50, auditRate: 0.05 };
 
 /** Checks the ICE server list of the flags; throws with a message naming the bad entry. */
 export function checkIceServers(urls: string[], turnSecret: string | undefined): void {

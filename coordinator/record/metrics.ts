@@ -42,6 +42,12 @@ export class SwarmMetrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  readonly p2pAudits = new Counter({
+    name: 'swarm_p2p_audits_total',
+    help: 'Peer-to-peer frames the coordinator fetched from their receiver and checked itself, by why and what it found (docs/p2p.md#trust)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
   readonly rejected = new Counter({
     name: 'swarm_rejected_messages_total',
     help: 'Messages from volunteers rejected by validation',

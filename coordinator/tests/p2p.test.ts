@@ -14,6 +14,8 @@ import { testSwarm } from '../../testing/test-swarm.js';
 import { until } from '../../testing/until.js';
 import { wireFrameBytes } from '../../shared/protocol/wire-encoding.js';
 import { wireOf } from '../../shared/run-settings.js';
+import { startPoisonedVolunteer, type PoisonedVolunteer } from '../../testing/poisoned-volunteer.js';
+import type { VolunteerSocket } from '../../shared/volunteer/agent.js';
 
 const settings: RunSettings = { ...DEFAULT_SETTINGS, preset: 'tiny', stages: 4, microbatches: 2, batch: 2, recovery: 'checkfree' };
 
@@ -95,5 +97,56 @@ describe('--transport p2p', () => {
     expect(coord.p2pRoutes.mayTalk(coord.stages.replicas(0)[0]!.id, coord.stages.replicas(1)[0]!.id)).toBe(true);
     expect(coord.p2pRoutes.mayTalk(coord.stages.replicas(0)[0]!.id, coord.stages.replicas(3)[0]!.id)).toBe(false);
     raw.close();
+  });
+});
+
+describe('--transport p2p: trust', () => {
+  it('a tab inflating the activations it sends peer to peer is quarantined from its receiver\'s norm reports', async () => {
+    const { coord, url } = await startSwarm({ ...settings }, { graceMs: 200, p2p: { transport: 'p2p' } }, []);
+    const tabs: PoisonedVolunteer[] = [];
+    for (const n of ['h0', 'h1', 'h2', 'h3', 'spare']) {
+      const v = await startPoisonedVolunteer(url, null, { name: n });
+      tabs.push(v);
+      harness.vols.push(v);
+    }
+    await until(() => coord.scheduler.iteration >= 7, 'a norm history', 180_000);
+    const culprit = tabs.find((t) => t.status().volunteerId === coord.stages.owner(1)!.id)!;
+    const after = [2, 3].map((st) => coord.stages.owner(st)!.id);
+    culprit.setPoison('inflate-sent-acts');
+    await until(() => coord.events.list('quarantine').length >= 1, 'quarantine', 120_000);
+    const q = coord.events.list('quarantine');
+    expect(q).toHaveLength(1);
+    expect(q[0]!.data).toMatchObject({ stage: 1, volunteer: culprit.status().volunteerId });
+    expect(q[0]!.message).toMatch(/relayed activations to stage 2 .*x its recent median/);
+    // The frames never crossed the coordinator: the receiver's reported norms convicted the sender.
+    expect((await counter(coord, 'swarm_relay_bytes_total')).get('{direction="forward"}') ?? 0).toBe(0);
+    await until(() => coord.recovery.done.length === 1, 'stage 1 rebuilt', 120_000);
+    expect([2, 3].map((st) => coord.stages.owner(st)!.id)).toEqual(after);
+  });
+
+  it('a sender that reports a digest other than what it sent is caught by the audit and dropped; its receiver is not', async () => {
+    // The tab on stage 1 lies about every frame it sends (the report, not the frame).
+    const lie = (socket: VolunteerSocket) => {
+      const emit = socket.emit.bind(socket) as (event: string, ...args: unknown[]) => VolunteerSocket;
+      (socket as unknown as { emit: typeof emit }).emit = (event, ...args) => {
+        const meta = args[0] as { sent?: { digest: string } };
+        if (event === 'out' && meta?.sent) meta.sent.digest = '0'.repeat(64);
+        return emit(event, ...args);
+      };
+    };
+    const { coord } = await startSwarm(settings, { p2p: { transport: 'p2p' } }, [{}, { wrapSocket: lie }, {}, {}, {}]);
+    const liar = () => coord.registry.all().find((v) => v.caps.agent.includes('/t1 '));
+    const liarId = (await (async () => {
+      await until(() => liar() !== undefined, 'liar registered', 30_000);
+      return liar()!.id;
+    })());
+    await until(() => coord.events.list('leave').some((e) => e.message.includes(liarId) && e.message.includes('misbehaved')), 'the liar dropped', 120_000);
+    const audits = await counter(coord, 'swarm_p2p_audits_total');
+    expect(audits.get('{result="mismatch"}')).toBeGreaterThanOrEqual(3);
+    expect(audits.get('{result="sender_guilty"}')).toBeGreaterThanOrEqual(3);
+    expect(audits.get('{result="receiver_guilty"}') ?? 0).toBe(0);
+    const it0 = coord.scheduler.iteration;
+    await until(() => coord.scheduler.iteration >= it0 + 2, 'training continues', 120_000);
+    expect(coord.events.list('leave').filter((e) => e.message.includes('misbehaved'))).toHaveLength(1);
   });
 });

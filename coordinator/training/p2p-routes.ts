@@ -11,6 +11,7 @@ import type { Transport, FallbackReason } from '../../shared/protocol/p2p-messag
 import type { Volunteer } from '../tabs/registry.js';
 import type { StageTable } from '../placement/stage-table.js';
 import type { SwarmMetrics } from '../record/metrics.js';
+import { P2pAudit, type P2pAuditDeps } from '../screening/p2p-audit.js';
 
 export interface P2pRouteOptions {
   transport: Transport;
@@ -37,7 +38,12 @@ export class P2pRoutes {
   /** Pairs the coordinator told to exchange frames: only these may signal each other. */
   private readonly pairs = new Map<string, PairState>();
 
-  constructor(readonly opts: P2pRouteOptions, private deps: { stages: StageTable; metrics: SwarmMetrics; now?: () => number }) {}
+  constructor(readonly opts: P2pRouteOptions, private deps: { stages: StageTable; metrics: SwarmMetrics; audit: P2pAuditDeps; now?: () => number }) {}
+
+  /** The trust checks of one pass's peer-to-peer frames (undefined in relay mode). */
+  newAudit(): P2pAudit | undefined {
+    return this.enabled ? new P2pAudit(this.deps.audit) : undefined;
+  }
 
   get enabled(): boolean {
     return this.opts.transport !== 'relay';

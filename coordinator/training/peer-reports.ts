@@ -18,6 +18,12 @@ export function checkPeerReports(task: TaskMeta, out: OutMeta, frame: Uint8Array
   } else if (out.fallback && !frame) {
     return 'reported a fallback without the frame';
   }
+  if (out.refused) {
+    if (!task.inputFrom) return 'refused a peer frame, but its input came with the task';
+    if (out.refused.from !== task.inputFrom.peer) return `refused a frame from ${out.refused.from}, but its input came from ${task.inputFrom.peer}`;
+    if (frame || out.sent || out.got || out.fallback || out.loss !== undefined) return 'refused its input and reported a result too';
+    return null;
+  }
   if (task.inputFrom) {
     if (!out.got) return `ran on a frame from ${task.inputFrom.peer} but did not report its digest and norm`;
     if (out.got.from !== task.inputFrom.peer) return `reported a frame from ${out.got.from}, but its input came from ${task.inputFrom.peer}`;

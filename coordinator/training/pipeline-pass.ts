@@ -21,6 +21,7 @@ import type { PassControl, PassKind } from './pass-kind.js';
 import type { Reject, Task, TaskBook } from './task-book.js';
 import { IterationAbandoned } from './iteration-abandoned.js';
 import type { P2pRoutes } from './p2p-routes.js';
+import type { P2pAudit } from '../screening/p2p-audit.js';
 
 /** What the pass keeps of one hop of one microbatch. */
 interface HopState {
@@ -47,6 +48,8 @@ export interface PassDeps {
   reject: Reject;
   /** `--transport p2p|auto`: which outputs go peer to peer (absent: every frame is relayed). */
   p2p?: P2pRoutes;
+  /** This pass's checks of peer-to-peer frames (with `p2p`). */
+  audit?: P2pAudit;
 }
 
 type Settle = { resolve: () => void; reject: (e: Error) => void };
@@ -212,6 +215,13 @@ export class PipelinePass implements PassControl {
     const from = task.meta.inputFrom;
     const sender = from ? this.hops[meta.mb]![from.hop]!.holder : null;
     if (from && meta.got && sender && this.kind.keepsInputs) this.deps.screening.recordFrame(sender, from.fromStage, from.kind, task.meta.stage, meta.got.norm, from.hop);
+    const audit = this.deps.audit;
+    if (meta.sent) audit?.onSent(v, { kind: meta.dir === 'B' ? 'grad' : 'act', iteration: meta.iteration, microbatch: meta.mb, hop: meta.hop }, meta.sent.digest);
+    if (from && meta.got) audit?.onGot(v, this.deps.book.peerFrame(from, meta.iteration, meta.mb, task.meta.stage), meta.got);
+    if (from && meta.refused) {
+      audit?.onRefused(v, this.deps.book.peerFrame(from, meta.iteration, meta.mb, task.meta.stage), meta.refused);
+      return this.settle.reject(new IterationAbandoned(task.meta.stage, [meta.mb], `stage ${task.meta.stage} refused the ${from.kind} frame of mb ${meta.mb} from ${from.peer} (${meta.refused.reason})`));
+    }
     // Where this result's frame went: to its peer, or (a fallback) here with the message.
     const peer = task.meta.sendTo ? (meta.dir === 'B' ? this.hops[meta.mb]![meta.hop - 1]!.holder : this.hops[meta.mb]![meta.hop]!.sendTo) ?? null : null;
     if (this.deps.p2p && task.meta.sendTo) {

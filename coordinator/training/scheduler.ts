@@ -332,7 +332,7 @@ export class Scheduler {
       times: this.answerTimes,
       timesKey: `task:${kind.name}`,
     });
-    return new PipelinePass(++this.attempt, iteration, kind, batches, this.nStages, { stages, book, screening: this.screening, reject: tabs.reject, p2p: tabs.p2p });
+    return new PipelinePass(++this.attempt, iteration, kind, batches, this.nStages, { stages, book, screening: this.screening, reject: tabs.reject, p2p: tabs.p2p, audit: tabs.p2p?.newAudit() });
   }
 
   /** The window of a training pass of M microbatches, from the current groups and measurements. */

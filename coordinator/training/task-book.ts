@@ -8,6 +8,7 @@
 import type { Hop } from '../../shared/schedule/paths.js';
 import type { OutMeta, TaskMeta } from '../../shared/protocol/events.js';
 import type { InputFrom } from '../../shared/protocol/p2p-messages.js';
+import type { ExpectedHopFrame } from '../../shared/protocol/hop-frame-check.js';
 import { checkPeerReports } from './peer-reports.js';
 import type { WireEncoding } from '../../shared/protocol/wire-encoding.js';
 import { FrameError } from '../../shared/protocol/index.js';
@@ -79,6 +80,11 @@ export class TaskBook {
     return { peer: from.id, kind, hop, fromStage, shape: [...shape], maxBytes };
   }
 
+  /** What the frame a task took from its peer must be (its receiving stage included). */
+  peerFrame(from: InputFrom, iteration: number, mb: number, toStage: number): ExpectedHopFrame {
+    return { kind: from.kind, iteration, microbatch: mb, hop: from.hop, fromStage: from.fromStage, toStage, shape: from.shape, wire: this.deps.frames.wire };
+  }
+
   /** Sends a task to `to` (or the replica expected to finish first). Returns the tab it went to. */
   send(meta: TaskMeta, input: Uint8Array | null, targets: Uint8Array | null, opts: { to?: Volunteer; replay?: boolean } = {}): Volunteer {
     const { stages, speeds, metrics } = this.deps;
@@ -115,6 +121,11 @@ export class TaskBook {
     }
     const peerIssue = checkPeerReports(task.meta, meta, frame);
     if (peerIssue) return void reject(v, 'p2p', `task ${key}: ${peerIssue}`);
+    // The task's peer input was refused: it did not run (the pass abandons, the audit judges).
+    if (meta.refused) {
+      this.tasks.delete(key);
+      return { task, norm: 0 };
+    }
     if (expectsFrame !== (frame !== null || meta.sent !== undefined)) {
       return void reject(v, 'schema', expectsFrame ? `task ${key} must return a tensor frame` : `task ${key} must not return a tensor frame`);
     }

@@ -284,6 +284,11 @@ export interface ServerToVolunteer {
   rejected: (info: { reason: string; message: string }) => void;
   /** `--transport`: how this tab opens links to its peers (after `welcome`). */
   p2p_config: (c: P2pConfig) => void;
+  /**
+   * The coordinator checks a frame this tab took from a peer in full (a random sample, or the
+   * two ends' digests differ): the frame as received, from the last few kept (docs/p2p.md#trust).
+   */
+  p2p_frame: (info: { kind: 'act' | 'grad'; iteration: number; mb: number; hop: number }, ack: (frame: Uint8Array | { error: string }) => void) => void;
   /** A WebRTC signal from another tab, relayed (the coordinator sets `from`). */
   'p2p-signal': (s: IncomingSignal) => void;
 }

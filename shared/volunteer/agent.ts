@@ -259,6 +259,7 @@ export class VolunteerAgent {
         if (this.status.volunteerId) this.peers.configure(this.status.volunteerId, c);
       },
       'p2p-signal': (s) => this.peers.handleSignal(s?.from, s?.signal),
+      p2p_frame: (info, ack) => void reply(ack, async () => this.peers.keptFrame(info.kind, info.iteration, info.mb, info.hop), asError),
       connect: () => {
         // A new session (not a recovered blip): whatever was in flight belongs to a pass that no
         // longer exists (e.g. the coordinator restarted); drop it, keep the weights.

@@ -28,6 +28,8 @@ export interface PeerFramesDeps {
 
 /** Frames from peers kept at most (oldest dropped first): a peer cannot fill the tab's memory. */
 const MAX_INBOX = 64;
+/** Frames taken that stay for the coordinator's audit (it asks right after the task's result). */
+const MAX_KEPT = 32;
 /** How long a task waits for its peer frame (the sender reported it acknowledged, so it is here or lost). */
 export const PEER_FRAME_WAIT_MS = 10_000;
 
@@ -54,6 +56,8 @@ export class PeerFrames {
   /** Keys already taken: a frame that arrives again (its ack was lost) is dropped. */
   private taken = new Set<string>();
   private waiters = new Map<string, () => void>();
+  /** The last frames taken, as received: the coordinator may ask for one (audit). */
+  private kept = new Map<string, Uint8Array>();
 
   constructor(private deps: PeerFramesDeps) {}
 
@@ -144,6 +148,8 @@ export class PeerFrames {
     if (!entry) throw new PeerFrameRefused('missing', `no ${from.kind} frame of mb ${mb} hop ${from.hop} from ${from.peer} within ${PEER_FRAME_WAIT_MS} ms`);
     this.inbox.delete(key);
     this.taken.add(key);
+    if (this.kept.size >= MAX_KEPT) this.kept.delete(this.kept.keys().next().value!);
+    this.kept.set(key, entry.frame);
     if (entry.from !== from.peer) throw new PeerFrameRefused('wrong_peer', `the frame of mb ${mb} hop ${from.hop} came from ${entry.from}, not ${from.peer}`);
     let norm: number;
     try {
@@ -153,6 +159,13 @@ export class PeerFrames {
       throw e;
     }
     return { frame: entry.frame, got: { from: from.peer, digest: await frameDigest(entry.frame), norm } };
+  }
+
+  /** A frame this tab took from a peer, as received (the coordinator's audit). */
+  keptFrame(kind: string, iteration: number, mb: number, hop: number): Uint8Array {
+    const f = this.kept.get(frameKey(kind, iteration, mb, hop));
+    if (!f) throw new Error(`no ${kind} frame of iteration ${iteration} mb ${mb} hop ${hop} kept`);
+    return f;
   }
 
   /** The pass was abandoned or the iteration stepped: frames of it are no longer wanted. */
@@ -165,5 +178,6 @@ export class PeerFrames {
     this.links?.closeAll();
     this.links = null;
     this.clear();
+    this.kept.clear();
   }
 }
