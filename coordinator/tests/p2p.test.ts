@@ -150,3 +150,38 @@ describe('--transport p2p: trust', () => {
     expect(coord.events.list('leave').filter((e) => e.message.includes('misbehaved'))).toHaveLength(1);
   });
 });
+
+describe('--transport auto: fallback', () => {
+  it('a pair that cannot open a link falls back to the relay within 5 s, backs off, loses nothing and still matches the local trainer', async () => {
+    // The tab on stage 1 never lets a signal out: every link to or from it fails to open.
+    const mute = (socket: VolunteerSocket) => {
+      const emit = socket.emit.bind(socket) as (event: string, ...args: unknown[]) => VolunteerSocket;
+      (socket as unknown as { emit: typeof emit }).emit = (event, ...args) => (event === 'p2p-signal' ? socket : emit(event, ...args));
+    };
+    const N = 4;
+    const t0 = Date.now();
+    const { coord } = await startSwarm(settings, { maxIterations: N, p2p: { transport: 'auto' } }, [{}, { wrapSocket: mute }, {}, {}]);
+    await until(() => (coord.p2pRoutes.fallbacks.get('open-timeout') ?? 0) > 0, 'a fallback', 60_000);
+    const firstFallback = Date.now() - t0;
+    await until(() => coord.scheduler.iteration >= N, `${N} iterations`, 180_000);
+    const swarm = coord.scheduler.history.map((h) => h.trainLoss);
+    await useNodeBackend('wasm');
+    const local = await trainLocal({ ...settings, steps: N, evalEvery: 1000, evalBatches: 1, swap: false });
+    for (let i = 0; i < N; i++) expect(Math.abs(swarm[i]! - local.trainLosses[i]!) / local.trainLosses[i]!).toBeLessThan(1e-4);
+    // The open timeout is 5 s; the tabs' start and the first hops come before it.
+    expect(firstFallback).toBeLessThan(5000 + 4000);
+    const frame = wireFrameBytes([settings.batch, 64, 64], wireOf(settings));
+    const relay = await counter(coord, 'swarm_relay_bytes_total');
+    const p2p = await counter(coord, 'swarm_p2p_bytes_total');
+    const fallbacks = await counter(coord, 'swarm_p2p_fallbacks_total');
+    // Every frame crossed exactly once: stage 0 <-> 1 and 1 <-> 2 through the relay, 2 <-> 3 peer to peer.
+    expect(relay.get('{direction="forward"}')).toBe(N * 2 * 2 * frame);
+    expect(relay.get('{direction="backward"}')).toBe(N * 2 * 2 * frame);
+    expect(p2p.get('{direction="forward"}')).toBe(N * 2 * frame);
+    expect(p2p.get('{direction="backward"}')).toBe(N * 2 * frame);
+    // Each blocked pair failed once per direction that tried, then stayed relay-only (back-off).
+    expect(fallbacks.get('{reason="open-timeout"}')).toBeLessThanOrEqual(4);
+    expect(fallbacks.get('{reason="backoff"}')).toBeGreaterThan(0);
+    expect(coord.p2pRoutes.backedOff().length).toBe(2);
+  }, 240_000);
+});

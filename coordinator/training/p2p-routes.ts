@@ -64,13 +64,13 @@ export class P2pRoutes {
     const to = replicas[0]!;
     if (to === from) return null;
     if (!from.caps.webrtc || !to.caps.webrtc) {
-      this.deps.metrics.p2pFallbacks.inc({ reason: 'unsupported' });
+      this.count('unsupported');
       return null;
     }
     const key = pairKey(from.id, to.id);
     const st = this.pairs.get(key);
     if (st && st.until > this.now()) {
-      this.deps.metrics.p2pFallbacks.inc({ reason: 'backoff' });
+      this.count('backoff');
       return null;
     }
     if (!st) this.pairs.set(key, { failures: 0, until: 0 });
@@ -90,13 +90,21 @@ export class P2pRoutes {
 
   /** A frame meant for a peer came through the relay: counted; in `auto` the pair backs off. */
   fellBack(a: Volunteer, b: Volunteer | null, reason: FallbackReason): void {
-    this.deps.metrics.p2pFallbacks.inc({ reason });
+    this.count(reason);
     if (!b || this.opts.transport !== 'auto' || reason === 'unsupported' || reason === 'backoff') return;
     const key = pairKey(a.id, b.id);
     const st = this.pairs.get(key) ?? { failures: 0, until: 0 };
     st.until = this.now() + Math.min(this.opts.maxBackoffMs, this.opts.backoffMs * 2 ** st.failures);
     st.failures++;
     this.pairs.set(key, st);
+  }
+
+  /** Frames meant for a peer that went through the relay, by reason, since the start (the dashboard). */
+  readonly fallbacks = new Map<FallbackReason, number>();
+
+  private count(reason: FallbackReason): void {
+    this.deps.metrics.p2pFallbacks.inc({ reason });
+    this.fallbacks.set(reason, (this.fallbacks.get(reason) ?? 0) + 1);
   }
 
   /** Relay-only pairs now, with how long they stay so (the dashboard). */
