@@ -383,6 +383,11 @@ export class Coordinator {
         validate: () => scheduler.validate(),
         strategy: () => recovery.strategy.name,
         setStrategy: (s) => recovery.setStrategy(s),
+        p2p: () => ({
+          transport: this.p2pRoutes.opts.transport,
+          fallbacks: Object.fromEntries(this.p2pRoutes.fallbacks),
+          backedOff: this.p2pRoutes.backedOff().map((b) => ({ pair: b.pair, seconds: Math.ceil(b.ms / 1000), failures: b.failures })),
+        }),
       },
       tabs: {
         stages,

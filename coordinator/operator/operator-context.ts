@@ -6,6 +6,7 @@
 import type { ResolvedConfig } from '../../shared/model/config.js';
 import type { RunSettings, RecoveryStrategy } from '../../shared/run-settings.js';
 import type { RunStatus } from '../../shared/protocol/events.js';
+import type { P2pSummary } from '../../shared/protocol/operator.js';
 import type { Tokenizer } from '../../shared/data/tokenizer.js';
 import type { Volunteer } from '../tabs/registry.js';
 import type { TabSpeeds } from '../tabs/tab-speed.js';
@@ -37,6 +38,8 @@ export interface OperatorRun {
   strategy(): RecoveryStrategy;
   /** The recovery strategy for the next failure. */
   setStrategy(s: RecoveryStrategy): void;
+  /** `--transport` and its fallbacks (the dashboard). */
+  p2p(): P2pSummary;
 }
 
 /** The tabs as the operator sees them. */

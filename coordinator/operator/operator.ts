@@ -152,6 +152,7 @@ export class Operator {
       spares: tabs.spares().map(tab),
       sampling: this.sampling,
       exporting: this.exporter.exporting,
+      p2p: run.p2p(),
     };
   }
 

@@ -79,6 +79,17 @@ export interface SwarmSnapshot {
   spares: TabInfo[];
   sampling: boolean;
   exporting: boolean;
+  /** How activations travel (`--transport`) and what fell back to the relay; absent from older coordinators. */
+  p2p?: P2pSummary;
+}
+
+/** The dashboard's view of `--transport p2p|auto` (docs/p2p.md). */
+export interface P2pSummary {
+  transport: 'relay' | 'p2p' | 'auto';
+  /** Frames meant for a peer that went through the relay, by reason (link failure, no WebRTC, back-off). */
+  fallbacks: Record<string, number>;
+  /** Pairs relay-only now (auto's back-off): `a|b`, seconds left, failures in a row. */
+  backedOff: { pair: string; seconds: number; failures: number }[];
 }
 
 export interface StageTiming {

@@ -9,6 +9,7 @@ import { compact, dateTime, num } from '../format';
 import { Runs } from './Runs';
 import { Sampler } from './Sampler';
 import { SwarmMap } from './SwarmMap';
+import { P2pPanel } from './P2pPanel';
 import { readToken, useOperator } from './useOperator';
 
 function TokenScreen({ refused, error, onToken }: { refused: boolean; error: string | null; onToken: (t: string) => void }) {
@@ -163,6 +164,7 @@ export function App() {
       <main className="grid">
         {!review && <SwarmMap swarm={swarm} swarmAt={state.swarmAt} />}
         {!review && <Controls swarm={swarm} call={call as never} token={token} />}
+        {!review && swarm.p2p && swarm.p2p.transport !== 'relay' && <P2pPanel p2p={swarm.p2p} />}
         <LossVsIteration iterations={iterations} events={events} wide={!!review} />
         <LossVsTime iterations={iterations} events={events} />
         <ThroughputChart iterations={iterations} />
