@@ -100,6 +100,23 @@ describe('--transport p2p', () => {
   });
 });
 
+describe('--transport p2p: browser tabs', () => {
+  it('links owned by the page, driven from the worker over postMessage-style messages (BridgedLinks <-> LinkHost), train as the direct ones', async () => {
+    const N = 3;
+    const { coord } = await startSwarm(settings, { maxIterations: N, p2p: { transport: 'p2p' } }, [0, 1, 2, 3].map(() => ({ bridgeLinks: true })));
+    await until(() => coord.scheduler.iteration >= N, `${N} iterations`, 180_000);
+    const swarm = coord.scheduler.history.map((h) => h.trainLoss);
+    await useNodeBackend('wasm');
+    const local = await trainLocal({ ...settings, steps: N, evalEvery: 1000, evalBatches: 1, swap: false });
+    for (let i = 0; i < N; i++) expect(Math.abs(swarm[i]! - local.trainLosses[i]!) / local.trainLosses[i]!).toBeLessThan(1e-4);
+    const frame = wireFrameBytes([settings.batch, 64, 64], wireOf(settings));
+    const p2p = await counter(coord, 'swarm_p2p_bytes_total');
+    expect(p2p.get('{direction="forward"}')).toBe(N * 2 * 3 * frame);
+    expect(p2p.get('{direction="backward"}')).toBe(N * 2 * 3 * frame);
+    expect((await counter(coord, 'swarm_relay_bytes_total')).get('{direction="forward"}') ?? 0).toBe(0);
+  });
+});
+
 describe('--transport p2p: trust', () => {
   it('a tab inflating the activations it sends peer to peer is quarantined from its receiver\'s norm reports', async () => {
     const { coord, url } = await startSwarm({ ...settings }, { graceMs: 200, p2p: { transport: 'p2p' } }, []);

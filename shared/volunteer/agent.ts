@@ -85,6 +85,8 @@ export interface AgentOptions {
    * the tab tells the coordinator it can take frames peer to peer (`--transport p2p|auto`).
    */
   createPeerConnection?: PeerFramesDeps['createPeerConnection'];
+  /** Or links owned elsewhere (a browser worker's live on its page: shared/transport/link-bridge.ts). */
+  createLinks?: PeerFramesDeps['createLinks'];
   /** Merged into the coordinator's RTCConfiguration (Node tests: bind ICE to loopback). */
   rtcExtra?: RTCConfiguration;
 }
@@ -135,6 +137,7 @@ export class VolunteerAgent {
   constructor(private socket: VolunteerSocket, private opts: AgentOptions) {
     this.peers = new PeerFrames({
       createPeerConnection: opts.createPeerConnection,
+      createLinks: opts.createLinks,
       rtcExtra: opts.rtcExtra,
       signal: (to, signal) => this.socket.emit('p2p-signal', { to, signal }),
       log: (level, message) => this.log(level, message),

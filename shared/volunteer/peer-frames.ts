@@ -7,6 +7,7 @@
  * only `createPeerConnection` differs.
  */
 import { PeerLinks } from '../transport/peer-links.js';
+import type { FrameLinks, FrameLinksDeps } from '../transport/link-bridge.js';
 import { LinkDownError } from '../transport/link-down-error.js';
 import { frameDigest } from '../transport/frame-digest.js';
 import { inspectTensorFrame } from '../protocol/codec.js';
@@ -19,6 +20,8 @@ import type { FallbackReason, GotReport, InputFrom, P2pConfig, SendTo, SentRepor
 export interface PeerFramesDeps {
   /** `new RTCPeerConnection(config)`; absent: this tab cannot open links (everything is relayed). */
   createPeerConnection?: (config: RTCConfiguration) => RTCPeerConnection;
+  /** Or links that live elsewhere (a worker's, on its page: BridgedLinks). */
+  createLinks?: (deps: FrameLinksDeps) => FrameLinks;
   /** Merged into the coordinator's RTCConfiguration (Node tests: bind ICE to loopback). */
   rtcExtra?: RTCConfiguration;
   /** Emits `p2p-signal {to, signal}` on the tab's socket. */
@@ -49,7 +52,7 @@ function frameKey(kind: string, iteration: number, mb: number, hop: number): str
 }
 
 export class PeerFrames {
-  private links: PeerLinks | null = null;
+  private links: FrameLinks | null = null;
   private self: string | null = null;
   /** Frames from peers not yet taken by a task, by (kind, iteration, microbatch, hop). */
   private inbox = new Map<string, { from: string; frame: Uint8Array }>();
@@ -63,12 +66,13 @@ export class PeerFrames {
 
   /** Whether this tab can open links at all. */
   get supported(): boolean {
-    return this.deps.createPeerConnection !== undefined;
+    return this.deps.createPeerConnection !== undefined || this.deps.createLinks !== undefined;
   }
 
   /** The coordinator's `p2p_config` (again on TURN renewal): links opened from now on use it. */
   configure(self: string, c: P2pConfig): void {
-    if (!this.deps.createPeerConnection || c.transport === 'relay') return;
+    const create = this.deps.createPeerConnection;
+    if ((!create && !this.deps.createLinks) || c.transport === 'relay') return;
     const rtcConfig = { ...c.rtc, ...this.deps.rtcExtra };
     if (this.links && this.self === self) {
       this.links.setRtcConfig(rtcConfig);
@@ -76,17 +80,17 @@ export class PeerFrames {
     }
     this.links?.closeAll();
     this.self = self;
-    this.links = new PeerLinks({
+    const deps: FrameLinksDeps = {
       self,
       signal: this.deps.signal,
-      createPeerConnection: this.deps.createPeerConnection,
       rtcConfig,
       events: {
         onFrame: (peer, frame) => this.arrived(peer, frame),
         onLinkDown: (peer, failure, detail) => this.deps.log('warn', `link to ${peer} down (${failure}): ${detail}`),
         onSignalRejected: (from, message) => this.deps.log('warn', `signal from ${from} rejected: ${message}`),
       },
-    });
+    };
+    this.links = create ? new PeerLinks({ ...deps, createPeerConnection: create }) : this.deps.createLinks!(deps);
   }
 
   handleSignal(from: string, signal: unknown): void {
