@@ -30,7 +30,7 @@ export interface P2pAuditDeps {
   reject: (v: Volunteer, reason: string, message: string) => void;
   metrics: SwarmMetrics;
   /** The frame `receiver` took for this hop, as it holds it. */
-  fetch: (receiver: Volunteer, info: { kind: 'act' | 'grad'; iteration: number; mb: number; hop: number }) => Promise<Uint8Array>;
+  fetch: (receiver: Volunteer, info: { kind: 'act' | 'grad'; attempt: number; iteration: number; mb: number; hop: number }) => Promise<Uint8Array>;
   /** Share of p2p frames fetched and checked even when both digests agree. */
   sampleRate: number;
   maxBytes: number;
@@ -46,7 +46,8 @@ export class P2pAudit {
   /** Audits in progress (tests wait for them). */
   readonly pending = new Set<Promise<void>>();
 
-  constructor(private deps: P2pAuditDeps) {}
+  /** `attempt`: the pass's (the frames' keys on the tabs). */
+  constructor(private deps: P2pAuditDeps, private attempt = 0) {}
 
   /** The sender's report: `sender` sent the frame `want` describes with this digest. */
   onSent(sender: Volunteer, want: FrameId, digest: string): void {
@@ -86,7 +87,7 @@ export class P2pAudit {
     const what = `${want.kind} frame of iteration ${want.iteration} mb ${want.microbatch} hop ${want.hop}`;
     let frame: Uint8Array;
     try {
-      frame = await this.deps.fetch(receiver, { kind: want.kind, iteration: want.iteration, mb: want.microbatch, hop: want.hop });
+      frame = await this.deps.fetch(receiver, { kind: want.kind, attempt: this.attempt, iteration: want.iteration, mb: want.microbatch, hop: want.hop });
     } catch (e) {
       metrics.p2pAudits.inc({ result: 'receiver_guilty' });
       return reject(receiver, 'p2p_audit', `could not produce the ${what} it reported: ${(e as Error).message}`);

@@ -41,8 +41,8 @@ export class P2pRoutes {
   constructor(readonly opts: P2pRouteOptions, private deps: { stages: StageTable; metrics: SwarmMetrics; audit: P2pAuditDeps; now?: () => number }) {}
 
   /** The trust checks of one pass's peer-to-peer frames (undefined in relay mode). */
-  newAudit(): P2pAudit | undefined {
-    return this.enabled ? new P2pAudit(this.deps.audit) : undefined;
+  newAudit(attempt: number): P2pAudit | undefined {
+    return this.enabled ? new P2pAudit(this.deps.audit, attempt) : undefined;
   }
 
   get enabled(): boolean {

@@ -288,7 +288,7 @@ export interface ServerToVolunteer {
    * The coordinator checks a frame this tab took from a peer in full (a random sample, or the
    * two ends' digests differ): the frame as received, from the last few kept (docs/p2p.md#trust).
    */
-  p2p_frame: (info: { kind: 'act' | 'grad'; iteration: number; mb: number; hop: number }, ack: (frame: Uint8Array | { error: string }) => void) => void;
+  p2p_frame: (info: { kind: 'act' | 'grad'; attempt: number; iteration: number; mb: number; hop: number }, ack: (frame: Uint8Array | { error: string }) => void) => void;
   /** A WebRTC signal from another tab, relayed (the coordinator sets `from`). */
   'p2p-signal': (s: IncomingSignal) => void;
 }

@@ -188,7 +188,6 @@ export class VolunteerAgent {
         // in progress is not undone: the coordinator sent it, so every surviving stage applies it
         // (and there are no stashes during a step).
         this.queue = [];
-        this.peers.clear();
         if (!this.stepping) this.stage?.abandon();
         this.iterationComputeMs = 0;
         this.iterationTokens = 0;
@@ -262,7 +261,7 @@ export class VolunteerAgent {
         if (this.status.volunteerId) this.peers.configure(this.status.volunteerId, c);
       },
       'p2p-signal': (s) => this.peers.handleSignal(s?.from, s?.signal),
-      p2p_frame: (info, ack) => void reply(ack, async () => this.peers.keptFrame(info.kind, info.iteration, info.mb, info.hop), asError),
+      p2p_frame: (info, ack) => void reply(ack, async () => this.peers.keptFrame(info.kind, info.attempt, info.iteration, info.mb, info.hop), asError),
       connect: () => {
         // A new session (not a recovered blip): whatever was in flight belongs to a pass that no
         // longer exists (e.g. the coordinator restarted); drop it, keep the weights.
@@ -487,7 +486,7 @@ export class VolunteerAgent {
     // The input came peer to peer: take it from the links and check it before the stage sees it.
     if (meta.inputFrom && !input) {
       try {
-        const r = await this.peers.receive(meta.inputFrom, meta.iteration, meta.mb, stage.index, this.wire);
+        const r = await this.peers.receive(meta.inputFrom, meta.attempt, meta.iteration, meta.mb, stage.index, this.wire);
         input = r.frame;
         out.got = r.got;
       } catch (e) {
@@ -544,7 +543,7 @@ export class VolunteerAgent {
     this.iterationComputeMs += out.computeMs;
     this.status.computeSeconds += out.computeMs / 1000;
     if (meta.sendTo && frame) {
-      const r = await this.peers.send(meta.sendTo, frame);
+      const r = await this.peers.send(meta.sendTo, meta.attempt, frame);
       if ('sent' in r) {
         out.sent = r.sent;
         frame = null;

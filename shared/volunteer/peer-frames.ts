@@ -47,9 +47,16 @@ export class PeerFrameRefused extends Error {
 const RETRIED = new Set<string>(['peer-closed', 'signal', 'ice-failed']);
 const RETRY_WITHIN_MS = 2000;
 
-function frameKey(kind: string, iteration: number, mb: number, hop: number): string {
-  return `${kind}:${iteration}:${mb}:${hop}`;
+/**
+ * Frames are keyed by the pass's attempt too: after an abandoned iteration the retry has the same
+ * (iteration, microbatch, hop), and a late frame of the old attempt must not stand in for the new
+ * one. The attempt travels in front of the frame (4 bytes, little-endian); digests cover the frame.
+ */
+function frameKey(kind: string, attempt: number, iteration: number, mb: number, hop: number): string {
+  return `${kind}:${attempt}:${iteration}:${mb}:${hop}`;
 }
+
+const ENVELOPE_BYTES = 4;
 
 export class PeerFrames {
   private links: FrameLinks | null = null;
@@ -98,15 +105,18 @@ export class PeerFrames {
   }
 
   /** Sends a task's output to its peer: the report for `out`, or why it must go with `out` after all. */
-  async send(to: SendTo, frame: Uint8Array): Promise<{ sent: SentReport } | { fallback: FallbackReason }> {
+  async send(to: SendTo, attempt: number, frame: Uint8Array): Promise<{ sent: SentReport } | { fallback: FallbackReason }> {
     const links = this.links;
     if (!links) return { fallback: 'unsupported' };
     const digest = frameDigest(frame);
+    const enveloped = new Uint8Array(ENVELOPE_BYTES + frame.byteLength);
+    new DataView(enveloped.buffer).setUint32(0, attempt >>> 0, true);
+    enveloped.set(frame, ENVELOPE_BYTES);
     const t0 = performance.now();
     for (let attempt = 0; ; attempt++) {
       try {
-        const receipt = await links.send(to.peer, frame);
-        return { sent: { to: to.peer, bytes: receipt.bytes, digest: await digest } };
+        const receipt = await links.send(to.peer, enveloped);
+        return { sent: { to: to.peer, bytes: receipt.bytes - ENVELOPE_BYTES, digest: await digest } };
       } catch (e) {
         if (!(e instanceof LinkDownError)) throw e;
         // A fresh link that died while opening (node-datachannel 0.33.4 closes one in a few right
@@ -117,11 +127,15 @@ export class PeerFrames {
     }
   }
 
-  private arrived(from: string, frame: Uint8Array): void {
+  private arrived(from: string, data: Uint8Array): void {
     let key: string;
+    let frame: Uint8Array;
     try {
+      if (data.byteLength < ENVELOPE_BYTES) throw new Error('shorter than its envelope');
+      const attempt = new DataView(data.buffer, data.byteOffset, data.byteLength).getUint32(0, true);
+      frame = data.subarray(ENVELOPE_BYTES);
       const { header } = inspectTensorFrame(frame);
-      key = frameKey(header.kind, header.iteration, header.microbatch, header.hop);
+      key = frameKey(header.kind, attempt, header.iteration, header.microbatch, header.hop);
     } catch (e) {
       return this.deps.log('warn', `unreadable frame from ${from} dropped: ${(e as Error).message}`);
     }
@@ -136,8 +150,8 @@ export class PeerFrames {
    * the receiving stage. Rejects with PeerFrameRefused (its reason: a FrameError reason,
    * `missing`, `wrong_peer`).
    */
-  async receive(from: InputFrom, iteration: number, mb: number, stage: number, wire: WireEncoding): Promise<{ frame: Uint8Array; got: GotReport }> {
-    const key = frameKey(from.kind, iteration, mb, from.hop);
+  async receive(from: InputFrom, attempt: number, iteration: number, mb: number, stage: number, wire: WireEncoding): Promise<{ frame: Uint8Array; got: GotReport }> {
+    const key = frameKey(from.kind, attempt, iteration, mb, from.hop);
     if (!this.inbox.has(key)) {
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, PEER_FRAME_WAIT_MS);
@@ -166,13 +180,17 @@ export class PeerFrames {
   }
 
   /** A frame this tab took from a peer, as received (the coordinator's audit). */
-  keptFrame(kind: string, iteration: number, mb: number, hop: number): Uint8Array {
-    const f = this.kept.get(frameKey(kind, iteration, mb, hop));
-    if (!f) throw new Error(`no ${kind} frame of iteration ${iteration} mb ${mb} hop ${hop} kept`);
-    return f;
+  keptFrame(kind: string, attempt: number, iteration: number, mb: number, hop: number): Uint8Array {
+    const f = this.kept.get(frameKey(kind, attempt, iteration, mb, hop));
+    if (!f) throw new Error(`no ${kind} frame of attempt ${attempt} iteration ${iteration} mb ${mb} hop ${hop} kept`);
+    return f.slice();
   }
 
-  /** The pass was abandoned or the iteration stepped: frames of it are no longer wanted. */
+  /**
+   * The iteration stepped: its frames are no longer wanted (the next iteration's tasks, and so
+   * its frames, come only after every tab acknowledged its step). An abandoned pass clears
+   * nothing: the retry's frames may already be here, and the old attempt's are keyed apart.
+   */
   clear(): void {
     this.inbox.clear();
     this.taken.clear();
