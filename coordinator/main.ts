@@ -24,6 +24,8 @@ import { ProcessGuard } from './cli/process-guard.js';
 import type { EdgePolicy } from '../shared/recovery/plan.js';
 import type { WireEncoding } from '../shared/protocol/wire-encoding.js';
 import type { SchedulerKind } from '../shared/schedule/skip-request.js';
+import type { Transport } from '../shared/protocol/p2p-messages.js';
+import { checkIceServers, type P2pOptions } from './gateway/p2p-signalling.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const d = DEFAULT_COORDINATOR;
@@ -58,6 +60,14 @@ function clientStale(): boolean {
       return Math.max(m, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
     }, 0);
   return Math.max(newest(join(ROOT, 'client')), newest(join(ROOT, 'shared'))) > built;
+}
+
+/** `--transport`, `--ice-server`, `--turn-secret`, `--turn-ttl`, checked (a bad entry stops the start with its reason). */
+function p2pFromFlags(transport: Transport, ice: string | undefined, turnSecret: string | undefined, turnTtlS: number): Partial<P2pOptions> {
+  const iceServers = (ice ?? '').split(',').map((u) => u.trim()).filter(Boolean);
+  checkIceServers(iceServers, turnSecret);
+  if (!Number.isInteger(turnTtlS) || turnTtlS < 60 || turnTtlS > 7 * 86400) throw new Error(`--turn-ttl ${turnTtlS}: 60 .. 604800 seconds`);
+  return { transport, iceServers, turnTtlS, ...(turnSecret ? { turnSecret } : {}) };
 }
 
 async function main(): Promise<void> {
@@ -98,6 +108,7 @@ async function main(): Promise<void> {
     tls: tls?.credentials ?? null,
     trustProxy: v['trust-proxy'] === true,
     sampleEverySeconds: num('sample-every'),
+    p2p: p2pFromFlags(str('transport') as Transport, str('ice-server'), str('turn-secret'), num('turn-ttl')),
     settings: {
       preset: str('preset')!,
       stages: num('stages'),

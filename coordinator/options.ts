@@ -8,6 +8,7 @@ import type { RecoveryOptions } from './recovery/recovery.js';
 import type { TlsCredentials } from './gateway/tls.js';
 import { DEFAULT_MAX_IN_FLIGHT } from './training/in-flight-window.js';
 import type { SchedulerKind } from '../shared/schedule/skip-request.js';
+import type { P2pOptions } from './gateway/p2p-signalling.js';
 
 export interface CoordinatorOptions {
   settings: RunSettings;
@@ -76,6 +77,8 @@ export interface CoordinatorOptions {
   trustProxy?: boolean;
   /** Seconds between shared model samples for the volunteer page (0 = never). */
   sampleEverySeconds: number;
+  /** `--transport`, `--ice-server`, `--turn-secret`, `--turn-ttl` (docs/p2p.md); absent = relay. */
+  p2p?: Partial<P2pOptions>;
 }
 
 export const DEFAULT_COORDINATOR: Omit<CoordinatorOptions, 'settings'> = {

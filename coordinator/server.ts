@@ -27,7 +27,8 @@ import type { CoordinatorOptions } from './options.js';
 import { Registry, type Volunteer } from './tabs/registry.js';
 import { TabSpeeds } from './tabs/tab-speed.js';
 import { StagePuller } from './tabs/stage-puller.js';
-import { askStage, ASK_TIMEOUT_MS, okReply, transferTimeoutMs } from './tabs/ask-stage.js';
+import { askStage, ASK_TIMEOUT_MS, bytesReply, okReply, transferTimeoutMs } from './tabs/ask-stage.js';
+import { maxRelayFrameBytes } from './screening/relay-check.js';
 import { BundleTransfer } from './tabs/bundle-transfer.js';
 import { StageTable } from './placement/stage-table.js';
 import { Placement } from './placement/placement.js';
@@ -61,6 +62,9 @@ import { Contributions } from './public/contributions.js';
 import { SharedSample } from './public/shared-sample.js';
 import { handlePublicRoute } from './public/public-routes.js';
 
+import { P2pRoutes, DEFAULT_P2P_ROUTES } from './training/p2p-routes.js';
+import { P2pSignalling, DEFAULT_P2P } from './gateway/p2p-signalling.js';
+
 export { DEFAULT_COORDINATOR, type CoordinatorOptions } from './options.js';
 
 export class Coordinator {
@@ -80,6 +84,9 @@ export class Coordinator {
   /** How bundles (weights, states, gradients) are pulled from tabs: in chunks. */
   readonly transfer: BundleTransfer;
   readonly connections: VolunteerConnections;
+  /** `--transport p2p|auto`: which hops go peer to peer, and the signalling between those tabs. */
+  readonly p2pRoutes: P2pRoutes;
+  readonly p2pSignalling: P2pSignalling;
   readonly io: Server<VolunteerToServer, ServerToVolunteer>;
   /** How tasks reach tabs: through the socket's room, so a tab back from a blip gets what it missed. */
   readonly taskSender: TaskSender;
@@ -125,6 +132,21 @@ export class Coordinator {
     this.stages = new StageTable(settings.stages);
     this.progress = new RunProgress(settings.stages, this.metrics);
     this.transfer = new BundleTransfer(opts.transferChunkBytes, maxBundleBytes(config));
+    const p2p = { ...DEFAULT_P2P, ...opts.p2p };
+    this.p2pRoutes = new P2pRoutes(
+      { ...DEFAULT_P2P_ROUTES, transport: p2p.transport },
+      {
+        stages: this.stages,
+        metrics: this.metrics,
+        audit: {
+          reject: (v, reason, message) => this.connections.reject(v, reason, message),
+          metrics: this.metrics,
+          fetch: (receiver, info) => askStage(receiver, 'p2p_frame', [info], bytesReply, ASK_TIMEOUT_MS.weights),
+          sampleRate: p2p.auditRate,
+          maxBytes: maxRelayFrameBytes(settings.batch, config.seqLen, config.dModel, wireOf(settings)),
+        },
+      },
+    );
     const reject = (v: Volunteer, reason: string, message: string) => this.connections.reject(v, reason, message);
     // A tab that answers pings but not what we ask of it is dropped (counted as silent where it timed out).
     const dropLater = (v: Volunteer, why: string) => this.connections.dropLater(v, why);
@@ -219,7 +241,7 @@ export class Coordinator {
         events: this.events,
         log: this.log,
         ladder: this.recovery,
-        tabs: { sender: this.taskSender, reject, quarantine: (v, reason) => this.connections.quarantine(v, reason), unresponsive: (v, why) => dropLater(v, `unresponsive: ${why}`) },
+        tabs: { sender: this.taskSender, reject, quarantine: (v, reason) => this.connections.quarantine(v, reason), unresponsive: (v, why) => dropLater(v, `unresponsive: ${why}`), p2p: this.p2pRoutes },
         // One broadcast per change, encoded once, instead of a send per tab.
         broadcast: {
           status: (s) => {
@@ -278,6 +300,13 @@ export class Coordinator {
     });
     this.routes.attach(this.http);
     const tokensPerMicrobatch = settings.batch * config.seqLen;
+    this.p2pSignalling = new P2pSignalling(p2p, {
+      tab: (id) => this.registry.get(id),
+      mayTalk: (a, b) => this.p2pRoutes.mayTalk(a, b),
+      metrics: this.metrics,
+      reject,
+      warn: (v, message) => this.log.warn({ volunteer: v.id }, message),
+    });
     this.connections = new VolunteerConnections(
       { config, graceMs: opts.graceMs, maxOffences: opts.maxOffences, rateLimit: opts.rateLimit, connectionRate: opts.connectionRate },
       {
@@ -301,7 +330,11 @@ export class Coordinator {
           this.contributions.creditTask(v.caps.browserId, { dir: meta.dir, computeMs: meta.computeMs, runsBlocks: path[meta.hop]?.segment.blocks === true }, tokensPerMicrobatch);
         },
         setNickname: (id, nickname) => this.contributions.setNickname(id, nickname),
-        forget: (v) => this.claims.revoke(v),
+        forget: (v) => {
+          this.claims.revoke(v);
+          this.p2pRoutes.forget(v);
+        },
+        p2p: this.p2pSignalling,
       },
     );
     // Who serves which stage changed: every page hears the new status (e.g. "3 more needed"); the
@@ -356,6 +389,11 @@ export class Coordinator {
         setStrategy: (s) => recovery.setStrategy(s),
         skipSchedule: () => scheduler.skips?.recorded() ?? null,
         cpsr: () => recovery.cpsrStatus,
+        p2p: () => ({
+          transport: this.p2pRoutes.opts.transport,
+          fallbacks: Object.fromEntries(this.p2pRoutes.fallbacks),
+          backedOff: this.p2pRoutes.backedOff().map((b) => ({ pair: b.pair, seconds: Math.ceil(b.ms / 1000), failures: b.failures })),
+        }),
       },
       tabs: {
         stages,
@@ -400,6 +438,7 @@ export class Coordinator {
   async close(): Promise<void> {
     this.sharedSample.stop();
     this.connections.close();
+    this.p2pSignalling.close();
     this.resume?.cancel();
     await this.scheduler.close();
     await this.recovery.close();

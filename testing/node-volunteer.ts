@@ -9,6 +9,7 @@ import { VolunteerAgent, type AgentOptions, type AgentStatus, type VolunteerSock
 import type { ServerToVolunteer } from '../shared/protocol/events.js';
 import { useNodeBackend } from '../trainer/node-backend.js';
 import { startLinkEmulator, type LinkEmulator, type LinkSpec } from './link-emulator.js';
+import { BridgedLinks, LinkHost } from '../shared/transport/link-bridge.js';
 
 export interface NodeVolunteer {
   agent: VolunteerAgent;
@@ -44,6 +45,27 @@ export interface NodeVolunteerOptions {
   socketOptions?: Partial<ManagerOptions & SocketOptions> & { localAddress?: string };
   /** Talk to the coordinator through an emulated home link of its own (testing/link-emulator.ts). */
   link?: LinkSpec;
+  /**
+   * WebRTC for `--transport p2p|auto` (node-datachannel, ICE bound to 127.0.0.1 unless `rtcExtra`
+   * says otherwise); false: the tab cannot open links and every frame goes through the relay.
+   */
+  webrtc?: boolean;
+  rtcExtra?: RTCConfiguration;
+  /**
+   * Run the links as a browser tab does: the agent's BridgedLinks talks to a LinkHost through
+   * structured-clone messages with transferred buffers, as the worker talks to its page.
+   */
+  bridgeLinks?: boolean;
+}
+
+/** BridgedLinks <-> LinkHost over asynchronous structured-clone messages (the worker/page boundary). */
+function bridgedLinks(createPeerConnection: (c: RTCConfiguration) => RTCPeerConnection): NonNullable<AgentOptions['createLinks']> {
+  return (deps) => {
+    let worker: BridgedLinks | null = null;
+    const page = new LinkHost((e, transfer) => setTimeout(() => worker?.handle(structuredClone(e, { transfer }))), createPeerConnection);
+    worker = new BridgedLinks((r, transfer) => setTimeout(() => page.handle(structuredClone(r, { transfer }))), deps);
+    return worker;
+  };
 }
 
 /**
@@ -97,11 +119,14 @@ export async function startNodeVolunteer(url: string, opts: NodeVolunteerOptions
   const socket: VolunteerSocket = io(link ? link.url : url, { transports: ['websocket'], reconnection: true, forceNew: true, ...opts.socketOptions });
   if (opts.paceMs) paceTasks(socket, opts.paceMs);
   opts.wrapSocket?.(socket);
+  const rtc = opts.webrtc === false ? null : await import('../trainer/node-webrtc.js');
   let last: AgentStatus | null = null;
   const agent = new VolunteerAgent(socket, {
     capabilities: { backend, adapter: null, throughputGflops: 1, agent: `node/${opts.name ?? 'sim'} tfjs-${tf.version_core}`, ...opts.capabilities },
     onStatus: (s) => (last = s),
     createStage: opts.createStage,
+    ...(rtc && opts.bridgeLinks ? { createLinks: bridgedLinks(rtc.createNodePeerConnection), rtcExtra: opts.rtcExtra ?? rtc.LOOPBACK_ONLY } : {}),
+    ...(rtc && !opts.bridgeLinks ? { createPeerConnection: rtc.createNodePeerConnection, rtcExtra: opts.rtcExtra ?? rtc.LOOPBACK_ONLY } : {}),
     ...(opts.dutyCycle !== undefined ? { dutyCycle: () => opts.dutyCycle! } : {}),
   });
   return {

@@ -9,6 +9,7 @@ import { useContributionTotals } from './useContributionTotals';
 import { usePublicSwarm } from './usePublicSwarm';
 import { useTabVisibility, useWakeLock } from './useTabVisibility';
 import { browserId, savedDutyPercent, savedNickname, saveDutyPercent, saveNickname } from './local-identity';
+import { LinkHost } from '../../shared/transport/link-bridge';
 import './panels.css';
 
 import {
@@ -113,6 +114,8 @@ export function VolunteerApp() {
   const joinSettings = useRef({ nickname, dutyPercent });
   joinSettings.current = { nickname, dutyPercent };
   const workerRef = useRef<Worker | null>(null);
+  /** The page-side WebRTC links of the worker's agent (`--transport p2p|auto`). */
+  const linkHostRef = useRef<LinkHost | null>(null);
   const leaveTimerRef = useRef<ReturnType<typeof setTimeout> | null>(null);
 
   const appendLog = useCallback((line: string) => {
@@ -124,6 +127,8 @@ export function VolunteerApp() {
     leaveTimerRef.current = null;
     workerRef.current?.terminate();
     workerRef.current = null;
+    linkHostRef.current?.close();
+    linkHostRef.current = null;
     setRunning(false);
     setLeaving(false);
   }, []);
@@ -132,6 +137,10 @@ export function VolunteerApp() {
     if (workerRef.current) return;
     const worker = new Worker(new URL('./worker.ts', import.meta.url), { type: 'module', name: 'volunteer' });
     workerRef.current = worker;
+    // The worker's WebRTC links live here: workers have no RTCPeerConnection (docs/p2p.md).
+    const webrtc = typeof RTCPeerConnection === 'function';
+    const host = webrtc ? new LinkHost((msg, transfer) => worker.postMessage({ type: 'p2p', msg } satisfies PageToWorker, transfer ?? []), (c) => new RTCPeerConnection(c)) : null;
+    linkHostRef.current = host;
     worker.onmessage = (ev: MessageEvent<WorkerToPage>) => {
       const msg = ev.data;
       switch (msg.type) {
@@ -145,6 +154,9 @@ export function VolunteerApp() {
         case 'stopped':
           if (workerRef.current === worker) teardown();
           break;
+        case 'p2p':
+          host?.handle(msg.msg);
+          break;
       }
     };
     worker.onerror = (ev: ErrorEvent) => {
@@ -157,7 +169,7 @@ export function VolunteerApp() {
       });
       if (workerRef.current === worker) teardown();
     };
-    const start: PageToWorker = { type: 'start', url: options.coordinatorUrl, backends: options.backends, browserId: myId, nickname: joinSettings.current.nickname ?? undefined, dutyPercent: joinSettings.current.dutyPercent };
+    const start: PageToWorker = { type: 'start', url: options.coordinatorUrl, backends: options.backends, browserId: myId, nickname: joinSettings.current.nickname ?? undefined, dutyPercent: joinSettings.current.dutyPercent, webrtc };
     worker.postMessage(start);
     setRunning(true);
   }, [appendLog, options, teardown, myId]);

@@ -1,5 +1,6 @@
 import { BACKENDS, type BackendName, type RunStatus } from '../../shared/protocol/events';
 import type { BackwardMode } from '../../shared/model/stage';
+import type { LinkEvent, LinkRequest } from '../../shared/transport/link-bridge';
 /**
  * Messages exchanged between the volunteer page (main thread) and the
  * training Web Worker. Both directions are discriminated unions on `type`.
@@ -142,7 +143,9 @@ export type WorkerToPage =
   | VolunteerStatus
   | { type: 'log'; level: 'debug' | 'info' | 'warn' | 'error'; message: string }
   /** The worker has finished leaving (or failed to start); it is safe to terminate it. */
-  | { type: 'stopped' };
+  | { type: 'stopped' }
+  /** For the page's WebRTC links (client/src/worker-links.ts). */
+  | { type: 'p2p'; msg: LinkRequest };
 
 /** Page -> worker. */
 export type PageToWorker =
@@ -158,6 +161,8 @@ export type PageToWorker =
       nickname?: string;
       /** Use at most this percent of the GPU's time (10..100). */
       dutyPercent: number;
+      /** The page can open WebRTC links for the worker (`--transport p2p|auto`). */
+      webrtc?: boolean;
     }
   /** Change the duty cycle while running. */
   | { type: 'duty'; percent: number }
@@ -165,7 +170,9 @@ export type PageToWorker =
   | { type: 'pause' }
   | { type: 'resume' }
   /** Leave the swarm gracefully, then reply with `{type:'stopped'}`. */
-  | { type: 'stop' };
+  | { type: 'stop' }
+  /** From the page's WebRTC links to the worker's agent. */
+  | { type: 'p2p'; msg: LinkEvent };
 
 /** The GPU-share control's range: at least 10% (a tab below that holds the swarm back for little). */
 export const DUTY_PERCENT_MIN = 10;

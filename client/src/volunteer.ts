@@ -12,6 +12,7 @@
 import { io } from 'socket.io-client';
 import { deviceLimits, measureThroughput, selectBackend } from './backend';
 import { VolunteerAgent, type VolunteerSocket } from '../../shared/volunteer/agent';
+import { pageOwnedLinks } from './worker-links';
 import { stageFlops } from '../../shared/model/roofline';
 import type { Stage } from '../../shared/model/stage';
 import type { BackendName, StatusFields, VolunteerStatus } from './messages';
@@ -36,6 +37,8 @@ export interface VolunteerContext {
   /** This browser's random local id and opt-in nickname (sent in hello). */
   browserId?: string;
   nickname?: string;
+  /** The page owns WebRTC links for this worker (`--transport p2p|auto`; worker-links.ts). */
+  webrtc?: boolean;
   /** Latest status snapshot. */
   status(): Readonly<VolunteerStatus>;
   /** Merge fields into the status and post the snapshot to the page. */
@@ -112,6 +115,14 @@ function joinSwarm(
       ...(ctx.browserId && ctx.nickname ? { nickname: ctx.nickname } : {}),
     },
     dutyCycle: () => ctx.controls.dutyPercent / 100,
+    // --transport p2p|auto: the same shared PeerLinks as the Node volunteers, on this context's
+    // RTCPeerConnection where it has one, else on the page's (Chromium has none in a dedicated
+    // worker: worker-links.ts); without either the tab says so in hello and stays on the relay.
+    ...(typeof RTCPeerConnection === 'function'
+      ? { createPeerConnection: (c: RTCConfiguration) => new RTCPeerConnection(c) }
+      : ctx.webrtc
+        ? { createLinks: pageOwnedLinks }
+        : {}),
     onStatus: (s) => {
       const trained = agentRef?.currentStage ?? null;
       ctx.update({

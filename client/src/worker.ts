@@ -12,6 +12,7 @@ import {
   type WorkerToPage,
 } from './messages';
 import { runVolunteer, type VolunteerControls } from './volunteer';
+import { deliverLinkEvent } from './worker-links';
 
 const scope = self as unknown as {
   postMessage(message: WorkerToPage): void;
@@ -70,6 +71,7 @@ function start(msg: Extract<PageToWorker, { type: 'start' }>): void {
     controls,
     browserId: msg.browserId,
     nickname: msg.nickname,
+    webrtc: msg.webrtc === true,
     backends: msg.backends && msg.backends.length > 0 ? msg.backends : DEFAULT_BACKEND_ORDER,
     signal: controller.signal,
     status: () => status,
@@ -118,6 +120,9 @@ scope.onmessage = (ev) => {
     case 'pause':
     case 'resume':
       if (session) controls.set({ paused: msg.type === 'pause' });
+      break;
+    case 'p2p':
+      deliverLinkEvent(msg.msg);
       break;
   }
 };

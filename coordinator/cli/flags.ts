@@ -13,6 +13,8 @@ import { AVERAGE_WEIGHTINGS } from '../../shared/recovery/average.js';
 import { EDGE_POLICIES } from '../../shared/recovery/plan.js';
 import { SCHEDULERS } from '../../shared/schedule/skip-request.js';
 import { DEFAULT_INTERVAL_PLANNER } from '../recovery/cpsr-interval-planner.js';
+import { TRANSPORTS } from '../../shared/protocol/p2p-messages.js';
+import { DEFAULT_P2P as p2p } from '../gateway/p2p-signalling.js';
 
 export type FlagKind = 'number' | 'string' | 'boolean' | 'number|auto';
 export type FlagValue = string | number | boolean;
@@ -52,6 +54,10 @@ export const FLAGS = {
   rebuild: { kind: 'boolean', section: 'Server', help: 'rebuild the client even if dist/client is up to date', default: false },
   'skip-build': { kind: 'boolean', section: 'Server', help: 'never build the client (pages answer 503 until it is built)', default: false },
   'sample-every': { kind: 'number', section: 'Server', arg: '<s>', help: 'seconds between the shared "the model now writes" samples on the volunteer page (0 = never)', default: d.sampleEverySeconds },
+  transport: { kind: 'string', section: 'Server', arg: '<t>', help: 'how activations and gradients travel between tabs: relay (through the coordinator) | p2p (tab to tab over WebRTC, a frame whose link fails goes through the relay) | auto (p2p; a failing pair is relay-only for a back-off); docs/p2p.md', default: p2p.transport, choices: TRANSPORTS },
+  'ice-server': { kind: 'string', section: 'Server', arg: '<urls>', help: 'comma list of STUN/TURN servers tabs use to reach each other (stun:host:3478, turn:host:3478?transport=udp); TURN needs --turn-secret' },
+  'turn-secret': { kind: 'string', section: 'Server', arg: '<s>', help: 'coturn\'s static-auth-secret: each tab gets its own TURN credentials, valid --turn-ttl seconds and renewed (env TURN_SECRET)', secret: true, env: 'TURN_SECRET' },
+  'turn-ttl': { kind: 'number', section: 'Server', arg: '<s>', help: 'lifetime of minted TURN credentials in seconds (60 .. 604800)', default: p2p.turnTtlS },
   tls: { kind: 'string', section: 'HTTPS and proxies', arg: 'self-signed', help: 'serve HTTPS with a certificate made for this machine\'s names (kept in --data-dir/tls; its SHA-256 fingerprint is printed)', choices: ['self-signed'] },
   'tls-cert': { kind: 'string', section: 'HTTPS and proxies', arg: '<pem>', help: 'serve HTTPS with this certificate (PEM, chain included); needs --tls-key. Plain HTTP on the port is redirected' },
   'tls-key': { kind: 'string', section: 'HTTPS and proxies', arg: '<pem>', help: 'the certificate\'s private key (PEM)' },

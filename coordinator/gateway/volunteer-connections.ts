@@ -22,6 +22,7 @@ import { parseOutMessage } from '../screening/relay-check.js';
 import { askStage, ASK_TIMEOUT_MS, okReply } from '../tabs/ask-stage.js';
 import type { BundleTransfer } from '../tabs/bundle-transfer.js';
 import { checkStageState } from '../tabs/bundle-check.js';
+import type { P2pSignalling } from './p2p-signalling.js';
 
 /** A socket that has not said hello within this long is closed. */
 export const HELLO_TIMEOUT_MS = 30_000;
@@ -65,9 +66,11 @@ export interface ConnectionDeps {
   forget: (v: Volunteer) => void;
   /** The client address of a socket (behind a trusted proxy, from X-Forwarded-For). */
   addressOf: (socket: CoordinatorSocket) => string;
+  /** `--transport p2p|auto`: WebRTC signalling between tabs (absent: relay only). */
+  p2p?: P2pSignalling;
 }
 
-const EVENTS = new Set(['out', 'stats', 'leave', 'hello']);
+const EVENTS = new Set(['out', 'stats', 'leave', 'hello', 'p2p-signal']);
 
 export class VolunteerConnections {
   private bySocket = new Map<string, Volunteer>();
@@ -156,6 +159,7 @@ export class VolunteerConnections {
     this.attach(v);
     ack({ ok: true });
     socket.emit('welcome', { volunteerId: v.id, runId: this.deps.runId() });
+    this.deps.p2p?.welcome(v);
     if (caps.browserId) this.deps.setNickname(caps.browserId, caps.nickname ?? null);
     events.add('join', `${v.id} joined (${v.caps.backend})`, { volunteer: v.id, backend: v.caps.backend, address: this.deps.addressOf(socket) });
     if (this.deps.claimForResume(v)) return;
@@ -209,6 +213,7 @@ export class VolunteerConnections {
       this.deps.credit(v, parsed.meta);
       scheduler.handleOut(v, parsed.meta, parsed.frame);
     }));
+    this.deps.p2p?.attach(v);
     socket.on('stats', guard('stats', (s) => {
       const parsed = statsSchema.safeParse(s);
       if (!parsed.success) return this.reject(v, 'schema', `bad stats: ${parsed.error.issues[0]?.message}`);
@@ -301,6 +306,7 @@ export class VolunteerConnections {
     registry.remove(v.id);
     placement.forget(v);
     this.deps.forget(v);
+    this.deps.p2p?.forget(v);
     this.bySocket.delete(v.socket.id);
     const t = this.graceTimers.get(v.id);
     if (t) clearTimeout(t);

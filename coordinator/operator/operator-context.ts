@@ -7,6 +7,7 @@ import type { ResolvedConfig } from '../../shared/model/config.js';
 import type { RunSettings, RecoveryStrategy } from '../../shared/run-settings.js';
 import type { RunStatus } from '../../shared/protocol/events.js';
 import type { CpsrStatus } from '../../shared/protocol/operator.js';
+import type { P2pSummary } from '../../shared/protocol/operator.js';
 import type { Tokenizer } from '../../shared/data/tokenizer.js';
 import type { Volunteer } from '../tabs/registry.js';
 import type { TabSpeeds } from '../tabs/tab-speed.js';
@@ -43,6 +44,8 @@ export interface OperatorRun {
   skipSchedule(): RecordedSchedule | null;
   /** CPSR's planner, fits and last restore (null under other strategies). */
   cpsr?(): CpsrStatus | null;
+  /** `--transport` and its fallbacks (the dashboard). */
+  p2p(): P2pSummary;
 }
 
 /** The tabs as the operator sees them. */

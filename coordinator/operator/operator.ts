@@ -158,6 +158,7 @@ export class Operator {
       sampling: this.sampling,
       exporting: this.exporter.exporting,
       cpsr: run.cpsr?.() ?? null,
+      p2p: run.p2p(),
     };
   }
 

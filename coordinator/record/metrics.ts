@@ -26,8 +26,26 @@ export class SwarmMetrics {
   });
   readonly relayBytes = new Counter({
     name: 'swarm_relay_bytes_total',
-    help: 'Bytes relayed through the coordinator',
+    help: 'Bytes the coordinator sent tabs in tasks: activations (forward) and gradients (backward) it relayed, and the batches\' tokens and targets (data)',
     labelNames: ['direction'] as const,
+    registers: [this.registry],
+  });
+  readonly p2pBytes = new Counter({
+    name: 'swarm_p2p_bytes_total',
+    help: 'Activation and gradient bytes tabs sent each other peer to peer (senders\' reports of acknowledged frames; --transport p2p|auto)',
+    labelNames: ['direction'] as const,
+    registers: [this.registry],
+  });
+  readonly p2pFallbacks = new Counter({
+    name: 'swarm_p2p_fallbacks_total',
+    help: 'Frames meant for a peer that went through the relay instead, by reason (link failure, no WebRTC, pair backed off)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly p2pAudits = new Counter({
+    name: 'swarm_p2p_audits_total',
+    help: 'Peer-to-peer frames the coordinator fetched from their receiver and checked itself, by why and what it found (docs/p2p.md#trust)',
+    labelNames: ['result'] as const,
     registers: [this.registry],
   });
   readonly rejected = new Counter({

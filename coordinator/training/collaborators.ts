@@ -5,6 +5,7 @@
 import type { RunStatus } from '../../shared/protocol/events.js';
 import type { Volunteer } from '../tabs/registry.js';
 import type { Reject, TaskSender } from './task-book.js';
+import type { P2pRoutes } from './p2p-routes.js';
 
 /** The recovery ladder's rungs, as the scheduler reaches them (recovery.ts). */
 export interface RecoveryLadder {
@@ -21,6 +22,8 @@ export interface TabActions {
   quarantine: (v: Volunteer, reason: string) => void;
   /** Drops a tab that answers pings but not its tasks or barrier questions. */
   unresponsive: (v: Volunteer, why: string) => void;
+  /** `--transport p2p|auto`: which outputs go peer to peer (absent: all relayed). */
+  p2p?: P2pRoutes;
 }
 
 /** How the run's status reaches every tab (one broadcast each). */

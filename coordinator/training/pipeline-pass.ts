@@ -12,6 +12,7 @@
 import type { Hop } from '../../shared/schedule/paths.js';
 import { encodeTensorFrame } from '../../shared/protocol/index.js';
 import type { OutMeta, TaskMeta } from '../../shared/protocol/events.js';
+import type { InputFrom } from '../../shared/protocol/p2p-messages.js';
 import type { Batch } from '../../shared/data/dataset.js';
 import type { Volunteer } from '../tabs/registry.js';
 import type { StageTable } from '../placement/stage-table.js';
@@ -19,6 +20,8 @@ import type { Screening } from '../screening/screening.js';
 import type { PassControl, PassKind } from './pass-kind.js';
 import type { Reject, Task, TaskBook } from './task-book.js';
 import { IterationAbandoned } from './iteration-abandoned.js';
+import type { P2pRoutes } from './p2p-routes.js';
+import type { P2pAudit } from '../screening/p2p-audit.js';
 
 /** What the pass keeps of one hop of one microbatch. */
 interface HopState {
@@ -30,8 +33,10 @@ interface HopState {
   targets: Uint8Array | null;
   /** The holder has the stash. */
   stashed: boolean;
-  /** Backward input: a gradient frame, or the loss scale at the head. Set once it arrived. */
-  gradIn: { frame: Uint8Array | null } | null;
+  /** Backward input: a gradient frame, or the loss scale at the head, or a frame sent peer to peer (`from`). Set once it arrived. */
+  gradIn: { frame: Uint8Array | null; from?: InputFrom } | null;
+  /** `--transport p2p|auto`: the tab this hop's forward output goes to peer to peer. */
+  sendTo?: Volunteer;
   /** The backward ran (its dx was relayed, or the hop has none). */
   backwardDone: boolean;
 }
@@ -41,6 +46,10 @@ export interface PassDeps {
   book: TaskBook;
   screening: Screening;
   reject: Reject;
+  /** `--transport p2p|auto`: which outputs go peer to peer (absent: every frame is relayed). */
+  p2p?: P2pRoutes;
+  /** This pass's checks of peer-to-peer frames (with `p2p`). */
+  audit?: P2pAudit;
 }
 
 type Settle = { resolve: () => void; reject: (e: Error) => void };
@@ -125,22 +134,37 @@ export class PipelinePass implements PassControl {
     if (this.done === this.M && this.replays === 0) this.settle.resolve();
   }
 
-  private forward(mb: number, hop: number, input: Uint8Array, to?: Volunteer, replay = false): void {
+  /** The tab that gets `from`'s output for `stage` peer to peer, or undefined (relay). */
+  private peerOut(from: Volunteer | undefined, stage: number | undefined): Volunteer | undefined {
+    if (!this.deps.p2p || !from || stage === undefined) return undefined;
+    return this.deps.p2p.receiverFor(from, stage) ?? undefined;
+  }
+
+  private forward(mb: number, hop: number, input: Uint8Array | null, to?: Volunteer, replay = false, from?: InputFrom): void {
     const hs = this.hops[mb]![hop]!;
+    const path = this.paths[mb]!;
+    // A replay's output is not passed on, so it never goes peer to peer.
+    if (this.deps.p2p?.enabled && !replay) to ??= this.deps.book.pick(hs.stage);
+    hs.sendTo = replay || path[hop]!.segment.head ? undefined : this.peerOut(to, path[hop + 1]?.stage);
     const targets = this.paths[mb]![hop]!.segment.head ? this.frames[mb]!.targets : null;
     // Keep the hop's inputs while its stage has siblings: a lost replica's hop can run again.
     if (this.kind.keepsInputs && this.deps.stages.size(hs.stage) > 1) {
       hs.input = input;
       hs.targets = targets;
     }
-    hs.holder = this.deps.book.send(this.metaOf(mb, hop, this.kind.forwardDir), input, targets, { to, replay });
+    const meta: TaskMeta = { ...this.metaOf(mb, hop, this.kind.forwardDir), ...(hs.sendTo ? { sendTo: { peer: hs.sendTo.id, stage: path[hop + 1]!.stage } } : {}), ...(from ? { inputFrom: from } : {}) };
+    hs.holder = this.deps.book.send(meta, input, targets, { to, replay });
     if (replay) this.replays++;
   }
 
   private backward(mb: number, hop: number, replay = false): void {
     const hs = this.hops[mb]![hop]!;
     const lossScale = hop === this.paths[mb]!.length - 1 ? 1 / this.M : undefined;
-    this.deps.book.send(this.metaOf(mb, hop, 'B', lossScale), hs.gradIn!.frame, null, { to: hs.holder!, replay });
+    // The gradient goes to the tab holding the previous hop's stash: peer to peer when that is its stage's only replica.
+    const prev = hop > 0 && !this.paths[mb]![hop]!.segment.embed && !replay ? this.hops[mb]![hop - 1]!.holder : null;
+    const sendTo = prev && this.peerOut(hs.holder!, this.paths[mb]![hop - 1]!.stage) === prev ? { sendTo: { peer: prev.id, stage: this.paths[mb]![hop - 1]!.stage } } : {};
+    const from = hs.gradIn!.from ? { inputFrom: hs.gradIn!.from } : {};
+    this.deps.book.send({ ...this.metaOf(mb, hop, 'B', lossScale), ...sendTo, ...from }, hs.gradIn!.frame, null, { to: hs.holder!, replay });
     if (replay) this.replays++;
   }
 
@@ -165,9 +189,9 @@ export class PipelinePass implements PassControl {
     return this.deps.book.holds(v);
   }
 
-  private gradArrived(mb: number, hop: number, frame: Uint8Array | null): void {
+  private gradArrived(mb: number, hop: number, frame: Uint8Array | null, from?: InputFrom): void {
     const hs = this.hops[mb]![hop]!;
-    hs.gradIn = { frame };
+    hs.gradIn = from ? { frame, from } : { frame };
     // The holder may still be rebuilding the stash (a replay): the backward waits for it.
     if (hs.stashed) this.backward(mb, hop);
   }
@@ -187,6 +211,24 @@ export class PipelinePass implements PassControl {
       const into = path[meta.dir === 'B' ? meta.hop - 1 : meta.hop + 1]!.stage;
       this.deps.screening.recordFrame(v, task.meta.stage, meta.dir === 'B' ? 'grad' : 'act', into, norm, meta.hop);
     }
+    // A frame that came peer to peer is screened as its receiver measured it, under its sender.
+    const from = task.meta.inputFrom;
+    const sender = from ? this.hops[meta.mb]![from.hop]!.holder : null;
+    if (from && meta.got && sender && this.kind.keepsInputs) this.deps.screening.recordFrame(sender, from.fromStage, from.kind, task.meta.stage, meta.got.norm, from.hop);
+    const audit = this.deps.audit;
+    if (meta.sent) audit?.onSent(v, { kind: meta.dir === 'B' ? 'grad' : 'act', iteration: meta.iteration, microbatch: meta.mb, hop: meta.hop }, meta.sent.digest);
+    if (from && meta.got) audit?.onGot(v, this.deps.book.peerFrame(from, meta.iteration, meta.mb, task.meta.stage), meta.got);
+    if (from && meta.refused) {
+      audit?.onRefused(v, this.deps.book.peerFrame(from, meta.iteration, meta.mb, task.meta.stage), meta.refused);
+      return this.settle.reject(new IterationAbandoned(task.meta.stage, [meta.mb], `stage ${task.meta.stage} refused the ${from.kind} frame of mb ${meta.mb} from ${from.peer} (${meta.refused.reason})`));
+    }
+    // Where this result's frame went: to its peer, or (a fallback) here with the message.
+    const peer = task.meta.sendTo ? (meta.dir === 'B' ? this.hops[meta.mb]![meta.hop - 1]!.holder : this.hops[meta.mb]![meta.hop]!.sendTo) ?? null : null;
+    if (this.deps.p2p && task.meta.sendTo) {
+      if (meta.sent && peer) this.deps.p2p.delivered(v, peer);
+      else if (meta.fallback) this.deps.p2p.fellBack(v, peer, meta.fallback);
+    }
+    const peerFrame = meta.sent ? this.deps.book.peerInput(v, meta.dir === 'B' ? 'grad' : 'act', meta.hop, task.meta.stage) : undefined;
     try {
       const hs = this.hops[meta.mb]![meta.hop]!;
       if (task.replay) {
@@ -200,14 +242,14 @@ export class PipelinePass implements PassControl {
       if (meta.dir === 'B') {
         hs.backwardDone = true;
         if (meta.hop === 0) return this.finishMicrobatch();
-        return this.gradArrived(meta.mb, meta.hop - 1, frame);
+        return this.gradArrived(meta.mb, meta.hop - 1, frame, peerFrame);
       }
       hs.stashed = true;
       if (meta.loss !== undefined) {
         this.losses[meta.mb] = meta.loss;
         return this.kind.afterLoss(this, meta.mb);
       }
-      this.forward(meta.mb, meta.hop + 1, frame!);
+      this.forward(meta.mb, meta.hop + 1, peerFrame ? null : frame!, peer ?? undefined, false, peerFrame);
     } catch (e) {
       this.settle.reject(e as Error);
     }

@@ -360,7 +360,8 @@ export class Scheduler {
       times: this.answerTimes,
       timesKey: `task:${kind.name}`,
     });
-    return new PipelinePass(++this.attempt, iteration, kind, batches, this.nStages, { stages, book, screening: this.screening, reject: tabs.reject });
+    const attempt = ++this.attempt;
+    return new PipelinePass(attempt, iteration, kind, batches, this.nStages, { stages, book, screening: this.screening, reject: tabs.reject, p2p: tabs.p2p, audit: tabs.p2p?.newAudit(attempt) });
   }
 
   /** The window of a training pass of M microbatches, from the current groups and measurements. */

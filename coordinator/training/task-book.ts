@@ -7,6 +7,9 @@
  */
 import type { Hop } from '../../shared/schedule/paths.js';
 import type { OutMeta, TaskMeta } from '../../shared/protocol/events.js';
+import type { InputFrom } from '../../shared/protocol/p2p-messages.js';
+import type { ExpectedHopFrame } from '../../shared/protocol/hop-frame-check.js';
+import { checkPeerReports } from './peer-reports.js';
 import type { WireEncoding } from '../../shared/protocol/wire-encoding.js';
 import { FrameError } from '../../shared/protocol/index.js';
 import { checkRelayFrame } from '../screening/relay-check.js';
@@ -66,6 +69,22 @@ export class TaskBook {
 
   constructor(private deps: TaskBookDeps) {}
 
+  /** The replica of `stage` a task would go to now (the one expected to finish first). */
+  pick(stage: number): Volunteer | undefined {
+    return this.deps.speeds.pick(this.deps.stages.replicas(stage));
+  }
+
+  /** What a receiver must find: the frame `from` sent for hop `hop` of `fromStage`, peer to peer. */
+  peerInput(from: Volunteer, kind: 'act' | 'grad', hop: number, fromStage: number): InputFrom {
+    const { shape, maxBytes } = this.deps.frames;
+    return { peer: from.id, kind, hop, fromStage, shape: [...shape], maxBytes };
+  }
+
+  /** What the frame a task took from its peer must be (its receiving stage included). */
+  peerFrame(from: InputFrom, iteration: number, mb: number, toStage: number): ExpectedHopFrame {
+    return { kind: from.kind, iteration, microbatch: mb, hop: from.hop, fromStage: from.fromStage, toStage, shape: from.shape, wire: this.deps.frames.wire };
+  }
+
   /** Sends a task to `to` (or the replica expected to finish first). Returns the tab it went to. */
   send(meta: TaskMeta, input: Uint8Array | null, targets: Uint8Array | null, opts: { to?: Volunteer; replay?: boolean } = {}): Volunteer {
     const { stages, speeds, metrics } = this.deps;
@@ -74,8 +93,12 @@ export class TaskBook {
     const idle = speeds.queued(to) === 0;
     this.tasks.set(taskKey(meta.attempt, meta.mb, meta.dir, meta.hop), { meta, to, sentAt: Date.now(), idle, replay: opts.replay ?? false });
     speeds.sent(to);
-    const bytes = (input?.byteLength ?? 0) + (targets?.byteLength ?? 0);
-    metrics.relayBytes.inc({ direction: meta.dir === 'B' ? 'backward' : 'forward' }, bytes);
+    // Activations and gradients by direction; the batch's tokens and targets (sent, not relayed) apart.
+    const tokens = meta.dir !== 'B' && meta.hop === 0;
+    const frameBytes = tokens ? 0 : (input?.byteLength ?? 0);
+    if (frameBytes > 0) metrics.relayBytes.inc({ direction: meta.dir === 'B' ? 'backward' : 'forward' }, frameBytes);
+    const data = (tokens ? (input?.byteLength ?? 0) : 0) + (targets?.byteLength ?? 0);
+    if (data > 0) metrics.relayBytes.inc({ direction: 'data' }, data);
     this.deps.sender.send(to, meta, input, targets);
     return to;
   }
@@ -96,7 +119,14 @@ export class TaskBook {
     if (headForward !== (meta.loss !== undefined)) {
       return void reject(v, 'schema', headForward ? `task ${key} ran the head and must report a loss` : `task ${key} must not report a loss`);
     }
-    if (expectsFrame !== (frame !== null)) {
+    const peerIssue = checkPeerReports(task.meta, meta, frame);
+    if (peerIssue) return void reject(v, 'p2p', `task ${key}: ${peerIssue}`);
+    // The task's peer input was refused: it did not run (the pass abandons, the audit judges).
+    if (meta.refused) {
+      this.tasks.delete(key);
+      return { task, norm: 0 };
+    }
+    if (expectsFrame !== (frame !== null || meta.sent !== undefined)) {
       return void reject(v, 'schema', expectsFrame ? `task ${key} must return a tensor frame` : `task ${key} must not return a tensor frame`);
     }
     let norm = 0;
@@ -109,6 +139,7 @@ export class TaskBook {
       }
     }
     this.tasks.delete(key);
+    if (meta.sent) this.deps.metrics.p2pBytes.inc({ direction: meta.dir === 'B' ? 'backward' : 'forward' }, meta.sent.bytes);
     const now = Date.now();
     this.deps.speeds.answered(v, task.sentAt, now);
     this.deps.times.record(this.deps.timesKey, now - task.sentAt, v);

@@ -17,6 +17,8 @@ import type { ResolvedConfig } from '../model/config.js';
 import type { WireEncoding } from './wire-encoding.js';
 import type { DpSettings } from '../dp/dp-settings.js';
 import type { SyncApplyRequest, SyncChunkRequest } from '../dp/sync-messages.js';
+import { fallbackSchema, gotReportSchema, refusedReportSchema, sentReportSchema, type InputFrom, type P2pConfig, type SendTo } from './p2p-messages.js';
+import type { IncomingSignal, OutgoingSignal } from './signal.js';
 
 // The `dp_*` messages' schemas live with the diloco sync they serve; every event is declared here.
 export { syncChunkRequestSchema, syncApplyRequestSchema, syncGetReplySchema, syncOkReplySchema, syncApplyReplySchema } from '../dp/sync-messages.js';
@@ -77,6 +79,8 @@ export const capabilitiesSchema = z.strictObject({
       memoryBytes: z.number().int().min(1).max(2 ** 50).optional(),
     })
     .optional(),
+  /** The tab can open WebRTC data channels (`--transport p2p|auto` sends it frames peer to peer). */
+  webrtc: z.boolean().optional(),
 });
 export type Capabilities = z.infer<typeof capabilitiesSchema>;
 
@@ -95,6 +99,14 @@ export const outMetaSchema = z.strictObject({
   loss: finite.min(0).max(1000).optional(),
   /** Milliseconds of compute this task took on the tab. */
   computeMs: finite.min(0).max(3_600_000),
+  /** The output frame went peer to peer (the task's `sendTo`): no frame travels beside this. */
+  sent: sentReportSchema.optional(),
+  /** The input frame came peer to peer (the task's `inputFrom`): its digest and norm as received. */
+  got: gotReportSchema.optional(),
+  /** The task named a peer but the frame travels beside this message: why (docs/p2p.md). */
+  fallback: fallbackSchema.optional(),
+  /** The task's peer input was missing or failed the hop check: it did not run (docs/p2p.md#trust). */
+  refused: refusedReportSchema.optional(),
 });
 export type OutMeta = z.infer<typeof outMetaSchema>;
 
@@ -165,6 +177,10 @@ export interface TaskMeta {
   segment: z.infer<typeof segmentSchema>;
   /** dLoss/dOutput for a backward hop that starts at the head (1 / microbatches). */
   lossScale?: number;
+  /** `--transport p2p|auto`: send the output frame to this peer, not back with `out`. */
+  sendTo?: SendTo;
+  /** The input frame comes from this peer over WebRTC (the task carries none). */
+  inputFrom?: InputFrom;
 }
 
 export interface Assignment {
@@ -272,6 +288,15 @@ export interface ServerToVolunteer {
   dp_sync_apply: (info: SyncApplyRequest, ack: (r: { ok: true; syncs: number } | { error: string }) => void) => void;
   dp_set_state: (info: { stage: number }, bundle: Uint8Array, ack: (r: { ok: true } | { error: string }) => void) => void;
   rejected: (info: { reason: string; message: string }) => void;
+  /** `--transport`: how this tab opens links to its peers (after `welcome`). */
+  p2p_config: (c: P2pConfig) => void;
+  /**
+   * The coordinator checks a frame this tab took from a peer in full (a random sample, or the
+   * two ends' digests differ): the frame as received, from the last few kept (docs/p2p.md#trust).
+   */
+  p2p_frame: (info: { kind: 'act' | 'grad'; attempt: number; iteration: number; mb: number; hop: number }, ack: (frame: Uint8Array | { error: string }) => void) => void;
+  /** A WebRTC signal from another tab, relayed (the coordinator sets `from`). */
+  'p2p-signal': (s: IncomingSignal) => void;
 }
 
 export interface GroupInfo {
@@ -290,6 +315,8 @@ export interface VolunteerToServer {
    * its stage's last replica it first asks for the stage's exact state (the handoff).
    */
   leave: (ack?: (r: OkAck) => void) => void;
+  /** A WebRTC signal for tab `to` (validated and forwarded only between tabs that exchange frames). */
+  'p2p-signal': (s: OutgoingSignal) => void;
 }
 
 /** Limits the coordinator enforces on the socket (frames are bounded by activation size). */

@@ -81,6 +81,8 @@ export interface SwarmSnapshot {
   exporting: boolean;
   /** `--recovery cpsr` / `stage-restore`: the planner, the background fits, the last restore (absent otherwise). */
   cpsr?: CpsrStatus | null;
+  /** How activations travel (`--transport`) and what fell back to the relay; absent from older coordinators. */
+  p2p?: P2pSummary;
 }
 
 /** CPSR on the dashboard (coordinator/recovery/cpsr-strategy.ts). */
@@ -93,6 +95,15 @@ export interface CpsrStatus {
   worker: { peakBytes: number; fitSeconds: number; lastFailure: string | null } | null;
   /** The last stage restored: at which iteration, from which checkpoint, how far predicted. */
   lastRestore: { stage: number; iteration: number; checkpoint: number; horizon: number; predicted: boolean; valRatio: number | null; at: number } | null;
+}
+
+/** The dashboard's view of `--transport p2p|auto` (docs/p2p.md). */
+export interface P2pSummary {
+  transport: 'relay' | 'p2p' | 'auto';
+  /** Frames meant for a peer that went through the relay, by reason (link failure, no WebRTC, back-off). */
+  fallbacks: Record<string, number>;
+  /** Pairs relay-only now (auto's back-off): `a|b`, seconds left, failures in a row. */
+  backedOff: { pair: string; seconds: number; failures: number }[];
 }
 
 export interface StageTiming {

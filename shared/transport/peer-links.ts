@@ -51,10 +51,17 @@ export class PeerLinks {
   private readonly deps: PeerLinksDeps;
   private readonly links = new Map<string, PeerLink>();
   private readonly maxLinks: number;
+  private rtcConfig: RTCConfiguration | undefined;
 
   constructor(deps: PeerLinksDeps) {
     this.deps = deps;
     this.maxLinks = deps.maxLinks ?? 32;
+    this.rtcConfig = deps.rtcConfig;
+  }
+
+  /** Links opened from now on use `c` (e.g. renewed TURN credentials); open links keep theirs. */
+  setRtcConfig(c: RTCConfiguration): void {
+    this.rtcConfig = c;
   }
 
   /** Sends `frame` to `peer`, opening a link first if there is none. Rejects with LinkDownError. */
@@ -136,7 +143,7 @@ export class PeerLinks {
   private create(peer: string, id: string, role: 'offerer' | 'answerer'): PeerLink {
     const live = [...this.links.values()].filter((l) => l.state !== 'down').length;
     if (live >= this.maxLinks) throw new Error(`PeerLinks: at most ${this.maxLinks} links`);
-    const pc = this.deps.createPeerConnection({ ...this.deps.rtcConfig });
+    const pc = this.deps.createPeerConnection({ ...this.rtcConfig });
     const events = this.deps.events;
     const link = new PeerLink({
       peer,

@@ -20,6 +20,7 @@ import { decodeDilocoState, encodeDilocoState } from '../dp/diloco-state.js';
 import { flatLength, flattenWeights, unflattenWeights } from '../dp/flat-weights.js';
 import { syncApplyRequestSchema, syncChunkRequestSchema } from '../dp/sync-messages.js';
 import type { DpSettings } from '../dp/dp-settings.js';
+import { PeerFrames, PeerFrameRefused, type PeerFramesDeps } from './peer-frames.js';
 import type {
   Assignment,
   Capabilities,
@@ -79,6 +80,15 @@ export interface AgentOptions {
    * task of t ms the agent idles t * (1 - d) / d ms, so "use at most 50% of my GPU" is d = 0.5.
    */
   dutyCycle?: () => number;
+  /**
+   * `new RTCPeerConnection(config)` (browser: the page's own; Node: node-datachannel's): with it
+   * the tab tells the coordinator it can take frames peer to peer (`--transport p2p|auto`).
+   */
+  createPeerConnection?: PeerFramesDeps['createPeerConnection'];
+  /** Or links owned elsewhere (a browser worker's live on its page: shared/transport/link-bridge.ts). */
+  createLinks?: PeerFramesDeps['createLinks'];
+  /** Merged into the coordinator's RTCConfiguration (Node tests: bind ICE to loopback). */
+  rtcExtra?: RTCConfiguration;
 }
 
 function toBytes(b: Uint8Array | ArrayBuffer): Uint8Array {
@@ -107,6 +117,8 @@ export class VolunteerAgent {
   private diloco: DilocoReplica | null = null;
   /** The diloco sync in progress (created by its first `dp_sync_get`), by the iteration it follows. */
   private dpSync: { iteration: number; session: Promise<DilocoSyncSession> } | null = null;
+  /** Frames to and from peers (`--transport p2p|auto`). */
+  private readonly peers: PeerFrames;
   readonly status: AgentStatus = {
     volunteerId: null,
     stage: null,
@@ -123,6 +135,13 @@ export class VolunteerAgent {
   };
 
   constructor(private socket: VolunteerSocket, private opts: AgentOptions) {
+    this.peers = new PeerFrames({
+      createPeerConnection: opts.createPeerConnection,
+      createLinks: opts.createLinks,
+      rtcExtra: opts.rtcExtra,
+      signal: (to, signal) => this.socket.emit('p2p-signal', { to, signal }),
+      log: (level, message) => this.log(level, message),
+    });
     const handlers = this.handlers();
     for (const event of Object.keys(handlers) as (keyof AgentHandlers)[]) socket.on(event, handlers[event] as never);
     if (socket.connected) this.hello();
@@ -238,6 +257,11 @@ export class VolunteerAgent {
         void reply(ack, set, asError);
       },
       rejected: (info) => this.log('warn', `coordinator rejected a message (${info.reason}): ${info.message}`),
+      p2p_config: (c) => {
+        if (this.status.volunteerId) this.peers.configure(this.status.volunteerId, c);
+      },
+      'p2p-signal': (s) => this.peers.handleSignal(s?.from, s?.signal),
+      p2p_frame: (info, ack) => void reply(ack, async () => this.peers.keptFrame(info.kind, info.attempt, info.iteration, info.mb, info.hop), asError),
       connect: () => {
         // A new session (not a recovered blip): whatever was in flight belongs to a pass that no
         // longer exists (e.g. the coordinator restarted); drop it, keep the weights.
@@ -258,7 +282,7 @@ export class VolunteerAgent {
   }
 
   private hello(): void {
-    const caps: Capabilities = { ...this.opts.capabilities, ...(this.status.volunteerId ? { resumeId: this.status.volunteerId } : {}) };
+    const caps: Capabilities = { ...this.opts.capabilities, ...(this.status.volunteerId ? { resumeId: this.status.volunteerId } : {}), ...(this.peers.supported ? { webrtc: true } : {}) };
     if (this.stage && this.runId && this.resumeToken) caps.resume = { runId: this.runId, stage: this.stage.index, iteration: this.status.iteration ?? 0, token: this.resumeToken };
     this.socket.emit('hello', caps, (r: OkAck) => {
       if (!r.ok) this.log('error', `coordinator refused hello: ${r.error}`);
@@ -454,12 +478,26 @@ export class VolunteerAgent {
   }
 
   /** Runs one task and sends its result; resolves with its compute time (ms). */
-  private async run({ meta, input, targets }: QueuedTask): Promise<number> {
+  private async run({ meta, input: given, targets }: QueuedTask): Promise<number> {
     const stage = this.stage;
     if (!stage || stage.index !== meta.stage) throw new Error(`task for stage ${meta.stage} but this tab holds ${stage?.index ?? 'none'}`);
+    const out: OutMeta = { attempt: meta.attempt, iteration: meta.iteration, mb: meta.mb, dir: meta.dir, hop: meta.hop, computeMs: 0 };
+    let input = given;
+    // The input came peer to peer: take it from the links and check it before the stage sees it.
+    if (meta.inputFrom && !input) {
+      try {
+        const r = await this.peers.receive(meta.inputFrom, meta.attempt, meta.iteration, meta.mb, stage.index, this.wire);
+        input = r.frame;
+        out.got = r.got;
+      } catch (e) {
+        if (!(e instanceof PeerFrameRefused)) throw e;
+        this.log('warn', `frame from ${meta.inputFrom.peer} refused (${e.reason}): ${e.message}`);
+        this.socket.emit('out', { ...out, refused: { from: meta.inputFrom.peer, reason: e.reason, ...(e.digest ? { digest: e.digest } : {}) } }, null);
+        return 0;
+      }
+    }
     const t0 = performance.now();
     const key = `${meta.attempt}:${meta.mb}:${meta.hop}`;
-    const out: OutMeta = { attempt: meta.attempt, iteration: meta.iteration, mb: meta.mb, dir: meta.dir, hop: meta.hop, computeMs: 0 };
     let frame: Uint8Array | null = null;
     const x = input ? tensorOf(input) : null;
     const y = targets ? tensorOf(targets) : null;
@@ -476,7 +514,7 @@ export class VolunteerAgent {
         } else {
           // Quantized (f16 / int8) in JS on the read-back values: the same bytes on every backend.
           frame = encodeTensorFrame(
-            { kind: 'act', iteration: meta.iteration, microbatch: meta.mb, hop: meta.hop, fromStage: stage.index, toStage: -1, dtype: WIRE_DTYPES[this.wire], shape },
+            { kind: 'act', iteration: meta.iteration, microbatch: meta.mb, hop: meta.hop, fromStage: stage.index, toStage: meta.sendTo?.stage ?? -1, dtype: WIRE_DTYPES[this.wire], shape },
             data,
           );
         }
@@ -491,7 +529,7 @@ export class VolunteerAgent {
         if (dx) {
           const data = (await dx.data()) as Float32Array;
           frame = encodeTensorFrame(
-            { kind: 'grad', iteration: meta.iteration, microbatch: meta.mb, hop: meta.hop, fromStage: stage.index, toStage: -1, dtype: WIRE_DTYPES[this.wire], shape: dx.shape },
+            { kind: 'grad', iteration: meta.iteration, microbatch: meta.mb, hop: meta.hop, fromStage: stage.index, toStage: meta.sendTo?.stage ?? -1, dtype: WIRE_DTYPES[this.wire], shape: dx.shape },
             data,
           );
           dx.dispose();
@@ -504,6 +542,15 @@ export class VolunteerAgent {
     out.computeMs = performance.now() - t0;
     this.iterationComputeMs += out.computeMs;
     this.status.computeSeconds += out.computeMs / 1000;
+    if (meta.sendTo && frame) {
+      const r = await this.peers.send(meta.sendTo, meta.attempt, frame);
+      if ('sent' in r) {
+        out.sent = r.sent;
+        frame = null;
+      } else {
+        out.fallback = r.fallback;
+      }
+    }
     this.socket.emit('out', out, frame);
     return out.computeMs;
   }
@@ -517,6 +564,7 @@ export class VolunteerAgent {
     const norms = await stage.clipAndStepAsync();
     const stepMs = this.iterationComputeMs + (performance.now() - t0);
     this.status.iteration = iteration + 1;
+    this.peers.clear();
     this.status.stepMs = stepMs;
     this.status.tokensPerSec = stepMs > 0 ? (this.iterationTokens * 1000) / stepMs : null;
     this.status.computeSeconds += (performance.now() - t0) / 1000;
@@ -551,6 +599,7 @@ export class VolunteerAgent {
   }
 
   dispose(): void {
+    this.peers.close();
     this.stage?.dispose();
     this.stage = null;
     this.queue = [];

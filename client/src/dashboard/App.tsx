@@ -11,6 +11,7 @@ import { Runs } from './Runs';
 import { Sampler } from './Sampler';
 import { PartialModel } from './PartialModel';
 import { SwarmMap } from './SwarmMap';
+import { P2pPanel } from './P2pPanel';
 import { readToken, useOperator } from './useOperator';
 
 function TokenScreen({ refused, error, onToken }: { refused: boolean; error: string | null; onToken: (t: string) => void }) {
@@ -166,6 +167,7 @@ export function App() {
         {!review && <SwarmMap swarm={swarm} swarmAt={state.swarmAt} />}
         {!review && <Controls swarm={swarm} call={call as never} token={token} />}
         {!review && swarm.cpsr && <CpsrPanel cpsr={swarm.cpsr} />}
+        {!review && swarm.p2p && swarm.p2p.transport !== 'relay' && <P2pPanel p2p={swarm.p2p} />}
         <LossVsIteration iterations={iterations} events={events} wide={!!review} />
         <LossVsTime iterations={iterations} events={events} />
         <ThroughputChart iterations={iterations} />

@@ -1,0 +1,204 @@
+/**
+ * `--transport p2p`: activations and gradients go tab to tab over WebRTC (node-datachannel on
+ * loopback), the coordinator sends tasks without frames and keeps the trust checks
+ * (docs/p2p.md). The same run as swarm.test.ts's relay run must match the local trainer.
+ */
+import { describe, it, expect } from 'vitest';
+import { io as ioClient } from 'socket.io-client';
+import { Coordinator, DEFAULT_COORDINATOR, type CoordinatorOptions } from '../server.js';
+import { startNodeVolunteer, type NodeVolunteerOptions } from '../../testing/node-volunteer.js';
+import { DEFAULT_SETTINGS, type RunSettings } from '../../shared/run-settings.js';
+import { trainLocal } from '../../trainer/cli.js';
+import { useNodeBackend } from '../../trainer/node-backend.js';
+import { testSwarm } from '../../testing/test-swarm.js';
+import { until } from '../../testing/until.js';
+import { wireFrameBytes } from '../../shared/protocol/wire-encoding.js';
+import { wireOf } from '../../shared/run-settings.js';
+import { startPoisonedVolunteer, type PoisonedVolunteer } from '../../testing/poisoned-volunteer.js';
+import type { VolunteerSocket } from '../../shared/volunteer/agent.js';
+
+const settings: RunSettings = { ...DEFAULT_SETTINGS, preset: 'tiny', stages: 4, microbatches: 2, batch: 2, recovery: 'checkfree' };
+
+const harness = testSwarm();
+
+async function startSwarm(s: RunSettings, extra: Partial<CoordinatorOptions>, vols: NodeVolunteerOptions[]) {
+  const coord = (harness.coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings: s, port: 0, silent: true, evalEvery: 0, maxReplicas: 1, ...extra }));
+  const url = await coord.listen();
+  for (const [i, o] of vols.entries()) harness.vols.push(await startNodeVolunteer(url, { name: `t${i}`, ...o }));
+  return { coord, url };
+}
+
+async function counter(coord: Coordinator, name: string): Promise<Map<string, number>> {
+  const text = await coord.metrics.text();
+  const out = new Map<string, number>();
+  for (const m of text.matchAll(new RegExp(`^${name}(\\{[^}]*\\})? (\\S+)$`, 'gm'))) out.set(m[1] ?? '', Number(m[2]));
+  return out;
+}
+
+const sum = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
+
+describe('--transport p2p', () => {
+  it('matches the local trainer with activations and gradients peer to peer; the coordinator relays none', async () => {
+    const N = 4;
+    const { coord } = await startSwarm(settings, { maxIterations: N, p2p: { transport: 'p2p' } }, [{}, {}, {}, {}]);
+    await until(() => coord.scheduler.iteration >= N, `${N} iterations`, 180_000);
+    const swarm = coord.scheduler.history.map((h) => h.trainLoss);
+    await useNodeBackend('wasm');
+    const local = await trainLocal({ ...settings, steps: N, evalEvery: 1000, evalBatches: 1, swap: false });
+    expect(swarm).toHaveLength(N);
+    for (let i = 0; i < N; i++) expect(Math.abs(swarm[i]! - local.trainLosses[i]!) / local.trainLosses[i]!).toBeLessThan(1e-4);
+    const relay = await counter(coord, 'swarm_relay_bytes_total');
+    const p2p = await counter(coord, 'swarm_p2p_bytes_total');
+    const fallbacks = await counter(coord, 'swarm_p2p_fallbacks_total');
+    // Per iteration: 2 microbatches x 3 activation hops and 3 gradient hops, each one [2, seq, d] frame in the run's encoding.
+    const frame = wireFrameBytes([settings.batch, 64, 64], wireOf(settings));
+    expect(p2p.get('{direction="forward"}')).toBe(N * 2 * 3 * frame);
+    expect(p2p.get('{direction="backward"}')).toBe(N * 2 * 3 * frame);
+    expect(relay.get('{direction="forward"}') ?? 0).toBe(0);
+    expect(relay.get('{direction="backward"}') ?? 0).toBe(0);
+    expect(sum(fallbacks)).toBe(0);
+  });
+
+  it('gives each tab its ICE servers with its own TURN credentials and forwards signals only between paired tabs', async () => {
+    const { coord, url } = await startSwarm(
+      settings,
+      { maxIterations: 1, p2p: { transport: 'auto', iceServers: ['stun:stun.example.org:3478', 'turn:turn.example.org:3478'], turnSecret: 's3cret', turnTtlS: 600 } },
+      [{}, {}, {}, {}],
+    );
+    await until(() => coord.scheduler.iteration >= 1, 'one iteration (pairs routed)', 120_000);
+    const raw = ioClient(url, { transports: ['websocket'], forceNew: true });
+    const configs: { transport: string; rtc: RTCConfiguration }[] = [];
+    const rejected: string[] = [];
+    raw.on('p2p_config' as never, (c: (typeof configs)[number]) => void configs.push(c));
+    raw.on('rejected' as never, (r: { reason: string }) => void rejected.push(r.reason));
+    await new Promise<void>((r) => raw.on('connect', () => r()));
+    let id = '';
+    raw.on('welcome' as never, (w: { volunteerId: string }) => void (id = w.volunteerId));
+    raw.emit('hello' as never, { backend: 'cpu', adapter: null, throughputGflops: 1, agent: 'raw', webrtc: true } as never, (() => {}) as never);
+    await until(() => configs.length === 1 && id !== '', 'p2p config', 10_000);
+    expect(configs[0]!.transport).toBe('auto');
+    const [stun, turn] = configs[0]!.rtc.iceServers!;
+    expect(stun).toEqual({ urls: 'stun:stun.example.org:3478' });
+    expect(turn!.urls).toBe('turn:turn.example.org:3478');
+    expect(turn!.username).toMatch(new RegExp(`^\\d+\\.${id}$`));
+    expect(Number(turn!.username!.split('.')[0]) - Date.now() / 1000).toBeGreaterThan(590);
+    // A spare never exchanged frames with anyone: its signals are not forwarded (counted, no offence).
+    const victim = coord.registry.all().find((v) => v.stage === 1)!;
+    const heard: unknown[] = [];
+    harness.vols.forEach((nv) => nv.socket.on('p2p-signal', (s) => heard.push(s)));
+    raw.emit('p2p-signal' as never, { to: victim.id, signal: { type: 'connect', link: 'abcdefgh12' } } as never);
+    // Malformed: an offence.
+    raw.emit('p2p-signal' as never, { to: victim.id, signal: { type: 'offer', link: 'abcdefgh12', sdp: 'not sdp' } } as never);
+    await until(() => rejected.includes('schema'), 'schema reject', 10_000);
+    const counts = await counter(coord, 'swarm_rejected_messages_total');
+    expect(counts.get('{reason="p2p_signal_pair"}')).toBe(1);
+    expect(heard).toHaveLength(0);
+    // Two tabs the coordinator routes frames between may signal each other.
+    expect(coord.p2pRoutes.mayTalk(coord.stages.replicas(0)[0]!.id, coord.stages.replicas(1)[0]!.id)).toBe(true);
+    expect(coord.p2pRoutes.mayTalk(coord.stages.replicas(0)[0]!.id, coord.stages.replicas(3)[0]!.id)).toBe(false);
+    raw.close();
+  });
+});
+
+describe('--transport p2p: browser tabs', () => {
+  it('links owned by the page, driven from the worker over postMessage-style messages (BridgedLinks <-> LinkHost), train as the direct ones', async () => {
+    const N = 3;
+    const { coord } = await startSwarm(settings, { maxIterations: N, p2p: { transport: 'p2p' } }, [0, 1, 2, 3].map(() => ({ bridgeLinks: true })));
+    await until(() => coord.scheduler.iteration >= N, `${N} iterations`, 180_000);
+    const swarm = coord.scheduler.history.map((h) => h.trainLoss);
+    await useNodeBackend('wasm');
+    const local = await trainLocal({ ...settings, steps: N, evalEvery: 1000, evalBatches: 1, swap: false });
+    for (let i = 0; i < N; i++) expect(Math.abs(swarm[i]! - local.trainLosses[i]!) / local.trainLosses[i]!).toBeLessThan(1e-4);
+    const frame = wireFrameBytes([settings.batch, 64, 64], wireOf(settings));
+    const p2p = await counter(coord, 'swarm_p2p_bytes_total');
+    expect(p2p.get('{direction="forward"}')).toBe(N * 2 * 3 * frame);
+    expect(p2p.get('{direction="backward"}')).toBe(N * 2 * 3 * frame);
+    expect((await counter(coord, 'swarm_relay_bytes_total')).get('{direction="forward"}') ?? 0).toBe(0);
+  });
+});
+
+describe('--transport p2p: trust', () => {
+  it('a tab inflating the activations it sends peer to peer is quarantined from its receiver\'s norm reports', async () => {
+    const { coord, url } = await startSwarm({ ...settings }, { graceMs: 200, p2p: { transport: 'p2p' } }, []);
+    const tabs: PoisonedVolunteer[] = [];
+    for (const n of ['h0', 'h1', 'h2', 'h3', 'spare']) {
+      const v = await startPoisonedVolunteer(url, null, { name: n });
+      tabs.push(v);
+      harness.vols.push(v);
+    }
+    await until(() => coord.scheduler.iteration >= 7, 'a norm history', 180_000);
+    const culprit = tabs.find((t) => t.status().volunteerId === coord.stages.owner(1)!.id)!;
+    const after = [2, 3].map((st) => coord.stages.owner(st)!.id);
+    culprit.setPoison('inflate-sent-acts');
+    await until(() => coord.events.list('quarantine').length >= 1, 'quarantine', 120_000);
+    const q = coord.events.list('quarantine');
+    expect(q).toHaveLength(1);
+    expect(q[0]!.data).toMatchObject({ stage: 1, volunteer: culprit.status().volunteerId });
+    expect(q[0]!.message).toMatch(/relayed activations to stage 2 .*x its recent median/);
+    // The frames never crossed the coordinator: the receiver's reported norms convicted the sender.
+    expect((await counter(coord, 'swarm_relay_bytes_total')).get('{direction="forward"}') ?? 0).toBe(0);
+    await until(() => coord.recovery.done.length === 1, 'stage 1 rebuilt', 120_000);
+    expect([2, 3].map((st) => coord.stages.owner(st)!.id)).toEqual(after);
+  });
+
+  it('a sender that reports a digest other than what it sent is caught by the audit and dropped; its receiver is not', async () => {
+    // The tab on stage 1 lies about every frame it sends (the report, not the frame).
+    const lie = (socket: VolunteerSocket) => {
+      const emit = socket.emit.bind(socket) as (event: string, ...args: unknown[]) => VolunteerSocket;
+      (socket as unknown as { emit: typeof emit }).emit = (event, ...args) => {
+        const meta = args[0] as { sent?: { digest: string } };
+        if (event === 'out' && meta?.sent) meta.sent.digest = '0'.repeat(64);
+        return emit(event, ...args);
+      };
+    };
+    const { coord } = await startSwarm(settings, { p2p: { transport: 'p2p' } }, [{}, { wrapSocket: lie }, {}, {}, {}]);
+    const liar = () => coord.registry.all().find((v) => v.caps.agent.includes('/t1 '));
+    const liarId = (await (async () => {
+      await until(() => liar() !== undefined, 'liar registered', 30_000);
+      return liar()!.id;
+    })());
+    await until(() => coord.events.list('leave').some((e) => e.message.includes(liarId) && e.message.includes('misbehaved')), 'the liar dropped', 120_000);
+    const audits = await counter(coord, 'swarm_p2p_audits_total');
+    expect(audits.get('{result="mismatch"}')).toBeGreaterThanOrEqual(3);
+    expect(audits.get('{result="sender_guilty"}')).toBeGreaterThanOrEqual(3);
+    expect(audits.get('{result="receiver_guilty"}') ?? 0).toBe(0);
+    const it0 = coord.scheduler.iteration;
+    await until(() => coord.scheduler.iteration >= it0 + 2, 'training continues', 120_000);
+    expect(coord.events.list('leave').filter((e) => e.message.includes('misbehaved'))).toHaveLength(1);
+  });
+});
+
+describe('--transport auto: fallback', () => {
+  it('a pair that cannot open a link falls back to the relay within 5 s, backs off, loses nothing and still matches the local trainer', async () => {
+    // The tab on stage 1 never lets a signal out: every link to or from it fails to open.
+    const mute = (socket: VolunteerSocket) => {
+      const emit = socket.emit.bind(socket) as (event: string, ...args: unknown[]) => VolunteerSocket;
+      (socket as unknown as { emit: typeof emit }).emit = (event, ...args) => (event === 'p2p-signal' ? socket : emit(event, ...args));
+    };
+    const N = 4;
+    const t0 = Date.now();
+    const { coord } = await startSwarm(settings, { maxIterations: N, p2p: { transport: 'auto' } }, [{}, { wrapSocket: mute }, {}, {}]);
+    await until(() => (coord.p2pRoutes.fallbacks.get('open-timeout') ?? 0) > 0, 'a fallback', 60_000);
+    const firstFallback = Date.now() - t0;
+    await until(() => coord.scheduler.iteration >= N, `${N} iterations`, 180_000);
+    const swarm = coord.scheduler.history.map((h) => h.trainLoss);
+    await useNodeBackend('wasm');
+    const local = await trainLocal({ ...settings, steps: N, evalEvery: 1000, evalBatches: 1, swap: false });
+    for (let i = 0; i < N; i++) expect(Math.abs(swarm[i]! - local.trainLosses[i]!) / local.trainLosses[i]!).toBeLessThan(1e-4);
+    // The open timeout is 5 s; the tabs' start and the first hops come before it.
+    expect(firstFallback).toBeLessThan(5000 + 4000);
+    const frame = wireFrameBytes([settings.batch, 64, 64], wireOf(settings));
+    const relay = await counter(coord, 'swarm_relay_bytes_total');
+    const p2p = await counter(coord, 'swarm_p2p_bytes_total');
+    const fallbacks = await counter(coord, 'swarm_p2p_fallbacks_total');
+    // Every frame crossed exactly once: stage 0 <-> 1 and 1 <-> 2 through the relay, 2 <-> 3 peer to peer.
+    expect(relay.get('{direction="forward"}')).toBe(N * 2 * 2 * frame);
+    expect(relay.get('{direction="backward"}')).toBe(N * 2 * 2 * frame);
+    expect(p2p.get('{direction="forward"}')).toBe(N * 2 * frame);
+    expect(p2p.get('{direction="backward"}')).toBe(N * 2 * frame);
+    // Each blocked pair failed once per direction that tried, then stayed relay-only (back-off).
+    expect(fallbacks.get('{reason="open-timeout"}')).toBeLessThanOrEqual(4);
+    expect(fallbacks.get('{reason="backoff"}')).toBeGreaterThan(0);
+    expect(coord.p2pRoutes.backedOff().length).toBe(2);
+  }, 240_000);
+});

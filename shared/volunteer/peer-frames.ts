@@ -1,0 +1,205 @@
+/**
+ * A tab's side of peer-to-peer frames (`--transport p2p|auto`, docs/p2p.md): it owns the tab's
+ * PeerLinks, sends a task's output to the peer the coordinator named (reporting bytes and
+ * digest, or why it fell back to the relay), and keeps frames that arrived from peers until the
+ * task that needs them comes, checking each with the same rules the coordinator applies to a
+ * relayed frame (checkHopFrame) before the stage sees it. Browser and Node run this same code;
+ * only `createPeerConnection` differs.
+ */
+import { PeerLinks } from '../transport/peer-links.js';
+import type { FrameLinks, FrameLinksDeps } from '../transport/link-bridge.js';
+import { LinkDownError } from '../transport/link-down-error.js';
+import { frameDigest } from '../transport/frame-digest.js';
+import { inspectTensorFrame } from '../protocol/codec.js';
+import { checkHopFrame } from '../protocol/hop-frame-check.js';
+import { FrameError } from '../protocol/frame-error.js';
+import type { Signal } from '../protocol/signal.js';
+import type { WireEncoding } from '../protocol/wire-encoding.js';
+import type { FallbackReason, GotReport, InputFrom, P2pConfig, SendTo, SentReport } from '../protocol/p2p-messages.js';
+
+export interface PeerFramesDeps {
+  /** `new RTCPeerConnection(config)`; absent: this tab cannot open links (everything is relayed). */
+  createPeerConnection?: (config: RTCConfiguration) => RTCPeerConnection;
+  /** Or links that live elsewhere (a worker's, on its page: BridgedLinks). */
+  createLinks?: (deps: FrameLinksDeps) => FrameLinks;
+  /** Merged into the coordinator's RTCConfiguration (Node tests: bind ICE to loopback). */
+  rtcExtra?: RTCConfiguration;
+  /** Emits `p2p-signal {to, signal}` on the tab's socket. */
+  signal: (to: string, signal: Signal) => void;
+  log: (level: 'info' | 'warn' | 'error', message: string) => void;
+}
+
+/** Frames from peers kept at most (oldest dropped first): a peer cannot fill the tab's memory. */
+const MAX_INBOX = 64;
+/** Frames taken that stay for the coordinator's audit (it asks right after the task's result). */
+const MAX_KEPT = 32;
+/** How long a task waits for its peer frame (the sender reported it acknowledged, so it is here or lost). */
+export const PEER_FRAME_WAIT_MS = 10_000;
+
+/** Why a task could not take its input from the peer (the receiver reports it; docs/p2p.md#trust). */
+export class PeerFrameRefused extends Error {
+  constructor(readonly reason: string, message: string, readonly digest?: string) {
+    super(message);
+  }
+}
+
+/** Link failures worth one fresh link before the frame goes through the relay. */
+const RETRIED = new Set<string>(['peer-closed', 'signal', 'ice-failed']);
+const RETRY_WITHIN_MS = 2000;
+
+/**
+ * Frames are keyed by the pass's attempt too: after an abandoned iteration the retry has the same
+ * (iteration, microbatch, hop), and a late frame of the old attempt must not stand in for the new
+ * one. The attempt travels in front of the frame (4 bytes, little-endian); digests cover the frame.
+ */
+function frameKey(kind: string, attempt: number, iteration: number, mb: number, hop: number): string {
+  return `${kind}:${attempt}:${iteration}:${mb}:${hop}`;
+}
+
+const ENVELOPE_BYTES = 4;
+
+export class PeerFrames {
+  private links: FrameLinks | null = null;
+  private self: string | null = null;
+  /** Frames from peers not yet taken by a task, by (kind, iteration, microbatch, hop). */
+  private inbox = new Map<string, { from: string; frame: Uint8Array }>();
+  /** Keys already taken: a frame that arrives again (its ack was lost) is dropped. */
+  private taken = new Set<string>();
+  private waiters = new Map<string, () => void>();
+  /** The last frames taken, as received: the coordinator may ask for one (audit). */
+  private kept = new Map<string, Uint8Array>();
+
+  constructor(private deps: PeerFramesDeps) {}
+
+  /** Whether this tab can open links at all. */
+  get supported(): boolean {
+    return this.deps.createPeerConnection !== undefined || this.deps.createLinks !== undefined;
+  }
+
+  /** The coordinator's `p2p_config` (again on TURN renewal): links opened from now on use it. */
+  configure(self: string, c: P2pConfig): void {
+    const create = this.deps.createPeerConnection;
+    if ((!create && !this.deps.createLinks) || c.transport === 'relay') return;
+    const rtcConfig = { ...c.rtc, ...this.deps.rtcExtra };
+    if (this.links && this.self === self) {
+      this.links.setRtcConfig(rtcConfig);
+      return;
+    }
+    this.links?.closeAll();
+    this.self = self;
+    const deps: FrameLinksDeps = {
+      self,
+      signal: this.deps.signal,
+      rtcConfig,
+      events: {
+        onFrame: (peer, frame) => this.arrived(peer, frame),
+        onLinkDown: (peer, failure, detail) => this.deps.log('warn', `link to ${peer} down (${failure}): ${detail}`),
+        onSignalRejected: (from, message) => this.deps.log('warn', `signal from ${from} rejected: ${message}`),
+      },
+    };
+    this.links = create ? new PeerLinks({ ...deps, createPeerConnection: create }) : this.deps.createLinks!(deps);
+  }
+
+  handleSignal(from: string, signal: unknown): void {
+    this.links?.handleSignal(from, signal);
+  }
+
+  /** Sends a task's output to its peer: the report for `out`, or why it must go with `out` after all. */
+  async send(to: SendTo, attempt: number, frame: Uint8Array): Promise<{ sent: SentReport } | { fallback: FallbackReason }> {
+    const links = this.links;
+    if (!links) return { fallback: 'unsupported' };
+    const digest = frameDigest(frame);
+    const enveloped = new Uint8Array(ENVELOPE_BYTES + frame.byteLength);
+    new DataView(enveloped.buffer).setUint32(0, attempt >>> 0, true);
+    enveloped.set(frame, ENVELOPE_BYTES);
+    const t0 = performance.now();
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const receipt = await links.send(to.peer, enveloped);
+        return { sent: { to: to.peer, bytes: receipt.bytes - ENVELOPE_BYTES, digest: await digest } };
+      } catch (e) {
+        if (!(e instanceof LinkDownError)) throw e;
+        // A fresh link that died while opening (node-datachannel 0.33.4 closes one in a few right
+        // after ICE connects; docs/p2p.md) gets one more try within the open budget.
+        if (attempt === 0 && RETRIED.has(e.failure) && performance.now() - t0 < RETRY_WITHIN_MS) continue;
+        return { fallback: e.failure };
+      }
+    }
+  }
+
+  private arrived(from: string, data: Uint8Array): void {
+    let key: string;
+    let frame: Uint8Array;
+    try {
+      if (data.byteLength < ENVELOPE_BYTES) throw new Error('shorter than its envelope');
+      const attempt = new DataView(data.buffer, data.byteOffset, data.byteLength).getUint32(0, true);
+      frame = data.subarray(ENVELOPE_BYTES);
+      const { header } = inspectTensorFrame(frame);
+      key = frameKey(header.kind, attempt, header.iteration, header.microbatch, header.hop);
+    } catch (e) {
+      return this.deps.log('warn', `unreadable frame from ${from} dropped: ${(e as Error).message}`);
+    }
+    if (this.taken.has(key) || this.inbox.has(key)) return; // a duplicate
+    if (this.inbox.size >= MAX_INBOX) this.inbox.delete(this.inbox.keys().next().value!);
+    this.inbox.set(key, { from, frame });
+    this.waiters.get(key)?.();
+  }
+
+  /**
+   * The input a task names (`inputFrom`), checked as the coordinator checks a relayed frame plus
+   * the receiving stage. Rejects with PeerFrameRefused (its reason: a FrameError reason,
+   * `missing`, `wrong_peer`).
+   */
+  async receive(from: InputFrom, attempt: number, iteration: number, mb: number, stage: number, wire: WireEncoding): Promise<{ frame: Uint8Array; got: GotReport }> {
+    const key = frameKey(from.kind, attempt, iteration, mb, from.hop);
+    if (!this.inbox.has(key)) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, PEER_FRAME_WAIT_MS);
+        this.waiters.set(key, () => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+      this.waiters.delete(key);
+    }
+    const entry = this.inbox.get(key);
+    if (!entry) throw new PeerFrameRefused('missing', `no ${from.kind} frame of mb ${mb} hop ${from.hop} from ${from.peer} within ${PEER_FRAME_WAIT_MS} ms`);
+    this.inbox.delete(key);
+    this.taken.add(key);
+    if (this.kept.size >= MAX_KEPT) this.kept.delete(this.kept.keys().next().value!);
+    this.kept.set(key, entry.frame);
+    if (entry.from !== from.peer) throw new PeerFrameRefused('wrong_peer', `the frame of mb ${mb} hop ${from.hop} came from ${entry.from}, not ${from.peer}`);
+    let norm: number;
+    try {
+      norm = checkHopFrame(entry.frame, { kind: from.kind, iteration, microbatch: mb, hop: from.hop, fromStage: from.fromStage, toStage: stage, shape: from.shape, wire }, from.maxBytes);
+    } catch (e) {
+      if (e instanceof FrameError) throw new PeerFrameRefused(e.reason, e.message, await frameDigest(entry.frame));
+      throw e;
+    }
+    return { frame: entry.frame, got: { from: from.peer, digest: await frameDigest(entry.frame), norm } };
+  }
+
+  /** A frame this tab took from a peer, as received (the coordinator's audit). */
+  keptFrame(kind: string, attempt: number, iteration: number, mb: number, hop: number): Uint8Array {
+    const f = this.kept.get(frameKey(kind, attempt, iteration, mb, hop));
+    if (!f) throw new Error(`no ${kind} frame of attempt ${attempt} iteration ${iteration} mb ${mb} hop ${hop} kept`);
+    return f.slice();
+  }
+
+  /**
+   * The iteration stepped: its frames are no longer wanted (the next iteration's tasks, and so
+   * its frames, come only after every tab acknowledged its step). An abandoned pass clears
+   * nothing: the retry's frames may already be here, and the old attempt's are keyed apart.
+   */
+  clear(): void {
+    this.inbox.clear();
+    this.taken.clear();
+  }
+
+  close(): void {
+    this.links?.closeAll();
+    this.links = null;
+    this.clear();
+    this.kept.clear();
+  }
+}
