@@ -17,6 +17,8 @@ import type { TokenDataset, Batch } from '../../shared/data/dataset.js';
 import { wireOf, type RunSettings } from '../../shared/run-settings.js';
 import { maxRelayFrameBytes } from '../screening/relay-check.js';
 import { Screening } from '../screening/screening.js';
+import { Probation } from '../screening/probation.js';
+import { SuspectReview } from '../screening/suspect-review.js';
 import type { Volunteer } from '../tabs/registry.js';
 import type { BundleTransfer } from '../tabs/bundle-transfer.js';
 import type { TabSpeeds } from '../tabs/tab-speed.js';
@@ -94,6 +96,10 @@ export class Scheduler {
   private readonly ask: ReplicaAsk;
   /** Screens each stage's gradient norm and the frames each tab relayed (screening.ts). */
   readonly screening: Screening;
+  /** Tabs on probation after an unverifiable suspicion (probation.ts). */
+  readonly probation: Probation;
+  /** Audits relay-rule suspicions before anyone is convicted (suspect-review.ts). */
+  readonly review: SuspectReview;
   /** Per tab: compute and hop round trip, from tasks that found it idle (sizes the window). */
   readonly hopTimes = new HopTimes();
   /** The window of the last training pass (null before the first). */
@@ -109,7 +115,20 @@ export class Scheduler {
   readonly vacancies: VacancyWatch;
 
   constructor(readonly opts: SchedulerOptions, private deps: SchedulerDeps) {
-    this.screening = new Screening(this.nStages, opts.outlierFactor);
+    this.probation = new Probation(() => deps.progress.iteration);
+    this.screening = new Screening(this.nStages, opts.outlierFactor, (v) => this.probation.strictnessOf(v));
+    const { settings, config } = opts;
+    this.review = new SuspectReview({
+      stages: deps.stages,
+      evidence: this.screening.evidence,
+      probation: this.probation,
+      sender: deps.tabs.sender,
+      frames: { shape: [settings.batch, config.seqLen, config.dModel], wire: wireOf(settings), maxBytes: this.maxFrameBytes() },
+      timeoutMs: opts.stepTimeoutMs,
+      events: deps.events,
+      metrics: deps.metrics,
+      replicasDiffer: dpOf(settings).mode === 'diloco',
+    });
     this.train = trainPass({ swap: opts.swap, window: (M) => this.trainWindow(M).size });
     this.ask = new ReplicaAsk({
       stages: deps.stages,
@@ -215,6 +234,7 @@ export class Scheduler {
   async tabLost(v: Volunteer, stage: number, last: boolean, how: { handedOver?: boolean; quarantined?: boolean } = {}): Promise<void> {
     this.deps.speeds.forget(v);
     this.screening.forget(v);
+    this.review.forget(v);
     this.hopTimes.forget(v);
     const pass = this.activePass();
     if (!last) {
@@ -383,8 +403,10 @@ export class Scheduler {
         stepTimeoutMs: this.opts.stepTimeoutMs,
         times: this.answerTimes,
         dpMode: dpOf(settings).mode,
+        review: this.review,
       });
       const acks = await this.barrier.run();
+      this.review.applied(it);
       this.barrier = null;
       progress.applied(it + 1, losses.reduce((a, b) => a + b, 0) / losses.length, acks.map((a) => ({ preClipNorm: a.preClipNorm, postClipNorm: a.postClipNorm, blockNorm: a.blockNorm })));
     } finally {
@@ -436,6 +458,8 @@ export class Scheduler {
 
   /** Route a task result from a volunteer (called by the socket layer after schema validation). */
   handleOut(v: Volunteer, meta: OutMeta, frame: Uint8Array | null): void {
+    // A sibling's re-run of a suspect hop answers the audit, not the pass.
+    if (this.review.onOut(v, meta, frame)) return;
     const pass = this.activePass();
     if (meta.attempt <= this.attempt && (!pass || meta.attempt < pass.attempt)) {
       // A result of an abandoned or finished attempt: late (or replayed); dropped, not an offence.
