@@ -120,13 +120,14 @@ export class RelayNorms {
     f.into.add(into);
   }
 
-  /** The iteration was applied: its maxima join the histories. */
-  commit(): void {
+  /** The iteration was applied: its maxima join the histories (but `skip`'s flows). */
+  commit(skip: Excused = NONE_EXCUSED): void {
     const push = (h: number[], x: number) => {
       h.push(x);
       if (h.length > this.window) h.shift();
     };
     for (const f of this.current.values()) {
+      if (skip(f.sender, f.stage, f.dir, f.hop)) continue;
       const k = flowKey(f);
       let mine = this.own.get(f.sender);
       if (!mine) this.own.set(f.sender, (mine = new Map()));

@@ -89,10 +89,14 @@ export class Screening {
     return null;
   }
 
-  /** The iteration with these norms was applied: they join the histories. */
-  accept(norms: number[]): void {
-    this.outliers.accept(norms);
-    this.relayNorms.commit();
+  /**
+   * The iteration with these norms was applied: they join the histories, except (`unverified`)
+   * the flows accepted without verification, and then the stage norms of that iteration too.
+   */
+  accept(norms: number[], unverified?: Excused | null): void {
+    // An iteration accepted with an unverified suspicion: nothing of it becomes a baseline.
+    if (!unverified) this.outliers.accept(norms);
+    this.relayNorms.commit(unverified ?? undefined);
   }
 
   /** A tab no longer serves a stage (its relayed-frame history goes; the stage's stays). */

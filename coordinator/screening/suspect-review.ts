@@ -63,6 +63,8 @@ export class SuspectReview {
   private cleared = new Set<string>();
   /** Flows found unverifiable, per iteration: accepted when the retry shows them again. */
   private unverified = new Set<string>();
+  /** Of those, the flows accepted (unverified): their norms must not become anyone's baseline. */
+  private acceptedUnverified = new Set<string>();
 
   constructor(private deps: SuspectReviewDeps) {}
 
@@ -72,6 +74,17 @@ export class SuspectReview {
       const k = flowKey(iteration, sender, stage, dir, hop);
       return this.cleared.has(k);
     };
+  }
+
+  /**
+   * The flows of `iteration` accepted without verification, or null when there are none: their
+   * norms (and the stage norms of that iteration) stay out of the histories, so a persistent liar
+   * on a single replica never becomes its own baseline (and its victim's).
+   */
+  unverifiedIn(iteration: number): Excused | null {
+    const prefix = `${iteration}|`;
+    if (![...this.acceptedUnverified].some((k) => k.startsWith(prefix))) return null;
+    return (sender, stage, dir, hop) => this.acceptedUnverified.has(flowKey(iteration, sender, stage, dir, hop));
   }
 
   /** The suspicion `s` (by `rule`) in `iteration`: audits it where it can; resolves with what to do. */
@@ -115,6 +128,7 @@ export class SuspectReview {
     if (this.unverified.has(key)) {
       // The retry of the iteration showed the same jump: reproduced, still unverifiable; accepted.
       this.cleared.add(key);
+      this.acceptedUnverified.add(key);
       return { outcome: 'accept', why: `reproduced in the retry; unverifiable (${why})`, audit };
     }
     this.unverified.add(key);
@@ -144,6 +158,7 @@ export class SuspectReview {
     };
     drop(this.cleared);
     drop(this.unverified);
+    drop(this.acceptedUnverified);
     this.deps.metrics.probation.set(this.deps.probation.list().length);
   }
 

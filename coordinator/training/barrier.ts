@@ -126,7 +126,7 @@ export class Barrier {
       this.current = BarrierPhase.Step;
       const acks = await this.step(groups);
       this.current = BarrierPhase.Done;
-      this.deps.screening.accept(norms);
+      this.deps.screening.accept(norms, this.deps.review?.unverifiedIn(this.iteration));
       return acks;
     } finally {
       this.close();
