@@ -9,6 +9,7 @@ import type { Volunteer } from '../tabs/registry.js';
 import { NormOutlierDetector } from './outliers.js';
 import { RelayNorms, type Excused, type RelayDirection, type RelaySuspect } from './relay-norms.js';
 import { HopEvidence, type HopRecord } from './hop-evidence.js';
+import { LossWarmup } from './loss-warmup.js';
 
 /** Who to quarantine for an iteration's numbers, and why the iteration is abandoned. */
 export interface Verdict {
@@ -30,11 +31,13 @@ export class Screening {
   private relayNorms: RelayNorms;
   /** The largest frame of each flow of the pass in progress, with its inputs (what an audit re-runs). */
   readonly evidence = new HopEvidence();
+  /** Wider relay thresholds while the loss falls fast (loss-warmup.ts). */
+  readonly warmup = new LossWarmup();
 
   /** `strictness(v)`: the factor on `v`'s relay thresholds (below 1 on probation: probation.ts). */
   constructor(nStages: number, outlierFactor: number, strictness?: (v: Volunteer) => number) {
     this.outliers = new NormOutlierDetector(nStages, outlierFactor);
-    this.relayNorms = new RelayNorms(outlierFactor, 20, 5, strictness);
+    this.relayNorms = new RelayNorms(outlierFactor, 20, 5, (v) => (strictness?.(v) ?? 1) * this.warmup.factor());
   }
 
   /** A training pass starts: relayed norms (and the hop evidence) are collected afresh. */
@@ -97,6 +100,11 @@ export class Screening {
     // An iteration accepted with an unverified suspicion: nothing of it becomes a baseline.
     if (!unverified) this.outliers.accept(norms);
     this.relayNorms.commit(unverified ?? undefined);
+  }
+
+  /** The mean training loss of an applied iteration (the warm-up watches it fall). */
+  observeLoss(loss: number): void {
+    this.warmup.record(loss);
   }
 
   /** A tab no longer serves a stage (its relayed-frame history goes; the stage's stays). */

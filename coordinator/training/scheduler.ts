@@ -407,6 +407,7 @@ export class Scheduler {
       });
       const acks = await this.barrier.run();
       this.review.applied(it);
+      this.screening.observeLoss(losses.reduce((a, b) => a + b, 0) / losses.length);
       this.barrier = null;
       progress.applied(it + 1, losses.reduce((a, b) => a + b, 0) / losses.length, acks.map((a) => ({ preClipNorm: a.preClipNorm, postClipNorm: a.postClipNorm, blockNorm: a.blockNorm })));
     } finally {
