@@ -1,10 +1,12 @@
 /**
  * Warm-up of the relay-norm screen (issue 22, item 3): while the training loss falls fast, honest
  * activations and gradients move by orders of magnitude between iterations (small batches, early
- * training), so the relay thresholds are widened by `factor` until the loss settles. "Falls fast":
+ * training), so the threshold of the relay `jump` rule (the one no gradient outlier backs) is
+ * widened by `factor` until the loss settles; `upstream` blame keeps its threshold (a 1e4
+ * inflation early in a run is only ~2,400x a spread history whose threshold is ~2,000x). "Falls fast":
  * fewer than 2 x `window` losses seen yet, or the mean of the last `window` losses is more than
  * `drop` (relative) below the mean of the `window` before them. A pure rule over measured
- * losses; the screen multiplies it into every tab's threshold (relay-norms.ts `strictness`).
+ * losses; relay-norms.ts `screen(excused, widen)` applies it.
  */
 export interface WarmupRule {
   window: number;

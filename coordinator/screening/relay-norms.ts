@@ -215,9 +215,9 @@ export class RelayNorms {
 
   /**
    * A tab whose relayed frames jumped against its own history although nothing that flowed into
-   * its stage did (see above); the largest such jump, or null.
+   * its stage did (see above), by more than `widen` times its threshold; the largest such jump, or null.
    */
-  screen(excused: Excused = NONE_EXCUSED): RelaySuspect | null {
+  screen(excused: Excused = NONE_EXCUSED, widen = 1): RelaySuspect | null {
     let worst: RelaySuspect | null = null;
     for (const f of this.current.values()) {
       if (excused(f.sender, f.stage, f.dir, f.hop)) continue;
@@ -225,7 +225,8 @@ export class RelayNorms {
       // No gradient outlier backs this verdict: relayed gradients must jump past the square of
       // their threshold (2,500x at the default factor; an honest small-batch CheckFree+ run's
       // gradients into stage 0 jump ~100x, issue 22). Activations, normalised, keep the threshold.
-      const need = f.dir === 'grad' ? (j?.threshold ?? 0) ** 2 : (j?.threshold ?? 0);
+      // `widen`: the warm-up while the loss falls fast (loss-warmup.ts), for this unbacked rule only.
+      const need = f.dir === 'grad' ? ((j?.threshold ?? 0) * widen) ** 2 : (j?.threshold ?? 0) * widen;
       if (!j || j.ratio <= need || (worst && j.ratio / j.threshold <= worst.ratio / worst.threshold)) continue;
       const explained = this.flowsInto(f.stage).some((g) => {
         if (g.sender === f.sender) return false;

@@ -31,13 +31,13 @@ export class Screening {
   private relayNorms: RelayNorms;
   /** The largest frame of each flow of the pass in progress, with its inputs (what an audit re-runs). */
   readonly evidence = new HopEvidence();
-  /** Wider relay thresholds while the loss falls fast (loss-warmup.ts). */
+  /** A wider `jump` threshold while the loss falls fast (loss-warmup.ts). */
   readonly warmup = new LossWarmup();
 
   /** `strictness(v)`: the factor on `v`'s relay thresholds (below 1 on probation: probation.ts). */
   constructor(nStages: number, outlierFactor: number, strictness?: (v: Volunteer) => number) {
     this.outliers = new NormOutlierDetector(nStages, outlierFactor);
-    this.relayNorms = new RelayNorms(outlierFactor, 20, 5, (v) => (strictness?.(v) ?? 1) * this.warmup.factor());
+    this.relayNorms = new RelayNorms(outlierFactor, 20, 5, strictness);
   }
 
   /** A training pass starts: relayed norms (and the hop evidence) are collected afresh. */
@@ -78,7 +78,9 @@ export class Screening {
       }
       return { culprit: largest(outlier.stage), stage: outlier.stage, reason: outlier.reason, abandon: `stage ${outlier.stage} sent an outlier gradient`, rule: null };
     }
-    const jump = this.relayNorms.screen(excused);
+    // While the loss falls fast the unbacked rule needs a wider jump (a gradient outlier, which
+    // backs `upstream`, has its absolute floor instead).
+    const jump = this.relayNorms.screen(excused, this.warmup.factor());
     if (jump) {
       return {
         culprit: jump.sender,
