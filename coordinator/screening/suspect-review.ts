@@ -45,8 +45,8 @@ export interface SuspectReviewDeps {
   probation: Probation;
   sender: TaskSender;
   frames: FrameRules;
-  /** How long an auditor may take per task. */
-  timeoutMs: number;
+  /** How long an auditor may take per task, now (the scheduler's adaptive task deadline). */
+  timeoutMs: () => number;
   events: EventLog;
   metrics: SwarmMetrics;
   /** `--dp diloco`: replicas hold different weights, so no sibling can verify a hop. */
@@ -99,7 +99,7 @@ export class SuspectReview {
       return this.unverifiable(s, key, why, null);
     }
     const auditor = siblings[0]!;
-    this.audit = new HopAudit(record, auditor, { sender: this.deps.sender, frames: this.deps.frames, timeoutMs: this.deps.timeoutMs });
+    this.audit = new HopAudit(record, auditor, { sender: this.deps.sender, frames: this.deps.frames, timeoutMs: this.deps.timeoutMs() });
     const audit = await this.audit.run();
     this.audit = null;
     metrics.audits.inc({ verdict: audit.verdict });

@@ -34,7 +34,7 @@ import { Barrier, BarrierPhase } from './barrier.js';
 import { ReplicaAsk } from './replica-ask.js';
 import { TaskBook } from './task-book.js';
 import { TaskWatchdog } from './task-watchdog.js';
-import { AnswerTimes } from './answer-times.js';
+import { AnswerTimes, TASK_DEADLINE } from './answer-times.js';
 import { VacancyWatch } from './vacancy-watch.js';
 import type { RecoveryLadder, StatusBroadcast, TabActions } from './collaborators.js';
 import { IterationAbandoned } from './iteration-abandoned.js';
@@ -124,7 +124,8 @@ export class Scheduler {
       probation: this.probation,
       sender: deps.tabs.sender,
       frames: { shape: [settings.batch, config.seqLen, config.dModel], wire: wireOf(settings), maxBytes: this.maxFrameBytes() },
-      timeoutMs: opts.stepTimeoutMs,
+      // An audit task is a hop task: the adaptive task deadline (answer-times.ts), as the watchdog's.
+      timeoutMs: () => this.answerTimes.deadline('task:train', TASK_DEADLINE, opts.taskTimeoutMs),
       events: deps.events,
       metrics: deps.metrics,
       replicasDiffer: dpOf(settings).mode === 'diloco',
@@ -273,6 +274,7 @@ export class Scheduler {
     this.closed = true;
     this.watchdog.stop();
     this.vacancies.stop();
+    this.review.cancel('coordinator closing');
     this.activePass()?.abort(new Error('coordinator closing'));
     this.barrier?.abort(new Error('coordinator closing'));
     this.kick();
