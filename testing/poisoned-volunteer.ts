@@ -7,6 +7,9 @@
  * - 'inflate-sent-grads': computes honestly (its own gradients and step are right) but the
  *   activation gradients it sends upstream are 1e4x: its upstream neighbour's gradient explodes.
  * - 'inflate-sent-acts': computes honestly but the activations it sends downstream are 1e4x.
+ * - 'amplify-acts': every forward it runs (a training task, a validation or audit re-run) leaves
+ *   1e4x: what a stage whose weights had been scaled computes. Set on every replica of a stage,
+ *   it is a jump its siblings reproduce (an audit finds it consistent, hop-audit.ts).
  * - 'mute-grad-norm', 'mute-step': computes its tasks but never answers the barrier's question
  *   (`grad_norm` or `step`): it would hold every barrier until dropped.
  * The mode can change while it runs (setPoison).
@@ -17,7 +20,7 @@ import type { VolunteerSocket } from '../shared/volunteer/agent.js';
 import { decodeTensorFrame } from '../shared/protocol/codec.js';
 import { startNodeVolunteer, type NodeVolunteer, type NodeVolunteerOptions } from './node-volunteer.js';
 
-export type PoisonMode = 'nan' | 'huge-grads' | 'inflate-sent-grads' | 'inflate-sent-acts' | 'mute-grad-norm' | 'mute-step' | null;
+export type PoisonMode = 'nan' | 'huge-grads' | 'inflate-sent-grads' | 'inflate-sent-acts' | 'amplify-acts' | 'mute-grad-norm' | 'mute-step' | null;
 
 /** The barrier question each mute mode leaves unanswered. */
 const MUTED: Partial<Record<NonNullable<PoisonMode>, string>> = { 'mute-grad-norm': 'grad_norm', 'mute-step': 'step' };
@@ -57,7 +60,12 @@ export async function startPoisonedVolunteer(url: string, mode: PoisonMode, opts
     override forward(key: string, input: tf.Tensor, seg: Segment = this.fullSegment(), targets?: tf.Tensor): tf.Tensor {
       const y = super.forward(key, input, seg, targets);
       // The stash is the honest one; only what leaves for the next stage is inflated (not a loss).
-      return current === 'inflate-sent-acts' && !seg.head ? inflated(y) : y;
+      return (current === 'inflate-sent-acts' || current === 'amplify-acts') && !seg.head ? inflated(y) : y;
+    }
+
+    override infer(input: tf.Tensor, seg: Segment = this.fullSegment(), targets?: tf.Tensor): tf.Tensor {
+      const y = super.infer(input, seg, targets);
+      return current === 'amplify-acts' && !seg.head ? inflated(y) : y;
     }
 
     override backward(key: string, gradOutput: tf.Tensor | number): tf.Tensor | null {

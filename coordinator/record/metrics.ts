@@ -120,6 +120,19 @@ export class SwarmMetrics {
     labelNames: ['rule'] as const,
     registers: [this.registry],
   });
+  readonly suspicions = new Counter({
+    name: 'swarm_screening_suspicions_total',
+    help: 'Relay-norm suspicions (coordinator/screening/suspect-review.ts), by the rule that raised them: each is audited before anyone is convicted',
+    labelNames: ['rule'] as const,
+    registers: [this.registry],
+  });
+  readonly audits = new Counter({
+    name: 'swarm_screening_audits_total',
+    help: 'Suspicions by verdict: match (a sibling re-ran the hop and agrees: kept), mismatch (convicted), unverifiable (no sibling or no answer: iteration dropped, tab on probation)',
+    labelNames: ['verdict'] as const,
+    registers: [this.registry],
+  });
+  readonly probation = new Gauge({ name: 'swarm_screening_probation', help: 'Tabs on probation (an unverifiable suspicion: stricter relay thresholds for a while)', registers: [this.registry] });
   readonly abandoned = new Counter({ name: 'swarm_abandoned_iterations_total', help: 'Iterations abandoned because a stage was lost', registers: [this.registry] });
 
   readonly httpRejected = new Counter({

@@ -53,6 +53,8 @@ export interface RelaySuspect {
   /** The stage the sender serves (its frames came from there). */
   stage: number;
   dir: RelayDirection;
+  /** The hop of the path the frames left (with stage and dir: which flow, so which hop to audit). */
+  hop: number;
   norm: number;
   baseline: number;
   ratio: number;
@@ -73,6 +75,11 @@ export function jumpThreshold(history: readonly number[], factor: number, k = SP
   return Math.max(factor, Math.exp(k * 1.4826 * mad));
 }
 
+/** A flow of the iteration in progress that an audit cleared (hop-audit.ts): it is judged no more. */
+export type Excused = (sender: Volunteer, stage: number, dir: RelayDirection, hop: number) => boolean;
+
+const NONE_EXCUSED: Excused = () => false;
+
 type Baseline = { value: number; threshold: number; against: 'own' | 'replicas' | 'stage' };
 
 const AGAINST_TEXT: Record<Baseline['against'], string> = {
@@ -88,7 +95,16 @@ export class RelayNorms {
   /** `${stage}:${dir}:${hop}` -> recent per-iteration maxima, whichever tab sent them. */
   private byStage = new Map<string, number[]>();
 
-  constructor(readonly factor = 50, readonly window = 20, readonly minHistory = 5) {}
+  /**
+   * `strictness(v)` scales `v`'s thresholds (1 normally; below 1 for a tab on probation,
+   * probation.ts: its frames are suspected at a smaller jump).
+   */
+  constructor(
+    readonly factor = 50,
+    readonly window = 20,
+    readonly minHistory = 5,
+    private strictness: (v: Volunteer) => number = () => 1,
+  ) {}
 
   /** A training pass starts: what the last one relayed no longer counts. */
   begin(): void {
@@ -104,13 +120,14 @@ export class RelayNorms {
     f.into.add(into);
   }
 
-  /** The iteration was applied: its maxima join the histories. */
-  commit(): void {
+  /** The iteration was applied: its maxima join the histories (but `skip`'s flows). */
+  commit(skip: Excused = NONE_EXCUSED): void {
     const push = (h: number[], x: number) => {
       h.push(x);
       if (h.length > this.window) h.shift();
     };
     for (const f of this.current.values()) {
+      if (skip(f.sender, f.stage, f.dir, f.hop)) continue;
       const k = flowKey(f);
       let mine = this.own.get(f.sender);
       if (!mine) this.own.set(f.sender, (mine = new Map()));
@@ -137,13 +154,15 @@ export class RelayNorms {
     const k = flowKey(f);
     const mine = this.own.get(f.sender)?.get(k);
     const hasOwn = (mine?.length ?? 0) >= this.minHistory;
-    if (which.includes('own') && hasOwn) out.push({ value: median(mine!)!, threshold: jumpThreshold(mine!, this.factor), against: 'own' });
+    const strict = this.strictness(f.sender);
+    const thr = (h: readonly number[]) => Math.max(1, strict * jumpThreshold(h, this.factor));
+    if (which.includes('own') && hasOwn) out.push({ value: median(mine!)!, threshold: thr(mine!), against: 'own' });
     if (which.includes('replicas')) {
       const others = [...this.current.values()].filter((g) => g.stage === f.stage && g.dir === f.dir && g.hop === f.hop && g.sender !== f.sender).map((g) => g.max);
-      if (others.length > 0) out.push({ value: median(others)!, threshold: jumpThreshold(others, this.factor), against: 'replicas' });
+      if (others.length > 0) out.push({ value: median(others)!, threshold: thr(others), against: 'replicas' });
     }
     const stageHistory = this.byStage.get(k);
-    if (which.includes('stage') && !hasOwn && (stageHistory?.length ?? 0) >= this.minHistory) out.push({ value: median(stageHistory!)!, threshold: jumpThreshold(stageHistory!, this.factor), against: 'stage' });
+    if (which.includes('stage') && !hasOwn && (stageHistory?.length ?? 0) >= this.minHistory) out.push({ value: median(stageHistory!)!, threshold: thr(stageHistory!), against: 'stage' });
     return out.filter((b) => b.value > 0 && Number.isFinite(b.value));
   }
 
@@ -158,6 +177,7 @@ export class RelayNorms {
         sender: f.sender,
         stage: f.stage,
         dir: f.dir,
+        hop: f.hop,
         norm: f.max,
         baseline: b.value,
         ratio,
@@ -176,13 +196,13 @@ export class RelayNorms {
    * `stage`'s gradient norm is an outlier: the sender whose relayed frames inflated it, following
    * the chain of jumped flows into it (see above), or null when no flow into it jumped.
    */
-  blame(stage: number): RelaySuspect | null {
+  blame(stage: number, excused: Excused = NONE_EXCUSED): RelaySuspect | null {
     let culprit: RelaySuspect | null = null;
     const seen = new Set([stage]);
     for (let at = stage; ; ) {
       let best: RelaySuspect | null = null;
       for (const f of this.flowsInto(at)) {
-        if (seen.has(f.stage)) continue;
+        if (seen.has(f.stage) || excused(f.sender, f.stage, f.dir, f.hop)) continue;
         const j = this.judge(f, ['own', 'replicas', 'stage']);
         if (j && j.ratio > j.threshold && (!best || j.ratio / j.threshold > best.ratio / best.threshold)) best = j;
       }
@@ -195,16 +215,18 @@ export class RelayNorms {
 
   /**
    * A tab whose relayed frames jumped against its own history although nothing that flowed into
-   * its stage did (see above); the largest such jump, or null.
+   * its stage did (see above), by more than `widen` times its threshold; the largest such jump, or null.
    */
-  screen(): RelaySuspect | null {
+  screen(excused: Excused = NONE_EXCUSED, widen = 1): RelaySuspect | null {
     let worst: RelaySuspect | null = null;
     for (const f of this.current.values()) {
+      if (excused(f.sender, f.stage, f.dir, f.hop)) continue;
       const j = this.judge(f, ['own']);
       // No gradient outlier backs this verdict: relayed gradients must jump past the square of
       // their threshold (2,500x at the default factor; an honest small-batch CheckFree+ run's
       // gradients into stage 0 jump ~100x, issue 22). Activations, normalised, keep the threshold.
-      const need = f.dir === 'grad' ? (j?.threshold ?? 0) ** 2 : (j?.threshold ?? 0);
+      // `widen`: the warm-up while the loss falls fast (loss-warmup.ts), for this unbacked rule only.
+      const need = f.dir === 'grad' ? ((j?.threshold ?? 0) * widen) ** 2 : (j?.threshold ?? 0) * widen;
       if (!j || j.ratio <= need || (worst && j.ratio / j.threshold <= worst.ratio / worst.threshold)) continue;
       const explained = this.flowsInto(f.stage).some((g) => {
         if (g.sender === f.sender) return false;

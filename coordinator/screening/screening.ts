@@ -7,7 +7,9 @@
  */
 import type { Volunteer } from '../tabs/registry.js';
 import { NormOutlierDetector } from './outliers.js';
-import { RelayNorms, type RelayDirection } from './relay-norms.js';
+import { RelayNorms, type Excused, type RelayDirection, type RelaySuspect } from './relay-norms.js';
+import { HopEvidence, type HopRecord } from './hop-evidence.js';
+import { LossWarmup } from './loss-warmup.js';
 
 /** Who to quarantine for an iteration's numbers, and why the iteration is abandoned. */
 export interface Verdict {
@@ -20,25 +22,37 @@ export interface Verdict {
   abandon: string;
   /** Which relay rule found it (`upstream`: a stage's outlier traced to a sender; `jump`), or null for a stage's own gradient. */
   rule: 'upstream' | 'jump' | null;
+  /** The relay rules' suspect (its flow: what an audit re-runs); absent for a stage's own gradient. */
+  suspect?: RelaySuspect;
 }
 
 export class Screening {
   private outliers: NormOutlierDetector;
   private relayNorms: RelayNorms;
+  /** The largest frame of each flow of the pass in progress, with its inputs (what an audit re-runs). */
+  readonly evidence = new HopEvidence();
+  /** A wider `jump` threshold while the loss falls fast (loss-warmup.ts). */
+  readonly warmup = new LossWarmup();
 
-  constructor(nStages: number, outlierFactor: number) {
+  /** `strictness(v)`: the factor on `v`'s relay thresholds (below 1 on probation: probation.ts). */
+  constructor(nStages: number, outlierFactor: number, strictness?: (v: Volunteer) => number) {
     this.outliers = new NormOutlierDetector(nStages, outlierFactor);
-    this.relayNorms = new RelayNorms(outlierFactor);
+    this.relayNorms = new RelayNorms(outlierFactor, 20, 5, strictness);
   }
 
-  /** A training pass starts: relayed norms are collected afresh. */
+  /** A training pass starts: relayed norms (and the hop evidence) are collected afresh. */
   beginIteration(): void {
     this.relayNorms.begin();
+    this.evidence.begin();
   }
 
-  /** A checked training frame `sender` (serving `stage`) relayed, at hop `hop` of its microbatch's path, towards stage `into`. */
-  recordFrame(sender: Volunteer, stage: number, dir: RelayDirection, into: number, norm: number, hop = 0): void {
+  /**
+   * A checked training frame `sender` (serving `stage`) relayed, at hop `hop` of its microbatch's
+   * path, towards stage `into`; `record`: the frame and the hop's inputs, where the pass kept them.
+   */
+  recordFrame(sender: Volunteer, stage: number, dir: RelayDirection, into: number, norm: number, hop = 0, record?: Omit<HopRecord, 'sender' | 'stage' | 'dir' | 'hop' | 'norm'>): void {
     this.relayNorms.record(sender, stage, dir, into, norm, hop);
+    if (record) this.evidence.keep({ ...record, sender, stage, dir, hop, norm });
   }
 
   /**
@@ -48,10 +62,10 @@ export class Screening {
    * jumped against their sender's history while its inputs did not (an inflation that may not show
    * in any gradient norm, e.g. activations that a normalisation absorbs). Null: nothing to blame.
    */
-  judge(norms: readonly (number | null)[], largest: (stage: number) => Volunteer): Verdict | null {
+  judge(norms: readonly (number | null)[], largest: (stage: number) => Volunteer, excused?: Excused): Verdict | null {
     const outlier = this.outliers.screen(norms);
     if (outlier) {
-      const upstream = this.relayNorms.blame(outlier.stage);
+      const upstream = this.relayNorms.blame(outlier.stage, excused);
       if (upstream) {
         return {
           culprit: upstream.sender,
@@ -59,11 +73,14 @@ export class Screening {
           reason: `${upstream.reason}, which made stage ${outlier.stage}'s ${outlier.reason}`,
           abandon: `stage ${outlier.stage}'s outlier gradient came from what stage ${upstream.stage} relayed`,
           rule: 'upstream',
+          suspect: upstream,
         };
       }
       return { culprit: largest(outlier.stage), stage: outlier.stage, reason: outlier.reason, abandon: `stage ${outlier.stage} sent an outlier gradient`, rule: null };
     }
-    const jump = this.relayNorms.screen();
+    // While the loss falls fast the unbacked rule needs a wider jump (a gradient outlier, which
+    // backs `upstream`, has its absolute floor instead).
+    const jump = this.relayNorms.screen(excused, this.warmup.factor());
     if (jump) {
       return {
         culprit: jump.sender,
@@ -71,15 +88,25 @@ export class Screening {
         reason: jump.reason,
         abandon: `stage ${jump.stage} relayed outlier ${jump.dir === 'grad' ? 'gradients' : 'activations'}`,
         rule: 'jump',
+        suspect: jump,
       };
     }
     return null;
   }
 
-  /** The iteration with these norms was applied: they join the histories. */
-  accept(norms: readonly (number | null)[]): void {
-    this.outliers.accept(norms);
-    this.relayNorms.commit();
+  /**
+   * The iteration with these norms was applied: they join the histories, except (`unverified`)
+   * the flows accepted without verification, and then the stage norms of that iteration too.
+   */
+  accept(norms: readonly (number | null)[], unverified?: Excused | null): void {
+    // An iteration accepted with an unverified suspicion: nothing of it becomes a baseline.
+    if (!unverified) this.outliers.accept(norms);
+    this.relayNorms.commit(unverified ?? undefined);
+  }
+
+  /** The mean training loss of an applied iteration (the warm-up watches it fall). */
+  observeLoss(loss: number): void {
+    this.warmup.record(loss);
   }
 
   /** A tab no longer serves a stage (its relayed-frame history goes; the stage's stays). */

@@ -92,47 +92,44 @@ function tabOf(tabs: PoisonedVolunteer[], stage: number): PoisonedVolunteer {
 }
 
 describe('blaming the right tab: per-sender norms of relayed frames', () => {
-  it('a tab inflating the gradients it sends upstream is quarantined, not the neighbour whose norm exploded', async () => {
+  // With one tab per stage nobody can re-run the suspect's hop: the suspicion is unverifiable, so
+  // the tab is put on probation, never quarantined (issue 22). Conviction after a sibling's re-run:
+  // coordinator/screening/evidence-before-conviction.test.ts.
+  it('a tab inflating the gradients it sends upstream is suspected (not the neighbour whose norm exploded) and put on probation', async () => {
     const url = await swarm();
     const tabs = await poisonableSwarm(url);
     const culprit = tabOf(tabs, 2);
     const neighbour = tabOf(tabs, 1);
     const neighbourId = neighbour.status().volunteerId;
     culprit.setPoison('inflate-sent-grads');
-    await until(() => harness.coord!.events.list('quarantine').length >= 1, 'quarantine');
-    const q = harness.coord!.events.list('quarantine');
-    expect(q).toHaveLength(1);
-    expect(q[0]!.data).toMatchObject({ stage: 2, volunteer: culprit.status().volunteerId });
+    await until(() => harness.coord!.scheduler.probation.list().length >= 1, 'probation');
+    expect(harness.coord!.scheduler.probation.list()).toMatchObject([{ stage: 2, volunteer: culprit.status().volunteerId }]);
     // Traced from stage 1's outlier gradient to the frames stage 2 relayed into it.
-    expect(q[0]!.message).toMatch(/relayed gradients to stage 1 .*x its recent median.*made stage 1's gradient norm/);
-    expect(await harness.coord!.metrics.text()).toMatch(/swarm_relay_blame_total\{rule="upstream"\} 1/);
-    await until(() => harness.coord!.recovery.done.length === 1, 'stage 2 rebuilt');
+    expect(harness.coord!.scheduler.probation.list()[0]!.reason).toMatch(/relayed gradients to stage 1 .*x its recent median/);
+    expect(await harness.coord!.metrics.text()).toMatch(/swarm_screening_suspicions_total\{rule="upstream"\} [1-9]/);
     const it0 = harness.coord!.scheduler.iteration;
-    await until(() => harness.coord!.scheduler.iteration >= it0 + 2, 'training continues');
-    // The honest neighbour kept its stage throughout and nothing inflated was applied.
+    await until(() => harness.coord!.scheduler.iteration >= it0 + 15, 'training continues');
+    // The honest neighbour kept its stage throughout; nobody was quarantined.
     expect(harness.coord!.stages.owner(1)!.id).toBe(neighbourId);
-    expect(harness.coord!.events.list('quarantine')).toHaveLength(1);
+    expect(harness.coord!.events.list('quarantine')).toEqual([]);
     expect(allFinite(harness.vols.filter((v) => v !== culprit))).toBe(true);
   });
 
-  it('a tab inflating the activations it sends downstream is quarantined, not the stages after it', async () => {
+  it('a tab inflating the activations it sends downstream is suspected, not the stages after it, and put on probation', async () => {
     const url = await swarm();
     const tabs = await poisonableSwarm(url);
     const culprit = tabOf(tabs, 1);
     const after = [2, 3].map((s) => harness.coord!.stages.owner(s)!.id);
     culprit.setPoison('inflate-sent-acts');
-    await until(() => harness.coord!.events.list('quarantine').length >= 1, 'quarantine');
-    const q = harness.coord!.events.list('quarantine');
-    expect(q).toHaveLength(1);
-    expect(q[0]!.data).toMatchObject({ stage: 1, volunteer: culprit.status().volunteerId });
+    await until(() => harness.coord!.scheduler.probation.list().length >= 1, 'probation');
+    expect(harness.coord!.scheduler.probation.list()).toMatchObject([{ stage: 1, volunteer: culprit.status().volunteerId }]);
     // No stage's gradient norm was an outlier here: the screen of relayed frames caught it.
-    expect(q[0]!.message).toMatch(/relayed activations to stage 2 .*x its recent median/);
-    expect(await harness.coord!.metrics.text()).toMatch(/swarm_relay_blame_total\{rule="jump"\} 1/);
-    await until(() => harness.coord!.recovery.done.length === 1, 'stage 1 rebuilt');
+    expect(harness.coord!.scheduler.probation.list()[0]!.reason).toMatch(/relayed activations to stage 2 .*x its recent median/);
+    expect(await harness.coord!.metrics.text()).toMatch(/swarm_screening_suspicions_total\{rule="jump"\} [1-9]/);
     const it0 = harness.coord!.scheduler.iteration;
-    await until(() => harness.coord!.scheduler.iteration >= it0 + 2, 'training continues');
+    await until(() => harness.coord!.scheduler.iteration >= it0 + 15, 'training continues');
     expect([2, 3].map((s) => harness.coord!.stages.owner(s)!.id)).toEqual(after);
-    expect(harness.coord!.events.list('quarantine')).toHaveLength(1);
+    expect(harness.coord!.events.list('quarantine')).toEqual([]);
   });
 });
 

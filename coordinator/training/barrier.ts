@@ -21,6 +21,7 @@ import type { Volunteer } from '../tabs/registry.js';
 import type { BundleTransfer } from '../tabs/bundle-transfer.js';
 import type { StageTable } from '../placement/stage-table.js';
 import type { Screening } from '../screening/screening.js';
+import type { SuspectReview } from '../screening/suspect-review.js';
 import type { SwarmMetrics } from '../record/metrics.js';
 import type { EventLog } from '../record/events-log.js';
 import { reduceGradients, type Reduction } from './gradient-reduction.js';
@@ -43,6 +44,9 @@ export enum BarrierPhase {
 
 /** The answer times of a stage's combine (answer-times.ts). */
 const COMBINE_KEY = 'barrier:combine';
+
+/** Suspicions audited and cleared in one barrier before the iteration is dropped instead. */
+const MAX_AUDIT_ROUNDS = 3;
 
 /** Rounds of re-run + combine before the iteration is given up. */
 const MAX_REDUCTION_ROUNDS = 4;
@@ -74,6 +78,8 @@ export interface BarrierDeps {
   dpMode?: DpMode;
   /** Per stage: whether a microbatch of this iteration visited it (absent: all did). */
   visited?: readonly boolean[];
+  /** Audits a relay-rule suspicion before anyone is convicted (suspect-review.ts); without it, suspicions convict. */
+  review?: SuspectReview;
 }
 
 export class Barrier {
@@ -128,11 +134,11 @@ export class Barrier {
         ? own.map((o) => o.norm)
         : await this.race(Promise.all(groups.map(async (g, s) => (this.visited(s) ? (await this.deps.ask.first(g, s, 'grad_norm', this.iteration, gradNormAckSchema)).preClipNorm : null))));
       this.current = BarrierPhase.Screen;
-      this.screen(norms, (s) => own?.[s]!.tab ?? reduced[s]?.largest ?? groups[s]![0]!);
+      await this.screen(norms, (s) => own?.[s]!.tab ?? reduced[s]?.largest ?? groups[s]![0]!);
       this.current = BarrierPhase.Step;
       const acks = await this.step(groups);
       this.current = BarrierPhase.Done;
-      this.deps.screening.accept(norms);
+      this.deps.screening.accept(norms, this.deps.review?.unverifiedIn(this.iteration));
       return acks;
     } finally {
       this.close();
@@ -212,18 +218,37 @@ export class Barrier {
     while (!isSettled() && Date.now() - t0 < this.deps.stepTimeoutMs) await new Promise((r) => setTimeout(r, 20));
   }
 
-  /** Phase screen: a culprit is quarantined and the iteration abandoned, so its contribution is never applied. */
-  private screen(norms: (number | null)[], largest: (stage: number) => Volunteer): void {
-    const { screening, stages, metrics, events, quarantine } = this.deps;
-    const verdict = screening.judge(norms, largest);
-    if (!verdict) return;
-    const serving = stages.isReplica(verdict.culprit);
-    // A relayed-frame jump of a tab that is already gone changes nothing: the iteration goes on.
-    if (verdict.rule === 'jump' && !serving) return;
-    if (verdict.rule) metrics.relayBlame.inc({ rule: verdict.rule });
-    if (serving || verdict.rule === null) quarantine(verdict.culprit, verdict.reason);
-    else events.add('run', `${verdict.culprit.id} (gone) ${verdict.reason}`, { volunteer: verdict.culprit.id, stage: verdict.stage });
-    throw new IterationAbandoned(verdict.stage, [], verdict.abandon);
+  /**
+   * Phase screen: a relay rule's suspect is audited first (suspect-review.ts: accepted, the
+   * iteration dropped, or convicted); a culprit is quarantined and the iteration abandoned, so its
+   * contribution is never applied.
+   */
+  private async screen(norms: (number | null)[], largest: (stage: number) => Volunteer): Promise<void> {
+    const { screening, stages, metrics, events, quarantine, review } = this.deps;
+    const excused = review?.excused(this.iteration);
+    let cleared = false;
+    for (let round = 0; ; round++) {
+      const verdict = screening.judge(norms, largest, excused);
+      if (!verdict) return;
+      const serving = stages.isReplica(verdict.culprit);
+      // A relayed-frame jump of a tab that is already gone changes nothing: the iteration goes on.
+      if (verdict.rule === 'jump' && !serving) return;
+      // A stage's own outlier left once the flows into it were audited and found honest: explained.
+      if (verdict.rule === null && cleared) return;
+      if (review && verdict.suspect && verdict.rule && serving) {
+        const r = await this.race(review.review(verdict.suspect, verdict.rule, this.iteration));
+        if (r.outcome === 'accept' && round < MAX_AUDIT_ROUNDS) {
+          cleared = true;
+          continue;
+        }
+        if (r.outcome !== 'convict') throw new IterationAbandoned(verdict.stage, [], `${verdict.abandon}: suspicion (${r.why}), iteration dropped`);
+        verdict.reason = `${verdict.reason}; audit: ${r.why}`;
+      }
+      if (verdict.rule) metrics.relayBlame.inc({ rule: verdict.rule });
+      if (serving || verdict.rule === null) quarantine(verdict.culprit, verdict.reason);
+      else events.add('run', `${verdict.culprit.id} (gone) ${verdict.reason}`, { volunteer: verdict.culprit.id, stage: verdict.stage });
+      throw new IterationAbandoned(verdict.stage, [], verdict.abandon);
+    }
   }
 
   /**

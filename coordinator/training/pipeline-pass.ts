@@ -209,7 +209,7 @@ export class PipelinePass implements PassControl {
     // Training frames are screened: a gradient goes to the hop before, an activation to the hop after.
     if (frame && this.kind.keepsInputs) {
       const into = path[meta.dir === 'B' ? meta.hop - 1 : meta.hop + 1]!.stage;
-      this.deps.screening.recordFrame(v, task.meta.stage, meta.dir === 'B' ? 'grad' : 'act', into, norm, meta.hop);
+      this.deps.screening.recordFrame(v, task.meta.stage, meta.dir === 'B' ? 'grad' : 'act', into, norm, meta.hop, this.evidenceOf(task.meta, frame));
     }
     // A frame that came peer to peer is screened as its receiver measured it, under its sender.
     const from = task.meta.inputFrom;
@@ -253,6 +253,14 @@ export class PipelinePass implements PassControl {
     } catch (e) {
       this.settle.reject(e as Error);
     }
+  }
+
+  /** The hop's inputs and `output`, for an audit of a suspicion (hop-evidence.ts); null where they were not kept (no siblings). */
+  private evidenceOf(meta: TaskMeta, output: Uint8Array) {
+    const hs = this.hops[meta.mb]![meta.hop]!;
+    if (!hs.input) return undefined;
+    const { lossScale, ...forward } = meta;
+    return { forward: { ...forward, dir: this.kind.forwardDir }, input: hs.input, targets: hs.targets, gradIn: meta.dir === 'B' ? (hs.gradIn?.frame ?? null) : null, ...(lossScale !== undefined ? { lossScale } : {}), output };
   }
 
   /** A replica (not its stage's last) is gone mid-pass: what it held runs again, as the kind says. */

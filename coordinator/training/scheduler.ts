@@ -17,6 +17,8 @@ import type { TokenDataset, Batch } from '../../shared/data/dataset.js';
 import { wireOf, type RunSettings } from '../../shared/run-settings.js';
 import { maxRelayFrameBytes } from '../screening/relay-check.js';
 import { Screening } from '../screening/screening.js';
+import { Probation } from '../screening/probation.js';
+import { SuspectReview } from '../screening/suspect-review.js';
 import type { Volunteer } from '../tabs/registry.js';
 import type { BundleTransfer } from '../tabs/bundle-transfer.js';
 import type { TabSpeeds } from '../tabs/tab-speed.js';
@@ -32,7 +34,7 @@ import { Barrier, BarrierPhase } from './barrier.js';
 import { ReplicaAsk } from './replica-ask.js';
 import { TaskBook } from './task-book.js';
 import { TaskWatchdog } from './task-watchdog.js';
-import { AnswerTimes } from './answer-times.js';
+import { AnswerTimes, TASK_DEADLINE } from './answer-times.js';
 import { VacancyWatch } from './vacancy-watch.js';
 import type { RecoveryLadder, StatusBroadcast, TabActions } from './collaborators.js';
 import { IterationAbandoned } from './iteration-abandoned.js';
@@ -102,6 +104,10 @@ export class Scheduler {
   private readonly ask: ReplicaAsk;
   /** Screens each stage's gradient norm and the frames each tab relayed (screening.ts). */
   readonly screening: Screening;
+  /** Tabs on probation after an unverifiable suspicion (probation.ts). */
+  readonly probation: Probation;
+  /** Audits relay-rule suspicions before anyone is convicted (suspect-review.ts). */
+  readonly review: SuspectReview;
   /** Per tab: compute and hop round trip, from tasks that found it idle (sizes the window). */
   readonly hopTimes = new HopTimes();
   /** The window of the last training pass (null before the first). */
@@ -125,8 +131,21 @@ export class Scheduler {
   private plan: { iteration: number; paths: IterationPaths } | null = null;
 
   constructor(readonly opts: SchedulerOptions, private deps: SchedulerDeps) {
-    this.screening = new Screening(this.nStages, opts.outlierFactor);
-    const { settings } = opts;
+    this.probation = new Probation(() => deps.progress.iteration);
+    this.screening = new Screening(this.nStages, opts.outlierFactor, (v) => this.probation.strictnessOf(v));
+    const { settings, config } = opts;
+    this.review = new SuspectReview({
+      stages: deps.stages,
+      evidence: this.screening.evidence,
+      probation: this.probation,
+      sender: deps.tabs.sender,
+      frames: { shape: [settings.batch, config.seqLen, config.dModel], wire: wireOf(settings), maxBytes: this.maxFrameBytes() },
+      // An audit task is a hop task: the adaptive task deadline (answer-times.ts), as the watchdog's.
+      timeoutMs: () => this.answerTimes.deadline('task:train', TASK_DEADLINE, opts.taskTimeoutMs),
+      events: deps.events,
+      metrics: deps.metrics,
+      replicasDiffer: dpOf(settings).mode === 'diloco',
+    });
     this.skips = opts.skip && opts.skip.ratio > 0 ? new SkipPlanner({ nStages: settings.stages, microbatches: settings.microbatches, seed: settings.seed, swap: opts.swap, skipRatio: opts.skip.ratio, scheduler: opts.skip.scheduler }) : null;
     this.vacancySkip = new VacancySkip({
       stages: deps.stages,
@@ -241,6 +260,7 @@ export class Scheduler {
   async tabLost(v: Volunteer, stage: number, last: boolean, how: { handedOver?: boolean; quarantined?: boolean } = {}): Promise<void> {
     this.deps.speeds.forget(v);
     this.screening.forget(v);
+    this.review.forget(v);
     this.hopTimes.forget(v);
     const pass = this.activePass();
     if (!last) {
@@ -279,6 +299,7 @@ export class Scheduler {
     this.closed = true;
     this.watchdog.stop();
     this.vacancies.stop();
+    this.review.cancel('coordinator closing');
     this.activePass()?.abort(new Error('coordinator closing'));
     this.barrier?.abort(new Error('coordinator closing'));
     this.kick();
@@ -431,8 +452,11 @@ export class Scheduler {
         times: this.answerTimes,
         dpMode: dpOf(settings).mode,
         ...(visits ? { visited: visits.map((n) => n > 0) } : {}),
+        review: this.review,
       });
       const acks = await this.barrier.run();
+      this.review.applied(it);
+      this.screening.observeLoss(losses.reduce((a, b) => a + b, 0) / losses.length);
       this.barrier = null;
       progress.applied(it + 1, losses.reduce((a, b) => a + b, 0) / losses.length, acks.map((a) => (a ? { preClipNorm: a.preClipNorm, postClipNorm: a.postClipNorm, blockNorm: a.blockNorm } : null)));
       if (skip) this.skips!.commit(it, skip);
@@ -488,6 +512,8 @@ export class Scheduler {
 
   /** Route a task result from a volunteer (called by the socket layer after schema validation). */
   handleOut(v: Volunteer, meta: OutMeta, frame: Uint8Array | null): void {
+    // A sibling's re-run of a suspect hop answers the audit, not the pass.
+    if (this.review.onOut(v, meta, frame)) return;
     const pass = this.activePass();
     if (meta.attempt <= this.attempt && (!pass || meta.attempt < pass.attempt)) {
       // A result of an abandoned or finished attempt: late (or replayed); dropped, not an offence.
