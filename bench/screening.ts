@@ -217,7 +217,7 @@ async function main(): Promise<void> {
       if (Number.isFinite(r.maxDiff)) maxDiff = Number.isFinite(maxDiff) ? Math.max(maxDiff, r.maxDiff) : r.maxDiff;
       const desc = `${c.preset} S${c.stages} seq${c.seqLen} b${c.batch} M${c.microbatches} ${c.recovery}${c.churnEvery ? ` churn/${c.churnEvery}` : ''}${c.rebuildAt !== undefined ? ` rebuild@${c.rebuildAt}` : ''}${c.replicaAt !== undefined ? ` +replica@${c.replicaAt}` : ''}`;
       rows.push([name, desc, r.iterations!, ...cols.map((k) => r[k]!), Number.isFinite(r.maxDiff) ? r.maxDiff.toExponential(1) : '-', fmt(r.seconds!, 0)]);
-      console.log(`  done ${name}: ${r.iterations} iterations in ${fmt(r.seconds!, 0)} s`);
+      console.log(`  done ${name}: ${r.iterations} iterations in ${fmt(r.seconds!, 0)} s; ${cols.map((k) => `${k} ${r[k]}`).join(', ')}`);
     }
     rows.push(['total', '', total.iterations!, ...cols.map((k) => total[k]!), Number.isFinite(maxDiff) ? maxDiff.toExponential(1) : '-', '']);
     rows.push(['per 10k', '', 10_000, ...cols.map((k) => per10k(total[k]!, total.iterations!)), '', '']);
