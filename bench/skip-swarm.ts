@@ -11,8 +11,9 @@
  *   npm run bench:skip-swarm -- [--stages 8] [--microbatches 8] [--ratios 0.33] [--iterations 8]
  *                               [--warmup 2] [--pace 40] [--spread 3] [--seed 1] [--preset small]
  *
- * Simplifications: an embedding- or head-only hop costs a whole task here (a tab's is a fraction);
- * the loss is a constant, so this measures time only (quality: bench:skip --study).
+ * An embedding- or head-only hop costs EDGE_HOP_FRACTION of a task (as in bench:skip's time model).
+ * The collision-aware schedule's per-stage caps follow the measured speed (skip-speed-coverage.ts).
+ * Simplifications: the loss is a constant, so this measures time only (quality: bench:skip --study).
  */
 import { Coordinator, DEFAULT_COORDINATOR } from '../coordinator/server.js';
 import { DEFAULT_SETTINGS, modelConfigOf, type RunSettings } from '../shared/run-settings.js';
@@ -28,7 +29,7 @@ interface Mode {
   schedule: SchedulerKind;
 }
 
-async function runOnce(settings: RunSettings, paces: number[], mode: Mode, warmup: number, iterations: number): Promise<{ seconds: number[]; visits: number[] }> {
+async function runOnce(settings: RunSettings, paces: number[], mode: Mode, warmup: number, iterations: number): Promise<{ seconds: number[]; visits: number[]; busy: number[] }> {
   const cfg = modelConfigOf(settings);
   const shape = [settings.batch, cfg.seqLen, cfg.dModel];
   const total = warmup + iterations;
@@ -58,11 +59,15 @@ async function runOnce(settings: RunSettings, paces: number[], mode: Mode, warmu
       await until(() => coord.stages.owner(s) !== undefined, `stage ${s} served`, 30_000);
     }
     coord.scheduler.setPaused(false);
+    await until(() => coord.scheduler.iteration >= warmup, `${warmup} iterations`, 1_200_000);
+    const busy0 = vols.map((v) => v.busyMs);
     await until(() => coord.scheduler.iteration >= total, `${total} iterations`, 1_200_000);
+    // Paced compute per stage per measured iteration (includes a little of the next iteration's start).
+    const busy = vols.map((v, s) => (v.busyMs - busy0[s]!) / iterations);
     const measured = coord.scheduler.history.slice(warmup);
     const visits = new Array<number>(settings.stages).fill(0);
     for (const h of measured) h.skip?.visits.forEach((n, s) => (visits[s]! += n));
-    return { seconds: measured.map((h) => h.seconds), visits: measured[0]?.skip ? visits : paces.map(() => measured.length * settings.microbatches) };
+    return { seconds: measured.map((h) => h.seconds), visits: measured[0]?.skip ? visits : paces.map(() => measured.length * settings.microbatches), busy };
   } finally {
     for (const v of vols) v.close();
     await coord.close();
@@ -89,12 +94,12 @@ async function main(): Promise<void> {
   const rows: (string | number)[][] = [];
   let full = NaN;
   for (const mode of modes) {
-    const { seconds, visits } = await runOnce(settings, paces, mode, warmup, iterations);
+    const { seconds, visits, busy } = await runOnce(settings, paces, mode, warmup, iterations);
     const ms = mean(seconds) * 1000;
     if (mode.ratio === 0) full = ms;
-    rows.push([mode.name, mode.ratio, fmt(ms, 0), fmt(Math.min(...seconds) * 1000, 0), fmt(Math.max(...seconds) * 1000, 0), fmt(ms / full, 2), visits.join(' ')]);
+    rows.push([mode.name, mode.ratio, fmt(ms, 0), fmt(Math.min(...seconds) * 1000, 0), fmt(Math.max(...seconds) * 1000, 0), fmt(ms / full, 2), visits.join(' '), busy.map((b) => fmt(b, 0)).join(' ')]);
   }
-  console.log(table(['schedule', 'skip ratio', 'iteration ms (mean)', 'min', 'max', 'x full', 'microbatches per stage (measured iterations)'], rows));
+  console.log(table(['schedule', 'skip ratio', 'iteration ms (mean)', 'min', 'max', 'x full', 'microbatches per stage (measured iterations)', 'busy ms per stage per iteration'], rows));
 }
 
 void main().then(

@@ -68,7 +68,12 @@ export class SkipPlanner {
     const rules = skipRules({ nStages: o.nStages, skipRatio: o.skipRatio, vacant });
     const mustVisit = this.last ? unvisitedStages(this.last.paths, rules) : [];
     const req = { rules, microbatches: o.microbatches, iteration, swap: o.swap, seed: o.seed, mustVisit };
-    const paths = o.scheduler === 'random' ? randomSchedule(req) : collisionSchedule(req, costs()).orders;
+    // The collision-aware schedule's per-stage bounds follow the measured speed (skip-speed-coverage.ts).
+    const collision = () => {
+      const c = costs();
+      return collisionSchedule({ ...req, speed: c.forwardMs.map((f) => 1 / f) }, c).orders;
+    };
+    const paths = o.scheduler === 'random' ? randomSchedule(req) : collision();
     return { vacant: [...rules.vacant], paths };
   }
 
