@@ -20,6 +20,7 @@ import { DEFAULT_SETTINGS, modelConfigOf, type RunSettings } from '../shared/run
 import { mulberry32 } from '../shared/model/rng.js';
 import { until } from '../testing/until.js';
 import type { SchedulerKind } from '../shared/schedule/skip-request.js';
+import { simulateIteration } from '../shared/schedule/skip-timing.js';
 import { PacedVolunteer, frameTemplate } from './paced-volunteer.js';
 import { flags, fmt, list, machine, mean, table } from './util.js';
 
@@ -29,7 +30,7 @@ interface Mode {
   schedule: SchedulerKind;
 }
 
-async function runOnce(settings: RunSettings, paces: number[], mode: Mode, warmup: number, iterations: number): Promise<{ seconds: number[]; visits: number[]; busy: number[] }> {
+async function runOnce(settings: RunSettings, paces: number[], mode: Mode, warmup: number, iterations: number): Promise<{ seconds: number[]; visits: number[]; busy: number[]; planMs: number; modelMs: number }> {
   const cfg = modelConfigOf(settings);
   const shape = [settings.batch, cfg.seqLen, cfg.dModel];
   const total = warmup + iterations;
@@ -61,13 +62,21 @@ async function runOnce(settings: RunSettings, paces: number[], mode: Mode, warmu
     coord.scheduler.setPaused(false);
     await until(() => coord.scheduler.iteration >= warmup, `${warmup} iterations`, 1_200_000);
     const busy0 = vols.map((v) => v.busyMs);
+    const plan0 = { ms: coord.scheduler.skips?.planMs ?? 0, n: coord.scheduler.skips?.plans ?? 0 };
     await until(() => coord.scheduler.iteration >= total, `${total} iterations`, 1_200_000);
     // Paced compute per stage per measured iteration (includes a little of the next iteration's start).
     const busy = vols.map((v, s) => (v.busyMs - busy0[s]!) / iterations);
+    // The time model (skip-timing.ts) on the paths the measured iterations ran, with the paced stage times.
+    const costs = { forwardMs: paces, backwardMs: paces.map((p) => 2 * p), linkMs: paces.map(() => paces.map(() => 0)) };
+    const ran = coord.scheduler.skips?.recorded().iterations.slice(warmup).map((p) => p.paths) ?? [];
+    const fullOrders = Array.from({ length: settings.microbatches }, () => paces.map((_, s) => s));
+    const modelMs = mean((ran.length ? ran : [fullOrders]).map((o) => simulateIteration(o, paces.length, costs).makespanMs));
+    const plans = (coord.scheduler.skips?.plans ?? 0) - plan0.n;
+    const planMs = plans > 0 ? (coord.scheduler.skips!.planMs - plan0.ms) / plans : 0;
     const measured = coord.scheduler.history.slice(warmup);
     const visits = new Array<number>(settings.stages).fill(0);
     for (const h of measured) h.skip?.visits.forEach((n, s) => (visits[s]! += n));
-    return { seconds: measured.map((h) => h.seconds), visits: measured[0]?.skip ? visits : paces.map(() => measured.length * settings.microbatches), busy };
+    return { seconds: measured.map((h) => h.seconds), visits: measured[0]?.skip ? visits : paces.map(() => measured.length * settings.microbatches), busy, planMs, modelMs };
   } finally {
     for (const v of vols) v.close();
     await coord.close();
@@ -94,12 +103,12 @@ async function main(): Promise<void> {
   const rows: (string | number)[][] = [];
   let full = NaN;
   for (const mode of modes) {
-    const { seconds, visits, busy } = await runOnce(settings, paces, mode, warmup, iterations);
+    const { seconds, visits, busy, planMs, modelMs } = await runOnce(settings, paces, mode, warmup, iterations);
     const ms = mean(seconds) * 1000;
     if (mode.ratio === 0) full = ms;
-    rows.push([mode.name, mode.ratio, fmt(ms, 0), fmt(Math.min(...seconds) * 1000, 0), fmt(Math.max(...seconds) * 1000, 0), fmt(ms / full, 2), visits.join(' '), busy.map((b) => fmt(b, 0)).join(' ')]);
+    rows.push([mode.name, mode.ratio, fmt(ms, 0), fmt(Math.min(...seconds) * 1000, 0), fmt(Math.max(...seconds) * 1000, 0), fmt(ms / full, 2), fmt(modelMs, 0), fmt(planMs, 0), visits.join(' '), busy.map((b) => fmt(b, 0)).join(' ')]);
   }
-  console.log(table(['schedule', 'skip ratio', 'iteration ms (mean)', 'min', 'max', 'x full', 'microbatches per stage (measured iterations)', 'busy ms per stage per iteration'], rows));
+  console.log(table(['schedule', 'skip ratio', 'iteration ms (mean)', 'min', 'max', 'x full', 'model ms', 'plan ms', 'microbatches per stage (measured iterations)', 'busy ms per stage per iteration'], rows));
 }
 
 void main().then(

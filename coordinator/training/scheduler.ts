@@ -39,7 +39,7 @@ import { IterationAbandoned } from './iteration-abandoned.js';
 import type { RunProgress } from './run-progress.js';
 import type { DilocoSync } from './diloco-sync.js';
 import { dpOf } from '../../shared/run-settings.js';
-import { SkipPlanner, type IterationPaths } from './skip-planner.js';
+import { SkipPlanner, type IterationPaths, type SkipPlanRecord } from './skip-planner.js';
 import { VacancySkip } from './vacancy-skip.js';
 import { partialEvalPass } from './partial-eval-pass.js';
 import { evalOrder } from '../../shared/schedule/skip-paths.js';
@@ -69,7 +69,7 @@ export interface SchedulerOptions {
   /** `--max-in-flight`: microbatches in flight per replica of the narrowest stage, at most (in-flight-window.ts). */
   maxInFlight: number;
   /** SkipPipe (`--skip-ratio`, `--skip-schedule`; skip-planner.ts); absent or ratio 0: full paths. */
-  skip?: { ratio: number; scheduler: SchedulerKind };
+  skip?: { ratio: number; scheduler: SchedulerKind; record?: SkipPlanRecord };
 }
 
 export interface SchedulerDeps {
@@ -127,7 +127,7 @@ export class Scheduler {
   constructor(readonly opts: SchedulerOptions, private deps: SchedulerDeps) {
     this.screening = new Screening(this.nStages, opts.outlierFactor);
     const { settings } = opts;
-    this.skips = opts.skip && opts.skip.ratio > 0 ? new SkipPlanner({ nStages: settings.stages, microbatches: settings.microbatches, seed: settings.seed, swap: opts.swap, skipRatio: opts.skip.ratio, scheduler: opts.skip.scheduler }) : null;
+    this.skips = opts.skip && opts.skip.ratio > 0 ? new SkipPlanner({ nStages: settings.stages, microbatches: settings.microbatches, seed: settings.seed, swap: opts.swap, skipRatio: opts.skip.ratio, scheduler: opts.skip.scheduler }, opts.skip.record) : null;
     this.vacancySkip = new VacancySkip({
       stages: deps.stages,
       waiting: () => deps.placement.waitingCount(),

@@ -8,7 +8,9 @@
  * stage costs (skip-costs.ts). With r = 0 it plans nothing: today's full (CheckFree+) paths.
  *
  * The planner owns the run's recorded schedule: the plan of every *applied* iteration, in the
- * form the local trainer replays (`train:local --schedule-file`, recorded-schedule.ts).
+ * form the local trainer replays (`train:local --schedule-file`, recorded-schedule.ts). Each plan
+ * is also saved to the run store (SkipPlanRecord) and read back on resume, so a restarted
+ * coordinator serves the whole run's schedule.
  */
 import { skipRules, stageCounts } from '../../shared/schedule/skip-paths.js';
 import { randomSchedule } from '../../shared/schedule/skip-random.js';
@@ -33,6 +35,33 @@ export interface IterationPaths {
   paths: number[][];
 }
 
+/**
+ * Where applied plans persist (the run store's skip_paths table): written at commit, read back
+ * when a coordinator resumes the run, so the recorded schedule outlives a restart.
+ */
+export interface SkipPlanRecord {
+  save(iteration: number, plan: string): void;
+  /** The plans applied before the iteration this coordinator starts at (JSON text as saved). */
+  load(): { iteration: number; plan: string }[];
+}
+
+/** A stored plan, checked against the run's shape (a file is read back, not trusted): null if it does not fit. */
+export function parseStoredPlan(text: string, nStages: number, microbatches: number): IterationPaths | null {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  const stage = (x: unknown) => Number.isInteger(x) && (x as number) >= 0 && (x as number) < nStages;
+  if (typeof v !== 'object' || v === null) return null;
+  const { vacant, paths } = v as { vacant?: unknown; paths?: unknown };
+  if (!Array.isArray(vacant) || !vacant.every(stage)) return null;
+  if (!Array.isArray(paths) || paths.length !== microbatches) return null;
+  if (!paths.every((p) => Array.isArray(p) && p.length >= 2 && p.length <= nStages && p.every(stage))) return null;
+  return { vacant: vacant as number[], paths: paths as number[][] };
+}
+
 export class SkipPlanner {
   /** The last applied iteration's paths (its unvisited stages are the next mustVisit). */
   private last: IterationPaths | null = null;
@@ -42,10 +71,21 @@ export class SkipPlanner {
    * times that over a long run.
    */
   private readonly applied: (string | undefined)[] = [];
+  /** Wall ms the schedulers spent planning, in all (on the coordinator's loop, inside the iteration). */
+  planMs = 0;
+  /** Plans made (planMs / plans: the mean planning time a bench reports). */
+  plans = 0;
 
-  constructor(readonly opts: SkipPlannerOptions) {
+  constructor(readonly opts: SkipPlannerOptions, private readonly record?: SkipPlanRecord) {
     // Throws a SkipRuleError for a ratio outside [0, 1).
     skipRules({ nStages: opts.nStages, skipRatio: opts.skipRatio });
+    // A resumed run: the plans it applied before this coordinator (a row that does not fit is left out).
+    for (const row of record?.load() ?? []) {
+      const plan = Number.isSafeInteger(row.iteration) && row.iteration >= 0 ? parseStoredPlan(row.plan, opts.nStages, opts.microbatches) : null;
+      if (!plan) continue;
+      this.applied[row.iteration] = JSON.stringify(plan);
+      this.last = plan;
+    }
   }
 
   /** True when training paths skip stages (r > 0). */
@@ -73,14 +113,19 @@ export class SkipPlanner {
       const c = costs();
       return collisionSchedule({ ...req, speed: c.forwardMs.map((f) => 1 / f) }, c).orders;
     };
+    const t0 = performance.now();
     const paths = o.scheduler === 'random' ? randomSchedule(req) : collision();
+    this.planMs += performance.now() - t0;
+    this.plans++;
     return { vacant: [...rules.vacant], paths };
   }
 
   /** Iteration `iteration` was applied with `plan`: it joins the record and sets the next mustVisit. */
   commit(iteration: number, plan: IterationPaths): void {
     this.last = plan;
-    this.applied[iteration] = JSON.stringify(plan);
+    const text = JSON.stringify(plan);
+    this.applied[iteration] = text;
+    this.record?.save(iteration, text);
   }
 
   /** Microbatches each stage ran in `plan` (stage 0 and S-1: all of them). */
