@@ -48,4 +48,22 @@ describe('SkipPlanner (the coordinator side of SkipPipe paths)', () => {
     p.commit(2, p.plan(2, [], () => equalCosts(6))!);
     expect(p.recorded().iterations).toEqual([a]);
   });
+
+  it('saves each applied plan to its record and reloads them (rows that do not fit the run are left out)', () => {
+    const rows: { iteration: number; plan: string }[] = [];
+    const record = { save: (iteration: number, plan: string) => void rows.push({ iteration, plan }), load: () => [] };
+    const a = new SkipPlanner(opts, record);
+    for (let it = 0; it < 3; it++) a.commit(it, a.plan(it, [], () => equalCosts(6))!);
+    expect(rows.map((r) => r.iteration)).toEqual([0, 1, 2]);
+    const bad = [
+      { iteration: 3, plan: 'not json' },
+      { iteration: 4, plan: JSON.stringify({ vacant: [], paths: [[0, 9]] }) },
+      { iteration: -1, plan: rows[0]!.plan },
+    ];
+    const b = new SkipPlanner(opts, { save: () => {}, load: () => [...rows, ...bad] });
+    expect(b.recorded()).toEqual(a.recorded());
+    expect(b.recorded().iterations).toHaveLength(3);
+    // The next plan's mustVisit comes from the last reloaded plan, as it would have on the first coordinator.
+    expect(b.plan(3, [], () => equalCosts(6))).toEqual(a.plan(3, [], () => equalCosts(6)));
+  });
 });
