@@ -72,6 +72,7 @@ async function runOnce(settings: RunSettings, paces: number[], mode: Mode, warmu
     const fullOrders = Array.from({ length: settings.microbatches }, () => paces.map((_, s) => s));
     const modelMs = mean((ran.length ? ran : [fullOrders]).map((o) => simulateIteration(o, paces.length, costs).makespanMs));
     const plans = (coord.scheduler.skips?.plans ?? 0) - plan0.n;
+    if (coord.scheduler.skips?.aheadPlans) console.log(`  ${mode.name}: ${coord.scheduler.skips.aheadPlans} of ${coord.scheduler.skips.plans} plans made ahead in the worker`);
     const planMs = plans > 0 ? (coord.scheduler.skips!.planMs - plan0.ms) / plans : 0;
     const measured = coord.scheduler.history.slice(warmup);
     const visits = new Array<number>(settings.stages).fill(0);

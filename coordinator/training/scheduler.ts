@@ -283,6 +283,7 @@ export class Scheduler {
     this.barrier?.abort(new Error('coordinator closing'));
     this.kick();
     await this.loopDone;
+    this.skips?.close();
   }
 
   private async sleepUntilKicked(ms: number): Promise<void> {
@@ -382,10 +383,10 @@ export class Scheduler {
   }
 
   /** SkipPipe: iteration `it`'s paths (null: full paths), the collision-aware scheduler fed with measured stage costs. */
-  private planPaths(it: number): IterationPaths | null {
+  private planPaths(it: number): Promise<IterationPaths | null> {
     const { stages, speeds } = this.deps;
-    if (!this.skips) return null;
-    return this.skips.plan(it, this.vacancySkip.skippable(), () =>
+    if (!this.skips) return Promise.resolve(null);
+    return this.skips.planned(it, this.vacancySkip.skippable(), () =>
       measuredStageCosts(Array.from({ length: this.nStages }, (_, s) => ({ taskMs: speeds.groupTaskMs(stages.replicas(s)), hopMs: this.hopTimes.stageTiming(stages.replicas(s)).hopMs }))),
     );
   }
@@ -402,7 +403,7 @@ export class Scheduler {
     const t0 = Date.now();
     this.screening.beginIteration();
     const batches = Array.from({ length: settings.microbatches }, (_, mb) => dataset.trainBatch(settings.seed, it, mb, settings.batch));
-    const skip = this.planPaths(it);
+    const skip = await this.planPaths(it);
     this.plan = skip ? { iteration: it, paths: skip } : null;
     if (skip) this.vacancySkip.skipping(skip.vacant, it);
     const visits = skip ? this.skips!.visits(skip) : null;

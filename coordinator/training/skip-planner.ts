@@ -15,7 +15,8 @@
 import { skipRules, stageCounts } from '../../shared/schedule/skip-paths.js';
 import { randomSchedule } from '../../shared/schedule/skip-random.js';
 import { collisionSchedule } from '../../shared/schedule/skip-collision.js';
-import { unvisitedStages, type SchedulerKind } from '../../shared/schedule/skip-request.js';
+import { unvisitedStages, type ScheduleRequest, type SchedulerKind } from '../../shared/schedule/skip-request.js';
+import { SkipPlanAhead } from './skip-plan-ahead.js';
 import type { StageCosts } from '../../shared/schedule/skip-timing.js';
 import type { RecordedSchedule } from '../../shared/schedule/recorded-schedule.js';
 
@@ -75,6 +76,9 @@ export class SkipPlanner {
   planMs = 0;
   /** Plans made (planMs / plans: the mean planning time a bench reports). */
   plans = 0;
+  /** Plans taken from the worker that planned them during the previous iteration. */
+  aheadPlans = 0;
+  private readonly ahead = new SkipPlanAhead();
 
   constructor(readonly opts: SkipPlannerOptions, private readonly record?: SkipPlanRecord) {
     // Throws a SkipRuleError for a ratio outside [0, 1).
@@ -104,20 +108,54 @@ export class SkipPlanner {
    */
   plan(iteration: number, vacant: readonly number[], costs: () => StageCosts): IterationPaths | null {
     if (!this.active) return null;
-    const o = this.opts;
-    const rules = skipRules({ nStages: o.nStages, skipRatio: o.skipRatio, vacant });
-    const mustVisit = this.last ? unvisitedStages(this.last.paths, rules) : [];
-    const req = { rules, microbatches: o.microbatches, iteration, swap: o.swap, seed: o.seed, mustVisit };
-    // The collision-aware schedule's per-stage bounds follow the measured speed (skip-speed-coverage.ts).
-    const collision = () => {
-      const c = costs();
-      return collisionSchedule({ ...req, speed: c.forwardMs.map((f) => 1 / f) }, c).orders;
-    };
+    const { req, key } = this.request(iteration, vacant, this.last);
     const t0 = performance.now();
-    const paths = o.scheduler === 'random' ? randomSchedule(req) : collision();
+    const paths = this.opts.scheduler === 'random' ? randomSchedule(req) : this.collision(req, costs());
     this.planMs += performance.now() - t0;
     this.plans++;
-    return { vacant: [...rules.vacant], paths };
+    return { vacant: [...req.rules.vacant], paths };
+  }
+
+  /**
+   * plan(), with the collision-aware search taken from the worker that planned it during the
+   * previous iteration when the request is the same (skip-plan-ahead.ts); then starts planning
+   * iteration + 1 in the worker, as if this plan is applied. planMs counts only loop time.
+   */
+  async planned(iteration: number, vacant: readonly number[], costs: () => StageCosts): Promise<IterationPaths | null> {
+    if (!this.active) return null;
+    if (this.opts.scheduler !== 'collision') return this.plan(iteration, vacant, costs);
+    const { req, key } = this.request(iteration, vacant, this.last);
+    const t0 = performance.now();
+    const ahead = await this.ahead.take(key);
+    const plan = ahead ? { vacant: [...req.rules.vacant], paths: ahead } : this.plan(iteration, vacant, costs);
+    if (ahead) {
+      this.planMs += performance.now() - t0;
+      this.plans++;
+      this.aheadPlans++;
+    }
+    const c = costs();
+    const next = this.request(iteration + 1, vacant, plan);
+    this.ahead.start(next.key, { ...next.req, speed: c.forwardMs.map((f) => 1 / f) }, c);
+    return plan;
+  }
+
+  /** Stops the planning worker. */
+  close(): void {
+    this.ahead.close();
+  }
+
+  /** Iteration `iteration`'s schedule request after `last` was applied, and a key naming it. */
+  private request(iteration: number, vacant: readonly number[], last: IterationPaths | null) {
+    const o = this.opts;
+    const rules = skipRules({ nStages: o.nStages, skipRatio: o.skipRatio, vacant });
+    const mustVisit = last ? unvisitedStages(last.paths, rules) : [];
+    const req: ScheduleRequest = { rules, microbatches: o.microbatches, iteration, swap: o.swap, seed: o.seed, mustVisit };
+    return { req, key: JSON.stringify([iteration, rules.vacant, mustVisit]) };
+  }
+
+  /** The collision-aware schedule, its per-stage bounds following the measured speed (skip-speed-coverage.ts). */
+  private collision(req: ScheduleRequest, c: StageCosts): number[][] {
+    return collisionSchedule({ ...req, speed: c.forwardMs.map((f) => 1 / f) }, c).orders;
   }
 
   /** Iteration `iteration` was applied with `plan`: it joins the record and sets the next mustVisit. */
