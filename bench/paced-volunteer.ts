@@ -14,6 +14,7 @@ import { mulberry32 } from '../shared/model/rng.js';
 import { syncChunks, encodeSyncChunk } from '../shared/dp/sync-chunks.js';
 import { encodeDilocoState } from '../shared/dp/diloco-state.js';
 import { syncChunkRequestSchema, syncApplyRequestSchema } from '../shared/dp/sync-messages.js';
+import { EDGE_HOP_FRACTION } from '../shared/schedule/skip-timing.js';
 
 /** `--dp diloco` for a paced volunteer: its stage's parameter count and the sync encoding. */
 export interface PacedDiloco {
@@ -59,6 +60,8 @@ export class PacedVolunteer {
   private stage = -1;
   private queue: { meta: TaskMeta; input: Uint8Array | null }[] = [];
   private busy = false;
+  /** Paced compute time spent so far, ms (what a stage's tab was busy with). */
+  busyMs = 0;
 
   private syncTemplates = new Map<string, Uint8Array>();
   private syncs = 0;
@@ -122,7 +125,11 @@ export class PacedVolunteer {
       const { meta, input } = this.queue.splice(b >= 0 ? b : 0, 1)[0]!;
       const sends = meta.dir === 'B' ? !meta.segment.embed : !meta.segment.head;
       const framed = (input && input.byteLength > 0 && !(meta.dir !== 'B' && meta.segment.embed) ? 1 : 0) + (sends ? 1 : 0);
-      const ms = (meta.dir === 'B' ? 2 : 1) * this.pacing.forwardMs + framed * this.pacing.codecMs;
+      // A hop that runs no blocks (embedding-only or head-only, skip paths and CheckFree+ swaps)
+      // costs a fraction of a task, as on a tab and in the time model (skip-timing.ts).
+      const work = meta.segment.blocks ? 1 : EDGE_HOP_FRACTION;
+      const ms = (meta.dir === 'B' ? 2 : 1) * this.pacing.forwardMs * work + framed * this.pacing.codecMs;
+      this.busyMs += ms;
       await new Promise((r) => setTimeout(r, ms));
       const out: Record<string, unknown> = { attempt: meta.attempt, iteration: meta.iteration, mb: meta.mb, dir: meta.dir, hop: meta.hop, computeMs: ms };
       let frame: Uint8Array | null = null;

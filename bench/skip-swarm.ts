@@ -11,14 +11,16 @@
  *   npm run bench:skip-swarm -- [--stages 8] [--microbatches 8] [--ratios 0.33] [--iterations 8]
  *                               [--warmup 2] [--pace 40] [--spread 3] [--seed 1] [--preset small]
  *
- * Simplifications: an embedding- or head-only hop costs a whole task here (a tab's is a fraction);
- * the loss is a constant, so this measures time only (quality: bench:skip --study).
+ * An embedding- or head-only hop costs EDGE_HOP_FRACTION of a task (as in bench:skip's time model).
+ * The collision-aware schedule's per-stage caps follow the measured speed (skip-speed-coverage.ts).
+ * Simplifications: the loss is a constant, so this measures time only (quality: bench:skip --study).
  */
 import { Coordinator, DEFAULT_COORDINATOR } from '../coordinator/server.js';
 import { DEFAULT_SETTINGS, modelConfigOf, type RunSettings } from '../shared/run-settings.js';
 import { mulberry32 } from '../shared/model/rng.js';
 import { until } from '../testing/until.js';
 import type { SchedulerKind } from '../shared/schedule/skip-request.js';
+import { simulateIteration } from '../shared/schedule/skip-timing.js';
 import { PacedVolunteer, frameTemplate } from './paced-volunteer.js';
 import { flags, fmt, list, machine, mean, table } from './util.js';
 
@@ -28,7 +30,7 @@ interface Mode {
   schedule: SchedulerKind;
 }
 
-async function runOnce(settings: RunSettings, paces: number[], mode: Mode, warmup: number, iterations: number): Promise<{ seconds: number[]; visits: number[] }> {
+async function runOnce(settings: RunSettings, paces: number[], mode: Mode, warmup: number, iterations: number): Promise<{ seconds: number[]; visits: number[]; busy: number[]; planMs: number; modelMs: number }> {
   const cfg = modelConfigOf(settings);
   const shape = [settings.batch, cfg.seqLen, cfg.dModel];
   const total = warmup + iterations;
@@ -58,11 +60,24 @@ async function runOnce(settings: RunSettings, paces: number[], mode: Mode, warmu
       await until(() => coord.stages.owner(s) !== undefined, `stage ${s} served`, 30_000);
     }
     coord.scheduler.setPaused(false);
+    await until(() => coord.scheduler.iteration >= warmup, `${warmup} iterations`, 1_200_000);
+    const busy0 = vols.map((v) => v.busyMs);
+    const plan0 = { ms: coord.scheduler.skips?.planMs ?? 0, n: coord.scheduler.skips?.plans ?? 0 };
     await until(() => coord.scheduler.iteration >= total, `${total} iterations`, 1_200_000);
+    // Paced compute per stage per measured iteration (includes a little of the next iteration's start).
+    const busy = vols.map((v, s) => (v.busyMs - busy0[s]!) / iterations);
+    // The time model (skip-timing.ts) on the paths the measured iterations ran, with the paced stage times.
+    const costs = { forwardMs: paces, backwardMs: paces.map((p) => 2 * p), linkMs: paces.map(() => paces.map(() => 0)) };
+    const ran = coord.scheduler.skips?.recorded().iterations.slice(warmup).map((p) => p.paths) ?? [];
+    const fullOrders = Array.from({ length: settings.microbatches }, () => paces.map((_, s) => s));
+    const modelMs = mean((ran.length ? ran : [fullOrders]).map((o) => simulateIteration(o, paces.length, costs).makespanMs));
+    const plans = (coord.scheduler.skips?.plans ?? 0) - plan0.n;
+    if (coord.scheduler.skips?.aheadPlans) console.log(`  ${mode.name}: ${coord.scheduler.skips.aheadPlans} of ${coord.scheduler.skips.plans} plans made ahead in the worker`);
+    const planMs = plans > 0 ? (coord.scheduler.skips!.planMs - plan0.ms) / plans : 0;
     const measured = coord.scheduler.history.slice(warmup);
     const visits = new Array<number>(settings.stages).fill(0);
     for (const h of measured) h.skip?.visits.forEach((n, s) => (visits[s]! += n));
-    return { seconds: measured.map((h) => h.seconds), visits: measured[0]?.skip ? visits : paces.map(() => measured.length * settings.microbatches) };
+    return { seconds: measured.map((h) => h.seconds), visits: measured[0]?.skip ? visits : paces.map(() => measured.length * settings.microbatches), busy, planMs, modelMs };
   } finally {
     for (const v of vols) v.close();
     await coord.close();
@@ -89,12 +104,12 @@ async function main(): Promise<void> {
   const rows: (string | number)[][] = [];
   let full = NaN;
   for (const mode of modes) {
-    const { seconds, visits } = await runOnce(settings, paces, mode, warmup, iterations);
+    const { seconds, visits, busy, planMs, modelMs } = await runOnce(settings, paces, mode, warmup, iterations);
     const ms = mean(seconds) * 1000;
     if (mode.ratio === 0) full = ms;
-    rows.push([mode.name, mode.ratio, fmt(ms, 0), fmt(Math.min(...seconds) * 1000, 0), fmt(Math.max(...seconds) * 1000, 0), fmt(ms / full, 2), visits.join(' ')]);
+    rows.push([mode.name, mode.ratio, fmt(ms, 0), fmt(Math.min(...seconds) * 1000, 0), fmt(Math.max(...seconds) * 1000, 0), fmt(ms / full, 2), fmt(modelMs, 0), fmt(planMs, 0), visits.join(' '), busy.map((b) => fmt(b, 0)).join(' ')]);
   }
-  console.log(table(['schedule', 'skip ratio', 'iteration ms (mean)', 'min', 'max', 'x full', 'microbatches per stage (measured iterations)'], rows));
+  console.log(table(['schedule', 'skip ratio', 'iteration ms (mean)', 'min', 'max', 'x full', 'model ms', 'plan ms', 'microbatches per stage (measured iterations)', 'busy ms per stage per iteration'], rows));
 }
 
 void main().then(

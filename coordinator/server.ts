@@ -229,7 +229,11 @@ export class Coordinator {
         vacancyAlertMs: opts.vacancyAlertMs,
         outlierFactor: opts.outlierFactor,
         maxInFlight: opts.maxInFlight,
-        skip: { ratio: opts.skipRatio ?? 0, scheduler: opts.skipSchedule ?? 'collision' },
+        skip: {
+          ratio: opts.skipRatio ?? 0,
+          scheduler: opts.skipSchedule ?? 'collision',
+          record: { save: (it, plan) => this.store.addSkipPlan(this.runId, it, plan), load: () => (opts.resumeRun ? this.store.skipPlans(this.runId, opts.resumeRun.iteration) : []) },
+        },
       },
       {
         progress: this.progress,

@@ -53,7 +53,9 @@ export class OperatorHttp {
     try {
       if (path === 'export-link') {
         const validate = url.searchParams.get('validate') === '0' ? '&validate=0' : '';
-        return json(200, { url: `/api/operator/export?ticket=${this.auth.newTicket()}${validate}`, expiresInSeconds: EXPORT_TICKET_MS / 1000 }), true;
+        const stages = url.searchParams.get('stages');
+        const subset = stages !== null ? `&stages=${parseStageList(stages).join(',')}` : '';
+        return json(200, { url: `/api/operator/export?ticket=${this.auth.newTicket()}${validate}${subset}`, expiresInSeconds: EXPORT_TICKET_MS / 1000 }), true;
       }
       if (path === 'state') return json(200, this.snapshot()), true;
       if (path === 'eval' && this.partial) return json(200, await this.partial.evaluate(parseStageList(url.searchParams.get('stages')))), true;
@@ -69,7 +71,8 @@ export class OperatorHttp {
       }
       if (path === 'export') {
         const validate = url.searchParams.get('validate') !== '0';
-        const model = await this.exporter.export({ validate });
+        const stages = url.searchParams.get('stages');
+        const model = await this.exporter.export({ validate, ...(stages !== null ? { stages: parseStageList(stages) } : {}) });
         res.writeHead(200, {
           'content-type': 'application/octet-stream',
           'content-length': String(model.bytes.byteLength),

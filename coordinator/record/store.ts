@@ -15,6 +15,8 @@
  *               capped at `maxEventsPerRun` rows per run and `maxEvents` in all (oldest pruned)
  *   checkpoints run, iteration (PK together), dir, files TEXT (JSON: per-stage file, bytes, sha256),
  *               bytes, seconds, time: the checkpoint baseline's files on disk (checkpoint-store.ts)
+ *   skip_paths  run, iteration (PK together), plan TEXT (JSON {vacant, paths}): SkipPipe's applied
+ *               paths (skip-planner.ts), so a restarted coordinator serves the whole recorded schedule
  *
  * A full disk, a read-only file or a busy database (another process holding the write lock) never
  * takes the coordinator down: a failed write is counted (`swarm_store_write_failures_total`),
@@ -32,7 +34,7 @@ import { clipData, clipText } from '../gateway/clip.js';
 import type { Logger } from './log.js';
 import type { SwarmMetrics } from './metrics.js';
 
-const SCHEMA_VERSION = 3;
+const SCHEMA_VERSION = 4;
 
 /** Newest rows a dashboard payload (init, run detail) carries. */
 export const DASHBOARD_ITERATIONS = 10_000;
@@ -329,6 +331,12 @@ export class RunStore {
         stage INTEGER NOT NULL,
         PRIMARY KEY (run, token_hash)
       ) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS skip_paths (
+        run TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        iteration INTEGER NOT NULL,
+        plan TEXT NOT NULL,
+        PRIMARY KEY (run, iteration)
+      ) WITHOUT ROWID;
       PRAGMA user_version = ${SCHEMA_VERSION};
     `);
   }
@@ -352,6 +360,16 @@ export class RunStore {
       });
       this.stmts.touch.run(r.time, run);
     });
+  }
+
+  /** SkipPipe: iteration `iteration` of `run` was applied with `plan` (JSON text; a re-run iteration replaces it). */
+  addSkipPlan(run: string, iteration: number, plan: string): void {
+    this.write('skip_paths', () => this.db.prepare('INSERT OR REPLACE INTO skip_paths (run, iteration, plan) VALUES (?, ?, ?)').run(run, iteration, plan));
+  }
+
+  /** The applied SkipPipe plans of `run` before iteration `before`, oldest first (JSON text as written). */
+  skipPlans(run: string, before = Number.MAX_SAFE_INTEGER): { iteration: number; plan: string }[] {
+    return this.db.prepare('SELECT iteration, plan FROM skip_paths WHERE run = ? AND iteration < ? ORDER BY iteration').all(run, before) as { iteration: number; plan: string }[];
   }
 
   addEvent(run: string, e: EventRow): void {

@@ -230,6 +230,10 @@ export class Recovery implements RecoveryLadder {
       seconds: null,
       notes: r.notes,
     };
+    // SkipPipe: a stage rebuilt while vacant is rebuilt again when a tab comes (vacancy-skip.ts
+    // rejoin); that is one recovery, timed from the first loss, and it closes once a tab serves it.
+    const earlier = this.open.findIndex((e) => e.stage === stage && e.rung === 'strategy');
+    if (earlier >= 0) Object.assign(ev, pickLoss(this.open.splice(earlier, 1)[0]!));
     this.open.push(ev);
     this.deps.metrics.recoveries.inc({ rung: 'strategy', method: r.method });
     this.deps.metrics.recoveryBytes.inc({ kind: 'recovery' }, r.bytesMoved);
@@ -282,7 +286,9 @@ export class Recovery implements RecoveryLadder {
   async afterIteration(r: IterationRecord): Promise<void> {
     // Stages a new tab took (handoff, rebuild): whatever the strategy kept on the old tab is gone.
     const restored = [...new Set(this.open.filter((ev) => ev.rung !== 'replica').map((ev) => ev.stage))];
-    for (const ev of this.open) {
+    // A stage trained around for want of a tab (SkipPipe) stays open until a tab takes it.
+    const vacant = this.open.filter((ev) => this.deps.stages.size(ev.stage) === 0);
+    for (const ev of this.open.filter((e) => !vacant.includes(e))) {
       ev.seconds = (r.time - ev.detectedAt) / 1000;
       ev.lossAfter = r.trainLoss;
       this.deps.metrics.recoverySeconds.observe(ev.seconds);
@@ -293,7 +299,7 @@ export class Recovery implements RecoveryLadder {
         { ...ev, completed: true },
       );
     }
-    this.open = [];
+    this.open = vacant;
     this.unfit.clear(); // every stage trained an iteration
     await this.strategy.afterIteration(r, restored);
   }
@@ -305,4 +311,9 @@ export class Recovery implements RecoveryLadder {
   resumeWithoutTabs(): number | null {
     return this.strategy.resumeWithoutTabs();
   }
+}
+
+/** The loss-time fields of a recovery event (what a later rebuild of the same loss keeps). */
+function pickLoss(e: SwarmRecoveryEvent): Pick<SwarmRecoveryEvent, 'detectedAt' | 'iteration' | 'lossBefore'> {
+  return { detectedAt: e.detectedAt, iteration: e.iteration, lossBefore: e.lossBefore };
 }

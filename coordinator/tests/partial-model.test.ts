@@ -15,7 +15,10 @@ import { until } from '../../testing/until.js';
 import { parseRecordedSchedule } from '../../shared/schedule/recorded-schedule.js';
 
 import { Stage } from '../../shared/model/stage.js';
-import { lastLogits } from '../operator/model-file.js';
+import { lastLogits, stagesFromModelFile } from '../operator/model-file.js';
+import { loadDataset } from '../../trainer/corpus-file.js';
+import { evaluate } from '../../trainer/pipeline.js';
+import { wireOf } from '../../shared/run-settings.js';
 import { generate } from '../operator/sampling.js';
 import type { Ack, PartialEvalResult, SampleResult } from '../../shared/protocol/operator.js';
 
@@ -42,6 +45,23 @@ describe('a partial model (a subset of the stages)', () => {
     expect((await fetch(`${url}/api/operator/eval?stages=0;drop`, { headers: auth })).status).toBe(400);
     expect((await fetch(`${url}/api/operator/eval?stages=0,9`, { headers: auth })).status).toBe(400);
     expect((await fetch(`${url}/api/operator/eval?stages=0,3`)).status).toBe(401);
+
+    // Export-then-evaluate: the file of stages 0, 2, 3 alone, loaded into local stages, gives the
+    // partial validation loss the tabs measured (and records it).
+    const exported = await fetch(`${url}/api/operator/export?stages=0,2,3`, { headers: auth });
+    expect(exported.status).toBe(200);
+    const bytes = new Uint8Array(await exported.arrayBuffer());
+    expect((await fetch(`${url}/api/operator/export?stages=1,3`, { headers: auth })).status).toBe(400);
+    await useNodeBackend('wasm');
+    const file = await stagesFromModelFile(bytes);
+    expect(file.stages).toHaveLength(3);
+    expect(file.config.nLayers).toBe((modelConfigOf(s).nLayers / 4) * 3);
+    expect(file.metadata.stages).toBe('0,2,3');
+    const { dataset } = loadDataset({ seqLen: file.config.seqLen });
+    const fromFile = evaluate(file.stages, dataset.valBatches(2, s.batch), wireOf(s));
+    expect(Math.abs(fromFile - partial.loss) / partial.loss).toBeLessThan(1e-5);
+    expect(Number(file.metadata.val_loss)).toBeCloseTo(partial.loss, 6);
+    for (const st of file.stages) st.dispose();
 
     const schedule = parseRecordedSchedule(await (await fetch(`${url}/api/operator/schedule`, { headers: auth })).text());
     await useNodeBackend('wasm');

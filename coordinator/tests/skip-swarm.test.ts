@@ -94,6 +94,7 @@ describe('swarm with SkipPipe paths', () => {
     // A volunteer arrives: stage 1 is rebuilt from its neighbours' current weights and visited again.
     harness.vols.push(await startNodeVolunteer(url, { name: 'newcomer' }));
     await until(() => !coord.stages.isVacant(1), 'stage 1 served again', 60_000);
+    const servedAt = Date.now();
     const back = coord.scheduler.iteration;
     await until(() => coord.scheduler.iteration >= back + 2, 'iterations with stage 1', 60_000);
     const after = coord.scheduler.history.filter((h) => h.iteration > back);
@@ -101,8 +102,14 @@ describe('swarm with SkipPipe paths', () => {
     expect(after.some((h) => h.skip!.visits[1]! > 0)).toBe(true);
     expect(coord.scheduler.status().skip!.vacant).toEqual([]);
     const rebuilds = coord.recovery.done.filter((r) => r.stage === 1);
-    // Once when its tab was lost, once more for the newcomer, from the neighbours as they are then.
-    expect(rebuilds.length).toBe(2);
+    // Rebuilt when its tab was lost and once more for the newcomer, from the neighbours as they are
+    // then: one recovery, timed from the loss, closed only after the newcomer took the stage.
+    expect(rebuilds.length).toBe(1);
+    expect(rebuilds[0]!.iteration).toBeLessThanOrEqual(lostAt);
+    expect(rebuilds[0]!.detectedAt + rebuilds[0]!.seconds! * 1000).toBeGreaterThanOrEqual(servedAt - 50);
+    const closed = coord.events.list('recovery').filter((e) => e.data?.completed && e.data.stage === 1);
+    expect(closed.length).toBe(1);
+    expect(closed[0]!.time).toBeGreaterThanOrEqual(servedAt - 50);
     expect(rebuilds[rebuilds.length - 1]).toMatchObject({ method: 'average' });
     expect(rebuilds[rebuilds.length - 1]!.sources.map((x) => x.stage).sort()).toEqual([0, 2]);
     expect(coord.events.list('recovery').some((e) => /stage 1 rejoins the paths/.test(e.message))).toBe(true);

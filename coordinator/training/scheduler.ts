@@ -41,7 +41,7 @@ import { IterationAbandoned } from './iteration-abandoned.js';
 import type { RunProgress } from './run-progress.js';
 import type { DilocoSync } from './diloco-sync.js';
 import { dpOf } from '../../shared/run-settings.js';
-import { SkipPlanner, type IterationPaths } from './skip-planner.js';
+import { SkipPlanner, type IterationPaths, type SkipPlanRecord } from './skip-planner.js';
 import { VacancySkip } from './vacancy-skip.js';
 import { partialEvalPass } from './partial-eval-pass.js';
 import { evalOrder } from '../../shared/schedule/skip-paths.js';
@@ -71,7 +71,7 @@ export interface SchedulerOptions {
   /** `--max-in-flight`: microbatches in flight per replica of the narrowest stage, at most (in-flight-window.ts). */
   maxInFlight: number;
   /** SkipPipe (`--skip-ratio`, `--skip-schedule`; skip-planner.ts); absent or ratio 0: full paths. */
-  skip?: { ratio: number; scheduler: SchedulerKind };
+  skip?: { ratio: number; scheduler: SchedulerKind; record?: SkipPlanRecord };
 }
 
 export interface SchedulerDeps {
@@ -146,7 +146,7 @@ export class Scheduler {
       metrics: deps.metrics,
       replicasDiffer: dpOf(settings).mode === 'diloco',
     });
-    this.skips = opts.skip && opts.skip.ratio > 0 ? new SkipPlanner({ nStages: settings.stages, microbatches: settings.microbatches, seed: settings.seed, swap: opts.swap, skipRatio: opts.skip.ratio, scheduler: opts.skip.scheduler }) : null;
+    this.skips = opts.skip && opts.skip.ratio > 0 ? new SkipPlanner({ nStages: settings.stages, microbatches: settings.microbatches, seed: settings.seed, swap: opts.swap, skipRatio: opts.skip.ratio, scheduler: opts.skip.scheduler }, opts.skip.record) : null;
     this.vacancySkip = new VacancySkip({
       stages: deps.stages,
       waiting: () => deps.placement.waitingCount(),
@@ -304,6 +304,7 @@ export class Scheduler {
     this.barrier?.abort(new Error('coordinator closing'));
     this.kick();
     await this.loopDone;
+    this.skips?.close();
   }
 
   private async sleepUntilKicked(ms: number): Promise<void> {
@@ -404,10 +405,10 @@ export class Scheduler {
   }
 
   /** SkipPipe: iteration `it`'s paths (null: full paths), the collision-aware scheduler fed with measured stage costs. */
-  private planPaths(it: number): IterationPaths | null {
+  private planPaths(it: number): Promise<IterationPaths | null> {
     const { stages, speeds } = this.deps;
-    if (!this.skips) return null;
-    return this.skips.plan(it, this.vacancySkip.skippable(), () =>
+    if (!this.skips) return Promise.resolve(null);
+    return this.skips.planned(it, this.vacancySkip.skippable(), () =>
       measuredStageCosts(Array.from({ length: this.nStages }, (_, s) => ({ taskMs: speeds.groupTaskMs(stages.replicas(s)), hopMs: this.hopTimes.stageTiming(stages.replicas(s)).hopMs }))),
     );
   }
@@ -424,7 +425,7 @@ export class Scheduler {
     const t0 = Date.now();
     this.screening.beginIteration();
     const batches = Array.from({ length: settings.microbatches }, (_, mb) => dataset.trainBatch(settings.seed, it, mb, settings.batch));
-    const skip = this.planPaths(it);
+    const skip = await this.planPaths(it);
     this.plan = skip ? { iteration: it, paths: skip } : null;
     if (skip) this.vacancySkip.skipping(skip.vacant, it);
     const visits = skip ? this.skips!.visits(skip) : null;

@@ -48,4 +48,46 @@ describe('SkipPlanner (the coordinator side of SkipPipe paths)', () => {
     p.commit(2, p.plan(2, [], () => equalCosts(6))!);
     expect(p.recorded().iterations).toEqual([a]);
   });
+
+  it('saves each applied plan to its record and reloads them (rows that do not fit the run are left out)', () => {
+    const rows: { iteration: number; plan: string }[] = [];
+    const record = { save: (iteration: number, plan: string) => void rows.push({ iteration, plan }), load: () => [] };
+    const a = new SkipPlanner(opts, record);
+    for (let it = 0; it < 3; it++) a.commit(it, a.plan(it, [], () => equalCosts(6))!);
+    expect(rows.map((r) => r.iteration)).toEqual([0, 1, 2]);
+    const bad = [
+      { iteration: 3, plan: 'not json' },
+      { iteration: 4, plan: JSON.stringify({ vacant: [], paths: [[0, 9]] }) },
+      { iteration: -1, plan: rows[0]!.plan },
+    ];
+    const b = new SkipPlanner(opts, { save: () => {}, load: () => [...rows, ...bad] });
+    expect(b.recorded()).toEqual(a.recorded());
+    expect(b.recorded().iterations).toHaveLength(3);
+    // The next plan's mustVisit comes from the last reloaded plan, as it would have on the first coordinator.
+    expect(b.plan(3, [], () => equalCosts(6))).toEqual(a.plan(3, [], () => equalCosts(6)));
+  });
+
+  it('collision-aware: the next iteration is planned ahead in a worker, the same plan the loop would make; a changed request plans on the loop', async () => {
+    const o = { ...opts, microbatches: 4, scheduler: 'collision' as const };
+    const ahead = new SkipPlanner(o);
+    const loop = new SkipPlanner(o);
+    try {
+      const costs = () => equalCosts(6);
+      const p0 = (await ahead.planned(0, [], costs))!;
+      expect(p0).toEqual(loop.plan(0, [], costs));
+      ahead.commit(0, p0);
+      loop.commit(0, p0);
+      const p1 = (await ahead.planned(1, [], costs))!;
+      expect(ahead.aheadPlans).toBe(1);
+      expect(p1).toEqual(loop.plan(1, [], costs));
+      ahead.commit(1, p1);
+      // Stage 2 emptied since: the request differs from the one planned ahead.
+      const p2 = (await ahead.planned(2, [2], costs))!;
+      expect(ahead.aheadPlans).toBe(1);
+      expect(p2.vacant).toEqual([2]);
+      expect(p2.paths.flat()).not.toContain(2);
+    } finally {
+      ahead.close();
+    }
+  });
 });

@@ -5,6 +5,7 @@
  */
 import { blockOrder, swapCounter } from './paths.js';
 import { checkFreePairs, checkFreeRequired, coverage, type Coverage, type SkipRules, type SwapPairs } from './skip-paths.js';
+import { speedCoverage } from './skip-speed-coverage.js';
 
 export interface ScheduleRequest {
   rules: SkipRules;
@@ -20,6 +21,11 @@ export interface ScheduleRequest {
    * that every stage keeps learning when microbatches x visited intermediates < intermediates.
    */
   mustVisit?: readonly number[];
+  /**
+   * Per-stage speed (1 / measured forward ms): when given, the open intermediates' bounds follow
+   * it (skip-speed-coverage.ts) instead of the equal mean share, so slow stages can be unloaded.
+   */
+  speed?: readonly number[];
 }
 
 export const SCHEDULERS = ['random', 'collision'] as const;
@@ -57,7 +63,7 @@ export function scheduleBounds(req: ScheduleRequest): Coverage {
     for (const s of p.required) demand[s]!++;
     for (let s = 0; s < S; s++) if (p.required.includes(s) || p.required.length < inner) room[s]!++;
   }
-  const bounds = coverage(rules, M, demand, room);
+  const bounds = req.speed ? speedCoverage(rules, M, req.speed, demand, room) : coverage(rules, M, demand, room);
   let spare = M * inner - bounds.floor.slice(1, S - 1).reduce((a, b) => a + b, 0);
   for (const s of req.mustVisit ?? []) {
     if (spare <= 0) break;
