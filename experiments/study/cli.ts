@@ -127,7 +127,7 @@ export function parseStudyArgs(argv: string[]): StudyOptions | null {
   const strategies = v['swarm-strategies']?.split(',').map((x) => x.trim()) as RecoveryStrategy[] | undefined;
   for (const x of strategies ?? []) {
     if (!RECOVERY_STRATEGIES.includes(x)) throw new RangeError(`unknown strategy "${x}" in --swarm-strategies`);
-    if (!EXPERIMENT_STRATEGIES.includes(x)) throw new RangeError(`strategy "${x}" is not priced by the churn study yet; npm run bench:cpsr measures it`);
+    if (!EXPERIMENT_STRATEGIES.includes(x) || x === 'cpsr' || x === 'stage-restore') throw new RangeError(`strategy "${x}" is not priced by the churn study yet; npm run bench:cpsr measures it`);
   }
   const validation = chosen && strategies ? { ...chosen, strategies } : chosen;
   return {
