@@ -7,8 +7,11 @@
  * strategy rebuilds it, and training goes on (--after iterations past F) with the validation loss
  * evaluated at every iteration.
  *
- *   npm run bench:cpsr-swarm
- *   npm run bench:cpsr-swarm -- --budget 48 --every 3 --after 8 --stage 2 --strategies checkpoint,cpsr
+ *   npm run bench:cpsr-swarm                       (budget 16, checkpoint every 2, 3 iterations after)
+ *   npm run bench:cpsr-swarm -- --budget 24 --every 5 --after 3 --stage 2 --strategies checkpoint,cpsr
+ *
+ * Keep it short on 2 cores: each (strategy, failure point) is a fresh swarm trained from scratch
+ * to F + after (about 8-10 minutes for the defaults at load ~12).
  *
  * Columns:
  *   horizon     iterations between the restored checkpoint and F (checkpoint, stage-restore, cpsr)
@@ -17,7 +20,8 @@
  *               recompute) whose validation loss <= ref(i) * (1 + tol); a rollback's recomputed
  *               iterations count. Not back within --after: after + 1 (marked *)
  *   cost s      wall clock from the kill to that iteration's end (replacement, rebuild, recomputation)
- *   gap@F       validation loss of the first iteration at or after F minus the reference's there
+ *   gap@first   validation loss at the first evaluation after the failure at or past F (F after a
+ *               rollback, F + 1 otherwise) minus the reference's there
  *   dist        ||rebuilt - lost|| / ||lost|| of the lost stage's weights, read from the tabs
  *   vs restore  that distance over stage-restore's at the same F
  *
@@ -165,7 +169,7 @@ for (const F of FAILURES) {
         cost: b.cost,
         back: b.iteration !== null,
         seconds: backAt === null ? NaN : (backAt - killedAt) / 1000,
-        gap0: (curve.get(F)?.loss ?? NaN) - refLoss(F),
+        gap0: ((first) => (curve.get(first)?.loss ?? NaN) - refLoss(first))(resumeAt < F ? F : F + 1),
         dist: relativeDistance(rebuilt, lost),
         relDist: NaN,
         note: `${ev.method}${ev.fallback ? ' (fallback)' : ''}: ${ev.notes.join('; ')}`,
@@ -184,7 +188,7 @@ for (const F of FAILURES) {
 console.log('');
 console.log(
   table(
-    ['fail@', 'strategy', 'horizon', 'cost it', 'cost s', 'gap@F', 'dist', 'vs restore'],
+    ['fail@', 'strategy', 'horizon', 'cost it', 'cost s', 'gap@first', 'dist', 'vs restore'],
     rows.map((r) => [r.F, r.strategy, r.horizon, `${r.cost}${r.back ? '' : '*'}`, fmt(r.seconds, 1), fmt(r.gap0, 4), fmt(r.dist, 5), fmt(r.relDist, 3)]),
   ),
 );
