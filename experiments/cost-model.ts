@@ -15,7 +15,8 @@
  *                   or ships its state to its predecessor after the step (copy)
  *   recovery        replacement wait (once per slot with a failure, not for a redundant restore
  *                   in compute mode: the copy holder carries on) + the bytes each recovery moves
- *                   (gather) / the checkpoint download
+ *                   (gather) / the checkpoint download (checkpoint, stage-restore, cpsr: the lost
+ *                   stages' parts) + its measured compute (cpsr: the prediction)
  *   checkpoint      upload of weights + Adam moments (3 x parameter bytes) of every stage
  *   replicas        CheckFree+ embedding/head replica refresh (owner -> holder, gather)
  */
@@ -111,6 +112,8 @@ export interface RecoveryCost {
   replicaRetakeBytes: number[];
   /** Needs a new volunteer (false for a lossless redundant restore: the copy holder carries on). */
   needsReplacement: boolean;
+  /** Seconds the recovery computes before the stage is handed over (cpsr: the prediction). */
+  computeSeconds?: number;
   description: string;
 }
 
@@ -186,7 +189,7 @@ export function slotCost(ctx: CostContext, slot: SlotCostInput, timing: Iteratio
   const needsReplacement = (r: RecoveryCost) => r.needsReplacement || (copyMode && r.method === 'redundant');
   if (slot.recoveries.some(needsReplacement)) recovery += ctx.params.replacementWaitSeconds;
   for (const r of slot.recoveries) {
-    recovery += gatherSeconds(n, r.sourceBytes);
+    recovery += gatherSeconds(n, r.sourceBytes) + (r.computeSeconds ?? 0);
     if (r.replicaRetakeBytes.length) recovery += Math.max(...r.replicaRetakeBytes.map((b) => gatherSeconds(n, [b])));
   }
   // The lost stages' replacements download their checkpoint parts in parallel.

@@ -19,10 +19,11 @@ import { loadDataset } from '../trainer/corpus-file.js';
 import { runIteration } from '../trainer/pipeline.js';
 import { modelConfigOf, checkSettings, RECOVERY_STRATEGIES, type RecoveryStrategy, type RunSettings, usesSwap } from '../shared/run-settings.js';
 
-/** The strategies this experiment simulates: CPSR and the stage restore are measured by bench:cpsr (experiments/local-cpsr.ts). */
-export const EXPERIMENT_STRATEGIES: readonly RecoveryStrategy[] = RECOVERY_STRATEGIES.filter((s) => s !== 'cpsr' && s !== 'stage-restore');
+/** The strategies this experiment simulates: all of them (stage-restore and cpsr through experiments/local-cpsr.ts). */
+export const EXPERIMENT_STRATEGIES: readonly RecoveryStrategy[] = RECOVERY_STRATEGIES;
 import { AVERAGE_WEIGHTINGS, type AverageWeighting } from '../shared/recovery/average.js';
 import { FailureSchedule } from './failures.js';
+import { takesCheckpoints } from './checkpointed.js';
 import { perIterationProbability } from '../shared/recovery/failure-model.js';
 import { checkNetwork, checkpointSeconds, iterationSeconds, checkpointEveryIterations, type CostContext, type ModelBytes, type NetworkModel, type RedundantCost } from './cost-model.js';
 import { TaskTimer } from './task-timer.js';
@@ -345,21 +346,23 @@ export function priceAndReport(o: ExperimentOptions, bundle: TraceBundle, opts: 
   }
   // Checkpoint runs derived from the failure-free run can use the steadier executed-iteration T;
   // executed ones (--no-reuse) were run with the calibration's interval and must keep it.
-  const checkpointDerived = o.reuse && plain !== null && !bundle.executed.some((t) => t.spec.strategy === 'checkpoint');
+  // stage-restore and cpsr runs with a failure are always executed: then every checkpointed
+  // strategy keeps the calibration's interval, so all of them compare at the same interval.
+  const checkpointDerived = o.reuse && plain !== null && !bundle.executed.some((t) => takesCheckpoints(t.spec.strategy) && t.spec.checkpointEvery !== null);
   const calibration = calibrationOf(o, bytes, bundle.calibration, checkpointDerived ? medians.get(false) : undefined);
-  if (o.checkpointEvery === 'auto' && o.strategies.includes('checkpoint')) {
+  if (o.checkpointEvery === 'auto' && o.strategies.some(takesCheckpoints)) {
     log(
       `checkpoint interval (Young/Daly, T ${calibration.intervalIterationSeconds.toFixed(3)} s from the ${calibration.intervalFrom}, C ${calibration.checkpointSeconds.toFixed(3)} s): ` +
         o.rates.map((r) => `${r}%/h: ${calibration.checkpointEvery[String(r)] ?? 'never'}`).join(', '),
     );
   }
-  const sameSpec = (a: RunSpec, b: RunSpec) => a.strategy === b.strategy && a.rate === b.rate && (a.strategy !== 'checkpoint' || a.checkpointEvery === b.checkpointEvery);
+  const sameSpec = (a: RunSpec, b: RunSpec) => a.strategy === b.strategy && a.rate === b.rate && (!takesCheckpoints(a.strategy) || a.checkpointEvery === b.checkpointEvery);
   const traces = specsOf(o, calibration).map((spec) => {
     const done = bundle.executed.find((t) => sameSpec(t.spec, spec));
     if (done) return done;
     const base = usesSwap({ recovery: spec.strategy }) ? swap : plain;
     if (!base || !isDerivable(spec, dctx, S)) {
-      throw new RangeError(`${runName(spec)}${spec.strategy === 'checkpoint' ? ` (every ${spec.checkpointEvery ?? 'never'})` : ''} was not executed and cannot be derived from a failure-free run`);
+      throw new RangeError(`${runName(spec)}${takesCheckpoints(spec.strategy) ? ` (every ${spec.checkpointEvery ?? 'never'})` : ''} was not executed and cannot be derived from a failure-free run`);
     }
     return deriveRun(dctx, spec, base, base === swap ? 'failure-free, CheckFree+ order' : 'failure-free, plain order');
   });

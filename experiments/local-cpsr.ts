@@ -82,16 +82,21 @@ export class LocalCpsr {
     });
     this.lastIteration = iteration;
     if (++this.count % (this.opts.refitEvery ?? 1) === 0) {
-      for (const s of this.opts.fitStages ?? stages.map((_, i) => i)) {
-        const p = new CpsrPredictor(this.opts.predictor ?? DEFAULT_PREDICTOR);
-        this.made.push(p);
-        const outcome = p.fit(this.histories[s]!);
-        this.fits.push({ stage: s, iteration, outcome });
-        // an unusable fit leaves the previous predictor in place (predict() applies its age bound)
-        if (outcome.usable) this.predictors[s] = p;
-      }
+      for (const s of this.opts.fitStages ?? stages.map((_, i) => i)) this.fit(s);
     }
     return true;
+  }
+
+  /** Fits stage `stage`'s predictor on its history now (maybeCheckpoint does this on its schedule). */
+  fit(stage: number): FitOutcome {
+    if (this.lastIteration === null) throw new RecoveryError('no checkpoint to fit on');
+    const p = new CpsrPredictor(this.opts.predictor ?? DEFAULT_PREDICTOR);
+    this.made.push(p);
+    const outcome = p.fit(this.histories[stage]!);
+    this.fits.push({ stage, iteration: this.lastIteration, outcome });
+    // an unusable fit leaves the previous predictor in place (predict() applies its age bound)
+    if (outcome.usable) this.predictors[stage] = p;
+    return outcome;
   }
 
   /** Frees every predictor this object and its clones made (call once, on the original, when all are done). */

@@ -8,6 +8,7 @@ import { slotCost, type CostContext, type SlotCost } from './cost-model.js';
 import type { IterationTiming } from './timeline.js';
 import type { RunTrace, SlotRecord } from './run.js';
 import { lineChart } from './svg.js';
+import { takesCheckpoints } from './checkpointed.js';
 
 export interface CostedSlot {
   record: SlotRecord;
@@ -93,7 +94,7 @@ export function summarize(trace: RunTrace, slots: CostedSlot[], target: number |
     strategy: trace.spec.strategy,
     rate: trace.spec.rate,
     derived: trace.derivedFrom !== null,
-    checkpointEvery: trace.spec.strategy === 'checkpoint' ? trace.spec.checkpointEvery : null,
+    checkpointEvery: takesCheckpoints(trace.spec.strategy) ? trace.spec.checkpointEvery : null,
     failures: sum((s) => s.record.failed.length),
     methods,
     fallbacks,
@@ -220,7 +221,7 @@ export function summaryTables(runs: RunResult[], target: number | null): string 
     out.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
     for (const s of rs) {
       const methods = Object.entries(s.methods).map(([k, v]) => `${k} ${v}`).join(', ') || '-';
-      const name = `${s.strategy}${s.strategy === 'checkpoint' ? ` (every ${s.checkpointEvery ?? 'never'})` : ''}${s.derived ? ' *' : ''}`;
+      const name = `${s.strategy}${takesCheckpoints(s.strategy) ? ` (every ${s.checkpointEvery ?? 'never'})` : ''}${s.derived ? ' *' : ''}`;
       out.push(
         `| ${name} | ${s.failures} | ${methods}${s.fallbacks ? ` (${s.fallbacks} fallback)` : ''} | ${s.slots} (${s.iterations})${s.stoppedAtCap ? ' capped' : ''} | ${f(s.finalValLoss)} | ${f(s.minValLoss)} | ${f(s.finalTrainLoss)} | ${s.timeToTarget ? `${secs(s.timeToTarget.modelled)} (it ${s.timeToTarget.iteration})` : 'not reached'} | ${secs(s.modelledSeconds)} | ${secs(s.wallSeconds)} | ${secs(s.breakdown.iteration)} | ${secs(s.breakdown.redo)} | ${secs(s.breakdown.recovery)} | ${secs(s.breakdown.checkpoint)} | ${secs(s.breakdown.replicas)} |`,
       );
@@ -229,12 +230,12 @@ export function summaryTables(runs: RunResult[], target: number | null): string 
   }
   out.push('### Speed-up over checkpointing (time to target, modelled clock)', '');
   out.push(`Target validation loss: ${target === null ? '-' : target.toFixed(3)}.`, '');
-  out.push('| rate %/h | checkfree vs checkpoint | checkfree+ vs checkpoint | redundant vs checkpoint | none vs checkpoint |');
-  out.push('|---|---|---|---|---|');
+  out.push('| rate %/h | checkfree vs checkpoint | checkfree+ vs checkpoint | redundant vs checkpoint | none vs checkpoint | stage-restore vs checkpoint | cpsr vs checkpoint |');
+  out.push('|---|---|---|---|---|---|---|');
   for (const rate of rates) {
     const by = (s: RecoveryStrategy) => runs.find((r) => r.summary.rate === rate && r.summary.strategy === s)?.summary;
     const ck = by('checkpoint');
-    out.push(`| ${rate} | ${speedup(ck, by('checkfree'))} | ${speedup(ck, by('checkfree+'))} | ${speedup(ck, by('redundant'))} | ${speedup(ck, by('none'))} |`);
+    out.push(`| ${rate} | ${speedup(ck, by('checkfree'))} | ${speedup(ck, by('checkfree+'))} | ${speedup(ck, by('redundant'))} | ${speedup(ck, by('none'))} | ${speedup(ck, by('stage-restore'))} | ${speedup(ck, by('cpsr'))} |`);
   }
   out.push('');
   return out.join('\n');

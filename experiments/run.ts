@@ -12,6 +12,12 @@
  *   redundant    the lost stage is restored, losslessly, from the copy its predecessor holds
  *                (Bamboo: stage s also runs stage s+1); if the copy holder failed in the same slot
  *                too, the stage is re-initialised from the seed
+ *   stage-restore checkpoints as `checkpoint` (experiments/local-cpsr.ts); on a failure only the lost
+ *                stage comes back from its last checkpoint, the others keep their state (no rollback)
+ *   cpsr         the same, the lost stage's weights moved forward by its predictor, which is fitted
+ *                on every stage's checkpoint history after every checkpoint (in the swarm a
+ *                coordinator worker does this: its seconds are recorded in the trace's notes, not
+ *                in the slots; the prediction itself delays the recovery and is priced)
  *
  * A slot is one executed iteration. Several stages failing in one slot are all lost at once: a
  * recovery that needs a stage lost in the same slot falls back to re-init from the seed.
@@ -41,6 +47,8 @@ import { FailureSchedule } from './failures.js';
 import type { ModelBytes, RecoveryCost, SlotCostInput } from './cost-model.js';
 import { TaskTimer } from './task-timer.js';
 import { restoreStage, snapshotStage, type StageSnapshot } from './stage-snapshot.js';
+import { LocalCpsr } from './local-cpsr.js';
+import { restoresOnlyLostStage, takesCheckpoints } from './checkpointed.js';
 
 export interface RunContext {
   config: ResolvedConfig;
@@ -70,7 +78,7 @@ export interface RunSpec {
   strategy: RecoveryStrategy;
   /** Hourly failure rate, percent. */
   rate: number;
-  /** Checkpoint every K iterations (checkpoint strategy); null: only the initial state. */
+  /** Checkpoint every K iterations (checkpoint, stage-restore, cpsr); null: only the initial state. */
   checkpointEvery: number | null;
 }
 
@@ -143,6 +151,7 @@ function replicaParts(bytes: ModelBytes, nStages: number): number[] {
  */
 export function isDerivable(spec: RunSpec, ctx: Pick<RunContext, 'failureSeed' | 'iterationSeconds' | 'iterations'>, nStages: number): boolean {
   if (spec.strategy === 'checkpoint') return true;
+  // stage-restore and cpsr change the model at every failure (the lost stage is stale or predicted)
   const sched = new FailureSchedule(ctx.failureSeed, nStages, spec.rate / 100, ctx.iterationSeconds);
   const fails = sched.failuresUpTo(ctx.iterations);
   if (fails.length === 0) return true;
@@ -164,7 +173,12 @@ export async function executeRun(ctx: RunContext, spec: RunSpec, opts: { onSlot?
   const timer = new TaskTimer();
   const store = swap ? new LocalReplicaStore(S, ctx.replicaEvery) : null;
   store?.maybeRefresh(stages, 0); // the initial replicas: the seed init, free (every tab can build it)
-  const K = spec.strategy === 'checkpoint' ? spec.checkpointEvery : null;
+  const K = takesCheckpoints(spec.strategy) ? spec.checkpointEvery : null;
+  const local = restoresOnlyLostStage(spec.strategy)
+    ? new LocalCpsr(cfg, S, { interval: K ?? Number.MAX_SAFE_INTEGER, fitStages: spec.strategy === 'cpsr' ? undefined : [] })
+    : null;
+  local?.maybeCheckpoint(stages, 0); // the initial state, as the checkpoint strategy keeps it
+  let fitSeconds = 0;
   let ckpt: { progress: number; snaps: StageSnapshot[] } | null =
     spec.strategy === 'checkpoint' ? { progress: 0, snaps: stages.map(snapshotStage) } : null;
   const trace: RunTrace = {
@@ -208,6 +222,16 @@ export async function executeRun(ctx: RunContext, spec: RunSpec, opts: { onSlot?
             recoveries.push({ stage: l, method: 'checkpoint', fallback: false, sourceBytes: [], replicaRetakeBytes: [], needsReplacement: true, description: `stage ${l}: restore from checkpoint ${c.progress}` });
           }
           progress = c.progress;
+        } else if (local && restoresOnlyLostStage(spec.strategy)) {
+          // Every lost stage comes back from its own checkpoint: nothing depends on another lost stage.
+          for (const l of failed) {
+            const t1 = now();
+            const ev = local.recover(stages, l, progress, spec.strategy);
+            const predictSeconds = ev.predicted ? (now() - t1) / 1000 : 0;
+            checkpointRestoreBytes.push(3 * ctx.bytes.stage[l]!);
+            recoveries.push({ stage: l, method: spec.strategy, fallback: false, sourceBytes: [], replicaRetakeBytes: [], needsReplacement: true, computeSeconds: predictSeconds, description: ev.description });
+            events.push(ev.description);
+          }
         } else if (spec.strategy === 'redundant') {
           for (const l of failed) {
             const holder = redundantHolder(l, S);
@@ -283,6 +307,14 @@ export async function executeRun(ctx: RunContext, spec: RunSpec, opts: { onSlot?
       const timing = timer.end();
       progress++;
       let checkpointSaved = false;
+      let slotFitSeconds = 0;
+      if (local && K !== null && progress % K === 0) {
+        const fitsBefore = local.fits.length;
+        checkpointSaved = local.maybeCheckpoint(stages, progress);
+        slotFitSeconds = local.fits.slice(fitsBefore).reduce((a, f) => a + f.outcome.seconds, 0);
+        fitSeconds += slotFitSeconds;
+        events.push(`checkpoint at ${progress}`);
+      }
       if (ckpt && K !== null && progress % K === 0) {
         ckpt = { progress, snaps: stages.map(snapshotStage) };
         checkpointSaved = true;
@@ -297,7 +329,7 @@ export async function executeRun(ctx: RunContext, spec: RunSpec, opts: { onSlot?
           if (sent !== replicaRefreshBytes.reduce((a, b) => a + b, 0)) throw new Error(`replica refresh moved ${sent} bytes, expected ${replicaRefreshBytes.join('+')}`);
         }
       }
-      const measuredSeconds = (now() - t0) / 1000;
+      const measuredSeconds = (now() - t0) / 1000 - slotFitSeconds; // fits run off the training path
       const evalNow = progress % ctx.evalEvery === 0 || progress === ctx.iterations;
       const valLoss = evalNow ? evaluate(stages, ctx.valBatches) : null;
       if (progress <= bestProgress) events.push('redo');
@@ -324,6 +356,11 @@ export async function executeRun(ctx: RunContext, spec: RunSpec, opts: { onSlot?
     }
   } finally {
     stages.forEach((s) => s.dispose());
+    local?.dispose();
+  }
+  if (local && spec.strategy === 'cpsr') {
+    const usable = local.fits.filter((f) => f.outcome.usable).length;
+    trace.notes.push(`predictor: ${local.fits.length} fits (${usable} usable), ${fitSeconds.toFixed(1)} s of fitting off the training path (a coordinator worker in the swarm)`);
   }
   return trace;
 }
@@ -346,7 +383,7 @@ export function deriveRun(ctx: DeriveContext, spec: RunSpec, base: RunTrace, bas
     throw new Error('the base run must be failure-free and complete');
   }
   const schedule = new FailureSchedule(ctx.failureSeed, S, spec.rate / 100, ctx.iterationSeconds);
-  const K = spec.strategy === 'checkpoint' ? spec.checkpointEvery : null;
+  const K = takesCheckpoints(spec.strategy) ? spec.checkpointEvery : null;
   const trace: RunTrace = {
     spec,
     swap,

@@ -57,6 +57,34 @@ describe('fork runner', () => {
     for (const c of cost) expect(c.setback).toBeGreaterThanOrEqual(0);
   }, 60_000);
 
+  it('stage-restore and cpsr restore only the lost stage from its last checkpoint: exact at horizon 0, stale after', () => {
+    // checkpoints every 3: forks at 21 (a checkpoint: horizon 0) and 23 (horizon 2, from 21; 8 checkpoints of history)
+    const c: ForkStudyConfig = { ...TINY_FORK_STUDY, strategies: ['stage-restore', 'cpsr', 'exact'], checkpointEvery: 3, forkPoints: [21, 23], horizon: 2 };
+    const r = runForkStudy(c);
+    expect(r.bases.map((b) => b.order)).toEqual(['plain']);
+    const exact = (f: number) => r.forks.find((x) => x.strategy === 'exact' && x.fork === f)!;
+    for (const s of ['stage-restore', 'cpsr'] as const) {
+      const fs = r.forks.filter((x) => x.strategy === s);
+      expect(fs).toHaveLength(2 * 3); // fork points x stages
+      for (const f of fs) {
+        expect(f.method).toBe(s);
+        expect(f.restoredFrom).toBe(21);
+        if (s === 'stage-restore') expect(f).toMatchObject({ fallback: false, computeSeconds: 0 });
+        else expect(f.fallback ? f.computeSeconds === 0 : f.computeSeconds > 0).toBe(true);
+        if (f.fork === 21) {
+          // the checkpoint is the current state: the fork trains the base run exactly
+          expect(f.loss, `${s} stage ${f.stage}`).toBe(exact(21).loss);
+          expect(f.setback).toBe(0);
+        } else {
+          // the stage is 2 iterations stale: the first loss differs from the base's
+          expect(f.firstLoss, `${s} stage ${f.stage}`).not.toBe(f.baseFirstLoss);
+          expect(f.setback).toBeGreaterThanOrEqual(0);
+        }
+      }
+    }
+    expect(() => runForkStudy({ ...c, checkpointEvery: undefined })).toThrow(/checkpoint interval/);
+  }, 120_000);
+
   it('splits the jobs into parts that together cover every fork once', () => {
     const c = { ...TINY_FORK_STUDY, strategies: ['none' as const], forkPoints: [2], horizon: 1 };
     const whole = runForkStudy(c).forks.map((f) => `${f.fork}:${f.stage}:${f.loss}`);

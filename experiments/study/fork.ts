@@ -13,6 +13,13 @@
  *
  * An `exact` fork restores the snapshot and fails nothing: it must reproduce the base run bit for
  * bit (the exact restores, checkpoint and redundant, are this with a rollback or no loss).
+ *
+ * stage-restore and cpsr (issue 25): the plain base run also checkpoints every stage every
+ * `checkpointEvery` iterations (experiments/local-cpsr.ts); the fork restores only the lost stage
+ * from its last checkpoint before the fork point (horizon = fork point mod checkpointEvery), cpsr
+ * moving its weights forward by the stage's predictor. The predictors are fitted on the history
+ * at that last checkpoint (the freshest fit a background fitter can have); the prediction's
+ * seconds are recorded (the pricing adds them to the recovery).
  */
 import { usesSwap } from '../../shared/run-settings.js';
 import { Stage } from '../../shared/model/stage.js';
@@ -23,10 +30,12 @@ import { loadDataset } from '../../trainer/corpus-file.js';
 import { evaluate, runIteration } from '../../trainer/pipeline.js';
 import { LocalReplicaStore, recoverLocally } from '../local-recovery.js';
 import { restoreStage, snapshotStage, type StageSnapshot } from '../stage-snapshot.js';
+import { LocalCpsr } from '../local-cpsr.js';
+import { restoresOnlyLostStage } from '../checkpointed.js';
 import { iterationsLost, type CurvePoint } from './setback.js';
 
 /** The rebuild strategies a fork can apply; `exact` restores the snapshot unchanged. */
-export const FORK_STRATEGIES = ['checkfree', 'checkfree+', 'none'] as const;
+export const FORK_STRATEGIES = ['checkfree', 'checkfree+', 'none', 'stage-restore', 'cpsr'] as const;
 export type ForkStrategy = (typeof FORK_STRATEGIES)[number] | 'exact';
 export type Order = 'plain' | 'swap';
 
@@ -53,6 +62,8 @@ export interface ForkStudyConfig {
   evalEvery: number;
   evalBatches: number;
   strategies: ForkStrategy[];
+  /** stage-restore and cpsr: every stage is checkpointed every this many iterations (required for them). */
+  checkpointEvery?: number;
   data?: string;
 }
 
@@ -84,6 +95,10 @@ export interface ForkRecord {
   setback: number;
   gap: number;
   capped: boolean;
+  /** stage-restore / cpsr: the checkpoint's iteration the lost stage came back from (null otherwise). */
+  restoredFrom: number | null;
+  /** Seconds the recovery computed (cpsr: the prediction; 0 otherwise). */
+  computeSeconds: number;
 }
 
 export function studyModelConfig(c: ForkStudyConfig): ResolvedConfig {
@@ -103,12 +118,18 @@ export function checkForkConfig(c: ForkStudyConfig): void {
   if (c.forkPoints.length === 0) throw new RangeError('give at least one fork point');
   for (const f of c.forkPoints) int('fork point', f);
   if (c.strategies.length === 0) throw new RangeError('give at least one strategy');
+  if (c.strategies.some((s) => s === 'stage-restore' || s === 'cpsr')) {
+    if (c.checkpointEvery === undefined) throw new RangeError('stage-restore and cpsr forks need a checkpoint interval (checkpointEvery)');
+    int('checkpoint interval', c.checkpointEvery);
+  }
   studyModelConfig(c);
 }
 
 interface ForkPointState {
   snaps: StageSnapshot[];
   replicas: LocalReplicaStore;
+  /** The checkpoints (and fitted predictors) at the fork point (stage-restore, cpsr). */
+  cpsr: LocalCpsr | null;
 }
 
 interface Trainer {
@@ -134,7 +155,7 @@ const median = (xs: number[]) => {
 };
 
 /** Trains a failure-free base run, keeping snapshots at the fork points. */
-function runBase(t: Trainer, c: ForkStudyConfig, order: Order): { base: BaseRun; states: Map<number, ForkPointState> } {
+function runBase(t: Trainer, c: ForkStudyConfig, order: Order): { base: BaseRun; states: Map<number, ForkPointState>; cpsr: LocalCpsr | null } {
   const swap = order === 'swap';
   const end = Math.max(...c.forkPoints) + c.horizon;
   const evalAt = new Set<number>([0, ...c.forkPoints, ...c.forkPoints.map((f) => f + c.horizon)]);
@@ -146,16 +167,22 @@ function runBase(t: Trainer, c: ForkStudyConfig, order: Order): { base: BaseRun;
   const trainLoss: number[] = [];
   const secs: number[] = [];
   const states = new Map<number, ForkPointState>();
+  const K = c.checkpointEvery ?? 0;
+  const ck = !swap && K > 0 && c.strategies.some((s) => s !== 'exact' && restoresOnlyLostStage(s)) ? new LocalCpsr(t.cfg, c.stages, { interval: K, fitStages: [] }) : null;
+  // Fit where a fork will restore from: the last checkpoint at or before each fork point.
+  const fitAt = new Set(c.strategies.includes('cpsr') ? c.forkPoints.map((f) => f - (f % K)) : []);
+  ck?.maybeCheckpoint(stages, 0);
   for (let it = 0; it < end; it++) {
     const t0 = performance.now();
     trainLoss.push(step(t, c, stages, it, swap));
     secs.push((performance.now() - t0) / 1000);
     replicas.maybeRefresh(stages, it + 1);
+    if (ck?.maybeCheckpoint(stages, it + 1) && fitAt.has(it + 1)) for (let s = 0; s < c.stages; s++) ck.fit(s);
     if (evalAt.has(it + 1)) curve.push({ iteration: it + 1, loss: evaluate(stages, t.val) });
-    if (c.forkPoints.includes(it + 1)) states.set(it + 1, { snaps: stages.map(snapshotStage), replicas: replicas.clone() });
+    if (c.forkPoints.includes(it + 1)) states.set(it + 1, { snaps: stages.map(snapshotStage), replicas: replicas.clone(), cpsr: ck?.clone() ?? null });
   }
   stages.forEach((s) => s.dispose());
-  return { base: { order, curve, trainLoss, iterationSeconds: median(secs) }, states };
+  return { base: { order, curve, trainLoss, iterationSeconds: median(secs) }, states, cpsr: ck };
 }
 
 /** One fork: restore, fail `stage` and recover it by `strategy` (or nothing: exact), train on. */
@@ -167,7 +194,17 @@ function runFork(t: Trainer, c: ForkStudyConfig, base: BaseRun, state: ForkPoint
   let fallback = false;
   let a: number | null = null;
   let b: number | null = null;
-  if (strategy !== 'exact') {
+  let restoredFrom: number | null = null;
+  let computeSeconds = 0;
+  if (strategy !== 'exact' && restoresOnlyLostStage(strategy)) {
+    if (!state.cpsr) throw new Error(`no checkpoints kept for ${strategy} forks`);
+    const t0 = performance.now();
+    const ev = state.cpsr.clone().recover(stages, stage, f, strategy);
+    computeSeconds = ev.predicted ? (performance.now() - t0) / 1000 : 0;
+    method = strategy;
+    fallback = strategy === 'cpsr' && !ev.predicted;
+    restoredFrom = ev.from;
+  } else if (strategy !== 'exact') {
     const ev = recoverLocally(stages, stage, strategy, {
       lr: c.lr,
       lrScale: strategy === 'none' ? 1 : c.lrScale,
@@ -187,7 +224,7 @@ function runFork(t: Trainer, c: ForkStudyConfig, base: BaseRun, state: ForkPoint
   stages.forEach((s) => s.dispose());
   const baseLoss = base.curve.find((p) => p.iteration === at)!.loss;
   const s = iterationsLost(base.curve, at, loss);
-  return { order: base.order, strategy, fork: f, stage, method, fallback, a, b, firstLoss, baseFirstLoss: base.trainLoss[f]!, at, loss, baseLoss, setback: s.iterations, gap: s.gap, capped: s.capped };
+  return { order: base.order, strategy, fork: f, stage, method, fallback, a, b, firstLoss, baseFirstLoss: base.trainLoss[f]!, at, loss, baseLoss, setback: s.iterations, gap: s.gap, capped: s.capped, restoredFrom, computeSeconds };
 }
 
 /** Which base order a strategy's forks start from. */
@@ -223,7 +260,7 @@ export function runForkStudy(c: ForkStudyConfig, p: ForkStudyPart = { part: 0, p
   const total = orders.reduce((n, o) => n + mine.length * rebuilds.filter((s) => orderOf(s) === o).length, 0) + (c.strategies.includes('exact') ? orders.length * mine.filter((j) => j.stage === 0).length : 0);
   let done = 0;
   for (const order of orders) {
-    const { base, states } = runBase(t, c, order);
+    const { base, states, cpsr } = runBase(t, c, order);
     bases.push(base);
     for (const j of mine) {
       const state = states.get(j.f)!;
@@ -236,6 +273,7 @@ export function runForkStudy(c: ForkStudyConfig, p: ForkStudyPart = { part: 0, p
         p.onProgress?.(++done, total, r);
       }
     }
+    cpsr?.dispose(); // the fork points' clones share its predictors
   }
   return { bases, forks };
 }

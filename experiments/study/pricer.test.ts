@@ -36,6 +36,24 @@ describe('Monte Carlo pricer', () => {
     expect(r.p50).toBeLessThanOrEqual(r.p95);
   });
 
+  it('stage-restore and cpsr pay a checkpoint every K completed iterations but roll nothing back', () => {
+    // No failure: N iterations + a checkpoint after every K-th but the last (29 of them for N 300, K 10).
+    const sc = { every: 10, cost: 2 };
+    const quiet = price({ targetIterations: 300, failuresPerIteration: 0, nStages: 4, iterationCost: 1, recoveryCost: 5, setbacks: [[3]], stageCheckpoint: sc }, 10, 1);
+    expect(quiet.mean).toBeCloseTo(300 + 29 * 2, 9);
+    // With failures: the measured setback replaces the rollback; with a small setback it beats the
+    // rollback of the checkpoint baseline at the same interval, cost and restore cost.
+    const lambda = 0.01;
+    const common = { targetIterations: 1000, failuresPerIteration: lambda, nStages: 4, iterationCost: 1 };
+    const rollback = price({ ...common, recoveryCost: 0, checkpoint: { every: 20, cost: 2, restoreCost: 3 } }, 4000, 5);
+    const restore = price({ ...common, recoveryCost: 3, setbacks: [[1], [1], [1], [1]], stageCheckpoint: { every: 20, cost: 2 } }, 4000, 5);
+    const noCheckpoints = price({ ...common, recoveryCost: 3, setbacks: [[1], [1], [1], [1]] }, 4000, 5);
+    expect(restore.mean).toBeLessThan(rollback.mean);
+    // it pays for the checkpoints it takes: 49 of cost 2, each failure abandoning on average half an iteration more
+    expect(restore.mean - noCheckpoints.mean).toBeGreaterThan(49 * 2 * 0.9);
+    expect(() => price({ ...common, recoveryCost: 0, stageCheckpoint: sc, checkpoint: { every: 20, cost: 2, restoreCost: 3 } }, 10, 1)).toThrow(/either/);
+  });
+
   it('the swarm failure rate is -S ln(1 - p)', () => {
     expect(swarmFailureRate(0.002, 6)).toBeCloseTo(6 * 0.002002, 6);
     expect(() => swarmFailureRate(1, 6)).toThrow(RangeError);

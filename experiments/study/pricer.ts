@@ -14,6 +14,11 @@
  *     sets progress back by a setback drawn from the measured ones for the failed stage;
  *   checkpoint: after every `every` iterations a checkpoint costs `cost`; a failure rolls progress
  *     back to the last checkpoint and costs `restoreCost` (replacement wait + reading it back).
+ *   stage-restore, cpsr: a rebuild strategy (the measured setbacks of restoring only the lost
+ *     stage from its checkpoint) that also pays `stageCheckpoint.cost` after every
+ *     `stageCheckpoint.every` completed iterations (the checkpoint is part of the iteration it
+ *     follows: a failure during it abandons both); `recoveryCost` holds the wait, the checkpoint
+ *     download and, for cpsr, the prediction.
  *
  * Failures during a recovery wait are not drawn (the clock restarts after it). With setbacks 0,
  * no recovery cost and checkpointing, the expected time is the classic closed form
@@ -48,6 +53,8 @@ export interface PriceInput {
    * fails at any moment). false: failures strike between iterations, as the operator's churn does.
    */
   abandon?: boolean;
+  /** Rebuild strategies that checkpoint (stage-restore, cpsr): a checkpoint of `cost` after every `every` completed iterations. */
+  stageCheckpoint?: { every: number; cost: number };
 }
 
 export interface PriceResult {
@@ -96,6 +103,11 @@ function checkInput(o: PriceInput): void {
     const c = o.checkpoint;
     if (!(Number.isInteger(c.every) && c.every >= 1) || !(c.cost >= 0) || !(c.restoreCost >= 0)) throw new RangeError('bad checkpoint policy');
   }
+  if (o.stageCheckpoint) {
+    const c = o.stageCheckpoint;
+    if (o.checkpoint) throw new RangeError('a run checkpoints either as the checkpoint baseline or as a stage restore, not both');
+    if (!(Number.isInteger(c.every) && c.every >= 1) || !(c.cost >= 0)) throw new RangeError('bad stage checkpoint policy');
+  }
 }
 
 /** One run's wall-clock time (units of T) and failure count, drawn with `rand`. */
@@ -123,8 +135,10 @@ export function simulateRun(o: PriceInput, rand: () => number): { time: number; 
     return { time: t, failures };
   }
   const S = o.nStages;
+  let completed = 0;
   while (progress < N) {
-    const end = t + o.iterationCost;
+    const sc = o.stageCheckpoint;
+    const end = t + o.iterationCost + (sc && (completed + 1) % sc.every === 0 && progress + 1 < N ? sc.cost : 0);
     if (nextFailure < end) {
       failures++;
       const stage = Math.min(S - 1, Math.floor(rand() * S));
@@ -133,6 +147,7 @@ export function simulateRun(o: PriceInput, rand: () => number): { time: number; 
       if (o.abandon === false) {
         t = end;
         progress++;
+        completed++;
       } else {
         t = nextFailure;
       }
@@ -142,6 +157,7 @@ export function simulateRun(o: PriceInput, rand: () => number): { time: number; 
     } else {
       t = end;
       progress++;
+      completed++;
     }
   }
   return { time: t, failures };

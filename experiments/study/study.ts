@@ -182,9 +182,24 @@ export function swapFraction(cost: ReturnType<typeof swapQualityCost>): number {
   return xs[Math.floor(xs.length / 2)] ?? 0;
 }
 
+/** How stage-restore and cpsr are priced: the forks' checkpoint interval and cpsr's prediction time (units of T). */
+export interface StageCheckpointPricing {
+  every: number;
+  predictCost: number;
+}
+
+/** From a fork study: its interval, and the mean prediction seconds of its cpsr forks over the base's iteration seconds. */
+export function stageCheckpointPricing(c: ForkStudyConfig, fr: ForkStudyResult): StageCheckpointPricing | null {
+  if (c.checkpointEvery === undefined || !fr.forks.some((f) => f.strategy === 'stage-restore' || f.strategy === 'cpsr')) return null;
+  const T = fr.bases.find((b) => b.order === 'plain')!.iterationSeconds;
+  const secs = fr.forks.filter((f) => f.strategy === 'cpsr').map((f) => f.computeSeconds ?? 0);
+  const mean = secs.length ? secs.reduce((a, b) => a + b, 0) / secs.length : 0;
+  return { every: c.checkpointEvery, predictCost: T > 0 ? mean / T : 0 };
+}
+
 /** Time (units of T) to the target for every strategy under one setting. */
-function priceSetting(
-  o: { S: number; p: number; N: number; runs: number; seed: number; checkpointCost: number; redundantOverhead: number; wait: number; swapOverhead: number; swapFraction: number; intervals: number[] },
+export function priceSetting(
+  o: { S: number; p: number; N: number; runs: number; seed: number; checkpointCost: number; redundantOverhead: number; wait: number; swapOverhead: number; swapFraction: number; intervals: number[]; stageCheckpoints?: StageCheckpointPricing | null },
   forks: ForkRecord[],
 ): { strategy: string; interval: number | null; r: PriceResult }[] {
   const lambda = swarmFailureRate(o.p, o.S);
@@ -195,7 +210,19 @@ function priceSetting(
   run('checkfree+', { ...base, targetIterations: Math.round(o.N * (1 + o.swapFraction)), iterationCost: 1 + o.swapOverhead, recoveryCost: o.wait, setbacks: pools(forks, 'checkfree+', o.S) });
   run('none', { ...base, iterationCost: 1, recoveryCost: o.wait, setbacks: pools(forks, 'none', o.S) });
   run('redundant', { ...base, iterationCost: 1 + o.redundantOverhead, recoveryCost: o.wait });
-  for (const k of o.intervals) {
+  const sc = o.stageCheckpoints;
+  if (sc) {
+    // Only the lost stage is restored from its checkpoint (its download costs what the baseline's
+    // restore does) at the interval the forks measured; cpsr also waits for its prediction.
+    const every = Math.min(sc.every, o.N);
+    for (const s of ['stage-restore', 'cpsr'] as const) {
+      if (!forks.some((f) => f.strategy === s)) continue;
+      run(s, { ...base, iterationCost: 1, recoveryCost: o.wait + o.checkpointCost + (s === 'cpsr' ? sc.predictCost : 0), setbacks: pools(forks, s, o.S), stageCheckpoint: { every, cost: o.checkpointCost } });
+      out[out.length - 1]!.interval = every;
+    }
+  }
+  const intervals = sc && !o.intervals.includes(sc.every) ? [...o.intervals, sc.every] : o.intervals; // the baseline at the same interval
+  for (const k of intervals) {
     const every = k === 0 ? youngDalyIterations(o.checkpointCost, lambda) : k;
     run(k === 0 ? 'checkpoint@yd' : `checkpoint@${k}`, { ...base, iterationCost: 1, recoveryCost: 0, checkpoint: { every: Math.min(every, o.N), cost: o.checkpointCost, restoreCost: o.wait + o.checkpointCost } });
   }
@@ -307,13 +334,14 @@ export async function runStudy(o: StudyOptions): Promise<StudyResult> {
   const P = o.pricing;
   const S = o.fork.stages;
   const swapOverheads = P.hopRatios.map((h) => ({ hopRatio: h, overhead: swapOverhead(S, P.microbatches, h) }));
+  const stageCheckpoints = stageCheckpointPricing(o.fork, fr);
   const priced: PricedRow[] = [];
   for (const rate of PAPER_RATES) {
     for (const c of P.checkpointCosts) for (const rho of P.redundantOverheads) for (const w of P.waits) for (const so of swapOverheads) {
       const central = c === P.central.checkpointCost && rho === P.central.redundantOverhead && w === P.central.wait;
       // The hop-ratio sweep is priced at the central setting only.
       if (!central && so.hopRatio !== P.central.hopRatio) continue;
-      for (const x of priceSetting({ S, p: rate.p, N: P.targetIterations, runs: P.runs, seed: o.seed, checkpointCost: c, redundantOverhead: rho, wait: w, swapOverhead: so.overhead, swapFraction: sf, intervals: P.intervals }, fr.forks)) {
+      for (const x of priceSetting({ S, p: rate.p, N: P.targetIterations, runs: P.runs, seed: o.seed, checkpointCost: c, redundantOverhead: rho, wait: w, swapOverhead: so.overhead, swapFraction: sf, intervals: P.intervals, stageCheckpoints }, fr.forks)) {
         priced.push({ hourly: rate.hourly, p: rate.p, checkpointCost: c, redundantOverhead: rho, wait: w, hopRatio: so.hopRatio, strategy: x.strategy, interval: x.interval, mean: x.r.mean, p05: x.r.p05, p95: x.r.p95, failures: x.r.failures });
       }
     }
@@ -409,9 +437,15 @@ function summarize(
     }
   }
   L.push('');
-  for (const s of FORK_STRATEGIES) {
+  for (const s of FORK_STRATEGIES.filter((x) => fr.forks.some((f) => f.strategy === x))) {
     const x = stats(fr.forks.filter((f) => f.strategy === s).map((f) => f.setback));
     L.push(`- ${s}: ${x.n} forks, mean ${fmt(x.mean, 1)} iterations lost (sd ${fmt(x.sd, 1)}, max ${fmt(x.max, 1)})`);
+  }
+  const restores = fr.forks.filter((f) => f.strategy === 'stage-restore' || f.strategy === 'cpsr');
+  if (restores.length) {
+    const horizons = [...new Set(restores.map((f) => f.fork - (f.restoredFrom ?? f.fork)))].sort((a, b) => a - b);
+    const cp = fr.forks.filter((f) => f.strategy === 'cpsr');
+    L.push(`- stage-restore / cpsr: every stage checkpointed every ${o.fork.checkpointEvery} iterations; the lost stage restored from its last checkpoint, ${horizons.join(', ')} iteration(s) before the failure; cpsr predicted in ${cp.filter((f) => !f.fallback).length} of ${cp.length} forks (the rest: the plain restore); priced with a checkpoint every ${o.fork.checkpointEvery} iterations, against checkpoint@${o.fork.checkpointEvery}`);
   }
   const last = swapCost[swapCost.length - 1];
   if (last) {
