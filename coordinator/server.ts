@@ -189,7 +189,7 @@ export class Coordinator {
     });
     const sendTask: TaskSender = { send: (v, meta, input, targets) => void this.io.to(v.socket.id).emit('task', meta, input, targets) };
     // diloco: which replica ran each hop, so the local trainer can replay the run.
-    this.assignment = dpOf(settings).mode === 'diloco' ? new AssignmentRecorder(settings.microbatches, (s) => this.stages.replicas(s)) : null;
+    this.assignment = dpOf(settings).mode === 'diloco' ? new AssignmentRecorder(settings.microbatches, (s) => this.stages.replicas(s), settings.stages) : null;
     this.taskSender = this.assignment ? this.assignment.wrap(sendTask) : sendTask;
     this.scheduler = new Scheduler(
       {
@@ -229,6 +229,8 @@ export class Coordinator {
           await this.recovery.afterIteration(r);
           // diloco replicas differ by design between syncs: their fingerprints are compared right after each sync instead.
           if (dpOf(settings).mode !== 'diloco') await this.replicaSync.afterIteration(r.iteration);
+          const assigned = this.assignment?.stored(r.iteration);
+          if (assigned) this.store.addAssignment(this.runId, assigned);
           this.operator.onIteration(r);
         },
         diloco:

@@ -15,6 +15,10 @@
  *               capped at `maxEventsPerRun` rows per run and `maxEvents` in all (oldest pruned)
  *   checkpoints run, iteration (PK together), dir, files TEXT (JSON: per-stage file, bytes, sha256),
  *               bytes, seconds, time: the checkpoint baseline's files on disk (checkpoint-store.ts)
+ *   dp_assignments run, iteration (PK together), replicas TEXT (JSON: group size per stage, or null
+ *               when a group changed during the iteration), hops TEXT (JSON [microbatch][hop]: the
+ *               group slot that ran it): `--dp diloco`'s record of who ran what (assignment-recorder.ts),
+ *               exported for `train:local --assignment` (assignment-export.ts)
  *
  * A full disk, a read-only file or a busy database (another process holding the write lock) never
  * takes the coordinator down: a failed write is counted (`swarm_store_write_failures_total`),
@@ -32,7 +36,7 @@ import { clipData, clipText } from '../gateway/clip.js';
 import type { Logger } from './log.js';
 import type { SwarmMetrics } from './metrics.js';
 
-const SCHEMA_VERSION = 3;
+const SCHEMA_VERSION = 4;
 
 /** Newest rows a dashboard payload (init, run detail) carries. */
 export const DASHBOARD_ITERATIONS = 10_000;
@@ -68,6 +72,15 @@ export interface CheckpointRecord {
 }
 
 export const STORE_FILE = 'swarm.sqlite';
+
+/** One iteration of a diloco run's replica assignment, as stored. */
+export interface StoredAssignment {
+  iteration: number;
+  /** Group size of each stage while the iteration ran; null when a group changed during it. */
+  replicas: number[] | null;
+  /** [microbatch][hop] -> group slot of the tab that ran the hop's forward (and backward). */
+  hops: number[][];
+}
 
 interface RunRecord {
   id: string;
@@ -329,6 +342,13 @@ export class RunStore {
         stage INTEGER NOT NULL,
         PRIMARY KEY (run, token_hash)
       ) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS dp_assignments (
+        run TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        iteration INTEGER NOT NULL,
+        replicas TEXT,
+        hops TEXT NOT NULL,
+        PRIMARY KEY (run, iteration)
+      ) WITHOUT ROWID;
       PRAGMA user_version = ${SCHEMA_VERSION};
     `);
   }
@@ -352,6 +372,19 @@ export class RunStore {
       });
       this.stmts.touch.run(r.time, run);
     });
+  }
+
+  /** `--dp diloco`: who ran each hop of `iteration` (assignment-recorder.ts); replicas null: a group changed meanwhile. */
+  addAssignment(run: string, a: StoredAssignment): void {
+    this.write('dp_assignments', () =>
+      this.db.prepare('INSERT OR REPLACE INTO dp_assignments (run, iteration, replicas, hops) VALUES (?, ?, ?, ?)').run(run, a.iteration, a.replicas ? JSON.stringify(a.replicas) : null, JSON.stringify(a.hops)),
+    );
+  }
+
+  /** A run's stored assignment rows, by iteration. */
+  assignments(run: string): StoredAssignment[] {
+    const rows = this.db.prepare('SELECT iteration, replicas, hops FROM dp_assignments WHERE run = ? ORDER BY iteration').all(run) as { iteration: number; replicas: string | null; hops: string }[];
+    return rows.map((r) => ({ iteration: r.iteration, replicas: r.replicas === null ? null : (JSON.parse(r.replicas) as number[]), hops: JSON.parse(r.hops) as number[][] }));
   }
 
   addEvent(run: string, e: EventRow): void {
