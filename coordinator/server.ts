@@ -229,7 +229,8 @@ export class Coordinator {
           await this.recovery.afterIteration(r);
           // diloco replicas differ by design between syncs: their fingerprints are compared right after each sync instead.
           if (dpOf(settings).mode !== 'diloco') await this.replicaSync.afterIteration(r.iteration);
-          const assigned = this.assignment?.stored(r.iteration);
+          // r.iteration counts completed iterations; the tasks of the one just done carried r.iteration - 1.
+          const assigned = this.assignment?.stored(r.iteration - 1);
           if (assigned) this.store.addAssignment(this.runId, assigned);
           this.operator.onIteration(r);
         },
