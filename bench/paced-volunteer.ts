@@ -12,9 +12,11 @@ import type { TaskMeta } from '../shared/protocol/events.js';
 import { encodeTensorFrame, WIRE_DTYPES, type FrameKind, type WireEncoding } from '../shared/protocol/index.js';
 import { mulberry32 } from '../shared/model/rng.js';
 import { syncChunks, encodeSyncChunk } from '../shared/dp/sync-chunks.js';
-import { encodeDilocoState } from '../shared/dp/diloco-state.js';
 import { syncChunkRequestSchema, syncApplyRequestSchema } from '../shared/dp/sync-messages.js';
 import { EDGE_HOP_FRACTION } from '../shared/schedule/skip-timing.js';
+import type { ResolvedConfig } from '../shared/model/config.js';
+import type { Assignment, WeightParts } from '../shared/protocol/events.js';
+import { pacedBundle, type PacedBundle } from './paced-bundles.js';
 
 /** `--dp diloco` for a paced volunteer: its stage's parameter count and the sync encoding. */
 export interface PacedDiloco {
@@ -55,6 +57,17 @@ export function patched(t: Uint8Array, iteration: number, mb: number, hop: numbe
   return f;
 }
 
+/** The chunk of `whole` a bundle-transfer request asks for. */
+function chunkOf(whole: Uint8Array, req: { offset: number; maxBytes: number }): unknown {
+  if (!(Number.isInteger(req?.offset) && req.offset >= 0 && Number.isInteger(req?.maxBytes) && req.maxBytes > 0)) return { error: 'bad chunk request' };
+  return { total: whole.byteLength, offset: req.offset, bytes: whole.subarray(req.offset, Math.min(whole.byteLength, req.offset + req.maxBytes)) };
+}
+
+/** A 16-hex-digit fingerprint standing for "stage s after the outer step of iteration t". */
+function digestOf(stage: number, lastSync: number): string {
+  return ((stage + 1) * 0x10000 + (lastSync + 1)).toString(16).padStart(16, '0');
+}
+
 export class PacedVolunteer {
   readonly socket: Socket;
   private stage = -1;
@@ -65,13 +78,23 @@ export class PacedVolunteer {
 
   private syncTemplates = new Map<string, Uint8Array>();
   private syncs = 0;
+  /** The run's model and lr (from the assignment): the sizes of the bundles it uploads. */
+  private config: ResolvedConfig | null = null;
+  private lr = 1e-3;
+  /** The iteration of the last outer step applied (what its fingerprint stands for). */
+  private lastSync = -1;
+  /** CheckFree replicas kept for the coordinator (put_replica), by part. */
+  private replicas = new Map<string, Uint8Array>();
 
   constructor(url: string, private act: Uint8Array, private grad: Uint8Array, private pacing: Pacing, private diloco?: PacedDiloco) {
     this.socket = io(url, { transports: ['websocket'], forceNew: true, reconnection: false });
     const s = this.socket;
     s.on('connect', () => s.emit('hello', { backend: 'webgpu', adapter: null, throughputGflops: 1, agent: 'bench/paced' }, () => {}));
-    s.on('assign', (a: { stage: number | null }, ack: (r: unknown) => void) => {
+    s.on('assign', (a: Partial<Assignment>, ack: (r: unknown) => void) => {
       this.stage = a.stage ?? -1;
+      this.config = a.config ?? this.config;
+      this.lr = a.lr ?? this.lr;
+      this.queue = [];
       ack({ ok: true });
     });
     s.on('task', (meta: TaskMeta, input: Uint8Array | null) => {
@@ -81,6 +104,26 @@ export class PacedVolunteer {
     s.on('abandon', () => void (this.queue = []));
     s.on('grad_norm', (info: { iteration: number }, ack: (r: unknown) => void) => ack({ iteration: info.iteration, preClipNorm: 1 }));
     s.on('step', (info: { iteration: number }, ack: (r: unknown) => void) => ack({ iteration: info.iteration, preClipNorm: 1, postClipNorm: 1, stepMs: 0 }));
+    // Uploads in chunks (coordinator/tabs/bundle-transfer.ts), of the true sizes (paced-bundles.ts).
+    s.on('get_weights', (info: { parts: WeightParts; offset: number; maxBytes: number }, ack: (r: unknown) => void) => {
+      const kind = info?.parts;
+      if (typeof kind === 'string' && kind.startsWith('replica:')) {
+        const r = this.replicas.get(kind.slice('replica:'.length));
+        return r ? ack(chunkOf(r, info)) : ack({ error: `no ${kind} held` });
+      }
+      if (!['all', 'embed', 'head', 'state', 'diloco'].includes(kind)) return ack({ error: `bad parts ${String(kind)}` });
+      this.upload(kind as PacedBundle, info, ack);
+    });
+    s.on('get_grads', (info: { offset: number; maxBytes: number }, ack: (r: unknown) => void) => this.upload('grads', info, ack));
+    s.on('set_grads', (_info: unknown, _bundle: Uint8Array, ack: (r: unknown) => void) => setTimeout(() => ack({ ok: true }), this.pacing.codecMs));
+    s.on('put_replica', (info: { part: string }, bundle: Uint8Array, ack: (r: unknown) => void) => {
+      this.replicas.set(String(info?.part), bundle);
+      ack({ ok: true });
+    });
+    // Replicas right after a sync must agree (replica-sync.ts): a paced volunteer holds no weights,
+    // so every paced replica of a stage that applied the same outer step reports the same
+    // fingerprint, and Adam step 0 (its stage bundles say 0 too), and no re-sync is triggered.
+    s.on('weights_digest', (_info: unknown, ack: (r: unknown) => void) => ack({ digest: digestOf(this.stage, this.lastSync), step: 0 }));
     // diloco syncs (shared/dp/sync-messages.ts): frames of the true sizes and encoding, paced like a codec.
     s.on('dp_sync_get', (info: unknown, ack: (r: unknown) => void) => {
       const r = syncChunkRequestSchema.safeParse(info);
@@ -95,13 +138,27 @@ export class PacedVolunteer {
     });
     s.on('dp_sync_apply', (info: unknown, ack: (r: unknown) => void) => {
       if (!syncApplyRequestSchema.safeParse(info).success) return ack({ error: 'bad dp_sync_apply' });
+      this.lastSync = (info as { iteration: number }).iteration;
       ack({ ok: true, syncs: ++this.syncs });
     });
-    s.on('dp_state', (_info: unknown, ack: (r: unknown) => void) => {
-      if (!this.diloco || this.stage < 0) return ack({ error: 'no diloco stage' });
-      const n = this.diloco.params(this.stage);
-      ack({ bundle: encodeDilocoState({ synced: new Float32Array(n), momentum: new Float32Array(n), syncs: this.syncs }) });
+    s.on('dp_set_state', (info: { stage: number }, bundle: Uint8Array, ack: (r: unknown) => void) => {
+      if (!this.diloco || info?.stage !== this.stage || !(bundle instanceof Uint8Array)) return ack({ error: 'bad dp_set_state' });
+      setTimeout(() => ack({ ok: true }), this.pacing.codecMs);
     });
+  }
+
+  /** Answers one chunk of upload `kind` (the bundle of its true size, encoded once). */
+  private upload(kind: PacedBundle, req: { offset: number; maxBytes: number }, ack: (r: unknown) => void): void {
+    if (!this.config || this.stage < 0) return ack({ error: 'no stage assigned' });
+    if (kind === 'diloco' && !this.diloco) return ack({ error: 'not a diloco replica' });
+    const whole = pacedBundle(this.config, this.stage, kind, this.lr);
+    // The first chunk costs the tab its encode (a read-back and a copy).
+    setTimeout(() => ack(chunkOf(whole, req)), req.offset === 0 ? this.pacing.codecMs : 0);
+  }
+
+  /** The stage it serves (-1: none). */
+  get stageIndex(): number {
+    return this.stage;
   }
 
   /** Uplink chunk `index` of this stage's pseudo-gradient, synthetic values, encoded once per size. */

@@ -5,6 +5,7 @@
  *   npm run bench:scaling
  *   npm run bench:scaling -- --tabs 4,8,16 --pace 400 --iterations 4
  *   npm run bench:scaling -- --dp diloco --dp-every 4 --link 50,50,20 --preset tiny
+ *   npm run bench:scaling -- --volunteer paced --preset base --dp diloco --link 50,50,20 --pace 100
  *
  * `--dp exact|diloco` (docs/data-parallel.md; `--dp-every H`), `--preset`, and `--link up,down,latency`
  * (Mbit/s, Mbit/s, ms: every volunteer reaches the coordinator through its own emulated link,
@@ -19,6 +20,12 @@
  * does. The coordinator runs in this process and the volunteers in child processes, so
  * this process's CPU time is the coordinator's.
  *
+ * `--volunteer paced` uses the benchmark-only volunteer (bench/paced-volunteer.ts) instead: it
+ * computes nothing, waits `--pace` ms per forward task (2x per backward) and answers everything the
+ * coordinator asks with frames and bundles of the true sizes and encodings (activations, gradients,
+ * stage states for joins, diloco sync chunks and outer states), so 32 `base` volunteers fit on 2
+ * cores while the coordinator and the links carry a real run's bytes.
+ *
  * Prints per N: tokens/s, its ratio to N = 4 and to linear scaling (N/4), iteration time, the
  * coordinator's CPU share, relay and gradient-reduction MB/s; and where scaling falls off.
  */
@@ -31,26 +38,97 @@ import { until } from '../testing/until.js';
 import { startLinkEmulator, type LinkEmulator, type LinkSpec } from '../testing/link-emulator.js';
 import { DEFAULT_DP, DP_MODES, type DpMode } from '../shared/dp/dp-settings.js';
 import { flags, fmt, machine, table } from './util.js';
+import { modelConfigOf } from '../shared/run-settings.js';
+import { stageParamSpecs } from '../shared/model/params.js';
+import { flatLength } from '../shared/dp/flat-weights.js';
+import { PacedVolunteer, frameTemplate } from './paced-volunteer.js';
+import { formatLinkUse, linkUse, type TabLinkCount, type LinkUse } from './link-use.js';
 
 const STAGES = 4;
 /** Volunteers per child process. */
 const PER_CHILD = 8;
 
-async function child(url: string, count: number, paceMs: number, name: string, link: LinkSpec | null): Promise<void> {
-  const vols: NodeVolunteer[] = [];
+type VolunteerKind = 'node' | 'paced';
+
+/** The paced volunteers' model: the run's preset at batch 1, seq 32, and its diloco settings. */
+function pacedParts(preset: string, dp: DpMode, every: number): { act: Uint8Array; grad: Uint8Array; params: (s: number) => number; dp: boolean } {
+  const settings = benchSettings(preset, 1, dp, every);
+  const config = modelConfigOf(settings);
+  const shape = [settings.batch, config.seqLen, config.dModel];
+  return { act: frameTemplate('act', shape, settings.wire!), grad: frameTemplate('grad', shape, settings.wire!), params: (s) => flatLength(stageParamSpecs(config, s)), dp: dp === 'diloco' };
+}
+
+/** Link rate while volunteers join when `--warm-fast` (Mbit/s: loopback-like, so joins copy states quickly). */
+const WARM_MBPS = 10_000;
+
+async function child(url: string, count: number, paceMs: number, name: string, link: LinkSpec | null, kind: VolunteerKind, preset: string, dp: DpMode, every: number, codecMs: number, warmFast: boolean): Promise<void> {
+  const vols: (NodeVolunteer | PacedVolunteer)[] = [];
   const links: LinkEmulator[] = [];
+  const paced = kind === 'paced' ? pacedParts(preset, dp, every) : null;
   for (let i = 0; i < count; i++) {
     // Each volunteer behind its own emulated home link (its own bandwidth and delay).
-    const l = link ? await startLinkEmulator({ ...link, target: url }) : null;
+    const l = link ? await startLinkEmulator({ ...link, ...(warmFast ? { upMbps: WARM_MBPS, downMbps: WARM_MBPS } : {}), target: url }) : null;
     if (l) links.push(l);
-    vols.push(await startNodeVolunteer(l?.url ?? url, { name: `${name}-${i}`, paceMs }));
+    const to = l?.url ?? url;
+    vols.push(
+      paced
+        ? new PacedVolunteer(to, paced.act, paced.grad, { forwardMs: paceMs, codecMs }, paced.dp ? { params: paced.params, wire: DEFAULT_SETTINGS.wire! } : undefined)
+        : await startNodeVolunteer(to, { name: `${name}-${i}`, paceMs }),
+    );
   }
   process.send?.({ kind: 'ready' });
-  process.on('message', () => {
-    for (const v of vols) v.kill();
+  process.on('message', (m: { kind: string }) => {
+    if (m?.kind === 'shape' && link) {
+      for (const l of links) l.setRates(link.upMbps, link.downMbps);
+      process.send?.({ kind: 'shaped' });
+      return;
+    }
+    if (m?.kind === 'links') {
+      // Each tab's link counters (bytes delivered each way) and the stage it serves.
+      const counts: TabLinkCount[] = links.map((l, i) => ({ name: `${name}-${i}`, stage: vols[i] instanceof PacedVolunteer ? vols[i].stageIndex : -1, up: l.delivered.up, down: l.delivered.down }));
+      process.send?.({ kind: 'links', counts });
+      return;
+    }
+    for (const v of vols) (v instanceof PacedVolunteer ? v.close() : v.kill());
     for (const l of links) void l.close();
     process.exit(0);
   });
+}
+
+function benchSettings(preset: string, microbatches: number, dp: DpMode, every: number): RunSettings {
+  return {
+    ...DEFAULT_SETTINGS,
+    preset,
+    stages: STAGES,
+    microbatches,
+    batch: 1,
+    seqLen: 32,
+    recovery: 'checkfree',
+    dp: { ...DEFAULT_DP, mode: dp, every },
+  };
+}
+
+/** Asks every child `kind` and collects the answers `reply`. */
+function askKids<T>(kids: ChildProcess[], kind: string, reply: string): Promise<T[]> {
+  return Promise.all(
+    kids.map(
+      (k) =>
+        new Promise<T>((resolve) => {
+          const on = (m: { kind: string } & T) => {
+            if (m?.kind !== reply) return;
+            k.off('message', on);
+            resolve(m);
+          };
+          k.on('message', on);
+          k.send({ kind });
+        }),
+    ),
+  );
+}
+
+/** Every child's link counters, once. */
+async function linkCounts(kids: ChildProcess[]): Promise<TabLinkCount[]> {
+  return (await askKids<{ counts: TabLinkCount[] }>(kids, 'links', 'links')).flatMap((m) => m.counts);
 }
 
 /** `--link up,down,latency` (Mbit/s, Mbit/s, ms). */
@@ -66,6 +144,10 @@ interface Setup {
   dp: DpMode;
   every: number;
   link: LinkSpec | null;
+  volunteer: VolunteerKind;
+  codecMs: number;
+  /** Links run at loopback-like rates until every volunteer is placed (joins copy 100 MB states), shaped from then on. */
+  warmFast: boolean;
 }
 
 interface Row {
@@ -79,6 +161,16 @@ interface Row {
   /** Bytes through the coordinator (relay + reduction + diloco sync) per iteration, and per replica-iteration. */
   bytesPerIteration: number;
   bytesPerReplicaIteration: number;
+  /** Each tab's link use over the measured window (null on loopback). */
+  links: LinkUse[] | null;
+  /** Median and largest time between consecutive iterations' completions in the window (a sync's spike shows in the max). */
+  gapP50: number;
+  gapMax: number;
+}
+
+function iterationGaps(times: readonly number[]): { p50: number; max: number } {
+  const gaps = times.slice(1).map((t, i) => (t - times[i]!) / 1000).sort((a, b) => a - b);
+  return { p50: gaps[Math.floor(gaps.length / 2)] ?? NaN, max: gaps.at(-1) ?? NaN };
 }
 
 async function counter(c: Coordinator, name: string): Promise<number> {
@@ -87,16 +179,7 @@ async function counter(c: Coordinator, name: string): Promise<number> {
 }
 
 async function measure(tabs: number, paceMs: number, mbPerTab: number, iterations: number, warmup: number, setup: Setup): Promise<Row> {
-  const settings: RunSettings = {
-    ...DEFAULT_SETTINGS,
-    preset: setup.preset,
-    stages: STAGES,
-    microbatches: mbPerTab * tabs,
-    batch: 1,
-    seqLen: 32,
-    recovery: 'checkfree',
-    dp: { ...DEFAULT_DP, mode: setup.dp, every: setup.every },
-  };
+  const settings = benchSettings(setup.preset, mbPerTab * tabs, setup.dp, setup.every);
   const coord = new Coordinator({
     ...DEFAULT_COORDINATOR,
     connectionRate: 1e6, // every simulated volunteer connects from this machine's one address
@@ -119,8 +202,16 @@ async function measure(tabs: number, paceMs: number, mbPerTab: number, iteration
     for (let i = 0; i * PER_CHILD < tabs; i++) {
       const n = Math.min(PER_CHILD, tabs - i * PER_CHILD);
       const linkArgs = setup.link ? ['--link', `${setup.link.upMbps},${setup.link.downMbps},${setup.link.latencyMs}`] : [];
-      const k = fork(fileURLToPath(import.meta.url), ['--child', url, '--count', String(n), '--pace', String(paceMs), '--name', `c${i}`, ...linkArgs], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      const childArgs = ['--volunteer', setup.volunteer, '--preset', setup.preset, '--dp', setup.dp, '--dp-every', String(setup.every), '--codec-ms', String(setup.codecMs), ...(setup.warmFast ? ['--warm-fast'] : [])];
+      const k = fork(fileURLToPath(import.meta.url), ['--child', url, '--count', String(n), '--pace', String(paceMs), '--name', `c${i}`, ...linkArgs, ...childArgs], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
       kids.push(k);
+      // A volunteer process that dies mid-run would leave the coordinator waiting for minutes: stop.
+      k.on('exit', (c) => {
+        if (c !== 0) {
+          console.error(`volunteer process c${i} exited (${c}): stopping`);
+          process.exit(1);
+        }
+      });
       await new Promise<void>((resolve, reject) => {
         k.once('message', () => resolve());
         k.once('exit', (c) => reject(new Error(`volunteer process exited (${c})`)));
@@ -128,7 +219,12 @@ async function measure(tabs: number, paceMs: number, mbPerTab: number, iteration
     }
     coord.scheduler.setPaused(false);
     coord.scheduler.kick();
-    await until(() => coord.stages.activeCount() === tabs, `${tabs} tabs placed`, 120_000);
+    await until(() => coord.stages.activeCount() === tabs, `${tabs} tabs placed`, 900_000);
+    if (setup.warmFast && setup.link) {
+      await askKids(kids, 'shape', 'shaped');
+      // Warm-up counts from here: at least `warmup` iterations on the shaped links.
+      warmup += coord.scheduler.iteration;
+    }
     // diloco: measure whole sync intervals, from right after a sync to right after one (the
     // iteration counter moves before its sync ends, so the sync count is waited for too).
     const H = setup.dp === 'diloco' ? setup.every : 1;
@@ -141,6 +237,7 @@ async function measure(tabs: number, paceMs: number, mbPerTab: number, iteration
     const relay0 = await counter(coord, 'swarm_relay_bytes_total');
     const red0 = await counter(coord, 'swarm_reduction_bytes_total');
     const sync0 = await counter(coord, 'swarm_dp_sync_bytes_total');
+    const links0 = setup.link ? await linkCounts(kids) : null;
     await until(() => coord.scheduler.iteration >= it0 + measured && syncsDone(), `${measured} iterations`, 1_200_000);
     const seconds = (Date.now() - t0) / 1000;
     const cpu = process.cpuUsage(cpu0);
@@ -149,6 +246,8 @@ async function measure(tabs: number, paceMs: number, mbPerTab: number, iteration
     const relay = (await counter(coord, 'swarm_relay_bytes_total')) - relay0;
     const reduction = (await counter(coord, 'swarm_reduction_bytes_total')) - red0;
     const sync = (await counter(coord, 'swarm_dp_sync_bytes_total')) - sync0;
+    const links = links0 && setup.link ? linkUse(links0, await linkCounts(kids), seconds, setup.link) : null;
+    const gaps = iterationGaps(coord.scheduler.history.filter((h) => h.iteration >= it0 - 1 && h.iteration < it0 + done).map((h) => h.time));
     return {
       tabs,
       microbatches: settings.microbatches,
@@ -159,6 +258,9 @@ async function measure(tabs: number, paceMs: number, mbPerTab: number, iteration
       reductionMBs: (reduction + sync) / seconds / 1e6,
       bytesPerIteration: (relay + reduction + sync) / done,
       bytesPerReplicaIteration: (reduction + sync) / done / tabs,
+      links,
+      gapP50: gaps.p50,
+      gapMax: gaps.max,
     };
   } finally {
     for (const k of kids) k.send('stop');
@@ -181,21 +283,30 @@ async function main(): Promise<void> {
     dp: 'string',
     'dp-every': 'string',
     link: 'string',
+    volunteer: 'string',
+    'codec-ms': 'string',
+    'warm-fast': 'boolean',
   });
   const link = parseLink(f.link as string | undefined);
-  if (typeof f.child === 'string') return child(f.child, Number(f.count), Number(f.pace), String(f.name), link);
   const dp = String(f.dp ?? 'exact') as DpMode;
   if (!DP_MODES.includes(dp)) throw new Error(`--dp must be one of ${DP_MODES.join(', ')}`);
-  const setup: Setup = { preset: String(f.preset ?? 'tiny'), dp, every: Number(f['dp-every'] ?? DEFAULT_DP.every), link };
+  const volunteer = String(f.volunteer ?? 'node') as VolunteerKind;
+  if (volunteer !== 'node' && volunteer !== 'paced') throw new Error('--volunteer must be node or paced');
+  const setup: Setup = { preset: String(f.preset ?? 'tiny'), dp, every: Number(f['dp-every'] ?? DEFAULT_DP.every), link, volunteer, codecMs: Number(f['codec-ms'] ?? 5), warmFast: f['warm-fast'] === true };
+  if (typeof f.child === 'string') return child(f.child, Number(f.count), Number(f.pace), String(f.name), link, volunteer, setup.preset, dp, setup.every, setup.codecMs, setup.warmFast);
   const tabsList = String(f.tabs ?? '4,8,16,32').split(',').map(Number);
   const paceMs = Number(f.pace ?? 300);
   const iterations = Number(f.iterations ?? 3);
   const warmup = Number(f.warmup ?? 1);
   const mbPerTab = Number(f['mb-per-tab'] ?? 2);
   console.log(`bench:scaling  ${machine()}`);
+  const pacing =
+    setup.volunteer === 'paced'
+      ? `benchmark-only PACED volunteers (no compute; ${paceMs} ms per forward task, ${2 * paceMs} ms per backward, +${setup.codecMs} ms per frame or sync chunk; frames, bundles and sync chunks of the true sizes and encodings)`
+      : `real Node volunteers, every task PACED to >= ${paceMs} ms wall time (simulated devices of fixed speed, so the 2-core CPU is not what is measured)`;
   console.log(
-    `S=${STAGES}, ${setup.preset} preset (batch 1, seq 32); --dp ${setup.dp}${setup.dp === 'diloco' ? ` every ${setup.every}` : ''}; links ${setup.link ? `${setup.link.upMbps}/${setup.link.downMbps} Mbit/s, ${setup.link.latencyMs} ms per volunteer` : 'loopback'}; every task PACED to >= ${paceMs} ms wall time (simulated devices of fixed speed, so the 2-core CPU is not what is measured);` +
-      ` ${mbPerTab} microbatches per volunteer per iteration (weak scaling); coordinator in this process, volunteers in child processes (${PER_CHILD} per process); ${warmup} warm-up + ${iterations} measured iterations per size`,
+    `S=${STAGES}, ${setup.preset} preset (batch 1, seq 32); --dp ${setup.dp}${setup.dp === 'diloco' ? ` every ${setup.every}` : ''}; links ${setup.link ? `${setup.link.upMbps}/${setup.link.downMbps} Mbit/s, ${setup.link.latencyMs} ms per volunteer` : 'loopback'}; ${pacing};` +
+      `${setup.warmFast && setup.link ? ' links unshaped until every volunteer is placed (joins), shaped for the warm-up and the measured window;' : ''} ${mbPerTab} microbatches per volunteer per iteration (weak scaling); coordinator in this process, volunteers in child processes (${PER_CHILD} per process); ${warmup} warm-up + ${iterations} measured iterations per size`,
   );
   const rows: Row[] = [];
   for (const n of tabsList) {
@@ -206,13 +317,15 @@ async function main(): Promise<void> {
   const base = rows[0]!;
   console.log(
     table(
-      ['tabs', 'replicas/stage', 'microbatches', 'tokens/s', 'x N=' + base.tabs, 'of linear', 'iteration s', 'coord CPU', 'relay MB/s', 'reduce+sync MB/s', 'coord MB/iter', 'MB/replica-iter'],
+      ['tabs', 'replicas/stage', 'microbatches', 'tokens/s', 'x N=' + base.tabs, 'of linear', 'iteration s', 'gap p50/max s', 'coord CPU', 'relay MB/s', 'reduce+sync MB/s', 'coord MB/iter', 'MB/replica-iter', 'link up mean/max', 'link down mean/max'],
       rows.map((r) => {
         const speedup = r.tokensPerSec / base.tokensPerSec;
-        return [r.tabs, r.tabs / STAGES, r.microbatches, fmt(r.tokensPerSec, 1), fmt(speedup, 2), fmt(speedup / (r.tabs / base.tabs), 2), fmt(r.iterSeconds, 2), `${fmt(r.cpuShare * 100, 0)}%`, fmt(r.relayMBs, 2), fmt(r.reductionMBs, 2), fmt(r.bytesPerIteration / 1e6, 3), fmt(r.bytesPerReplicaIteration / 1e6, 4)];
+        const use = (k: 'up' | 'down') => (r.links?.length ? `${fmt((r.links.reduce((a, u) => a + u[k], 0) / r.links.length) * 100, 0)}%/${fmt(Math.max(...r.links.map((u) => u[k])) * 100, 0)}%` : '-');
+        return [r.tabs, r.tabs / STAGES, r.microbatches, fmt(r.tokensPerSec, 1), fmt(speedup, 2), fmt(speedup / (r.tabs / base.tabs), 2), fmt(r.iterSeconds, 2), `${fmt(r.gapP50, 1)}/${fmt(r.gapMax, 1)}`, `${fmt(r.cpuShare * 100, 0)}%`, fmt(r.relayMBs, 2), fmt(r.reductionMBs, 2), fmt(r.bytesPerIteration / 1e6, 3), fmt(r.bytesPerReplicaIteration / 1e6, 4), use('up'), use('down')];
       }),
     ),
   );
+  for (const r of rows) if (r.links) console.log(`N=${r.tabs} each tab's link use, up/down % by stage: ${formatLinkUse(r.links)}`);
   const falls = rows.find((r) => r.tokensPerSec / base.tokensPerSec / (r.tabs / base.tabs) < 0.9);
   console.log(
     falls

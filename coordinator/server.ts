@@ -213,7 +213,7 @@ export class Coordinator {
     });
     const sendTask: TaskSender = { send: (v, meta, input, targets) => void this.io.to(v.socket.id).emit('task', meta, input, targets) };
     // diloco: which replica ran each hop, so the local trainer can replay the run.
-    this.assignment = dpOf(settings).mode === 'diloco' ? new AssignmentRecorder(settings.microbatches, (s) => this.stages.replicas(s)) : null;
+    this.assignment = dpOf(settings).mode === 'diloco' ? new AssignmentRecorder(settings.microbatches, (s) => this.stages.replicas(s), settings.stages) : null;
     this.taskSender = this.assignment ? this.assignment.wrap(sendTask) : sendTask;
     this.scheduler = new Scheduler(
       {
@@ -258,6 +258,9 @@ export class Coordinator {
           await this.recovery.afterIteration(r);
           // diloco replicas differ by design between syncs: their fingerprints are compared right after each sync instead.
           if (dpOf(settings).mode !== 'diloco') await this.replicaSync.afterIteration(r.iteration);
+          // r.iteration counts completed iterations; the tasks of the one just done carried r.iteration - 1.
+          const assigned = this.assignment?.stored(r.iteration - 1);
+          if (assigned) this.store.addAssignment(this.runId, assigned);
           this.operator.onIteration(r);
         },
         diloco:

@@ -112,6 +112,21 @@ describe('link emulator', () => {
     expect(Math.abs(median(rtt) - 2 * LAT) / (2 * LAT)).toBeLessThan(0.1);
   });
 
+  it('setRates changes the rate of a live connection from then on', async () => {
+    const BYTES = 1_000_000;
+    let serverSide: net.Socket | null = null;
+    const port = await server((s) => (serverSide = s));
+    const link = await emulate(port, { upMbps: 1000, downMbps: 1000, latencyMs: 1 });
+    const client = await connect(link);
+    await new Promise((r) => setTimeout(r, 50));
+    link.setRates(16, 40);
+    const upDone = measureRate(serverSide!, BYTES);
+    client.write(Buffer.alloc(BYTES, 1));
+    const up = await upDone;
+    expect(Math.abs(up.mbps - 16) / 16).toBeLessThan(0.1);
+    expect(() => link.setRates(0, 1)).toThrow(/upMbps/);
+  });
+
   it('rejects a nonsensical link', async () => {
     await expect(startLinkEmulator({ target: '127.0.0.1:1', upMbps: 0, downMbps: 1, latencyMs: 1 })).rejects.toThrow(/upMbps/);
     await expect(startLinkEmulator({ target: '127.0.0.1:1', upMbps: 1, downMbps: 1, latencyMs: -1 })).rejects.toThrow(/latencyMs/);

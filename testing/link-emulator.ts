@@ -41,6 +41,8 @@ export interface LinkEmulator {
   port: number;
   /** Bytes delivered so far in each direction. */
   delivered: { up: number; down: number };
+  /** Changes both directions' rates from now on, for live and later connections (e.g. fast while a benchmark warms up). */
+  setRates(upMbps: number, downMbps: number): void;
   close(): Promise<void>;
 }
 
@@ -66,7 +68,7 @@ class Pipe {
   private freeAt = 0;
   private timer: NodeJS.Timeout | null = null;
   private ended = false;
-  private readonly bytesPerMs: number;
+  private bytesPerMs: number;
 
   constructor(
     private from: net.Socket,
@@ -82,6 +84,11 @@ class Pipe {
       this.ended = true;
       this.flush();
     });
+  }
+
+  /** A new rate for chunks queued from now on. */
+  setRate(mbps: number): void {
+    this.bytesPerMs = (mbps * 1e6) / 8 / 1000;
   }
 
   private push(data: Buffer): void {
@@ -132,14 +139,17 @@ export async function startLinkEmulator(opts: LinkEmulatorOptions): Promise<Link
   const { host, port } = parseTarget(opts.target);
   const queueBytes = opts.queueBytes ?? 1024 * 1024;
   const delivered = { up: 0, down: 0 };
-  const live = new Set<{ destroy(): void }>();
+  const rates = { up: opts.upMbps, down: opts.downMbps };
+  const live = new Set<{ destroy(): void; up: Pipe; down: Pipe }>();
   const server = net.createServer((client) => {
     client.setNoDelay(true);
     const upstream = net.connect({ host, port });
     upstream.setNoDelay(true);
-    const up = new Pipe(client, upstream, opts.upMbps, opts.latencyMs, queueBytes, (n) => (delivered.up += n));
-    const down = new Pipe(upstream, client, opts.downMbps, opts.latencyMs, queueBytes, (n) => (delivered.down += n));
+    const up = new Pipe(client, upstream, rates.up, opts.latencyMs, queueBytes, (n) => (delivered.up += n));
+    const down = new Pipe(upstream, client, rates.down, opts.latencyMs, queueBytes, (n) => (delivered.down += n));
     const conn = {
+      up,
+      down,
       destroy: () => {
         up.stop();
         down.stop();
@@ -168,6 +178,15 @@ export async function startLinkEmulator(opts: LinkEmulatorOptions): Promise<Link
     url: `http://127.0.0.1:${p}`,
     port: p,
     delivered,
+    setRates: (upMbps, downMbps) => {
+      checkSpec({ upMbps, downMbps, latencyMs: opts.latencyMs });
+      rates.up = upMbps;
+      rates.down = downMbps;
+      for (const c of live) {
+        c.up.setRate(upMbps);
+        c.down.setRate(downMbps);
+      }
+    },
     close: async () => {
       for (const c of [...live]) c.destroy();
       await new Promise<void>((r) => server.close(() => r()));

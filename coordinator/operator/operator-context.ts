@@ -62,7 +62,7 @@ export interface OperatorTabs {
 export interface OperatorContext {
   run: OperatorRun;
   tabs: OperatorTabs;
-  store: Pick<RunStore, 'getRun' | 'iterations' | 'events' | 'listRuns' | 'detail' | 'addIteration'>;
+  store: Pick<RunStore, 'getRun' | 'iterations' | 'events' | 'listRuns' | 'detail' | 'addIteration' | 'assignments'>;
   events: EventLog;
   metrics: SwarmMetrics;
   log: Logger;

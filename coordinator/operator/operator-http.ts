@@ -7,6 +7,8 @@
  *   runs, runs/<id>  past runs from SQLite
  *   eval?stages=0,2,3  SkipPipe: validation loss of that subset of stages next to the full model's (partial-eval.ts)
  *   schedule     SkipPipe: this run's skip paths as a recorded schedule (`train:local --schedule-file`)
+ *   assignment[?run=<id>]  `--dp diloco`: the run's replica assignment, what `train:local --assignment` replays
+ *               (coordinator/record/assignment-export.ts; header x-swarm-assignment-ends says where it stops)
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { SwarmSnapshot } from '../../shared/protocol/operator.js';
@@ -15,6 +17,7 @@ import { EXPORT_TICKET_MS, requestToken, type OperatorAuth } from './operator-au
 import { HttpError, type ModelExport } from './model-export.js';
 import type { OperatorContext } from './operator-context.js';
 import { parseStageList, type PartialEval } from './partial-eval.js';
+import { exportAssignment } from '../record/assignment-export.js';
 
 export class OperatorHttp {
   constructor(
@@ -68,6 +71,13 @@ export class OperatorHttp {
       if (m) {
         const detail = store.detail(m[1]!, run.runId());
         return detail ? json(200, detail) : json(404, { error: `no run ${m[1]}` }), true;
+      }
+      if (path === 'assignment') {
+        const id = url.searchParams.get('run') ?? run.runId();
+        if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) return json(400, { error: 'bad run id' }), true;
+        const e = exportAssignment(store.assignments(id));
+        if (e.record.iterations.length === 0) return json(404, { error: `no replica assignment stored for run ${id} (only --dp diloco runs record one): ${e.stopped}` }), true;
+        return json(200, e.record, { 'x-swarm-assignment-ends': e.stopped, 'content-disposition': `attachment; filename="assignment-${id}.json"` }), true;
       }
       if (path === 'export') {
         const validate = url.searchParams.get('validate') !== '0';

@@ -17,6 +17,10 @@
  *               bytes, seconds, time: the checkpoint baseline's files on disk (checkpoint-store.ts)
  *   skip_paths  run, iteration (PK together), plan TEXT (JSON {vacant, paths}): SkipPipe's applied
  *               paths (skip-planner.ts), so a restarted coordinator serves the whole recorded schedule
+ *   dp_assignments run, iteration (PK together), replicas TEXT (JSON: group size per stage, or null
+ *               when a group changed during the iteration), hops TEXT (JSON [microbatch][hop]: the
+ *               group slot that ran it): `--dp diloco`'s record of who ran what (assignment-recorder.ts),
+ *               exported for `train:local --assignment` (assignment-export.ts)
  *
  * A full disk, a read-only file or a busy database (another process holding the write lock) never
  * takes the coordinator down: a failed write is counted (`swarm_store_write_failures_total`),
@@ -70,6 +74,15 @@ export interface CheckpointRecord {
 }
 
 export const STORE_FILE = 'swarm.sqlite';
+
+/** One iteration of a diloco run's replica assignment, as stored. */
+export interface StoredAssignment {
+  iteration: number;
+  /** Group size of each stage while the iteration ran; null when a group changed during it. */
+  replicas: number[] | null;
+  /** [microbatch][hop] -> group slot of the tab that ran the hop's forward (and backward). */
+  hops: number[][];
+}
 
 interface RunRecord {
   id: string;
@@ -337,6 +350,13 @@ export class RunStore {
         plan TEXT NOT NULL,
         PRIMARY KEY (run, iteration)
       ) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS dp_assignments (
+        run TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        iteration INTEGER NOT NULL,
+        replicas TEXT,
+        hops TEXT NOT NULL,
+        PRIMARY KEY (run, iteration)
+      ) WITHOUT ROWID;
       PRAGMA user_version = ${SCHEMA_VERSION};
     `);
   }
@@ -370,6 +390,19 @@ export class RunStore {
   /** The applied SkipPipe plans of `run` before iteration `before`, oldest first (JSON text as written). */
   skipPlans(run: string, before = Number.MAX_SAFE_INTEGER): { iteration: number; plan: string }[] {
     return this.db.prepare('SELECT iteration, plan FROM skip_paths WHERE run = ? AND iteration < ? ORDER BY iteration').all(run, before) as { iteration: number; plan: string }[];
+  }
+
+  /** `--dp diloco`: who ran each hop of `iteration` (assignment-recorder.ts); replicas null: a group changed meanwhile. */
+  addAssignment(run: string, a: StoredAssignment): void {
+    this.write('dp_assignments', () =>
+      this.db.prepare('INSERT OR REPLACE INTO dp_assignments (run, iteration, replicas, hops) VALUES (?, ?, ?, ?)').run(run, a.iteration, a.replicas ? JSON.stringify(a.replicas) : null, JSON.stringify(a.hops)),
+    );
+  }
+
+  /** A run's stored assignment rows, by iteration. */
+  assignments(run: string): StoredAssignment[] {
+    const rows = this.db.prepare('SELECT iteration, replicas, hops FROM dp_assignments WHERE run = ? ORDER BY iteration').all(run) as { iteration: number; replicas: string | null; hops: string }[];
+    return rows.map((r) => ({ iteration: r.iteration, replicas: r.replicas === null ? null : (JSON.parse(r.replicas) as number[]), hops: JSON.parse(r.hops) as number[][] }));
   }
 
   addEvent(run: string, e: EventRow): void {

@@ -7,6 +7,7 @@ import type { ResolvedConfig } from '../../shared/model/config.js';
 import { stageParamSpecs } from '../../shared/model/params.js';
 import { validateWeights, type NamedWeights } from '../../shared/model/stage.js';
 import { decodeStageState, decodeWeights, type StageState } from '../../shared/protocol/index.js';
+import { stateBundleLimits } from '../../shared/protocol/state-bundle-limits.js';
 
 export class BundleError extends Error {
   constructor(message: string) {
@@ -26,8 +27,8 @@ function guard<T>(what: string, f: () => T): T {
 /** A full stage state (weights, optionally Adam moments): every parameter present and finite. */
 export function checkStageState(config: ResolvedConfig, stage: number, bytes: Uint8Array): StageState {
   return guard(`stage ${stage} state`, () => {
-    const state = decodeStageState(bytes);
     const specs = stageParamSpecs(config, stage);
+    const state = decodeStageState(bytes, stateBundleLimits(specs, 3));
     validateWeights(specs, state.weights);
     if (state.optimizer) {
       validateWeights(specs, state.optimizer.m, { partial: true });

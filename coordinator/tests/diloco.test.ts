@@ -2,8 +2,8 @@
  * `--dp diloco` through a real coordinator and Node volunteers over socket.io: 4 stages x 2
  * replicas train, every H iterations the groups sync (pseudo-gradients up in int8 chunks, the
  * mean down, the outer Nesterov step), the replicas are bit-identical right after each sync, the
- * loss equals the local trainer replaying the swarm's recorded assignment of hops to replicas,
- * and a replica killed mid-interval costs only its own progress.
+ * loss equals the local trainer replaying the swarm's recorded assignment of hops to replicas
+ * (stored with the run and exported by the operator endpoint), and a replica killed mid-interval costs only its own progress.
  */
 import { describe, it, expect, beforeAll } from 'vitest';
 import { Coordinator, DEFAULT_COORDINATOR, type CoordinatorOptions } from '../server.js';
@@ -60,7 +60,7 @@ function expectReplicasIdentical(c: Coordinator): void {
 
 describe('--dp diloco in the swarm', () => {
   it('4 stages x 2 replicas: syncs every H, bit-identical after each sync, the local trainer\'s losses and synced weights for the recorded assignment', async () => {
-    const { coord, url } = await startSwarm({ maxIterations: N });
+    const { coord, url } = await startSwarm({ maxIterations: N, operatorToken: 'diloco-test-token' });
     let checked = 0;
     let afterFirstSync: NamedWeights[] = [];
     let differedBetween = false;
@@ -100,7 +100,15 @@ describe('--dp diloco in the swarm', () => {
     const ref = await trainLocal({ ...settings, steps: H, evalEvery: 1000, evalBatches: 1, swap: false, replicas: 2, dp, assignment: coord.assignment!.record([2, 2, 2, 2], H) });
     const refWeights = ref.finalWeights.map(copyOf); // wasm views: copied before anything else runs
     for (let i = 0; i < H; i++) expect(Math.abs(losses[i]! - ref.trainLosses[i]!) / ref.trainLosses[i]!, `iteration ${i}`).toBeLessThan(1e-4);
-    const full = await trainLocal({ ...settings, steps: N, evalEvery: 1000, evalBatches: 1, swap: false, replicas: 2, dp, assignment: coord.assignment!.record([2, 2, 2, 2], N) });
+    // The record as stored with the run and exported (GET /api/operator/assignment): the group
+    // sizes come from the swarm, and the file is what `train:local --assignment` reads.
+    await until(() => coord.store.assignments(coord.runId).length >= N, 'every iteration\'s assignment stored', 30_000);
+    const res = await fetch(`${url}/api/operator/assignment`, { headers: { authorization: 'Bearer diloco-test-token' } });
+    expect(res.status).toBe(200);
+    const exported = await res.json();
+    expect(exported).toEqual(coord.assignment!.record([2, 2, 2, 2], N));
+    expect(res.headers.get('x-swarm-assignment-ends')).toMatch(/last stored iteration/);
+    const full = await trainLocal({ ...settings, steps: N, evalEvery: 1000, evalBatches: 1, swap: false, replicas: 2, dp, assignment: exported });
     for (let i = 0; i < N; i++) expect(Math.abs(losses[i]! - full.trainLosses[i]!) / full.trainLosses[i]!, `iteration ${i}`).toBeLessThan(1e-4);
     for (let s = 0; s < 4; s++) {
       let diff = 0;

@@ -12,6 +12,7 @@ import { stageParamSpecs } from '../../shared/model/params.js';
 import { flatLength } from '../../shared/dp/flat-weights.js';
 import { decodeDilocoState, encodeDilocoState } from '../../shared/dp/diloco-state.js';
 import { syncOkReplySchema } from '../../shared/dp/sync-messages.js';
+import { stateBundleLimits } from '../../shared/protocol/state-bundle-limits.js';
 import { AskError, askStage, ASK_TIMEOUT_MS, transferTimeoutMs } from '../tabs/ask-stage.js';
 import type { BundleTransfer } from '../tabs/bundle-transfer.js';
 import type { Volunteer } from '../tabs/registry.js';
@@ -19,7 +20,8 @@ import type { Volunteer } from '../tabs/registry.js';
 /** Copies `source`'s diloco state of `stage` to `target`; returns the bytes moved (up and down). Throws on any failure. */
 export async function copyDilocoState(transfer: BundleTransfer, config: ResolvedConfig, stage: number, source: Volunteer, target: Volunteer): Promise<number> {
   const raw = await transfer.pull(source, { event: 'get_weights', parts: 'diloco' }, ASK_TIMEOUT_MS.state);
-  const bundle = encodeDilocoState(decodeDilocoState(raw, flatLength(stageParamSpecs(config, stage))));
+  const specs = stageParamSpecs(config, stage);
+  const bundle = encodeDilocoState(decodeDilocoState(raw, flatLength(specs), stateBundleLimits(specs, 2)));
   const r = await askStage(target, 'dp_set_state', [{ stage }, bundle], syncOkReplySchema, transferTimeoutMs(ASK_TIMEOUT_MS.state, bundle.byteLength));
   if ('error' in r) throw new AskError('refused', `${target.id} refused dp_set_state: ${r.error}`);
   return raw.byteLength + bundle.byteLength;

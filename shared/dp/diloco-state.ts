@@ -6,9 +6,11 @@
  */
 import { decodeNamedTensors, encodeNamedTensors, type BundleLimits } from '../protocol/named-tensors.js';
 import { FrameError } from '../protocol/frame-error.js';
+import { ENCODE_UNLIMITED } from '../protocol/state-bundle-limits.js';
 import type { DilocoState } from './diloco-replica.js';
 
-export function encodeDilocoState(s: DilocoState, limits: BundleLimits = {}): Uint8Array {
+/** Never refused for its size (a `base` state is ~68 MB); the decoder bounds it (stateBundleLimits(specs, 2)). */
+export function encodeDilocoState(s: DilocoState, limits: BundleLimits = ENCODE_UNLIMITED): Uint8Array {
   return encodeNamedTensors(
     {
       'diloco.synced': { shape: [s.synced.length], data: s.synced },

@@ -4,7 +4,8 @@
  * Names: `w:<param>`, `m:<param>`, `v:<param>`, and `adam:step`, `adam:lr` (one value each).
  */
 import type { NamedWeights, OptimizerState } from '../model/stage.js';
-import { decodeNamedTensors, encodeNamedTensors, type NamedTensor } from './named-tensors.js';
+import { decodeNamedTensors, encodeNamedTensors, type BundleLimits, type NamedTensor } from './named-tensors.js';
+import { ENCODE_UNLIMITED } from './state-bundle-limits.js';
 import { FrameError } from './frame-error.js';
 
 export interface StageState {
@@ -26,7 +27,8 @@ export function decodeWeights(bytes: Uint8Array): NamedWeights {
   return out;
 }
 
-export function encodeStageState(s: StageState): Uint8Array {
+/** Never refused for its size (a `base` state is ~102 MB): the decoder bounds it (state-bundle-limits.ts). */
+export function encodeStageState(s: StageState, limits: BundleLimits = ENCODE_UNLIMITED): Uint8Array {
   const rec: Record<string, NamedTensor> = {};
   const flat = (d: Float32Array): NamedTensor => ({ shape: [d.length], data: d });
   for (const [n, d] of Object.entries(s.weights)) rec[`w:${n}`] = flat(d);
@@ -36,17 +38,17 @@ export function encodeStageState(s: StageState): Uint8Array {
     rec['adam:step'] = flat(Float32Array.of(s.optimizer.step));
     rec['adam:lr'] = flat(Float32Array.of(s.optimizer.lr));
   }
-  return encodeNamedTensors(rec);
+  return encodeNamedTensors(rec, limits);
 }
 
 /** Decodes a bundle from encodeStageState; plain weight bundles (no prefixes) are accepted too. */
-export function decodeStageState(bytes: Uint8Array): StageState {
+export function decodeStageState(bytes: Uint8Array, limits: BundleLimits = {}): StageState {
   const weights: NamedWeights = {};
   const m: NamedWeights = {};
   const v: NamedWeights = {};
   let step: number | null = null;
   let lr: number | null = null;
-  for (const [name, t] of Object.entries(decodeNamedTensors(bytes))) {
+  for (const [name, t] of Object.entries(decodeNamedTensors(bytes, limits))) {
     if (name === 'adam:step') step = t.data[0]!;
     else if (name === 'adam:lr') lr = t.data[0]!;
     else if (name.startsWith('w:')) weights[name.slice(2)] = t.data;

@@ -12,6 +12,7 @@ import { Stage } from '../model/stage.js';
 import { weightsDigest } from '../model/digest.js';
 import { decodeTensorFrame, encodeTensorFrame, encodeNamedTensors, decodeNamedTensors } from '../protocol/codec.js';
 import { decodeStageState, decodeWeights, encodeStageState, encodeWeights } from '../protocol/stage-state-bundle.js';
+import { stateBundleLimits } from '../protocol/state-bundle-limits.js';
 import { WIRE_DTYPES, type WireEncoding } from '../protocol/wire-encoding.js';
 import { OK, asError, asNotOk, reply } from './reply.js';
 import { DilocoReplica } from '../dp/diloco-replica.js';
@@ -249,7 +250,7 @@ export class VolunteerAgent {
           const stage = await this.idleStage();
           const replica = this.diloco;
           if (!replica || info?.stage !== stage.index) throw new Error(`diloco state for stage ${String(info?.stage)}, but this tab holds stage ${stage.index}${replica ? '' : ' outside diloco mode'}`);
-          const state = decodeDilocoState(toBytes(bundle), flatLength(stage.specs));
+          const state = decodeDilocoState(toBytes(bundle), flatLength(stage.specs), stateBundleLimits(stage.specs, 2));
           this.diloco = new DilocoReplica(stage.index, state, replica.hyper, replica.chunkValues);
           this.dpSync = null;
           return OK;
@@ -322,7 +323,7 @@ export class VolunteerAgent {
     } else {
       const stage = (this.opts.createStage ?? ((c, i, o) => new Stage(c, i, o)))(a.config, a.stage, { lr: a.lr });
       if (a.weights) {
-        const state = decodeStageState(toBytes(a.weights));
+        const state = decodeStageState(toBytes(a.weights), stateBundleLimits(stage.specs, 3));
         stage.setWeights(state.weights);
         if (state.optimizer) stage.setOptimizerState(state.optimizer);
       }
