@@ -101,6 +101,28 @@ describe('CpsrFitter', () => {
     if (!p.predicted) expect(p.reason).toMatch(/no answer within 0.3 s/);
   }, 30_000);
 
+  it('a failure does not wait behind a running fit: the plain restore after predictBusyWaitMs, with the reason', async () => {
+    const { h } = trajectory();
+    // A worker that spends 4 s on a fit (blocking, as a real fit does) and answers predictions at once.
+    const { f, failures } = fitter(
+      h,
+      brokenWorker(`parentPort.on('message', (r) => { if (r.kind === 'fit') { const t = Date.now(); while (Date.now() - t < 4000); parentPort.postMessage({ id: r.id, ok: false, error: 'slow fit done' }); } else parentPort.postMessage({ id: r.id, ok: false, error: 'idle answer' }); });`),
+      { predictBusyWaitMs: 300 },
+    );
+    const fitting = f.fitInBackground([0], 6);
+    await new Promise((r) => setTimeout(r, 200)); // the fit is running in the worker
+    const t0 = Date.now();
+    const p = await f.predict(0, h, 105);
+    expect(Date.now() - t0).toBeLessThan(2500);
+    expect(p.predicted).toBe(false);
+    if (!p.predicted) expect(p.reason).toMatch(/busy fitting stage 0 for more than 0.3 s/);
+    await fitting;
+    // Idle again: a prediction goes straight to the worker (whose answer here is a failure).
+    const q = await f.predict(0, h, 105);
+    if (!q.predicted) expect(q.reason).toMatch(/idle answer/);
+    expect(failures.join(' ')).toMatch(/slow fit done/);
+  }, 30_000);
+
   it('a malformed prediction (wrong length, NaN) is refused with the reason', async () => {
     const { h } = trajectory();
     const { f } = fitter(

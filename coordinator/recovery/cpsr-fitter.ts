@@ -23,6 +23,12 @@ export interface FitterOptions {
   /** A fit (one stage) and a prediction may take this long before the worker is terminated. */
   fitTimeoutMs: number;
   predictTimeoutMs: number;
+  /**
+   * A failure does not wait behind a running fit longer than this: the worker answers one message
+   * at a time, so a prediction asked mid-fit queues behind it (seconds to tens of seconds on a
+   * loaded machine); past this the lost stage gets the plain restore at once, with the reason.
+   */
+  predictBusyWaitMs: number;
   /** Cap on the worker's V8 old generation (MB). */
   maxHeapMb: number;
   /**
@@ -33,7 +39,7 @@ export interface FitterOptions {
   duty: number;
 }
 
-export const DEFAULT_FITTER: Omit<FitterOptions, 'predictor'> = { fitTimeoutMs: 120_000, predictTimeoutMs: 30_000, maxHeapMb: 192, duty: 1 };
+export const DEFAULT_FITTER: Omit<FitterOptions, 'predictor'> = { fitTimeoutMs: 120_000, predictTimeoutMs: 30_000, predictBusyWaitMs: 2_000, maxHeapMb: 192, duty: 1 };
 
 /** The last background fit of a stage. */
 export interface StageFit {
@@ -60,6 +66,8 @@ export class CpsrFitter {
   /** Stages waiting for a fit, with the run's checkpoint count when asked (newest request wins). */
   private queued = new Map<number, number>();
   private draining: Promise<void> | null = null;
+  /** The stage whose fit the worker is running now (null: idle). */
+  private fitting: number | null = null;
   private closed = false;
   readonly fits = new Map<number, StageFit>();
   /** Peak of the worker's reported memory (heap + external + array buffers), bytes. */
@@ -108,7 +116,10 @@ export class CpsrFitter {
       }
       if (history.size === 0) continue;
       try {
-        const r = await this.send({ kind: 'fit', stage, config: this.opts.predictor, ...this.payload(history) }, this.opts.fitTimeoutMs, history.last!.state.length);
+        this.fitting = stage;
+        const r = await this.send({ kind: 'fit', stage, config: this.opts.predictor, ...this.payload(history) }, this.opts.fitTimeoutMs, history.last!.state.length).finally(() => {
+          this.fitting = null;
+        });
         if (!r.ok) throw new Error(r.error);
         if (r.kind !== 'fit') continue;
         this.fitSeconds += r.outcome.seconds;
@@ -134,13 +145,22 @@ export class CpsrFitter {
     if (!last) return { predicted: false, ...base, reason: 'no checkpoint of the stage' };
     if (this.closed) return { predicted: false, ...base, reason: 'the fitting worker is closed' };
     try {
-      const r = await this.send({ kind: 'predict', stage, iteration, ...this.payload(history) }, this.opts.predictTimeoutMs, last.state.length);
+      const busyWith = this.fitting;
+      const asked = this.send({ kind: 'predict', stage, iteration, ...this.payload(history) }, this.opts.predictTimeoutMs, last.state.length);
+      // Behind a running fit: wait at most predictBusyWaitMs (the late answer is dropped).
+      if (busyWith !== null) asked.catch(() => {}); // answered or failed after the race: nobody waits for it
+      const r = busyWith === null ? await asked : await Promise.race([asked, this.busyTimeout()]);
+      if (r === 'busy') return { predicted: false, ...base, reason: `the fitting worker was busy fitting stage ${busyWith} for more than ${(this.opts.predictBusyWaitMs / 1000).toFixed(1)} s` };
       if (!r.ok) return { predicted: false, ...base, reason: `the fitting worker failed (${r.error})` };
       if (r.kind !== 'predict') return { predicted: false, ...base, reason: 'the fitting worker answered something else' };
       return r.prediction;
     } catch (e) {
       return { predicted: false, ...base, reason: `the fitting worker failed (${(e as Error).message})` };
     }
+  }
+
+  private busyTimeout(): Promise<'busy'> {
+    return new Promise((resolve) => setTimeout(() => resolve('busy'), this.opts.predictBusyWaitMs).unref());
   }
 
   /** Waits `ms` (cut short by close()), never keeping the process alive. */
