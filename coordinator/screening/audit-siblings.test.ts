@@ -13,10 +13,11 @@ import { until } from '../../testing/until.js';
 
 const harness = testSwarm();
 
-async function swarm(names: string[], history = 8): Promise<PoisonedVolunteer[]> {
+/** `maxReplicas` 1: two tabs serve, the third is a spare; 2: the third is a surplus replica of one stage. */
+async function swarm(names: string[], history = 8, maxReplicas = 1): Promise<PoisonedVolunteer[]> {
   harness.coord = new Coordinator({
     ...DEFAULT_COORDINATOR,
-    maxReplicas: 1,
+    maxReplicas,
     settings: { ...DEFAULT_SETTINGS, preset: 'tiny', stages: 2, microbatches: 2, batch: 2, recovery: 'checkfree' },
     port: 0,
     silent: true,
@@ -31,7 +32,8 @@ async function swarm(names: string[], history = 8): Promise<PoisonedVolunteer[]>
     harness.vols.push(v);
   }
   const coord = harness.coord;
-  await until(() => coord.scheduler.iteration >= history && [0, 1].every((s) => coord.stages.replicas(s).length === 1), 'a norm history');
+  const serve = Math.min(names.length, 2 * maxReplicas);
+  await until(() => coord.scheduler.iteration >= history && coord.stages.allReplicas().length === serve && [0, 1].every((s) => coord.stages.size(s) >= 1), 'a norm history');
   return tabs;
 }
 
@@ -92,5 +94,25 @@ describe('audit siblings', () => {
     expect(await metric(/swarm_screening_audits_total\{verdict="mismatch"\} (\d+)/)).toBe(0);
     expect(harness.coord!.stages.replicas(0).map((v) => v.id).sort()).toEqual([id, spare!.status().volunteerId].sort());
     expect(harness.coord!.events.list('run').some((e) => /audited on .*matches.*kept/.test(e.message))).toBe(true);
+  });
+
+  it('with no spare, a surplus replica of another stage moves to be the audit sibling, and the liar is expelled', async () => {
+    const tabs = await swarm(['a', 'b', 'c'], 8, 2);
+    const alone = [0, 1].find((s) => harness.coord!.stages.size(s) === 1)!;
+    const other = 1 - alone;
+    const [liar] = serving(tabs, alone);
+    const id = liar!.status().volunteerId;
+    // Stage 0 relays activations downstream, stage 1 (the head) gradients upstream.
+    liar!.setPoison(alone === 0 ? 'inflate-sent-acts' : 'inflate-sent-grads');
+    await until(() => harness.coord!.events.list('quarantine').length >= 1, 'quarantine');
+    const q = harness.coord!.events.list('quarantine');
+    expect(q).toHaveLength(1);
+    expect(q[0]!.data).toMatchObject({ stage: alone, volunteer: id });
+    expect(q[0]!.message).toMatch(/audit: the sibling's re-run differs/);
+    expect(harness.coord!.events.list('assign').some((e) => new RegExp(`leaves stage ${other} .*to be an audit sibling on stage ${alone}`).test(e.message))).toBe(true);
+    expect(siblingEvents()).toHaveLength(1);
+    const it1 = harness.coord!.scheduler.iteration;
+    await until(() => harness.coord!.scheduler.iteration >= it1 + 3, 'training continues');
+    expect([harness.coord!.stages.size(0), harness.coord!.stages.size(1)]).toEqual([1, 1]);
   });
 });
