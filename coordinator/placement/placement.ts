@@ -230,6 +230,32 @@ export class Placement {
     return best;
   }
 
+  /**
+   * A sibling for single-replica `stage`, so that a suspicion of its tab can be audited (issue 22,
+   * audit-siblings.ts): a waiting tab that can hold the stage joins it even past `maxReplicas`,
+   * else the newest replica of the largest group of at least two moves there (no stage is left
+   * empty). It copies the stage's exact state like any joiner, between iterations. Returns the tab
+   * placed, or null when there is none (or joins are not allowed now).
+   */
+  async placeAuditSibling(stage: number): Promise<Volunteer | null> {
+    const { stages, speeds, events } = this.deps;
+    if (this.hold || !stages.ready() || (this.deps.joinsAllowed && !this.deps.joinsAllowed())) return null;
+    let v = this.firstWaiting(stage);
+    let from: number | null = null;
+    if (!v) {
+      for (let s = 0; s < stages.nStages; s++) if (s !== stage && stages.size(s) >= 2 && (from === null || stages.size(s) > stages.size(from))) from = s;
+      v = from === null ? undefined : stages.replicas(from).reverse().find((r) => this.cannotHold(r, stage) === null);
+      if (!v || from === null) return null;
+      stages.remove(v);
+      speeds.forget(v); // its speed was measured on another stage's work
+      this.deps.announceGroup(from);
+      events.add('assign', `${v.id} leaves stage ${from} (${stages.size(from)} replica(s) stay) to be an audit sibling on stage ${stage}`, { volunteer: v.id, from, to: stage, move: true });
+    }
+    if (await this.joinGroup(v, stage, from === null ? 'join' : 'move')) return v;
+    if (from !== null && v.socket.connected) this.waiting.add(v);
+    return null;
+  }
+
   /** Copies a replica's exact state to `v` and makes it a replica of `stage`. */
   private async joinGroup(v: Volunteer, stage: number, why: 'join' | 'move'): Promise<boolean> {
     const { stages, log } = this.deps;

@@ -94,8 +94,9 @@ describe('evidence before conviction', () => {
     expect(await metric(/swarm_screening_audits_total\{verdict="mismatch"\} (\d+)/)).toBe(0);
   });
 
-  it('an unverifiable suspicion (no sibling) drops the iteration and puts the tab on probation, never quarantines it', async () => {
-    const tabs = await swarm(1, ['a', 'b', 'spare']);
+  it('an unverifiable suspicion (no sibling, no spare) drops the iteration and puts the tab on probation, never quarantines it', async () => {
+    // No spare and no surplus replica: nobody can become its audit sibling (audit-siblings.test.ts has a spare).
+    const tabs = await swarm(1, ['a', 'b']);
     const [suspect] = replicasOf(tabs, 0);
     const id = suspect!.status().volunteerId;
     suspect!.setPoison('inflate-sent-acts');
@@ -107,5 +108,6 @@ describe('evidence before conviction', () => {
     await until(() => harness.coord!.scheduler.iteration >= it0 + 3, 'training continues');
     expect(harness.coord!.events.list('quarantine')).toEqual([]);
     expect(harness.coord!.stages.owner(0)!.id).toBe(id);
+    expect(harness.coord!.events.list('run').some((e) => /stage 0 has no spare and no surplus replica to audit/.test(e.message))).toBe(true);
   });
 });

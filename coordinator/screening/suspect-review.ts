@@ -16,7 +16,9 @@
  * - Otherwise the suspicion is `unverifiable`: the iteration is dropped and the suspect put on
  *   probation (probation.ts: stricter thresholds for a while), never expelled. The same flow
  *   suspected again in the retry of that iteration (same data, same weights: an honest tab
- *   reproduces its jump) is accepted, so an honest single replica never stalls the run.
+ *   reproduces its jump) is accepted, so an honest single replica never stalls the run. A stage
+ *   that lacked a sibling asks for one (audit-siblings.ts): placed from the spares before the
+ *   retry, it makes the retry's suspicion verifiable (a persistent liar is then convicted).
  */
 import type { OutMeta } from '../../shared/protocol/events.js';
 import type { Volunteer } from '../tabs/registry.js';
@@ -51,6 +53,8 @@ export interface SuspectReviewDeps {
   metrics: SwarmMetrics;
   /** `--dp diloco`: replicas hold different weights, so no sibling can verify a hop. */
   replicasDiffer: boolean;
+  /** The suspect's stage has no sibling: ask for one before the retry (audit-siblings.ts). */
+  needSibling?: (stage: number, suspect: Volunteer) => void;
 }
 
 function flowKey(iteration: number, sender: Volunteer, stage: number, dir: RelayDirection, hop: number): string {
@@ -96,6 +100,7 @@ export class SuspectReview {
     const siblings = this.deps.replicasDiffer ? [] : stages.replicas(s.stage).filter((v) => v !== s.sender && v.socket.connected);
     if (!record || siblings.length === 0) {
       const why = this.deps.replicasDiffer ? 'replicas hold different weights (diloco)' : siblings.length === 0 ? `stage ${s.stage} has no sibling replica` : 'the hop inputs were not kept';
+      if (!this.deps.replicasDiffer && siblings.length === 0) this.deps.needSibling?.(s.stage, s.sender);
       return this.unverifiable(s, key, why, null);
     }
     const auditor = siblings[0]!;

@@ -92,44 +92,54 @@ function tabOf(tabs: PoisonedVolunteer[], stage: number): PoisonedVolunteer {
 }
 
 describe('blaming the right tab: per-sender norms of relayed frames', () => {
-  // With one tab per stage nobody can re-run the suspect's hop: the suspicion is unverifiable, so
-  // the tab is put on probation, never quarantined (issue 22). Conviction after a sibling's re-run:
-  // coordinator/screening/evidence-before-conviction.test.ts.
-  it('a tab inflating the gradients it sends upstream is suspected (not the neighbour whose norm exploded) and put on probation', async () => {
+  // With one tab per stage nobody can re-run the suspect's hop: the first suspicion is
+  // unverifiable, so the tab is put on probation, and the spare joins its stage as an audit
+  // sibling (issue 22, audit-siblings.ts): the retry's suspicion is re-run there and the mismatch
+  // convicts the culprit, never its neighbours. Without a spare: probation only
+  // (coordinator/screening/evidence-before-conviction.test.ts).
+  it('a tab inflating the gradients it sends upstream is suspected (not the neighbour whose norm exploded), put on probation, and convicted on its audit sibling', async () => {
     const url = await swarm();
     const tabs = await poisonableSwarm(url);
     const culprit = tabOf(tabs, 2);
     const neighbour = tabOf(tabs, 1);
     const neighbourId = neighbour.status().volunteerId;
+    const culpritId = culprit.status().volunteerId;
     culprit.setPoison('inflate-sent-grads');
     await until(() => harness.coord!.scheduler.probation.list().length >= 1, 'probation');
-    expect(harness.coord!.scheduler.probation.list()).toMatchObject([{ stage: 2, volunteer: culprit.status().volunteerId }]);
+    expect(harness.coord!.scheduler.probation.list()).toMatchObject([{ stage: 2, volunteer: culpritId }]);
     // Traced from stage 1's outlier gradient to the frames stage 2 relayed into it.
     expect(harness.coord!.scheduler.probation.list()[0]!.reason).toMatch(/relayed gradients to stage 1 .*x its recent median/);
     expect(await harness.coord!.metrics.text()).toMatch(/swarm_screening_suspicions_total\{rule="upstream"\} [1-9]/);
     const it0 = harness.coord!.scheduler.iteration;
     await until(() => harness.coord!.scheduler.iteration >= it0 + 15, 'training continues');
-    // The honest neighbour kept its stage throughout; nobody was quarantined.
+    // The honest neighbour kept its stage throughout; only the culprit was quarantined, on the audit.
     expect(harness.coord!.stages.owner(1)!.id).toBe(neighbourId);
-    expect(harness.coord!.events.list('quarantine')).toEqual([]);
+    const q = harness.coord!.events.list('quarantine');
+    expect(q).toHaveLength(1);
+    expect(q[0]!.data).toMatchObject({ stage: 2, volunteer: culpritId });
+    expect(q[0]!.message).toMatch(/audit: the sibling's re-run differs/);
     expect(allFinite(harness.vols.filter((v) => v !== culprit))).toBe(true);
   });
 
-  it('a tab inflating the activations it sends downstream is suspected, not the stages after it, and put on probation', async () => {
+  it('a tab inflating the activations it sends downstream is suspected, not the stages after it, put on probation, and convicted on its audit sibling', async () => {
     const url = await swarm();
     const tabs = await poisonableSwarm(url);
     const culprit = tabOf(tabs, 1);
     const after = [2, 3].map((s) => harness.coord!.stages.owner(s)!.id);
+    const culpritId = culprit.status().volunteerId;
     culprit.setPoison('inflate-sent-acts');
     await until(() => harness.coord!.scheduler.probation.list().length >= 1, 'probation');
-    expect(harness.coord!.scheduler.probation.list()).toMatchObject([{ stage: 1, volunteer: culprit.status().volunteerId }]);
+    expect(harness.coord!.scheduler.probation.list()).toMatchObject([{ stage: 1, volunteer: culpritId }]);
     // No stage's gradient norm was an outlier here: the screen of relayed frames caught it.
     expect(harness.coord!.scheduler.probation.list()[0]!.reason).toMatch(/relayed activations to stage 2 .*x its recent median/);
     expect(await harness.coord!.metrics.text()).toMatch(/swarm_screening_suspicions_total\{rule="jump"\} [1-9]/);
     const it0 = harness.coord!.scheduler.iteration;
     await until(() => harness.coord!.scheduler.iteration >= it0 + 15, 'training continues');
     expect([2, 3].map((s) => harness.coord!.stages.owner(s)!.id)).toEqual(after);
-    expect(harness.coord!.events.list('quarantine')).toEqual([]);
+    const q = harness.coord!.events.list('quarantine');
+    expect(q).toHaveLength(1);
+    expect(q[0]!.data).toMatchObject({ stage: 1, volunteer: culpritId });
+    expect(q[0]!.message).toMatch(/audit: the sibling's re-run differs/);
   });
 });
 

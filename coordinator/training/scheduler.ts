@@ -19,6 +19,7 @@ import { maxRelayFrameBytes } from '../screening/relay-check.js';
 import { Screening } from '../screening/screening.js';
 import { Probation } from '../screening/probation.js';
 import { SuspectReview } from '../screening/suspect-review.js';
+import { AuditSiblings } from '../screening/audit-siblings.js';
 import type { Volunteer } from '../tabs/registry.js';
 import type { BundleTransfer } from '../tabs/bundle-transfer.js';
 import type { TabSpeeds } from '../tabs/tab-speed.js';
@@ -108,6 +109,8 @@ export class Scheduler {
   readonly probation: Probation;
   /** Audits relay-rule suspicions before anyone is convicted (suspect-review.ts). */
   readonly review: SuspectReview;
+  /** Siblings placed on single-replica stages whose tab is on probation (audit-siblings.ts). */
+  readonly auditSiblings: AuditSiblings;
   /** Per tab: compute and hop round trip, from tasks that found it idle (sizes the window). */
   readonly hopTimes = new HopTimes();
   /** The window of the last training pass (null before the first). */
@@ -134,6 +137,7 @@ export class Scheduler {
     this.probation = new Probation(() => deps.progress.iteration);
     this.screening = new Screening(this.nStages, opts.outlierFactor, (v) => this.probation.strictnessOf(v));
     const { settings, config } = opts;
+    this.auditSiblings = new AuditSiblings({ stages: deps.stages, probation: this.probation, events: deps.events, place: (s) => deps.placement.placeAuditSibling(s) });
     this.review = new SuspectReview({
       stages: deps.stages,
       evidence: this.screening.evidence,
@@ -145,6 +149,7 @@ export class Scheduler {
       events: deps.events,
       metrics: deps.metrics,
       replicasDiffer: dpOf(settings).mode === 'diloco',
+      needSibling: (s, v) => this.auditSiblings.request(s, v),
     });
     this.skips = opts.skip && opts.skip.ratio > 0 ? new SkipPlanner({ nStages: settings.stages, microbatches: settings.microbatches, seed: settings.seed, swap: opts.swap, skipRatio: opts.skip.ratio, scheduler: opts.skip.scheduler }, opts.skip.record) : null;
     this.vacancySkip = new VacancySkip({
@@ -339,6 +344,7 @@ export class Scheduler {
       // Between iterations: a stage trained around (SkipPipe) is rebuilt for a waiting volunteer,
       // then waiting tabs join groups (they copy a replica's state now).
       await this.vacancySkip.rejoin(progress.iteration).catch((e: Error) => log.warn({ err: e.message }, 'rebuilding a skipped stage failed'));
+      await this.auditSiblings.place().catch((e: Error) => log.warn({ err: e.message }, 'placing an audit sibling failed'));
       await placement.admit().catch((e: Error) => log.warn({ err: e.message }, 'placement failed'));
       if (this.isPaused || !(stages.ready() || this.vacancySkip.canTrain())) {
         // A lost stage keeps the run 'recovering' until it is served again, including while its
