@@ -130,7 +130,8 @@ export class HopAudit {
     } catch (e) {
       return this.end('unverifiable', null, null, `the auditor's frame failed the relay check (${e instanceof FrameError ? e.reason : 'frame'}: ${(e as Error).message})`);
     }
-    const diff = relativeDifference(decodeTensorFrame(r.output).data, decodeTensorFrame(frame).data);
+    // A frame sent peer to peer is known here by its receiver's norm report only: compare norms.
+    const diff = r.output ? relativeDifference(decodeTensorFrame(r.output).data, decodeTensorFrame(frame).data) : Math.abs(norm - r.norm) / Math.max(norm, r.norm, 1e-30);
     const tol = AUDIT_TOLERANCE[this.deps.frames.wire];
     if (diff <= tol) this.end('match', diff, norm, `the sibling's re-run matches (relative difference ${diff.toExponential(2)} <= ${tol})`);
     else this.end('mismatch', diff, norm, `the sibling's re-run differs (relative difference ${diff.toExponential(2)} > ${tol}; norms ${r.norm.toExponential(2)} sent, ${norm.toExponential(2)} re-run)`);

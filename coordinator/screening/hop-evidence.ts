@@ -27,8 +27,12 @@ export interface HopRecord {
   /** Backward only: the gradient frame the hop received, or null at the head (then `lossScale`). */
   gradIn: Uint8Array | null;
   lossScale?: number;
-  /** The frame the suspect sent (what the audit compares with the re-run). */
-  output: Uint8Array;
+  /**
+   * The frame the suspect sent (what the audit compares with the re-run); null when it went peer
+   * to peer (`--transport p2p`): the coordinator has only its receiver's norm report, so the audit
+   * compares norms.
+   */
+  output: Uint8Array | null;
 }
 
 export class HopEvidence {

@@ -135,8 +135,11 @@ describe('--transport p2p: trust', () => {
     expect(q).toHaveLength(1);
     expect(q[0]!.data).toMatchObject({ stage: 1, volunteer: culprit.status().volunteerId });
     expect(q[0]!.message).toMatch(/relayed activations to stage 2 .*x its recent median/);
-    // The frames never crossed the coordinator: the receiver's reported norms convicted the sender.
-    expect((await counter(coord, 'swarm_relay_bytes_total')).get('{direction="forward"}') ?? 0).toBe(0);
+    // The inflated frames never crossed the coordinator: the receiver's reported norm raised the
+    // suspicion, the spare became the culprit's sibling (audit-siblings.ts), and its re-run of the
+    // hop, compared by norm with the receiver's report, convicted the sender.
+    expect(q[0]!.message).toMatch(/audit: the sibling's re-run differs/);
+    expect((await counter(coord, 'swarm_screening_audits_total')).get('{verdict="mismatch"}')).toBeGreaterThanOrEqual(1);
     await until(() => coord.recovery.done.length === 1, 'stage 1 rebuilt', 120_000);
     expect([2, 3].map((st) => coord.stages.owner(st)!.id)).toEqual(after);
   });

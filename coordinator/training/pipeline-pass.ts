@@ -66,6 +66,8 @@ export class PipelinePass implements PassControl {
   private readonly paths: Hop[][];
   private readonly frames: { tokens: Uint8Array; targets: Uint8Array }[];
   private readonly hops: HopState[][];
+  /** Tasks whose output went peer to peer, by `mb:hop:kind` (this pass only). */
+  private readonly sentPeer = new Map<string, TaskMeta>();
   private readonly losses: number[];
   /** Microbatches injected, and finished. */
   private next = 0;
@@ -214,7 +216,12 @@ export class PipelinePass implements PassControl {
     // A frame that came peer to peer is screened as its receiver measured it, under its sender.
     const from = task.meta.inputFrom;
     const sender = from ? this.hops[meta.mb]![from.hop]!.holder : null;
-    if (from && meta.got && sender && this.kind.keepsInputs) this.deps.screening.recordFrame(sender, from.fromStage, from.kind, task.meta.stage, meta.got.norm, from.hop);
+    if (from && meta.got && sender && this.kind.keepsInputs) {
+      const sent = this.sentPeer.get(`${meta.mb}:${from.hop}:${from.kind}`);
+      this.deps.screening.recordFrame(sender, from.fromStage, from.kind, task.meta.stage, meta.got.norm, from.hop, sent ? this.evidenceOf(sent, null) : undefined);
+    }
+    // Sent peer to peer: its task is kept so the receiver's report can carry audit evidence.
+    if (meta.sent && this.kind.keepsInputs) this.sentPeer.set(`${meta.mb}:${meta.hop}:${meta.dir === 'B' ? 'grad' : 'act'}`, task.meta);
     const audit = this.deps.audit;
     if (meta.sent) audit?.onSent(v, { kind: meta.dir === 'B' ? 'grad' : 'act', iteration: meta.iteration, microbatch: meta.mb, hop: meta.hop }, meta.sent.digest);
     if (from && meta.got) audit?.onGot(v, this.deps.book.peerFrame(from, meta.iteration, meta.mb, task.meta.stage), meta.got);
@@ -256,10 +263,11 @@ export class PipelinePass implements PassControl {
   }
 
   /** The hop's inputs and `output`, for an audit of a suspicion (hop-evidence.ts); null where they were not kept (no siblings). */
-  private evidenceOf(meta: TaskMeta, output: Uint8Array) {
+  private evidenceOf(meta: TaskMeta, output: Uint8Array | null) {
     const hs = this.hops[meta.mb]![meta.hop]!;
     if (!hs.input) return undefined;
-    const { lossScale, ...forward } = meta;
+    // The audit's re-run goes to the coordinator, never to a peer: no p2p routing in its task.
+    const { lossScale, sendTo: _to, inputFrom: _from, ...forward } = meta;
     return { forward: { ...forward, dir: this.kind.forwardDir }, input: hs.input, targets: hs.targets, gradIn: meta.dir === 'B' ? (hs.gradIn?.frame ?? null) : null, ...(lossScale !== undefined ? { lossScale } : {}), output };
   }
 
