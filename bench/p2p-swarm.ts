@@ -73,6 +73,8 @@ async function emulate(l: { mbps: number; latencyMs: number }): Promise<Emulated
   const net = createNetnsLinks(stages, { upMbps: l.mbps, downMbps: l.mbps });
   const turn = await startTurnServer({ ip: net.hostIp });
   const udp = await startUdpDelayProxy({ listenHost: net.hostIp, target: { host: net.hostIp, port: turn.port }, delayMs: l.latencyMs });
+  // netns-links removes the namespaces on a signal and re-raises it; coturn must not outlive us either.
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => turn.killNow());
   return { net, turn, udp };
 }
 

@@ -35,6 +35,8 @@ export interface TurnServer {
   /** coturn's log so far (file and stdout). */
   log(): string;
   stop(): Promise<void>;
+  /** SIGKILL at once, synchronously (a signal handler's last resort). */
+  killNow(): void;
 }
 
 /** The path of `turnserver`, or null when coturn is not installed (scripts/ensure-packages.sh installs it). */
@@ -90,5 +92,5 @@ export async function startTurnServer(opts: TurnServerOptions = {}): Promise<Tur
     throw e;
   }
   await new Promise((r) => setTimeout(r, 300));
-  return { port, secret, ip, url: (t) => `turn:${ip}:${port}?transport=${t}`, log, stop };
+  return { port, secret, ip, url: (t) => `turn:${ip}:${port}?transport=${t}`, log, stop, killNow: () => void child.kill('SIGKILL') };
 }
