@@ -140,7 +140,11 @@ console.log(`preset ${settings.preset}, ${stages} stages (one tab each), ${setti
 const em = links ? await emulate(links) : null;
 const rows: (string | number)[][] = [];
 try {
-  for (let r = 0; r < rounds; r++) for (const t of list(undefined, ['relay', 'p2p']) as Transport[]) rows.push(await run(t, em));
+  for (let r = 0; r < rounds; r++)
+    for (const t of list(undefined, ['relay', 'p2p']) as Transport[]) {
+      rows.push(await run(t, em));
+      console.log(`  done: ${rows.at(-1)!.join('  ')}`); // a run stopped early still says what it saw
+    }
 } finally {
   await em?.udp.close();
   await em?.turn.stop();
