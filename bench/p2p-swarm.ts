@@ -123,7 +123,7 @@ async function run(transport: Transport, em: Emulated | null): Promise<(string |
     const wire = (children.reduce((a, c) => a + c.link.delivered.up + c.link.delivered.down, 0) - wire0) / iterations;
     const share = relay + peer > 0 ? (100 * relay) / (relay + peer) : 0;
     const loss = coord.scheduler.history.at(-1)?.trainLoss;
-    return [transport, fmt(s, 3), fmtBytes(relay), fmtBytes(peer), `${fmt(share, 1)}%`, em ? fmtBytes(wire) : '-', await sum(coord, 'swarm_p2p_fallbacks_total'), loss === undefined ? '-' : loss.toFixed(6)];
+    return [transport, fmt(s, 3), fmtBytes(relay), fmtBytes(peer), `${fmt(share, 1)}%`, em ? fmtBytes(wire) : '-', await sum(coord, 'swarm_p2p_fallbacks_total'), await sum(coord, 'swarm_abandoned_iterations_total'), coord.events.list('leave').length, loss === undefined ? '-' : loss.toFixed(6)];
   } finally {
     for (const v of vols) v.kill();
     await Promise.all(children.map((c) => stopChild(c.child)));
@@ -150,7 +150,7 @@ try {
   await em?.turn.stop();
   em?.net.remove();
 }
-console.log(table(['transport', 's/iteration', 'coordinator relayed /it', 'peer to peer /it', 'coordinator share', 'coordinator link /it', 'fallbacks', 'last loss'], rows));
+console.log(table(['transport', 's/iteration', 'coordinator relayed /it', 'peer to peer /it', 'coordinator share', 'coordinator link /it', 'fallbacks', 'abandoned', 'leaves', 'last loss'], rows));
 const byT = (t: string) => rows.filter((r) => r[0] === t).map((r) => Number(r[1]));
 const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
 if (byT('relay').length && byT('p2p').length) console.log(`p2p / relay iteration time: ${fmt(mean(byT('p2p')) / mean(byT('relay')), 2)}x (target <= 0.6x on 50 Mbit/s / 20 ms links)`);
