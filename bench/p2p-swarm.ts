@@ -6,12 +6,22 @@
  *
  *   npm run bench:p2p-swarm                                (tiny, 4 stages, 10 iterations, 2 rounds)
  *   npm run bench:p2p-swarm -- --preset small --iterations 5 --pace 100 --rounds 1
+ *   sudo npm run bench:p2p-swarm -- --links 50/20 --preset small --batch 8 --wire f32 --pace 300
  *
- * Links are NOT emulated: every tab and the coordinator share this machine's loopback, so this
- * measures what leaves the coordinator and the transports' own overhead, not the issue's home-link
- * target (WebRTC's UDP does not pass testing/link-emulator.ts's TCP proxy; that needs network
- * namespaces with tbf, or TURN over TCP through the emulator). `--pace` (ms) makes every task last
- * at least that long, so compute on a shared CPU is not what is measured.
+ * Without `--links`, links are NOT emulated: every tab and the coordinator share this machine's
+ * loopback, so this measures what leaves the coordinator and the transports' own overhead.
+ *
+ * `--links MBPS/MS` (root, iproute2, coturn) emulates a home link per volunteer for the coordinator
+ * traffic and the peer traffic alike: each volunteer is a child process in a network namespace of
+ * its own (testing/netns-links.ts), whose veth pair has a `tbf` qdisc of MBPS Mbit/s on each end
+ * (uplink and downlink). The kernel has no netem, so the MS ms one-way latency is added in
+ * userspace: socket.io to the coordinator goes through testing/link-emulator.ts (latency only, the
+ * rate is tbf's), and WebRTC goes through a real coturn (testing/turn-server.ts; the tabs offer
+ * relayed candidates only) behind testing/udp-delay-proxy.ts, which delays every datagram MS ms
+ * each way. So a relayed frame crosses: sender's uplink, +MS, coordinator, +MS, receiver's
+ * downlink; a p2p frame: sender's uplink, +MS, coturn (per datagram, not per frame), +MS,
+ * receiver's downlink. `--pace` (ms) makes every task last at least that long (a p2p frame leaves
+ * no earlier than a relayed one), so compute on a shared CPU is not what is measured.
  */
 import { Coordinator, DEFAULT_COORDINATOR } from '../coordinator/server.js';
 import { startNodeVolunteer, type NodeVolunteer } from '../testing/node-volunteer.js';
@@ -19,13 +29,22 @@ import { DEFAULT_SETTINGS, type RunSettings } from '../shared/run-settings.js';
 import type { Transport } from '../shared/protocol/p2p-messages.js';
 import { until } from '../testing/until.js';
 import { flags, fmt, fmtBytes, list, machine, table } from './util.js';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { createNetnsLinks, type NetnsLinks } from '../testing/netns-links.js';
+import { startLinkEmulator, type LinkEmulator } from '../testing/link-emulator.js';
+import { startTurnServer, type TurnServer } from '../testing/turn-server.js';
+import { startUdpDelayProxy, type UdpDelayProxy } from '../testing/udp-delay-proxy.js';
 
-const f = flags(process.argv.slice(2), { preset: 'string', stages: 'string', iterations: 'string', warmup: 'string', pace: 'string', rounds: 'string', batch: 'string', wire: 'string' });
+const f = flags(process.argv.slice(2), { preset: 'string', stages: 'string', iterations: 'string', warmup: 'string', pace: 'string', rounds: 'string', batch: 'string', wire: 'string', links: 'string' });
 const stages = Number(f.stages ?? 4);
 const iterations = Number(f.iterations ?? 10);
 const warmup = Number(f.warmup ?? 2);
 const pace = Number(f.pace ?? 0);
 const rounds = Number(f.rounds ?? 2);
+const linkSpec = f.links ? /^(\d+(?:\.\d+)?)\/(\d+(?:\.\d+)?)$/.exec(f.links as string) : null;
+if (f.links && !linkSpec) throw new Error(`--links ${f.links}: expected MBPS/MS, e.g. 50/20`);
+const links = linkSpec ? { mbps: Number(linkSpec[1]), latencyMs: Number(linkSpec[2]) } : null;
 const settings: RunSettings = {
   ...DEFAULT_SETTINGS,
   preset: (f.preset as string) ?? 'tiny',
@@ -43,31 +62,96 @@ async function sum(coord: Coordinator, name: string, label?: string): Promise<nu
   return total;
 }
 
-async function run(transport: Transport): Promise<(string | number)[]> {
-  const coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings, port: 0, silent: true, evalEvery: 0, maxReplicas: 1, maxIterations: warmup + iterations, p2p: { transport } });
+/** The emulated network of `--links`, shared by every run: namespaces, coturn, the UDP delay. */
+interface Emulated {
+  net: NetnsLinks;
+  turn: TurnServer;
+  udp: UdpDelayProxy;
+}
+
+async function emulate(l: { mbps: number; latencyMs: number }): Promise<Emulated> {
+  const net = createNetnsLinks(stages, { upMbps: l.mbps, downMbps: l.mbps });
+  const turn = await startTurnServer({ ip: net.hostIp });
+  const udp = await startUdpDelayProxy({ listenHost: net.hostIp, target: { host: net.hostIp, port: turn.port }, delayMs: l.latencyMs });
+  // netns-links removes the namespaces on a signal and re-raises it; coturn must not outlive us either.
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => turn.killNow());
+  return { net, turn, udp };
+}
+
+const VOLUNTEER = fileURLToPath(new URL('./p2p-ns-volunteer.ts', import.meta.url));
+
+/** Volunteer `i` as a child process in its namespace, talking to the coordinator through a latency-only link emulator. */
+async function nsVolunteer(em: Emulated, coordPort: number, i: number, latencyMs: number): Promise<{ child: ChildProcess; link: LinkEmulator }> {
+  const link = await startLinkEmulator({ target: `127.0.0.1:${coordPort}`, listenHost: em.net.hostIp, upMbps: 100_000, downMbps: 100_000, latencyMs, queueBytes: 8 * 1024 * 1024 });
+  const child = spawn('ip', ['netns', 'exec', em.net.namespaces[i]!, process.execPath, '--import', 'tsx', VOLUNTEER, link.url, `b${i}`, String(pace), 'relay'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
+  child.once('exit', (code) => code && console.error(`volunteer b${i} exited ${code}:\n${out.slice(-2000)}`));
+  return { child, link };
+}
+
+async function stopChild(c: ChildProcess): Promise<void> {
+  if (c.exitCode !== null || c.signalCode !== null) return;
+  const gone = new Promise((r) => c.once('exit', r));
+  c.kill('SIGTERM');
+  await Promise.race([gone, new Promise((r) => setTimeout(r, 5000))]);
+  if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+}
+
+async function run(transport: Transport, em: Emulated | null): Promise<(string | number)[]> {
+  const p2p = em ? { transport, iceServers: [`turn:${em.net.hostIp}:${em.udp.port}?transport=udp`], turnSecret: em.turn.secret } : { transport };
+  const coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings, host: '127.0.0.1', port: 0, silent: true, evalEvery: 0, maxReplicas: 1, maxIterations: warmup + iterations, p2p, ...(em ? { publicHosts: [em.net.hostIp] } : {}) });
   const vols: NodeVolunteer[] = [];
+  const children: { child: ChildProcess; link: LinkEmulator }[] = [];
   try {
     const url = await coord.listen();
-    for (let i = 0; i < stages; i++) vols.push(await startNodeVolunteer(url, { name: `b${i}`, ...(pace ? { paceMs: pace } : {}) }));
+    const port = Number(new URL(url).port);
+    for (let i = 0; i < stages; i++) {
+      if (em && links) children.push(await nsVolunteer(em, port, i, links.latencyMs));
+      else vols.push(await startNodeVolunteer(url, { name: `b${i}`, ...(pace ? { paceMs: pace } : {}) }));
+    }
     await until(() => coord.scheduler.iteration >= warmup, 'warm-up', 600_000);
     const relay0 = (await sum(coord, 'swarm_relay_bytes_total', 'forward')) + (await sum(coord, 'swarm_relay_bytes_total', 'backward'));
     const p2p0 = await sum(coord, 'swarm_p2p_bytes_total');
+    const wire0 = children.reduce((a, c) => a + c.link.delivered.up + c.link.delivered.down, 0);
     const t0 = Date.now();
     await until(() => coord.scheduler.iteration >= warmup + iterations, `${iterations} iterations`, 1_200_000);
     const s = (Date.now() - t0) / 1000 / iterations;
     const relay = ((await sum(coord, 'swarm_relay_bytes_total', 'forward')) + (await sum(coord, 'swarm_relay_bytes_total', 'backward')) - relay0) / iterations;
-    const p2p = ((await sum(coord, 'swarm_p2p_bytes_total')) - p2p0) / iterations;
-    const share = relay + p2p > 0 ? (100 * relay) / (relay + p2p) : 0;
-    return [transport, fmt(s, 3), fmtBytes(relay), fmtBytes(p2p), `${fmt(share, 1)}%`, await sum(coord, 'swarm_p2p_fallbacks_total')];
+    const peer = ((await sum(coord, 'swarm_p2p_bytes_total')) - p2p0) / iterations;
+    const wire = (children.reduce((a, c) => a + c.link.delivered.up + c.link.delivered.down, 0) - wire0) / iterations;
+    const share = relay + peer > 0 ? (100 * relay) / (relay + peer) : 0;
+    const loss = coord.scheduler.history.at(-1)?.trainLoss;
+    return [transport, fmt(s, 3), fmtBytes(relay), fmtBytes(peer), `${fmt(share, 1)}%`, em ? fmtBytes(wire) : '-', await sum(coord, 'swarm_p2p_fallbacks_total'), await sum(coord, 'swarm_abandoned_iterations_total'), coord.events.list('leave').length, loss === undefined ? '-' : loss.toFixed(6)];
   } finally {
     for (const v of vols) v.kill();
+    await Promise.all(children.map((c) => stopChild(c.child)));
+    for (const c of children) await c.link.close();
     await coord.close();
   }
 }
 
 console.log(`bench:p2p-swarm  ${machine()}`);
-console.log(`preset ${settings.preset}, ${stages} stages (one tab each), ${settings.microbatches} microbatches x batch ${settings.batch}, wire ${settings.wire ?? 'default'}, ${iterations} iterations after ${warmup} warm-up, pace ${pace} ms; loopback, links not emulated`);
+const where = links
+  ? `each volunteer a process in its own network namespace: tbf ${links.mbps} Mbit/s up and down, ${links.latencyMs} ms one-way added in userspace (TCP link emulator to the coordinator; UDP delay proxy to coturn, relayed ICE candidates only)`
+  : 'loopback, links not emulated';
+console.log(`preset ${settings.preset}, ${stages} stages (one tab each), ${settings.microbatches} microbatches x batch ${settings.batch}, wire ${settings.wire ?? 'default'}, ${iterations} iterations after ${warmup} warm-up, pace ${pace} ms; ${where}`);
+const em = links ? await emulate(links) : null;
 const rows: (string | number)[][] = [];
-for (let r = 0; r < rounds; r++) for (const t of list(undefined, ['relay', 'p2p']) as Transport[]) rows.push(await run(t));
-console.log(table(['transport', 's/iteration', 'coordinator relayed /it', 'peer to peer /it', 'coordinator share', 'fallbacks'], rows));
+try {
+  for (let r = 0; r < rounds; r++)
+    for (const t of list(undefined, ['relay', 'p2p']) as Transport[]) {
+      rows.push(await run(t, em));
+      console.log(`  done: ${rows.at(-1)!.join('  ')}`); // a run stopped early still says what it saw
+    }
+} finally {
+  await em?.udp.close();
+  await em?.turn.stop();
+  em?.net.remove();
+}
+console.log(table(['transport', 's/iteration', 'coordinator relayed /it', 'peer to peer /it', 'coordinator share', 'coordinator link /it', 'fallbacks', 'abandoned', 'leaves', 'last loss'], rows));
+const byT = (t: string) => rows.filter((r) => r[0] === t).map((r) => Number(r[1]));
+const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
+if (byT('relay').length && byT('p2p').length) console.log(`p2p / relay iteration time: ${fmt(mean(byT('p2p')) / mean(byT('relay')), 2)}x (target <= 0.6x on 50 Mbit/s / 20 ms links)`);
 process.exit(0);

@@ -33,6 +33,8 @@ export interface LinkSpec {
 export interface LinkEmulatorOptions extends LinkSpec {
   /** Where to forward: an http(s)/ws URL or `host:port`. */
   target: string;
+  /** Address the proxy listens on (default 127.0.0.1; a bridge address for network namespaces). */
+  listenHost?: string;
 }
 
 export interface LinkEmulator {
@@ -171,11 +173,11 @@ export async function startLinkEmulator(opts: LinkEmulatorOptions): Promise<Link
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
+    server.listen(0, opts.listenHost ?? '127.0.0.1', () => resolve());
   });
   const p = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${p}`,
+    url: `http://${opts.listenHost ?? '127.0.0.1'}:${p}`,
     port: p,
     delivered,
     setRates: (upMbps, downMbps) => {

@@ -10,6 +10,7 @@ import type { ServerToVolunteer } from '../shared/protocol/events.js';
 import { useNodeBackend } from '../trainer/node-backend.js';
 import { startLinkEmulator, type LinkEmulator, type LinkSpec } from './link-emulator.js';
 import { BridgedLinks, LinkHost } from '../shared/transport/link-bridge.js';
+import { PeerLinks } from '../shared/transport/peer-links.js';
 
 export interface NodeVolunteer {
   agent: VolunteerAgent;
@@ -70,9 +71,10 @@ function bridgedLinks(createPeerConnection: (c: RTCConfiguration) => RTCPeerConn
 
 /**
  * Feeds the agent one task at a time (backward tasks first, as the agent itself orders them) and
- * holds each result until the task has lasted `paceMs`.
+ * holds each result until the task has lasted `paceMs`. `ready()` resolves at that moment too: a
+ * frame sent peer to peer waits for it, so a paced p2p tab sends no earlier than a relayed one.
  */
-function paceTasks(socket: VolunteerSocket, paceMs: number): void {
+function paceTasks(socket: VolunteerSocket, paceMs: number): { ready(): Promise<void> } {
   type Task = Parameters<ServerToVolunteer['task']>;
   const queue: Task[] = [];
   let deliver: ((...t: Task) => void) | null = null;
@@ -111,13 +113,27 @@ function paceTasks(socket: VolunteerSocket, paceMs: number): void {
     }, wait);
     return socket;
   };
+  return { ready: () => new Promise((r) => setTimeout(r, busySince === null ? 0 : Math.max(0, busySince + paceMs - Date.now()))) };
+}
+
+/** PeerLinks whose sends wait for the paced task's end (see paceTasks). */
+function pacedLinks(createPeerConnection: (c: RTCConfiguration) => RTCPeerConnection, pace: { ready(): Promise<void> }): NonNullable<AgentOptions['createLinks']> {
+  return (deps) => {
+    const links = new PeerLinks({ ...deps, createPeerConnection });
+    const send = links.send.bind(links);
+    links.send = async (...a) => {
+      await pace.ready();
+      return send(...a);
+    };
+    return links;
+  };
 }
 
 export async function startNodeVolunteer(url: string, opts: NodeVolunteerOptions = {}): Promise<NodeVolunteer> {
   const backend = await useNodeBackend(opts.backend ?? 'wasm');
   const link = opts.link ? await startLinkEmulator({ target: url, ...opts.link }) : null;
   const socket: VolunteerSocket = io(link ? link.url : url, { transports: ['websocket'], reconnection: true, forceNew: true, ...opts.socketOptions });
-  if (opts.paceMs) paceTasks(socket, opts.paceMs);
+  const pace = opts.paceMs ? paceTasks(socket, opts.paceMs) : null;
   opts.wrapSocket?.(socket);
   const rtc = opts.webrtc === false ? null : await import('../trainer/node-webrtc.js');
   let last: AgentStatus | null = null;
@@ -126,7 +142,8 @@ export async function startNodeVolunteer(url: string, opts: NodeVolunteerOptions
     onStatus: (s) => (last = s),
     createStage: opts.createStage,
     ...(rtc && opts.bridgeLinks ? { createLinks: bridgedLinks(rtc.createNodePeerConnection), rtcExtra: opts.rtcExtra ?? rtc.LOOPBACK_ONLY } : {}),
-    ...(rtc && !opts.bridgeLinks ? { createPeerConnection: rtc.createNodePeerConnection, rtcExtra: opts.rtcExtra ?? rtc.LOOPBACK_ONLY } : {}),
+    ...(rtc && !opts.bridgeLinks && pace ? { createLinks: pacedLinks(rtc.createNodePeerConnection, pace), rtcExtra: opts.rtcExtra ?? rtc.LOOPBACK_ONLY } : {}),
+    ...(rtc && !opts.bridgeLinks && !pace ? { createPeerConnection: rtc.createNodePeerConnection, rtcExtra: opts.rtcExtra ?? rtc.LOOPBACK_ONLY } : {}),
     ...(opts.dutyCycle !== undefined ? { dutyCycle: () => opts.dutyCycle! } : {}),
   });
   return {

@@ -6,58 +6,21 @@
  * (the shipped file denies loopback peers; the test allows 127.0.0.1 and nothing else).
  */
 import { describe, it, expect, beforeAll, afterAll, afterEach } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { freePort, requireCommand, stopProcess, substitute } from '../harness.js';
 import { peerPair, patternFrame, type PeerEnd } from '../../testing/peer-pair.js';
+import { startTurnServer, type TurnServer } from '../../testing/turn-server.js';
 import { until } from '../../testing/until.js';
 import { turnCredentials } from '../../shared/transport/turn-credentials.js';
 import { LinkDownError } from '../../shared/transport/link-down-error.js';
 import type { Signal } from '../../shared/protocol/signal.js';
 
-const CONF = new URL('./turnserver.conf', import.meta.url);
-const SECRET = 'test-secret-' + Math.random().toString(36).slice(2);
-const FILE = 'deploy/coturn/turnserver.conf';
-
-let dir = '';
-let turn: ChildProcess | null = null;
-let port = 0;
-let log = '';
+let turn: TurnServer;
+let SECRET = '';
 let ends: PeerEnd[] = [];
-
-function turnLog(): string {
-  try {
-    return readFileSync(join(dir, 'turn.log'), 'utf8') + log;
-  } catch {
-    return log;
-  }
-}
+const turnLog = () => turn.log();
 
 beforeAll(async () => {
-  const bin = requireCommand('turnserver', 'coturn');
-  dir = mkdtempSync(join(tmpdir(), 'swarm-coturn-'));
-  port = await freePort('127.0.0.1');
-  const relayBase = 50_000 + Math.floor(Math.random() * 10_000);
-  let conf = readFileSync(CONF, 'utf8');
-  conf = substitute(FILE, conf, 'static-auth-secret=CHANGE-ME-to-32-random-bytes-openssl-rand-hex-32', `static-auth-secret=${SECRET}`);
-  conf = substitute(FILE, conf, 'listening-port=3478\n', `listening-port=${port}\nlistening-ip=127.0.0.1\nrelay-ip=127.0.0.1\n`);
-  conf = substitute(FILE, conf, 'tls-listening-port=5349\n', 'no-tls\nno-dtls\n');
-  conf = substitute(FILE, conf, 'external-ip=203.0.113.10\n', '');
-  conf = substitute(FILE, conf, 'min-port=49160\n', `min-port=${relayBase}\n`);
-  conf = substitute(FILE, conf, 'max-port=49999\n', `max-port=${relayBase + 50}\n`);
-  conf = substitute(FILE, conf, 'cert=/etc/letsencrypt/live/swarm.example.org/fullchain.pem\n', '');
-  conf = substitute(FILE, conf, 'pkey=/etc/letsencrypt/live/swarm.example.org/privkey.pem\n', '');
-  conf = substitute(FILE, conf, 'no-loopback-peers\n', 'allow-loopback-peers\nallowed-peer-ip=127.0.0.1\n');
-  conf = substitute(FILE, conf, 'log-file=/var/log/turnserver/turnserver.log\n', `log-file=${join(dir, 'turn.log')}\nverbose\nuserdb=${join(dir, 'turndb')}\npidfile=${join(dir, 'turn.pid')}\n`);
-  writeFileSync(join(dir, 'turnserver.conf'), conf);
-  turn = spawn(bin, ['-c', join(dir, 'turnserver.conf')], { stdio: ['ignore', 'pipe', 'pipe'] });
-  turn.stdout!.on('data', (c: Buffer) => (log += c.toString()));
-  turn.stderr!.on('data', (c: Buffer) => (log += c.toString()));
-  await until(() => /listener opened on|Total (UDP|General) servers/i.test(turnLog()) || turn!.exitCode !== null, 'turnserver listening', 15_000);
-  if (turn.exitCode !== null) throw new Error(`turnserver exited ${turn.exitCode}:\n${turnLog()}`);
-  await new Promise((r) => setTimeout(r, 300));
+  turn = await startTurnServer();
+  SECRET = turn.secret;
 });
 
 afterEach(async () => {
@@ -67,13 +30,11 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
-  await stopProcess(turn);
-  if (dir && !process.env.KEEP_TURN_DIR) rmSync(dir, { recursive: true, force: true });
-  else if (dir) console.log("turn dir", dir);
+  await turn?.stop();
 });
 
 async function relayOnly(username: string, credential: string): Promise<RTCConfiguration> {
-  return { iceServers: [{ urls: `turn:127.0.0.1:${port}?transport=udp`, username, credential }], iceTransportPolicy: 'relay' };
+  return { iceServers: [{ urls: turn.url('udp'), username, credential }], iceTransportPolicy: 'relay' };
 }
 
 describe('TURN through coturn (deploy/coturn/turnserver.conf)', () => {

@@ -1,0 +1,31 @@
+/**
+ * One Node volunteer as a process of its own, for bench/p2p-swarm.ts --links (started inside a
+ * network namespace with `ip netns exec`): joins `url`, paces each task to `pace` ms, and with
+ * `relay` in argv offers only TURN-relayed ICE candidates. Exits when its parent is gone.
+ *
+ *   node --import tsx bench/p2p-ns-volunteer.ts <url> <name> <paceMs> [relay]
+ */
+import { startNodeVolunteer } from '../testing/node-volunteer.js';
+
+const [url, name, pace, policy] = process.argv.slice(2);
+if (!url || !name) throw new Error('usage: p2p-ns-volunteer.ts <url> <name> <paceMs> [relay]');
+const parent = process.ppid;
+const v = await startNodeVolunteer(url, {
+  name,
+  ...(Number(pace) > 0 ? { paceMs: Number(pace) } : {}),
+  rtcExtra: policy === 'relay' ? ({ iceTransportPolicy: 'relay' } as RTCConfiguration) : {},
+});
+console.log(`${name} joined ${url}`);
+const bye = () => {
+  v.kill();
+  process.exit(0);
+};
+process.on('SIGTERM', bye);
+process.on('SIGINT', bye);
+setInterval(() => {
+  try {
+    process.kill(parent, 0);
+  } catch {
+    bye();
+  }
+}, 1000);

@@ -1,0 +1,77 @@
+/**
+ * A UDP proxy that delays every datagram by `delayMs` in each direction: the one-way latency of
+ * a home link for UDP traffic (WebRTC via TURN), which testing/link-emulator.ts (TCP) cannot
+ * shape and this kernel's missing `netem` cannot add. Each client address gets its own upstream
+ * socket, so the target (coturn) sees one distinct address per client, as it would behind NATs.
+ * Rate is not limited here (bench/p2p-swarm.ts shapes rate with `tbf` on veth links); datagrams
+ * keep their order since every one waits the same delay.
+ *
+ *   const proxy = await startUdpDelayProxy({ listenHost: '10.77.0.1', target: { host: '10.77.0.1', port: 3478 }, delayMs: 20 });
+ *   // clients send to proxy.host:proxy.port
+ */
+import dgram from 'node:dgram';
+
+export interface UdpDelayProxyOptions {
+  listenHost: string;
+  target: { host: string; port: number };
+  /** One-way delay added to each datagram, each direction, ms. */
+  delayMs: number;
+}
+
+export interface UdpDelayProxy {
+  host: string;
+  port: number;
+  /** Datagrams forwarded: client -> target, target -> client. */
+  forwarded: { up: number; down: number };
+  close(): Promise<void>;
+}
+
+export async function startUdpDelayProxy(opts: UdpDelayProxyOptions): Promise<UdpDelayProxy> {
+  if (!(Number.isFinite(opts.delayMs) && opts.delayMs >= 0)) throw new RangeError(`delayMs must be >= 0, got ${opts.delayMs}`);
+  const front = dgram.createSocket('udp4');
+  const upstreams = new Map<string, dgram.Socket>();
+  const timers = new Set<NodeJS.Timeout>();
+  const forwarded = { up: 0, down: 0 };
+  let closed = false;
+  const later = (f: () => void) => {
+    const t = setTimeout(() => {
+      timers.delete(t);
+      if (!closed) f();
+    }, opts.delayMs);
+    timers.add(t);
+  };
+  front.on('message', (msg, rinfo) => {
+    const key = `${rinfo.address}:${rinfo.port}`;
+    let up = upstreams.get(key);
+    if (!up) {
+      up = dgram.createSocket('udp4');
+      up.on('message', (back) =>
+        later(() => {
+          forwarded.down++;
+          front.send(back, rinfo.port, rinfo.address);
+        }),
+      );
+      up.on('error', () => {});
+      up.bind(0, opts.listenHost);
+      upstreams.set(key, up);
+    }
+    const u = up;
+    later(() => {
+      forwarded.up++;
+      u.send(msg, opts.target.port, opts.target.host);
+    });
+  });
+  front.on('error', () => {});
+  await new Promise<void>((resolve) => front.bind(0, opts.listenHost, () => resolve()));
+  return {
+    host: opts.listenHost,
+    port: front.address().port,
+    forwarded,
+    close: async () => {
+      closed = true;
+      for (const t of timers) clearTimeout(t);
+      for (const u of upstreams.values()) u.close();
+      await new Promise<void>((r) => front.close(() => r()));
+    },
+  };
+}
