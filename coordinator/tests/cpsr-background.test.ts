@@ -58,20 +58,22 @@ describe('CPSR background fitting and planning in the swarm', () => {
     // A high prior failure rate keeps Young/Daly's first intervals to a few iterations here.
     const c = await swarm('cpsr', 40);
     const s = strategyOf(c);
-    const stop = c.scheduler.observe((r) => {
-      if (r.iteration === 40) c.scheduler.setPaused(true);
+    // Run until 9 checkpoints exist (how many iterations that takes depends on the plan, and the
+    // plan on the measured checkpoint cost against the iteration time, which the machine's load moves).
+    const stop = c.scheduler.observe(() => {
+      if (c.recovery.checkpointsKept.length >= 9) c.scheduler.setPaused(true);
     });
-    await until(() => c.scheduler.state === 'paused', 'pause at 40', 300_000);
+    await until(() => c.scheduler.state === 'paused', 'pause after 9 checkpoints', 300_000);
     stop();
     await s.fitter!.idle();
     const kept = c.recovery.checkpointsKept.map((k) => k.iteration).reverse();
-    expect(kept.length).toBeGreaterThanOrEqual(7);
     const replans = c.events.list('run').filter((e) => e.message.startsWith('cpsr planner: '));
     for (const e of replans) expect(e.message).toMatch(/alpha_1 .* tau_1 .* T_s .* lambda .*xi 1, N_p \d+/);
     expect(replans.length, replans.map((e) => e.message).join('\n')).toBeGreaterThanOrEqual(2);
     // Each gap between kept checkpoints lies within the intervals the planner gave (a gap during
     // which the plan shrank ends as soon as the shorter interval has passed).
     const intervals = replans.map((e) => (e.data as { plan: { interval: number } }).plan.interval);
+    expect(kept.length).toBeGreaterThanOrEqual(7);
     for (let i = 1; i < kept.length; i++) {
       const gap = kept[i]! - kept[i - 1]!;
       expect(gap, `gap ${kept[i - 1]} -> ${kept[i]} within the planned ${intervals.join(', ')}`).toBeGreaterThanOrEqual(Math.min(...intervals));
