@@ -15,6 +15,7 @@
  *
  *   npm run bench:diloco-quality                           (tiny, R=2, 100 iterations, H 5,10,20, 3 seeds)
  *   npm run bench:diloco-quality -- --steps 300 --every 10,20,50 --seeds 1,2,3,4,5
+ *   npm run bench:diloco-quality -- --every 20 --outer 1/0,0.7/0.9   (several outer lr/momentum settings, one exact)
  *   npm run bench:diloco-quality -- --steps 0               (bytes only)
  */
 import { trainLocal, type LocalTrainResult } from '../trainer/cli.js';
