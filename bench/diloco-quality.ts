@@ -15,6 +15,7 @@
  *
  *   npm run bench:diloco-quality                           (tiny, R=2, 100 iterations, H 5,10,20, 3 seeds)
  *   npm run bench:diloco-quality -- --steps 300 --every 10,20,50 --seeds 1,2,3,4,5
+ *   npm run bench:diloco-quality -- --every 20 --outer 1/0,0.7/0.9   (several outer lr/momentum settings, one exact)
  *   npm run bench:diloco-quality -- --steps 0               (bytes only)
  */
 import { trainLocal, type LocalTrainResult } from '../trainer/cli.js';
@@ -40,6 +41,7 @@ const HELP = `Usage: npm run bench:diloco-quality -- [options]
   --seeds <s,...>       seeds (default 1234,1,2)
   --dp-wire <w>         pseudo-gradient encoding (default ${DEFAULT_DP.wire}; ${WIRE_ENCODINGS.join('|')})
   --outer-lr <x>, --outer-momentum <x>   (default ${DEFAULT_DP.outerLr}, ${DEFAULT_DP.outerMomentum})
+  --outer <lr/m,...>    several outer (lr/momentum) settings in one run, exact trained once (overrides the two above)
   --stages, --microbatches, --batch, --seq, --lr   (default 4, 4, 2, 32, 3e-3)
   --eval-every <n>      validation interval (default: the least common multiple of the H values, at least 20)
   --eval-batches <n>    validation batches (default 8)
@@ -110,6 +112,7 @@ async function main(): Promise<void> {
     'dp-wire': 'string',
     'outer-lr': 'string',
     'outer-momentum': 'string',
+    outer: 'string',
     stages: 'string',
     microbatches: 'string',
     batch: 'string',
@@ -137,6 +140,13 @@ async function main(): Promise<void> {
     recovery: 'checkfree',
   };
   const outer = { outerLr: Number(f['outer-lr'] ?? DEFAULT_DP.outerLr), outerMomentum: Number(f['outer-momentum'] ?? DEFAULT_DP.outerMomentum), wire };
+  const outers = f.outer
+    ? list(f.outer, []).map((o) => {
+        const [lr, m] = o.split('/').map(Number);
+        if (!(lr! > 0) || !(m! >= 0 && m! < 1)) throw new Error(`--outer: expected lr/momentum pairs like 1/0,0.7/0.9, got "${o}"`);
+        return { outerLr: lr!, outerMomentum: m!, wire };
+      })
+    : [outer];
   const lcm = everies.reduce((a, b) => (a * b) / gcd(a, b), 1);
   const evalEvery = Number(f['eval-every'] ?? lcm * Math.ceil(20 / lcm));
   const evalBatches = Number(f['eval-batches'] ?? 8);
@@ -149,9 +159,14 @@ async function main(): Promise<void> {
     console.log(
       `preset ${settings.preset} (d ${cfg.dModel}, ${cfg.nLayers} layers), ${settings.stages} stages x ${R} replicas, ${settings.microbatches} microbatches x batch ${settings.batch} x seq ${cfg.seqLen} ` +
         `(${tokensPerIt} tokens per iteration, split over the replicas), lr ${settings.lr}, ${steps} iterations, seeds ${seeds.join(', ')}; ` +
-        `diloco: outer lr ${outer.outerLr}, momentum ${outer.outerMomentum}, pseudo-gradients ${wire}; validation on ${evalBatches} batches every ${evalEvery} iterations`,
+        `diloco: outer lr/momentum ${outers.map((o) => `${o.outerLr}/${o.outerMomentum}`).join(', ')}, pseudo-gradients ${wire}; validation on ${evalBatches} batches every ${evalEvery} iterations`,
     );
-    const modes: Mode[] = [{ name: 'exact', dp: { mode: 'exact' } }, ...everies.map((h) => ({ name: `diloco H=${h}`, dp: { mode: 'diloco' as const, every: h, ...outer } }))];
+    const modes: Mode[] = [
+      { name: 'exact', dp: { mode: 'exact' } },
+      ...outers.flatMap((o) =>
+        everies.map((h) => ({ name: outers.length > 1 ? `diloco H=${h} ${o.outerLr}/${o.outerMomentum}` : `diloco H=${h}`, dp: { mode: 'diloco' as const, every: h, ...o } })),
+      ),
+    ];
     const runs = new Map<string, LocalTrainResult[]>();
     const syncs = new Map<string, SyncReport[]>();
     for (const m of modes) {
@@ -161,7 +176,7 @@ async function main(): Promise<void> {
         const t0 = Date.now();
         const r = await trainLocal({ ...settings, seed, steps, evalEvery, evalBatches, swap: false, replicas: R, dp: m.dp, onSync: (_, rep) => syncs.get(m.name)!.push(rep) });
         runs.get(m.name)!.push(r);
-        console.log(`  ${m.name.padEnd(12)} seed ${String(seed).padEnd(5)} val ${fmt(r.initialValLoss, 4)} -> ${fmt(r.finalValLoss, 4)}  (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+        console.log(`  ${m.name.padEnd(outers.length > 1 ? 24 : 12)} seed ${String(seed).padEnd(5)} val ${fmt(r.initialValLoss, 4)} -> ${fmt(r.finalValLoss, 4)}  (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
       }
     }
     const points = runs.get('exact')![0]!.valLosses.map((v) => v.step);
