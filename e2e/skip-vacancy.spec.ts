@@ -50,6 +50,9 @@ test('the only tab of an intermediate stage closes: iterations keep advancing wi
   expect(after.every((h) => h.skip!.vacant.length === 0)).toBe(true);
   expect(after.some((h) => h.skip!.visits[LOST]! > 0)).toBe(true);
   const rebuilds = swarm.coord.recovery.done.filter((r) => r.stage === LOST);
-  expect(rebuilds.length).toBe(2);
+  // One recovery, timed from the loss and closed only once the newcomer holds the stage (the rebuild
+  // for the newcomer continues it), as coordinator/tests/skip-swarm.test.ts checks in Node.
+  expect(rebuilds.length).toBe(1);
+  expect(rebuilds[0]!.iteration).toBeLessThanOrEqual(lostAt);
   console.log(`stage ${LOST} vacant from iteration ${lostAt}; ${without.length} iterations trained around it before the newcomer; rebuilds: ${rebuilds.map((r) => r.method).join(', ')}`);
 });
