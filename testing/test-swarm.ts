@@ -6,10 +6,22 @@
 import { afterEach } from 'vitest';
 import type { Coordinator } from '../coordinator/server.js';
 import type { NodeVolunteer } from './node-volunteer.js';
+import { startPoisonedVolunteer, type PoisonedVolunteer } from './poisoned-volunteer.js';
 
 export class TestSwarm {
   coord: Coordinator | null = null;
   vols: NodeVolunteer[] = [];
+
+  /** Honest tabs named `names` that a test can poison later, started one after another and closed with the swarm. */
+  async poisonable(url: string, names: readonly string[]): Promise<PoisonedVolunteer[]> {
+    const tabs: PoisonedVolunteer[] = [];
+    for (const name of names) {
+      const v = await startPoisonedVolunteer(url, null, { name });
+      tabs.push(v);
+      this.vols.push(v);
+    }
+    return tabs;
+  }
 
   async close(): Promise<void> {
     for (const v of this.vols) v.kill();

@@ -6,7 +6,7 @@
  */
 import { describe, it, expect } from 'vitest';
 import { Coordinator, DEFAULT_COORDINATOR } from '../server.js';
-import { startPoisonedVolunteer, type PoisonedVolunteer } from '../../testing/poisoned-volunteer.js';
+import type { PoisonedVolunteer } from '../../testing/poisoned-volunteer.js';
 import { DEFAULT_SETTINGS } from '../../shared/run-settings.js';
 import { testSwarm } from '../../testing/test-swarm.js';
 import { until } from '../../testing/until.js';
@@ -25,12 +25,7 @@ async function swarm(names: string[], history = 8, maxReplicas = 1): Promise<Poi
     graceMs: 200,
   });
   const url = await harness.coord.listen();
-  const tabs: PoisonedVolunteer[] = [];
-  for (const n of names) {
-    const v = await startPoisonedVolunteer(url, null, { name: n });
-    tabs.push(v);
-    harness.vols.push(v);
-  }
+  const tabs = await harness.poisonable(url, names);
   const coord = harness.coord;
   const serve = Math.min(names.length, 2 * maxReplicas);
   await until(() => coord.scheduler.iteration >= history && coord.stages.allReplicas().length === serve && [0, 1].every((s) => coord.stages.size(s) >= 1), 'a norm history');

@@ -5,7 +5,7 @@
  */
 import { describe, it, expect } from 'vitest';
 import { Coordinator, DEFAULT_COORDINATOR } from '../server.js';
-import { startPoisonedVolunteer, type PoisonedVolunteer } from '../../testing/poisoned-volunteer.js';
+import type { PoisonedVolunteer } from '../../testing/poisoned-volunteer.js';
 import { DEFAULT_SETTINGS } from '../../shared/run-settings.js';
 import { testSwarm } from '../../testing/test-swarm.js';
 import { until } from '../../testing/until.js';
@@ -24,12 +24,7 @@ async function swarm(maxReplicas: number, names: string[], history = 8): Promise
     graceMs: 200,
   });
   const url = await harness.coord.listen();
-  const tabs: PoisonedVolunteer[] = [];
-  for (const n of names) {
-    const v = await startPoisonedVolunteer(url, null, { name: n });
-    tabs.push(v);
-    harness.vols.push(v);
-  }
+  const tabs = await harness.poisonable(url, names);
   const coord = harness.coord;
   await until(() => coord.scheduler.iteration >= history && (maxReplicas === 1 || [0, 1].every((s) => coord.stages.replicas(s).length === maxReplicas)), 'a norm history');
   return tabs;

@@ -14,7 +14,6 @@ import { testSwarm } from '../../testing/test-swarm.js';
 import { until } from '../../testing/until.js';
 import { wireFrameBytes } from '../../shared/protocol/wire-encoding.js';
 import { wireOf } from '../../shared/run-settings.js';
-import { startPoisonedVolunteer, type PoisonedVolunteer } from '../../testing/poisoned-volunteer.js';
 import type { VolunteerSocket } from '../../shared/volunteer/agent.js';
 
 const settings: RunSettings = { ...DEFAULT_SETTINGS, preset: 'tiny', stages: 4, microbatches: 2, batch: 2, recovery: 'checkfree' };
@@ -120,12 +119,7 @@ describe('--transport p2p: browser tabs', () => {
 describe('--transport p2p: trust', () => {
   it('a tab inflating the activations it sends peer to peer is quarantined from its receiver\'s norm reports', async () => {
     const { coord, url } = await startSwarm({ ...settings }, { graceMs: 200, p2p: { transport: 'p2p' } }, []);
-    const tabs: PoisonedVolunteer[] = [];
-    for (const n of ['h0', 'h1', 'h2', 'h3', 'spare']) {
-      const v = await startPoisonedVolunteer(url, null, { name: n });
-      tabs.push(v);
-      harness.vols.push(v);
-    }
+    const tabs = await harness.poisonable(url, ['h0', 'h1', 'h2', 'h3', 'spare']);
     await until(() => coord.scheduler.iteration >= 7, 'a norm history', 180_000);
     const culprit = tabs.find((t) => t.status().volunteerId === coord.stages.owner(1)!.id)!;
     const after = [2, 3].map((st) => coord.stages.owner(st)!.id);

@@ -76,12 +76,7 @@ describe('quarantine of poisoned tabs', () => {
 
 /** Five tabs that can each be poisoned later; training until every stage has a norm history (`history` iterations). */
 async function poisonableSwarm(url: string, history = 7): Promise<PoisonedVolunteer[]> {
-  const tabs: PoisonedVolunteer[] = [];
-  for (const n of ['h0', 'h1', 'h2', 'h3', 'spare']) {
-    const v = await startPoisonedVolunteer(url, null, { name: n });
-    tabs.push(v);
-    harness.vols.push(v);
-  }
+  const tabs = await harness.poisonable(url, ['h0', 'h1', 'h2', 'h3', 'spare']);
   await until(() => harness.coord!.scheduler.iteration >= history, 'a norm history');
   return tabs;
 }

@@ -5,7 +5,7 @@
  */
 import { describe, it, expect } from 'vitest';
 import { Coordinator, DEFAULT_COORDINATOR } from '../server.js';
-import { startPoisonedVolunteer, type PoisonedVolunteer, type PoisonMode } from '../../testing/poisoned-volunteer.js';
+import type { PoisonMode } from '../../testing/poisoned-volunteer.js';
 import { DEFAULT_SETTINGS } from '../../shared/run-settings.js';
 import { testSwarm } from '../../testing/test-swarm.js';
 import { until } from '../../testing/until.js';
@@ -23,12 +23,7 @@ async function heldBy(mode: PoisonMode): Promise<{ holdMs: number; droppedAfterM
     graceMs: 200,
   });
   const url = await harness.coord.listen();
-  const tabs: PoisonedVolunteer[] = [];
-  for (const n of ['h0', 'h1', 'h2', 'h3', 'spare']) {
-    const v = await startPoisonedVolunteer(url, null, { name: n });
-    tabs.push(v);
-    harness.vols.push(v);
-  }
+  const tabs = await harness.poisonable(url, ['h0', 'h1', 'h2', 'h3', 'spare']);
   const coord = harness.coord;
   await until(() => coord.scheduler.iteration >= 8, 'a few iterations (answer times measured)');
   const done: number[] = [];
