@@ -8,9 +8,9 @@ import { expect, mean, metricValue, readStatus, test, waitUntil } from './helper
 
 const STAGES = 4;
 
-test('4 tabs train 20 iterations on WebGPU; pages, coordinator and /metrics agree', async ({ launchSwarm }, testInfo) => {
+test('4 tabs train 12 iterations on WebGPU; pages, coordinator and /metrics agree', async ({ launchSwarm }, testInfo) => {
   test.setTimeout(300_000);
-  const ITERATIONS = 20;
+  const ITERATIONS = 12;
   const swarm = await launchSwarm({ coordinator: { maxIterations: ITERATIONS } });
   await swarm.openTabs(STAGES);
   await swarm.waitForAllStages();
