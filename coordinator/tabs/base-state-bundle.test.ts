@@ -10,7 +10,8 @@ import { stageParamSpecs } from '../../shared/model/params.js';
 import { flatLength } from '../../shared/dp/flat-weights.js';
 import { decodeDilocoState, encodeDilocoState } from '../../shared/dp/diloco-state.js';
 import { DEFAULT_MAX_BYTES, encodeStageState, type StageState } from '../../shared/protocol/index.js';
-import { stateBundleLimits } from '../../shared/protocol/state-bundle-limits.js';
+import { replicaBundleLimits, stateBundleLimits } from '../../shared/protocol/state-bundle-limits.js';
+import { decodeNamedTensors } from '../../shared/protocol/named-tensors.js';
 import type { NamedWeights } from '../../shared/model/stage.js';
 import { checkStageState } from './bundle-check.js';
 
@@ -36,4 +37,16 @@ describe('stage and diloco states of a base stage', () => {
     expect(() => decodeDilocoState(bytes, n)).toThrow(/exceeds limit/);
     expect(decodeDilocoState(bytes, n, stateBundleLimits(specs, 2)).syncs).toBe(3);
   });
+
+  it("a tab keeps the redundant strategy's copy of any stage (put_replica), but not one padded past the largest stage", () => {
+    const state: StageState = { weights: zeros(), optimizer: { step: 2, lr: 1e-3, m: zeros(), v: zeros() } };
+    const bytes = encodeStageState(state);
+    expect(() => decodeNamedTensors(bytes)).toThrow(/exceeds limit/);
+    const limits = replicaBundleLimits(config);
+    expect(Object.keys(decodeNamedTensors(bytes, limits)).length).toBeGreaterThan(0);
+    const padded = encodeStageState({ weights: { ...state.weights, ...Object.fromEntries(Object.entries(zeros()).map(([n, d]) => [`pad_${n.replace(/\./g, '_')}`, d])) }, optimizer: state.optimizer });
+    expect(padded.byteLength).toBeGreaterThan(limits.maxBytes!);
+    expect(() => decodeNamedTensors(padded, limits)).toThrow(/exceeds limit/);
+  });
 });
+

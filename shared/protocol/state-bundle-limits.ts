@@ -9,6 +9,8 @@
  */
 import { DEFAULT_MAX_BYTES } from './bytes';
 import type { BundleLimits } from './named-tensors';
+import { numStages, type ResolvedConfig } from '../model/config';
+import { stageParamSpecs } from '../model/params';
 
 /** Header bytes a bundle spends per tensor at most (JSON entry with a long name and shape). */
 const BYTES_PER_TENSOR = 400;
@@ -21,4 +23,15 @@ export const ENCODE_UNLIMITED: BundleLimits = { maxBytes: Number.MAX_SAFE_INTEGE
 export function stateBundleLimits(specs: readonly { shape: readonly number[] }[], copies: number): BundleLimits {
   const values = specs.reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0);
   return { maxBytes: Math.max(DEFAULT_MAX_BYTES, copies * (4 * values + BYTES_PER_TENSOR * specs.length) + SLACK_BYTES) };
+}
+
+/**
+ * The limit for a replica a tab keeps for the coordinator (`put_replica`): at most a whole stage
+ * state (the `redundant` strategy's copy: weights + Adam m and v) of the model's largest stage,
+ * since the holder is not told which stage's copy it holds.
+ */
+export function replicaBundleLimits(config: ResolvedConfig): BundleLimits {
+  let maxBytes = 0;
+  for (let s = 0; s < numStages(config); s++) maxBytes = Math.max(maxBytes, stateBundleLimits(stageParamSpecs(config, s), 3).maxBytes!);
+  return { maxBytes };
 }

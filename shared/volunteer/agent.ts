@@ -12,7 +12,7 @@ import { Stage } from '../model/stage.js';
 import { weightsDigest } from '../model/digest.js';
 import { decodeTensorFrame, encodeTensorFrame, encodeNamedTensors, decodeNamedTensors } from '../protocol/codec.js';
 import { decodeStageState, decodeWeights, encodeStageState, encodeWeights } from '../protocol/stage-state-bundle.js';
-import { stateBundleLimits } from '../protocol/state-bundle-limits.js';
+import { replicaBundleLimits, stateBundleLimits } from '../protocol/state-bundle-limits.js';
 import { WIRE_DTYPES, type WireEncoding } from '../protocol/wire-encoding.js';
 import { OK, asError, asNotOk, reply } from './reply.js';
 import { DilocoReplica } from '../dp/diloco-replica.js';
@@ -218,7 +218,8 @@ export class VolunteerAgent {
       put_replica: ({ part }, bundle, ack) => {
         // Validate before keeping: a replica must decode; it is restored only through the coordinator.
         const keep = () => {
-          decodeNamedTensors(toBytes(bundle));
+          if (!this.stage) throw new Error('put_replica before this tab holds a stage');
+          decodeNamedTensors(toBytes(bundle), replicaBundleLimits(this.stage.config));
           this.replicas.set(part, toBytes(bundle));
           return OK;
         };
