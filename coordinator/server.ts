@@ -64,6 +64,7 @@ import { handlePublicRoute } from './public/public-routes.js';
 
 import { P2pRoutes, DEFAULT_P2P_ROUTES } from './training/p2p-routes.js';
 import { P2pSignalling, DEFAULT_P2P } from './gateway/p2p-signalling.js';
+import { markHop, taskInputKey } from '../shared/transport/hop-trace.js';
 
 export { DEFAULT_COORDINATOR, type CoordinatorOptions } from './options.js';
 
@@ -211,7 +212,12 @@ export class Coordinator {
       adapter: PruningSessionAdapter as never,
       allowRequest: (req, cb) => cb(null, this.routes.hostAllowed(req) && originAllowed(req)),
     });
-    const sendTask: TaskSender = { send: (v, meta, input, targets) => void this.io.to(v.socket.id).emit('task', meta, input, targets) };
+    const sendTask: TaskSender = {
+      send: (v, meta, input, targets) => {
+        markHop('coord.task', () => taskInputKey(meta, input));
+        this.io.to(v.socket.id).emit('task', meta, input, targets);
+      },
+    };
     // diloco: which replica ran each hop, so the local trainer can replay the run.
     this.assignment = dpOf(settings).mode === 'diloco' ? new AssignmentRecorder(settings.microbatches, (s) => this.stages.replicas(s), settings.stages) : null;
     this.taskSender = this.assignment ? this.assignment.wrap(sendTask) : sendTask;

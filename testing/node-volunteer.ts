@@ -3,7 +3,7 @@
  * (or cpu) backend, over a socket.io client. Used by tests, experiments, benchmarks and the soak.
  */
 import { io, type ManagerOptions, type SocketOptions } from 'socket.io-client';
-import type { Capabilities } from '../shared/protocol/events.js';
+import type { Capabilities, OutMeta } from '../shared/protocol/events.js';
 import * as tf from '../shared/model/tf.js';
 import { VolunteerAgent, type AgentOptions, type AgentStatus, type VolunteerSocket } from '../shared/volunteer/agent.js';
 import type { ServerToVolunteer } from '../shared/protocol/events.js';
@@ -11,6 +11,7 @@ import { useNodeBackend } from '../trainer/node-backend.js';
 import { startLinkEmulator, type LinkEmulator, type LinkSpec } from './link-emulator.js';
 import { BridgedLinks, LinkHost } from '../shared/transport/link-bridge.js';
 import { PeerLinks } from '../shared/transport/peer-links.js';
+import { hopKey, markHop, taskInputKey } from '../shared/transport/hop-trace.js';
 
 export interface NodeVolunteer {
   agent: VolunteerAgent;
@@ -107,6 +108,8 @@ function paceTasks(socket: VolunteerSocket, paceMs: number): { ready(): Promise<
     if (event !== 'out' || busySince === null) return emit(event, ...args);
     const wait = Math.max(0, busySince + paceMs - Date.now());
     setTimeout(() => {
+      const [meta, frame] = args as [OutMeta, Uint8Array | null];
+      if (frame) markHop('paced', hopKey(meta.dir === 'B' ? 'grad' : 'act', meta.iteration, meta.mb, meta.hop));
       emit(event, ...args);
       busySince = null;
       next();
@@ -123,6 +126,7 @@ function pacedLinks(createPeerConnection: (c: RTCConfiguration) => RTCPeerConnec
     const send = links.send.bind(links);
     links.send = async (...a) => {
       await pace.ready();
+      markHop('paced', () => taskInputKey({ iteration: 0, mb: 0 }, a[1].subarray(4))); // after the 4-byte attempt envelope
       return send(...a);
     };
     return links;

@@ -22,6 +22,7 @@ import { flatLength, flattenWeights, unflattenWeights } from '../dp/flat-weights
 import { syncApplyRequestSchema, syncChunkRequestSchema } from '../dp/sync-messages.js';
 import type { DpSettings } from '../dp/dp-settings.js';
 import { PeerFrames, PeerFrameRefused, type PeerFramesDeps } from './peer-frames.js';
+import { hopKey, markHop, taskInputKey as inputKey } from '../transport/hop-trace.js';
 import type {
   Assignment,
   Capabilities,
@@ -170,6 +171,7 @@ export class VolunteerAgent {
       },
       task: (meta, input, targets) => {
         this.queue.push({ meta, input: input && toBytes(input), targets: targets && toBytes(targets) });
+        markHop('recv.task', () => inputKey(meta, this.queue.at(-1)!.input));
         void this.pump();
       },
       grad_norm: (info, ack) => {
@@ -498,6 +500,7 @@ export class VolunteerAgent {
       }
     }
     const t0 = performance.now();
+    markHop('recv.start', () => inputKey(meta, input));
     const key = `${meta.attempt}:${meta.mb}:${meta.hop}`;
     let frame: Uint8Array | null = null;
     const x = input ? tensorOf(input) : null;
@@ -541,6 +544,7 @@ export class VolunteerAgent {
       y?.dispose();
     }
     out.computeMs = performance.now() - t0;
+    if (frame) markHop('done', hopKey(meta.dir === 'B' ? 'grad' : 'act', meta.iteration, meta.mb, meta.hop));
     this.iterationComputeMs += out.computeMs;
     this.status.computeSeconds += out.computeMs / 1000;
     if (meta.sendTo && frame) {
