@@ -548,13 +548,14 @@ export class VolunteerAgent {
     this.iterationComputeMs += out.computeMs;
     this.status.computeSeconds += out.computeMs / 1000;
     if (meta.sendTo && frame) {
-      const r = await this.peers.send(meta.sendTo, meta.attempt, frame);
-      if ('sent' in r) {
-        out.sent = r.sent;
-        frame = null;
-      } else {
-        out.fallback = r.fallback;
-      }
+      // The frame travels while the next task runs (as a relayed one does): `out` goes once the
+      // peer acknowledged it (`sent`), or with the frame when the link failed (`fallback`).
+      const f = frame;
+      void this.peers.send(meta.sendTo, meta.attempt, f).then(
+        (r) => this.socket.emit('out', 'sent' in r ? { ...out, sent: r.sent } : { ...out, fallback: r.fallback }, 'sent' in r ? null : f),
+        (e) => this.log('error', `task ${meta.dir} it${meta.iteration} mb${meta.mb} hop${meta.hop}: sending to ${meta.sendTo!.peer} failed: ${(e as Error).message}`),
+      );
+      return out.computeMs;
     }
     this.socket.emit('out', out, frame);
     return out.computeMs;
@@ -573,7 +574,8 @@ export class VolunteerAgent {
     this.status.stepMs = stepMs;
     this.status.tokensPerSec = stepMs > 0 ? (this.iterationTokens * 1000) / stepMs : null;
     this.status.computeSeconds += (performance.now() - t0) / 1000;
-    this.socket.emit('stats', { computeMs: stepMs, tokensPerSec: this.status.tokensPerSec ?? 0 });
+    const links = this.peers.pairStats();
+    this.socket.emit('stats', { computeMs: stepMs, tokensPerSec: this.status.tokensPerSec ?? 0, ...(links.length ? { links } : {}) });
     this.iterationComputeMs = 0;
     this.iterationTokens = 0;
     this.emitStatus();
