@@ -15,6 +15,7 @@ import { inspectTensorFrame } from '../protocol/codec.js';
 import { checkHopFrame } from '../protocol/hop-frame-check.js';
 import { FrameError } from '../protocol/frame-error.js';
 import type { Signal } from '../protocol/signal.js';
+import { pairStatsOf, type PairStat } from '../protocol/pair-stats.js';
 import type { WireEncoding } from '../protocol/wire-encoding.js';
 import type { FallbackReason, GotReport, InputFrom, P2pConfig, SendTo, SentReport } from '../protocol/p2p-messages.js';
 
@@ -108,6 +109,11 @@ export class PeerFrames {
       },
     };
     this.links = create ? new PeerLinks({ ...deps, createPeerConnection: create }) : this.deps.createLinks!(deps);
+  }
+
+  /** Per-peer link figures for the `stats` heartbeat (empty in relay mode). */
+  pairStats(): PairStat[] {
+    return this.links ? pairStatsOf(this.links.stats()) : [];
   }
 
   handleSignal(from: string, signal: unknown): void {
