@@ -65,6 +65,8 @@ import { handlePublicRoute } from './public/public-routes.js';
 import { P2pRoutes, DEFAULT_P2P_ROUTES } from './training/p2p-routes.js';
 import { P2pSignalling, DEFAULT_P2P } from './gateway/p2p-signalling.js';
 import { markHop, taskInputKey } from '../shared/transport/hop-trace.js';
+import { pairLinkRows } from './training/pair-link-stats.js';
+import { registerPairLinkGauges } from './record/pair-link-gauges.js';
 
 export { DEFAULT_COORDINATOR, type CoordinatorOptions } from './options.js';
 
@@ -134,6 +136,7 @@ export class Coordinator {
     this.progress = new RunProgress(settings.stages, this.metrics);
     this.transfer = new BundleTransfer(opts.transferChunkBytes, maxBundleBytes(config));
     const p2p = { ...DEFAULT_P2P, ...opts.p2p };
+    registerPairLinkGauges(this.metrics.registry, () => pairLinkRows(this.registry.all()));
     this.p2pRoutes = new P2pRoutes(
       { ...DEFAULT_P2P_ROUTES, transport: p2p.transport },
       {
@@ -406,6 +409,7 @@ export class Coordinator {
           transport: this.p2pRoutes.opts.transport,
           fallbacks: Object.fromEntries(this.p2pRoutes.fallbacks),
           backedOff: this.p2pRoutes.backedOff().map((b) => ({ pair: b.pair, seconds: Math.ceil(b.ms / 1000), failures: b.failures })),
+          pairs: pairLinkRows(this.registry.all()),
         }),
       },
       tabs: {
