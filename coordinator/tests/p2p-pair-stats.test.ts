@@ -24,7 +24,8 @@ describe('per-pair link stats', () => {
   it('a p2p swarm reports a non-zero RTT for every pair that exchanged frames; a bad report is dropped and the run goes on', async () => {
     const coord = (harness.coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings, port: 0, silent: true, evalEvery: 0, maxReplicas: 1, maxIterations: 40, p2p: { transport: 'p2p' } }));
     const url = await coord.listen();
-    for (let i = 0; i < settings.stages; i++) harness.vols.push(await startNodeVolunteer(url, { name: `t${i}` }));
+    // Tabs 1 and 3 hold their links across the worker/page bridge, as a browser does (link-bridge.ts's stats op).
+    for (let i = 0; i < settings.stages; i++) harness.vols.push(await startNodeVolunteer(url, { name: `t${i}`, ...(i % 2 ? { bridgeLinks: true } : {}) }));
     // Pings go every second: wait for heartbeats (one per step) that carry a measured RTT on every link.
     const routed = () => (coord.operator.snapshot().p2p?.pairs ?? []).filter((p) => p.framesSent > 0);
     await until(() => routed().length >= 2 * (settings.stages - 1) && routed().every((p) => p.rttMs !== null && p.rttMs > 0), 'every used link reporting its RTT', 180_000);
