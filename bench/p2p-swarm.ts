@@ -125,6 +125,7 @@ async function run(transport: Transport, em: Emulated | null): Promise<(string |
     const relay0 = (await sum(coord, 'swarm_relay_bytes_total', 'forward')) + (await sum(coord, 'swarm_relay_bytes_total', 'backward'));
     const p2p0 = await sum(coord, 'swarm_p2p_bytes_total');
     const wire0 = children.reduce((a, c) => a + c.link.delivered.up + c.link.delivered.down, 0);
+    const drops0 = em?.net.drops();
     const t0 = Date.now();
     await until(() => coord.scheduler.iteration >= warmup + iterations, `${iterations} iterations`, 1_200_000);
     const s = (Date.now() - t0) / 1000 / iterations;
@@ -133,7 +134,10 @@ async function run(transport: Transport, em: Emulated | null): Promise<(string |
     const wire = (children.reduce((a, c) => a + c.link.delivered.up + c.link.delivered.down, 0) - wire0) / iterations;
     const share = relay + peer > 0 ? (100 * relay) / (relay + peer) : 0;
     const loss = coord.scheduler.history.at(-1)?.trainLoss;
-    if (em && links) hopRows.push(hopRow(transport, coordMarks, traceFiles, (relay + peer) / (2 * (stages - 1) * settings.microbatches), links));
+    if (em && links) {
+      const d = em.net.drops();
+      hopRows.push([...hopRow(transport, coordMarks, traceFiles, (relay + peer) / (2 * (stages - 1) * settings.microbatches), links), `${d.up - drops0!.up}/${d.down - drops0!.down}`]);
+    }
     return [transport, fmt(s, 3), fmtBytes(relay), fmtBytes(peer), `${fmt(share, 1)}%`, em ? fmtBytes(wire) : '-', await sum(coord, 'swarm_p2p_fallbacks_total'), await sum(coord, 'swarm_abandoned_iterations_total'), coord.events.list('leave').length, loss === undefined ? '-' : loss.toFixed(6)];
   } finally {
     for (const v of vols) v.kill();
@@ -183,7 +187,7 @@ try {
 console.log(table(['transport', 's/iteration', 'coordinator relayed /it', 'peer to peer /it', 'coordinator share', 'coordinator link /it', 'fallbacks', 'abandoned', 'leaves', 'last loss'], rows));
 if (hopRows.length) {
   console.log('per-hop medians, ms (hop: sender\'s paced end -> receiver has task and frame; see bench/hop-breakdown.ts)');
-  console.log(table(['transport', 'hops', 'frame', ...SEGMENTS, 'model hop'], hopRows));
+  console.log(table(['transport', 'hops', 'frame', ...SEGMENTS, 'model hop', 'tbf drops up/down'], hopRows));
 }
 const byT = (t: string) => rows.filter((r) => r[0] === t).map((r) => Number(r[1]));
 const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
