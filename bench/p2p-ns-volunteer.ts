@@ -15,6 +15,12 @@ import { setHopTraceSink } from '../shared/transport/hop-trace.js';
 const [url, name, pace, policy, traceFile] = process.argv.slice(2);
 if (!url || !name) throw new Error('usage: p2p-ns-volunteer.ts <url> <name> <paceMs> [relay|any] [traceFile]');
 if (traceFile) setHopTraceSink((e) => appendFileSync(traceFile, JSON.stringify(e) + '\n'));
+// An experiment's SCTP settings for libdatachannel (bench/p2p-swarm.ts passes its environment on):
+// P2P_SCTP='{"initialCongestionWindow":200}' (in MTUs) before any link exists.
+if (process.env.P2P_SCTP) {
+  const { setSctpSettings } = await import('node-datachannel');
+  setSctpSettings(JSON.parse(process.env.P2P_SCTP) as Parameters<typeof setSctpSettings>[0]);
+}
 const parent = process.ppid;
 const v = await startNodeVolunteer(url, {
   name,
