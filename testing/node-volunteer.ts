@@ -3,7 +3,7 @@
  * (or cpu) backend, over a socket.io client. Used by tests, experiments, benchmarks and the soak.
  */
 import { io, type ManagerOptions, type SocketOptions } from 'socket.io-client';
-import type { Capabilities, OutMeta } from '../shared/protocol/events.js';
+import type { Capabilities, OutMeta, TaskMeta } from '../shared/protocol/events.js';
 import * as tf from '../shared/model/tf.js';
 import { VolunteerAgent, type AgentOptions, type AgentStatus, type VolunteerSocket } from '../shared/volunteer/agent.js';
 import type { ServerToVolunteer } from '../shared/protocol/events.js';
@@ -11,7 +11,7 @@ import { useNodeBackend } from '../trainer/node-backend.js';
 import { startLinkEmulator, type LinkEmulator, type LinkSpec } from './link-emulator.js';
 import { BridgedLinks, LinkHost } from '../shared/transport/link-bridge.js';
 import { PeerLinks } from '../shared/transport/peer-links.js';
-import { hopKey, markHop } from '../shared/transport/hop-trace.js';
+import { hopKey, markHop, taskInputKey } from '../shared/transport/hop-trace.js';
 import { inspectTensorFrame } from '../shared/protocol/codec.js';
 
 export interface NodeVolunteer {
@@ -115,6 +115,8 @@ function paceTasks(socket: VolunteerSocket, paceMs: number): Pacer {
     if (event !== 'task') return on(event, f);
     deliver = f as (...t: Task) => void;
     return on('task', (...t: unknown[]) => {
+      // Hop trace: the task arrived (the agent's own mark comes when the pacer hands it on).
+      markHop('recv.task', () => taskInputKey(t[0] as TaskMeta, t[1] instanceof Uint8Array ? t[1] : null));
       queue.push(t as Task);
       next();
     });
