@@ -22,6 +22,12 @@
  * downlink; a p2p frame: sender's uplink, +MS, coturn (per datagram, not per frame), +MS,
  * receiver's downlink. `--pace` (ms) makes every task last at least that long (a p2p frame leaves
  * no earlier than a relayed one), so compute on a shared CPU is not what is measured.
+ *
+ * With `--links`, every hop is traced (shared/transport/hop-trace.ts; each volunteer process
+ * writes its marks to a file) and a second table gives, per run, the median of each segment of a
+ * hop (bench/hop-breakdown.ts: relay up/coord/down, p2p wire/ack/report/coord/down, the receiver's
+ * wait) beside the link model's hop time and the tbf qdiscs' packet drops. `P2P_SCTP='{...}'` in
+ * the environment hands libdatachannel SCTP settings to the volunteers (an experiment).
  */
 import { Coordinator, DEFAULT_COORDINATOR } from '../coordinator/server.js';
 import { startNodeVolunteer, type NodeVolunteer } from '../testing/node-volunteer.js';
