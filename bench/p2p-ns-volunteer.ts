@@ -3,12 +3,24 @@
  * network namespace with `ip netns exec`): joins `url`, paces each task to `pace` ms, and with
  * `relay` in argv offers only TURN-relayed ICE candidates. Exits when its parent is gone.
  *
- *   node --import tsx bench/p2p-ns-volunteer.ts <url> <name> <paceMs> [relay]
+ * With a trace file, the hop-trace marks (shared/transport/hop-trace.ts) are appended to it as
+ * JSON lines, for bench/hop-breakdown.ts.
+ *
+ *   node --import tsx bench/p2p-ns-volunteer.ts <url> <name> <paceMs> [relay|any] [traceFile]
  */
+import { appendFileSync } from 'node:fs';
 import { startNodeVolunteer } from '../testing/node-volunteer.js';
+import { setHopTraceSink } from '../shared/transport/hop-trace.js';
 
-const [url, name, pace, policy] = process.argv.slice(2);
-if (!url || !name) throw new Error('usage: p2p-ns-volunteer.ts <url> <name> <paceMs> [relay]');
+const [url, name, pace, policy, traceFile] = process.argv.slice(2);
+if (!url || !name) throw new Error('usage: p2p-ns-volunteer.ts <url> <name> <paceMs> [relay|any] [traceFile]');
+if (traceFile) setHopTraceSink((e) => appendFileSync(traceFile, JSON.stringify(e) + '\n'));
+// An experiment's SCTP settings for libdatachannel (bench/p2p-swarm.ts passes its environment on):
+// P2P_SCTP='{"initialCongestionWindow":200}' (in MTUs) before any link exists.
+if (process.env.P2P_SCTP) {
+  const { setSctpSettings } = await import('node-datachannel');
+  setSctpSettings(JSON.parse(process.env.P2P_SCTP) as Parameters<typeof setSctpSettings>[0]);
+}
 const parent = process.ppid;
 const v = await startNodeVolunteer(url, {
   name,

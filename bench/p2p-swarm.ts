@@ -22,6 +22,12 @@
  * downlink; a p2p frame: sender's uplink, +MS, coturn (per datagram, not per frame), +MS,
  * receiver's downlink. `--pace` (ms) makes every task last at least that long (a p2p frame leaves
  * no earlier than a relayed one), so compute on a shared CPU is not what is measured.
+ *
+ * With `--links`, every hop is traced (shared/transport/hop-trace.ts; each volunteer process
+ * writes its marks to a file) and a second table gives, per run, the median of each segment of a
+ * hop (bench/hop-breakdown.ts: relay up/coord/down, p2p wire/ack/report/coord/down, the receiver's
+ * wait) beside the link model's hop time and the tbf qdiscs' packet drops. `P2P_SCTP='{...}'` in
+ * the environment hands libdatachannel SCTP settings to the volunteers (an experiment).
  */
 import { Coordinator, DEFAULT_COORDINATOR } from '../coordinator/server.js';
 import { startNodeVolunteer, type NodeVolunteer } from '../testing/node-volunteer.js';
@@ -35,6 +41,11 @@ import { createNetnsLinks, type NetnsLinks } from '../testing/netns-links.js';
 import { startLinkEmulator, type LinkEmulator } from '../testing/link-emulator.js';
 import { startTurnServer, type TurnServer } from '../testing/turn-server.js';
 import { startUdpDelayProxy, type UdpDelayProxy } from '../testing/udp-delay-proxy.js';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setHopTraceSink, type HopTraceEvent } from '../shared/transport/hop-trace.js';
+import { groupMarks, modelHopMs, summarise, SEGMENTS } from './hop-breakdown.js';
 
 const f = flags(process.argv.slice(2), { preset: 'string', stages: 'string', iterations: 'string', warmup: 'string', pace: 'string', rounds: 'string', batch: 'string', wire: 'string', links: 'string' });
 const stages = Number(f.stages ?? 4);
@@ -81,9 +92,9 @@ async function emulate(l: { mbps: number; latencyMs: number }): Promise<Emulated
 const VOLUNTEER = fileURLToPath(new URL('./p2p-ns-volunteer.ts', import.meta.url));
 
 /** Volunteer `i` as a child process in its namespace, talking to the coordinator through a latency-only link emulator. */
-async function nsVolunteer(em: Emulated, coordPort: number, i: number, latencyMs: number): Promise<{ child: ChildProcess; link: LinkEmulator }> {
+async function nsVolunteer(em: Emulated, coordPort: number, i: number, latencyMs: number, traceFile: string): Promise<{ child: ChildProcess; link: LinkEmulator }> {
   const link = await startLinkEmulator({ target: `127.0.0.1:${coordPort}`, listenHost: em.net.hostIp, upMbps: 100_000, downMbps: 100_000, latencyMs, queueBytes: 8 * 1024 * 1024 });
-  const child = spawn('ip', ['netns', 'exec', em.net.namespaces[i]!, process.execPath, '--import', 'tsx', VOLUNTEER, link.url, `b${i}`, String(pace), 'relay'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('ip', ['netns', 'exec', em.net.namespaces[i]!, process.execPath, '--import', 'tsx', VOLUNTEER, link.url, `b${i}`, String(pace), 'relay', traceFile], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
@@ -104,17 +115,23 @@ async function run(transport: Transport, em: Emulated | null): Promise<(string |
   const coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings, host: '127.0.0.1', port: 0, silent: true, evalEvery: 0, maxReplicas: 1, maxIterations: warmup + iterations, p2p, ...(em ? { publicHosts: [em.net.hostIp] } : {}) });
   const vols: NodeVolunteer[] = [];
   const children: { child: ChildProcess; link: LinkEmulator }[] = [];
+  // Hop-trace marks: the coordinator's here, each volunteer process's in a file of its own (--links only).
+  const coordMarks: HopTraceEvent[] = [];
+  const traceDir = mkdtempSync(join(tmpdir(), 'p2p-hops-'));
+  const traceFiles = Array.from({ length: stages }, (_, i) => join(traceDir, `b${i}.jsonl`));
+  setHopTraceSink(em ? (e) => coordMarks.push(e) : null);
   try {
     const url = await coord.listen();
     const port = Number(new URL(url).port);
     for (let i = 0; i < stages; i++) {
-      if (em && links) children.push(await nsVolunteer(em, port, i, links.latencyMs));
+      if (em && links) children.push(await nsVolunteer(em, port, i, links.latencyMs, traceFiles[i]!));
       else vols.push(await startNodeVolunteer(url, { name: `b${i}`, ...(pace ? { paceMs: pace } : {}) }));
     }
     await until(() => coord.scheduler.iteration >= warmup, 'warm-up', 600_000);
     const relay0 = (await sum(coord, 'swarm_relay_bytes_total', 'forward')) + (await sum(coord, 'swarm_relay_bytes_total', 'backward'));
     const p2p0 = await sum(coord, 'swarm_p2p_bytes_total');
     const wire0 = children.reduce((a, c) => a + c.link.delivered.up + c.link.delivered.down, 0);
+    const drops0 = em?.net.drops();
     const t0 = Date.now();
     await until(() => coord.scheduler.iteration >= warmup + iterations, `${iterations} iterations`, 1_200_000);
     const s = (Date.now() - t0) / 1000 / iterations;
@@ -123,13 +140,36 @@ async function run(transport: Transport, em: Emulated | null): Promise<(string |
     const wire = (children.reduce((a, c) => a + c.link.delivered.up + c.link.delivered.down, 0) - wire0) / iterations;
     const share = relay + peer > 0 ? (100 * relay) / (relay + peer) : 0;
     const loss = coord.scheduler.history.at(-1)?.trainLoss;
+    if (em && links) {
+      const d = em.net.drops();
+      hopRows.push([...hopRow(transport, coordMarks, traceFiles, (relay + peer) / (2 * (stages - 1) * settings.microbatches), links), `${d.up - drops0!.up}/${d.down - drops0!.down}`]);
+    }
     return [transport, fmt(s, 3), fmtBytes(relay), fmtBytes(peer), `${fmt(share, 1)}%`, em ? fmtBytes(wire) : '-', await sum(coord, 'swarm_p2p_fallbacks_total'), await sum(coord, 'swarm_abandoned_iterations_total'), coord.events.list('leave').length, loss === undefined ? '-' : loss.toFixed(6)];
   } finally {
     for (const v of vols) v.kill();
     await Promise.all(children.map((c) => stopChild(c.child)));
     for (const c of children) await c.link.close();
     await coord.close();
+    setHopTraceSink(null);
+    rmSync(traceDir, { recursive: true, force: true });
   }
+}
+
+/** Medians of one run's hop segments (measured iterations only), next to the link model's hop time. */
+const hopRows: (string | number)[][] = [];
+function hopRow(transport: Transport, coordMarks: HopTraceEvent[], files: string[], frameBytes: number, l: { mbps: number; latencyMs: number }): (string | number)[] {
+  const events = [...coordMarks];
+  for (const f of files) {
+    try {
+      for (const line of readFileSync(f, 'utf8').split('\n')) if (line) events.push(JSON.parse(line) as HopTraceEvent);
+    } catch {
+      /* a volunteer that traced nothing */
+    }
+  }
+  const measured = (key: string) => Number(key.split(':')[1]) >= warmup;
+  const { medians, hops } = summarise(groupMarks(events, measured));
+  const model = modelHopMs(frameBytes, l.mbps, l.latencyMs, transport === 'relay' ? 'relay' : 'p2p');
+  return [transport, hops, fmtBytes(frameBytes), ...SEGMENTS.map((s) => (medians[s] === null ? '-' : fmt(medians[s]!, 0))), fmt(model, 0)];
 }
 
 console.log(`bench:p2p-swarm  ${machine()}`);
@@ -151,6 +191,10 @@ try {
   em?.net.remove();
 }
 console.log(table(['transport', 's/iteration', 'coordinator relayed /it', 'peer to peer /it', 'coordinator share', 'coordinator link /it', 'fallbacks', 'abandoned', 'leaves', 'last loss'], rows));
+if (hopRows.length) {
+  console.log('per-hop medians, ms (hop: sender\'s paced end -> receiver has task and frame; see bench/hop-breakdown.ts)');
+  console.log(table(['transport', 'hops', 'frame', ...SEGMENTS, 'model hop', 'tbf drops up/down'], hopRows));
+}
 const byT = (t: string) => rows.filter((r) => r[0] === t).map((r) => Number(r[1]));
 const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
 if (byT('relay').length && byT('p2p').length) console.log(`p2p / relay iteration time: ${fmt(mean(byT('p2p')) / mean(byT('relay')), 2)}x (target <= 0.6x on 50 Mbit/s / 20 ms links)`);

@@ -64,6 +64,9 @@ import { handlePublicRoute } from './public/public-routes.js';
 
 import { P2pRoutes, DEFAULT_P2P_ROUTES } from './training/p2p-routes.js';
 import { P2pSignalling, DEFAULT_P2P } from './gateway/p2p-signalling.js';
+import { markHop, taskInputKey } from '../shared/transport/hop-trace.js';
+import { pairLinkRows } from './training/pair-link-stats.js';
+import { registerPairLinkGauges } from './record/pair-link-gauges.js';
 
 export { DEFAULT_COORDINATOR, type CoordinatorOptions } from './options.js';
 
@@ -133,6 +136,7 @@ export class Coordinator {
     this.progress = new RunProgress(settings.stages, this.metrics);
     this.transfer = new BundleTransfer(opts.transferChunkBytes, maxBundleBytes(config));
     const p2p = { ...DEFAULT_P2P, ...opts.p2p };
+    registerPairLinkGauges(this.metrics.registry, () => pairLinkRows(this.registry.all()));
     this.p2pRoutes = new P2pRoutes(
       { ...DEFAULT_P2P_ROUTES, transport: p2p.transport },
       {
@@ -211,7 +215,12 @@ export class Coordinator {
       adapter: PruningSessionAdapter as never,
       allowRequest: (req, cb) => cb(null, this.routes.hostAllowed(req) && originAllowed(req)),
     });
-    const sendTask: TaskSender = { send: (v, meta, input, targets) => void this.io.to(v.socket.id).emit('task', meta, input, targets) };
+    const sendTask: TaskSender = {
+      send: (v, meta, input, targets) => {
+        markHop('coord.task', () => taskInputKey(meta, input));
+        this.io.to(v.socket.id).emit('task', meta, input, targets);
+      },
+    };
     // diloco: which replica ran each hop, so the local trainer can replay the run.
     this.assignment = dpOf(settings).mode === 'diloco' ? new AssignmentRecorder(settings.microbatches, (s) => this.stages.replicas(s), settings.stages) : null;
     this.taskSender = this.assignment ? this.assignment.wrap(sendTask) : sendTask;
@@ -400,6 +409,7 @@ export class Coordinator {
           transport: this.p2pRoutes.opts.transport,
           fallbacks: Object.fromEntries(this.p2pRoutes.fallbacks),
           backedOff: this.p2pRoutes.backedOff().map((b) => ({ pair: b.pair, seconds: Math.ceil(b.ms / 1000), failures: b.failures })),
+          pairs: pairLinkRows(this.registry.all()),
         }),
       },
       tabs: {

@@ -26,11 +26,20 @@ export interface NetnsLinks {
   namespaces: string[];
   /** Each namespace's own address. */
   ips: string[];
+  /** Packets the tbf qdiscs dropped so far (queue full), summed over every namespace: uplinks and downlinks. */
+  drops(): { up: number; down: number };
   remove(): void;
 }
 
 function ip(...args: string[]): void {
   execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+/** The `dropped N` counter of a device's root qdisc (`tc -s qdisc show`). */
+function qdiscDrops(dev: string, ns?: string): number {
+  const args = ['-s', 'qdisc', 'show', 'dev', dev];
+  const out = ns ? execFileSync('ip', ['netns', 'exec', ns, 'tc', ...args], { encoding: 'utf8' }) : execFileSync('tc', args, { encoding: 'utf8' });
+  return Number(/dropped (\d+)/.exec(out)?.[1] ?? 0);
 }
 
 function tbf(dev: string, mbps: number, queueBytes: number, ns?: string): void {
@@ -95,5 +104,9 @@ export function createNetnsLinks(count: number, spec: NetnsLinkSpec): NetnsLinks
     remove();
     throw new Error(`network namespaces could not be set up (root and iproute2 needed): ${(e as Error & { stderr?: Buffer }).stderr?.toString().trim() || (e as Error).message}`);
   }
-  return { hostIp, namespaces, ips, remove };
+  const drops = () => ({
+    up: namespaces.reduce((n, ns, i) => n + qdiscDrops(`pb${tag}v${i}n`, ns), 0),
+    down: namespaces.reduce((n, _, i) => n + qdiscDrops(`pb${tag}v${i}h`), 0),
+  });
+  return { hostIp, namespaces, ips, drops, remove };
 }

@@ -3,7 +3,7 @@
  * (or cpu) backend, over a socket.io client. Used by tests, experiments, benchmarks and the soak.
  */
 import { io, type ManagerOptions, type SocketOptions } from 'socket.io-client';
-import type { Capabilities } from '../shared/protocol/events.js';
+import type { Capabilities, OutMeta, TaskMeta } from '../shared/protocol/events.js';
 import * as tf from '../shared/model/tf.js';
 import { VolunteerAgent, type AgentOptions, type AgentStatus, type VolunteerSocket } from '../shared/volunteer/agent.js';
 import type { ServerToVolunteer } from '../shared/protocol/events.js';
@@ -11,6 +11,8 @@ import { useNodeBackend } from '../trainer/node-backend.js';
 import { startLinkEmulator, type LinkEmulator, type LinkSpec } from './link-emulator.js';
 import { BridgedLinks, LinkHost } from '../shared/transport/link-bridge.js';
 import { PeerLinks } from '../shared/transport/peer-links.js';
+import { hopKey, markHop, taskInputKey } from '../shared/transport/hop-trace.js';
+import { inspectTensorFrame } from '../shared/protocol/codec.js';
 
 export interface NodeVolunteer {
   agent: VolunteerAgent;
@@ -69,34 +71,59 @@ function bridgedLinks(createPeerConnection: (c: RTCConfiguration) => RTCPeerConn
   };
 }
 
+/** A paced task's identity, from its meta or its result's. */
+function paceKey(m: { attempt: number; iteration: number; mb: number; dir: string; hop: number }): string {
+  return `${m.attempt}:${m.iteration}:${m.mb}:${m.dir}:${m.hop}`;
+}
+
+/** What paced links need from the pacer: wait for the paced task that produced a frame to end. */
+interface Pacer {
+  /** Resolves when the task that produced this frame has lasted `paceMs`, and lets the next task start. */
+  sendReady(key: string): Promise<void>;
+}
+
 /**
  * Feeds the agent one task at a time (backward tasks first, as the agent itself orders them) and
- * holds each result until the task has lasted `paceMs`. `ready()` resolves at that moment too: a
- * frame sent peer to peer waits for it, so a paced p2p tab sends no earlier than a relayed one.
+ * holds each result until the task has lasted `paceMs`. A frame sent peer to peer waits for that
+ * moment too (`sendReady`), so a paced p2p tab sends no earlier than a relayed one; from then on
+ * the task is over and the next one starts while the frame travels (as a relayed frame travels
+ * while the next task runs), and its `out` (sent after the peer's acknowledgement) goes at once.
  */
-function paceTasks(socket: VolunteerSocket, paceMs: number): { ready(): Promise<void> } {
+function paceTasks(socket: VolunteerSocket, paceMs: number): Pacer {
   type Task = Parameters<ServerToVolunteer['task']>;
   const queue: Task[] = [];
   let deliver: ((...t: Task) => void) | null = null;
   let busySince: number | null = null;
+  let busyKey: string | null = null;
+  /** Tasks whose frame went to a peer: paced already, their `out` is not held. */
+  const released = new Set<string>();
   const next = () => {
     if (busySince !== null || !deliver || queue.length === 0) return;
     const b = queue.findIndex((t) => t[0].dir === 'B');
     const [task] = queue.splice(b >= 0 ? b : 0, 1);
     busySince = Date.now();
+    busyKey = paceKey(task![0]);
     deliver(...task!);
+  };
+  const finish = () => {
+    busySince = null;
+    busyKey = null;
+    next();
   };
   const on = socket.on.bind(socket) as (event: string, f: (...a: unknown[]) => void) => VolunteerSocket;
   (socket as unknown as { on: typeof on }).on = (event, f) => {
     if (event !== 'task') return on(event, f);
     deliver = f as (...t: Task) => void;
     return on('task', (...t: unknown[]) => {
+      // Hop trace: the task arrived (the agent's own mark comes when the pacer hands it on).
+      markHop('recv.task', () => taskInputKey(t[0] as TaskMeta, t[1] instanceof Uint8Array ? t[1] : null));
       queue.push(t as Task);
       next();
     });
   };
   const clear = () => {
     queue.length = 0;
+    released.clear();
   };
   on('abandon', clear);
   on('connect', () => {
@@ -104,26 +131,41 @@ function paceTasks(socket: VolunteerSocket, paceMs: number): { ready(): Promise<
   });
   const emit = socket.emit.bind(socket) as (event: string, ...args: unknown[]) => VolunteerSocket;
   (socket as unknown as { emit: typeof emit }).emit = (event, ...args) => {
+    if (event === 'out' && released.delete(paceKey(args[0] as OutMeta))) return emit(event, ...args);
     if (event !== 'out' || busySince === null) return emit(event, ...args);
     const wait = Math.max(0, busySince + paceMs - Date.now());
     setTimeout(() => {
+      const [meta, frame] = args as [OutMeta, Uint8Array | null];
+      if (frame) markHop('paced', hopKey(meta.dir === 'B' ? 'grad' : 'act', meta.iteration, meta.mb, meta.hop));
       emit(event, ...args);
-      busySince = null;
-      next();
+      finish();
     }, wait);
     return socket;
   };
-  return { ready: () => new Promise((r) => setTimeout(r, busySince === null ? 0 : Math.max(0, busySince + paceMs - Date.now()))) };
+  return {
+    sendReady: async (key) => {
+      if (busyKey !== key || busySince === null) return; // released already (a resent frame)
+      await new Promise((r) => setTimeout(r, Math.max(0, busySince! + paceMs - Date.now())));
+      if (busyKey !== key) return;
+      released.add(key);
+      finish();
+    },
+  };
 }
 
 /** PeerLinks whose sends wait for the paced task's end (see paceTasks). */
-function pacedLinks(createPeerConnection: (c: RTCConfiguration) => RTCPeerConnection, pace: { ready(): Promise<void> }): NonNullable<AgentOptions['createLinks']> {
+function pacedLinks(createPeerConnection: (c: RTCConfiguration) => RTCPeerConnection, pace: Pacer): NonNullable<AgentOptions['createLinks']> {
   return (deps) => {
     const links = new PeerLinks({ ...deps, createPeerConnection });
     const send = links.send.bind(links);
-    links.send = async (...a) => {
-      await pace.ready();
-      return send(...a);
+    links.send = async (peer, enveloped) => {
+      // PeerFrames puts the pass's attempt (4 bytes, little-endian) in front of the frame.
+      const attempt = new DataView(enveloped.buffer, enveloped.byteOffset, 4).getUint32(0, true);
+      const { header } = inspectTensorFrame(enveloped.subarray(4));
+      const key = paceKey({ attempt, iteration: header.iteration, mb: header.microbatch, dir: header.kind === 'grad' ? 'B' : 'F', hop: header.hop });
+      await pace.sendReady(key);
+      markHop('paced', hopKey(header.kind, header.iteration, header.microbatch, header.hop));
+      return send(peer, enveloped);
     };
     return links;
   };

@@ -23,6 +23,7 @@ import { askStage, ASK_TIMEOUT_MS, okReply } from '../tabs/ask-stage.js';
 import type { BundleTransfer } from '../tabs/bundle-transfer.js';
 import { checkStageState } from '../tabs/bundle-check.js';
 import type { P2pSignalling } from './p2p-signalling.js';
+import { hopKey, markHop } from '../../shared/transport/hop-trace.js';
 
 /** A socket that has not said hello within this long is closed. */
 export const HELLO_TIMEOUT_MS = 30_000;
@@ -210,6 +211,7 @@ export class VolunteerConnections {
       const parsed = parseOutMessage(meta, frame);
       if (!parsed.ok) return this.reject(v, parsed.reason, parsed.message);
       if (v.stage === null) return this.reject(v, 'wrong_stage', 'a tab without a stage has no tasks');
+      if (parsed.frame || parsed.meta.sent) markHop('coord.out', () => hopKey(parsed.meta.dir === 'B' ? 'grad' : 'act', parsed.meta.iteration, parsed.meta.mb, parsed.meta.hop));
       this.deps.credit(v, parsed.meta);
       scheduler.handleOut(v, parsed.meta, parsed.frame);
     }));

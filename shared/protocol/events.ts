@@ -19,6 +19,7 @@ import type { DpSettings } from '../dp/dp-settings.js';
 import type { SyncApplyRequest, SyncChunkRequest } from '../dp/sync-messages.js';
 import { fallbackSchema, gotReportSchema, refusedReportSchema, sentReportSchema, type InputFrom, type P2pConfig, type SendTo } from './p2p-messages.js';
 import type { IncomingSignal, OutgoingSignal } from './signal.js';
+import { pairStatsSchema } from './pair-stats.js';
 
 // The `dp_*` messages' schemas live with the diloco sync they serve; every event is declared here.
 export { syncChunkRequestSchema, syncApplyRequestSchema, syncGetReplySchema, syncOkReplySchema, syncApplyReplySchema } from '../dp/sync-messages.js';
@@ -29,6 +30,7 @@ export type BackendName = (typeof BACKENDS)[number];
 
 const str = (max: number) => z.string().max(max);
 const count = z.number().int().min(0).max(0xffff);
+
 const finite = z.number().finite();
 
 export const segmentSchema = z.strictObject({ embed: z.boolean(), blocks: z.boolean(), head: z.boolean() });
@@ -159,6 +161,8 @@ export type DigestAck = z.infer<typeof digestAckSchema>;
 export const statsSchema = z.strictObject({
   computeMs: finite.min(0).max(3_600_000),
   tokensPerSec: finite.min(0).max(1e12),
+  /** `--transport p2p|auto`: the tab's per-peer link figures (pair-stats.ts). */
+  links: pairStatsSchema.optional(),
 });
 export type VolunteerStats = z.infer<typeof statsSchema>;
 

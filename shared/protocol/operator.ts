@@ -104,6 +104,8 @@ export interface P2pSummary {
   fallbacks: Record<string, number>;
   /** Pairs relay-only now (auto's back-off): `a|b`, seconds left, failures in a row. */
   backedOff: { pair: string; seconds: number; failures: number }[];
+  /** Each tab's links as its last heartbeat reported them (coordinator/training/pair-link-stats.ts); absent from older coordinators. */
+  pairs?: { from: string; to: string; fromStage: number | null; toStage: number | null; state: 'connecting' | 'open' | 'down'; rttMs: number | null; frameMs: number | null; framesSent: number; bytesSent: number; framesReceived: number; bytesReceived: number }[];
 }
 
 export interface StageTiming {

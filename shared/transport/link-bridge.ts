@@ -10,6 +10,7 @@ import type { Signal } from '../protocol/signal.js';
 import { LinkDownError, type LinkFailure } from './link-down-error.js';
 import type { FrameReceipt } from './peer-link.js';
 import { PeerLinks, type PeerLinksEvents } from './peer-links.js';
+import type { LinkStats } from './link-stats.js';
 
 /** What the volunteer agent needs of its links (PeerLinks, or BridgedLinks in a worker). */
 export interface FrameLinks {
@@ -17,6 +18,8 @@ export interface FrameLinks {
   handleSignal(from: string, raw: unknown): void;
   setRtcConfig(c: RTCConfiguration): void;
   closeAll(): void;
+  /** What each link measured (BridgedLinks: the page's last answer, at most one call old). */
+  stats(): LinkStats[];
 }
 
 export interface FrameLinksDeps {
@@ -32,6 +35,7 @@ export type LinkRequest =
   | { op: 'rtc'; rtcConfig: RTCConfiguration }
   | { op: 'signal'; from: string; signal: unknown }
   | { op: 'send'; id: number; peer: string; frame: Uint8Array }
+  | { op: 'stats' }
   | { op: 'close' };
 
 /** Page -> worker. */
@@ -41,12 +45,14 @@ export type LinkEvent =
   | { op: 'failed'; id: number; peer: string; failure: LinkFailure; detail: string }
   | { op: 'frame'; from: string; frame: Uint8Array }
   | { op: 'down'; peer: string; failure: LinkFailure; detail: string }
-  | { op: 'rejected'; from: string; message: string };
+  | { op: 'rejected'; from: string; message: string }
+  | { op: 'stats'; links: LinkStats[] };
 
 /** The worker's side: FrameLinks whose links live on the page. */
 export class BridgedLinks implements FrameLinks {
   private nextId = 1;
   private pending = new Map<number, { resolve: (r: FrameReceipt) => void; reject: (e: Error) => void; frame: Uint8Array }>();
+  private lastStats: LinkStats[] = [];
 
   constructor(private post: (r: LinkRequest, transfer?: ArrayBuffer[]) => void, private deps: FrameLinksDeps) {
     post({ op: 'open', self: deps.self, rtcConfig: deps.rtcConfig });
@@ -68,6 +74,12 @@ export class BridgedLinks implements FrameLinks {
 
   setRtcConfig(c: RTCConfiguration): void {
     this.post({ op: 'rtc', rtcConfig: c });
+  }
+
+  /** The page's last stats, and a request for fresh ones (the agent asks once per step). */
+  stats(): LinkStats[] {
+    this.post({ op: 'stats' });
+    return this.lastStats;
   }
 
   closeAll(): void {
@@ -97,6 +109,9 @@ export class BridgedLinks implements FrameLinks {
         return events.onLinkDown?.(e.peer, e.failure, e.detail);
       case 'rejected':
         return events.onSignalRejected?.(e.from, e.message);
+      case 'stats':
+        this.lastStats = e.links;
+        return;
     }
   }
 }
@@ -139,6 +154,8 @@ export class LinkHost {
         );
         return;
       }
+      case 'stats':
+        return this.post({ op: 'stats', links: this.links?.stats() ?? [] });
       case 'close':
         this.links?.closeAll();
         this.links = null;

@@ -54,6 +54,8 @@ export interface FrameReceipt {
   bytes: number;
   /** Milliseconds from `send` to the peer's acknowledgement of the complete frame. */
   ms: number;
+  /** Milliseconds from `send` until the frame's last chunk was handed to the data channel. */
+  writtenMs?: number;
 }
 
 export interface PeerLinkEvents {
@@ -83,6 +85,7 @@ interface Outgoing {
   frame: Uint8Array;
   offset: number;
   queuedAt: number;
+  writtenAt?: number;
   resolve: (r: FrameReceipt) => void;
   reject: (e: Error) => void;
 }
@@ -343,6 +346,7 @@ export class PeerLink {
       if (!this.write(out.offset === 0 ? encodeStart(out.seq, out.frame.byteLength, piece) : encodeMore(out.seq, out.offset, piece))) return;
       out.offset = end;
       if (end === out.frame.byteLength) {
+        out.writtenAt = this.now();
         this.queue.shift();
         this.awaitingAck.set(out.seq, out);
       }
@@ -392,7 +396,7 @@ export class PeerLink {
           this.s.bytesSent += out.frame.byteLength;
           this.s.lastFrameMs = ms;
           this.s.frameMs = this.s.frameMs === null ? ms : this.s.frameMs + RTT_EWMA * (ms - this.s.frameMs);
-          out.resolve({ seq: out.seq, bytes: out.frame.byteLength, ms });
+          out.resolve({ seq: out.seq, bytes: out.frame.byteLength, ms, ...(out.writtenAt !== undefined ? { writtenMs: out.writtenAt - out.queuedAt } : {}) });
           break;
         }
         case 'ping':

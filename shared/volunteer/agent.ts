@@ -22,6 +22,7 @@ import { flatLength, flattenWeights, unflattenWeights } from '../dp/flat-weights
 import { syncApplyRequestSchema, syncChunkRequestSchema } from '../dp/sync-messages.js';
 import type { DpSettings } from '../dp/dp-settings.js';
 import { PeerFrames, PeerFrameRefused, type PeerFramesDeps } from './peer-frames.js';
+import { hopKey, markHop, taskInputKey as inputKey } from '../transport/hop-trace.js';
 import type {
   Assignment,
   Capabilities,
@@ -170,6 +171,7 @@ export class VolunteerAgent {
       },
       task: (meta, input, targets) => {
         this.queue.push({ meta, input: input && toBytes(input), targets: targets && toBytes(targets) });
+        markHop('recv.task', () => inputKey(meta, this.queue.at(-1)!.input));
         void this.pump();
       },
       grad_norm: (info, ack) => {
@@ -499,6 +501,7 @@ export class VolunteerAgent {
       }
     }
     const t0 = performance.now();
+    markHop('recv.start', () => inputKey(meta, input));
     const key = `${meta.attempt}:${meta.mb}:${meta.hop}`;
     let frame: Uint8Array | null = null;
     const x = input ? tensorOf(input) : null;
@@ -542,16 +545,18 @@ export class VolunteerAgent {
       y?.dispose();
     }
     out.computeMs = performance.now() - t0;
+    if (frame) markHop('done', hopKey(meta.dir === 'B' ? 'grad' : 'act', meta.iteration, meta.mb, meta.hop));
     this.iterationComputeMs += out.computeMs;
     this.status.computeSeconds += out.computeMs / 1000;
     if (meta.sendTo && frame) {
-      const r = await this.peers.send(meta.sendTo, meta.attempt, frame);
-      if ('sent' in r) {
-        out.sent = r.sent;
-        frame = null;
-      } else {
-        out.fallback = r.fallback;
-      }
+      // The frame travels while the next task runs (as a relayed one does): `out` goes once the
+      // peer acknowledged it (`sent`), or with the frame when the link failed (`fallback`).
+      const f = frame;
+      void this.peers.send(meta.sendTo, meta.attempt, f).then(
+        (r) => this.socket.emit('out', 'sent' in r ? { ...out, sent: r.sent } : { ...out, fallback: r.fallback }, 'sent' in r ? null : f),
+        (e) => this.log('error', `task ${meta.dir} it${meta.iteration} mb${meta.mb} hop${meta.hop}: sending to ${meta.sendTo!.peer} failed: ${(e as Error).message}`),
+      );
+      return out.computeMs;
     }
     this.socket.emit('out', out, frame);
     return out.computeMs;
@@ -570,7 +575,8 @@ export class VolunteerAgent {
     this.status.stepMs = stepMs;
     this.status.tokensPerSec = stepMs > 0 ? (this.iterationTokens * 1000) / stepMs : null;
     this.status.computeSeconds += (performance.now() - t0) / 1000;
-    this.socket.emit('stats', { computeMs: stepMs, tokensPerSec: this.status.tokensPerSec ?? 0 });
+    const links = this.peers.pairStats();
+    this.socket.emit('stats', { computeMs: stepMs, tokensPerSec: this.status.tokensPerSec ?? 0, ...(links.length ? { links } : {}) });
     this.iterationComputeMs = 0;
     this.iterationTokens = 0;
     this.emitStatus();

@@ -10,10 +10,12 @@ import { PeerLinks } from '../transport/peer-links.js';
 import type { FrameLinks, FrameLinksDeps } from '../transport/link-bridge.js';
 import { LinkDownError } from '../transport/link-down-error.js';
 import { frameDigest } from '../transport/frame-digest.js';
+import { hopKey, hopTracing, markHop, traceNow } from '../transport/hop-trace.js';
 import { inspectTensorFrame } from '../protocol/codec.js';
 import { checkHopFrame } from '../protocol/hop-frame-check.js';
 import { FrameError } from '../protocol/frame-error.js';
 import type { Signal } from '../protocol/signal.js';
+import { pairStatsOf, type PairStat } from '../protocol/pair-stats.js';
 import type { WireEncoding } from '../protocol/wire-encoding.js';
 import type { FallbackReason, GotReport, InputFrom, P2pConfig, SendTo, SentReport } from '../protocol/p2p-messages.js';
 
@@ -58,6 +60,15 @@ function frameKey(kind: string, attempt: number, iteration: number, mb: number, 
 
 const ENVELOPE_BYTES = 4;
 
+/** Hop-trace marks of an acknowledged frame (shared/transport/hop-trace.ts): written and acked. */
+function traceSent(frame: Uint8Array, ms: number, writtenMs: number | undefined): void {
+  const acked = traceNow();
+  const { header } = inspectTensorFrame(frame);
+  const key = hopKey(header.kind, header.iteration, header.microbatch, header.hop);
+  if (writtenMs !== undefined) markHop('written', key, acked - ms + writtenMs);
+  markHop('acked', key, acked);
+}
+
 export class PeerFrames {
   private links: FrameLinks | null = null;
   private self: string | null = null;
@@ -100,6 +111,11 @@ export class PeerFrames {
     this.links = create ? new PeerLinks({ ...deps, createPeerConnection: create }) : this.deps.createLinks!(deps);
   }
 
+  /** Per-peer link figures for the `stats` heartbeat (empty in relay mode). */
+  pairStats(): PairStat[] {
+    return this.links ? pairStatsOf(this.links.stats()) : [];
+  }
+
   handleSignal(from: string, signal: unknown): void {
     this.links?.handleSignal(from, signal);
   }
@@ -116,6 +132,7 @@ export class PeerFrames {
     for (let attempt = 0; ; attempt++) {
       try {
         const receipt = await links.send(to.peer, enveloped);
+        if (hopTracing()) traceSent(frame, receipt.ms, receipt.writtenMs);
         return { sent: { to: to.peer, bytes: receipt.bytes - ENVELOPE_BYTES, digest: await digest } };
       } catch (e) {
         if (!(e instanceof LinkDownError)) throw e;
@@ -136,6 +153,7 @@ export class PeerFrames {
       frame = data.subarray(ENVELOPE_BYTES);
       const { header } = inspectTensorFrame(frame);
       key = frameKey(header.kind, attempt, header.iteration, header.microbatch, header.hop);
+      markHop('recv.frame', hopKey(header.kind, header.iteration, header.microbatch, header.hop));
     } catch (e) {
       return this.deps.log('warn', `unreadable frame from ${from} dropped: ${(e as Error).message}`);
     }

@@ -1,8 +1,13 @@
 /**
  * `--transport p2p|auto` (docs/p2p.md): frames that were meant to go tab to tab but went through
- * the relay, by reason, and the pairs that are relay-only for a back-off now.
+ * the relay, by reason, the pairs that are relay-only for a back-off now, and each link's figures
+ * as its tab last reported them (ping round trip, frame-to-acknowledgement time, frames, bytes).
  */
 import type { P2pSummary } from '../../../shared/protocol/operator';
+
+const ms = (x: number | null) => (x === null ? '–' : x < 10 ? x.toFixed(1) : Math.round(x).toString());
+const mib = (b: number) => (b / 2 ** 20).toFixed(1);
+const stage = (s: number | null) => (s === null ? '?' : String(s));
 
 export function P2pPanel({ p2p }: { p2p: P2pSummary }) {
   const reasons = Object.entries(p2p.fallbacks).sort((a, b) => b[1] - a[1]);
@@ -30,6 +35,40 @@ export function P2pPanel({ p2p }: { p2p: P2pSummary }) {
               <tr key={reason}>
                 <td className="mono">{reason}</td>
                 <td>{n}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {p2p.pairs && p2p.pairs.length > 0 && (
+        <table data-testid="p2p-pairs">
+          <thead>
+            <tr>
+              <th>link</th>
+              <th>stages</th>
+              <th>state</th>
+              <th>RTT ms</th>
+              <th>frame ms</th>
+              <th>frames sent</th>
+              <th>MiB sent</th>
+              <th>MiB received</th>
+            </tr>
+          </thead>
+          <tbody>
+            {p2p.pairs.map((p) => (
+              <tr key={`${p.from}>${p.to}`}>
+                <td className="mono">
+                  {p.from} → {p.to}
+                </td>
+                <td>
+                  {stage(p.fromStage)} → {stage(p.toStage)}
+                </td>
+                <td>{p.state}</td>
+                <td>{ms(p.rttMs)}</td>
+                <td>{ms(p.frameMs)}</td>
+                <td>{p.framesSent}</td>
+                <td>{mib(p.bytesSent)}</td>
+                <td>{mib(p.bytesReceived)}</td>
               </tr>
             ))}
           </tbody>
