@@ -226,7 +226,8 @@ for (const F of FAILURES) {
       await stop(s);
     }
   }
-  const plain = rows.find((r) => r.F === F && r.strategy === 'stage-restore')?.dist;
+  // the plain restore's state is the checkpoint's, which a rollback also restores: either gives the plain distance
+  const plain = rows.find((r) => r.F === F && r.strategy === 'stage-restore')?.dist ?? rows.find((r) => r.F === F && r.strategy === 'checkpoint')?.dist;
   for (const r of rows.filter((r) => r.F === F)) r.relDist = plain === undefined ? NaN : r.dist / plain;
 }
 
@@ -244,7 +245,7 @@ console.log(`\nmean recovery cost over the three failure points (checkpoint ever
 for (const s of STRATEGIES) {
   console.log(`  ${s.padEnd(14)} ${fmt(avg(s, 'cost'), 2)} it${vsOf(s, 'cost', 'checkpoint')}, ${fmt(avg(s, 'seconds'), 1)} s${vsOf(s, 'seconds', 'checkpoint')}; fine ${fmt(avg(s, 'fine'), 2)} it${vsOf(s, 'fine', 'checkpoint')}`);
 }
-if (STRATEGIES.includes('cpsr') && STRATEGIES.includes('stage-restore')) {
+if (STRATEGIES.includes('cpsr') && (STRATEGIES.includes('stage-restore') || STRATEGIES.includes('checkpoint'))) {
   console.log(`predicted vs plain restore, distance to the lost stage: ${rows.filter((r) => r.strategy === 'cpsr').map((r) => `${fmt(r.relDist, 3)} at ${r.F}`).join(', ')} (mean ${fmt(avg('cpsr', 'relDist'), 3)}; < 1: the prediction is closer)`);
 }
 if (STRATEGIES.includes('cpsr') && STRATEGIES.includes('stage-restore')) {
