@@ -85,7 +85,7 @@ async function run(strategy: Run['strategy']): Promise<Run> {
   }
 }
 
-console.log(`cpsr background-fitting overhead: ${preset}, 4 stages, ${ITERATIONS} iterations (first ${WARMUP} not counted), checkpoint every ${EVERY}, fitting duty ${DUTY}, tasks paced to >= ${PACE} ms, ${PAIRS} pair(s) A/B; ${machine()}; ${loadLine()}`);
+console.log(`cpsr background-fitting overhead: ${preset}, 4 stages, ${ITERATIONS} iterations (first ${WARMUP} not counted), checkpoint every ${EVERY}, fitting duty ${DUTY}, tasks paced to >= ${PACE} ms, ${PAIRS} pair(s) A/B; ${machine()}`);
 const runs: Run[] = [];
 for (let p = 0; p < PAIRS; p++) {
   for (const s of p % 2 === 0 ? (['stage-restore', 'cpsr'] as const) : (['cpsr', 'stage-restore'] as const)) {
