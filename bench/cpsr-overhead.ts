@@ -27,7 +27,7 @@ import { startNodeVolunteer, type NodeVolunteer } from '../testing/node-voluntee
 import { DEFAULT_SETTINGS, type RunSettings } from '../shared/run-settings.js';
 import { until } from '../testing/until.js';
 import type { CpsrStrategy } from '../coordinator/recovery/cpsr-strategy.js';
-import { flags, fmt, loadLine, machine, mean, table } from './util.js';
+import { flags, fmt, machine, mean, table } from './util.js';
 
 const f = flags(process.argv.slice(2), { iterations: 'string', every: 'string', pairs: 'string', preset: 'string', warmup: 'string', duty: 'string', pace: 'string' });
 const num = (k: string, d: number) => (typeof f[k] === 'string' ? Number(f[k]) : d);
