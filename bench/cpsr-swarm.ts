@@ -18,6 +18,7 @@
  *
  *   npm run bench:cpsr-swarm                       (K 10, horizon 5, budget 224, 6 iterations after)
  *   npm run bench:cpsr-swarm -- --every 20 --horizon 10 --after 6 --strategies checkpoint,stage-restore,cpsr,checkfree
+ *   npm run bench:cpsr-swarm -- --strategies stage-restore,cpsr --max-error-ratio 1   (cpsr's bound on the held-out error; default 0.9)
  *
  * Each (strategy, failure point) is a fresh swarm trained from scratch to F + after: on 2 shared
  * cores the defaults take about 10 minutes for three strategies.
@@ -55,7 +56,7 @@ import { DEFAULT_PREDICTOR, minCheckpoints } from '../shared/recovery/cpsr/predi
 import { flags, fmt, list, machine, mean, table } from './util.js';
 import { backOnCurve, curveTolerance, failurePoints, meanLag, relativeDistance } from './cpsr-recovery-cost.js';
 
-const f = flags(process.argv.slice(2), { preset: 'string', budget: 'string', every: 'string', horizon: 'string', after: 'string', stage: 'string', strategies: 'string', 'min-tol': 'string', 'eval-batches': 'string' });
+const f = flags(process.argv.slice(2), { preset: 'string', budget: 'string', every: 'string', horizon: 'string', after: 'string', stage: 'string', strategies: 'string', 'min-tol': 'string', 'eval-batches': 'string', 'max-error-ratio': 'string' });
 const num = (k: string, d: number) => (typeof f[k] === 'string' ? Number(f[k]) : d);
 const preset = (f.preset as string) ?? 'tiny';
 const EVERY = num('every', 10);
@@ -98,7 +99,7 @@ async function start(recovery: RecoveryStrategy, maxIterations: number, spare: b
     graceMs: 300,
     maxIterations,
     clientDir: '/nonexistent',
-    recovery: { ...DEFAULT_COORDINATOR.recovery, checkpointEvery: EVERY, checkpointDir: dir },
+    recovery: { ...DEFAULT_COORDINATOR.recovery, checkpointEvery: EVERY, checkpointDir: dir, ...(typeof f['max-error-ratio'] === 'string' ? { cpsrMaxErrorRatio: Number(f['max-error-ratio']) } : {}) },
   });
   const s: Swarm = { coord, vols: [], dir, val: new Map(), seconds: [] };
   coord.scheduler.observe((r) => {
@@ -131,7 +132,7 @@ const weightsOf = (s: Swarm, stage: number): Float32Array => {
 };
 
 console.log(`CPSR swarm benchmark: preset ${preset} (Node tabs in one process on ${machine()}), 4 stages + 1 spare, 2 microbatches x 2 sequences`);
-console.log(`budget ${BUDGET} iterations, checkpoint every ${EVERY} (all strategies), stage ${LOST} lost at ${POINTS.map((p) => `${p.failure} (${HORIZON} after the checkpoint at ${p.checkpoint}, the run's ${p.checkpoints}th)`).join(', ')}, ${AFTER} iterations observed after each; strategies ${STRATEGIES.join(', ')}`);
+console.log(`budget ${BUDGET} iterations, checkpoint every ${EVERY} (all strategies), stage ${LOST} lost at ${POINTS.map((p) => `${p.failure} (${HORIZON} after the checkpoint at ${p.checkpoint}, the run's ${p.checkpoints}th)`).join(', ')}, ${AFTER} iterations observed after each; strategies ${STRATEGIES.join(', ')}${typeof f['max-error-ratio'] === 'string' ? `; cpsr's bound on the held-out error ${f['max-error-ratio']} (default ${DEFAULT_PREDICTOR.maxErrorRatio})` : ''}`);
 if (STRATEGIES.includes('cpsr') && POINTS[0]!.checkpoints < NEEDED) console.log(`  note: the first failure comes after ${POINTS[0]!.checkpoints} checkpoints; the predictor needs ${NEEDED}, so cpsr is the plain restore there`);
 
 // ---- failure-free reference ----
