@@ -7,11 +7,17 @@
  * (its V8 heap + external + array buffers, tfjs wasm included) and its seconds of fitting.
  *
  * The tabs share this process's cores with the worker here; in a real swarm they run on the
- * volunteers' machines and the worker only competes with the coordinator's relay, so this is an
- * upper bound on the overhead.
+ * volunteers' machines and the worker only competes with the coordinator's relay. `--pace MS`
+ * (default 150) makes every task last at least MS (the tabs hold each result until then), so the
+ * swarm's pace is set by the volunteers, as with real GPUs, and the fitting worker can only slow
+ * the iterations through the coordinator (relay, scheduling, history reads) and the tabs' short
+ * compute; `--pace 0` is the unpaced upper bound (tabs and worker fight for the same cores).
+ *
+ * Each pair (A B, then B A) gives one overhead figure (cpsr over stage-restore, same pair); the
+ * mean, the standard deviation and the range over the pairs are printed.
  *
  *   npm run bench:cpsr-overhead
- *   npm run bench:cpsr-overhead -- --iterations 60 --every 4 --pairs 2 --preset tiny --duty 0.1
+ *   npm run bench:cpsr-overhead -- --iterations 60 --every 4 --pairs 3 --pace 150 --preset tiny --duty 0.1
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,13 +27,14 @@ import { startNodeVolunteer, type NodeVolunteer } from '../testing/node-voluntee
 import { DEFAULT_SETTINGS, type RunSettings } from '../shared/run-settings.js';
 import { until } from '../testing/until.js';
 import type { CpsrStrategy } from '../coordinator/recovery/cpsr-strategy.js';
-import { flags, fmt, loadLine, machine, mean, table } from './util.js';
+import { flags, fmt, machine, mean, table } from './util.js';
 
-const f = flags(process.argv.slice(2), { iterations: 'string', every: 'string', pairs: 'string', preset: 'string', warmup: 'string', duty: 'string' });
+const f = flags(process.argv.slice(2), { iterations: 'string', every: 'string', pairs: 'string', preset: 'string', warmup: 'string', duty: 'string', pace: 'string' });
 const num = (k: string, d: number) => (typeof f[k] === 'string' ? Number(f[k]) : d);
 const ITERATIONS = num('iterations', 48);
 const EVERY = num('every', 4);
-const PAIRS = num('pairs', 2);
+const PAIRS = num('pairs', 3);
+const PACE = num('pace', 150);
 const WARMUP = num('warmup', 8);
 const preset = (f.preset as string) ?? 'tiny';
 const DUTY = num('duty', 1);
@@ -64,7 +71,7 @@ async function run(strategy: Run['strategy']): Promise<Run> {
     const stop = coord.scheduler.observe((r) => {
       if (r.iteration > WARMUP) seconds.push(r.seconds);
     });
-    for (let i = 0; i < settings.stages; i++) vols.push(await startNodeVolunteer(url, { name: `o${i}` }));
+    for (let i = 0; i < settings.stages; i++) vols.push(await startNodeVolunteer(url, { name: `o${i}`, ...(PACE > 0 ? { paceMs: PACE } : {}) }));
     await until(() => coord.scheduler.iteration >= ITERATIONS, `${ITERATIONS} iterations`, 1_800_000);
     stop();
     const s = coord.recovery.strategy as CpsrStrategy;
@@ -78,7 +85,7 @@ async function run(strategy: Run['strategy']): Promise<Run> {
   }
 }
 
-console.log(`cpsr background-fitting overhead: ${preset}, 4 stages, ${ITERATIONS} iterations (first ${WARMUP} not counted), checkpoint every ${EVERY}, fitting duty ${DUTY}, ${PAIRS} pair(s) A/B; ${machine()}; ${loadLine()}`);
+console.log(`cpsr background-fitting overhead: ${preset}, 4 stages, ${ITERATIONS} iterations (first ${WARMUP} not counted), checkpoint every ${EVERY}, fitting duty ${DUTY}, tasks paced to >= ${PACE} ms, ${PAIRS} pair(s) A/B; ${machine()}`);
 const runs: Run[] = [];
 for (let p = 0; p < PAIRS; p++) {
   for (const s of p % 2 === 0 ? (['stage-restore', 'cpsr'] as const) : (['cpsr', 'stage-restore'] as const)) {
@@ -99,5 +106,13 @@ console.log(
     ],
   ),
 );
+const perPair = Array.from({ length: PAIRS }, (_, p) => {
+  const pair = runs.slice(2 * p, 2 * p + 2);
+  const a = pair.find((r) => r.strategy === 'cpsr')!.perIteration;
+  const b = pair.find((r) => r.strategy === 'stage-restore')!.perIteration;
+  return (a / b - 1) * 100;
+});
+const sd = PAIRS > 1 ? Math.sqrt(perPair.reduce((acc, x) => acc + (x - mean(perPair)) ** 2, 0) / (PAIRS - 1)) : NaN;
+console.log(`overhead per pair (cpsr over stage-restore in the same pair): ${perPair.map((x) => `${fmt(x, 1)}%`).join(', ')}; mean ${fmt(mean(perPair), 1)}%, sd ${fmt(sd, 1)}, range ${fmt(Math.min(...perPair), 1)}..${fmt(Math.max(...perPair), 1)}%`);
 console.log(`overhead of background fitting on iteration time: ${fmt((cpsr / base - 1) * 100, 1)}% (target <= 3%); fitting time per training time: ${fmt((mean(of('cpsr').map((r) => r.fitSeconds)) / (cpsr * (ITERATIONS - WARMUP))) * 100, 0)}% of one core`);
 process.exit(0);

@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { backOnCurve, curveTolerance, relativeDistance } from './cpsr-recovery-cost.js';
+import { backOnCurve, curveTolerance, failurePoints, meanLag, relativeDistance } from './cpsr-recovery-cost.js';
 
 const ref = (i: number) => 5 - 0.1 * i;
 
@@ -36,5 +36,29 @@ describe('bench:cpsr-swarm recovery cost', () => {
   it('relative distance', () => {
     expect(relativeDistance(new Float32Array([3, 4]), new Float32Array([0, 0.5]))).toBeCloseTo(Math.sqrt(9 + 12.25) / 0.5, 6);
     expect(() => relativeDistance(new Float32Array(2), new Float32Array(3))).toThrow(/lengths/);
+  });
+
+  it("the mean lag is the gap over the reference's local descent per iteration, in iterations", () => {
+    // the reference falls 0.1 per iteration; a run 0.3 above it at 21, 0.2 at 22, 0.1 at 23 is 3, 2, 1 iterations behind
+    const gap: Record<number, number> = { 21: 0.3, 22: 0.2, 23: 0.1 };
+    const r = meanLag({ failure: 20, after: 3, span: [16, 17, 18, 19, 20, 21, 22, 23], loss: (i) => ref(i) + (gap[i] ?? 0), ref });
+    expect(r.slope).toBeCloseTo(-0.1, 12);
+    expect(r.lag).toBeCloseTo(2, 12);
+    // on the curve: 0; a flat or rising reference, or a missing evaluation: NaN
+    expect(meanLag({ failure: 20, after: 3, span: [18, 19, 20], loss: ref, ref }).lag).toBeCloseTo(0, 12);
+    expect(meanLag({ failure: 20, after: 3, span: [18, 19, 20], loss: () => 1, ref: () => 1 }).lag).toBeNaN();
+    expect(meanLag({ failure: 20, after: 3, span: [18, 19, 20], loss: (i) => (i === 22 ? NaN : ref(i)), ref }).lag).toBeNaN();
+  });
+
+  it('failures are placed the horizon past the checkpoint nearest each fraction of the budget', () => {
+    // checkpoints after 1, 11, 21, ...; budget 224: 56 -> 51 + 5, 112 -> 111 + 5, 168 -> 161 + 5
+    expect(failurePoints(224, 10, 5)).toEqual([
+      { failure: 56, checkpoint: 51, checkpoints: 6 },
+      { failure: 116, checkpoint: 111, checkpoints: 12 },
+      { failure: 166, checkpoint: 161, checkpoints: 17 },
+    ]);
+    // checkpoints after 1, 4, 7, 10: the one nearest 10 - 1 is 10 (7 is 2 away), the failure at 11
+    expect(failurePoints(20, 3, 1, [0.5])).toEqual([{ failure: 11, checkpoint: 10, checkpoints: 4 }]);
+    expect(() => failurePoints(100, 10, 10)).toThrow(/horizon/);
   });
 });

@@ -61,3 +61,43 @@ export function relativeDistance(a: Float32Array, b: Float32Array): number {
   }
   return Math.sqrt(d / n);
 }
+
+/**
+ * The finer measure (the loss-based cost has a floor of one iteration without a rollback): how
+ * far behind the failure-free curve the run is after the failure, in iterations of that curve.
+ * The reference's local descent per iteration is the least-squares slope of ref over `span`;
+ * the lag at i is (loss(i) - ref(i)) / -slope, averaged over F + 1 .. F + after (the iterations a
+ * no-rollback run and a rollback that has caught up both evaluate). Negative: ahead of the curve
+ * (noise). NaN where the curve does not fall over the span or an evaluation is missing.
+ */
+export function meanLag(o: { failure: number; after: number; span: readonly number[]; loss: (i: number) => number; ref: (i: number) => number }): { lag: number; slope: number } {
+  const pts = o.span.map((i) => [i, o.ref(i)] as const).filter(([, y]) => Number.isFinite(y));
+  if (pts.length < 2) return { lag: NaN, slope: NaN };
+  const mx = pts.reduce((a, [x]) => a + x, 0) / pts.length;
+  const my = pts.reduce((a, [, y]) => a + y, 0) / pts.length;
+  const sxy = pts.reduce((a, [x, y]) => a + (x - mx) * (y - my), 0);
+  const sxx = pts.reduce((a, [x]) => a + (x - mx) ** 2, 0);
+  const slope = sxy / sxx;
+  if (!(slope < 0)) return { lag: NaN, slope };
+  let sum = 0;
+  for (let i = o.failure + 1; i <= o.failure + o.after; i++) {
+    const g = o.loss(i) - o.ref(i);
+    if (!Number.isFinite(g)) return { lag: NaN, slope };
+    sum += g / -slope;
+  }
+  return { lag: sum / o.after, slope };
+}
+
+/**
+ * Where bench:cpsr-swarm injects its failures: for each fraction p of the budget, the checkpoint
+ * nearest to p x budget - horizon (checkpoints are taken after iterations 1, 1 + K, 1 + 2K, ...),
+ * plus `horizon` iterations, so every failure is `horizon` iterations past its last checkpoint.
+ */
+export function failurePoints(budget: number, every: number, horizon: number, fractions: readonly number[] = [0.25, 0.5, 0.75]): { failure: number; checkpoint: number; checkpoints: number }[] {
+  if (!(Number.isInteger(every) && every >= 1 && Number.isInteger(horizon) && horizon >= 0 && horizon < every)) throw new RangeError('need an integer interval >= 1 and 0 <= horizon < interval');
+  return fractions.map((p) => {
+    const n = Math.max(0, Math.round((p * budget - horizon - 1) / every));
+    const checkpoint = 1 + n * every;
+    return { failure: checkpoint + horizon, checkpoint, checkpoints: n + 1 };
+  });
+}

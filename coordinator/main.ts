@@ -130,12 +130,14 @@ async function main(): Promise<void> {
       checkpointEvery: v['checkpoint-every'] as number | 'auto' | 'cpsr',
       cpsrXi: num('cpsr-xi'),
       cpsrFitDuty: num('cpsr-fit-duty'),
+      cpsrMaxErrorRatio: num('cpsr-max-error'),
       expectedFailureRate: num('failure-rate') / 100,
     },
   };
-  const { cpsrXi, cpsrFitDuty } = opts.recovery;
+  const { cpsrXi, cpsrFitDuty, cpsrMaxErrorRatio } = opts.recovery;
   if (!(cpsrXi! > 0)) throw new ConfigError(`--cpsr-xi must be > 0, got ${cpsrXi}`);
   if (!(cpsrFitDuty! > 0 && cpsrFitDuty! <= 1)) throw new ConfigError(`--cpsr-fit-duty must be in (0, 1], got ${cpsrFitDuty}`);
+  if (!(cpsrMaxErrorRatio! > 0 && Number.isFinite(cpsrMaxErrorRatio))) throw new ConfigError(`--cpsr-max-error must be a finite number > 0, got ${cpsrMaxErrorRatio}`);
   // Checkpoints (the checkpoint baseline) live with the run history they are recorded in.
   opts.recovery.checkpointDir = join(dataDir, 'checkpoints');
   if (tls) console.log(`  HTTPS: ${tls.description}\n  certificate SHA-256 fingerprint: ${tls.fingerprint}`);

@@ -69,6 +69,8 @@ export interface StrategySettings {
   cpsrXi?: number;
   /** `--recovery cpsr`: most of the wall time its fitting worker may spend fitting (cpsr-fitter.ts; default 1). */
   cpsrFitDuty?: number;
+  /** `--recovery cpsr`: the predictor's bound on its held-out error over the plain restore's (`--cpsr-max-error`; default DEFAULT_PREDICTOR's 0.9). */
+  cpsrMaxErrorRatio?: number;
   /** Failure rate assumed by the auto interval, per stage per hour (e.g. 0.1 = 10%/h). */
   expectedFailureRate: number;
   /** Where the checkpoint baseline writes stage states (checkpoint-store.ts keeps one folder per run under it). */

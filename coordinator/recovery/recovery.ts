@@ -152,10 +152,11 @@ export class Recovery implements RecoveryLadder {
       const np = Math.max(...Array.from({ length: run.nStages }, (_, s) => flatLength(stageParamSpecs(run.config, s))));
       const planner = new CpsrIntervalPlanner({ ...DEFAULT_INTERVAL_PLANNER, np, xi: this.opts.cpsrXi ?? DEFAULT_INTERVAL_PLANNER.xi, priorFailuresPerHour: Math.max(this.opts.expectedFailureRate, 1e-6) * run.nStages });
       let strategy: CpsrStrategy | null = null;
+      const predictor = { ...DEFAULT_PREDICTOR, maxErrorRatio: this.opts.cpsrMaxErrorRatio ?? DEFAULT_PREDICTOR.maxErrorRatio };
       const fitter =
         name === 'cpsr'
           ? new CpsrFitter(
-              { ...DEFAULT_FITTER, predictor: DEFAULT_PREDICTOR, duty: this.opts.cpsrFitDuty ?? DEFAULT_FITTER.duty },
+              { ...DEFAULT_FITTER, predictor, duty: this.opts.cpsrFitDuty ?? DEFAULT_FITTER.duty },
               (stage) => strategy!.historyOf(stage),
               (f) => strategy?.onFit(f),
               (reason) => {
@@ -171,6 +172,7 @@ export class Recovery implements RecoveryLadder {
         checkpoints,
         fromNeighbours: checkfree('checkfree'),
         iteration: () => progress.iteration,
+        predictor,
         log,
         fitter,
         planner,
