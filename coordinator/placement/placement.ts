@@ -326,6 +326,7 @@ export class Placement {
     const out = new Map<Volunteer, boolean | 'retry'>();
     const pushes: string[] = [];
     let pullMs = 0;
+    let pushMs = 0;
     for (const v of joiners) {
       const o = result.outcomes.get(v)!;
       if (o.kind === 'no-source') {
@@ -335,6 +336,7 @@ export class Placement {
       }
       out.set(v, o.kind === 'joined');
       pullMs = o.timing.pullMs;
+      pushMs = Math.max(pushMs, o.timing.pushMs);
       pushes.push(`${v.id} ${(o.timing.pushMs / 1000).toFixed(1)} s${o.kind === 'joined' ? '' : ` (failed: ${o.why})`}`);
     }
     // Each fan-out is an event with its measured times (the benchmark reads them: bench/scaling.ts).
@@ -344,6 +346,7 @@ export class Placement {
         fanout: joiners.length,
         source: result.holder.id,
         pullMs,
+        pushMs,
       });
     return out;
   }
