@@ -340,7 +340,11 @@ async function main(): Promise<void> {
   for (const n of tabsList) {
     const r = await measure(n, paceMs, mbPerTab, iterations, warmup, setup);
     rows.push(r);
-    console.error(`  N=${n}: ${fmt(r.tokensPerSec, 1)} tokens/s`);
+    // The whole row as soon as it is measured: a later size that fails must not lose it.
+    console.error(
+      `  N=${n}: ${fmt(r.tokensPerSec, 1)} tokens/s (${fmt(r.tokensPerSec / rows[0]!.tokensPerSec / (n / rows[0]!.tabs), 2)} of linear vs N=${rows[0]!.tabs}), iteration ${fmt(r.iterSeconds, 2)} s, gap p50/max ${fmt(r.gapP50, 1)}/${fmt(r.gapMax, 1)} s, ` +
+        `${fmt(r.bytesPerReplicaIteration / 1e6, 4)} MB/replica-iter through the coordinator, placed in ${fmt(r.placeSeconds, 1)} s (${r.joins.joiners} joins, ${r.joins.fanouts} pulls, largest pull ${fmt(r.joins.pullMax, 1)} s, push ${fmt(r.joins.pushMax, 1)} s)`,
+    );
   }
   const base = rows[0]!;
   console.log(
