@@ -243,7 +243,13 @@ async function measure(tabs: number, paceMs: number, mbPerTab: number, iteration
     coord.scheduler.setPaused(false);
     coord.scheduler.kick();
     const place0 = Date.now();
-    await until(() => coord.stages.activeCount() === tabs, `${tabs} tabs placed`, 900_000);
+    await until(() => coord.stages.activeCount() === tabs, `${tabs} tabs placed`, 900_000).catch((e: Error) => {
+      // Say where placement stood (groups, waiting tabs, the iteration, the joins' fan-outs) before giving up.
+      const sizes = Array.from({ length: STAGES }, (_, s) => coord.stages.size(s)).join('/');
+      console.error(`placement stalled: replicas per stage ${sizes}, ${coord.placement.waitingCount()} waiting, iteration ${coord.scheduler.iteration}`);
+      for (const ev of coord.events.list('assign').slice(-12)) console.error(`  assign event: ${ev.message}`);
+      throw e;
+    });
     const placeSeconds = (Date.now() - place0) / 1000;
     const joins = joinStats(coord);
     if (setup.warmFast && setup.link) {
