@@ -166,6 +166,29 @@ interface Row {
   /** Median and largest time between consecutive iterations' completions in the window (a sync's spike shows in the max). */
   gapP50: number;
   gapMax: number;
+  /** Seconds from the first placement to every volunteer placed, and the joins' fan-outs (coordinator events). */
+  placeSeconds: number;
+  joins: JoinStats;
+}
+
+interface JoinStats {
+  /** Fan-outs (one pull each) and the tabs they placed. */
+  fanouts: number;
+  joiners: number;
+  /** Largest pull and largest push (one joiner's assignment + outer state), seconds. */
+  pullMax: number;
+  pushMax: number;
+}
+
+/** The join fan-outs the coordinator logged (placement.ts: one 'assign' event with `fanout` per pull). */
+function joinStats(c: Coordinator): JoinStats {
+  const fans = c.events.list('assign').map((e) => e.data as { fanout?: number; pullMs?: number; pushMs?: number } | undefined).filter((d) => typeof d?.fanout === 'number');
+  return {
+    fanouts: fans.length,
+    joiners: fans.reduce((a, d) => a + d!.fanout!, 0),
+    pullMax: Math.max(0, ...fans.map((d) => (d!.pullMs ?? 0) / 1000)),
+    pushMax: Math.max(0, ...fans.map((d) => (d!.pushMs ?? 0) / 1000)),
+  };
 }
 
 function iterationGaps(times: readonly number[]): { p50: number; max: number } {
@@ -219,7 +242,16 @@ async function measure(tabs: number, paceMs: number, mbPerTab: number, iteration
     }
     coord.scheduler.setPaused(false);
     coord.scheduler.kick();
-    await until(() => coord.stages.activeCount() === tabs, `${tabs} tabs placed`, 900_000);
+    const place0 = Date.now();
+    await until(() => coord.stages.activeCount() === tabs, `${tabs} tabs placed`, 900_000).catch((e: Error) => {
+      // Say where placement stood (groups, waiting tabs, the iteration, the joins' fan-outs) before giving up.
+      const sizes = Array.from({ length: STAGES }, (_, s) => coord.stages.size(s)).join('/');
+      console.error(`placement stalled: replicas per stage ${sizes}, ${coord.placement.waitingCount()} waiting, iteration ${coord.scheduler.iteration}`);
+      for (const ev of coord.events.list('assign').slice(-12)) console.error(`  assign event: ${ev.message}`);
+      throw e;
+    });
+    const placeSeconds = (Date.now() - place0) / 1000;
+    const joins = joinStats(coord);
     if (setup.warmFast && setup.link) {
       await askKids(kids, 'shape', 'shaped');
       // Warm-up counts from here: at least `warmup` iterations on the shaped links.
@@ -261,6 +293,8 @@ async function measure(tabs: number, paceMs: number, mbPerTab: number, iteration
       links,
       gapP50: gaps.p50,
       gapMax: gaps.max,
+      placeSeconds,
+      joins,
     };
   } finally {
     for (const k of kids) k.send('stop');
@@ -312,7 +346,11 @@ async function main(): Promise<void> {
   for (const n of tabsList) {
     const r = await measure(n, paceMs, mbPerTab, iterations, warmup, setup);
     rows.push(r);
-    console.error(`  N=${n}: ${fmt(r.tokensPerSec, 1)} tokens/s`);
+    // The whole row as soon as it is measured: a later size that fails must not lose it.
+    console.error(
+      `  N=${n}: ${fmt(r.tokensPerSec, 1)} tokens/s (${fmt(r.tokensPerSec / rows[0]!.tokensPerSec / (n / rows[0]!.tabs), 2)} of linear vs N=${rows[0]!.tabs}), iteration ${fmt(r.iterSeconds, 2)} s, gap p50/max ${fmt(r.gapP50, 1)}/${fmt(r.gapMax, 1)} s, ` +
+        `${fmt(r.bytesPerReplicaIteration / 1e6, 4)} MB/replica-iter through the coordinator, placed in ${fmt(r.placeSeconds, 1)} s (${r.joins.joiners} joins, ${r.joins.fanouts} pulls, largest pull ${fmt(r.joins.pullMax, 1)} s, push ${fmt(r.joins.pushMax, 1)} s)`,
+    );
   }
   const base = rows[0]!;
   console.log(
@@ -326,6 +364,11 @@ async function main(): Promise<void> {
     ),
   );
   for (const r of rows) if (r.links) console.log(`N=${r.tabs} each tab's link use, up/down % by stage: ${formatLinkUse(r.links)}`);
+  for (const r of rows)
+    console.log(
+      `N=${r.tabs} placement: every volunteer placed in ${fmt(r.placeSeconds, 1)} s; ${r.joins.joiners} joins through ${r.joins.fanouts} pull(s) of a stage state` +
+        (r.joins.fanouts ? ` (largest pull ${fmt(r.joins.pullMax, 1)} s, largest push to one joiner ${fmt(r.joins.pushMax, 1)} s)` : ''),
+    );
   const falls = rows.find((r) => r.tokensPerSec / base.tokensPerSec / (r.tabs / base.tabs) < 0.9);
   console.log(
     falls

@@ -27,7 +27,8 @@ import { checkStageState } from '../tabs/bundle-check.js';
 import { median } from '../tabs/tab-speed.js';
 import { fitsDevice, type StageMemory } from '../../shared/model/memory.js';
 import type { DpSettings } from '../../shared/dp/dp-settings.js';
-import { copyDilocoState } from '../training/diloco-join.js';
+import { pullDilocoState, sendDilocoState } from '../training/diloco-join.js';
+import { fanOutJoin, firstHolder, JOIN_PUSH_CONCURRENCY } from './join-fanout.js';
 
 /** A move must cut the bottleneck's time per task by at least this fraction. */
 export const REBALANCE_GAIN = 0.2;
@@ -45,6 +46,8 @@ export interface PlacementOptions {
   stageMemory: readonly StageMemory[];
   /** How a stage's replicas combine (`--dp`, told to every tab); absent = exact. */
   dp?: DpSettings;
+  /** Most pushes of a stage's state in flight at once when several tabs join it (join-fanout.ts); default JOIN_PUSH_CONCURRENCY. */
+  joinConcurrency?: number;
 }
 
 export interface PlacementDeps {
@@ -75,6 +78,8 @@ export class Placement {
   private lastMove = -Infinity;
   /** Work per task of each stage, relative (matmul parameters it runs). */
   private readonly work: number[];
+  /** Fan-outs started per stage: successive ones pull from different holders (join-fanout.ts). */
+  private readonly pullTurns: number[];
 
   constructor(readonly opts: PlacementOptions, private deps: PlacementDeps) {
     const S = deps.stages.nStages;
@@ -83,6 +88,7 @@ export class Placement {
         .filter((p) => !p.name.startsWith('embed.'))
         .reduce((n, p) => n + sizeOf(p.shape), 0),
     );
+    this.pullTurns = Array.from({ length: S }, () => 0);
   }
 
   /** Vacant stages stay unfilled until `releaseVacancies` (a resumed run waits for its own tabs). */
@@ -181,7 +187,9 @@ export class Placement {
 
   /**
    * Between iterations: waiting tabs join groups (bottleneck first), each receiving the exact
-   * state of a replica of its new group. Returns how many joined.
+   * state of a replica of its new group. Every joiner is planned (reserved) first; then per stage
+   * the state is pulled once and pushed to all its joiners, stages in parallel (join-fanout.ts).
+   * Returns how many joined.
    */
   async admit(): Promise<number> {
     if (this.hold) return 0;
@@ -189,7 +197,7 @@ export class Placement {
     const { stages } = this.deps;
     if (!stages.ready()) return 0; // a stage is vacant or rebuilding: the waiting tab is its spare
     if (this.deps.joinsAllowed && !this.deps.joinsAllowed()) return 0; // diloco: waits for the next sync
-    let joined = 0;
+    const plan = new Map<number, Volunteer[]>();
     for (const v of [...this.waiting]) {
       if (!this.canGrow()) break;
       if (!this.waiting.has(v)) continue;
@@ -201,8 +209,17 @@ export class Placement {
       }
       const stage = this.bottleneck(undefined, v);
       if (stage === null) continue;
-      if (await this.joinGroup(v, stage, 'join')) joined++;
+      // Reserved now, so the next tab's bottleneck counts it as joining.
+      this.reserveFor(v, stage);
+      plan.set(stage, [...(plan.get(stage) ?? []), v]);
     }
+    const results = await Promise.all([...plan].map(([stage, joiners]) => this.joinMany(stage, joiners, 'join')));
+    let joined = 0;
+    for (const r of results)
+      for (const [v, ok] of r) {
+        if (ok === true) joined++;
+        else if (ok === 'retry' && v.socket.connected) this.waiting.add(v);
+      }
     return joined;
   }
 
@@ -258,35 +275,98 @@ export class Placement {
 
   /** Copies a replica's exact state to `v` and makes it a replica of `stage`. */
   private async joinGroup(v: Volunteer, stage: number, why: 'join' | 'move'): Promise<boolean> {
-    const { stages, log } = this.deps;
-    const source = stages.owner(stage);
-    if (!source) return false;
-    let bundle: Uint8Array;
-    try {
-      const raw = await this.deps.transfer.pull(source, { event: 'get_weights', parts: 'state' }, ASK_TIMEOUT_MS.state);
-      // Re-encoded from the checked values: only validated numbers are handed on.
-      bundle = encodeStageState(checkStageState(this.opts.config, stage, raw));
-    } catch (e) {
-      log.warn({ stage, source: source.id, err: (e as Error).message }, 'could not copy a replica state');
-      return false;
+    if (!this.deps.stages.owner(stage)) return false;
+    this.reserveFor(v, stage);
+    const r = await this.joinMany(stage, [v], why);
+    const ok = r.get(v);
+    // A failed pull leaves a joining tab waiting, as before it was planned.
+    if (ok === 'retry' && why === 'join' && v.socket.connected) this.waiting.add(v);
+    return ok === true;
+  }
+
+  /**
+   * `joiners` (each reserved for `stage`) receive the state of one replica of `stage`: pulled once
+   * (from the next holder in rotation; a failing one is skipped), checked, re-encoded, and pushed
+   * to every joiner, at most `joinConcurrency` at once (join-fanout.ts). In diloco the group's
+   * outer state is pulled once from the same holder and follows each assignment. Per joiner: true
+   * (it serves the stage), false (its assignment or outer state failed: dropped, or it left), or
+   * 'retry' (no holder delivered: its reservation is released, it may join later).
+   */
+  private async joinMany(stage: number, joiners: Volunteer[], why: 'join' | 'move'): Promise<Map<Volunteer, boolean | 'retry'>> {
+    const { stages, log, events } = this.deps;
+    const diloco = this.opts.dp?.mode === 'diloco';
+    const holders = firstHolder(stages.replicas(stage), this.pullTurns[stage]!++);
+    const result = await fanOutJoin(holders, joiners, {
+      concurrency: this.opts.joinConcurrency ?? JOIN_PUSH_CONCURRENCY,
+      pull: async (source) => {
+        try {
+          const raw = await this.deps.transfer.pull(source, { event: 'get_weights', parts: 'state' }, ASK_TIMEOUT_MS.state);
+          // Re-encoded from the checked values: only validated numbers are handed on.
+          const state = encodeStageState(checkStageState(this.opts.config, stage, raw));
+          const outer = diloco ? (await pullDilocoState(this.deps.transfer, this.opts.config, stage, source)).bundle : null;
+          return { state, outer };
+        } catch (e) {
+          log.warn({ stage, source: source.id, err: (e as Error).message }, 'could not copy a replica state');
+          throw e;
+        }
+      },
+      push: async (v, { state, outer }, source) => {
+        if (!(await this.handOver(v, stage, state, why === 'join' ? `join: copy of ${source.id}` : `move: copy of ${source.id}`, this.opts.lr))) return false;
+        if (!outer) return true;
+        try {
+          await sendDilocoState(v, stage, outer);
+          return true;
+        } catch (e) {
+          // Without the group's outer state it would apply other outer steps than its siblings.
+          this.deps.drop(v, `could not take the group's diloco state: ${(e as Error).message}`);
+          return false;
+        }
+      },
+    });
+    const out = new Map<Volunteer, boolean | 'retry'>();
+    const pushes: string[] = [];
+    let pullMs = 0;
+    let pushMs = 0;
+    for (const v of joiners) {
+      const o = result.outcomes.get(v)!;
+      if (o.kind === 'no-source') {
+        stages.release(v);
+        out.set(v, 'retry');
+        continue;
+      }
+      out.set(v, o.kind === 'joined');
+      pullMs = o.timing.pullMs;
+      pushMs = Math.max(pushMs, o.timing.pushMs);
+      pushes.push(`${v.id} ${(o.timing.pushMs / 1000).toFixed(1)} s${o.kind === 'joined' ? '' : ` (failed: ${o.why})`}`);
     }
-    if (!(await this.assign(v, stage, bundle, why === 'join' ? `join: copy of ${source.id}` : `move: copy of ${source.id}`, this.opts.lr))) return false;
-    if (this.opts.dp?.mode !== 'diloco') return true;
-    try {
-      await copyDilocoState(this.deps.transfer, this.opts.config, stage, source, v);
-      return true;
-    } catch (e) {
-      // Without the group's outer state it would apply other outer steps than its siblings.
-      this.deps.drop(v, `could not take the group's diloco state: ${(e as Error).message}`);
-      return false;
-    }
+    // Each fan-out is an event with its measured times (the benchmark reads them: bench/scaling.ts).
+    if (result.holder)
+      events.add('assign', `stage ${stage}: ${joiners.length} tab(s) took one pull of ${result.holder.id}'s state (pull ${(pullMs / 1000).toFixed(1)} s; push ${pushes.join(', ')})`, {
+        stage,
+        fanout: joiners.length,
+        source: result.holder.id,
+        pullMs,
+        pushMs,
+      });
+    return out;
   }
 
   /** The assignment handshake: reserve, send, and on the tab's acknowledgement confirm. */
   private async assign(v: Volunteer, stage: number, weights: Uint8Array | null, reason: string, lr: number): Promise<boolean> {
-    const { stages, events, log } = this.deps;
+    this.reserveFor(v, stage);
+    return this.handOver(v, stage, weights, reason, lr);
+  }
+
+  /** `v` stops waiting and is reserved for `stage` (its assignment is on the way). */
+  private reserveFor(v: Volunteer, stage: number): void {
     this.waiting.delete(v);
-    stages.reserve(stage, v);
+    this.deps.stages.reserve(stage, v);
+  }
+
+  /** Sends `v` (reserved for `stage`) its assignment; on its acknowledgement confirms it. */
+  private async handOver(v: Volunteer, stage: number, weights: Uint8Array | null, reason: string, lr: number): Promise<boolean> {
+    const { stages, events, log } = this.deps;
+    if (stages.reservedFor(v) !== stage) return false; // it left (or was dropped) while it waited for the state
     const a: Assignment = { stage, config: this.opts.config, lr, weights, reason, wire: this.opts.wire, resumeToken: this.deps.issueClaim(v, stage), ...(this.opts.dp ? { dp: this.opts.dp } : {}) };
     try {
       await askStage(v, 'assign', [a], okReply, weights ? transferTimeoutMs(ASK_TIMEOUT_MS.state, weights.byteLength) : ASK_TIMEOUT_MS.assign);

@@ -19,10 +19,23 @@ import type { Volunteer } from '../tabs/registry.js';
 
 /** Copies `source`'s diloco state of `stage` to `target`; returns the bytes moved (up and down). Throws on any failure. */
 export async function copyDilocoState(transfer: BundleTransfer, config: ResolvedConfig, stage: number, source: Volunteer, target: Volunteer): Promise<number> {
+  const { bundle, pulledBytes } = await pullDilocoState(transfer, config, stage, source);
+  await sendDilocoState(target, stage, bundle);
+  return pulledBytes + bundle.byteLength;
+}
+
+/**
+ * `source`'s diloco state of `stage`, checked and re-encoded from the checked values (what every
+ * joiner of a fan-out gets, join-fanout.ts). Throws on any failure.
+ */
+export async function pullDilocoState(transfer: BundleTransfer, config: ResolvedConfig, stage: number, source: Volunteer): Promise<{ bundle: Uint8Array; pulledBytes: number }> {
   const raw = await transfer.pull(source, { event: 'get_weights', parts: 'diloco' }, ASK_TIMEOUT_MS.state);
   const specs = stageParamSpecs(config, stage);
-  const bundle = encodeDilocoState(decodeDilocoState(raw, flatLength(specs), stateBundleLimits(specs, 2)));
+  return { bundle: encodeDilocoState(decodeDilocoState(raw, flatLength(specs), stateBundleLimits(specs, 2))), pulledBytes: raw.byteLength };
+}
+
+/** Hands a checked diloco state bundle to `target` (`dp_set_state`). Throws when it is refused or not acknowledged. */
+export async function sendDilocoState(target: Volunteer, stage: number, bundle: Uint8Array): Promise<void> {
   const r = await askStage(target, 'dp_set_state', [{ stage }, bundle], syncOkReplySchema, transferTimeoutMs(ASK_TIMEOUT_MS.state, bundle.byteLength));
   if ('error' in r) throw new AskError('refused', `${target.id} refused dp_set_state: ${r.error}`);
-  return raw.byteLength + bundle.byteLength;
 }
