@@ -1,0 +1,97 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { skipRules } from '../../shared/schedule/skip-paths.js';
+import { planEdgeSwap, skipStageLoads, stageBusyMs, type EdgeSwapInput } from './skip-edge-placement.js';
+
+const S = 8;
+const M = 8;
+const rules = skipRules({ nStages: S, skipRatio: 0.33 });
+const flat = new Array<number>(S).fill(1);
+
+function input(tabMs: (number | null)[], o: Partial<EdgeSwapInput> = {}): EdgeSwapInput {
+  return { rules, microbatches: M, tabMs, work: flat, followSpeed: false, ...o };
+}
+
+describe('skipStageLoads', () => {
+  it('edges carry every microbatch, intermediates the mean share of M x (visit - 2)', () => {
+    // 8 stages at 0.33: round(2.64) = 3 skipped, visit 5, 3 intermediates per path over 6 stages.
+    expect(rules.visit).toBe(5);
+    expect(skipStageLoads(rules, M)).toEqual([8, 4, 4, 4, 4, 4, 4, 8]);
+  });
+
+  it('with speeds, a slow intermediate gets fewer visits (the collision-aware caps)', () => {
+    const loads = skipStageLoads(rules, M, [10, 100, 10, 10, 10, 10, 10, 10]);
+    expect(loads[0]).toBe(M);
+    expect(loads[7]).toBe(M);
+    expect(loads[1]).toBeLessThan(4);
+  });
+});
+
+describe('stageBusyMs', () => {
+  it('is load x ms per task, NaN where unknown, 0 where unloaded', () => {
+    expect(stageBusyMs([8, 4, 0], [10, null, null])).toEqual([80, NaN, 0]);
+  });
+});
+
+describe('planEdgeSwap', () => {
+  it('puts the fast intermediate tab on a slow edge (hand computed)', () => {
+    // Stage 7's tab takes 100 ms: 8 x 100 = 800 ms per iteration; the fastest intermediate (stage 3,
+    // 40 ms) there gives 8 x 40 = 320, and the slow tab on stage 3: 4 x 100 = 400. Busiest 800 -> 400.
+    const p = planEdgeSwap(input([50, 60, 70, 40, 60, 70, 60, 100]));
+    expect(p).toEqual({ edge: 7, intermediate: 3, beforeMs: 800, afterMs: 400 });
+  });
+
+  it('leaves fast edges alone', () => {
+    expect(planEdgeSwap(input([40, 100, 90, 80, 70, 60, 50, 40]))).toBeNull();
+  });
+
+  it('needs the gain: a small improvement is no reason to move two states', () => {
+    // Busiest 8 x 50 = 400; the best swap (stage 3 at 45 ms) gives max(8 x 45, 4 x 50) = 360: 10 %.
+    expect(planEdgeSwap(input([40, 60, 60, 45, 60, 60, 60, 50]))).toBeNull();
+    expect(planEdgeSwap(input([40, 60, 60, 45, 60, 60, 60, 50]), 0.05)).toMatchObject({ edge: 7, intermediate: 3 });
+  });
+
+  it('does nothing on full paths, with an unmeasured open stage, or with bad work figures', () => {
+    const slowEdge = [100, 40, 40, 40, 40, 40, 40, 40];
+    expect(planEdgeSwap(input(slowEdge))).not.toBeNull();
+    expect(planEdgeSwap(input(slowEdge, { rules: skipRules({ nStages: S, skipRatio: 0 }) }))).toBeNull();
+    expect(planEdgeSwap(input([100, 40, null, 40, 40, 40, 40, 40]))).toBeNull();
+    expect(planEdgeSwap(input(slowEdge, { work: [1, 1, 1, 0, 1, 1, 1, 1] }))).toBeNull();
+    expect(planEdgeSwap(input([100, 40, 40, 40, NaN, 40, 40, 40]))).toBeNull();
+  });
+
+  it('never swaps with a vacant stage (its tab time does not count)', () => {
+    const r = skipRules({ nStages: S, skipRatio: 0.33, vacant: [3] });
+    const p = planEdgeSwap(input([100, 60, 60, null, 60, 60, 60, 60], { rules: r }));
+    expect(p?.intermediate).not.toBe(3);
+    expect(p?.edge).toBe(0);
+  });
+
+  it('scales a tab by the work of the stage it moves to', () => {
+    // The head stage's task is 3x the work: the fast tab there takes 3 x 40 = 120 ms, 8 x 120 = 960
+    // > 800 today; the swap would make it worse, so none is planned.
+    const work = [1, 1, 1, 1, 1, 1, 1, 3];
+    expect(planEdgeSwap(input([50, 60, 70, 40, 60, 70, 60, 100], { work }))).toBeNull();
+  });
+
+  it('with the collision-aware caps the moved slow tab gets fewer intermediate visits', () => {
+    const p = planEdgeSwap(input([50, 60, 70, 40, 60, 70, 60, 100], { followSpeed: true }));
+    expect(p?.edge).toBe(7);
+    expect(p!.afterMs).toBeLessThanOrEqual(400);
+  });
+
+  it('property: a planned swap lowers the busiest stage by the gain, and the busiest stage is an edge before it', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 10, max: 300 }), { minLength: S, maxLength: S }), fc.boolean(), (ms, followSpeed) => {
+        const p = planEdgeSwap(input(ms, { followSpeed }));
+        if (!p) return;
+        expect(p.afterMs).toBeLessThanOrEqual(0.8 * p.beforeMs + 1e-9);
+        expect([0, S - 1]).toContain(p.edge);
+        expect(p.intermediate).toBeGreaterThan(0);
+        expect(p.intermediate).toBeLessThan(S - 1);
+        // The swapped tab is faster than the edge's (otherwise the edge only got slower).
+        expect(ms[p.intermediate]!).toBeLessThan(ms[p.edge]!);
+      }),
+    );
+  });
+});
