@@ -10,6 +10,9 @@
  * Rebalancing (`rebalance`): every `rebalanceEvery` iterations at most one tab moves from a stage
  * with spare capacity to the bottleneck, only if the bottleneck's time improves by at least
  * `REBALANCE_GAIN` and no stage is left empty. Every assignment and move is an event.
+ * With `--skip-ratio > 0` a stage's time counts in proportion to its microbatches per iteration
+ * (the edges run every one), and a slow edge tab swaps with a fast intermediate one
+ * (skip-edge-swapper.ts, decided by skip-edge-placement.ts).
  */
 import type { ResolvedConfig } from '../../shared/model/config.js';
 import { stageParamSpecs, sizeOf } from '../../shared/model/params.js';
@@ -28,6 +31,9 @@ import { median } from '../tabs/tab-speed.js';
 import { fitsDevice, type StageMemory } from '../../shared/model/memory.js';
 import type { DpSettings } from '../../shared/dp/dp-settings.js';
 import { copyDilocoState } from '../training/diloco-join.js';
+import { SkipEdgeSwapper } from './skip-edge-swapper.js';
+import { skipStageLoads } from './skip-edge-placement.js';
+import { skipRules } from '../../shared/schedule/skip-paths.js';
 
 /** A move must cut the bottleneck's time per task by at least this fraction. */
 export const REBALANCE_GAIN = 0.2;
@@ -45,6 +51,8 @@ export interface PlacementOptions {
   stageMemory: readonly StageMemory[];
   /** How a stage's replicas combine (`--dp`, told to every tab); absent = exact. */
   dp?: DpSettings;
+  /** SkipPipe (`--skip-ratio > 0`): joins weigh each stage by its load, and slow edge tabs swap with fast intermediates (skip-edge-swapper.ts). */
+  skip?: { ratio: number; microbatches: number; followSpeed: boolean };
 }
 
 export interface PlacementDeps {
@@ -75,6 +83,9 @@ export class Placement {
   private lastMove = -Infinity;
   /** Work per task of each stage, relative (matmul parameters it runs). */
   private readonly work: number[];
+  /** Microbatches per iteration of each stage relative to stage 0's (1 on full paths; SkipPipe's intermediates less). */
+  private readonly load: number[];
+  private readonly edgeSwapper: SkipEdgeSwapper | null;
 
   constructor(readonly opts: PlacementOptions, private deps: PlacementDeps) {
     const S = deps.stages.nStages;
@@ -83,6 +94,9 @@ export class Placement {
         .filter((p) => !p.name.startsWith('embed.'))
         .reduce((n, p) => n + sizeOf(p.shape), 0),
     );
+    const skip = opts.skip && opts.skip.ratio > 0 ? opts.skip : null;
+    this.load = skip ? skipStageLoads(skipRules({ nStages: S, skipRatio: skip.ratio }), skip.microbatches).map((n) => n / skip.microbatches) : this.work.map(() => 1);
+    this.edgeSwapper = skip ? new SkipEdgeSwapper({ config: opts.config, skipRatio: skip.ratio, microbatches: skip.microbatches, followSpeed: skip.followSpeed, work: this.work }, { ...deps, assign: (v, s, state, why) => this.assign(v, s, state, why, this.opts.lr) }) : null;
   }
 
   /** Vacant stages stay unfilled until `releaseVacancies` (a resumed run waits for its own tabs). */
@@ -221,7 +235,7 @@ export class Placement {
       const size = stages.size(s) + stages.reservations(s);
       if (s === exclude || size >= this.opts.maxReplicas || (forTab && this.cannotHold(forTab, s) !== null)) continue;
       const t = speeds.groupTaskMs(stages.replicas(s), { fallback: swarmTypical, joining: stages.reservations(s) })!;
-      const key: [number, number] = [t, -size];
+      const key: [number, number] = [t * this.load[s]!, -size];
       if (key[0] > bestKey[0] || (key[0] === bestKey[0] && key[1] > bestKey[1])) {
         best = s;
         bestKey = key;
@@ -332,6 +346,7 @@ export class Placement {
   async rebalance(iteration: number): Promise<{ volunteer: string; from: number; to: number } | null> {
     if (this.opts.rebalanceEvery <= 0 || iteration - this.lastMove < this.opts.rebalanceEvery || iteration % this.opts.rebalanceEvery !== 0) return null;
     if (this.deps.joinsAllowed && !this.deps.joinsAllowed()) return null;
+    if (await this.edgeSwapper?.maybeSwap(iteration)) return null; // SkipPipe: a fast tab took an edge stage
     const plan = this.planMove();
     if (!plan) return null;
     const { stages, events } = this.deps;

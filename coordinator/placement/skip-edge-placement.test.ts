@@ -27,6 +27,16 @@ describe('skipStageLoads', () => {
   });
 });
 
+describe('skipStageLoads on 4 stages', () => {
+  it('gives the spare visit to the faster intermediate, as the collision-aware schedule does', () => {
+    // r = 0.25: one intermediate per path, 4 visits over stages 1 and 2; the slow stage keeps its floor.
+    const r = skipRules({ nStages: 4, skipRatio: 0.25 });
+    expect(skipStageLoads(r, 4)).toEqual([4, 2, 2, 4]);
+    expect(skipStageLoads(r, 4, [111, 18, 38, 34])).toEqual([4, 3, 1, 4]);
+    expect(skipStageLoads(r, 4, [18, 111, 38, 34])).toEqual([4, 1, 3, 4]);
+  });
+});
+
 describe('stageBusyMs', () => {
   it('is load x ms per task, NaN where unknown, 0 where unloaded', () => {
     expect(stageBusyMs([8, 4, 0], [10, null, null])).toEqual([80, NaN, 0]);
@@ -39,6 +49,13 @@ describe('planEdgeSwap', () => {
     // 40 ms) there gives 8 x 40 = 320, and the slow tab on stage 3: 4 x 100 = 400. Busiest 800 -> 400.
     const p = planEdgeSwap(input([50, 60, 70, 40, 60, 70, 60, 100]));
     expect(p).toEqual({ edge: 7, intermediate: 3, beforeMs: 800, afterMs: 400 });
+  });
+
+  it('when another stage stays busiest, takes the swap with the least total busy time', () => {
+    // Stage 7 (8 x 60 = 480) stays busiest whichever intermediate takes stage 0 (8 x 100 = 800 now);
+    // the fastest one (stage 2, 20 ms) gives the least total.
+    const p = planEdgeSwap(input([100, 50, 20, 50, 50, 50, 50, 60]));
+    expect(p).toMatchObject({ edge: 0, intermediate: 2, afterMs: 480 });
   });
 
   it('leaves fast edges alone', () => {
@@ -80,7 +97,7 @@ describe('planEdgeSwap', () => {
     expect(p!.afterMs).toBeLessThanOrEqual(400);
   });
 
-  it('property: a planned swap lowers the busiest stage by the gain, and the busiest stage is an edge before it', () => {
+  it('property: a planned swap lowers the busiest stage by the gain', () => {
     fc.assert(
       fc.property(fc.array(fc.integer({ min: 10, max: 300 }), { minLength: S, maxLength: S }), fc.boolean(), (ms, followSpeed) => {
         const p = planEdgeSwap(input(ms, { followSpeed }));
@@ -89,8 +106,10 @@ describe('planEdgeSwap', () => {
         expect([0, S - 1]).toContain(p.edge);
         expect(p.intermediate).toBeGreaterThan(0);
         expect(p.intermediate).toBeLessThan(S - 1);
-        // The swapped tab is faster than the edge's (otherwise the edge only got slower).
-        expect(ms[p.intermediate]!).toBeLessThan(ms[p.edge]!);
+        // With equal shares the swapped tab is faster than the edge's (else the edge only got slower, or
+        // the busiest intermediate stayed). With speed-following caps a fast edge tab may also go to the
+        // intermediates, where it unloads the slow ones (fast-check found [10,244,276,290,10,62,230,10]).
+        if (!followSpeed) expect(ms[p.intermediate]!).toBeLessThan(ms[p.edge]!);
       }),
     );
   });

@@ -6,10 +6,10 @@
  * the edges' tabs bound the iteration, and the swarm should put its fastest tabs there.
  *
  * Pure functions over measured numbers (placement reads them from tab-speed.ts):
- * - `skipStageLoads`: each stage's microbatches per iteration under the schedule's caps;
+ * - `skipStageLoads`: each stage's microbatches per iteration under the schedule's bounds;
  * - `stageBusyMs`: each stage's busy time per iteration (load x time per task);
  * - `planEdgeSwap`: the swap of one edge stage's tab with one intermediate stage's tab that cuts
- *   the busiest stage's time most, if by at least EDGE_SWAP_GAIN (placement then moves each tab's
+ *   the busiest stage's time most (ties: the least total busy time), if by at least EDGE_SWAP_GAIN (placement then moves each tab's
  *   state to the other, between iterations, as a rebalance move does).
  *
  * Only stages served by exactly one tab take part in swaps (with replicas, a newcomer's join
@@ -49,10 +49,30 @@ export interface EdgeSwap {
 
 const usable = (x: number | null | undefined): x is number => typeof x === 'number' && Number.isFinite(x) && x > 0;
 
-/** Per stage, the most microbatches it runs in one iteration under the schedule's caps (stages 0 and S-1: all M). */
+/**
+ * Per stage, the microbatches it runs in one iteration (stages 0 and S-1: all M). Without speeds
+ * (the random schedule: seeded quotas between the equal floor and cap) the mean share
+ * M x (visit - 2) / open stages; with speeds (the collision-aware schedule) each stage's
+ * speed-following floor, the spare visits one by one to the fastest stages below their cap, as
+ * that schedule hands them out.
+ */
 export function skipStageLoads(rules: SkipRules, microbatches: number, taskMs?: readonly (number | null)[]): number[] {
-  const speed = taskMs?.map((t) => (usable(t) ? 1 / t : NaN));
-  return (speed ? speedCoverage(rules, microbatches, speed) : coverage(rules, microbatches)).cap;
+  const S = rules.nStages;
+  const open: number[] = [];
+  for (let s = 1; s < S - 1; s++) if (!rules.vacant.includes(s)) open.push(s);
+  const total = microbatches * Math.max(0, rules.visit - 2);
+  if (!taskMs) return coverage(rules, microbatches).cap.map((c, s) => (open.includes(s) ? total / open.length : c));
+  const { floor, cap } = speedCoverage(rules, microbatches, taskMs.map((t) => (usable(t) ? 1 / t : NaN)));
+  const load = [...floor];
+  const fastest = [...open].sort((a, b) => (usable(taskMs[a]) ? taskMs[a]! : Infinity) - (usable(taskMs[b]) ? taskMs[b]! : Infinity) || a - b);
+  let spare = total - open.reduce((n, s) => n + floor[s]!, 0);
+  while (spare > 0) {
+    const s = fastest.find((x) => load[x]! < cap[x]!);
+    if (s === undefined) break;
+    load[s]!++;
+    spare--;
+  }
+  return load;
 }
 
 /** Per stage, microbatches x time per task (NaN where the time is unknown). */
@@ -60,9 +80,11 @@ export function stageBusyMs(loads: readonly number[], taskMs: readonly (number |
   return loads.map((n, s) => (n === 0 ? 0 : usable(taskMs[s]) ? n * taskMs[s]! : NaN));
 }
 
-function busiest(input: EdgeSwapInput, taskMs: readonly (number | null)[]): number {
+/** The busiest stage's time per iteration, and the stages' total (the tie-break). */
+function busiest(input: EdgeSwapInput, taskMs: readonly (number | null)[]): { max: number; sum: number } {
   const loads = skipStageLoads(input.rules, input.microbatches, input.followSpeed ? taskMs : undefined);
-  return Math.max(...stageBusyMs(loads, taskMs).filter((x) => !Number.isNaN(x)));
+  const busy = stageBusyMs(loads, taskMs).filter((x) => !Number.isNaN(x));
+  return { max: Math.max(...busy), sum: busy.reduce((a, b) => a + b, 0) };
 }
 
 /**
@@ -75,9 +97,10 @@ export function planEdgeSwap(input: EdgeSwapInput, minGain = EDGE_SWAP_GAIN): Ed
   if (S < 3 || rules.visit >= S || tabMs.length !== S || work.length !== S || !work.every(usable)) return null;
   const open = (s: number) => !rules.vacant.includes(s);
   for (let s = 0; s < S; s++) if (open(s) && !usable(tabMs[s])) return null;
-  const before = busiest(input, tabMs);
+  const before = busiest(input, tabMs).max;
   if (!Number.isFinite(before)) return null;
   let best: EdgeSwap | null = null;
+  let bestSum = Infinity;
   for (const edge of [0, S - 1]) {
     for (let i = 1; i < S - 1; i++) {
       if (!open(i)) continue;
@@ -85,8 +108,12 @@ export function planEdgeSwap(input: EdgeSwapInput, minGain = EDGE_SWAP_GAIN): Ed
       const ti = tabMs[i]!;
       // Each tab's time per task on the other stage, scaled by how much work a task there is.
       const swapped = tabMs.map((t, s) => (s === edge ? ti * (work[edge]! / work[i]!) : s === i ? te * (work[i]! / work[edge]!) : t));
-      const after = busiest(input, swapped);
-      if (after <= (1 - minGain) * before && (!best || after < best.afterMs)) best = { edge, intermediate: i, beforeMs: before, afterMs: after };
+      const { max: after, sum } = busiest(input, swapped);
+      // Among swaps that leave the same stage busiest (often one not swapped), the least total busy time.
+      if (after <= (1 - minGain) * before && (!best || after < best.afterMs || (after === best.afterMs && sum < bestSum))) {
+        best = { edge, intermediate: i, beforeMs: before, afterMs: after };
+        bestSum = sum;
+      }
     }
   }
   return best;
