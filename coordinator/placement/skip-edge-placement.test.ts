@@ -54,8 +54,28 @@ describe('planEdgeSwap', () => {
   it('when another stage stays busiest, takes the swap with the least total busy time', () => {
     // Stage 7 (8 x 60 = 480) stays busiest whichever intermediate takes stage 0 (8 x 100 = 800 now);
     // the fastest one (stage 2, 20 ms) gives the least total.
-    const p = planEdgeSwap(input([100, 50, 20, 50, 50, 50, 50, 60]));
-    expect(p).toMatchObject({ edge: 0, intermediate: 2, afterMs: 480 });
+    const p = planEdgeSwap(input([100, 50, 20, 50, 50, 50, 50, 60]), 0.2);
+    // Alone: 0 <- stage 2's tab (480, stage 7 busiest). A pair (one 50-tab to an edge, the 20-tab to
+    // the other) gives 400 and is preferred; either way the 20-tab goes to an edge.
+    expect(p!.afterMs).toBe(400);
+    expect([p!.intermediate, p!.then?.intermediate]).toContain(2);
+    // With a fast stage 7 one swap does it: 0 <- 20 (160), the 100-tab on stage 2 runs 4 x 100 = 400.
+    expect(planEdgeSwap(input([100, 50, 20, 50, 50, 50, 50, 40]))).toEqual({ edge: 0, intermediate: 2, beforeMs: 800, afterMs: 400 });
+  });
+
+  it('when both edges are slow, plans a swap per edge and makes the one that helps more first', () => {
+    // bench:skip-swarm seed 1 (flat work): stage 0 at 90 (720 per iteration) and 7 at 98 (784). One
+    // swap lifts only the other edge to the top (784 -> 720, 8 %); both: 7 <- 40 and 0 <- 62.
+    const ms = [90, 40, 82, 118, 117, 62, 89, 98];
+    const p = planEdgeSwap(input(ms), 0.2)!;
+    // The 40 and 62 tabs on the two edges, either way round: 8 x 62 = 496 busiest.
+    expect(p).toMatchObject({ beforeMs: 784, afterMs: 496 });
+    expect(new Set([p.edge, p.then!.edge])).toEqual(new Set([0, 7]));
+    expect(new Set([p.intermediate, p.then!.intermediate])).toEqual(new Set([1, 5]));
+    // After the first swap the second is worth it on its own.
+    const after = [90, 98, 82, 118, 117, 62, 89, 40];
+    expect(planEdgeSwap(input(after))).toMatchObject({ edge: 0, intermediate: 5, beforeMs: 720 });
+    expect(planEdgeSwap(input(after))?.then).toBeUndefined();
   });
 
   it('leaves fast edges alone', () => {

@@ -45,6 +45,8 @@ export interface EdgeSwap {
   /** The busiest stage's predicted time per iteration before and after the swap (load x ms per task). */
   beforeMs: number;
   afterMs: number;
+  /** The second swap of a two-swap plan (afterMs predicts both). */
+  then?: { edge: number; intermediate: number };
 }
 
 const usable = (x: number | null | undefined): x is number => typeof x === 'number' && Number.isFinite(x) && x > 0;
@@ -87,9 +89,19 @@ function busiest(input: EdgeSwapInput, taskMs: readonly (number | null)[]): { ma
   return { max: Math.max(...busy), sum: busy.reduce((a, b) => a + b, 0) };
 }
 
+/** `tabMs` with the tabs of stages a and b traded, each scaled by the other stage's cost per task. */
+function traded(tabMs: readonly (number | null)[], work: readonly number[], a: number, b: number): (number | null)[] {
+  const ta = tabMs[a]!;
+  const tb = tabMs[b]!;
+  return tabMs.map((t, s) => (s === a ? tb * (work[a]! / work[b]!) : s === b ? ta * (work[b]! / work[a]!) : t));
+}
+
 /**
  * The best swap of an edge stage's tab with an intermediate's (see the module comment), or null
- * when none cuts the busiest stage's time by `minGain`, or some open stage is not measured.
+ * when none cuts the busiest stage's time by `minGain`, or some open stage is not measured. When
+ * both edges are slow one swap may not lift the busiest stage enough while two would: plans of one
+ * swap per edge are weighed too, and the first of the best such pair is returned (`afterMs` then
+ * predicts both, `then` names the second; the next step decides it again on new measurements).
  */
 export function planEdgeSwap(input: EdgeSwapInput, minGain = EDGE_SWAP_GAIN): EdgeSwap | null {
   const { rules, tabMs, work } = input;
@@ -101,19 +113,32 @@ export function planEdgeSwap(input: EdgeSwapInput, minGain = EDGE_SWAP_GAIN): Ed
   if (!Number.isFinite(before)) return null;
   let best: EdgeSwap | null = null;
   let bestSum = Infinity;
+  const consider = (p: EdgeSwap, sum: number) => {
+    // Among plans that leave the same stage busiest (often one not swapped), the least total busy time.
+    if (p.afterMs <= (1 - minGain) * before && (!best || p.afterMs < best.afterMs || (p.afterMs === best.afterMs && sum < bestSum))) {
+      best = p;
+      bestSum = sum;
+    }
+  };
+  const single = new Map<string, number>();
   for (const edge of [0, S - 1]) {
     for (let i = 1; i < S - 1; i++) {
       if (!open(i)) continue;
-      const te = tabMs[edge]!;
-      const ti = tabMs[i]!;
-      // Each tab's time per task on the other stage, scaled by how much work a task there is.
-      const swapped = tabMs.map((t, s) => (s === edge ? ti * (work[edge]! / work[i]!) : s === i ? te * (work[i]! / work[edge]!) : t));
-      const { max: after, sum } = busiest(input, swapped);
-      // Among swaps that leave the same stage busiest (often one not swapped), the least total busy time.
-      if (after <= (1 - minGain) * before && (!best || after < best.afterMs || (after === best.afterMs && sum < bestSum))) {
-        best = { edge, intermediate: i, beforeMs: before, afterMs: after };
-        bestSum = sum;
-      }
+      const { max, sum } = busiest(input, traded(tabMs, work, edge, i));
+      single.set(`${edge}:${i}`, max);
+      consider({ edge, intermediate: i, beforeMs: before, afterMs: max }, sum);
+    }
+  }
+  for (let i = 1; i < S - 1; i++) {
+    for (let j = 1; j < S - 1; j++) {
+      if (i === j || !open(i) || !open(j)) continue;
+      const { max, sum } = busiest(input, traded(traded(tabMs, work, 0, i), work, S - 1, j));
+      // The swap that helps more on its own goes first.
+      const firstIsZero = single.get(`0:${i}`)! <= single.get(`${S - 1}:${j}`)!;
+      const [a, b] = firstIsZero ? [{ edge: 0, intermediate: i }, { edge: S - 1, intermediate: j }] : [{ edge: S - 1, intermediate: j }, { edge: 0, intermediate: i }];
+      // A pair must beat the best single plan clearly to be preferred (it takes two moves).
+      if (best && max >= (1 - minGain / 2) * (best as EdgeSwap).afterMs) continue;
+      consider({ ...a, beforeMs: before, afterMs: max, then: b }, sum);
     }
   }
   return best;

@@ -112,7 +112,7 @@ export class SkipEdgeSwapper {
     speeds.forget(b);
     events.add(
       'assign',
-      `skip edge swap: ${b.id} (stage ${p.intermediate}) takes edge stage ${p.edge} from slower ${a.id}, which takes stage ${p.intermediate} (busiest stage ${p.beforeMs.toFixed(0)} -> ${p.afterMs.toFixed(0)} ms per iteration, predicted)`,
+      `skip edge swap: ${b.id} (stage ${p.intermediate}) takes edge stage ${p.edge} from slower ${a.id}, which takes stage ${p.intermediate} (busiest stage ${p.beforeMs.toFixed(0)} -> ${p.afterMs.toFixed(0)} ms per iteration, predicted${p.then ? `, once stage ${p.then.intermediate}'s tab also takes edge stage ${p.then.edge}` : ''})`,
       { volunteer: b.id, from: p.intermediate, to: p.edge, other: a.id, move: true, beforeMs: p.beforeMs, afterMs: p.afterMs },
     );
     const okEdge = await this.deps.assign(b, p.edge, edgeState, `edge swap: state of ${a.id}`);
