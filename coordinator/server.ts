@@ -167,6 +167,7 @@ export class Coordinator {
         wire: wireOf(settings),
         stageMemory: modelMemory(config, { batch: settings.batch, microbatches: settings.microbatches }),
         dp: dpOf(settings),
+        ...((opts.skipRatio ?? 0) > 0 ? { skip: { ratio: opts.skipRatio!, microbatches: settings.microbatches, followSpeed: (opts.skipSchedule ?? 'collision') === 'collision' } } : {}),
       },
       {
         stages: this.stages,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { fmtSkip, stageSkips } from './skip-status';
+import { exportLinkPath, fmtSkip, servedSubset, stageSkips } from './skip-status';
 
 describe('skip status on the pages', () => {
   it('says per stage why it ran no microbatch: no volunteer, or the skip ratio', () => {
@@ -32,5 +32,21 @@ describe('stage lists typed by the operator', () => {
     expect(parseStages('0,,3')).toBeNull();
     expect(parseStages('0,-1')).toBeNull();
     expect(parseStages('a')).toBeNull();
+  });
+
+  it('builds the export link for the full model or a subset of stages, and refuses other text', () => {
+    expect(exportLinkPath('')).toEqual({ path: '/api/operator/export-link' });
+    expect(exportLinkPath(' 0, 2,3 ')).toEqual({ path: '/api/operator/export-link?stages=0,2,3' });
+    expect(exportLinkPath('0;2')).toHaveProperty('error');
+    expect(exportLinkPath('0,-1')).toHaveProperty('error');
+  });
+
+  it('samples through the served stages while an intermediate one is vacant, never without the first or last', () => {
+    const st = (states: string[]) => states.map((state, stage) => ({ stage, state }));
+    expect(servedSubset(st(['training', 'training', 'training']))).toEqual([0, 1, 2]);
+    expect(servedSubset(st(['training', 'waiting', 'training', 'rebuilding', 'training']))).toEqual([0, 2, 4]);
+    expect(servedSubset(st(['waiting', 'training', 'training']))).toBeNull();
+    expect(servedSubset(st(['training', 'training', 'rebuilding']))).toBeNull();
+    expect(servedSubset([])).toBeNull();
   });
 });

@@ -37,3 +37,27 @@ export function parseStages(text: string): number[] | null {
   if (parts.length === 0 || parts.some((p) => !/^\d{1,5}$/.test(p))) return null;
   return parts.map(Number);
 }
+
+/**
+ * The export-link request for the Export control: the full model for an empty field, else only the
+ * listed stages (GET /api/operator/export-link?stages=..., coordinator/operator/partial-model-file.ts
+ * makes them a model of their own). An error for a field that is not a stage list.
+ */
+export function exportLinkPath(text: string): { path: string } | { error: string } {
+  if (!text.trim()) return { path: '/api/operator/export-link' };
+  const stages = parseStages(text);
+  if (!stages) return { error: 'stages to export: numbers separated by commas, e.g. 0,2,3 (empty: the full model)' };
+  return { path: `/api/operator/export-link?stages=${stages.join(',')}` };
+}
+
+/**
+ * The stages a sample can run through now: every served stage, in order, when the first and the
+ * last are among them (a partial model needs its embedding and head); null when either is
+ * unserved. Equal to every stage when none is vacant.
+ */
+export function servedSubset(stages: readonly { stage: number; state: string }[]): number[] | null {
+  if (stages.length === 0) return null;
+  const served = stages.filter((s) => s.state === 'training').map((s) => s.stage).sort((a, b) => a - b);
+  const last = Math.max(...stages.map((s) => s.stage));
+  return served[0] === 0 && served[served.length - 1] === last ? served : null;
+}

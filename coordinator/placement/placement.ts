@@ -10,6 +10,9 @@
  * Rebalancing (`rebalance`): every `rebalanceEvery` iterations at most one tab moves from a stage
  * with spare capacity to the bottleneck, only if the bottleneck's time improves by at least
  * `REBALANCE_GAIN` and no stage is left empty. Every assignment and move is an event.
+ * With `--skip-ratio > 0` a stage's time counts in proportion to its microbatches per iteration
+ * (the edges run every one), and a slow edge tab swaps with a fast intermediate one
+ * (skip-edge-swapper.ts, decided by skip-edge-placement.ts).
  */
 import type { ResolvedConfig } from '../../shared/model/config.js';
 import { stageParamSpecs, sizeOf } from '../../shared/model/params.js';
@@ -29,6 +32,9 @@ import { fitsDevice, type StageMemory } from '../../shared/model/memory.js';
 import type { DpSettings } from '../../shared/dp/dp-settings.js';
 import { pullDilocoState, sendDilocoState } from '../training/diloco-join.js';
 import { fanOutJoin, firstHolder, JOIN_PUSH_CONCURRENCY } from './join-fanout.js';
+import { SkipEdgeSwapper } from './skip-edge-swapper.js';
+import { skipStageLoads } from './skip-edge-placement.js';
+import { skipRules } from '../../shared/schedule/skip-paths.js';
 
 /** A move must cut the bottleneck's time per task by at least this fraction. */
 export const REBALANCE_GAIN = 0.2;
@@ -48,6 +54,8 @@ export interface PlacementOptions {
   dp?: DpSettings;
   /** Most pushes of a stage's state in flight at once when several tabs join it (join-fanout.ts); default JOIN_PUSH_CONCURRENCY. */
   joinConcurrency?: number;
+  /** SkipPipe (`--skip-ratio > 0`): joins weigh each stage by its load, and slow edge tabs swap with fast intermediates (skip-edge-swapper.ts). */
+  skip?: { ratio: number; microbatches: number; followSpeed: boolean };
 }
 
 export interface PlacementDeps {
@@ -80,6 +88,9 @@ export class Placement {
   private readonly work: number[];
   /** Fan-outs started per stage: successive ones pull from different holders (join-fanout.ts). */
   private readonly pullTurns: number[];
+  /** Microbatches per iteration of each stage relative to stage 0's (1 on full paths; SkipPipe's intermediates less). */
+  private readonly load: number[];
+  private readonly edgeSwapper: SkipEdgeSwapper | null;
 
   constructor(readonly opts: PlacementOptions, private deps: PlacementDeps) {
     const S = deps.stages.nStages;
@@ -89,6 +100,9 @@ export class Placement {
         .reduce((n, p) => n + sizeOf(p.shape), 0),
     );
     this.pullTurns = Array.from({ length: S }, () => 0);
+    const skip = opts.skip && opts.skip.ratio > 0 ? opts.skip : null;
+    this.load = skip ? skipStageLoads(skipRules({ nStages: S, skipRatio: skip.ratio }), skip.microbatches).map((n) => n / skip.microbatches) : this.work.map(() => 1);
+    this.edgeSwapper = skip ? new SkipEdgeSwapper({ config: opts.config, skipRatio: skip.ratio, microbatches: skip.microbatches, followSpeed: skip.followSpeed, work: this.work }, { ...deps, assign: (v, s, state, why) => this.assign(v, s, state, why, this.opts.lr) }) : null;
   }
 
   /** Vacant stages stay unfilled until `releaseVacancies` (a resumed run waits for its own tabs). */
@@ -238,7 +252,7 @@ export class Placement {
       const size = stages.size(s) + stages.reservations(s);
       if (s === exclude || size >= this.opts.maxReplicas || (forTab && this.cannotHold(forTab, s) !== null)) continue;
       const t = speeds.groupTaskMs(stages.replicas(s), { fallback: swarmTypical, joining: stages.reservations(s) })!;
-      const key: [number, number] = [t, -size];
+      const key: [number, number] = [t * this.load[s]!, -size];
       if (key[0] > bestKey[0] || (key[0] === bestKey[0] && key[1] > bestKey[1])) {
         best = s;
         bestKey = key;
@@ -412,6 +426,7 @@ export class Placement {
   async rebalance(iteration: number): Promise<{ volunteer: string; from: number; to: number } | null> {
     if (this.opts.rebalanceEvery <= 0 || iteration - this.lastMove < this.opts.rebalanceEvery || iteration % this.opts.rebalanceEvery !== 0) return null;
     if (this.deps.joinsAllowed && !this.deps.joinsAllowed()) return null;
+    if (await this.edgeSwapper?.maybeSwap(iteration)) return null; // SkipPipe: a fast tab took an edge stage
     const plan = this.planMove();
     if (!plan) return null;
     const { stages, events } = this.deps;

@@ -10,6 +10,7 @@ import { compact, dateTime, num } from '../format';
 import { Runs } from './Runs';
 import { Sampler } from './Sampler';
 import { PartialModel } from './PartialModel';
+import { servedSubset } from '../skip-status';
 import { SwarmMap } from './SwarmMap';
 import { P2pPanel } from './P2pPanel';
 import { readToken, useOperator } from './useOperator';
@@ -172,7 +173,7 @@ export function App() {
         <LossVsTime iterations={iterations} events={events} />
         <ThroughputChart iterations={iterations} />
         <StageTimes iterations={iterations} stages={stages} />
-        {!review && <Sampler call={call as never} disabled={swarm.stages.some((s) => s.state !== 'training') || swarm.sampling} />}
+        {!review && <Sampler call={call as never} disabled={servedSubset(swarm.stages) === null || swarm.sampling} present={swarm.stages.some((s) => s.state !== 'training') ? servedSubset(swarm.stages) : null} />}
         {!review && <PartialModel call={call as never} nStages={swarm.stages.length} disabled={swarm.sampling} />}
         <EventLog events={events} title={review ? `Event log of ${review.run.id}` : 'Event log'} />
         <Runs runs={runs} viewing={review?.run.id ?? null} onOpen={(id) => void openRun(id)} onRefresh={() => void refreshRuns()} />

@@ -2,6 +2,7 @@
 import { useState, type FormEvent } from 'react';
 
 import type { Ack, ChurnConfig, SwarmSnapshot } from '../../../shared/protocol/operator';
+import { exportLinkPath } from '../skip-status';
 
 type Call = <T extends object = object>(event: never, payload?: unknown) => Promise<Ack<T>>;
 
@@ -14,6 +15,8 @@ export function Controls({ swarm, call, token }: { swarm: SwarmSnapshot; call: C
   const [probability, setProbability] = useState(swarm.churn.mode === 'iteration' ? swarm.churn.probability : 0.05);
   const [ratePct, setRatePct] = useState(swarm.churn.mode === 'hourly' ? swarm.churn.rate * 100 : 10);
   const [seed, setSeed] = useState(swarm.churn.mode === 'off' ? 1 : swarm.churn.seed);
+  /** Stages to export ('' = the full model; a subset is a model of its own, docs/skippipe.md). */
+  const [exportStages, setExportStages] = useState('');
 
   const act = async (what: string, event: string, payload?: unknown, done?: (r: Record<string, unknown>) => string) => {
     setBusy(what);
@@ -28,8 +31,10 @@ export function Controls({ swarm, call, token }: { swarm: SwarmSnapshot; call: C
   // through the Authorization header, and the browser downloads from that link.
   const exportModel = async () => {
     setMessage(null);
+    const link = exportLinkPath(exportStages);
+    if ('error' in link) return setMessage({ ok: false, text: link.error });
     try {
-      const r = await fetch('/api/operator/export-link', { headers: { authorization: `Bearer ${token}` }, cache: 'no-store' });
+      const r = await fetch(link.path, { headers: { authorization: `Bearer ${token}` }, cache: 'no-store' });
       const body = (await r.json()) as { url?: string; error?: string };
       if (!r.ok || !body.url) throw new Error(body.error ?? `HTTP ${r.status}`);
       const a = document.createElement('a');
@@ -80,6 +85,10 @@ export function Controls({ swarm, call, token }: { swarm: SwarmSnapshot; call: C
         >
           ⬇ Export model
         </button>
+        <label className="inline">
+          stages
+          <input value={exportStages} onChange={(e) => setExportStages(e.target.value)} size={8} placeholder="all" aria-label="export only these stages" data-testid="export-stages" />
+        </label>
       </div>
 
       <label className="field">

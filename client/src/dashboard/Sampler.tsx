@@ -6,7 +6,11 @@ import { parseStages } from '../skip-status';
 
 type Call = <T extends object = object>(event: never, payload?: unknown, timeoutMs?: number) => Promise<Ack<T>>;
 
-export function Sampler({ call, disabled }: { call: Call; disabled: boolean }) {
+/**
+ * `present`: the stages served now (skip-status.ts servedSubset); while one is vacant and the
+ * stages field is empty, the sample runs through these (a partial model) instead of waiting.
+ */
+export function Sampler({ call, disabled, present }: { call: Call; disabled: boolean; present?: number[] | null }) {
   const [prompt, setPrompt] = useState('Call me Ishmael. ');
   const [length, setLength] = useState(48);
   const [temperature, setTemperature] = useState(0.8);
@@ -18,7 +22,7 @@ export function Sampler({ call, disabled }: { call: Call; disabled: boolean }) {
 
   const submit = async (e: FormEvent) => {
     e.preventDefault();
-    const subset = stages.trim() ? parseStages(stages) : undefined;
+    const subset = stages.trim() ? parseStages(stages) : (present ?? undefined);
     if (subset === null) return setError('stages: numbers separated by commas, e.g. 0,2,3 (empty: the full model)');
     setBusy(true);
     setError(null);
@@ -49,6 +53,7 @@ export function Sampler({ call, disabled }: { call: Call; disabled: boolean }) {
             stages
             <input value={stages} onChange={(e) => setStages(e.target.value)} size={10} placeholder="all" aria-label="sample through these stages only" data-testid="sample-stages" />
           </label>
+          {!stages.trim() && present && <small className="muted" data-testid="sample-present">a stage has no volunteer: sampling through stages {present.join(',')}</small>}
           <button type="submit" className="primary" disabled={busy || disabled} data-testid="sample">
             {busy ? 'Sampling…' : 'Generate'}
           </button>
