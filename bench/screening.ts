@@ -226,7 +226,13 @@ async function main(): Promise<void> {
   }
   if (f['skip-poisoned'] !== true) {
     const det: Detection[] = [];
-    for (const { mode, stage } of MODES) for (const sibling of [true, false]) det.push(await poisonedRun(mode, stage, sibling, budget));
+    for (const { mode, stage } of MODES) {
+      for (const sibling of [true, false]) {
+        const d = await poisonedRun(mode, stage, sibling, budget);
+        det.push(d);
+        console.log(`  done ${d.mode} (${d.layout}): ${d.outcome} (${d.how}) after ${d.iterations} iterations`);
+      }
+    }
     console.log('\nPoisoned volunteers (one run each; expelled = quarantined or dropped; probation = suspected without a sibling: iteration dropped, not expelled)');
     console.log(table(['mode', 'stage has', 'outcome', 'how', 'iterations to it'], det.map((d) => [d.mode, d.layout, d.outcome, d.how, d.outcome === 'missed' ? `> ${d.iterations}` : d.iterations])));
     const caught = det.filter((d) => d.outcome !== 'missed').length;
