@@ -101,3 +101,22 @@ export function mergeFragment(weights: Float32Array, r: FragmentRange, globalNew
   }
   for (let i = 0; i < r.count; i++) weights[r.start + i] = alpha * weights[r.start + i]! + (1 - alpha) * globalNew[i]!;
 }
+
+/**
+ * Whether a tab may join (or move into) a diloco group now, `done` iterations completed. Plain
+ * DiLoCo: right after a sync (every H iterations), when a sibling's weights are its synced ones.
+ * Streaming: whenever no sync is under way (a joiner copies a sibling's weights, Adam state and
+ * outer state, all consistent then, and would miss the apply of a sync started before it
+ * joined); with tau = floor(H / F) a sync is always under way after the first, so joins wait.
+ */
+export function dilocoJoinsAllowed(p: StreamingPlan, done: number, inFlight: boolean): boolean {
+  if (isPlainDiloco(p)) return done % p.every === 0;
+  return !inFlight;
+}
+
+/** Syncs applied once `done` iterations completed (those started after t with t + tau < done). */
+export function syncsAppliedBy(p: StreamingPlan, done: number): number {
+  let n = 0;
+  for (let t = 0; t + p.overlap < done; t++) if (fragmentDueAfter(p, t) !== null) n++;
+  return n;
+}
