@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { checkStreaming, fragmentDueAfter, fragmentOffset, fragmentRanges, mergeFragment, syncAppliedAfter, streamingOf } from './streaming.js';
+import { checkStreaming, dilocoJoinsAllowed, syncsAppliedBy, fragmentDueAfter, fragmentOffset, fragmentRanges, mergeFragment, syncAppliedAfter, streamingOf } from './streaming.js';
 import { checkDpSettings, DEFAULT_DP, syncsAfter } from './dp-settings.js';
 import { DilocoReplica } from './diloco-replica.js';
 import { DilocoSyncSession } from './diloco-sync-session.js';
@@ -24,6 +24,18 @@ describe('the Streaming DiLoCo fragment schedule', () => {
     expect(Array.from({ length: 7 }, (_, t) => syncsAfter({ mode: 'diloco', every: 3 }, t))).toEqual([false, false, true, false, false, true, false]);
     expect(Array.from({ length: 7 }, (_, t) => syncAppliedAfter(plan, t))).toEqual([null, null, 2, null, null, 5, null]);
     expect(syncsAfter({ mode: 'exact', every: 1 }, 0)).toBe(false);
+  });
+
+  it('counts syncs applied and gates joins: plain DiLoCo right after a sync, streaming while none is under way', () => {
+    expect([0, 1, 2, 3, 4, 5, 6].map((d) => syncsAppliedBy({ every: 3, fragments: 1, overlap: 0 }, d))).toEqual([0, 0, 0, 1, 1, 1, 2]);
+    // H 4, F 4, tau 1: one sync starts after every iteration, applied after the next
+    expect([0, 1, 2, 5].map((d) => syncsAppliedBy({ every: 4, fragments: 4, overlap: 1 }, d))).toEqual([0, 0, 1, 4]);
+    // H 4, F 2, tau 1: starts after 1, 3, 5; applied after 2, 4, 6
+    expect([2, 3, 4, 7].map((d) => syncsAppliedBy({ every: 4, fragments: 2, overlap: 1 }, d))).toEqual([0, 1, 1, 3]);
+    const plain = { every: 4, fragments: 1, overlap: 0 };
+    expect([0, 3, 4, 8].map((d) => dilocoJoinsAllowed(plain, d, false))).toEqual([true, false, true, true]);
+    expect(dilocoJoinsAllowed({ every: 4, fragments: 2, overlap: 1 }, 3, true)).toBe(false);
+    expect(dilocoJoinsAllowed({ every: 4, fragments: 2, overlap: 1 }, 3, false)).toBe(true);
   });
 
   it('refuses F > H and tau > floor(H / F)', () => {
