@@ -15,6 +15,11 @@ import { trainLocal } from '../../trainer/cli.js';
 import { useNodeBackend } from '../../trainer/node-backend.js';
 import { testSwarm } from '../../testing/test-swarm.js';
 import { until } from '../../testing/until.js';
+import { encodeSyncChunk, syncChunks } from '../../shared/dp/sync-chunks.js';
+import { flatLength } from '../../shared/dp/flat-weights.js';
+import { stageParamSpecs } from '../../shared/model/params.js';
+import { modelConfigOf } from '../../shared/run-settings.js';
+import { fragmentDueAfter, fragmentRanges } from '../../shared/dp/streaming.js';
 
 const H = 2;
 const N = 6;
@@ -65,5 +70,40 @@ describe('--dp diloco --dp-fragments 2 --dp-overlap 1 in the swarm', () => {
     // The overlap matters: the plain DiLoCo reference with the same assignment trains otherwise.
     const plain = await trainLocal({ ...settings, steps: N, evalEvery: 1000, evalBatches: 1, swap: false, replicas: 2, dp: { ...dp, fragments: 1, overlap: 0 }, assignment: coord.assignment!.record([2, 2, 2, 2], N) });
     expect(Math.max(...losses.slice(3).map((l, i) => Math.abs(l - plain.trainLosses[i + 3]!) / l))).toBeGreaterThan(1e-4);
+  }, 300_000);
+
+  it('a replica lying at an overlapped fragment sync is screened out against that fragment\'s history and quarantined; its sibling goes on', async () => {
+    const plan = { ...dp, every: 4, fragments: 2, overlap: 1 };
+    const coord = (harness.coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings: { ...settings, dp: plan }, port: 0, silent: true, evalEvery: 0, rebalanceEvery: 0, maxIterations: 8 }));
+    const url = await coord.listen();
+    const nodeOf = (id: string): NodeVolunteer => harness.vols.find((v) => v.status().volunteerId === id)!;
+    coord.scheduler.setPaused(true);
+    for (let i = 0; i < 8; i++) harness.vols.push(await startNodeVolunteer(url, { name: `t${i}` }));
+    await until(() => coord.stages.activeCount() === 8, 'all 8 tabs placed', 60_000);
+    const liar = coord.stages.replicas(1).at(-1)!;
+    coord.scheduler.observe((r) => {
+      if (r.iteration !== 4) return;
+      // Both fragments synced honestly once (after iterations 1 and 3); from now on this tab
+      // answers every uplink request with ones, in the chunks of the fragment due.
+      const node = nodeOf(liar.id);
+      const total = flatLength(stageParamSpecs(modelConfigOf(settings), 1));
+      node.socket.off('dp_sync_get');
+      node.socket.on('dp_sync_get', (info: { iteration: number; chunk: number }, ack: (r: { frame: Uint8Array }) => void) => {
+        const f = fragmentRanges(total, 2)[fragmentDueAfter(plan, info.iteration)!]!;
+        const c = syncChunks(f.count)[info.chunk]!;
+        ack({ frame: encodeSyncChunk({ stage: 1, iteration: info.iteration, direction: 'up', wire: dp.wire }, c, new Float32Array(c.count).fill(1)) });
+      });
+    });
+    coord.scheduler.setPaused(false);
+    coord.scheduler.kick();
+    await until(() => coord.scheduler.diloco!.count >= 3, 'the third sync applied', 240_000);
+    const last = coord.scheduler.diloco!.last!;
+    expect(last.iteration).toBe(5);
+    expect(last.fragment).toBe(1);
+    expect(last.stages[1]!.rejected).toEqual([liar.id]);
+    expect(last.stages[1]!.replicas).toBe(1);
+    expect(last.stages[1]!.applied).toBe(true);
+    expect(coord.events.list('quarantine').some((e) => e.message.includes(liar.id) && /outlier pseudo-gradient/.test(e.message))).toBe(true);
+    expect(coord.stages.replicas(1)).not.toContain(liar);
   }, 300_000);
 });
