@@ -22,6 +22,7 @@ import { roundRobinAssignment, checkAssignment, AssignmentError, type ReplicaAss
 import type { NamedWeights } from '../shared/model/stage.js';
 import { DEFAULT_SETTINGS, checkSettings, modelConfigOf, wireOf, type RunSettings, type RecoveryStrategy } from '../shared/run-settings.js';
 import { WIRE_ENCODINGS, type WireEncoding } from '../shared/protocol/wire-encoding.js';
+import type { StreamingMerge } from '../shared/dp/streaming.js';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { SCHEDULERS, type SchedulerKind } from '../shared/schedule/skip-request.js';
 import { evalOrder, SkipRuleError } from '../shared/schedule/skip-paths.js';
@@ -75,6 +76,8 @@ Trains the pipeline-split model in one process (the reference for the swarm).
                                iterations, each sync 1/F of the bytes; F <= H (default ${DEFAULT_DP.fragments})
   --dp-overlap <tau>           diloco: a fragment's outer update is applied tau iterations after its sync
                                starts, mixed 0.5/0.5 with the local weights; tau <= floor(H/F) (default ${DEFAULT_DP.overlap})
+  --dp-merge <mix|delta>       diloco, tau >= 1: mix = 0.5 local + 0.5 global (Streaming DiLoCo's); delta = global +
+                               the local progress since the sync started (default ${DEFAULT_DP.merge})
   --assignment <file.json>     replay a recorded assignment of microbatch hops to replicas (default:
                                microbatch mb on replica mb mod R at every hop)
   --record-assignment <file>   write the assignment used, as JSON
@@ -274,6 +277,7 @@ async function main(): Promise<void> {
       'dp-wire': { type: 'string' },
       'dp-fragments': { type: 'string' },
       'dp-overlap': { type: 'string' },
+      'dp-merge': { type: 'string' },
       assignment: { type: 'string' },
       'record-assignment': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -333,6 +337,7 @@ async function main(): Promise<void> {
       wire: (values['dp-wire'] ?? DEFAULT_DP.wire) as WireEncoding,
       fragments: num(values['dp-fragments'], DEFAULT_DP.fragments, 'dp-fragments'),
       overlap: num(values['dp-overlap'], DEFAULT_DP.overlap, 'dp-overlap'),
+      merge: (values['dp-merge'] ?? DEFAULT_DP.merge) as StreamingMerge,
     },
     assignment: values.assignment === undefined ? undefined : readAssignment(values.assignment),
     onSync: (step, r) => {
@@ -357,7 +362,7 @@ async function main(): Promise<void> {
       `microbatches ${opts.microbatches}x${opts.batch} lr ${opts.lr} wire ${wireOf(opts)} backend ${tf.getBackend()}${opts.swap ? ' (swapped order)' : ''}`,
   );
   if (opts.skipRatio || opts.recorded) console.log(`skip paths: ${opts.recorded ? `recorded schedule ${values['schedule-file']}` : `--skip-ratio ${opts.skipRatio}, ${opts.scheduler} schedule`}`);
-  const dpLine = opts.dp!.mode === 'diloco' ? `diloco every ${opts.dp!.every} outer lr ${opts.dp!.outerLr} momentum ${opts.dp!.outerMomentum} dp-wire ${opts.dp!.wire}${(opts.dp!.fragments ?? 1) > 1 || (opts.dp!.overlap ?? 0) > 0 ? ` fragments ${opts.dp!.fragments} overlap ${opts.dp!.overlap}` : ''}` : 'exact';
+  const dpLine = opts.dp!.mode === 'diloco' ? `diloco every ${opts.dp!.every} outer lr ${opts.dp!.outerLr} momentum ${opts.dp!.outerMomentum} dp-wire ${opts.dp!.wire}${(opts.dp!.fragments ?? 1) > 1 || (opts.dp!.overlap ?? 0) > 0 ? ` fragments ${opts.dp!.fragments} overlap ${opts.dp!.overlap} merge ${opts.dp!.merge ?? 'mix'}` : ''}` : 'exact';
   console.log(`replicas ${opts.replicas} per stage, dp ${dpLine}`);
   const r = await trainLocal({
     ...opts,

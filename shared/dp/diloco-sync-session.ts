@@ -78,7 +78,7 @@ export class DilocoSyncSession {
     this.chunks.forEach((c, i) => mean.set(this.means[i]!, c.start));
     this.applied = true;
     const weights = Float32Array.from(now);
-    mergeFragment(weights, this.fragment, this.replica.applyMean(mean, this.fragment), this.replica.overlap);
+    mergeFragment(weights, this.fragment, this.replica.applyMean(mean, this.fragment), this.replica.overlap, { merge: this.replica.hyper.streaming?.merge, snapshot: this.current });
     return weights;
   }
 

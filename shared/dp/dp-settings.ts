@@ -10,7 +10,7 @@
  *           (Douillard et al. 2023, DiLoCo; docs/research.md "Low-communication data parallelism").
  */
 import { ConfigError } from '../model/config.js';
-import { checkStreaming, fragmentDueAfter, streamingOf } from './streaming.js';
+import { checkStreaming, fragmentDueAfter, streamingOf, type StreamingMerge } from './streaming.js';
 import { WIRE_ENCODINGS, isWireEncoding, type WireEncoding } from '../protocol/wire-encoding.js';
 
 export const DP_MODES = ['exact', 'diloco'] as const;
@@ -30,9 +30,11 @@ export interface DpSettings {
   fragments: number;
   /** diloco: tau, iterations a fragment's sync overlaps with training before its outer update is applied (0 = training waits). */
   overlap: number;
+  /** diloco: how an overlapped outer update meets the local weights: 'mix' (0.5 / 0.5, Streaming DiLoCo's) or 'delta' (keeps the local progress). */
+  merge: StreamingMerge;
 }
 
-export const DEFAULT_DP: DpSettings = { mode: 'exact', every: 20, outerLr: 0.7, outerMomentum: 0.9, wire: 'int8', fragments: 1, overlap: 0 };
+export const DEFAULT_DP: DpSettings = { mode: 'exact', every: 20, outerLr: 0.7, outerMomentum: 0.9, wire: 'int8', fragments: 1, overlap: 0, merge: 'mix' };
 
 export function checkDpSettings(d: DpSettings): void {
   if (!(DP_MODES as readonly string[]).includes(d.mode)) throw new ConfigError(`unknown --dp mode "${d.mode}"; choose one of: ${DP_MODES.join(', ')}`);

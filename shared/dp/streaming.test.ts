@@ -20,7 +20,7 @@ describe('the Streaming DiLoCo fragment schedule', () => {
 
   it('one fragment is plain DiLoCo: a sync after every H-th iteration, nothing applied later', () => {
     const plan = streamingOf({ every: 3 });
-    expect(plan).toEqual({ every: 3, fragments: 1, overlap: 0 });
+    expect(plan).toEqual({ every: 3, fragments: 1, overlap: 0, merge: 'mix' });
     expect(Array.from({ length: 7 }, (_, t) => syncsAfter({ mode: 'diloco', every: 3 }, t))).toEqual([false, false, true, false, false, true, false]);
     expect(Array.from({ length: 7 }, (_, t) => syncAppliedAfter(plan, t))).toEqual([null, null, 2, null, null, 5, null]);
     expect(syncsAfter({ mode: 'exact', every: 1 }, 0)).toBe(false);
@@ -65,8 +65,14 @@ describe('the Streaming DiLoCo fragment schedule', () => {
     mergeFragment(v, { index: 1, start: 2, count: 2 }, Float32Array.of(5, -4), 1);
     expect(Array.from(v)).toEqual([1, 2, 0.5 * 3 + 0.5 * 5, 0.5 * 4 + 0.5 * -4]);
     const u = Float32Array.of(1, 2);
-    mergeFragment(u, { index: 0, start: 0, count: 2 }, Float32Array.of(3, 6), 2, 0.25);
+    mergeFragment(u, { index: 0, start: 0, count: 2 }, Float32Array.of(3, 6), 2, { alpha: 0.25 });
     expect(Array.from(u)).toEqual([0.25 * 1 + 0.75 * 3, 0.25 * 2 + 0.75 * 6]);
+    // delta: global + (local now - the snapshot the pseudo-gradient was read from)
+    const d = Float32Array.of(1, 2, 3, 4);
+    mergeFragment(d, { index: 1, start: 2, count: 2 }, Float32Array.of(5, -4), 1, { merge: 'delta', snapshot: Float32Array.of(0, 0, 2.5, 4.5) });
+    expect(Array.from(d)).toEqual([1, 2, 5 + (3 - 2.5), -4 + (4 - 4.5)]);
+    expect(() => mergeFragment(d, { index: 0, start: 0, count: 2 }, Float32Array.of(1, 1), 1, { merge: 'delta' })).toThrow(/snapshot/);
+    expect(() => checkStreaming({ every: 4, fragments: 2, overlap: 1, merge: 'blend' as 'mix' })).toThrow(/--dp-merge/);
   });
 });
 

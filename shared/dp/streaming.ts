@@ -8,7 +8,9 @@
  *
  *   fragment f syncs after iteration t  iff  (t + 1) mod H == floor(f H / F)
  *   tau = 0:  fragment <- global_new                        (DiLoCo's replace; F = 1 is plain DiLoCo)
- *   tau >= 1: fragment <- alpha local + (1 - alpha) global_new,  alpha = STREAMING_MIX = 0.5 (the paper's)
+ *   tau >= 1, merge 'mix' (default):  fragment <- alpha local + (1 - alpha) global_new,  alpha = STREAMING_MIX = 0.5 (the paper's)
+ *   tau >= 1, merge 'delta':          fragment <- global_new + (local - snapshot)   (the outer update
+ *             replaces the weights it was computed from; the tau steps of local progress since are kept)
  *
  * Every fragment keeps its own slice of the outer momentum and of the synced weights (the
  * replica's `synced` and `momentum` vectors, sliced). F <= H keeps the offsets distinct (one
@@ -26,7 +28,12 @@ export interface StreamingPlan {
   fragments: number;
   /** tau: iterations a fragment's sync overlaps with training (0 = training waits for it). */
   overlap: number;
+  /** How an overlapped outer update meets the local weights (default 'mix'). */
+  merge?: StreamingMerge;
 }
+
+export const STREAMING_MERGES = ['mix', 'delta'] as const;
+export type StreamingMerge = (typeof STREAMING_MERGES)[number];
 
 /** Streaming DiLoCo's mixing factor alpha of the local weights at an overlapped apply (the paper's 0.5). */
 export const STREAMING_MIX = 0.5;
@@ -39,8 +46,8 @@ export interface FragmentRange {
 }
 
 /** The plan of stored settings that predate fragments (missing fields: F = 1, tau = 0). */
-export function streamingOf(d: { every: number; fragments?: number; overlap?: number }): StreamingPlan {
-  return { every: d.every, fragments: d.fragments ?? 1, overlap: d.overlap ?? 0 };
+export function streamingOf(d: { every: number; fragments?: number; overlap?: number; merge?: StreamingMerge }): StreamingPlan {
+  return { every: d.every, fragments: d.fragments ?? 1, overlap: d.overlap ?? 0, merge: d.merge ?? 'mix' };
 }
 
 /** Whether the plan is plain DiLoCo (one fragment, no overlap). */
@@ -52,6 +59,7 @@ export function checkStreaming(p: StreamingPlan): void {
   if (!Number.isInteger(p.fragments) || p.fragments < 1) throw new ConfigError(`--dp-fragments must be an integer >= 1, got ${p.fragments}`);
   if (p.fragments > p.every) throw new ConfigError(`--dp-fragments ${p.fragments} exceeds --dp-every ${p.every}: every fragment needs its own sync iteration`);
   if (!Number.isInteger(p.overlap) || p.overlap < 0) throw new ConfigError(`--dp-overlap must be an integer >= 0, got ${p.overlap}`);
+  if (p.merge !== undefined && !(STREAMING_MERGES as readonly string[]).includes(p.merge)) throw new ConfigError(`unknown --dp-merge "${String(p.merge)}"; choose one of: ${STREAMING_MERGES.join(', ')}`);
   const gap = Math.floor(p.every / p.fragments);
   if (p.overlap > gap) throw new ConfigError(`--dp-overlap ${p.overlap} exceeds floor(--dp-every / --dp-fragments) = ${gap}: a fragment's sync must be applied before the next one starts`);
 }
@@ -90,15 +98,23 @@ export function fragmentRanges(total: number, fragments: number): FragmentRange[
 
 /**
  * Writes the outer update of fragment `r` into `weights` (the replica's local weights now, flat):
- * replaced by `globalNew` when tau = 0, else mixed alpha local + (1 - alpha) global, computed in
- * double and stored as float32, index by index (the same bytes everywhere).
+ * replaced by `globalNew` when tau = 0; else 'mix': alpha local + (1 - alpha) global, or 'delta':
+ * global + (local - snapshot), with `snapshot` the flat weights the pseudo-gradient was read from.
+ * Computed in double and stored as float32, index by index (the same bytes everywhere).
  */
-export function mergeFragment(weights: Float32Array, r: FragmentRange, globalNew: Float32Array, overlap: number, alpha: number = STREAMING_MIX): void {
+export function mergeFragment(weights: Float32Array, r: FragmentRange, globalNew: Float32Array, overlap: number, how: { merge?: StreamingMerge; snapshot?: Float32Array; alpha?: number } = {}): void {
   if (globalNew.length !== r.count || r.start + r.count > weights.length) throw new RangeError(`fragment [${r.start}, +${r.count}) with ${globalNew.length} new values over ${weights.length} weights`);
   if (overlap === 0) {
     weights.set(globalNew, r.start);
     return;
   }
+  if (how.merge === 'delta') {
+    const snap = how.snapshot;
+    if (!snap || snap.length !== weights.length) throw new RangeError('a delta merge needs the snapshot the pseudo-gradient was read from');
+    for (let i = 0; i < r.count; i++) weights[r.start + i] = globalNew[i]! + (weights[r.start + i]! - snap[r.start + i]!);
+    return;
+  }
+  const alpha = how.alpha ?? STREAMING_MIX;
   for (let i = 0; i < r.count; i++) weights[r.start + i] = alpha * weights[r.start + i]! + (1 - alpha) * globalNew[i]!;
 }
 
