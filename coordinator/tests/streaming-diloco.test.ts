@@ -23,8 +23,8 @@ import { fragmentDueAfter, fragmentRanges } from '../../shared/dp/streaming.js';
 
 const H = 2;
 const N = 6;
-const dp = { ...DEFAULT_DP, mode: 'diloco' as const, every: H, fragments: 2, overlap: 1 };
-const settings: RunSettings = { ...DEFAULT_SETTINGS, preset: 'tiny', stages: 4, microbatches: 4, batch: 2, recovery: 'checkfree', dp };
+const dpBase = { ...DEFAULT_DP, mode: 'diloco' as const, every: H, fragments: 2, overlap: 1 };
+const settingsBase: RunSettings = { ...DEFAULT_SETTINGS, preset: 'tiny', stages: 4, microbatches: 4, batch: 2, recovery: 'checkfree', dp: dpBase };
 
 const harness = testSwarm();
 
@@ -33,7 +33,9 @@ beforeAll(async () => {
 }, 60_000);
 
 describe('--dp diloco --dp-fragments 2 --dp-overlap 1 in the swarm', () => {
-  it('staggered, overlapped fragment syncs: the local reference\'s losses for the recorded assignment, one outer state per group', async () => {
+  it.each(['mix', 'delta'] as const)('staggered, overlapped fragment syncs (merge %s): the local reference\'s losses for the recorded assignment, one outer state per group', async (merge) => {
+    const dp = { ...dpBase, merge };
+    const settings = { ...settingsBase, dp };
     const coord = (harness.coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings, port: 0, silent: true, evalEvery: 0, rebalanceEvery: 0, maxIterations: N }));
     const url = await coord.listen();
     const nodeOf = (id: string): NodeVolunteer => harness.vols.find((v) => v.status().volunteerId === id)!;
@@ -73,6 +75,8 @@ describe('--dp diloco --dp-fragments 2 --dp-overlap 1 in the swarm', () => {
   }, 300_000);
 
   it('a replica lying at an overlapped fragment sync is screened out against that fragment\'s history and quarantined; its sibling goes on', async () => {
+    const dp = dpBase;
+    const settings = settingsBase;
     const plan = { ...dp, every: 4, fragments: 2, overlap: 1 };
     const coord = (harness.coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings: { ...settings, dp: plan }, port: 0, silent: true, evalEvery: 0, rebalanceEvery: 0, maxIterations: 8 }));
     const url = await coord.listen();
