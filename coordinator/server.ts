@@ -174,7 +174,7 @@ export class Coordinator {
         drop: dropLater,
         announceGroup: (s) => this.connections.announceGroup(s),
         issueClaim: (v, stage) => this.claims.issue(v, stage),
-        // diloco: joins and moves only right after a sync (or before the first iteration).
+        // diloco: joins and moves only right after a sync (or before the first iteration); streaming: while none is in flight.
         joinsAllowed: () => dpOf(settings).mode !== 'diloco' || dilocoJoinsAllowed(streamingOf(dpOf(settings)), this.progress.iteration, this.scheduler?.diloco?.inFlight ?? false),
       },
     );
