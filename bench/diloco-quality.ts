@@ -16,6 +16,7 @@
  *   npm run bench:diloco-quality                           (tiny, R=2, 100 iterations, H 5,10,20, 3 seeds)
  *   npm run bench:diloco-quality -- --steps 300 --every 10,20,50 --seeds 1,2,3,4,5
  *   npm run bench:diloco-quality -- --every 20 --outer 1/0,0.7/0.9   (several outer lr/momentum settings, one exact)
+ *   npm run bench:diloco-quality -- --every 4 --streaming 1/0,4/0,4/1   (Streaming DiLoCo: fragments / overlap)
  *   npm run bench:diloco-quality -- --steps 0               (bytes only)
  */
 import { trainLocal, type LocalTrainResult } from '../trainer/cli.js';
@@ -42,6 +43,7 @@ const HELP = `Usage: npm run bench:diloco-quality -- [options]
   --dp-wire <w>         pseudo-gradient encoding (default ${DEFAULT_DP.wire}; ${WIRE_ENCODINGS.join('|')})
   --outer-lr <x>, --outer-momentum <x>   (default ${DEFAULT_DP.outerLr}, ${DEFAULT_DP.outerMomentum})
   --outer <lr/m,...>    several outer (lr/momentum) settings in one run, exact trained once (overrides the two above)
+  --streaming <F/tau[/merge],...>  Streaming DiLoCo fragments / overlap (/ mix|delta) for every diloco mode (default 1/0 = plain DiLoCo)
   --stages, --microbatches, --batch, --seq, --lr   (default 4, 4, 2, 32, 3e-3)
   --eval-every <n>      validation interval (default: the least common multiple of the H values, at least 20)
   --eval-batches <n>    validation batches (default 8)
@@ -121,6 +123,7 @@ async function main(): Promise<void> {
     'eval-every': 'string',
     'eval-batches': 'string',
     'bytes-preset': 'string',
+    streaming: 'string',
     help: 'boolean',
   });
   if (f.help) return void process.stdout.write(HELP);
@@ -147,6 +150,13 @@ async function main(): Promise<void> {
         return { outerLr: lr!, outerMomentum: m!, wire };
       })
     : [outer];
+  const streams = list(f.streaming, ['1/0']).map((o) => {
+    const [fragments, overlap] = o.split('/').map(Number);
+    const merge = (o.split('/')[2] ?? 'mix') as 'mix' | 'delta';
+    if (!Number.isInteger(fragments) || !Number.isInteger(overlap) || !['mix', 'delta'].includes(merge)) throw new Error(`--streaming: expected F/tau[/mix|delta] like 1/0,4/1,4/1/delta, got "${o}"`);
+    return { fragments: fragments!, overlap: overlap!, merge };
+  });
+  const streamName = (st: { fragments: number; overlap: number; merge: string }) => (streams.length > 1 || st.fragments > 1 || st.overlap > 0 ? ` F=${st.fragments} tau=${st.overlap}${st.overlap > 0 ? ` ${st.merge}` : ''}` : '');
   const lcm = everies.reduce((a, b) => (a * b) / gcd(a, b), 1);
   const evalEvery = Number(f['eval-every'] ?? lcm * Math.ceil(20 / lcm));
   const evalBatches = Number(f['eval-batches'] ?? 8);
@@ -164,7 +174,9 @@ async function main(): Promise<void> {
     const modes: Mode[] = [
       { name: 'exact', dp: { mode: 'exact' } },
       ...outers.flatMap((o) =>
-        everies.map((h) => ({ name: outers.length > 1 ? `diloco H=${h} ${o.outerLr}/${o.outerMomentum}` : `diloco H=${h}`, dp: { mode: 'diloco' as const, every: h, ...o } })),
+        everies.flatMap((h) =>
+          streams.map((st) => ({ name: (outers.length > 1 ? `diloco H=${h} ${o.outerLr}/${o.outerMomentum}` : `diloco H=${h}`) + streamName(st), dp: { mode: 'diloco' as const, every: h, ...o, ...st } })),
+        ),
       ),
     ];
     const runs = new Map<string, LocalTrainResult[]>();
@@ -176,7 +188,7 @@ async function main(): Promise<void> {
         const t0 = Date.now();
         const r = await trainLocal({ ...settings, seed, steps, evalEvery, evalBatches, swap: false, replicas: R, dp: m.dp, onSync: (_, rep) => syncs.get(m.name)!.push(rep) });
         runs.get(m.name)!.push(r);
-        console.log(`  ${m.name.padEnd(outers.length > 1 ? 24 : 12)} seed ${String(seed).padEnd(5)} val ${fmt(r.initialValLoss, 4)} -> ${fmt(r.finalValLoss, 4)}  (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+        console.log(`  ${m.name.padEnd(outers.length > 1 ? 24 : streams.length > 1 ? 28 : 12)} seed ${String(seed).padEnd(5)} val ${fmt(r.initialValLoss, 4)} -> ${fmt(r.finalValLoss, 4)}  (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
       }
     }
     const points = runs.get('exact')![0]!.valLosses.map((v) => v.step);

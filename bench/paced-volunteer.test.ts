@@ -4,6 +4,8 @@ import { Server, type Socket } from 'socket.io';
 import { PacedVolunteer, frameTemplate } from './paced-volunteer.js';
 import { decodeSyncChunk, syncChunks, SYNC_CHUNK_VALUES } from '../shared/dp/sync-chunks.js';
 import { decodeDilocoState } from '../shared/dp/diloco-state.js';
+import { DEFAULT_DP } from '../shared/dp/dp-settings.js';
+import { fragmentRanges } from '../shared/dp/streaming.js';
 import { DEFAULT_SETTINGS, modelConfigOf } from '../shared/run-settings.js';
 import { stageParamSpecs } from '../shared/model/params.js';
 import { flatLength } from '../shared/dp/flat-weights.js';
@@ -41,6 +43,14 @@ describe('PacedVolunteer in diloco syncs', () => {
       expect(decodeDilocoState(await transfer.pull(asVolunteer, { event: 'get_weights', parts: 'diloco' }, 10_000), n).synced.length).toBe(n);
       expect(await ask('dp_set_state', { stage: 2 }, new Uint8Array(8))).toEqual({ ok: true });
       expect(await ask('dp_set_state', { stage: 1 }, new Uint8Array(8))).toEqual({ error: 'bad dp_set_state' });
+      // Streaming DiLoCo (the plan rides on the assignment): the chunks of the fragment due after the iteration.
+      await ask('assign', { stage: 2, config, lr: 1e-3, dp: { ...DEFAULT_DP, mode: 'diloco', every: 4, fragments: 2, overlap: 1 } });
+      const frag = fragmentRanges(P, 2)[1]!; // after iteration 1: (1 + 1) mod 4 = 2 = floor(1 * 4 / 2)
+      expect(frag.count).toBeLessThan(SYNC_CHUNK_VALUES);
+      const c0 = syncChunks(frag.count)[0]!;
+      const r = await ask<{ frame: Uint8Array }>('dp_sync_get', { iteration: 1, chunk: 0 });
+      expect(decodeSyncChunk(r.frame, { stage: 2, iteration: 1, direction: 'up', wire: 'int8' }, c0).length).toBe(frag.count);
+      expect(await ask('dp_sync_get', { iteration: 1, chunk: 1 })).toEqual({ error: 'chunk 1 out of range' });
     } finally {
       v.close();
       ioServer.close();

@@ -12,6 +12,7 @@ import type { TaskMeta } from '../shared/protocol/events.js';
 import { encodeTensorFrame, WIRE_DTYPES, type FrameKind, type WireEncoding } from '../shared/protocol/index.js';
 import { mulberry32 } from '../shared/model/rng.js';
 import { syncChunks, encodeSyncChunk } from '../shared/dp/sync-chunks.js';
+import { fragmentDueAfter, fragmentRanges, streamingOf, type StreamingPlan } from '../shared/dp/streaming.js';
 import { syncChunkRequestSchema, syncApplyRequestSchema } from '../shared/dp/sync-messages.js';
 import { EDGE_HOP_FRACTION } from '../shared/schedule/skip-timing.js';
 import type { ResolvedConfig } from '../shared/model/config.js';
@@ -83,6 +84,8 @@ export class PacedVolunteer {
   private lr = 1e-3;
   /** The iteration of the last outer step applied (what its fingerprint stands for). */
   private lastSync = -1;
+  /** The run's diloco fragment plan (from the assignment; null before one). */
+  private plan: StreamingPlan | null = null;
   /** CheckFree replicas kept for the coordinator (put_replica), by part. */
   private replicas = new Map<string, Uint8Array>();
 
@@ -94,6 +97,7 @@ export class PacedVolunteer {
       this.stage = a.stage ?? -1;
       this.config = a.config ?? this.config;
       this.lr = a.lr ?? this.lr;
+      this.plan = a.dp ? streamingOf(a.dp) : null;
       this.queue = [];
       ack({ ok: true });
     });
@@ -128,7 +132,7 @@ export class PacedVolunteer {
     s.on('dp_sync_get', (info: unknown, ack: (r: unknown) => void) => {
       const r = syncChunkRequestSchema.safeParse(info);
       if (!r.success || !this.diloco || this.stage < 0) return ack({ error: 'bad dp_sync_get' });
-      const frame = this.syncChunk(r.data.chunk);
+      const frame = this.syncChunk(r.data.chunk, r.data.iteration);
       if (!frame) return ack({ error: `chunk ${r.data.chunk} out of range` });
       setTimeout(() => ack({ frame: patched(frame, r.data.iteration, r.data.chunk, 0, this.stage) }), this.pacing.codecMs);
     });
@@ -162,8 +166,11 @@ export class PacedVolunteer {
   }
 
   /** Uplink chunk `index` of this stage's pseudo-gradient, synthetic values, encoded once per size. */
-  private syncChunk(index: number): Uint8Array | null {
-    const c = syncChunks(this.diloco!.params(this.stage))[index];
+  private syncChunk(index: number, iteration: number): Uint8Array | null {
+    // Streaming DiLoCo: the chunks of the fragment that syncs after `iteration` (shared/dp/streaming.ts).
+    const total = this.diloco!.params(this.stage);
+    const fragment = this.plan ? fragmentRanges(total, this.plan.fragments)[fragmentDueAfter(this.plan, iteration) ?? 0]! : { count: total };
+    const c = syncChunks(fragment.count)[index];
     if (!c) return null;
     const key = `${this.stage}:${c.count}`;
     let t = this.syncTemplates.get(key);

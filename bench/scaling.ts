@@ -7,7 +7,7 @@
  *   npm run bench:scaling -- --dp diloco --dp-every 4 --link 50,50,20 --preset tiny
  *   npm run bench:scaling -- --volunteer paced --preset base --dp diloco --link 50,50,20 --pace 100
  *
- * `--dp exact|diloco` (docs/data-parallel.md; `--dp-every H`), `--preset`, and `--link up,down,latency`
+ * `--dp exact|diloco` (docs/data-parallel.md; `--dp-every H`, `--dp-fragments F --dp-overlap tau`), `--preset`, and `--link up,down,latency`
  * (Mbit/s, Mbit/s, ms: every volunteer reaches the coordinator through its own emulated link,
  * testing/link-emulator.ts). Bytes through the coordinator are read from its counters: relayed
  * frames, gradient reduction (exact) and sync chunks (diloco).
@@ -37,6 +37,7 @@ import { startNodeVolunteer, type NodeVolunteer } from '../testing/node-voluntee
 import { until } from '../testing/until.js';
 import { startLinkEmulator, type LinkEmulator, type LinkSpec } from '../testing/link-emulator.js';
 import { DEFAULT_DP, DP_MODES, type DpMode } from '../shared/dp/dp-settings.js';
+import { streamingOf, syncsAppliedBy } from '../shared/dp/streaming.js';
 import { flags, fmt, machine, table } from './util.js';
 import { modelConfigOf } from '../shared/run-settings.js';
 import { stageParamSpecs } from '../shared/model/params.js';
@@ -95,7 +96,7 @@ async function child(url: string, count: number, paceMs: number, name: string, l
   });
 }
 
-function benchSettings(preset: string, microbatches: number, dp: DpMode, every: number): RunSettings {
+function benchSettings(preset: string, microbatches: number, dp: DpMode, every: number, streaming: { fragments: number; overlap: number } = { fragments: 1, overlap: 0 }): RunSettings {
   return {
     ...DEFAULT_SETTINGS,
     preset,
@@ -104,7 +105,7 @@ function benchSettings(preset: string, microbatches: number, dp: DpMode, every: 
     batch: 1,
     seqLen: 32,
     recovery: 'checkfree',
-    dp: { ...DEFAULT_DP, mode: dp, every },
+    dp: { ...DEFAULT_DP, mode: dp, every, ...streaming },
   };
 }
 
@@ -143,6 +144,8 @@ interface Setup {
   preset: string;
   dp: DpMode;
   every: number;
+  /** diloco: Streaming DiLoCo's --dp-fragments and --dp-overlap (shared/dp/streaming.ts). */
+  streaming: { fragments: number; overlap: number };
   link: LinkSpec | null;
   volunteer: VolunteerKind;
   codecMs: number;
@@ -202,7 +205,7 @@ async function counter(c: Coordinator, name: string): Promise<number> {
 }
 
 async function measure(tabs: number, paceMs: number, mbPerTab: number, iterations: number, warmup: number, setup: Setup): Promise<Row> {
-  const settings = benchSettings(setup.preset, mbPerTab * tabs, setup.dp, setup.every);
+  const settings = benchSettings(setup.preset, mbPerTab * tabs, setup.dp, setup.every, setup.streaming);
   const coord = new Coordinator({
     ...DEFAULT_COORDINATOR,
     connectionRate: 1e6, // every simulated volunteer connects from this machine's one address
@@ -260,7 +263,7 @@ async function measure(tabs: number, paceMs: number, mbPerTab: number, iteration
     // diloco: measure whole sync intervals, from right after a sync to right after one (the
     // iteration counter moves before its sync ends, so the sync count is waited for too).
     const H = setup.dp === 'diloco' ? setup.every : 1;
-    const syncsDone = () => !coord.scheduler.diloco || coord.scheduler.diloco.count >= Math.floor(coord.scheduler.iteration / H);
+    const syncsDone = () => !coord.scheduler.diloco || coord.scheduler.diloco.count >= syncsAppliedBy(streamingOf(settings.dp!), coord.scheduler.iteration);
     const measured = Math.ceil(iterations / H) * H;
     await until(() => coord.scheduler.iteration >= warmup && coord.scheduler.iteration % H === 0 && syncsDone(), 'warm-up', 600_000);
     const it0 = coord.scheduler.iteration;
@@ -316,6 +319,8 @@ async function main(): Promise<void> {
     preset: 'string',
     dp: 'string',
     'dp-every': 'string',
+    'dp-fragments': 'string',
+    'dp-overlap': 'string',
     link: 'string',
     volunteer: 'string',
     'codec-ms': 'string',
@@ -326,7 +331,7 @@ async function main(): Promise<void> {
   if (!DP_MODES.includes(dp)) throw new Error(`--dp must be one of ${DP_MODES.join(', ')}`);
   const volunteer = String(f.volunteer ?? 'node') as VolunteerKind;
   if (volunteer !== 'node' && volunteer !== 'paced') throw new Error('--volunteer must be node or paced');
-  const setup: Setup = { preset: String(f.preset ?? 'tiny'), dp, every: Number(f['dp-every'] ?? DEFAULT_DP.every), link, volunteer, codecMs: Number(f['codec-ms'] ?? 5), warmFast: f['warm-fast'] === true };
+  const setup: Setup = { preset: String(f.preset ?? 'tiny'), dp, every: Number(f['dp-every'] ?? DEFAULT_DP.every), streaming: { fragments: Number(f['dp-fragments'] ?? 1), overlap: Number(f['dp-overlap'] ?? 0) }, link, volunteer, codecMs: Number(f['codec-ms'] ?? 5), warmFast: f['warm-fast'] === true };
   if (typeof f.child === 'string') return child(f.child, Number(f.count), Number(f.pace), String(f.name), link, volunteer, setup.preset, dp, setup.every, setup.codecMs, setup.warmFast);
   const tabsList = String(f.tabs ?? '4,8,16,32').split(',').map(Number);
   const paceMs = Number(f.pace ?? 300);
@@ -339,7 +344,7 @@ async function main(): Promise<void> {
       ? `benchmark-only PACED volunteers (no compute; ${paceMs} ms per forward task, ${2 * paceMs} ms per backward, +${setup.codecMs} ms per frame or sync chunk; frames, bundles and sync chunks of the true sizes and encodings)`
       : `real Node volunteers, every task PACED to >= ${paceMs} ms wall time (simulated devices of fixed speed, so the 2-core CPU is not what is measured)`;
   console.log(
-    `S=${STAGES}, ${setup.preset} preset (batch 1, seq 32); --dp ${setup.dp}${setup.dp === 'diloco' ? ` every ${setup.every}` : ''}; links ${setup.link ? `${setup.link.upMbps}/${setup.link.downMbps} Mbit/s, ${setup.link.latencyMs} ms per volunteer` : 'loopback'}; ${pacing};` +
+    `S=${STAGES}, ${setup.preset} preset (batch 1, seq 32); --dp ${setup.dp}${setup.dp === 'diloco' ? ` every ${setup.every}${setup.streaming.fragments > 1 || setup.streaming.overlap > 0 ? ` fragments ${setup.streaming.fragments} overlap ${setup.streaming.overlap}` : ''}` : ''}; links ${setup.link ? `${setup.link.upMbps}/${setup.link.downMbps} Mbit/s, ${setup.link.latencyMs} ms per volunteer` : 'loopback'}; ${pacing};` +
       `${setup.warmFast && setup.link ? ' links unshaped until every volunteer is placed (joins), shaped for the warm-up and the measured window;' : ''} ${mbPerTab} microbatches per volunteer per iteration (weak scaling); coordinator in this process, volunteers in child processes (${PER_CHILD} per process); ${warmup} warm-up + ${iterations} measured iterations per size`,
   );
   const rows: Row[] = [];

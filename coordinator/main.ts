@@ -23,6 +23,7 @@ import { findResumableRun } from './recovery/resume.js';
 import { ProcessGuard } from './cli/process-guard.js';
 import type { EdgePolicy } from '../shared/recovery/plan.js';
 import type { WireEncoding } from '../shared/protocol/wire-encoding.js';
+import type { StreamingMerge } from '../shared/dp/streaming.js';
 import type { SchedulerKind } from '../shared/schedule/skip-request.js';
 import type { Transport } from '../shared/protocol/p2p-messages.js';
 import { checkIceServers, type P2pOptions } from './gateway/p2p-signalling.js';
@@ -119,7 +120,7 @@ async function main(): Promise<void> {
       seed: num('seed'),
       recovery: str('recovery') as RecoveryStrategy,
       wire: str('wire') as WireEncoding,
-      dp: { mode: str('dp') as DpMode, every: num('dp-every'), outerLr: num('outer-lr'), outerMomentum: num('outer-momentum'), wire: str('dp-wire') as WireEncoding },
+      dp: { mode: str('dp') as DpMode, every: num('dp-every'), outerLr: num('outer-lr'), outerMomentum: num('outer-momentum'), wire: str('dp-wire') as WireEncoding, fragments: num('dp-fragments'), overlap: num('dp-overlap'), merge: str('dp-merge') as StreamingMerge },
     },
     recovery: {
       ...d.recovery,

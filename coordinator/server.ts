@@ -36,6 +36,7 @@ import { Scheduler } from './training/scheduler.js';
 import { RunProgress } from './training/run-progress.js';
 import { ReplicaSync } from './training/replica-sync.js';
 import { DilocoSync } from './training/diloco-sync.js';
+import { dilocoJoinsAllowed, streamingOf } from '../shared/dp/streaming.js';
 import { AssignmentRecorder } from './training/assignment-recorder.js';
 import { copyDilocoState } from './training/diloco-join.js';
 import type { TaskSender } from './training/task-book.js';
@@ -178,8 +179,8 @@ export class Coordinator {
         drop: dropLater,
         announceGroup: (s) => this.connections.announceGroup(s),
         issueClaim: (v, stage) => this.claims.issue(v, stage),
-        // diloco: joins and moves only right after a sync (or before the first iteration).
-        joinsAllowed: () => dpOf(settings).mode !== 'diloco' || this.progress.iteration % dpOf(settings).every === 0,
+        // diloco: joins and moves only right after a sync (or before the first iteration); streaming: while none is in flight.
+        joinsAllowed: () => dpOf(settings).mode !== 'diloco' || dilocoJoinsAllowed(streamingOf(dpOf(settings)), this.progress.iteration, this.scheduler?.diloco?.inFlight ?? false),
       },
     );
     const puller = new StagePuller({ transfer: this.transfer, timeoutMs: opts.pullTimeoutMs, replicas: (stage) => this.stages.replicas(stage), reject, unresponsive });

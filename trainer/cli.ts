@@ -15,12 +15,14 @@ import { TokenizerError } from '../shared/data/tokenizer.js';
 import { useNodeBackend } from './node-backend.js';
 import { prepareDataset } from './corpus-file.js';
 import { runIteration, evaluate, sampleGreedy } from './pipeline.js';
-import { runReplicatedIteration, dilocoSync, startDiloco, type SyncReport } from './replicated-pipeline.js';
-import { DEFAULT_DP, checkDpSettings, syncsAfter, type DpMode, type DpSettings } from '../shared/dp/dp-settings.js';
+import { runReplicatedIteration, startDiloco, type SyncReport } from './replicated-pipeline.js';
+import { DilocoReference } from './diloco-reference.js';
+import { DEFAULT_DP, checkDpSettings, type DpMode, type DpSettings } from '../shared/dp/dp-settings.js';
 import { roundRobinAssignment, checkAssignment, AssignmentError, type ReplicaAssignment } from '../shared/dp/replica-assignment.js';
 import type { NamedWeights } from '../shared/model/stage.js';
 import { DEFAULT_SETTINGS, checkSettings, modelConfigOf, wireOf, type RunSettings, type RecoveryStrategy } from '../shared/run-settings.js';
 import { WIRE_ENCODINGS, type WireEncoding } from '../shared/protocol/wire-encoding.js';
+import type { StreamingMerge } from '../shared/dp/streaming.js';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { SCHEDULERS, type SchedulerKind } from '../shared/schedule/skip-request.js';
 import { evalOrder, SkipRuleError } from '../shared/schedule/skip-paths.js';
@@ -70,6 +72,12 @@ Trains the pipeline-split model in one process (the reference for the swarm).
   --outer-lr <x>               diloco: outer learning rate (default ${DEFAULT_DP.outerLr})
   --outer-momentum <x>         diloco: outer Nesterov momentum (default ${DEFAULT_DP.outerMomentum})
   --dp-wire <${WIRE_ENCODINGS.join('|')}>     diloco: pseudo-gradient encoding, both ways (default ${DEFAULT_DP.wire})
+  --dp-fragments <F>           diloco: Streaming DiLoCo, F contiguous fragments synced at staggered
+                               iterations, each sync 1/F of the bytes; F <= H (default ${DEFAULT_DP.fragments})
+  --dp-overlap <tau>           diloco: a fragment's outer update is applied tau iterations after its sync
+                               starts, mixed 0.5/0.5 with the local weights; tau <= floor(H/F) (default ${DEFAULT_DP.overlap})
+  --dp-merge <mix|delta>       diloco, tau >= 1: mix = 0.5 local + 0.5 global (Streaming DiLoCo's); delta = global +
+                               the local progress since the sync started (default ${DEFAULT_DP.merge})
   --assignment <file.json>     replay a recorded assignment of microbatch hops to replicas (default:
                                microbatch mb on replica mb mod R at every hop)
   --record-assignment <file>   write the assignment used, as JSON
@@ -154,7 +162,7 @@ export async function trainLocal(o: LocalTrainOptions): Promise<LocalTrainResult
   const groups = Array.from({ length: o.stages }, (_, i) => Array.from({ length: assignment.replicas[i]! }, () => new Stage(cfg, i, { lr: o.lr })));
   const stages = groups.map((g) => g[0]!);
   const plain = groups.every((g) => g.length === 1) && dp.mode === 'exact';
-  const outer = dp.mode === 'diloco' ? startDiloco(groups, dp, o.syncChunkValues) : null;
+  const outer = dp.mode === 'diloco' ? new DilocoReference(groups, startDiloco(groups, dp, o.syncChunkValues), dp) : null;
   const val = dataset.valBatches(o.evalBatches, o.batch);
   const t0 = Date.now();
   const wire = wireOf(o);
@@ -180,11 +188,11 @@ export async function trainLocal(o: LocalTrainOptions): Promise<LocalTrainResult
     const { loss } = plain
       ? runIteration(stages, batches, { swap: o.swap, iteration: it, wire, orders })
       : runReplicatedIteration(groups, batches, { swap: o.swap, iteration: it, wire, hops: assignment.iterations[it]!, mode: dp.mode });
-    if (outer && syncsAfter(dp, it)) {
-      // Not `o.onSync?.(step, dilocoSync(...))`: optional call skips evaluating its arguments, so without
+    if (outer) {
+      // Not `o.onSync?.(step, ...)`: optional call skips evaluating its arguments, so without
       // an onSync listener the sync never ran.
-      const report = dilocoSync(groups, outer, it, dp.wire);
-      o.onSync?.(step, report);
+      const report = outer.afterStep(it);
+      if (report) o.onSync?.(step, report);
     }
     trainLosses.push(loss);
     const outOfTime = o.maxSeconds !== undefined && (Date.now() - t0) / 1000 >= o.maxSeconds;
@@ -267,6 +275,9 @@ async function main(): Promise<void> {
       'outer-lr': { type: 'string' },
       'outer-momentum': { type: 'string' },
       'dp-wire': { type: 'string' },
+      'dp-fragments': { type: 'string' },
+      'dp-overlap': { type: 'string' },
+      'dp-merge': { type: 'string' },
       assignment: { type: 'string' },
       'record-assignment': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -324,6 +335,9 @@ async function main(): Promise<void> {
       outerLr: num(values['outer-lr'], DEFAULT_DP.outerLr, 'outer-lr'),
       outerMomentum: num(values['outer-momentum'], DEFAULT_DP.outerMomentum, 'outer-momentum'),
       wire: (values['dp-wire'] ?? DEFAULT_DP.wire) as WireEncoding,
+      fragments: num(values['dp-fragments'], DEFAULT_DP.fragments, 'dp-fragments'),
+      overlap: num(values['dp-overlap'], DEFAULT_DP.overlap, 'dp-overlap'),
+      merge: (values['dp-merge'] ?? DEFAULT_DP.merge) as StreamingMerge,
     },
     assignment: values.assignment === undefined ? undefined : readAssignment(values.assignment),
     onSync: (step, r) => {
@@ -348,7 +362,7 @@ async function main(): Promise<void> {
       `microbatches ${opts.microbatches}x${opts.batch} lr ${opts.lr} wire ${wireOf(opts)} backend ${tf.getBackend()}${opts.swap ? ' (swapped order)' : ''}`,
   );
   if (opts.skipRatio || opts.recorded) console.log(`skip paths: ${opts.recorded ? `recorded schedule ${values['schedule-file']}` : `--skip-ratio ${opts.skipRatio}, ${opts.scheduler} schedule`}`);
-  const dpLine = opts.dp!.mode === 'diloco' ? `diloco every ${opts.dp!.every} outer lr ${opts.dp!.outerLr} momentum ${opts.dp!.outerMomentum} dp-wire ${opts.dp!.wire}` : 'exact';
+  const dpLine = opts.dp!.mode === 'diloco' ? `diloco every ${opts.dp!.every} outer lr ${opts.dp!.outerLr} momentum ${opts.dp!.outerMomentum} dp-wire ${opts.dp!.wire}${(opts.dp!.fragments ?? 1) > 1 || (opts.dp!.overlap ?? 0) > 0 ? ` fragments ${opts.dp!.fragments} overlap ${opts.dp!.overlap} merge ${opts.dp!.merge ?? 'mix'}` : ''}` : 'exact';
   console.log(`replicas ${opts.replicas} per stage, dp ${dpLine}`);
   const r = await trainLocal({
     ...opts,

@@ -9,6 +9,8 @@ import { roundRobinAssignment } from '../shared/dp/replica-assignment.js';
 import { flattenWeights } from '../shared/dp/flat-weights.js';
 import { DEFAULT_DP } from '../shared/dp/dp-settings.js';
 import { maxRelErr } from '../testing/numerics.js';
+import { DilocoReference } from './diloco-reference.js';
+import { fragmentRanges } from '../shared/dp/streaming.js';
 
 beforeAll(async () => {
   await useNodeBackend('wasm');
@@ -35,6 +37,12 @@ describe('the local trainer with replicas', () => {
   it('diloco with one replica, outer lr 1, momentum 0 and f32 syncs every iteration equals plain training', async () => {
     const plain = await trainLocal(base);
     const d = await trainLocal({ ...base, dp: { mode: 'diloco', every: 1, outerLr: 1, outerMomentum: 0, wire: 'f32' } });
+    expect(relDiff(d.trainLosses, plain.trainLosses)).toBeLessThan(1e-6);
+  }, 120_000);
+
+  it('Streaming DiLoCo with one replica, outer lr 1, momentum 0, f32 and no overlap equals plain training (every fragment sync is a no-op)', async () => {
+    const plain = await trainLocal(base);
+    const d = await trainLocal({ ...base, dp: { mode: 'diloco', every: 2, outerLr: 1, outerMomentum: 0, wire: 'f32', fragments: 2, overlap: 0 } });
     expect(relDiff(d.trainLosses, plain.trainLosses)).toBeLessThan(1e-6);
   }, 120_000);
 
@@ -82,6 +90,43 @@ describe('dilocoSync', () => {
       expect(after[0]).toEqual(want);
       expect(report.uplinkError[s]).toBe(0);
       expect(report.drift[s]).toBeGreaterThan(0);
+    });
+    groups.forEach((g) => g.forEach((r) => r.dispose()));
+  });
+});
+
+describe('DilocoReference (Streaming DiLoCo schedule)', () => {
+  it('F = 2, tau = 1: the sync started after iteration t is applied after t + 1, only its fragment, 0.5 local + 0.5 global (by hand, one replica, lr 1, momentum 0)', () => {
+    const o = { ...base, stages: 2, microbatches: 2 };
+    const cfg = modelConfigOf(o);
+    const { dataset } = loadDataset({ seqLen: cfg.seqLen });
+    const groups = [0, 1].map((s) => [new Stage(cfg, s, { lr: o.lr })]);
+    const dp = { ...DEFAULT_DP, mode: 'diloco' as const, every: 2, fragments: 2, overlap: 1, outerLr: 1, outerMomentum: 0, wire: 'f32' as const };
+    const ref = new DilocoReference(groups, startDiloco(groups, dp, 4096), dp);
+    const hops = roundRobinAssignment({ stages: 2, microbatches: 2, swap: true }, [1, 1], 2).iterations;
+    const flat = () => groups.map((g) => flattenWeights(g[0]!.specs, g[0]!.getWeights()));
+    const train = (it: number) => runReplicatedIteration(groups, [0, 1].map((mb) => dataset.trainBatch(o.seed, it, mb, 1)), { swap: true, iteration: it, hops: hops[it]!, mode: 'diloco' });
+    const init = flat();
+    train(0);
+    const after0 = flat();
+    // after iteration 0: fragment 1 starts ((0 + 1) mod 2 = 1), nothing is applied yet
+    expect(ref.afterStep(0)).not.toBeNull();
+    expect(flat()).toEqual(after0);
+    train(1);
+    const trained1 = flat();
+    ref.afterStep(1); // applies fragment 1's sync, starts fragment 0's
+    const applied = flat();
+    groups.forEach((g, s) => {
+      const [f0, f1] = fragmentRanges(after0[s]!.length, 2);
+      // fragment 0 untouched by the apply; fragment 1: with one replica, lr 1 and momentum 0 the
+      // new global is the weights after iteration 0, mixed half and half with the weights now
+      for (let i = f0!.start; i < f0!.start + f0!.count; i += 97) expect(applied[s]![i]).toBe(trained1[s]![i]);
+      for (let i = f1!.start; i < f1!.start + f1!.count; i++) {
+        const g = Math.fround(init[s]![i]! - after0[s]![i]!); // the pseudo-gradient, float32
+        const globalNew = Math.fround(init[s]![i]! - 1 * (g + 0 * g)); // = after0 up to float32 rounding
+        expect(applied[s]![i]).toBe(Math.fround(0.5 * trained1[s]![i]! + 0.5 * globalNew));
+      }
+      expect(maxRelErr(applied[s]!.subarray(f1!.start), trained1[s]!.subarray(f1!.start))).toBeGreaterThan(0);
     });
     groups.forEach((g) => g.forEach((r) => r.dispose()));
   });

@@ -23,6 +23,7 @@ import { DilocoSyncSession } from '../shared/dp/diloco-sync-session.js';
 import { decodeSyncChunk, encodeSyncChunk } from '../shared/dp/sync-chunks.js';
 import { flattenWeights, unflattenWeights } from '../shared/dp/flat-weights.js';
 import { sumSquares } from '../shared/dp/average.js';
+import { streamingOf } from '../shared/dp/streaming.js';
 import { runMicrobatchOn } from './pipeline.js';
 
 export interface ReplicatedIterationResult {
@@ -84,15 +85,23 @@ export interface SyncReport {
   uplinkError: number[];
 }
 
+/** A sync whose uplink and averaging are done, each replica holding every mean chunk; `dilocoSyncApply` takes the outer step. */
+export interface StartedSync {
+  iteration: number;
+  sessions: DilocoSyncSession[][];
+  report: SyncReport;
+}
+
 /**
- * A diloco sync of every group after `iteration`: each replica uploads its pseudo-gradient's
- * chunks (DilocoSyncSession, the tab's side), the coordinator's streaming sum decodes, checks and
- * averages them in replica order and encodes each mean chunk once, every replica takes every mean
- * chunk, applies the outer step and loads the new synced weights (its Adam state is kept).
+ * A diloco sync of every group after `iteration` (of the fragment the plan syncs then, the whole
+ * vector with one fragment): each replica uploads its pseudo-gradient's chunks (DilocoSyncSession,
+ * the tab's side), the coordinator's streaming sum decodes, checks and averages them in replica
+ * order and encodes each mean chunk once, every replica takes every mean chunk. The weights are
+ * read now (after the step of `iteration`); the outer step waits for `dilocoSyncApply`.
  */
-export function dilocoSync(groups: Stage[][], outer: DilocoReplica[][], iteration: number, wire: WireEncoding): SyncReport {
+export function dilocoSyncStart(groups: Stage[][], outer: DilocoReplica[][], iteration: number, wire: WireEncoding): StartedSync {
   const report: SyncReport = { bytesPerReplica: [], meanNorm: [], drift: [], uplinkError: [] };
-  groups.forEach((g, s) => {
+  const all = groups.map((g, s) => {
     const specs = g[0]!.specs;
     const current = g.map((r) => flattenWeights(specs, r.getWeights()));
     const reps = outer[s]!;
@@ -100,10 +109,11 @@ export function dilocoSync(groups: Stage[][], outer: DilocoReplica[][], iteratio
     const down = { ...up, direction: 'down' as const };
     // The tabs' side (DilocoSyncSession) and the coordinator's (decode, check, PseudoGradSum).
     const sessions = reps.map((rep, r) => new DilocoSyncSession(rep, iteration, current[r]!));
-    const sum = new PseudoGradSum(g.map((_, r) => r), current[0]!.length, { chunkValues: reps[0]!.chunkValues });
+    const fragment = sessions[0]!.fragment;
+    const sum = new PseudoGradSum(g.map((_, r) => r), fragment.count, { chunkValues: reps[0]!.chunkValues });
     let bytes = 0;
-    const mean = new Float32Array(current[0]!.length);
-    const decoded = g.map(() => new Float32Array(current[0]!.length));
+    const mean = new Float32Array(fragment.count);
+    const decoded = g.map(() => new Float32Array(fragment.count));
     for (const c of sum.chunks) {
       for (let r = 0; r < g.length; r++) {
         const frame = sessions[r]!.uplink(c.index);
@@ -122,22 +132,44 @@ export function dilocoSync(groups: Stage[][], outer: DilocoReplica[][], iteratio
     let errSq = 0;
     let pgSq = 0;
     reps.forEach((rep, r) => {
-      const pg = rep.pseudoGradient(current[r]!);
+      const pg = rep.pseudoGradient(current[r]!, fragment);
       pgSq += sumSquares(pg);
       for (let i = 0; i < pg.length; i++) errSq += (decoded[r]![i]! - pg[i]!) ** 2;
     });
-    for (const [r, session] of sessions.entries()) g[r]!.setWeights(unflattenWeights(specs, session.apply()));
     report.bytesPerReplica.push(bytes);
     report.meanNorm.push(Math.sqrt(sumSquares(mean)));
     report.drift.push(sum.drift());
     report.uplinkError.push(pgSq > 0 ? Math.sqrt(errSq / pgSq) : 0);
+    return sessions;
   });
-  return report;
+  return { iteration, sessions: all, report };
+}
+
+/**
+ * The outer step of a started sync in every replica, which loads the result into its stage (its
+ * Adam state is kept): with tau = 0 the fragment's new synced values replace it, with tau >= 1
+ * they are mixed with the replica's weights now (streaming.ts).
+ */
+export function dilocoSyncApply(groups: Stage[][], started: StartedSync): void {
+  groups.forEach((g, s) => {
+    const specs = g[0]!.specs;
+    for (const [r, session] of started.sessions[s]!.entries()) {
+      const now = flattenWeights(specs, g[r]!.getWeights());
+      g[r]!.setWeights(unflattenWeights(specs, session.apply(now)));
+    }
+  });
+}
+
+/** A whole sync after `iteration`, applied at once (tau = 0). */
+export function dilocoSync(groups: Stage[][], outer: DilocoReplica[][], iteration: number, wire: WireEncoding): SyncReport {
+  const started = dilocoSyncStart(groups, outer, iteration, wire);
+  dilocoSyncApply(groups, started);
+  return started.report;
 }
 
 /** Fresh outer state for every replica: synced = the replica's weights now (identical in a group), zero momentum. */
 export function startDiloco(groups: Stage[][], dp: DpSettings, chunkValues?: number): DilocoReplica[][] {
   return groups.map((g, s) =>
-    g.map((r) => DilocoReplica.start(s, flattenWeights(r.specs, r.getWeights()), { lr: dp.outerLr, momentum: dp.outerMomentum, wire: dp.wire }, chunkValues)),
+    g.map((r) => DilocoReplica.start(s, flattenWeights(r.specs, r.getWeights()), { lr: dp.outerLr, momentum: dp.outerMomentum, wire: dp.wire, streaming: streamingOf(dp) }, chunkValues)),
   );
 }

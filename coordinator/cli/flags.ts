@@ -8,6 +8,7 @@ import { DEFAULT_COORDINATOR as d } from '../options.js';
 import { DEFAULT_SETTINGS as s, DEFAULT_WIRE, RECOVERY_STRATEGIES } from '../../shared/run-settings.js';
 import { WIRE_ENCODINGS } from '../../shared/protocol/wire-encoding.js';
 import { DEFAULT_DP as dp, DP_MODES } from '../../shared/dp/dp-settings.js';
+import { STREAMING_MERGES } from '../../shared/dp/streaming.js';
 import { ConfigError, presetNames } from '../../shared/model/config.js';
 import { AVERAGE_WEIGHTINGS } from '../../shared/recovery/average.js';
 import { EDGE_POLICIES } from '../../shared/recovery/plan.js';
@@ -84,6 +85,9 @@ export const FLAGS = {
   'outer-lr': { kind: 'number', section: 'Run', arg: '<x>', help: 'diloco: outer Nesterov learning rate', default: dp.outerLr },
   'outer-momentum': { kind: 'number', section: 'Run', arg: '<x>', help: 'diloco: outer Nesterov momentum', default: dp.outerMomentum },
   'dp-wire': { kind: 'string', section: 'Run', arg: '<enc>', help: `diloco: how pseudo-gradients and their mean travel: ${WIRE_ENCODINGS.join(' | ')}`, default: dp.wire, choices: WIRE_ENCODINGS },
+  'dp-fragments': { kind: 'number', section: 'Run', arg: '<F>', help: 'diloco: Streaming DiLoCo, split each stage\'s parameters into F contiguous fragments synced at staggered iterations (fragment f after iterations t with (t+1) mod H = floor(f H / F)): each sync moves 1/F of the bytes; F <= H (docs/data-parallel.md, "Streaming")', default: dp.fragments },
+  'dp-merge': { kind: 'string', section: 'Run', arg: '<how>', help: 'diloco with --dp-overlap >= 1: how the outer update meets the local weights: mix = 0.5 local + 0.5 global (Streaming DiLoCo\'s); delta = global + the local progress since the sync started', default: dp.merge, choices: STREAMING_MERGES },
+  'dp-overlap': { kind: 'number', section: 'Run', arg: '<tau>', help: 'diloco: iterations a fragment\'s sync overlaps with training; its outer update is applied tau iterations later, mixed 0.5/0.5 with the local weights (Streaming DiLoCo); 0 = training waits for the sync; tau <= floor(H / F)', default: dp.overlap },
   'max-in-flight': { kind: 'number', section: 'Run', arg: '<n>', help: 'most microbatches in flight per tab when the scheduler widens 1F1B\'s window (stages x widest group) to overlap measured hop round trips; each costs the tab a stash of activations (base: ~115 MiB); 1 = 1F1B depth only (docs/wire.md)', default: d.maxInFlight },
   'skip-ratio': { kind: 'number', section: 'Run', arg: '<r>', help: 'SkipPipe: each training microbatch skips about r of the stages (0 = full paths); with r > 0 a vacant intermediate stage is skipped instead of waited for (docs/skippipe.md)', default: d.skipRatio },
   'skip-schedule': { kind: 'string', section: 'Run', arg: '<s>', help: `how skip paths are chosen: ${SCHEDULERS.join(' | ')} (collision: over the measured stage times)`, default: d.skipSchedule, choices: SCHEDULERS },

@@ -18,6 +18,15 @@
  * else); one that fails a put or the apply is dropped (it would hold other weights than its
  * group) and joins again with the group's state. No replica left: the sync of that stage is
  * abandoned and its replicas go on from their own weights (the next sync covers 2H iterations).
+ *
+ * Streaming DiLoCo (`--dp-fragments F --dp-overlap tau`, shared/dp/streaming.ts): each sync covers
+ * the fragment due after its iteration (chunks relative to it; the screen keeps norms per stage,
+ * fragment and chunk). With tau = 0 the sync runs as above. With tau >= 1, `afterStep` waits only
+ * until every replica answered the first chunk (the tab snapshots its pseudo-gradient then, before
+ * the next iteration can step) and returns; the rest of the uplink and every mean chunk move
+ * while the next iterations train, and the `dp_sync_apply` goes out after the step of iteration
+ * t + tau (the tab merges into its weights then). The fingerprint check runs only with F = 1 and
+ * tau = 0: otherwise replicas legitimately differ outside (or, mixed, inside) the synced fragment.
  */
 import type { ResolvedConfig } from '../../shared/model/config.js';
 import { stageParamSpecs } from '../../shared/model/params.js';
@@ -26,6 +35,7 @@ import { flatLength } from '../../shared/dp/flat-weights.js';
 import { PseudoGradSum, PseudoGradSumError, type CompletedChunk } from '../../shared/dp/pseudo-grad-sum.js';
 import { decodeSyncChunk, encodeSyncChunk, syncChunkBytes, type ChunkRange } from '../../shared/dp/sync-chunks.js';
 import { pseudoGradOutliers } from '../../shared/dp/screen-pseudo-gradients.js';
+import { fragmentDueAfter, fragmentRanges, isPlainDiloco, streamingOf, type FragmentRange, type StreamingPlan } from '../../shared/dp/streaming.js';
 import { syncApplyReplySchema, syncGetReplySchema, syncOkReplySchema } from '../../shared/dp/sync-messages.js';
 import { FrameError } from '../../shared/protocol/frame-error.js';
 import { AskError, askStage, transferTimeoutMs } from '../tabs/ask-stage.js';
@@ -73,77 +83,161 @@ export interface StageSyncReport {
 }
 
 export interface SyncReport {
+  /** The iteration after which the sync started (its apply came `overlap` iterations later). */
   iteration: number;
+  /** The fragment it synced (0 with one fragment). */
+  fragment: number;
   seconds: number;
   stages: StageSyncReport[];
 }
 
+/** One stage's sync between its uplink and its apply. */
+interface Collected {
+  stage: number;
+  iteration: number;
+  fragment: FragmentRange;
+  sum: PseudoGradSum<Volunteer>;
+  rejected: Volunteer[];
+  accepted: Map<number, number[]>;
+  groupSize: number;
+  t0: number;
+  bytesUp: number;
+  bytesDown: number;
+}
+
+/** Every stage's sync started after one iteration, collecting (in the background when tau >= 1). */
+interface Started {
+  iteration: number;
+  fragment: number;
+  t0: number;
+  stages: Promise<Collected | StageSyncReport | null>[];
+}
+
 export class DilocoSync {
-  /** Accepted chunk norms of recent syncs, by `stage:chunk`. */
+  /** Accepted chunk norms of recent syncs, by `stage:fragment:chunk`. */
   private readonly history = new Map<string, number[]>();
+  private readonly plan: StreamingPlan;
+  /** A sync collecting in the background (tau >= 1), applied after the step of its iteration + tau. */
+  private pending: Started | null = null;
   /** The last sync's report (null before the first). */
   last: SyncReport | null = null;
   /** Syncs completed. */
   count = 0;
 
-  constructor(private deps: DilocoSyncDeps) {}
+  constructor(private deps: DilocoSyncDeps) {
+    this.plan = streamingOf(deps.dp);
+  }
 
-  /** Whether the groups sync after iteration `iteration`. */
+  /** Whether the groups start a sync after iteration `iteration`. */
   due(iteration: number): boolean {
     return syncsAfter(this.deps.dp, iteration);
   }
 
-  /** After the step of `iteration`: syncs every stage when due (stages in parallel). */
+  /** Whether a sync is under way (started, not yet applied): joins wait for it (a joiner would miss its apply). */
+  get inFlight(): boolean {
+    return this.pending !== null;
+  }
+
+  /**
+   * After the step of `iteration`: applies the overlapped sync started tau iterations before, then
+   * starts the sync due now (stages in parallel); with tau = 0 it completes here. Returns the
+   * report of the sync applied now (null if none).
+   */
   async afterStep(iteration: number): Promise<SyncReport | null> {
-    if (!this.due(iteration)) return null;
-    const t0 = performance.now();
-    const stages = await Promise.all(Array.from({ length: this.deps.nStages }, (_, s) => this.syncStage(s, iteration)));
-    const report: SyncReport = { iteration, seconds: (performance.now() - t0) / 1000, stages: stages.filter((r): r is StageSyncReport => r !== null) };
+    let report: SyncReport | null = null;
+    const pending = this.pending;
+    if (pending && pending.iteration + this.plan.overlap === iteration) {
+      this.pending = null;
+      report = await this.finish(pending);
+    }
+    if (!this.due(iteration)) return report;
+    const fragment = fragmentDueAfter(this.plan, iteration)!;
+    const snaps: Promise<void>[] = [];
+    const started: Started = {
+      iteration,
+      fragment,
+      t0: performance.now(),
+      stages: Array.from({ length: this.deps.nStages }, (_, s) => {
+        let snapped!: () => void;
+        snaps.push(new Promise<void>((resolve) => (snapped = resolve)));
+        const c = this.collect(s, iteration, fragment, snapped);
+        void c.then(snapped, snapped); // (also marks a failure handled: finish() awaits it and rethrows)
+        return c;
+      }),
+    };
+    if (this.plan.overlap === 0) return this.finish(started);
+    // Every replica has snapshot its pseudo-gradient (the first chunk answered): training may go on.
+    await Promise.all(snaps);
+    this.pending = started;
+    return report;
+  }
+
+  /** Applies every stage of a started sync as its collection ends; reports it. */
+  private async finish(started: Started): Promise<SyncReport> {
+    const stages = await Promise.all(started.stages.map(async (p) => {
+      const c = await p;
+      return c === null || !('sum' in c) ? c : this.applyStage(c);
+    }));
+    const report: SyncReport = { iteration: started.iteration, fragment: started.fragment, seconds: (performance.now() - started.t0) / 1000, stages: stages.filter((r): r is StageSyncReport => r !== null) };
     this.deps.metrics.dpSyncSeconds.observe(report.seconds);
     this.last = report;
     this.count++;
     const up = report.stages.reduce((n, r) => n + r.bytesUp, 0);
     const down = report.stages.reduce((n, r) => n + r.bytesDown, 0);
+    const what = this.plan.fragments > 1 ? ` (fragment ${started.fragment} of ${this.plan.fragments})` : '';
+    const when = this.plan.overlap > 0 ? `, applied after iteration ${started.iteration + this.plan.overlap}` : '';
     this.deps.events.add(
       'run',
-      `diloco sync after iteration ${iteration}: ${(up / 1e6).toFixed(2)} MB up, ${(down / 1e6).toFixed(2)} MB down in ${report.seconds.toFixed(2)} s; drift ${report.stages.map((r) => r.drift.toFixed(3)).join(' / ')}`,
-      { iteration, bytesUp: up, bytesDown: down, seconds: report.seconds, drift: report.stages.map((r) => r.drift) },
+      `diloco sync after iteration ${started.iteration}${what}: ${(up / 1e6).toFixed(2)} MB up, ${(down / 1e6).toFixed(2)} MB down in ${report.seconds.toFixed(2)} s${when}; drift ${report.stages.map((r) => r.drift.toFixed(3)).join(' / ')}`,
+      { iteration: started.iteration, fragment: started.fragment, bytesUp: up, bytesDown: down, seconds: report.seconds, drift: report.stages.map((r) => r.drift) },
     );
     return report;
   }
 
-  /** One stage's sync (null: the stage has no replica now). */
+  /** One stage's whole sync (null: the stage has no replica now). */
   async syncStage(stage: number, iteration: number): Promise<StageSyncReport | null> {
+    const c = await this.collect(stage, iteration, fragmentDueAfter(this.plan, iteration) ?? 0, () => {});
+    return c === null || !('sum' in c) ? c : this.applyStage(c);
+  }
+
+  private report(c: Collected, applied: boolean): StageSyncReport {
+    return {
+      stage: c.stage,
+      iteration: c.iteration,
+      replicas: c.sum.replicas().length,
+      rejected: c.rejected.map((v) => v.id),
+      bytesUp: c.bytesUp,
+      bytesDown: c.bytesDown,
+      seconds: (performance.now() - c.t0) / 1000,
+      drift: c.sum.drift(),
+      applied,
+    };
+  }
+
+  /**
+   * The uplink, screen, streaming sum and every mean chunk of one stage's sync of `fragmentIndex`;
+   * `snapped` once every replica answered (or left) the first chunk. Returns what the apply needs,
+   * or the report of an abandoned sync, or null (no replica).
+   */
+  private async collect(stage: number, iteration: number, fragmentIndex: number, snapped: () => void): Promise<Collected | StageSyncReport | null> {
     const { deps } = this;
     const group = [...deps.replicas(stage)];
     if (group.length === 0) return null;
     const t0 = performance.now();
     const wire = deps.dp.wire;
-    const total = flatLength(stageParamSpecs(deps.config, stage));
+    const fragment = fragmentRanges(flatLength(stageParamSpecs(deps.config, stage)), this.plan.fragments)[fragmentIndex]!;
     const rejected: Volunteer[] = [];
     /** Per chunk, the norms the screen accepted (they join the history once the sync applies). */
     const accepted = new Map<number, number[]>();
     const screen = (norms: Map<Volunteer, number>, c: ChunkRange): Volunteer[] => {
       const slots = [...norms.keys()];
-      const out = pseudoGradOutliers([...norms.values()], this.history.get(`${stage}:${c.index}`) ?? []).map((i) => slots[i]!);
+      const out = pseudoGradOutliers([...norms.values()], this.history.get(`${stage}:${fragment.index}:${c.index}`) ?? []).map((i) => slots[i]!);
       rejected.push(...out);
       accepted.set(c.index, slots.filter((v) => !out.includes(v)).map((v) => norms.get(v)!));
       return out;
     };
-    const sum = new PseudoGradSum<Volunteer>(group, total, { screen });
-    let bytesUp = 0;
-    let bytesDown = 0;
-    const report = (applied: boolean): StageSyncReport => ({
-      stage,
-      iteration,
-      replicas: sum.replicas().length,
-      rejected: rejected.map((v) => v.id),
-      bytesUp,
-      bytesDown,
-      seconds: (performance.now() - t0) / 1000,
-      drift: sum.drift(),
-      applied,
-    });
+    const sum = new PseudoGradSum<Volunteer>(group, fragment.count, { screen });
+    const col: Collected = { stage, iteration, fragment, sum, rejected, accepted, groupSize: group.length, t0, bytesUp: 0, bytesDown: 0 };
     try {
       for (const c of sum.chunks) {
         const timeoutMs = transferTimeoutMs(SYNC_ASK_BASE_MS, syncChunkBytes(c.count, wire));
@@ -160,7 +254,7 @@ export class DilocoSync {
               this.failed(v, e, `the pseudo-gradient chunk ${c.index} of the sync after iteration ${iteration}`);
               return leave(v);
             }
-            bytesUp += frame.byteLength;
+            col.bytesUp += frame.byteLength;
             let data: Float32Array;
             try {
               data = decodeSyncChunk(frame, { stage, iteration, direction: 'up', wire }, c);
@@ -174,20 +268,28 @@ export class DilocoSync {
             if (done) completed.push(done);
           }),
         );
-        for (const done of completed) bytesDown += await this.sendMean(sum, stage, iteration, done, timeoutMs);
+        snapped();
+        for (const done of completed) col.bytesDown += await this.sendMean(sum, stage, iteration, done, timeoutMs);
       }
       if (!sum.complete()) throw new PseudoGradSumError(`stage ${stage}: no replica delivered every chunk`, []);
     } catch (e) {
       if (!(e instanceof PseudoGradSumError)) throw e;
       this.punish(rejected, stage, iteration);
       deps.events.add('run', `diloco sync of stage ${stage} after iteration ${iteration} abandoned (${e.message}): its replicas go on from their own weights`, { stage, iteration });
-      return report(false);
+      return this.report(col, false);
     }
+    return col;
+  }
+
+  /** The apply of one stage's collected sync: `dp_sync_apply` to every replica still in, metrics, the fingerprint check (F = 1, tau = 0). */
+  private async applyStage(col: Collected): Promise<StageSyncReport> {
+    const { deps } = this;
+    const { stage, iteration, sum, rejected } = col;
     this.punish(rejected, stage, iteration);
     // The accepted chunk norms feed the next syncs' screen of the same chunk.
-    for (const [index, ns] of accepted) {
-      const key = `${stage}:${index}`;
-      this.history.set(key, [...(this.history.get(key) ?? []), ...ns].slice(-SCREEN_HISTORY * Math.max(1, group.length)));
+    for (const [index, ns] of col.accepted) {
+      const key = `${stage}:${col.fragment.index}:${index}`;
+      this.history.set(key, [...(this.history.get(key) ?? []), ...ns].slice(-SCREEN_HISTORY * Math.max(1, col.groupSize)));
     }
     await Promise.all(
       sum.replicas().map(async (v) => {
@@ -199,10 +301,10 @@ export class DilocoSync {
         }
       }),
     );
-    const r = report(true);
-    deps.metrics.dpSyncBytes.inc({ stage: String(stage) }, bytesUp + bytesDown);
+    const r = this.report(col, true);
+    deps.metrics.dpSyncBytes.inc({ stage: String(stage) }, col.bytesUp + col.bytesDown);
     deps.metrics.dpDrift.set({ stage: String(stage) }, r.drift);
-    await deps.afterApply?.(stage, iteration).catch((e: Error) => deps.log.warn({ stage, err: e.message }, 'fingerprint check after a diloco sync failed'));
+    if (isPlainDiloco(this.plan)) await deps.afterApply?.(stage, iteration).catch((e: Error) => deps.log.warn({ stage, err: e.message }, 'fingerprint check after a diloco sync failed'));
     return r;
   }
 

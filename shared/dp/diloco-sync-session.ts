@@ -12,12 +12,19 @@
  *      and the tab loads the returned weights into its stage (Stage.setWeights; its Adam state
  *      stays). A tab that misses a chunk or the apply is re-synced from a sibling, like a drifted
  *      replica (coordinator/replica-sync.ts), with the join state (diloco-state.ts) added.
+ *
+ * Streaming DiLoCo (streaming.ts): the session covers the fragment the replica's plan syncs after
+ * its iteration (chunks are relative to that fragment); with an overlap tau >= 1 the apply comes
+ * tau iterations later and merges into the weights the tab holds then (`apply(now)`).
  */
 import type { DilocoReplica } from './diloco-replica.js';
 import { chunkOf, decodeSyncChunk, encodeSyncChunk, type ChunkRange } from './sync-chunks.js';
+import { mergeFragment, type FragmentRange } from './streaming.js';
 
 export class DilocoSyncSession {
   private readonly chunks: ChunkRange[];
+  /** The part of the flat vector this sync covers. */
+  readonly fragment: FragmentRange;
   private pseudo: Float32Array | null = null;
   private readonly means: (Float32Array | null)[];
   private applied = false;
@@ -29,7 +36,8 @@ export class DilocoSyncSession {
     private readonly current: Float32Array,
   ) {
     if (current.length !== replica.length) throw new RangeError(`sync of ${current.length} weights for a stage of ${replica.length}`);
-    this.chunks = replica.chunks();
+    this.fragment = replica.fragmentAfter(iteration);
+    this.chunks = replica.chunks(this.fragment);
     this.means = this.chunks.map(() => null);
   }
 
@@ -40,7 +48,7 @@ export class DilocoSyncSession {
   /** The encoded uplink chunk `index` of this replica's pseudo-gradient. */
   uplink(index: number): Uint8Array {
     const c = this.chunk(index);
-    this.pseudo ??= this.replica.pseudoGradient(this.current);
+    this.pseudo ??= this.replica.pseudoGradient(this.current, this.fragment);
     return encodeSyncChunk({ stage: this.replica.stage, iteration: this.iteration, direction: 'up', wire: this.replica.hyper.wire }, c, chunkOf(this.pseudo, c));
   }
 
@@ -56,15 +64,22 @@ export class DilocoSyncSession {
     return this.means.flatMap((m, i) => (m ? [] : [i]));
   }
 
-  /** The outer step over the averaged chunks; returns the weights to load. Once per session. */
-  apply(): Float32Array {
+  /**
+   * The outer step over the averaged chunks; returns the weights to load: `now` (the tab's weights
+   * at the apply; by default the snapshot, which is the same when tau = 0) with the fragment
+   * replaced by the new synced values (tau = 0) or mixed with them (streaming.ts). Once per session.
+   */
+  apply(now: Float32Array = this.current): Float32Array {
+    if (now.length !== this.replica.length) throw new RangeError(`apply over ${now.length} weights for a stage of ${this.replica.length}`);
     if (this.applied) throw new Error(`the sync after iteration ${this.iteration} was already applied`);
     const missing = this.missing();
     if (missing.length > 0) throw new RangeError(`cannot apply the sync after iteration ${this.iteration}: averaged chunks ${missing.join(', ')} missing`);
-    const mean = new Float32Array(this.replica.length);
+    const mean = new Float32Array(this.fragment.count);
     this.chunks.forEach((c, i) => mean.set(this.means[i]!, c.start));
     this.applied = true;
-    return this.replica.applyMean(mean);
+    const weights = Float32Array.from(now);
+    mergeFragment(weights, this.fragment, this.replica.applyMean(mean, this.fragment), this.replica.overlap, { merge: this.replica.hyper.streaming?.merge, snapshot: this.current });
+    return weights;
   }
 
   private chunk(index: number): ChunkRange {

@@ -10,6 +10,7 @@
  *           (Douillard et al. 2023, DiLoCo; docs/research.md "Low-communication data parallelism").
  */
 import { ConfigError } from '../model/config.js';
+import { checkStreaming, fragmentDueAfter, streamingOf, type StreamingMerge } from './streaming.js';
 import { WIRE_ENCODINGS, isWireEncoding, type WireEncoding } from '../protocol/wire-encoding.js';
 
 export const DP_MODES = ['exact', 'diloco'] as const;
@@ -25,9 +26,15 @@ export interface DpSettings {
   outerMomentum: number;
   /** diloco: how pseudo-gradients travel, up and down (int8 blockwise by default, as frames do). */
   wire: WireEncoding;
+  /** diloco: F, contiguous fragments of a stage's parameters synced at staggered iterations (Streaming DiLoCo; 1 = all at once). */
+  fragments: number;
+  /** diloco: tau, iterations a fragment's sync overlaps with training before its outer update is applied (0 = training waits). */
+  overlap: number;
+  /** diloco: how an overlapped outer update meets the local weights: 'mix' (0.5 / 0.5, Streaming DiLoCo's) or 'delta' (keeps the local progress). */
+  merge: StreamingMerge;
 }
 
-export const DEFAULT_DP: DpSettings = { mode: 'exact', every: 20, outerLr: 0.7, outerMomentum: 0.9, wire: 'int8' };
+export const DEFAULT_DP: DpSettings = { mode: 'exact', every: 20, outerLr: 0.7, outerMomentum: 0.9, wire: 'int8', fragments: 1, overlap: 0, merge: 'mix' };
 
 export function checkDpSettings(d: DpSettings): void {
   if (!(DP_MODES as readonly string[]).includes(d.mode)) throw new ConfigError(`unknown --dp mode "${d.mode}"; choose one of: ${DP_MODES.join(', ')}`);
@@ -35,9 +42,10 @@ export function checkDpSettings(d: DpSettings): void {
   if (!(d.outerLr > 0 && d.outerLr <= 10)) throw new ConfigError(`--outer-lr must be in (0, 10], got ${d.outerLr}`);
   if (!(d.outerMomentum >= 0 && d.outerMomentum < 1)) throw new ConfigError(`--outer-momentum must be in [0, 1), got ${d.outerMomentum}`);
   if (!isWireEncoding(d.wire)) throw new ConfigError(`unknown --dp-wire "${d.wire}"; choose one of: ${WIRE_ENCODINGS.join(', ')}`);
+  checkStreaming(streamingOf(d));
 }
 
-/** Whether a diloco group syncs after iteration `iteration` (counted from 0). */
-export function syncsAfter(d: Pick<DpSettings, 'mode' | 'every'>, iteration: number): boolean {
-  return d.mode === 'diloco' && (iteration + 1) % d.every === 0;
+/** Whether a diloco group starts a sync (of some fragment, streaming.ts) after iteration `iteration` (counted from 0). */
+export function syncsAfter(d: Pick<DpSettings, 'mode' | 'every'> & { fragments?: number }, iteration: number): boolean {
+  return d.mode === 'diloco' && fragmentDueAfter(streamingOf(d), iteration) !== null;
 }

@@ -17,6 +17,7 @@ import { WIRE_DTYPES, type WireEncoding } from '../protocol/wire-encoding.js';
 import { OK, asError, asNotOk, reply } from './reply.js';
 import { DilocoReplica } from '../dp/diloco-replica.js';
 import { DilocoSyncSession } from '../dp/diloco-sync-session.js';
+import { streamingOf } from '../dp/streaming.js';
 import { decodeDilocoState, encodeDilocoState } from '../dp/diloco-state.js';
 import { flatLength, flattenWeights, unflattenWeights } from '../dp/flat-weights.js';
 import { syncApplyRequestSchema, syncChunkRequestSchema } from '../dp/sync-messages.js';
@@ -346,7 +347,7 @@ export class VolunteerAgent {
     const stage = this.stage;
     if (!stage || dp?.mode !== 'diloco') return;
     const weights = flattenWeights(stage.specs, await stage.getWeightsAsync());
-    if (this.stage === stage) this.diloco = DilocoReplica.start(stage.index, weights, { lr: dp.outerLr, momentum: dp.outerMomentum, wire: dp.wire });
+    if (this.stage === stage) this.diloco = DilocoReplica.start(stage.index, weights, { lr: dp.outerLr, momentum: dp.outerMomentum, wire: dp.wire, streaming: streamingOf(dp) });
   }
 
   /**
@@ -376,7 +377,9 @@ export class VolunteerAgent {
     const stage = await this.idleStage();
     const replica = this.diloco;
     if (!replica) throw new Error('not a diloco replica');
-    const weights = session.apply();
+    // Streaming DiLoCo with an overlap: the outer update merges into the weights trained since the snapshot.
+    if (replica.overlap > 0 && this.stepping) await this.stepping;
+    const weights = session.apply(replica.overlap > 0 ? flattenWeights(stage.specs, await stage.getWeightsAsync()) : undefined);
     this.dpSync = null;
     stage.setWeights(unflattenWeights(stage.specs, weights));
     return { ok: true, syncs: replica.syncs };
