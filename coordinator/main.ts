@@ -23,7 +23,7 @@ import { findResumableRun } from './recovery/resume.js';
 import { ProcessGuard } from './cli/process-guard.js';
 import type { EdgePolicy } from '../shared/recovery/plan.js';
 import type { WireEncoding } from '../shared/protocol/wire-encoding.js';
-import type { StreamingMerge } from '../shared/dp/streaming.js';
+import { streamingJoinWarning, streamingOf, type StreamingMerge } from '../shared/dp/streaming.js';
 import type { SchedulerKind } from '../shared/schedule/skip-request.js';
 import type { Transport } from '../shared/protocol/p2p-messages.js';
 import { checkIceServers, type P2pOptions } from './gateway/p2p-signalling.js';
@@ -155,6 +155,8 @@ async function main(): Promise<void> {
   opts.dataset = runData.prepared.dataset;
   opts.tokenizerImpl = runData.prepared.tokenizer;
   console.log(runData.memoryTable);
+  const joinWarning = opts.settings.dp?.mode === 'diloco' ? streamingJoinWarning(streamingOf(opts.settings.dp)) : null;
+  if (joinWarning) console.log(`  warning: ${joinWarning}`);
   const mismatch = resumable && !v['new-run'] ? resumeDataMismatch(resumable.settings, opts.settings) : null;
   if (mismatch) throw new DataError(`cannot resume run ${resumable!.id} in ${opts.dataDir}: ${mismatch}; pass its --data and --tokenizer, or --new-run`);
   if (resumable) {

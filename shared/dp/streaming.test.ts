@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { checkStreaming, dilocoJoinsAllowed, syncsAppliedBy, fragmentDueAfter, fragmentOffset, fragmentRanges, mergeFragment, syncAppliedAfter, streamingOf } from './streaming.js';
+import { checkStreaming, dilocoJoinsAllowed, syncsAppliedBy, fragmentDueAfter, fragmentOffset, fragmentRanges, mergeFragment, syncAppliedAfter, streamingOf, streamingJoinWarning } from './streaming.js';
 import { checkDpSettings, DEFAULT_DP, syncsAfter } from './dp-settings.js';
 import { DilocoReplica } from './diloco-replica.js';
 import { DilocoSyncSession } from './diloco-sync-session.js';
@@ -113,5 +113,16 @@ describe('a fragment sync through DilocoSyncSession (by hand, f32)', () => {
     expect(() => new DilocoSyncSession(reps[0]!, 2, out)).not.toThrow(); // (2 + 1) mod 2 = 1: fragment 1 again
     const three = DilocoReplica.start(0, w0, { ...hyper, streaming: { every: 3, fragments: 2, overlap: 1 } }, 128);
     expect(() => new DilocoSyncSession(three, 1, w0)).toThrow(/no fragment syncs/); // offsets 0 and 1: (1 + 1) mod 3 = 2
+  });
+});
+
+describe('the join warning', () => {
+  it('warns only where a sync is always under way (tau = floor(H / F) > 0)', () => {
+    const plan = (every: number, fragments: number, overlap: number) => streamingOf({ every, fragments, overlap });
+    expect(streamingJoinWarning(plan(4, 4, 1))).toMatch(/cannot join.*--dp-overlap <= 0/);
+    expect(streamingJoinWarning(plan(20, 4, 5))).toMatch(/--dp-overlap <= 4/);
+    expect(streamingJoinWarning(plan(20, 4, 4))).toBeNull();
+    expect(streamingJoinWarning(plan(20, 1, 0))).toBeNull();
+    expect(streamingJoinWarning(plan(4, 4, 0))).toBeNull();
   });
 });

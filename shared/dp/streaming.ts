@@ -130,6 +130,16 @@ export function dilocoJoinsAllowed(p: StreamingPlan, done: number, inFlight: boo
   return !inFlight;
 }
 
+/**
+ * What an operator should know about a plan before the run starts, or null: with tau =
+ * floor(H / F) > 0 a fragment's sync is always under way (each starts as the previous one is
+ * applied), so dilocoJoinsAllowed never opens and no tab can join a group after the first sync.
+ */
+export function streamingJoinWarning(p: StreamingPlan): string | null {
+  if (isPlainDiloco(p) || p.overlap === 0 || p.overlap < Math.floor(p.every / p.fragments)) return null;
+  return `--dp-overlap ${p.overlap} = floor(--dp-every ${p.every} / --dp-fragments ${p.fragments}): a sync is always under way, so volunteers that arrive after the first sync cannot join a group (they wait as spares); where volunteers come and go use --dp-overlap <= ${Math.floor(p.every / p.fragments) - 1} or fewer fragments`;
+}
+
 /** Syncs applied once `done` iterations completed (those started after t with t + tau < done). */
 export function syncsAppliedBy(p: StreamingPlan, done: number): number {
   let n = 0;
