@@ -6,6 +6,7 @@
  *   npm run bench:scaling -- --tabs 4,8,16 --pace 400 --iterations 4
  *   npm run bench:scaling -- --dp diloco --dp-every 4 --link 50,50,20 --preset tiny
  *   npm run bench:scaling -- --volunteer paced --preset base --dp diloco --link 50,50,20 --pace 100
+ *   (add --heartbeat-timeout 60000 at base on slow links: a ping queued behind a 100 MB state arrives late)
  *
  * `--dp exact|diloco` (docs/data-parallel.md; `--dp-every H`, `--dp-fragments F --dp-overlap tau`), `--preset`, and `--link up,down,latency`
  * (Mbit/s, Mbit/s, ms: every volunteer reaches the coordinator through its own emulated link,
@@ -151,6 +152,8 @@ interface Setup {
   codecMs: number;
   /** Links run at loopback-like rates until every volunteer is placed (joins copy 100 MB states), shaped from then on. */
   warmFast: boolean;
+  /** The coordinator's --heartbeat-timeout (ms): a tab whose pong is queued behind a 100 MB state on a slow link must not be dropped. */
+  heartbeatTimeoutMs: number;
 }
 
 interface Row {
@@ -215,6 +218,7 @@ async function measure(tabs: number, paceMs: number, mbPerTab: number, iteration
     evalEvery: 0,
     rebalanceEvery: 0,
     replicaSyncEvery: 0,
+    heartbeatTimeoutMs: setup.heartbeatTimeoutMs,
     // Through a link emulator the Host header names the emulator's port: accept 127.0.0.1 on any port.
     publicHosts: setup.link ? ['127.0.0.1'] : [],
     rateLimit: 100_000,
@@ -325,13 +329,14 @@ async function main(): Promise<void> {
     volunteer: 'string',
     'codec-ms': 'string',
     'warm-fast': 'boolean',
+    'heartbeat-timeout': 'string',
   });
   const link = parseLink(f.link as string | undefined);
   const dp = String(f.dp ?? 'exact') as DpMode;
   if (!DP_MODES.includes(dp)) throw new Error(`--dp must be one of ${DP_MODES.join(', ')}`);
   const volunteer = String(f.volunteer ?? 'node') as VolunteerKind;
   if (volunteer !== 'node' && volunteer !== 'paced') throw new Error('--volunteer must be node or paced');
-  const setup: Setup = { preset: String(f.preset ?? 'tiny'), dp, every: Number(f['dp-every'] ?? DEFAULT_DP.every), streaming: { fragments: Number(f['dp-fragments'] ?? 1), overlap: Number(f['dp-overlap'] ?? 0) }, link, volunteer, codecMs: Number(f['codec-ms'] ?? 5), warmFast: f['warm-fast'] === true };
+  const setup: Setup = { preset: String(f.preset ?? 'tiny'), dp, every: Number(f['dp-every'] ?? DEFAULT_DP.every), streaming: { fragments: Number(f['dp-fragments'] ?? 1), overlap: Number(f['dp-overlap'] ?? 0) }, link, volunteer, codecMs: Number(f['codec-ms'] ?? 5), warmFast: f['warm-fast'] === true, heartbeatTimeoutMs: Number(f['heartbeat-timeout'] ?? DEFAULT_COORDINATOR.heartbeatTimeoutMs) };
   if (typeof f.child === 'string') return child(f.child, Number(f.count), Number(f.pace), String(f.name), link, volunteer, setup.preset, dp, setup.every, setup.codecMs, setup.warmFast);
   const tabsList = String(f.tabs ?? '4,8,16,32').split(',').map(Number);
   const paceMs = Number(f.pace ?? 300);
