@@ -6,6 +6,7 @@
  *   npm run bench:screening -- --quick          (a few minutes on 2 cores)
  *   npm run bench:screening                     (every configuration, long)
  *   npm run bench:screening -- --iterations 2000 --configs issue22,mb16
+ *   npm run bench:screening -- --skip-honest --modes inflate-sent-grads,mute-step
  *
  * Honest part: each configuration (batch 1-8, sequence 32-256, microbatches 2-16, every recovery
  * strategy with a rebuilt stage, tiny and small, churn, a new replica) trains with nobody
@@ -116,6 +117,7 @@ async function honestRun(c: HonestConfig, iterations: number): Promise<Counts & 
     }
     const text = await coord.metrics.text();
     const quarantines = coord.events.list('quarantine').length;
+    for (const e of coord.events.list('quarantine')) console.log(`    quarantine in ${c.name} at iteration ${coord.scheduler.iteration}: ${e.message}`);
     const upstream = metricValue(text, 'swarm_relay_blame_total', 'rule="upstream"');
     const jump = metricValue(text, 'swarm_relay_blame_total', 'rule="jump"');
     const diffs = coord.events
@@ -196,7 +198,7 @@ async function poisonedRun(mode: NonNullable<PoisonMode>, stage: number, sibling
 const per10k = (x: number, its: number) => (its > 0 ? fmt((x / its) * 10_000, 1) : '-');
 
 async function main(): Promise<void> {
-  const f = flags(process.argv.slice(2), { quick: 'boolean', iterations: 'string', configs: 'string', budget: 'string', 'skip-poisoned': 'boolean', 'skip-honest': 'boolean' });
+  const f = flags(process.argv.slice(2), { quick: 'boolean', iterations: 'string', configs: 'string', budget: 'string', 'skip-poisoned': 'boolean', 'skip-honest': 'boolean', modes: 'string' });
   const quick = f.quick === true;
   const iterations = Number(f.iterations ?? (quick ? 200 : 2000));
   const budget = Number(f.budget ?? 30);
@@ -226,7 +228,8 @@ async function main(): Promise<void> {
   }
   if (f['skip-poisoned'] !== true) {
     const det: Detection[] = [];
-    for (const { mode, stage } of MODES) {
+    const modes = list(f.modes, MODES.map((m) => m.mode));
+    for (const { mode, stage } of MODES.filter((m) => modes.includes(m.mode))) {
       for (const sibling of [true, false]) {
         const d = await poisonedRun(mode, stage, sibling, budget);
         det.push(d);

@@ -110,4 +110,21 @@ describe('audit siblings', () => {
     await until(() => harness.coord!.scheduler.iteration >= it1 + 3, 'training continues');
     expect([harness.coord!.stages.size(0), harness.coord!.stages.size(1)]).toEqual([1, 1]);
   });
+
+  it('closing the coordinator while a sibling is being placed ends its loop: no new pass starts after close()', async () => {
+    // bench:screening's "alone" layout: the suspect goes on probation and the spare is placed as
+    // its sibling between iterations; every tab is killed and the coordinator closed at once.
+    // close() used to come while the loop awaited that placement, abort no pass, and let the loop
+    // start a pass that waited forever for the killed tabs.
+    const tabs = await swarm(['a', 'b', 'spare']);
+    const [suspect] = serving(tabs, 1);
+    suspect!.setPoison('inflate-sent-grads');
+    await until(() => harness.coord!.scheduler.probation.list().length >= 1, 'probation');
+    for (const t of tabs) t.kill();
+    const coord = harness.coord!;
+    harness.coord = null;
+    const closed = await Promise.race([coord.close().then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 20_000))]);
+    expect(closed).toBe(true);
+  });
 });
+

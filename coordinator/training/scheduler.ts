@@ -346,6 +346,8 @@ export class Scheduler {
       await this.vacancySkip.rejoin(progress.iteration).catch((e: Error) => log.warn({ err: e.message }, 'rebuilding a skipped stage failed'));
       await this.auditSiblings.place().catch((e: Error) => log.warn({ err: e.message }, 'placing an audit sibling failed'));
       await placement.admit().catch((e: Error) => log.warn({ err: e.message }, 'placement failed'));
+      // close() may have come during those awaits: it aborted no pass then, so start none.
+      if (this.closed) break;
       if (this.isPaused || !(stages.ready() || this.vacancySkip.canTrain())) {
         // A lost stage keeps the run 'recovering' until it is served again, including while its
         // weights are still being rebuilt (it only becomes vacant once they are ready).
