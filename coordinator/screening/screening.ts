@@ -76,7 +76,13 @@ export class Screening {
           suspect: upstream,
         };
       }
-      return { culprit: largest(outlier.stage), stage: outlier.stage, reason: outlier.reason, abandon: `stage ${outlier.stage} sent an outlier gradient`, rule: null };
+      // Flows into the stage did jump, but each chain of them runs through a flow already audited
+      // and found honest (or accepted on the retry) in an earlier attempt of this iteration: the
+      // outlier is explained, as within one attempt (barrier.ts `cleared`), not the stage's own.
+      const explained = excused !== undefined && this.relayNorms.blame(outlier.stage) !== null;
+      if (!explained) {
+        return { culprit: largest(outlier.stage), stage: outlier.stage, reason: outlier.reason, abandon: `stage ${outlier.stage} sent an outlier gradient`, rule: null };
+      }
     }
     // While the loss falls fast the unbacked rule needs a wider jump (a gradient outlier, which
     // backs `upstream`, has its absolute floor instead).
