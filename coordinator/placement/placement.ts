@@ -16,7 +16,6 @@
  */
 import type { ResolvedConfig } from '../../shared/model/config.js';
 import { stageParamSpecs, sizeOf } from '../../shared/model/params.js';
-import { encodeStageState } from '../../shared/protocol/index.js';
 import type { Assignment } from '../../shared/protocol/events.js';
 import type { WireEncoding } from '../../shared/protocol/wire-encoding.js';
 import type { Volunteer } from '../tabs/registry.js';
@@ -26,7 +25,7 @@ import type { EventLog } from '../record/events-log.js';
 import type { Logger } from '../record/log.js';
 import { askStage, ASK_TIMEOUT_MS, okReply, transferTimeoutMs } from '../tabs/ask-stage.js';
 import type { BundleTransfer } from '../tabs/bundle-transfer.js';
-import { checkStageState } from '../tabs/bundle-check.js';
+import { pullStageState } from '../tabs/bundle-check.js';
 import { median } from '../tabs/tab-speed.js';
 import { fitsDevice, type StageMemory } from '../../shared/model/memory.js';
 import type { DpSettings } from '../../shared/dp/dp-settings.js';
@@ -314,9 +313,7 @@ export class Placement {
       concurrency: this.opts.joinConcurrency ?? JOIN_PUSH_CONCURRENCY,
       pull: async (source) => {
         try {
-          const raw = await this.deps.transfer.pull(source, { event: 'get_weights', parts: 'state' }, ASK_TIMEOUT_MS.state);
-          // Re-encoded from the checked values: only validated numbers are handed on.
-          const state = encodeStageState(checkStageState(this.opts.config, stage, raw));
+          const state = await pullStageState(this.deps.transfer, this.opts.config, stage, source);
           const outer = diloco ? (await pullDilocoState(this.deps.transfer, this.opts.config, stage, source)).bundle : null;
           return { state, outer };
         } catch (e) {

@@ -12,13 +12,11 @@
  * from it exactly; an intermediate stage is then trained around as any vacancy is.
  */
 import type { ResolvedConfig } from '../../shared/model/config.js';
-import { encodeStageState } from '../../shared/protocol/index.js';
 import { skipRules } from '../../shared/schedule/skip-paths.js';
 import type { EventLog } from '../record/events-log.js';
 import type { Logger } from '../record/log.js';
-import { ASK_TIMEOUT_MS } from '../tabs/ask-stage.js';
 import type { BundleTransfer } from '../tabs/bundle-transfer.js';
-import { checkStageState } from '../tabs/bundle-check.js';
+import { pullStageState } from '../tabs/bundle-check.js';
 import type { Volunteer } from '../tabs/registry.js';
 import type { TabSpeeds } from '../tabs/tab-speed.js';
 import { EDGE_SWAP_MIN_GAP, planEdgeSwap, type EdgeSwap } from './skip-edge-placement.js';
@@ -95,9 +93,8 @@ export class SkipEdgeSwapper {
     let edgeState: Uint8Array;
     let midState: Uint8Array;
     try {
-      // Re-encoded from the checked values: only validated numbers are handed on.
-      edgeState = encodeStageState(checkStageState(this.opts.config, p.edge, await transfer.pull(a, { event: 'get_weights', parts: 'state' }, ASK_TIMEOUT_MS.state)));
-      midState = encodeStageState(checkStageState(this.opts.config, p.intermediate, await transfer.pull(b, { event: 'get_weights', parts: 'state' }, ASK_TIMEOUT_MS.state)));
+      edgeState = await pullStageState(transfer, this.opts.config, p.edge, a);
+      midState = await pullStageState(transfer, this.opts.config, p.intermediate, b);
     } catch (e) {
       log.warn({ edge: p.edge, intermediate: p.intermediate, err: (e as Error).message }, 'edge swap: could not copy a stage state');
       return null;

@@ -6,7 +6,10 @@
 import type { ResolvedConfig } from '../../shared/model/config.js';
 import { stageParamSpecs } from '../../shared/model/params.js';
 import { validateWeights, type NamedWeights } from '../../shared/model/stage.js';
-import { decodeStageState, decodeWeights, type StageState } from '../../shared/protocol/index.js';
+import { decodeStageState, decodeWeights, encodeStageState, type StageState } from '../../shared/protocol/index.js';
+import type { Volunteer } from './registry.js';
+import type { BundleTransfer } from './bundle-transfer.js';
+import { ASK_TIMEOUT_MS } from './ask-stage.js';
 import { stateBundleLimits } from '../../shared/protocol/state-bundle-limits.js';
 
 export class BundleError extends Error {
@@ -38,6 +41,16 @@ export function checkStageState(config: ResolvedConfig, stage: number, bytes: Ui
     }
     return state;
   });
+}
+
+/**
+ * Pulls `source`'s full state of `stage` (weights and Adam) and re-encodes it from the checked
+ * values, so only validated numbers are handed on to another tab. Throws when the pull or the
+ * check fails.
+ */
+export async function pullStageState(transfer: BundleTransfer, config: ResolvedConfig, stage: number, source: Volunteer): Promise<Uint8Array> {
+  const raw = await transfer.pull(source, { event: 'get_weights', parts: 'state' }, ASK_TIMEOUT_MS.state);
+  return encodeStageState(checkStageState(config, stage, raw));
 }
 
 /**
