@@ -8,33 +8,12 @@ import { describe, it, expect, beforeAll } from 'vitest';
 import { useNodeBackend } from '../trainer/node-backend.js';
 import { checkpointSeconds, DEFAULT_NETWORK, slotCost, storageDownloadSeconds } from './cost-model.js';
 import { runExperiment, type ExperimentOptions } from './experiment.js';
+import { tinyExperimentOptions } from '../testing/tiny-experiment.js';
 import { modelBytes, type SlotRecord } from './run.js';
 import { modelConfigOf } from '../shared/run-settings.js';
 
-const options = (over: Partial<ExperimentOptions>): ExperimentOptions => ({
-  settings: { preset: 'tiny', stages: 4, microbatches: 2, batch: 1, seqLen: 16, lr: 3e-3, seed: 1234 },
-  iterations: 6,
-  rates: [10],
-  strategies: ['checkpoint', 'stage-restore', 'cpsr'],
-  evalEvery: 2,
-  evalBatches: 1,
-  replicaEvery: 2,
-  lrScale: 1.1,
-  weighting: 'post-clip',
-  failureSeed: 3,
-  iterationSeconds: 3600, // p_iter = h: failures at slots 1, 2, 5 (and 7 for the rollback)
-  network: DEFAULT_NETWORK,
-  replacementWaitSeconds: 10,
-  redundantCost: 'compute',
-  checkpointEvery: 2,
-  targetLoss: 'auto',
-  computeTime: 'median',
-  reuse: true,
-  calibrationIterations: 1,
-  maxSlotsFactor: 4,
-  out: null,
-  ...over,
-});
+// p_iter = h: failures at slots 1, 2, 5 (and 7 for the rollback).
+const options = (over: Partial<ExperimentOptions>): ExperimentOptions => tinyExperimentOptions({ strategies: ['checkpoint', 'stage-restore', 'cpsr'], ...over });
 
 beforeAll(async () => {
   await useNodeBackend('wasm');

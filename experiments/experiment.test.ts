@@ -7,35 +7,11 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { useNodeBackend } from '../trainer/node-backend.js';
-import { DEFAULT_NETWORK } from './cost-model.js';
 import { readTraceBundle, repriceExperiment, runExperiment, type ExperimentOptions } from './experiment.js';
+import { tinyExperimentOptions } from '../testing/tiny-experiment.js';
 import { CSV_COLUMNS } from './report.js';
 
-const base = (over: Partial<ExperimentOptions>): ExperimentOptions => ({
-  settings: { preset: 'tiny', stages: 4, microbatches: 2, batch: 1, seqLen: 16, lr: 3e-3, seed: 1234 },
-  iterations: 6,
-  rates: [10],
-  strategies: ['checkfree', 'checkpoint'],
-  evalEvery: 2,
-  evalBatches: 1,
-  replicaEvery: 2,
-  lrScale: 1.1,
-  weighting: 'post-clip',
-  failureSeed: 3,
-  // One iteration stands for an hour: p_iter = h, so a few iterations see failures.
-  iterationSeconds: 3600,
-  network: DEFAULT_NETWORK,
-  replacementWaitSeconds: 10,
-  redundantCost: 'compute',
-  checkpointEvery: 2,
-  targetLoss: 'auto',
-  computeTime: 'median',
-  reuse: true,
-  calibrationIterations: 1,
-  maxSlotsFactor: 4,
-  out: null,
-  ...over,
-});
+const base = tinyExperimentOptions;
 
 beforeAll(async () => {
   await useNodeBackend('wasm');
