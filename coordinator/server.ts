@@ -39,6 +39,8 @@ import { DilocoSync } from './training/diloco-sync.js';
 import { dilocoJoinsAllowed, streamingOf } from '../shared/dp/streaming.js';
 import { AssignmentRecorder } from './training/assignment-recorder.js';
 import { copyDilocoState } from './training/diloco-join.js';
+import { PseudoGradReview } from './screening/pseudo-grad-review.js';
+import { pullStageState } from './tabs/bundle-check.js';
 import type { TaskSender } from './training/task-book.js';
 import { Recovery } from './recovery/recovery.js';
 import { CheckpointStore } from './recovery/checkpoint-store.js';
@@ -289,6 +291,19 @@ export class Coordinator {
                 unresponsive,
                 // --replica-sync-every 0 turns the fingerprint check off in diloco too.
                 afterApply: opts.replicaSyncEvery > 0 ? (stage, iteration) => this.replicaSync.syncStage(stage, iteration) : undefined,
+                // A replica left out by the sync's screen: unverifiable, reset to its group's synced state, on probation.
+                outliers: new PseudoGradReview({
+                  probation: () => this.scheduler?.probation ?? null,
+                  quarantine: (v, reason) => this.connections.quarantine(v, reason),
+                  reset: async (v, stage, reason) => {
+                    const donor = this.stages.replicas(stage).find((r) => r !== v && r.socket.connected);
+                    if (!donor) throw new Error('no sibling holds the synced state');
+                    await reload(v, stage, await pullStageState(this.transfer, config, stage, donor), reason);
+                  },
+                  unresponsive,
+                  events: this.events,
+                  metrics: this.metrics,
+                }),
               })
             : undefined,
       },

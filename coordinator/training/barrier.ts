@@ -22,6 +22,7 @@ import type { BundleTransfer } from '../tabs/bundle-transfer.js';
 import type { StageTable } from '../placement/stage-table.js';
 import type { Screening } from '../screening/screening.js';
 import type { SuspectReview } from '../screening/suspect-review.js';
+import type { OwnGradientAudit } from '../screening/own-gradient-audit.js';
 import type { SwarmMetrics } from '../record/metrics.js';
 import type { EventLog } from '../record/events-log.js';
 import { reduceGradients, type Reduction } from './gradient-reduction.js';
@@ -50,6 +51,11 @@ const MAX_AUDIT_ROUNDS = 3;
 
 /** Rounds of re-run + combine before the iteration is given up. */
 const MAX_REDUCTION_ROUNDS = 4;
+
+/** `norms` with stage `s`'s left out of the judgement (as a stage that did not run). */
+function masked(norms: readonly (number | null)[], s: number): (number | null)[] {
+  return norms.map((n, i) => (i === s ? null : n));
+}
 
 /** A replica of the stage went away (lost, or on a blip) while the stage combined its gradients. */
 class ReplicaGone extends Error {
@@ -80,6 +86,8 @@ export interface BarrierDeps {
   visited?: readonly boolean[];
   /** Audits a relay-rule suspicion before anyone is convicted (suspect-review.ts); without it, suspicions convict. */
   review?: SuspectReview;
+  /** Audits a stage's own gradient outlier (own-gradient-audit.ts); without it, such an outlier convicts. */
+  ownAudit?: OwnGradientAudit;
 }
 
 export class Barrier {
@@ -132,13 +140,14 @@ export class Barrier {
       const own = this.deps.dpMode === 'diloco' ? await this.race(Promise.all(groups.map((g, s) => this.largestOwnNorm(g, s)))) : null;
       const norms = own
         ? own.map((o) => o.norm)
-        : await this.race(Promise.all(groups.map(async (g, s) => (this.visited(s) ? (await this.deps.ask.first(g, s, 'grad_norm', this.iteration, gradNormAckSchema)).preClipNorm : null))));
+        : await this.race(Promise.all(groups.map(async (g, s) => (this.visited(s) ? (await this.deps.ask.first(this.auditors(g), s, 'grad_norm', this.iteration, gradNormAckSchema)).preClipNorm : null))));
       this.current = BarrierPhase.Screen;
       await this.screen(norms, (s) => own?.[s]!.tab ?? reduced[s]?.largest ?? groups[s]![0]!);
       this.current = BarrierPhase.Step;
       const acks = await this.step(groups);
       this.current = BarrierPhase.Done;
-      this.deps.screening.accept(norms, this.deps.review?.unverifiedIn(this.iteration));
+      // An excused or unverified own outlier keeps this iteration's stage norms out of the baselines.
+      this.deps.screening.accept(norms, this.deps.review?.unverifiedIn(this.iteration) ?? (this.deps.ownAudit?.keepOutOfBaselines(this.iteration) ? () => false : null));
       return acks;
     } finally {
       this.close();
@@ -192,6 +201,13 @@ export class Barrier {
     return best;
   }
 
+  /** The replicas of a group whose gradients (and norm) count: all but a suspect under audit. */
+  private auditors(g: Volunteer[]): Volunteer[] {
+    const own = this.deps.ownAudit;
+    const rest = own ? g.filter((v) => !own.excluded(v)) : g;
+    return rest.length > 0 ? rest : g;
+  }
+
   /** One stage's reduction (null: a single replica, which holds the whole gradient, or diloco: each keeps its own). */
   private async combineStage(s: number): Promise<Reduction | null> {
     const { stages, config, stepTimeoutMs, reject, transfer, times } = this.deps;
@@ -201,7 +217,7 @@ export class Barrier {
     try {
       // The first chunk within the adaptive deadline; the whole bundle gets its bytes' time on top.
       const t0 = Date.now();
-      const r = await reduceGradients(g, s, this.iteration, config, times.deadline(COMBINE_KEY, BARRIER_DEADLINE, stepTimeoutMs), reject, transfer);
+      const r = await reduceGradients(g, s, this.iteration, config, times.deadline(COMBINE_KEY, BARRIER_DEADLINE, stepTimeoutMs), reject, transfer, this.auditors(g));
       times.record(COMBINE_KEY, Date.now() - t0);
       return r;
     } catch (e) {
@@ -224,17 +240,37 @@ export class Barrier {
    * contribution is never applied.
    */
   private async screen(norms: (number | null)[], largest: (stage: number) => Volunteer): Promise<void> {
-    const { screening, stages, metrics, events, quarantine, review } = this.deps;
+    const { screening, stages, metrics, events, quarantine, review, ownAudit } = this.deps;
     const excused = review?.excused(this.iteration);
     let cleared = false;
+    // A retry that ran without a suspect of an own outlier: its norms are the audit's evidence.
+    let judged = norms;
+    const own = ownAudit?.check(this.iteration, norms);
+    if (own?.verdict === 'mismatch') {
+      const reason = `stage ${own.stage} sent an outlier gradient; ${own.why}`;
+      if (stages.isReplica(own.suspect)) quarantine(own.suspect, reason);
+      throw new IterationAbandoned(own.stage, [], `stage ${own.stage}'s outlier gradient did not reproduce without ${own.suspect.id}`);
+    }
+    if (own?.verdict === 'match') judged = masked(norms, own.stage);
     for (let round = 0; ; round++) {
-      const verdict = screening.judge(norms, largest, excused);
+      const verdict = screening.judge(judged, largest, excused);
       if (!verdict) return;
       const serving = stages.isReplica(verdict.culprit);
       // A relayed-frame jump of a tab that is already gone changes nothing: the iteration goes on.
       if (verdict.rule === 'jump' && !serving) return;
       // A stage's own outlier left once the flows into it were audited and found honest: explained.
       if (verdict.rule === null && cleared) return;
+      const norm = norms[verdict.stage];
+      // A finite own outlier is a suspicion (own-gradient-audit.ts); a non-finite one is its own evidence.
+      if (verdict.rule === null && ownAudit && typeof norm === 'number' && Number.isFinite(norm)) {
+        if (!serving) throw new IterationAbandoned(verdict.stage, [], `${verdict.abandon} (${verdict.culprit.id}, gone since)`);
+        const r = ownAudit.suspect(this.iteration, verdict.stage, verdict.culprit, norm, verdict.reason);
+        if (r.outcome === 'accept' && round < MAX_AUDIT_ROUNDS) {
+          judged = masked(judged, verdict.stage);
+          continue;
+        }
+        throw new IterationAbandoned(verdict.stage, [], `${verdict.abandon}: ${r.why}, iteration dropped`);
+      }
       if (review && verdict.suspect && verdict.rule && serving) {
         const r = await this.race(review.review(verdict.suspect, verdict.rule, this.iteration));
         if (r.outcome === 'accept' && round < MAX_AUDIT_ROUNDS) {

@@ -9,7 +9,9 @@
  *      holds at most one chunk per replica and never a stage's weights;
  *   2. a completed chunk's mean is encoded once and the same bytes go to every replica still in
  *      (`dp_sync_put`); its screen (pseudoGradOutliers over the group's norms and this chunk's
- *      accepted norms of the last syncs) leaves an outlier out, which is then quarantined;
+ *      accepted norms of the last syncs) leaves an outlier out: unverifiable, it is reset to the
+ *      group's synced state after the apply and put on probation (pseudo-grad-review.ts; without
+ *      one, or with a non-finite norm, it is quarantined);
  *   3. `dp_sync_apply` to every replica: the outer Nesterov step; then `afterApply` (the replicas'
  *      fingerprint check, replica-sync.ts: between syncs replicas differ by design, right after
  *      one they must be bit-identical).
@@ -43,6 +45,7 @@ import type { Volunteer } from '../tabs/registry.js';
 import type { SwarmMetrics } from '../record/metrics.js';
 import type { EventLog } from '../record/events-log.js';
 import type { Logger } from '../record/log.js';
+import type { PseudoGradReview } from '../screening/pseudo-grad-review.js';
 
 /** Accepted norms kept per stage and chunk for the screen (the last syncs'). */
 const SCREEN_HISTORY = 5;
@@ -63,6 +66,8 @@ export interface DilocoSyncDeps {
   unresponsive: (v: Volunteer, why: string) => void;
   /** Right after a stage's apply (the fingerprint check of its replicas). */
   afterApply?: (stage: number, iteration: number) => Promise<unknown>;
+  /** What happens to a replica the screen left out (pseudo-grad-review.ts); without it, it is quarantined. */
+  outliers?: PseudoGradReview;
 }
 
 /** What one stage's sync did (the dashboard's and the benchmark's figures). */
@@ -98,6 +103,8 @@ interface Collected {
   fragment: FragmentRange;
   sum: PseudoGradSum<Volunteer>;
   rejected: Volunteer[];
+  /** The chunk norm each rejected replica was left out for (its first). */
+  rejectedNorms: Map<Volunteer, number>;
   accepted: Map<number, number[]>;
   groupSize: number;
   t0: number;
@@ -227,17 +234,19 @@ export class DilocoSync {
     const wire = deps.dp.wire;
     const fragment = fragmentRanges(flatLength(stageParamSpecs(deps.config, stage)), this.plan.fragments)[fragmentIndex]!;
     const rejected: Volunteer[] = [];
+    const rejectedNorms = new Map<Volunteer, number>();
     /** Per chunk, the norms the screen accepted (they join the history once the sync applies). */
     const accepted = new Map<number, number[]>();
     const screen = (norms: Map<Volunteer, number>, c: ChunkRange): Volunteer[] => {
       const slots = [...norms.keys()];
       const out = pseudoGradOutliers([...norms.values()], this.history.get(`${stage}:${fragment.index}:${c.index}`) ?? []).map((i) => slots[i]!);
       rejected.push(...out);
+      for (const v of out) if (!rejectedNorms.has(v)) rejectedNorms.set(v, norms.get(v)!);
       accepted.set(c.index, slots.filter((v) => !out.includes(v)).map((v) => norms.get(v)!));
       return out;
     };
     const sum = new PseudoGradSum<Volunteer>(group, fragment.count, { screen });
-    const col: Collected = { stage, iteration, fragment, sum, rejected, accepted, groupSize: group.length, t0, bytesUp: 0, bytesDown: 0 };
+    const col: Collected = { stage, iteration, fragment, sum, rejected, rejectedNorms, accepted, groupSize: group.length, t0, bytesUp: 0, bytesDown: 0 };
     try {
       for (const c of sum.chunks) {
         const timeoutMs = transferTimeoutMs(SYNC_ASK_BASE_MS, syncChunkBytes(c.count, wire));
@@ -260,7 +269,8 @@ export class DilocoSync {
               data = decodeSyncChunk(frame, { stage, iteration, direction: 'up', wire }, c);
             } catch (e) {
               if (!(e instanceof FrameError)) throw e;
-              deps.reject(v, 'pseudo-gradient', e.message);
+              // Non-finite numbers are garbage, their own evidence (the connection layer quarantines).
+              deps.reject(v, e.reason === 'nonfinite' ? 'nonfinite' : 'pseudo-gradient', e.message);
               return leave(v);
             }
             if (!sum.replicas().includes(v)) return; // dropped meanwhile
@@ -274,7 +284,7 @@ export class DilocoSync {
       if (!sum.complete()) throw new PseudoGradSumError(`stage ${stage}: no replica delivered every chunk`, []);
     } catch (e) {
       if (!(e instanceof PseudoGradSumError)) throw e;
-      this.punish(rejected, stage, iteration);
+      this.punish(col);
       deps.events.add('run', `diloco sync of stage ${stage} after iteration ${iteration} abandoned (${e.message}): its replicas go on from their own weights`, { stage, iteration });
       return this.report(col, false);
     }
@@ -284,8 +294,8 @@ export class DilocoSync {
   /** The apply of one stage's collected sync: `dp_sync_apply` to every replica still in, metrics, the fingerprint check (F = 1, tau = 0). */
   private async applyStage(col: Collected): Promise<StageSyncReport> {
     const { deps } = this;
-    const { stage, iteration, sum, rejected } = col;
-    this.punish(rejected, stage, iteration);
+    const { stage, iteration, sum } = col;
+    const toReset = this.punish(col);
     // The accepted chunk norms feed the next syncs' screen of the same chunk.
     for (const [index, ns] of col.accepted) {
       const key = `${stage}:${col.fragment.index}:${index}`;
@@ -301,6 +311,8 @@ export class DilocoSync {
         }
       }),
     );
+    // Left out (unverifiable): back to the group's synced state, before the fingerprint check.
+    for (const v of toReset) if (deps.replicas(stage).includes(v)) await deps.outliers?.reset(v, stage, iteration);
     const r = this.report(col, true);
     deps.metrics.dpSyncBytes.inc({ stage: String(stage) }, col.bytesUp + col.bytesDown);
     deps.metrics.dpDrift.set({ stage: String(stage) }, r.drift);
@@ -328,9 +340,15 @@ export class DilocoSync {
     return bytes;
   }
 
-  /** Replicas the screen left out are quarantined, like a gradient outlier. */
-  private punish(rejected: readonly Volunteer[], stage: number, iteration: number): void {
-    for (const v of new Set(rejected)) this.deps.quarantine(v, `outlier pseudo-gradient of stage ${stage} at the sync after iteration ${iteration}`);
+  /** Replicas the screen left out: judged (pseudo-grad-review.ts; else quarantined). Returns those to reset after the apply. */
+  private punish(col: Collected): Volunteer[] {
+    const { stage, iteration } = col;
+    const reset: Volunteer[] = [];
+    for (const v of new Set(col.rejected)) {
+      if (!this.deps.outliers) this.deps.quarantine(v, `outlier pseudo-gradient of stage ${stage} at the sync after iteration ${iteration}`);
+      else if (this.deps.outliers.leftOut(v, stage, iteration, col.rejectedNorms.get(v) ?? Number.NaN)) reset.push(v);
+    }
+    return reset;
   }
 
   /**

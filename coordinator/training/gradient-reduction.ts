@@ -37,10 +37,12 @@ export async function reduceGradients(
   timeoutMs: number,
   reject: (v: Volunteer, reason: string, message: string) => void,
   transfer: BundleTransfer,
+  /** The replicas whose gradients are summed (default all): a suspect under audit is left out, but still gets the sum. */
+  from: readonly Volunteer[] = replicas,
 ): Promise<Reduction> {
   let bytes = 0;
   const parts = await Promise.all(
-    replicas.map(async (r) => {
+    from.map(async (r) => {
       const raw = await transfer.pull(r, { event: 'get_grads', iteration }, timeoutMs);
       bytes += raw.byteLength;
       try {
@@ -53,13 +55,14 @@ export async function reduceGradients(
     }),
   );
   const sum: NamedWeights = {};
-  let largest = replicas[0]!;
+  let largest = from[0]!;
   let largestNorm = -1;
   for (const [i, g] of parts.entries()) {
     const n = sumSquares(g);
-    if (n > largestNorm) {
+    // A non-finite gradient is the largest (and blamed), whatever comes after it.
+    if (Number.isFinite(largestNorm) && (n > largestNorm || !Number.isFinite(n))) {
       largestNorm = n;
-      largest = replicas[i]!;
+      largest = from[i]!;
     }
     for (const [name, a] of Object.entries(g)) {
       const acc = sum[name];

@@ -20,6 +20,7 @@ import { Screening } from '../screening/screening.js';
 import { Probation } from '../screening/probation.js';
 import { SuspectReview } from '../screening/suspect-review.js';
 import { AuditSiblings } from '../screening/audit-siblings.js';
+import { OwnGradientAudit } from '../screening/own-gradient-audit.js';
 import type { Volunteer } from '../tabs/registry.js';
 import type { BundleTransfer } from '../tabs/bundle-transfer.js';
 import type { TabSpeeds } from '../tabs/tab-speed.js';
@@ -111,6 +112,8 @@ export class Scheduler {
   readonly review: SuspectReview;
   /** Siblings placed on single-replica stages whose tab is on probation (audit-siblings.ts). */
   readonly auditSiblings: AuditSiblings;
+  /** Audits a stage's own gradient outlier by a retry without the suspect (own-gradient-audit.ts). */
+  readonly ownAudit: OwnGradientAudit;
   /** Per tab: compute and hop round trip, from tasks that found it idle (sizes the window). */
   readonly hopTimes = new HopTimes();
   /** The window of the last training pass (null before the first). */
@@ -146,6 +149,14 @@ export class Scheduler {
       frames: { shape: [settings.batch, config.seqLen, config.dModel], wire: wireOf(settings), maxBytes: this.maxFrameBytes() },
       // An audit task is a hop task: the adaptive task deadline (answer-times.ts), as the watchdog's.
       timeoutMs: () => this.answerTimes.deadline('task:train', TASK_DEADLINE, opts.taskTimeoutMs),
+      events: deps.events,
+      metrics: deps.metrics,
+      replicasDiffer: dpOf(settings).mode === 'diloco',
+      needSibling: (s, v) => this.auditSiblings.request(s, v),
+    });
+    this.ownAudit = new OwnGradientAudit({
+      stages: deps.stages,
+      probation: this.probation,
       events: deps.events,
       metrics: deps.metrics,
       replicasDiffer: dpOf(settings).mode === 'diloco',
@@ -266,6 +277,7 @@ export class Scheduler {
     this.deps.speeds.forget(v);
     this.screening.forget(v);
     this.review.forget(v);
+    this.ownAudit.forget(v);
     this.hopTimes.forget(v);
     const pass = this.activePass();
     if (!last) {
@@ -389,6 +401,8 @@ export class Scheduler {
       frames: { shape: [settings.batch, config.seqLen, config.dModel], wire: wireOf(settings), maxBytes: this.maxFrameBytes() },
       times: this.answerTimes,
       timesKey: `task:${kind.name}`,
+      // A training retry that audits a stage's own outlier runs that stage's hops without the suspect.
+      ...(kind === this.train ? { skip: (v: Volunteer) => this.ownAudit.excluded(v) } : {}),
     });
     const attempt = ++this.attempt;
     return new PipelinePass(attempt, iteration, kind, batches, this.nStages, { stages, book, screening: this.screening, reject: tabs.reject, p2p: tabs.p2p, audit: tabs.p2p?.newAudit(attempt) });
@@ -432,6 +446,7 @@ export class Scheduler {
     const it = progress.iteration;
     const t0 = Date.now();
     this.screening.beginIteration();
+    this.ownAudit.beginAttempt(it);
     const batches = Array.from({ length: settings.microbatches }, (_, mb) => dataset.trainBatch(settings.seed, it, mb, settings.batch));
     const skip = await this.planPaths(it);
     this.plan = skip ? { iteration: it, paths: skip } : null;
@@ -462,9 +477,11 @@ export class Scheduler {
         dpMode: dpOf(settings).mode,
         ...(visits ? { visited: visits.map((n) => n > 0) } : {}),
         review: this.review,
+        ownAudit: this.ownAudit,
       });
       const acks = await this.barrier.run();
       this.review.applied(it);
+      this.ownAudit.applied(it);
       this.screening.observeLoss(losses.reduce((a, b) => a + b, 0) / losses.length);
       this.barrier = null;
       progress.applied(it + 1, losses.reduce((a, b) => a + b, 0) / losses.length, acks.map((a) => (a ? { preClipNorm: a.preClipNorm, postClipNorm: a.postClipNorm, blockNorm: a.blockNorm } : null)));

@@ -58,6 +58,8 @@ export interface TaskBookDeps {
   /** Recent task answer times (the watchdog's deadline adapts to them), recorded under `timesKey`. */
   times: AnswerTimes;
   timesKey: string;
+  /** Replicas that get no task of this pass (a suspect under audit, own-gradient-audit.ts). */
+  skip?: (v: Volunteer) => boolean;
 }
 
 export function taskKey(attempt: number, mb: number, dir: string, hop: number): string {
@@ -71,7 +73,14 @@ export class TaskBook {
 
   /** The replica of `stage` a task would go to now (the one expected to finish first). */
   pick(stage: number): Volunteer | undefined {
-    return this.deps.speeds.pick(this.deps.stages.replicas(stage));
+    return this.deps.speeds.pick(this.eligible(stage));
+  }
+
+  /** The replicas of `stage` a task may go to. */
+  private eligible(stage: number): Volunteer[] {
+    const all = this.deps.stages.replicas(stage);
+    const skip = this.deps.skip;
+    return skip ? all.filter((v) => !skip(v)) : all;
   }
 
   /** What a receiver must find: the frame `from` sent for hop `hop` of `fromStage`, peer to peer. */
@@ -88,7 +97,7 @@ export class TaskBook {
   /** Sends a task to `to` (or the replica expected to finish first). Returns the tab it went to. */
   send(meta: TaskMeta, input: Uint8Array | null, targets: Uint8Array | null, opts: { to?: Volunteer; replay?: boolean } = {}): Volunteer {
     const { stages, speeds, metrics } = this.deps;
-    const to = opts.to ?? speeds.pick(stages.replicas(meta.stage));
+    const to = opts.to ?? speeds.pick(this.eligible(meta.stage));
     if (!to || to.stage !== meta.stage) throw new IterationAbandoned(meta.stage, []);
     const idle = speeds.queued(to) === 0;
     this.tasks.set(taskKey(meta.attempt, meta.mb, meta.dir, meta.hop), { meta, to, sentAt: Date.now(), idle, replay: opts.replay ?? false });
