@@ -35,7 +35,7 @@ export interface PoisonedVolunteer extends NodeVolunteer {
  * Makes a frame's values non-finite, whatever its wire encoding (the encoder refuses to write
  * one): float32 values or int8 block scales become NaN, float16 values the NaN half 0x7e00.
  */
-function poisonFrame(frame: Uint8Array): Uint8Array {
+export function poisonFrame(frame: Uint8Array): Uint8Array {
   const out = frame.slice();
   const { header } = decodeTensorFrame(frame);
   const start = 20 + 4 * out[7]!;
