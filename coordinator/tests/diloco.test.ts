@@ -141,7 +141,7 @@ describe('--dp diloco in the swarm', () => {
     expect(last.stages.every((r) => r.applied)).toBe(true);
   }, 300_000);
 
-  it('a replica lying at a sync (a huge pseudo-gradient) is screened out against the history and quarantined; its sibling\'s sync goes on', async () => {
+  it('a replica lying at a sync (a huge pseudo-gradient) is screened out against the history, reset to the synced state and put on probation; its sibling\'s sync goes on', async () => {
     const { coord, url } = await startSwarm({ maxIterations: 2 * H + 1 });
     await joinEvenly(coord, url, 8);
     const liar = coord.stages.replicas(1).at(-1)!;
@@ -162,8 +162,11 @@ describe('--dp diloco in the swarm', () => {
     expect(last.stages[1]!.rejected).toEqual([liar.id]);
     expect(last.stages[1]!.replicas).toBe(1);
     expect(last.stages[1]!.applied).toBe(true);
-    expect(coord.events.list('quarantine').some((e) => e.message.includes(liar.id) && /outlier pseudo-gradient/.test(e.message))).toBe(true);
-    expect(coord.stages.replicas(1)).not.toContain(liar);
+    // Unverifiable (nobody can re-run H iterations of its own work): left out, reset to its
+    // group's synced state and on probation, not expelled (coordinator/screening/pseudo-grad-review.ts).
+    expect(coord.events.list('quarantine')).toEqual([]);
+    expect(coord.scheduler.probation.list().map((p) => p.volunteer)).toContain(liar.id);
+    expect(coord.events.list('run').some((e) => e.data?.reset === true && e.data?.volunteer === liar.id)).toBe(true);
     expect((await coord.metrics.abandoned.get()).values[0]?.value ?? 0).toBe(0);
   }, 300_000);
 });

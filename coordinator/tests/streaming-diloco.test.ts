@@ -74,7 +74,7 @@ describe('--dp diloco --dp-fragments 2 --dp-overlap 1 in the swarm', () => {
     expect(Math.max(...losses.slice(3).map((l, i) => Math.abs(l - plain.trainLosses[i + 3]!) / l))).toBeGreaterThan(1e-4);
   }, 300_000);
 
-  it('a replica lying at an overlapped fragment sync is screened out against that fragment\'s history and quarantined; its sibling goes on', async () => {
+  it('a replica lying at an overlapped fragment sync is screened out against that fragment\'s history, reset to its group\'s state and put on probation; its sibling goes on', async () => {
     const dp = dpBase;
     const settings = settingsBase;
     const plan = { ...dp, every: 4, fragments: 2, overlap: 1 };
@@ -107,7 +107,10 @@ describe('--dp diloco --dp-fragments 2 --dp-overlap 1 in the swarm', () => {
     expect(last.stages[1]!.rejected).toEqual([liar.id]);
     expect(last.stages[1]!.replicas).toBe(1);
     expect(last.stages[1]!.applied).toBe(true);
-    expect(coord.events.list('quarantine').some((e) => e.message.includes(liar.id) && /outlier pseudo-gradient/.test(e.message))).toBe(true);
-    expect(coord.stages.replicas(1)).not.toContain(liar);
+    // Unverifiable (nobody can re-run H iterations of its own work): left out, reset to its
+    // group's synced state and on probation, not expelled (coordinator/screening/pseudo-grad-review.ts).
+    expect(coord.events.list('quarantine')).toEqual([]);
+    expect(coord.scheduler.probation.list().map((p) => p.volunteer)).toContain(liar.id);
+    expect(coord.events.list('run').some((e) => e.data?.reset === true && e.data?.volunteer === liar.id)).toBe(true);
   }, 300_000);
 });
