@@ -162,7 +162,7 @@ export class OwnGradientAudit {
     if (n < p.norm) {
       metrics.audits.inc({ verdict: 'mismatch' });
       events.add('run', `suspicion of ${this.what(p)} audited: ${measured}: not reproduced; convicted`, { ...data, verdict: 'mismatch' });
-      return { verdict: 'mismatch', stage: p.stage, suspect: p.suspect, why: `own-gradient audit: ${measured}, not reproduced` };
+      return { verdict: 'mismatch', stage: p.stage, suspect: p.suspect, why: `${p.reason}; own-gradient audit: ${measured}, not reproduced` };
     }
     // Further out without the suspect: the evidence points away from it; the retry is judged afresh.
     this.unverifiable(p, `${measured}: further out than the suspect's, the retry is judged on its own`);

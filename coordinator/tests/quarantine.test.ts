@@ -48,7 +48,10 @@ describe('quarantine of poisoned tabs', () => {
     expect(allFinite(harness.vols.filter((v) => v !== bad))).toBe(true);
   });
 
-  it('an outlier gradient norm is caught before any stage steps; the culprit is quarantined', async () => {
+  // One tab per stage: the outlier is a suspicion (own-gradient-audit.ts), unverifiable at first;
+  // the spare joins stage 2 as its audit sibling, the retry runs without the culprit, the outlier
+  // does not reproduce, and the culprit is convicted.
+  it('an outlier gradient norm is caught before any stage steps; the culprit is audited on its audit sibling and quarantined', async () => {
     const suspects = await poisonableSwarm(await swarm(), 6);
     const culpritId = harness.coord!.stages.owner(2)!.id;
     const culprit = tabOf(suspects, 2);
@@ -58,9 +61,9 @@ describe('quarantine of poisoned tabs', () => {
     await until(() => harness.coord!.events.list('quarantine').length === 1, 'quarantine');
     const q = harness.coord!.events.list('quarantine')[0]!;
     expect(q.data).toMatchObject({ stage: 2, volunteer: culpritId });
-    expect(q.message).toMatch(/x its recent median/);
+    expect(q.message).toMatch(/x its recent median.*own-gradient audit: the retry without it/);
     // The poisoned iteration was abandoned: the innocent upstream stage did not step on it.
-    await until(() => harness.coord!.recovery.done.length === 1, 'stage 2 rebuilt');
+    await until(() => harness.coord!.stages.owner(2) !== undefined && harness.coord!.stages.owner(2)!.id !== culpritId, 'stage 2 served by its audit sibling');
     harness.coord!.scheduler.setPaused(true);
     await until(() => harness.coord!.scheduler.state === 'paused', 'paused');
     // One Adam step per completed iteration and none for the abandoned one.

@@ -247,7 +247,7 @@ export class Barrier {
     let judged = norms;
     const own = ownAudit?.check(this.iteration, norms);
     if (own?.verdict === 'mismatch') {
-      const reason = `stage ${own.stage} sent an outlier gradient; ${own.why}`;
+      const reason = `stage ${own.stage}'s ${own.why}`;
       if (stages.isReplica(own.suspect)) quarantine(own.suspect, reason);
       throw new IterationAbandoned(own.stage, [], `stage ${own.stage}'s outlier gradient did not reproduce without ${own.suspect.id}`);
     }
