@@ -122,7 +122,7 @@ export class SwarmMetrics {
   });
   readonly suspicions = new Counter({
     name: 'swarm_screening_suspicions_total',
-    help: 'Relay-norm suspicions (coordinator/screening/suspect-review.ts), by the rule that raised them: each is audited before anyone is convicted',
+    help: 'Suspicions by the rule that raised them: upstream/jump (relay norms, suspect-review.ts), own (a stage\'s own gradient outlier, own-gradient-audit.ts), pseudo (a diloco pseudo-gradient outlier, pseudo-grad-review.ts): each is audited before anyone is convicted',
     labelNames: ['rule'] as const,
     registers: [this.registry],
   });

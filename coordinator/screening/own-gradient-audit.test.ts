@@ -7,17 +7,18 @@ import { describe, it, expect } from 'vitest';
 import { Coordinator, DEFAULT_COORDINATOR } from '../server.js';
 import type { PoisonedVolunteer } from '../../testing/poisoned-volunteer.js';
 import { DEFAULT_SETTINGS } from '../../shared/run-settings.js';
+import { DEFAULT_DP } from '../../shared/dp/dp-settings.js';
 import { testSwarm } from '../../testing/test-swarm.js';
 import { until } from '../../testing/until.js';
 
 const harness = testSwarm();
 
 /** `maxReplicas` 2 with 4 tabs: each stage has a sibling; 1: each stage alone (a third tab is a spare). */
-async function swarm(maxReplicas: number, names: string[], history = 8): Promise<PoisonedVolunteer[]> {
+async function swarm(maxReplicas: number, names: string[], history = 8, diloco = false): Promise<PoisonedVolunteer[]> {
   harness.coord = new Coordinator({
     ...DEFAULT_COORDINATOR,
     maxReplicas,
-    settings: { ...DEFAULT_SETTINGS, preset: 'tiny', stages: 2, microbatches: 2, batch: 2, recovery: 'checkfree' },
+    settings: { ...DEFAULT_SETTINGS, preset: 'tiny', stages: 2, microbatches: 2, batch: 2, recovery: 'checkfree', ...(diloco ? { dp: { ...DEFAULT_DP, mode: 'diloco' as const, every: 4 } } : {}) },
     port: 0,
     silent: true,
     evalEvery: 0,
@@ -125,6 +126,23 @@ describe('own-gradient audit', () => {
     expect(harness.coord!.events.list('run').some((e) => /reproduced in the retry, still unverifiable; accepted/.test(e.message))).toBe(true);
     expect(harness.coord!.events.list('quarantine')).toEqual([]);
     expect(harness.coord!.stages.owner(1)!.id).toBe(id);
+    expect(await audits('mismatch')).toBe(0);
+  });
+
+  it('diloco: an own outlier is unverifiable (replicas differ between syncs): probation, never expelled, its retries accepted unverified', async () => {
+    const tabs = await swarm(2, ['a', 'b', 'c', 'd'], 8, true);
+    const [liar] = serving(tabs, 1);
+    const id = liar!.status().volunteerId;
+    liar!.setPoison('huge-grads');
+    await until(() => harness.coord!.scheduler.probation.list().length >= 1, 'probation');
+    expect(harness.coord!.events.list('run').some((e) => /is unverifiable: diloco replicas hold their own weights/.test(e.message))).toBe(true);
+    const syncs = harness.coord!.scheduler.diloco!.count;
+    await until(() => harness.coord!.scheduler.diloco!.count >= syncs + 1, 'the next sync');
+    // Every other attempt applied to its own replica, clipped (so its pseudo-gradient need not be an
+    // outlier at the sync); it syncs with its group, on probation, not expelled.
+    expect(harness.coord!.events.list('run').some((e) => /reproduced in the retry, still unverifiable; accepted/.test(e.message))).toBe(true);
+    expect(harness.coord!.events.list('quarantine')).toEqual([]);
+    expect(harness.coord!.stages.replicas(1).map((v) => v.id)).toContain(id);
     expect(await audits('mismatch')).toBe(0);
   });
 });
