@@ -25,7 +25,9 @@
  * the poisoned tab's stage (max replicas 2) and once without (max replicas 1, a spare): trains a
  * norm history, poisons one tab, and reports what happened to it within `--budget` iterations:
  * expelled (quarantined, or dropped as unresponsive: the mute modes), probation (suspected, no
- * sibling: its iteration dropped), or missed; and the iterations from poisoning to that.
+ * sibling: its iteration dropped), or missed; and the iterations from poisoning to that. A tab put
+ * on probation is watched 3 more iterations: convicted on the audit sibling placed for it
+ * (coordinator/screening/audit-siblings.ts), it counts as expelled ("quarantined after probation").
  */
 import { Coordinator, DEFAULT_COORDINATOR } from '../coordinator/server.js';
 import { startPoisonedVolunteer, type PoisonMode, type PoisonedVolunteer } from '../testing/poisoned-volunteer.js';
@@ -185,6 +187,16 @@ async function poisonedRun(mode: NonNullable<PoisonMode>, stage: number, sibling
     };
     for (;;) {
       const d = outcome();
+      if (d?.outcome === 'probation') {
+        // An audit sibling may be placed for it and its retry audited there: watch a little longer.
+        const stopAt = coord.scheduler.iteration + 3;
+        const t1 = Date.now();
+        while (coord.scheduler.iteration < stopAt && Date.now() - t1 < 30_000) {
+          const e = outcome();
+          if (e && e.outcome !== 'probation') return { ...e, how: `${e.how} after probation` };
+          await sleep(20);
+        }
+      }
       if (d) return d;
       if (coord.scheduler.iteration - it0 >= budget || Date.now() - t0 > 180_000) return { mode, layout, outcome: 'missed', iterations: coord.scheduler.iteration - it0, how: '-' };
       await sleep(20);
