@@ -9,7 +9,11 @@
  *   the suspect left out of that stage's hops (the task book routes them to its siblings) and out
  *   of the gradient sum (it still receives the sum and takes the identical step). Replicas hold
  *   identical weights and the other stages recompute from unchanged weights, so an honest outlier
- *   reproduces: the retry's stage norm is compared with the suspect's iteration's.
+ *   reproduces: the retry's stage norm is compared with the suspect's iteration's. Where the
+ *   coordinator summed the replicas' gradients it uses the norm of that sum (its own computation
+ *   from the uploads, barrier.ts), not a tab's answer, so a replica lying in its `grad_norm` answer
+ *   cannot make its sibling's audit come out either way; a stage with one replica has only its
+ *   own answer (its lie then convicts itself).
  *     `match`    (relative difference <= OWN_AUDIT_TOLERANCE): kept; the retry's outlier is
  *                excused and applied; verified honest, its norm joins the stage's baseline (as an
  *                audited-honest relayed flow joins its sender's), so a legitimate new level stops

@@ -142,7 +142,8 @@ export class Barrier {
         ? own.map((o) => o.norm)
         : await this.race(Promise.all(groups.map(async (g, s) => (this.visited(s) ? (await this.deps.ask.first(this.auditors(g), s, 'grad_norm', this.iteration, gradNormAckSchema)).preClipNorm : null))));
       this.current = BarrierPhase.Screen;
-      await this.screen(norms, (s) => own?.[s]!.tab ?? reduced[s]?.largest ?? groups[s]![0]!);
+      // The own-gradient audit's evidence: the norm of the sum the coordinator computed, where it summed one.
+      await this.screen(norms, (s) => own?.[s]!.tab ?? reduced[s]?.largest ?? groups[s]![0]!, norms.map((n, s) => reduced[s]?.norm ?? n));
       this.current = BarrierPhase.Step;
       const acks = await this.step(groups);
       this.current = BarrierPhase.Done;
@@ -239,13 +240,13 @@ export class Barrier {
    * iteration dropped, or convicted); a culprit is quarantined and the iteration abandoned, so its
    * contribution is never applied.
    */
-  private async screen(norms: (number | null)[], largest: (stage: number) => Volunteer): Promise<void> {
+  private async screen(norms: (number | null)[], largest: (stage: number) => Volunteer, evidence: (number | null)[] = norms): Promise<void> {
     const { screening, stages, metrics, events, quarantine, review, ownAudit } = this.deps;
     const excused = review?.excused(this.iteration);
     let cleared = false;
     // A retry that ran without a suspect of an own outlier: its norms are the audit's evidence.
     let judged = norms;
-    const own = ownAudit?.check(this.iteration, norms);
+    const own = ownAudit?.check(this.iteration, evidence);
     if (own?.verdict === 'mismatch') {
       const reason = `stage ${own.stage}'s ${own.why}`;
       if (stages.isReplica(own.suspect)) quarantine(own.suspect, reason);
@@ -260,9 +261,9 @@ export class Barrier {
       if (verdict.rule === 'jump' && !serving) return;
       // A stage's own outlier left once the flows into it were audited and found honest: explained.
       if (verdict.rule === null && cleared) return;
-      const norm = norms[verdict.stage];
+      const norm = evidence[verdict.stage];
       // A finite own outlier is a suspicion (own-gradient-audit.ts); a non-finite one is its own evidence.
-      if (verdict.rule === null && ownAudit && typeof norm === 'number' && Number.isFinite(norm)) {
+      if (verdict.rule === null && ownAudit && typeof norm === 'number' && Number.isFinite(norm) && Number.isFinite(norms[verdict.stage] ?? Number.NaN)) {
         if (!serving) throw new IterationAbandoned(verdict.stage, [], `${verdict.abandon} (${verdict.culprit.id}, gone since)`);
         const r = ownAudit.suspect(this.iteration, verdict.stage, verdict.culprit, norm, verdict.reason);
         if (r.outcome === 'accept' && round < MAX_AUDIT_ROUNDS) {

@@ -21,6 +21,8 @@ export interface Reduction {
   largest: Volunteer;
   /** Replicas that did not take the sum (lost while it was sent): they hold a partial gradient. */
   missed: Volunteer[];
+  /** The L2 norm of the sum, computed here from what the replicas uploaded (no tab's word). */
+  norm: number;
 }
 
 function sumSquares(w: NamedWeights): number {
@@ -70,6 +72,7 @@ export async function reduceGradients(
       else for (let j = 0; j < a.length; j++) acc[j]! += a[j]!;
     }
   }
+  const norm = Math.sqrt(sumSquares(sum));
   const bundle = encodeWeights(sum);
   // Every replica gets the same sum; one that does not take it (lost meanwhile) is reported, not
   // waited for: it must not step with its own partial gradient.
@@ -80,5 +83,5 @@ export async function reduceGradients(
     else missed.push(replicas[i]!);
   }
   if (missed.length === replicas.length) throw (sent[0] as PromiseRejectedResult).reason;
-  return { bytes, largest, missed };
+  return { bytes, largest, missed, norm };
 }
