@@ -147,7 +147,7 @@ export class Barrier {
       this.current = BarrierPhase.Step;
       const acks = await this.step(groups);
       this.current = BarrierPhase.Done;
-      // An excused or unverified own outlier keeps this iteration's stage norms out of the baselines.
+      // An own outlier accepted unverified keeps this iteration's stage norms out of the baselines.
       this.deps.screening.accept(norms, this.deps.review?.unverifiedIn(this.iteration) ?? (this.deps.ownAudit?.keepOutOfBaselines(this.iteration) ? () => false : null));
       return acks;
     } finally {
