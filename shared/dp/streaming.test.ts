@@ -20,7 +20,7 @@ describe('the Streaming DiLoCo fragment schedule', () => {
 
   it('one fragment is plain DiLoCo: a sync after every H-th iteration, nothing applied later', () => {
     const plan = streamingOf({ every: 3 });
-    expect(plan).toEqual({ every: 3, fragments: 1, overlap: 0, merge: 'mix' });
+    expect(plan).toEqual({ every: 3, fragments: 1, overlap: 0, merge: 'mix', warmup: 0 });
     expect(Array.from({ length: 7 }, (_, t) => syncsAfter({ mode: 'diloco', every: 3 }, t))).toEqual([false, false, true, false, false, true, false]);
     expect(Array.from({ length: 7 }, (_, t) => syncAppliedAfter(plan, t))).toEqual([null, null, 2, null, null, 5, null]);
     expect(syncsAfter({ mode: 'exact', every: 1 }, 0)).toBe(false);
