@@ -82,6 +82,11 @@ export function fragmentDueAfter(p: Pick<StreamingPlan, 'every' | 'fragments' | 
   return null;
 }
 
+/** Whether the sync after `iteration` is a warm-up sync (one iteration of progress, not up to H: screens keep their history apart). */
+export function inWarmup(p: Pick<StreamingPlan, 'warmup'>, iteration: number): boolean {
+  return iteration < (p.warmup ?? 0);
+}
+
 /** The iteration whose sync is applied after iteration `iteration` (started tau iterations before), or null. */
 export function syncAppliedAfter(p: StreamingPlan, iteration: number): number | null {
   const started = iteration - p.overlap;
