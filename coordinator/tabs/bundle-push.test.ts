@@ -13,6 +13,37 @@ import { useNodeBackend } from '../../trainer/node-backend.js';
 import { testSwarm } from '../../testing/test-swarm.js';
 import { until } from '../../testing/until.js';
 import { StagedBundle } from '../../shared/volunteer/staged-bundle.js';
+import { pushStaged, PUSH_WINDOW } from './bundle-push.js';
+import type { Volunteer } from './registry.js';
+
+/** A tab that keeps pieces in a StagedBundle after `delayMs`; `refuseAt`: it refuses the piece at that offset. */
+function fakeTab(opts: { delayMs?: number; refuseAt?: number } = {}) {
+  const staged = new StagedBundle();
+  const stats = { pieces: [] as number[], inFlight: 0, maxInFlight: 0 };
+  const socket = {
+    connected: true,
+    once: () => {},
+    off: () => {},
+    emit: (event: string, info: { offset: number; total: number }, bytes: Uint8Array, ack: (r: unknown) => void) => {
+      if (event !== 'put_bundle_chunk') throw new Error(`unexpected ${event}`);
+      stats.inFlight++;
+      stats.maxInFlight = Math.max(stats.maxInFlight, stats.inFlight);
+      setTimeout(() => {
+        stats.inFlight--;
+        stats.pieces.push(info.offset);
+        if (info.offset === opts.refuseAt) return ack({ ok: false, error: 'out of memory' });
+        try {
+          staged.put(info, bytes);
+          ack({ ok: true });
+        } catch (e) {
+          ack({ ok: false, error: (e as Error).message });
+        }
+      }, opts.delayMs ?? 1);
+    },
+  };
+  const v = { id: 'fake', socket } as unknown as Volunteer;
+  return { v, staged, stats };
+}
 
 const settings: RunSettings = { ...DEFAULT_SETTINGS, preset: 'tiny', stages: 1, microbatches: 2, batch: 1, recovery: 'checkfree' };
 const swarm = testSwarm();
@@ -44,6 +75,26 @@ describe('a large state pushed over a slow link', () => {
     const b = joiner.agent.currentStage!.getWeights();
     for (const [name, w] of Object.entries(a)) expect(Buffer.from(b[name]!.buffer).equals(Buffer.from(w.buffer))).toBe(true);
   }, 120_000);
+});
+
+describe('pushStaged (the coordinator\'s side)', () => {
+  it('sends a bundle larger than a piece in order, at most PUSH_WINDOW pieces unacknowledged; the tab holds the same bytes', async () => {
+    const tab = fakeTab({ delayMs: 3 });
+    const bytes = Uint8Array.from({ length: 10_000 }, (_, i) => (i * 7) % 251);
+    expect(await pushStaged(tab.v, bytes, 1024)).toBe(true);
+    expect(tab.stats.pieces).toEqual(Array.from({ length: 10 }, (_, k) => k * 1024));
+    expect(tab.stats.maxInFlight).toBe(PUSH_WINDOW);
+    expect(Buffer.from(tab.staged.take()).equals(Buffer.from(bytes))).toBe(true);
+  });
+
+  it('leaves a bundle that fits one piece to go inline, and throws when a piece is refused', async () => {
+    const small = fakeTab();
+    expect(await pushStaged(small.v, new Uint8Array(1024), 1024)).toBe(false);
+    expect(small.stats.pieces).toEqual([]);
+    const refusing = fakeTab({ refuseAt: 2048 });
+    await expect(pushStaged(refusing.v, new Uint8Array(8192), 1024)).rejects.toThrow(/refused put_bundle_chunk: out of memory/);
+    expect(() => refusing.staged.take()).toThrow(); // nothing complete was left behind
+  });
 });
 
 describe('StagedBundle (the tab\'s side)', () => {
