@@ -17,6 +17,7 @@
  *   npm run bench:diloco-quality -- --steps 300 --every 10,20,50 --seeds 1,2,3,4,5
  *   npm run bench:diloco-quality -- --every 20 --outer 1/0,0.7/0.9   (several outer lr/momentum settings, one exact)
  *   npm run bench:diloco-quality -- --every 4 --streaming 1/0,4/0,4/1   (Streaming DiLoCo: fragments / overlap)
+ *   npm run bench:diloco-quality -- --every 20 --outer 1/0 --warmup 0,10,20   (a synced warm-up before diloco)
  *   npm run bench:diloco-quality -- --steps 0               (bytes only)
  */
 import { trainLocal, type LocalTrainResult } from '../trainer/cli.js';
@@ -43,6 +44,7 @@ const HELP = `Usage: npm run bench:diloco-quality -- [options]
   --dp-wire <w>         pseudo-gradient encoding (default ${DEFAULT_DP.wire}; ${WIRE_ENCODINGS.join('|')})
   --outer-lr <x>, --outer-momentum <x>   (default ${DEFAULT_DP.outerLr}, ${DEFAULT_DP.outerMomentum})
   --outer <lr/m,...>    several outer (lr/momentum) settings in one run, exact trained once (overrides the two above)
+  --warmup <W,...>      diloco: the first W iterations sync every iteration, then every H (default 0; several: one mode each)
   --streaming <F/tau[/merge],...>  Streaming DiLoCo fragments / overlap (/ mix|delta) for every diloco mode (default 1/0 = plain DiLoCo)
   --stages, --microbatches, --batch, --seq, --lr   (default 4, 4, 2, 32, 3e-3)
   --eval-every <n>      validation interval (default: the least common multiple of the H values, at least 20)
@@ -124,6 +126,7 @@ async function main(): Promise<void> {
     'eval-batches': 'string',
     'bytes-preset': 'string',
     streaming: 'string',
+    warmup: 'string',
     help: 'boolean',
   });
   if (f.help) return void process.stdout.write(HELP);
@@ -156,6 +159,11 @@ async function main(): Promise<void> {
     if (!Number.isInteger(fragments) || !Number.isInteger(overlap) || !['mix', 'delta'].includes(merge)) throw new Error(`--streaming: expected F/tau[/mix|delta] like 1/0,4/1,4/1/delta, got "${o}"`);
     return { fragments: fragments!, overlap: overlap!, merge };
   });
+  const warmups = list(f.warmup, ['0']).map((w) => {
+    if (!/^\d+$/.test(w)) throw new Error(`--warmup: expected iteration counts like 0,10,20, got "${w}"`);
+    return Number(w);
+  });
+  const warmName = (w: number) => (warmups.length > 1 || w > 0 ? ` W=${w}` : '');
   const streamName = (st: { fragments: number; overlap: number; merge: string }) => (streams.length > 1 || st.fragments > 1 || st.overlap > 0 ? ` F=${st.fragments} tau=${st.overlap}${st.overlap > 0 ? ` ${st.merge}` : ''}` : '');
   const lcm = everies.reduce((a, b) => (a * b) / gcd(a, b), 1);
   const evalEvery = Number(f['eval-every'] ?? lcm * Math.ceil(20 / lcm));
@@ -175,7 +183,9 @@ async function main(): Promise<void> {
       { name: 'exact', dp: { mode: 'exact' } },
       ...outers.flatMap((o) =>
         everies.flatMap((h) =>
-          streams.map((st) => ({ name: (outers.length > 1 ? `diloco H=${h} ${o.outerLr}/${o.outerMomentum}` : `diloco H=${h}`) + streamName(st), dp: { mode: 'diloco' as const, every: h, ...o, ...st } })),
+          streams.flatMap((st) =>
+            warmups.map((w) => ({ name: (outers.length > 1 ? `diloco H=${h} ${o.outerLr}/${o.outerMomentum}` : `diloco H=${h}`) + streamName(st) + warmName(w), dp: { mode: 'diloco' as const, every: h, ...o, ...st, warmup: w } })),
+          ),
         ),
       ),
     ];
@@ -188,7 +198,7 @@ async function main(): Promise<void> {
         const t0 = Date.now();
         const r = await trainLocal({ ...settings, seed, steps, evalEvery, evalBatches, swap: false, replicas: R, dp: m.dp, onSync: (_, rep) => syncs.get(m.name)!.push(rep) });
         runs.get(m.name)!.push(r);
-        console.log(`  ${m.name.padEnd(outers.length > 1 ? 24 : streams.length > 1 ? 28 : 12)} seed ${String(seed).padEnd(5)} val ${fmt(r.initialValLoss, 4)} -> ${fmt(r.finalValLoss, 4)}  (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+        console.log(`  ${m.name.padEnd(outers.length > 1 || warmups.length > 1 ? 30 : streams.length > 1 ? 28 : 12)} seed ${String(seed).padEnd(5)} val ${fmt(r.initialValLoss, 4)} -> ${fmt(r.finalValLoss, 4)}  (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
       }
     }
     const points = runs.get('exact')![0]!.valLosses.map((v) => v.step);

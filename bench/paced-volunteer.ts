@@ -120,6 +120,8 @@ export class PacedVolunteer {
     });
     s.on('get_grads', (info: { offset: number; maxBytes: number }, ack: (r: unknown) => void) => this.upload('grads', info, ack));
     s.on('set_grads', (_info: unknown, _bundle: Uint8Array, ack: (r: unknown) => void) => setTimeout(() => ack({ ok: true }), this.pacing.codecMs));
+    // A large state arrives in pieces before the assign / dp_set_state that uses it (coordinator/tabs/bundle-push.ts); nothing to keep.
+    s.on('put_bundle_chunk', (_info: unknown, _bytes: Uint8Array, ack: (r: unknown) => void) => ack({ ok: true }));
     s.on('put_replica', (info: { part: string }, bundle: Uint8Array, ack: (r: unknown) => void) => {
       this.replicas.set(String(info?.part), bundle);
       ack({ ok: true });

@@ -120,7 +120,7 @@ async function main(): Promise<void> {
       seed: num('seed'),
       recovery: str('recovery') as RecoveryStrategy,
       wire: str('wire') as WireEncoding,
-      dp: { mode: str('dp') as DpMode, every: num('dp-every'), outerLr: num('outer-lr'), outerMomentum: num('outer-momentum'), wire: str('dp-wire') as WireEncoding, fragments: num('dp-fragments'), overlap: num('dp-overlap'), merge: str('dp-merge') as StreamingMerge },
+      dp: { mode: str('dp') as DpMode, every: num('dp-every'), outerLr: num('outer-lr'), outerMomentum: num('outer-momentum'), wire: str('dp-wire') as WireEncoding, fragments: num('dp-fragments'), overlap: num('dp-overlap'), merge: str('dp-merge') as StreamingMerge, warmup: num('dp-warmup') },
     },
     recovery: {
       ...d.recovery,

@@ -188,7 +188,8 @@ export class Coordinator {
     const puller = new StagePuller({ transfer: this.transfer, timeoutMs: opts.pullTimeoutMs, replicas: (stage) => this.stages.replicas(stage), reject, unresponsive });
     // Loads a state into a tab that already serves `stage` (a rollback, a re-sync): the same assignment again.
     const reload = async (v: Volunteer, stage: number, state: Uint8Array | null, reason: string) => {
-      const assignment = { stage, config, lr: settings.lr, weights: state, reason, wire: wireOf(settings), dp: dpOf(settings) };
+      const staged = state !== null && (await this.transfer.push(v, state)); // a large state goes ahead in pieces (bundle-push.ts)
+      const assignment = { stage, config, lr: settings.lr, weights: staged ? null : state, reason, wire: wireOf(settings), dp: dpOf(settings), ...(staged ? { staged: true as const } : {}) };
       await askStage(v, 'assign', [assignment], okReply, transferTimeoutMs(ASK_TIMEOUT_MS.state, state?.byteLength ?? 0));
       // diloco: a tab reloaded while its stage has siblings takes their outer state too (a rebuilt
       // stage's only replica starts a fresh one from its weights).

@@ -84,7 +84,7 @@ export function sameRunSettings(a: RunSettings, b: RunSettings): boolean {
   const keys: (keyof RunSettings)[] = ['preset', 'stages', 'microbatches', 'batch', 'seqLen', 'lr', 'seed', 'recovery'];
   const da = dpOf(a);
   const db = dpOf(b);
-  const sameDp = da.mode === db.mode && (da.mode === 'exact' || (da.every === db.every && da.outerLr === db.outerLr && da.outerMomentum === db.outerMomentum && da.wire === db.wire && (da.fragments ?? 1) === (db.fragments ?? 1) && (da.overlap ?? 0) === (db.overlap ?? 0) && (da.merge ?? 'mix') === (db.merge ?? 'mix')));
+  const sameDp = da.mode === db.mode && (da.mode === 'exact' || (da.every === db.every && da.outerLr === db.outerLr && da.outerMomentum === db.outerMomentum && da.wire === db.wire && (da.fragments ?? 1) === (db.fragments ?? 1) && (da.overlap ?? 0) === (db.overlap ?? 0) && (da.merge ?? 'mix') === (db.merge ?? 'mix') && (da.warmup ?? 0) === (db.warmup ?? 0)));
   return keys.every((k) => (a[k] ?? null) === (b[k] ?? null)) && wireOf(a) === wireOf(b) && sameDp;
 }
 

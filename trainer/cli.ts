@@ -78,6 +78,8 @@ Trains the pipeline-split model in one process (the reference for the swarm).
                                starts, mixed 0.5/0.5 with the local weights; tau <= floor(H/F) (default ${DEFAULT_DP.overlap})
   --dp-merge <mix|delta>       diloco, tau >= 1: mix = 0.5 local + 0.5 global (Streaming DiLoCo's); delta = global +
                                the local progress since the sync started (default ${DEFAULT_DP.merge})
+  --dp-warmup <W>              diloco: the first W iterations sync after every iteration, then every H;
+                               F = 1, tau = 0 only (default 0)
   --assignment <file.json>     replay a recorded assignment of microbatch hops to replicas (default:
                                microbatch mb on replica mb mod R at every hop)
   --record-assignment <file>   write the assignment used, as JSON
@@ -278,6 +280,7 @@ async function main(): Promise<void> {
       'dp-fragments': { type: 'string' },
       'dp-overlap': { type: 'string' },
       'dp-merge': { type: 'string' },
+      'dp-warmup': { type: 'string' },
       assignment: { type: 'string' },
       'record-assignment': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -338,6 +341,7 @@ async function main(): Promise<void> {
       fragments: num(values['dp-fragments'], DEFAULT_DP.fragments, 'dp-fragments'),
       overlap: num(values['dp-overlap'], DEFAULT_DP.overlap, 'dp-overlap'),
       merge: (values['dp-merge'] ?? DEFAULT_DP.merge) as StreamingMerge,
+      warmup: num(values['dp-warmup'], 0, 'dp-warmup'),
     },
     assignment: values.assignment === undefined ? undefined : readAssignment(values.assignment),
     onSync: (step, r) => {

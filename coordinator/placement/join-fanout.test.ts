@@ -3,6 +3,7 @@ import { boundedEach, fanOutJoin, firstHolder } from './join-fanout.js';
 import { Placement } from './placement.js';
 import { StageTable } from './stage-table.js';
 import { BundleTransfer } from '../tabs/bundle-transfer.js';
+import { StagedBundle } from '../../shared/volunteer/staged-bundle.js';
 import { TabSpeeds } from '../tabs/tab-speed.js';
 import { EventLog } from '../record/events-log.js';
 import { createLogger } from '../record/log.js';
@@ -115,20 +116,26 @@ function fakeTab(fill: number, opts: { refuseAssign?: boolean; badState?: boolea
   const short = (w: NamedWeights) => Object.fromEntries(Object.entries(w).slice(1));
   const bad = encodeStageState({ weights: short(namedOf(1)), optimizer: { step: 3, lr: 1e-3, m: short(namedOf(0)), v: short(namedOf(0)) } });
   const tab: FakeTab = { v: null as unknown as Volunteer, pulls: {}, assigned: [], dilocoSet: [] };
+  // Large bundles arrive in pieces before the request that uses them (coordinator/tabs/bundle-push.ts).
+  const staged = new StagedBundle();
   const handlers: Record<string, (...a: any[]) => void> = {
+    put_bundle_chunk: (info: { offset: number; total: number }, bytes: Uint8Array, ack: (r: unknown) => void) => {
+      staged.put(info, bytes);
+      ack({ ok: true });
+    },
     get_weights: (req: { parts: string; offset: number; maxBytes: number }, ack: (r: unknown) => void) => {
       const whole = req.parts === 'state' ? (opts.badState ? bad : state) : req.parts === 'diloco' ? diloco : null;
       if (!whole) return ack({ error: `no ${req.parts}` });
       if (req.offset === 0) tab.pulls[req.parts] = (tab.pulls[req.parts] ?? 0) + 1;
       ack({ total: whole.byteLength, offset: req.offset, bytes: whole.slice(req.offset, req.offset + req.maxBytes) });
     },
-    assign: (a: { weights: Uint8Array | null }, ack: (r: unknown) => void) => {
+    assign: (a: { weights: Uint8Array | null; staged?: true }, ack: (r: unknown) => void) => {
       if (opts.refuseAssign) return ack({ error: 'out of memory' });
-      tab.assigned.push(a.weights!);
+      tab.assigned.push(a.staged ? staged.take() : a.weights!);
       ack({ ok: true });
     },
-    dp_set_state: (_info: unknown, bundle: Uint8Array, ack: (r: unknown) => void) => {
-      tab.dilocoSet.push(bundle);
+    dp_set_state: (info: { staged?: true }, bundle: Uint8Array, ack: (r: unknown) => void) => {
+      tab.dilocoSet.push(info.staged ? staged.take() : bundle);
       ack({ ok: true });
     },
   };

@@ -325,7 +325,7 @@ export class Placement {
         if (!(await this.handOver(v, stage, state, why === 'join' ? `join: copy of ${source.id}` : `move: copy of ${source.id}`, this.opts.lr))) return false;
         if (!outer) return true;
         try {
-          await sendDilocoState(v, stage, outer);
+          await sendDilocoState(this.deps.transfer, v, stage, outer);
           return true;
         } catch (e) {
           // Without the group's outer state it would apply other outer steps than its siblings.
@@ -380,6 +380,8 @@ export class Placement {
     if (stages.reservedFor(v) !== stage) return false; // it left (or was dropped) while it waited for the state
     const a: Assignment = { stage, config: this.opts.config, lr, weights, reason, wire: this.opts.wire, resumeToken: this.deps.issueClaim(v, stage), ...(this.opts.dp ? { dp: this.opts.dp } : {}) };
     try {
+      // A large state goes ahead in pieces, so the heartbeat's pings pass (bundle-push.ts).
+      if (weights && (await this.deps.transfer.push(v, weights))) Object.assign(a, { weights: null, staged: true });
       await askStage(v, 'assign', [a], okReply, weights ? transferTimeoutMs(ASK_TIMEOUT_MS.state, weights.byteLength) : ASK_TIMEOUT_MS.assign);
     } catch (e) {
       stages.release(v);

@@ -9,6 +9,7 @@
 import { chunkSchema, type WeightParts } from '../../shared/protocol/events.js';
 import type { Volunteer } from './registry.js';
 import { AskError, askStage, transferTimeoutMs } from './ask-stage.js';
+import { pushStaged, PUSH_CHUNK_BYTES } from './bundle-push.js';
 
 /** What a tab can be asked to upload. */
 export type Upload = { event: 'get_weights'; parts: WeightParts } | { event: 'get_grads'; iteration: number };
@@ -34,6 +35,15 @@ export class BundleTransfer {
   /** Bytes of the bundles `v` is sending now (0 when none). */
   movingBytes(v: Volunteer): number {
     return this.sending.get(v) ?? 0;
+  }
+
+  /**
+   * Sends `bytes` to `v` in pieces of at most min(PUSH_CHUNK_BYTES, chunkBytes) ahead of the
+   * request that uses them (bundle-push.ts): true once every piece was acknowledged (the request
+   * then says `staged: true`), false when the bundle fits one piece and goes inline.
+   */
+  push(v: Volunteer, bytes: Uint8Array): Promise<boolean> {
+    return pushStaged(v, bytes, Math.min(PUSH_CHUNK_BYTES, this.chunkBytes));
   }
 
   async pull(v: Volunteer, what: Upload, timeoutMs: number): Promise<Uint8Array> {

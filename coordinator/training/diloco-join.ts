@@ -20,7 +20,7 @@ import type { Volunteer } from '../tabs/registry.js';
 /** Copies `source`'s diloco state of `stage` to `target`; returns the bytes moved (up and down). Throws on any failure. */
 export async function copyDilocoState(transfer: BundleTransfer, config: ResolvedConfig, stage: number, source: Volunteer, target: Volunteer): Promise<number> {
   const { bundle, pulledBytes } = await pullDilocoState(transfer, config, stage, source);
-  await sendDilocoState(target, stage, bundle);
+  await sendDilocoState(transfer, target, stage, bundle);
   return pulledBytes + bundle.byteLength;
 }
 
@@ -34,8 +34,14 @@ export async function pullDilocoState(transfer: BundleTransfer, config: Resolved
   return { bundle: encodeDilocoState(decodeDilocoState(raw, flatLength(specs), stateBundleLimits(specs, 2))), pulledBytes: raw.byteLength };
 }
 
-/** Hands a checked diloco state bundle to `target` (`dp_set_state`). Throws when it is refused or not acknowledged. */
-export async function sendDilocoState(target: Volunteer, stage: number, bundle: Uint8Array): Promise<void> {
-  const r = await askStage(target, 'dp_set_state', [{ stage }, bundle], syncOkReplySchema, transferTimeoutMs(ASK_TIMEOUT_MS.state, bundle.byteLength));
+/**
+ * Hands a checked diloco state bundle to `target` (`dp_set_state`); a large one goes ahead in
+ * pieces (bundle-push.ts: the heartbeat's pings pass). Throws when it is refused or not acknowledged.
+ */
+export async function sendDilocoState(transfer: BundleTransfer, target: Volunteer, stage: number, bundle: Uint8Array): Promise<void> {
+  const staged = await transfer.push(target, bundle);
+  const r = staged
+    ? await askStage(target, 'dp_set_state', [{ stage, staged: true }, new Uint8Array(0)], syncOkReplySchema, ASK_TIMEOUT_MS.state)
+    : await askStage(target, 'dp_set_state', [{ stage }, bundle], syncOkReplySchema, transferTimeoutMs(ASK_TIMEOUT_MS.state, bundle.byteLength));
   if ('error' in r) throw new AskError('refused', `${target.id} refused dp_set_state: ${r.error}`);
 }

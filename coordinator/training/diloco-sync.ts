@@ -37,7 +37,7 @@ import { flatLength } from '../../shared/dp/flat-weights.js';
 import { PseudoGradSum, PseudoGradSumError, type CompletedChunk } from '../../shared/dp/pseudo-grad-sum.js';
 import { decodeSyncChunk, encodeSyncChunk, syncChunkBytes, type ChunkRange } from '../../shared/dp/sync-chunks.js';
 import { pseudoGradOutliers } from '../../shared/dp/screen-pseudo-gradients.js';
-import { fragmentDueAfter, fragmentRanges, isPlainDiloco, streamingOf, type FragmentRange, type StreamingPlan } from '../../shared/dp/streaming.js';
+import { fragmentDueAfter, fragmentRanges, inWarmup, isPlainDiloco, streamingOf, type FragmentRange, type StreamingPlan } from '../../shared/dp/streaming.js';
 import { syncApplyReplySchema, syncGetReplySchema, syncOkReplySchema } from '../../shared/dp/sync-messages.js';
 import { FrameError } from '../../shared/protocol/frame-error.js';
 import { AskError, askStage, transferTimeoutMs } from '../tabs/ask-stage.js';
@@ -239,7 +239,7 @@ export class DilocoSync {
     const accepted = new Map<number, number[]>();
     const screen = (norms: Map<Volunteer, number>, c: ChunkRange): Volunteer[] => {
       const slots = [...norms.keys()];
-      const out = pseudoGradOutliers([...norms.values()], this.history.get(`${stage}:${fragment.index}:${c.index}`) ?? []).map((i) => slots[i]!);
+      const out = pseudoGradOutliers([...norms.values()], this.history.get(`${stage}:${fragment.index}:${c.index}${inWarmup(this.plan, iteration) ? ':warmup' : ''}`) ?? []).map((i) => slots[i]!);
       rejected.push(...out);
       for (const v of out) if (!rejectedNorms.has(v)) rejectedNorms.set(v, norms.get(v)!);
       accepted.set(c.index, slots.filter((v) => !out.includes(v)).map((v) => norms.get(v)!));
@@ -298,7 +298,7 @@ export class DilocoSync {
     const toReset = this.punish(col);
     // The accepted chunk norms feed the next syncs' screen of the same chunk.
     for (const [index, ns] of col.accepted) {
-      const key = `${stage}:${col.fragment.index}:${index}`;
+      const key = `${stage}:${col.fragment.index}:${index}${inWarmup(this.plan, iteration) ? ':warmup' : ''}`; // warm-up syncs carry one iteration's progress
       this.history.set(key, [...(this.history.get(key) ?? []), ...ns].slice(-SCREEN_HISTORY * Math.max(1, col.groupSize)));
     }
     await Promise.all(

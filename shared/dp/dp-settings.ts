@@ -32,6 +32,8 @@ export interface DpSettings {
   overlap: number;
   /** diloco: how an overlapped outer update meets the local weights: 'mix' (0.5 / 0.5, Streaming DiLoCo's) or 'delta' (keeps the local progress). */
   merge: StreamingMerge;
+  /** diloco: W, the first W iterations sync after every iteration (H = 1), the rest every H (plain DiLoCo only; absent = 0). */
+  warmup?: number;
 }
 
 export const DEFAULT_DP: DpSettings = { mode: 'exact', every: 20, outerLr: 0.7, outerMomentum: 0.9, wire: 'int8', fragments: 1, overlap: 0, merge: 'mix' };
@@ -46,6 +48,6 @@ export function checkDpSettings(d: DpSettings): void {
 }
 
 /** Whether a diloco group starts a sync (of some fragment, streaming.ts) after iteration `iteration` (counted from 0). */
-export function syncsAfter(d: Pick<DpSettings, 'mode' | 'every'> & { fragments?: number }, iteration: number): boolean {
+export function syncsAfter(d: Pick<DpSettings, 'mode' | 'every'> & { fragments?: number; warmup?: number }, iteration: number): boolean {
   return d.mode === 'diloco' && fragmentDueAfter(streamingOf(d), iteration) !== null;
 }

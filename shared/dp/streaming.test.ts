@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { checkStreaming, dilocoJoinsAllowed, syncsAppliedBy, fragmentDueAfter, fragmentOffset, fragmentRanges, mergeFragment, syncAppliedAfter, streamingOf, streamingJoinWarning } from './streaming.js';
+import { checkStreaming, dilocoJoinsAllowed, syncsAppliedBy, fragmentDueAfter, fragmentOffset, fragmentRanges, mergeFragment, syncAppliedAfter, streamingOf, streamingJoinWarning, inWarmup } from './streaming.js';
 import { checkDpSettings, DEFAULT_DP, syncsAfter } from './dp-settings.js';
 import { DilocoReplica } from './diloco-replica.js';
 import { DilocoSyncSession } from './diloco-sync-session.js';
@@ -20,7 +20,7 @@ describe('the Streaming DiLoCo fragment schedule', () => {
 
   it('one fragment is plain DiLoCo: a sync after every H-th iteration, nothing applied later', () => {
     const plan = streamingOf({ every: 3 });
-    expect(plan).toEqual({ every: 3, fragments: 1, overlap: 0, merge: 'mix' });
+    expect(plan).toEqual({ every: 3, fragments: 1, overlap: 0, merge: 'mix', warmup: 0 });
     expect(Array.from({ length: 7 }, (_, t) => syncsAfter({ mode: 'diloco', every: 3 }, t))).toEqual([false, false, true, false, false, true, false]);
     expect(Array.from({ length: 7 }, (_, t) => syncAppliedAfter(plan, t))).toEqual([null, null, 2, null, null, 5, null]);
     expect(syncsAfter({ mode: 'exact', every: 1 }, 0)).toBe(false);
@@ -124,5 +124,27 @@ describe('the join warning', () => {
     expect(streamingJoinWarning(plan(20, 4, 4))).toBeNull();
     expect(streamingJoinWarning(plan(20, 1, 0))).toBeNull();
     expect(streamingJoinWarning(plan(4, 4, 0))).toBeNull();
+  });
+});
+
+describe('the synced warm-up (--dp-warmup W)', () => {
+  it('syncs the whole stage after each of the first W iterations, then every H; joins after every warm-up iteration', () => {
+    const plan = streamingOf({ every: 4, warmup: 3 });
+    expect(Array.from({ length: 12 }, (_, t) => fragmentDueAfter(plan, t))).toEqual([0, 0, 0, 0, null, null, null, 0, null, null, null, 0]);
+    expect(Array.from({ length: 12 }, (_, t) => syncsAfter({ mode: 'diloco', every: 4, warmup: 3 }, t))).toEqual([true, true, true, true, false, false, false, true, false, false, false, true]);
+    expect(syncsAppliedBy(plan, 12)).toBe(6); // after iterations 0, 1, 2, 3, 7, 11
+    expect([0, 1, 2, 3, 4, 5, 8].map((done) => dilocoJoinsAllowed(plan, done, false))).toEqual([true, true, true, true, true, false, true]);
+    expect(inWarmup(plan, 2)).toBe(true);
+    expect(inWarmup(plan, 3)).toBe(false);
+    // Absent or 0: the schedule without a warm-up.
+    expect(Array.from({ length: 4 }, (_, t) => fragmentDueAfter(streamingOf({ every: 4 }), t))).toEqual([null, null, null, 0]);
+  });
+
+  it('is refused with fragments or overlap, and when not a whole number >= 0', () => {
+    expect(() => checkStreaming({ every: 4, fragments: 2, overlap: 0, warmup: 2 })).toThrow(/--dp-warmup needs plain DiLoCo/);
+    expect(() => checkStreaming({ every: 4, fragments: 1, overlap: 1, warmup: 2 })).toThrow(/--dp-warmup needs plain DiLoCo/);
+    expect(() => checkStreaming({ every: 4, fragments: 1, overlap: 0, warmup: -1 })).toThrow(/--dp-warmup must be/);
+    expect(() => checkStreaming({ every: 4, fragments: 1, overlap: 0, warmup: 1.5 })).toThrow(/--dp-warmup must be/);
+    expect(() => checkDpSettings({ ...DEFAULT_DP, mode: 'diloco', warmup: 5 })).not.toThrow();
   });
 });

@@ -30,6 +30,8 @@ export interface StreamingPlan {
   overlap: number;
   /** How an overlapped outer update meets the local weights (default 'mix'). */
   merge?: StreamingMerge;
+  /** W: the first W iterations (0 .. W-1) each end with a sync of the whole stage (H = 1), then every H (plain DiLoCo only; default 0). */
+  warmup?: number;
 }
 
 export const STREAMING_MERGES = ['mix', 'delta'] as const;
@@ -46,8 +48,8 @@ export interface FragmentRange {
 }
 
 /** The plan of stored settings that predate fragments (missing fields: F = 1, tau = 0). */
-export function streamingOf(d: { every: number; fragments?: number; overlap?: number; merge?: StreamingMerge }): StreamingPlan {
-  return { every: d.every, fragments: d.fragments ?? 1, overlap: d.overlap ?? 0, merge: d.merge ?? 'mix' };
+export function streamingOf(d: { every: number; fragments?: number; overlap?: number; merge?: StreamingMerge; warmup?: number }): StreamingPlan {
+  return { every: d.every, fragments: d.fragments ?? 1, overlap: d.overlap ?? 0, merge: d.merge ?? 'mix', warmup: d.warmup ?? 0 };
 }
 
 /** Whether the plan is plain DiLoCo (one fragment, no overlap). */
@@ -60,6 +62,9 @@ export function checkStreaming(p: StreamingPlan): void {
   if (p.fragments > p.every) throw new ConfigError(`--dp-fragments ${p.fragments} exceeds --dp-every ${p.every}: every fragment needs its own sync iteration`);
   if (!Number.isInteger(p.overlap) || p.overlap < 0) throw new ConfigError(`--dp-overlap must be an integer >= 0, got ${p.overlap}`);
   if (p.merge !== undefined && !(STREAMING_MERGES as readonly string[]).includes(p.merge)) throw new ConfigError(`unknown --dp-merge "${String(p.merge)}"; choose one of: ${STREAMING_MERGES.join(', ')}`);
+  const w = p.warmup ?? 0;
+  if (!Number.isInteger(w) || w < 0) throw new ConfigError(`--dp-warmup must be an integer >= 0, got ${w}`);
+  if (w > 0 && !(p.fragments === 1 && p.overlap === 0)) throw new ConfigError('--dp-warmup needs plain DiLoCo (--dp-fragments 1 --dp-overlap 0)');
   const gap = Math.floor(p.every / p.fragments);
   if (p.overlap > gap) throw new ConfigError(`--dp-overlap ${p.overlap} exceeds floor(--dp-every / --dp-fragments) = ${gap}: a fragment's sync must be applied before the next one starts`);
 }
@@ -69,11 +74,17 @@ export function fragmentOffset(p: Pick<StreamingPlan, 'every' | 'fragments'>, f:
   return Math.floor((f * p.every) / p.fragments);
 }
 
-/** The fragment whose sync starts after iteration `iteration` (counted from 0), or null. */
-export function fragmentDueAfter(p: Pick<StreamingPlan, 'every' | 'fragments'>, iteration: number): number | null {
+/** The fragment whose sync starts after iteration `iteration` (counted from 0), or null; during the warm-up (iteration < W) the whole stage after every iteration. */
+export function fragmentDueAfter(p: Pick<StreamingPlan, 'every' | 'fragments' | 'warmup'>, iteration: number): number | null {
+  if (iteration < (p.warmup ?? 0)) return 0;
   const phase = (iteration + 1) % p.every;
   for (let f = 0; f < p.fragments; f++) if (fragmentOffset(p, f) === phase) return f;
   return null;
+}
+
+/** Whether the sync after `iteration` is a warm-up sync (one iteration of progress, not up to H: screens keep their history apart). */
+export function inWarmup(p: Pick<StreamingPlan, 'warmup'>, iteration: number): boolean {
+  return iteration < (p.warmup ?? 0);
 }
 
 /** The iteration whose sync is applied after iteration `iteration` (started tau iterations before), or null. */
@@ -126,7 +137,7 @@ export function mergeFragment(weights: Float32Array, r: FragmentRange, globalNew
  * joined); with tau = floor(H / F) a sync is always under way after the first, so joins wait.
  */
 export function dilocoJoinsAllowed(p: StreamingPlan, done: number, inFlight: boolean): boolean {
-  if (isPlainDiloco(p)) return done % p.every === 0;
+  if (isPlainDiloco(p)) return done % p.every === 0 || done <= (p.warmup ?? 0);
   return !inFlight;
 }
 

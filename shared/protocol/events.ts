@@ -199,6 +199,8 @@ export interface Assignment {
    * exactly); null = build from the seed with a fresh optimizer.
    */
   weights: Uint8Array | null;
+  /** true: `weights` is null and the state arrived before, in pieces (`put_bundle_chunk`, coordinator/tabs/bundle-push.ts). */
+  staged?: true;
   /** Why: 'start', 'join', 'recovery:<method>', ... */
   reason: string;
   /** A secret proving this assignment after a coordinator restart (absent for spares). */
@@ -272,6 +274,12 @@ export interface ServerToVolunteer {
   group: (info: GroupInfo) => void;
   /** The stage's own weights (all, or only its embedding/head), or a replica this tab holds. */
   get_weights: (info: { parts: WeightParts } & ChunkRequest, ack: (r: Chunk | { error: string }) => void) => void;
+  /**
+   * A piece of a large bundle (offset and total in bytes) that the next `assign` or
+   * `dp_set_state` with `staged: true` uses (shared/volunteer/staged-bundle.ts): in pieces the
+   * heartbeat's pings pass between them (coordinator/tabs/bundle-push.ts).
+   */
+  put_bundle_chunk: (info: { offset: number; total: number }, bytes: Uint8Array, ack: (r: OkAck) => void) => void;
   /** Keep this bundle as the replica of a neighbour's embedding or head (CheckFree+). */
   put_replica: (info: { part: ReplicaPart }, bundle: Uint8Array, ack: (r: OkAck) => void) => void;
   /**
@@ -290,7 +298,7 @@ export interface ServerToVolunteer {
   dp_sync_get: (info: SyncChunkRequest, ack: (r: { frame: Uint8Array } | { error: string }) => void) => void;
   dp_sync_put: (info: SyncChunkRequest, frame: Uint8Array, ack: (r: { ok: true } | { error: string }) => void) => void;
   dp_sync_apply: (info: SyncApplyRequest, ack: (r: { ok: true; syncs: number } | { error: string }) => void) => void;
-  dp_set_state: (info: { stage: number }, bundle: Uint8Array, ack: (r: { ok: true } | { error: string }) => void) => void;
+  dp_set_state: (info: { stage: number; staged?: true }, bundle: Uint8Array, ack: (r: { ok: true } | { error: string }) => void) => void;
   rejected: (info: { reason: string; message: string }) => void;
   /** `--transport`: how this tab opens links to its peers (after `welcome`). */
   p2p_config: (c: P2pConfig) => void;

@@ -15,6 +15,7 @@ import { decodeStageState, decodeWeights, encodeStageState, encodeWeights } from
 import { replicaBundleLimits, stateBundleLimits } from '../protocol/state-bundle-limits.js';
 import { WIRE_DTYPES, type WireEncoding } from '../protocol/wire-encoding.js';
 import { OK, asError, asNotOk, reply } from './reply.js';
+import { StagedBundle } from './staged-bundle.js';
 import { DilocoReplica } from '../dp/diloco-replica.js';
 import { DilocoSyncSession } from '../dp/diloco-sync-session.js';
 import { streamingOf } from '../dp/streaming.js';
@@ -103,6 +104,8 @@ export class VolunteerAgent {
   /** How this tab sends activations and gradients (from its assignment). */
   private wire: WireEncoding = 'f32';
   private queue: QueuedTask[] = [];
+  /** A bundle arriving in pieces before the assign / dp_set_state that uses it (staged-bundle.ts). */
+  private readonly staged = new StagedBundle();
   private running = false;
   /** The optimizer step in progress, if any. */
   private stepping: Promise<void> | null = null;
@@ -158,9 +161,10 @@ export class VolunteerAgent {
         this.runId = info.runId;
         this.emitStatus();
       },
+      put_bundle_chunk: (info, bytes, ack) => void reply(ack, () => (this.staged.put(info, toBytes(bytes)), OK), asNotOk),
       assign: (a, ack) => {
         const take = async () => {
-          this.assign(a);
+          this.assign(a.staged ? { ...a, weights: this.staged.take() } : a);
           await this.startDiloco(a.dp);
           return OK;
         };
@@ -254,7 +258,7 @@ export class VolunteerAgent {
           const stage = await this.idleStage();
           const replica = this.diloco;
           if (!replica || info?.stage !== stage.index) throw new Error(`diloco state for stage ${String(info?.stage)}, but this tab holds stage ${stage.index}${replica ? '' : ' outside diloco mode'}`);
-          const state = decodeDilocoState(toBytes(bundle), flatLength(stage.specs), stateBundleLimits(stage.specs, 2));
+          const state = decodeDilocoState(info?.staged ? this.staged.take() : toBytes(bundle), flatLength(stage.specs), stateBundleLimits(stage.specs, 2));
           this.diloco = new DilocoReplica(stage.index, state, replica.hyper, replica.chunkValues);
           this.dpSync = null;
           return OK;
