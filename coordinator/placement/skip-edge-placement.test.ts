@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { skipRules } from '../../shared/schedule/skip-paths.js';
 import { planEdgeSwap, skipStageLoads, stageBusyMs, type EdgeSwapInput } from './skip-edge-placement.js';
+import { stageCostFactors } from './stage-cost-estimate.js';
 
 const S = 8;
 const M = 8;
@@ -132,5 +133,36 @@ describe('planEdgeSwap', () => {
         if (!followSpeed) expect(ms[p.intermediate]!).toBeLessThan(ms[p.edge]!);
       }),
     );
+  });
+});
+
+describe('planEdgeSwap with the stage costs learned before any swap (stage-cost-estimate.ts)', () => {
+  // What the swapper does: each stage's tab measured on its own stage only, work from those observations.
+  const decide = (tabMs: number[], followSpeed: boolean) => {
+    const work = stageCostFactors(tabMs.map((ms, s) => ({ tab: `t${s}`, stage: s, ms })), flat, [0, S - 1]);
+    return planEdgeSwap(input(tabMs, { work, followSpeed }));
+  };
+
+  for (const followSpeed of [false, true]) {
+    it(`equal tabs whose edge stages cost 1.4x make no swap (followSpeed ${followSpeed})`, () => {
+      const tabMs = [56, 40, 40, 40, 40, 40, 40, 56];
+      expect(decide(tabMs, followSpeed)).toBeNull();
+      // Taking the edges' parameters as their cost (the first decision before) swapped needlessly.
+      expect(planEdgeSwap(input(tabMs, { followSpeed }))).not.toBeNull();
+    });
+
+    it(`a slow edge tab among equal tabs is still swapped out (followSpeed ${followSpeed})`, () => {
+      const p = decide([80, 40, 40, 40, 40, 40, 40, 40], followSpeed);
+      expect(p?.edge).toBe(0);
+      expect(p!.afterMs).toBeLessThanOrEqual(0.8 * p!.beforeMs);
+    });
+  }
+
+  it('unequal tabs (bench:skip-swarm seed 1) get the fast tabs on the edges', () => {
+    // Paced volunteers take the same time on every stage: the two fastest (62 ms on stage 5, 40 ms on
+    // stage 1) go to the edges, as with the parameters' cost (the measured run's placement).
+    const p = decide([90, 40, 82, 118, 117, 62, 89, 98], true);
+    expect(p).toMatchObject({ edge: 7, intermediate: 5, then: { edge: 0, intermediate: 1 } });
+    expect(p!.afterMs).toBeLessThanOrEqual(0.8 * p!.beforeMs);
   });
 });
