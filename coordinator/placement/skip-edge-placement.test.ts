@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { skipRules } from '../../shared/schedule/skip-paths.js';
-import { planEdgeSwap, skipStageLoads, stageBusyMs, type EdgeSwapInput } from './skip-edge-placement.js';
+import { lastStageMs, planEdgeSwap, skipStageLoads, stageBusyMs, type EdgeSwapInput } from './skip-edge-placement.js';
+import { stageCostFactors } from './stage-cost-estimate.js';
 
 const S = 8;
 const M = 8;
@@ -132,5 +133,54 @@ describe('planEdgeSwap', () => {
         if (!followSpeed) expect(ms[p.intermediate]!).toBeLessThan(ms[p.edge]!);
       }),
     );
+  });
+});
+
+describe('planEdgeSwap with the stage costs learned before any swap (stage-cost-estimate.ts)', () => {
+  // What the swapper does: each stage's tab measured on its own stage only, work from those observations.
+  const decide = (tabMs: number[], followSpeed: boolean) => {
+    const work = stageCostFactors(tabMs.map((ms, s) => ({ tab: `t${s}`, stage: s, ms })), flat, [0, S - 1]);
+    return planEdgeSwap(input(tabMs, { work, followSpeed }));
+  };
+
+  for (const followSpeed of [false, true]) {
+    it(`equal tabs whose edge stages cost 1.4x make no swap (followSpeed ${followSpeed})`, () => {
+      const tabMs = [56, 40, 40, 40, 40, 40, 40, 56];
+      expect(decide(tabMs, followSpeed)).toBeNull();
+      // Taking the edges' parameters as their cost (the first decision before) swapped needlessly.
+      expect(planEdgeSwap(input(tabMs, { followSpeed }))).not.toBeNull();
+    });
+
+    it(`a slow edge tab among equal tabs is still swapped out (followSpeed ${followSpeed})`, () => {
+      const p = decide([80, 40, 40, 40, 40, 40, 40, 40], followSpeed);
+      expect(p?.edge).toBe(0);
+      expect(p!.afterMs).toBeLessThanOrEqual(0.8 * p!.beforeMs);
+    });
+  }
+
+  it('unequal tabs (bench:skip-swarm seed 1) get the fast tabs on the edges', () => {
+    // Paced volunteers take the same time on every stage: the two fastest (40 ms on stage 1, 62 ms on
+    // stage 5) go to the edges, the faster on the last stage.
+    const p = decide([90, 40, 82, 118, 117, 62, 89, 98], true);
+    expect(p).toMatchObject({ edge: 7, intermediate: 1, then: { edge: 0, intermediate: 5 } });
+    expect(p!.afterMs).toBeLessThanOrEqual(0.8 * p!.beforeMs);
+  });
+});
+
+describe('the faster edge tab on the last stage', () => {
+  it('lastStageMs: its load x time per task, plus stage 0 and the fastest path of intermediates (hand computed)', () => {
+    // visit = 5: 3 intermediates per path, the fastest 82, 89, 90; 8 x 40 + 62 + 261 = 643.
+    expect(lastStageMs(input([]), [62, 90, 82, 118, 117, 98, 89, 40])).toBe(643);
+    expect(lastStageMs(input([]), [40, 90, 82, 118, 117, 98, 89, 62])).toBe(8 * 62 + 40 + 261);
+  });
+
+  it('of two plans that leave the same busiest stage, takes the one with the faster tab on stage S-1', () => {
+    // Both edges 100 ms; 40 and 50 ms tabs on stages 2 and 4. Either pair leaves 8 x 50 = 400 ms busiest
+    // (an edge; the moved 100 ms tabs run 4 x 100 = 400 as intermediates); the 40 ms tab goes to stage 7.
+    const p = planEdgeSwap(input([100, 60, 40, 60, 50, 60, 60, 100]));
+    const placed = [p!, ...(p!.then ? [p!.then] : [])].map((x) => ({ edge: x.edge, intermediate: x.intermediate }));
+    expect(placed).toContainEqual({ edge: 7, intermediate: 2 });
+    expect(placed).toContainEqual({ edge: 0, intermediate: 4 });
+    expect(p!.afterMs).toBe(400);
   });
 });

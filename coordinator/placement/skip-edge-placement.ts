@@ -9,7 +9,8 @@
  * - `skipStageLoads`: each stage's microbatches per iteration under the schedule's bounds;
  * - `stageBusyMs`: each stage's busy time per iteration (load x time per task);
  * - `planEdgeSwap`: the swap of one edge stage's tab with one intermediate stage's tab that cuts
- *   the busiest stage's time most (ties: the least total busy time), if by at least EDGE_SWAP_GAIN (placement then moves each tab's
+ *   the busiest stage's time most (plans within EDGE_SWAP_TIE of it tie: the one that puts the
+ *   faster tab on the last stage, `lastStageMs`, then the least total busy time), if by at least EDGE_SWAP_GAIN (placement then moves each tab's
  *   state to the other, between iterations, as a rebalance move does).
  *
  * Only stages served by exactly one tab take part in swaps (with replicas, a newcomer's join
@@ -20,6 +21,8 @@ import { speedCoverage } from '../../shared/schedule/skip-speed-coverage.js';
 
 /** A swap must cut the busiest stage's time per iteration by at least this fraction. */
 export const EDGE_SWAP_GAIN = 0.2;
+/** Plans whose busiest stage is within this fraction of the best plan's count as tied (see planEdgeSwap). */
+export const EDGE_SWAP_TIE = 0.05;
 /** At most one edge swap every this many iterations (the moved tabs are measured again meanwhile). */
 export const EDGE_SWAP_MIN_GAP = 2;
 
@@ -111,35 +114,64 @@ export function planEdgeSwap(input: EdgeSwapInput, minGain = EDGE_SWAP_GAIN): Ed
   for (let s = 0; s < S; s++) if (open(s) && !usable(tabMs[s])) return null;
   const before = busiest(input, tabMs).max;
   if (!Number.isFinite(before)) return null;
-  let best: EdgeSwap | null = null;
-  let bestSum = Infinity;
-  const consider = (p: EdgeSwap, sum: number) => {
-    // Among plans that leave the same stage busiest (often one not swapped), the least total busy time.
-    if (p.afterMs <= (1 - minGain) * before && (!best || p.afterMs < best.afterMs || (p.afterMs === best.afterMs && sum < bestSum))) {
-      best = p;
-      bestSum = sum;
-    }
+  // Every plan that cuts the busiest stage enough, with its total busy time and its last stage's
+  // estimate (lastStageMs); the choice among them is made at the end.
+  const plans: { p: EdgeSwap; sum: number; last: number }[] = [];
+  const consider = (p: EdgeSwap, placed: readonly (number | null)[], sum: number) => {
+    if (p.afterMs <= (1 - minGain) * before) plans.push({ p, sum, last: lastStageMs(input, placed) });
   };
   const single = new Map<string, number>();
   for (const edge of [0, S - 1]) {
     for (let i = 1; i < S - 1; i++) {
       if (!open(i)) continue;
-      const { max, sum } = busiest(input, traded(tabMs, work, edge, i));
+      const placed = traded(tabMs, work, edge, i);
+      const { max, sum } = busiest(input, placed);
       single.set(`${edge}:${i}`, max);
-      consider({ edge, intermediate: i, beforeMs: before, afterMs: max }, sum);
+      consider({ edge, intermediate: i, beforeMs: before, afterMs: max }, placed, sum);
     }
   }
+  const bestSingle = Math.min(...plans.map((x) => x.p.afterMs));
   for (let i = 1; i < S - 1; i++) {
     for (let j = 1; j < S - 1; j++) {
       if (i === j || !open(i) || !open(j)) continue;
-      const { max, sum } = busiest(input, traded(traded(tabMs, work, 0, i), work, S - 1, j));
+      const placed = traded(traded(tabMs, work, 0, i), work, S - 1, j);
+      const { max, sum } = busiest(input, placed);
       // The swap that helps more on its own goes first.
       const firstIsZero = single.get(`0:${i}`)! <= single.get(`${S - 1}:${j}`)!;
       const [a, b] = firstIsZero ? [{ edge: 0, intermediate: i }, { edge: S - 1, intermediate: j }] : [{ edge: S - 1, intermediate: j }, { edge: 0, intermediate: i }];
       // A pair must beat the best single plan clearly to be preferred (it takes two moves).
-      if (best && max >= (1 - minGain / 2) * (best as EdgeSwap).afterMs) continue;
-      consider({ ...a, beforeMs: before, afterMs: max, then: b }, sum);
+      if (max >= (1 - minGain / 2) * bestSingle) continue;
+      consider({ ...a, beforeMs: before, afterMs: max, then: b }, placed, sum);
     }
   }
-  return best;
+  if (plans.length === 0) return null;
+  // Among the plans within EDGE_SWAP_TIE of the least busiest stage, the one whose last stage
+  // finishes first (the faster tab on stage S-1), then the least busiest stage, then the least total.
+  const least = Math.min(...plans.map((x) => x.p.afterMs));
+  const near = plans.filter((x) => x.p.afterMs <= (1 + EDGE_SWAP_TIE) * least);
+  near.sort((x, y) => x.last - y.last || x.p.afterMs - y.p.afterMs || x.sum - y.sum);
+  return near[0]!.p;
+}
+
+/**
+ * The last stage's busy time per iteration plus the pipeline's fill and drain in front of it, in
+ * stageBusyMs's units (load x time per task; a task time averages a forward and a backward, 2x):
+ * its first forward waits for stage 0's and the path's intermediates' forwards, and its last
+ * backward still has to run back through them, together 3 forward times each, i.e. 2 task times,
+ * i.e. 1 x time per task in these units (which count half an iteration's tasks). The intermediates
+ * on that path are taken as the fastest open ones. Stage 0 starts at once and ends with its own
+ * backward, so the faster of two edge tabs belongs on stage S-1 (measured, bench:skip-swarm seed 1:
+ * 0.56x with the 40 ms tab on stage 7 and the 62 ms one on stage 0, 0.63x the other way round).
+ */
+export function lastStageMs(input: EdgeSwapInput, taskMs: readonly (number | null)[]): number {
+  const { rules } = input;
+  const S = rules.nStages;
+  const loads = skipStageLoads(rules, input.microbatches, input.followSpeed ? taskMs : undefined);
+  const mids: number[] = [];
+  for (let s = 1; s < S - 1; s++) if (!rules.vacant.includes(s) && usable(taskMs[s])) mids.push(taskMs[s]!);
+  mids.sort((a, b) => a - b);
+  const path = mids.slice(0, Math.max(0, rules.visit - 2)).reduce((a, b) => a + b, 0);
+  const t0 = usable(taskMs[0]) ? taskMs[0]! : NaN;
+  const tl = usable(taskMs[S - 1]) ? taskMs[S - 1]! : NaN;
+  return loads[S - 1]! * tl + t0 + path;
 }

@@ -5,15 +5,41 @@ const prior = [1, 1, 1, 1];
 const ratio = (c: number[], a: number, b: number) => c[a]! / c[b]!;
 
 describe('stageCostFactors', () => {
-  it('keeps the prior where no tab served two stages', () => {
+  it('before any tab served two stages, puts half of an edge tab\'s excess over the typical tab on the stage', () => {
     const obs: TabStageTime[] = [
-      { tab: 'a', stage: 0, ms: 300 },
+      { tab: 'a', stage: 0, ms: 320 },
       { tab: 'b', stage: 1, ms: 40 },
-      { tab: 'c', stage: 2, ms: 120 },
+      { tab: 'c', stage: 2, ms: 160 },
+      { tab: 'd', stage: 3, ms: 96 },
     ];
+    // Typical tab: the median of 40 and 160 per unit of prior cost = sqrt(40 x 160) = 80 (in logs).
+    // Stage 0: 320 / 80 = 4x, half of it in logs: 2x. Stage 3 (prior 1.2): 96 / (1.2 x 80) = 1x, stays.
     const c = stageCostFactors(obs, [1, 1, 1, 1.2], [0, 3]);
-    expect(ratio(c, 0, 1)).toBeCloseTo(1, 6);
+    expect(ratio(c, 0, 1)).toBeCloseTo(2, 6);
     expect(ratio(c, 3, 2)).toBeCloseTo(1.2, 6);
+    expect(ratio(c, 2, 1)).toBe(1);
+  });
+
+  it('keeps the prior where no fixed stage or no tab on the stage was measured', () => {
+    expect(stageCostFactors([{ tab: 'a', stage: 0, ms: 300 }], [1, 1, 1, 1.2], [0, 3])).toEqual([1, 1, 1, 1.2].map((x) => Math.exp(Math.log(x))));
+    const c = stageCostFactors([{ tab: 'b', stage: 1, ms: 40 }], [1, 1, 1, 1.2], [0, 3]);
+    expect(ratio(c, 0, 1)).toBeCloseTo(1, 6);
+    expect(ratio(c, 3, 1)).toBeCloseTo(1.2, 6);
+  });
+
+  it('once a tab served an edge and a middle stage, the split gives way to what it measured', () => {
+    // Stage 0 costs 1.4x for every tab; tab a served stage 0 and then stage 1.
+    const obs: TabStageTime[] = [
+      { tab: 'a', stage: 0, ms: 140 },
+      { tab: 'a', stage: 1, ms: 100 },
+      { tab: 'b', stage: 0, ms: 70 },
+      { tab: 'c', stage: 2, ms: 50 },
+    ];
+    const c = stageCostFactors(obs, prior, [0, 3]);
+    // Fixed point by hand (stage 0 is linked, so its prior stays 1): b's factor takes all of stage
+    // 0's error, a's half, so c0 (w + 2) = ln 1.4 / 2 + c0 (1 + 1/2) in logs: c0 = ln 1.4 / (1 + 2w)
+    // = 1.324x with w = 0.1 (the unlinked split would have given 1.18x).
+    expect(ratio(c, 0, 1)).toBeCloseTo(Math.exp(Math.log(1.4) / 1.2), 6);
   });
 
   it('learns an edge stage that costs more than its parameters say, from two tabs that traded stages', () => {

@@ -5,10 +5,19 @@
  * factor, fitted in logs by alternating least squares. Only the `learn` stages' factors are fitted
  * (the edges: every intermediate stage runs the same blocks, so their costs are the prior's, which
  * also fixes the scale), each pulled towards its prior (the matmul parameters it runs: placement's
- * `work`). A learned stage no tab measured alongside a fixed one keeps its prior. Why: the embedding and the head cost a tab more than their parameters
+ * `work`). Why: the embedding and the head cost a tab more than their parameters
  * say (a gather and its scatter-add backward, the softmax and loss over the vocabulary), so a
  * swap predicted from parameters alone can put the next fast tab on an edge only to find it no
  * faster there, and swap again.
+ *
+ * A learned stage no tab measured alongside another stage (*unlinked*: before the first swap) is
+ * undecided between a slow tab and a costly stage: its tabs' excess (in logs) over the typical tab
+ * (the median, per unit of prior cost, of the observations on fixed stages) is split,
+ * UNLINKED_STAGE_SHARE of it to the stage. Before, all of it went to the tab, so in a swarm of
+ * equal tabs the first decision saw the edge's extra cost as a slow tab and made one needless
+ * swap; now equal tabs swap only if an edge costs over 1 / (1 - EDGE_SWAP_GAIN)^2 = 1.56x a
+ * middle stage, and a truly slow edge tab is still swapped out when it is that much slower than
+ * the typical tab (or some tab is much faster than the typical one).
  *
  * Pure: the same observations give the same factors.
  */
@@ -23,6 +32,8 @@ export interface TabStageTime {
 
 /** Weight of the prior, in observations. */
 export const PRIOR_WEIGHT = 0.1;
+/** Share of an unlinked learned stage's excess over the typical tab put on the stage (see the module comment). */
+export const UNLINKED_STAGE_SHARE = 0.5;
 
 const usable = (x: number): boolean => Number.isFinite(x) && x > 0;
 
@@ -30,7 +41,7 @@ const usable = (x: number): boolean => Number.isFinite(x) && x > 0;
 export function stageCostFactors(observations: readonly TabStageTime[], prior: readonly number[], learn: readonly number[], priorWeight = PRIOR_WEIGHT): number[] {
   const S = prior.length;
   const obs = observations.filter((o) => Number.isInteger(o.stage) && o.stage >= 0 && o.stage < S && usable(o.ms));
-  const p = prior.map((x) => Math.log(usable(x) ? x : 1));
+  const p = unlinkedShift(obs, prior.map((x) => Math.log(usable(x) ? x : 1)), learn);
   const c = [...p];
   const tabs = [...new Set(obs.map((o) => o.tab))];
   const a = new Map<string, number>();
@@ -46,4 +57,28 @@ export function stageCostFactors(observations: readonly TabStageTime[], prior: r
     }
   }
   return c.map(Math.exp);
+}
+
+/**
+ * Log priors with each unlinked learned stage's moved by UNLINKED_STAGE_SHARE of its tabs' mean
+ * excess over the typical tab (the median of log ms - log prior over observations on stages not
+ * learned); unchanged where a stage is linked, unobserved, or no fixed stage is observed.
+ */
+function unlinkedShift(obs: readonly TabStageTime[], p: readonly number[], learn: readonly number[]): number[] {
+  const out = [...p];
+  const fixed = obs.filter((o) => !learn.includes(o.stage)).map((o) => Math.log(o.ms) - p[o.stage]!);
+  if (fixed.length === 0) return out;
+  const sorted = [...fixed].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  const typical = sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  for (const s of learn) {
+    if (!(s >= 0 && s < p.length)) continue;
+    const here = obs.filter((o) => o.stage === s);
+    if (here.length === 0) continue;
+    const linked = here.some((o) => obs.some((x) => x.tab === o.tab && x.stage !== s));
+    if (linked) continue;
+    const excess = here.reduce((n, o) => n + Math.log(o.ms) - p[s]!, 0) / here.length - typical;
+    out[s] = p[s]! + UNLINKED_STAGE_SHARE * excess;
+  }
+  return out;
 }
