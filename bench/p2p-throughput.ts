@@ -22,13 +22,12 @@
  * Needs root, iproute2 and coturn (scripts/ensure-packages.sh). Removes everything it set up.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { createNetnsLinks } from '../testing/netns-links.js';
 import { startTurnServer } from '../testing/turn-server.js';
 import { startUdpDelayProxy, type UdpDelayProxy } from '../testing/udp-delay-proxy.js';
+import { sumDrops, udpDropsByPort, udpRcvbufErrors } from '../testing/udp-drops.js';
 import { turnCredentials } from '../shared/transport/turn-credentials.js';
 import { flags, fmt, machine, median, table } from './util.js';
 import type { PeerConfig, PeerResult } from './p2p-throughput-peer.js';
@@ -71,27 +70,6 @@ for (const p of paths) if (p !== 'turn' && p !== 'direct') throw new Error(`--pa
 for (const x of [mbps, frameBytes, bulk, paced, gapMs, ...latencies, ...chunks, ...highs, ...lows, ...proxyBufs]) if (!(Number.isFinite(x) && x >= 0)) throw new Error(`bad number in the flags: ${x}`);
 
 const PEER = fileURLToPath(new URL('./p2p-throughput-peer.ts', import.meta.url));
-
-/** Datagrams dropped per local UDP port on `ip` in the root namespace (`drops` of /proc/net/udp: a full receive buffer). */
-function udpDropsByPort(ip: string): Map<number, number> {
-  const hex = ip.split('.').map(Number).reverse().map((b) => b.toString(16).padStart(2, '0')).join('').toUpperCase();
-  const out = new Map<number, number>();
-  for (const line of readFileSync('/proc/net/udp', 'utf8').split('\n').slice(1)) {
-    const cols = line.trim().split(/\s+/);
-    if (cols.length < 13) continue;
-    const [addr, port] = cols[1]!.split(':');
-    if (addr === hex) out.set(parseInt(port!, 16), Number(cols[12]));
-  }
-  return out;
-}
-
-/** UDP receive-buffer overflows (`RcvbufErrors` of /proc/net/snmp) in a namespace, or the root one. */
-function udpRcvbufErrors(ns?: string): number {
-  const text = ns ? execFileSync('ip', ['netns', 'exec', ns, 'cat', '/proc/net/snmp'], { encoding: 'utf8' }) : readFileSync('/proc/net/snmp', 'utf8');
-  const [head, vals] = text.split('\n').filter((l) => l.startsWith('Udp:'));
-  const i = head!.split(/\s+/).indexOf('RcvbufErrors');
-  return Number(vals!.split(/\s+/)[i]);
-}
 
 function startPeer(ns: string, cfg: PeerConfig): { child: ChildProcess; lines: AsyncIterable<string>; log: () => string } {
   const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '--import', 'tsx', PEER, JSON.stringify(cfg)], { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -162,14 +140,7 @@ try {
     const drops = net.drops();
     const udp = net.namespaces.map((n, i) => udpRcvbufErrors(n) - udp0[i]!);
     // Root-namespace drops split by socket: the delay proxy's (an emulation artefact) and coturn's (every other port on the bridge).
-    const proxyPorts = new Set(proxyNow?.ports() ?? []);
-    let proxyDrops = 0;
-    let turnDrops = 0;
-    for (const [port, n] of udpDropsByPort(net.hostIp)) {
-      const d = n - (port0.get(port) ?? 0);
-      if (proxyPorts.has(port)) proxyDrops += d;
-      else turnDrops += d;
-    }
+    const { mine: proxyDrops, others: turnDrops } = sumDrops(port0, udpDropsByPort(net.hostIp), new Set((proxyNow as UdpDelayProxy | null)?.ports() ?? []));
     const modelMs = ((frameBytes * 8) / (mbps * 1e6)) * 1000 + (c.path === 'turn' ? 4 * c.ms : 0);
     const r = result as PeerResult | null;
     const label = [c.path, c.path === 'turn' ? `${c.ms} ms` : '-', c.proxyBuf ? `${c.proxyBuf}K` : '-', `${c.chunk}K`, `${c.high}K/${c.low}K`, c.sctp ? JSON.stringify(c.sctp) : 'default'];

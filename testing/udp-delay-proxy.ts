@@ -32,6 +32,8 @@ export interface UdpDelayProxy {
   forwarded: { up: number; down: number };
   /** The local ports of its sockets (the front one first): to find them in /proc/net/udp. */
   ports(): number[];
+  /** The smallest receive buffer among its sockets, bytes, as the kernel reports it (Linux: twice what was set). */
+  bufferBytes(): number;
   close(): Promise<void>;
 }
 
@@ -97,6 +99,7 @@ export async function startUdpDelayProxy(opts: UdpDelayProxyOptions): Promise<Ud
         return []; // not bound yet
       }
     })],
+    bufferBytes: () => Math.min(front.getRecvBufferSize(), ...[...upstreams.values()].map((u) => u.getRecvBufferSize())),
     close: async () => {
       closed = true;
       if (timer !== null) clearTimeout(timer);
