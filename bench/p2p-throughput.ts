@@ -36,7 +36,7 @@ const HELP = `bench/p2p-throughput.ts: one WebRTC peer link's throughput through
   --mbps N        tbf rate of each namespace's uplink and downlink, Mbit/s (default 50)
   --ms LIST       one-way latency added by the UDP delay proxy, each side, ms (turn path; default 20)
   --path LIST     turn | direct (default turn)
-  --frame KIB     frame size (default 256)
+  --frame LIST    frame size, KiB (default 256)
   --bulk N        frames sent at once (default 32: 8 MiB of 256 KiB frames)
   --paced N       frames sent one at a time after --gap ms idle (default 8)
   --gap MS        idle before each paced frame (default 150)
@@ -55,7 +55,7 @@ if (f.help) {
 }
 const nums = (v: string | boolean | undefined, d: string) => String(v ?? d).split(',').map(Number);
 const mbps = Number(f.mbps ?? 50);
-const frameBytes = Number(f.frame ?? 256) * 1024;
+const frames = nums(f.frame, '256').map((k) => k * 1024);
 const bulk = Number(f.bulk ?? 32);
 const paced = Number(f.paced ?? 8);
 const gapMs = Number(f.gap ?? 150);
@@ -67,9 +67,20 @@ const lows = nums(f.low, '1024');
 const proxyBufs = nums(f['proxy-buffer'], '0');
 const sctps = String(f.sctp ?? 'default').split('|').map((s) => (s === 'default' ? undefined : (JSON.parse(s) as Record<string, number>)));
 for (const p of paths) if (p !== 'turn' && p !== 'direct') throw new Error(`--path ${p}: turn or direct`);
-for (const x of [mbps, frameBytes, bulk, paced, gapMs, ...latencies, ...chunks, ...highs, ...lows, ...proxyBufs]) if (!(Number.isFinite(x) && x >= 0)) throw new Error(`bad number in the flags: ${x}`);
+for (const x of [mbps, ...frames, bulk, paced, gapMs, ...latencies, ...chunks, ...highs, ...lows, ...proxyBufs]) if (!(Number.isFinite(x) && x >= 0)) throw new Error(`bad number in the flags: ${x}`);
 
 const PEER = fileURLToPath(new URL('./p2p-throughput-peer.ts', import.meta.url));
+
+/**
+ * A frame's send-to-ack time if every frame starts from a congestion window of 10 MTUs and doubles
+ * it each round trip (slow start): libdatachannel sets usrsctp's max burst to 10 MTUs, and with
+ * usrsctp's cwnd-based max burst an association with little in flight has its cwnd cut to
+ * flight + 10 MTUs, so each frame after an idle gap starts over. Rounds n: 10 MTUs x (2^n - 1) >= frame.
+ */
+function slowStartMs(frameBytes: number, mbps: number, rttMs: number, mtuPayload = 1183): number {
+  const rounds = Math.max(1, Math.ceil(Math.log2(frameBytes / (10 * mtuPayload) + 1)));
+  return rounds * rttMs + ((frameBytes * 8) / (mbps * 1e6)) * 1000;
+}
 
 function startPeer(ns: string, cfg: PeerConfig): { child: ChildProcess; lines: AsyncIterable<string>; log: () => string } {
   const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '--import', 'tsx', PEER, JSON.stringify(cfg)], { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -86,10 +97,11 @@ interface Config {
   low: number;
   sctp: Record<string, number> | undefined;
   proxyBuf: number;
+  frameBytes: number;
 }
 
 console.log(`bench:p2p-throughput  ${machine()}`);
-console.log(`tbf ${mbps} Mbit/s up and down per namespace; frames of ${frameBytes / 1024} KiB: ${bulk} at once, then ${paced} one at a time after ${gapMs} ms idle`);
+console.log(`tbf ${mbps} Mbit/s up and down per namespace; ${bulk} frames at once, then ${paced} one at a time after ${gapMs} ms idle`);
 const net = createNetnsLinks(2, { upMbps: mbps, downMbps: mbps, ...(f.queue ? { queueBytes: Number(f.queue) * 1024 } : {}) });
 const turn = paths.includes('turn') ? await startTurnServer({ ip: net.hostIp }) : null;
 for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => turn?.killNow());
@@ -100,7 +112,7 @@ try {
   const configs: Config[] = [];
   for (const path of paths)
     for (const ms of path === 'turn' ? latencies : [0])
-      for (const chunk of chunks) for (const high of highs) for (const low of lows) for (const sctp of sctps) for (const proxyBuf of path === 'turn' ? proxyBufs : [0]) configs.push({ path, ms, chunk, high, low, sctp, proxyBuf });
+      for (const chunk of chunks) for (const high of highs) for (const low of lows) for (const sctp of sctps) for (const proxyBuf of path === 'turn' ? proxyBufs : [0]) for (const frameBytes of frames) configs.push({ path, ms, chunk, high, low, sctp, proxyBuf, frameBytes });
   for (const c of configs) {
     let rtc: RTCConfiguration = {};
     proxyNow = null;
@@ -112,7 +124,7 @@ try {
       const cred = await turnCredentials(turn!.secret, 'bench', 3600);
       rtc = { iceServers: [{ urls: `turn:${net.hostIp}:${proxy.port}?transport=udp`, username: cred.username, credential: cred.credential }], iceTransportPolicy: 'relay' };
     }
-    const base = { rtc, link: { chunkBytes: c.chunk * 1024, highWaterBytes: c.high * 1024, lowWaterBytes: c.low * 1024 }, ...(c.sctp ? { sctp: c.sctp } : {}), frameBytes, bulk, paced, gapMs };
+    const base = { rtc, link: { chunkBytes: c.chunk * 1024, highWaterBytes: c.high * 1024, lowWaterBytes: c.low * 1024 }, ...(c.sctp ? { sctp: c.sctp } : {}), frameBytes: c.frameBytes, bulk, paced, gapMs };
     const drops0 = net.drops();
     const udp0 = net.namespaces.map((n) => udpRcvbufErrors(n));
     const port0 = udpDropsByPort(net.hostIp);
@@ -141,13 +153,14 @@ try {
     const udp = net.namespaces.map((n, i) => udpRcvbufErrors(n) - udp0[i]!);
     // Root-namespace drops split by socket: the delay proxy's (an emulation artefact) and coturn's (every other port on the bridge).
     const { mine: proxyDrops, others: turnDrops } = sumDrops(port0, udpDropsByPort(net.hostIp), new Set((proxyNow as UdpDelayProxy | null)?.ports() ?? []));
-    const modelMs = ((frameBytes * 8) / (mbps * 1e6)) * 1000 + (c.path === 'turn' ? 4 * c.ms : 0);
+    const modelMs = ((c.frameBytes * 8) / (mbps * 1e6)) * 1000 + (c.path === 'turn' ? 4 * c.ms : 0);
+    const ssMs = slowStartMs(c.frameBytes, mbps, c.path === 'turn' ? 4 * c.ms : 0);
     const r = result as PeerResult | null;
-    const label = [c.path, c.path === 'turn' ? `${c.ms} ms` : '-', c.proxyBuf ? `${c.proxyBuf}K` : '-', `${c.chunk}K`, `${c.high}K/${c.low}K`, c.sctp ? JSON.stringify(c.sctp) : 'default'];
+    const label = [`${c.frameBytes / 1024}K`, c.path, c.path === 'turn' ? `${c.ms} ms` : '-', c.proxyBuf ? `${c.proxyBuf}K` : '-', `${c.chunk}K`, `${c.high}K/${c.low}K`, c.sctp ? JSON.stringify(c.sctp) : 'default'];
     if (!r) {
-      rows.push([...label, 'failed', down || a.log().split('\n').slice(-3).join(' ') || 'timeout', '', '', '', '', '']);
+      rows.push([...label, 'failed', down || a.log().split('\n').slice(-3).join(' ') || 'timeout', '', '', '', '', '', '', '']);
     } else {
-      rows.push([...label, fmt((r.bulkBytes * 8) / (r.bulkMs / 1000) / 1e6, 1), fmt(median(r.pacedMs), 0), fmt(modelMs, 0), r.rttMs === null ? '-' : fmt(r.rttMs, 0), `${drops.up - drops0.up}/${drops.down - drops0.down}`, `${proxyDrops}/${turnDrops}/${udp.join('/')}`]);
+      rows.push([...label, fmt((r.bulkBytes * 8) / (r.bulkMs / 1000) / 1e6, 1), fmt(median(r.pacedMs), 0), fmt(modelMs, 0), fmt(ssMs, 0), r.rttMs === null ? '-' : fmt(r.rttMs, 0), `${drops.up - drops0.up}/${drops.down - drops0.down}`, `${proxyDrops}/${turnDrops}/${udp.join('/')}`]);
     }
     console.log(`  ${rows.at(-1)!.join('  ')}`);
   }
@@ -156,6 +169,7 @@ try {
   await turn?.stop();
   net.remove();
 }
-console.log(table(['path', 'latency', 'proxy buf', 'chunk', 'high/low', 'sctp', 'bulk Mbit/s', 'paced ms', 'model ms', 'rtt ms', 'tbf drops up/down', 'udp drops proxy/coturn/a/b'], rows));
+console.log(table(['frame', 'path', 'latency', 'proxy buf', 'chunk', 'high/low', 'sctp', 'bulk Mbit/s', 'paced ms', 'model ms', 'slow-start ms', 'rtt ms', 'tbf drops up/down', 'udp drops proxy/coturn/a/b'], rows));
 console.log('model ms: frame / rate + the send and ack latencies (turn: 2 x one-way each side of coturn, the ack 2 x again: bytes/rate + 4 x ms)');
+console.log('slow-start ms: the same if each frame restarts from a 10-MTU window doubling per round trip (libdatachannel\'s SCTP max burst): rounds x RTT + bytes/rate');
 console.log('udp drops: datagrams lost to full socket receive buffers: the delay proxy\'s and coturn\'s sockets on the bridge (/proc/net/udp), each namespace\'s (RcvbufErrors)');
