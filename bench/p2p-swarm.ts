@@ -46,7 +46,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setHopTraceSink, type HopTraceEvent } from '../shared/transport/hop-trace.js';
-import { groupMarks, modelHopMs, summarise, SEGMENTS } from './hop-breakdown.js';
+import { groupMarks, modelHopMs, slowStartWireMs, summarise, SEGMENTS } from './hop-breakdown.js';
 
 const f = flags(process.argv.slice(2), { preset: 'string', stages: 'string', iterations: 'string', warmup: 'string', pace: 'string', rounds: 'string', batch: 'string', wire: 'string', links: 'string' });
 const stages = Number(f.stages ?? 4);
@@ -174,7 +174,8 @@ function hopRow(transport: Transport, coordMarks: HopTraceEvent[], files: string
   const measured = (key: string) => Number(key.split(':')[1]) >= warmup;
   const { medians, hops } = summarise(groupMarks(events, measured));
   const model = modelHopMs(frameBytes, l.mbps, l.latencyMs, transport === 'relay' ? 'relay' : 'p2p');
-  return [transport, hops, fmtBytes(frameBytes), ...SEGMENTS.map((s) => (medians[s] === null ? '-' : fmt(medians[s]!, 0))), fmt(model, 0)];
+  const slowStart = transport === 'relay' ? '-' : fmt(slowStartWireMs(frameBytes, l.mbps, l.latencyMs), 0);
+  return [transport, hops, fmtBytes(frameBytes), ...SEGMENTS.map((s) => (medians[s] === null ? '-' : fmt(medians[s]!, 0))), fmt(model, 0), slowStart];
 }
 
 console.log(`bench:p2p-swarm  ${machine()}`);
@@ -198,7 +199,7 @@ try {
 console.log(table(['transport', 's/iteration', 'coordinator relayed /it', 'peer to peer /it', 'coordinator share', 'coordinator link /it', 'fallbacks', 'abandoned', 'leaves', 'last loss'], rows));
 if (hopRows.length) {
   console.log('per-hop medians, ms (hop: sender\'s paced end -> receiver has task and frame; see bench/hop-breakdown.ts)');
-  console.log(table(['transport', 'hops', 'frame', ...SEGMENTS, 'model hop', 'tbf drops up/down', 'udp drops proxy/coturn'], hopRows));
+  console.log(table(['transport', 'hops', 'frame', ...SEGMENTS, 'model hop', 'slow-start wire', 'tbf drops up/down', 'udp drops proxy/coturn'], hopRows));
 }
 const byT = (t: string) => rows.filter((r) => r[0] === t).map((r) => Number(r[1]));
 const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;

@@ -30,6 +30,7 @@ import { startUdpDelayProxy, type UdpDelayProxy } from '../testing/udp-delay-pro
 import { sumDrops, udpDropsByPort, udpRcvbufErrors } from '../testing/udp-drops.js';
 import { turnCredentials } from '../shared/transport/turn-credentials.js';
 import { flags, fmt, machine, median, table } from './util.js';
+import { slowStartWireMs } from './hop-breakdown.js';
 import type { PeerConfig, PeerResult } from './p2p-throughput-peer.js';
 
 const HELP = `bench/p2p-throughput.ts: one WebRTC peer link's throughput through emulated links (root)
@@ -70,17 +71,6 @@ for (const p of paths) if (p !== 'turn' && p !== 'direct') throw new Error(`--pa
 for (const x of [mbps, ...frames, bulk, paced, gapMs, ...latencies, ...chunks, ...highs, ...lows, ...proxyBufs]) if (!(Number.isFinite(x) && x >= 0)) throw new Error(`bad number in the flags: ${x}`);
 
 const PEER = fileURLToPath(new URL('./p2p-throughput-peer.ts', import.meta.url));
-
-/**
- * A frame's send-to-ack time if every frame starts from a congestion window of 10 MTUs and doubles
- * it each round trip (slow start): libdatachannel sets usrsctp's max burst to 10 MTUs, and with
- * usrsctp's cwnd-based max burst an association with little in flight has its cwnd cut to
- * flight + 10 MTUs, so each frame after an idle gap starts over. Rounds n: 10 MTUs x (2^n - 1) >= frame.
- */
-function slowStartMs(frameBytes: number, mbps: number, rttMs: number, mtuPayload = 1183): number {
-  const rounds = Math.max(1, Math.ceil(Math.log2(frameBytes / (10 * mtuPayload) + 1)));
-  return rounds * rttMs + ((frameBytes * 8) / (mbps * 1e6)) * 1000;
-}
 
 function startPeer(ns: string, cfg: PeerConfig): { child: ChildProcess; lines: AsyncIterable<string>; log: () => string } {
   const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '--import', 'tsx', PEER, JSON.stringify(cfg)], { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -154,7 +144,7 @@ try {
     // Root-namespace drops split by socket: the delay proxy's (an emulation artefact) and coturn's (every other port on the bridge).
     const { mine: proxyDrops, others: turnDrops } = sumDrops(port0, udpDropsByPort(net.hostIp), new Set((proxyNow as UdpDelayProxy | null)?.ports() ?? []));
     const modelMs = ((c.frameBytes * 8) / (mbps * 1e6)) * 1000 + (c.path === 'turn' ? 4 * c.ms : 0);
-    const ssMs = slowStartMs(c.frameBytes, mbps, c.path === 'turn' ? 4 * c.ms : 0);
+    const ssMs = slowStartWireMs(c.frameBytes, mbps, c.path === 'turn' ? c.ms : 0) + (c.path === 'turn' ? 2 * c.ms : 0); // + the ack's way back
     const r = result as PeerResult | null;
     const label = [`${c.frameBytes / 1024}K`, c.path, c.path === 'turn' ? `${c.ms} ms` : '-', c.proxyBuf ? `${c.proxyBuf}K` : '-', `${c.chunk}K`, `${c.high}K/${c.low}K`, c.sctp ? JSON.stringify(c.sctp) : 'default'];
     if (!r) {
