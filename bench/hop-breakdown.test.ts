@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { groupMarks, hopSegments, modelHopMs, summarise } from './hop-breakdown.js';
+import { groupMarks, hopSegments, modelHopMs, slowStartWireMs, summarise } from './hop-breakdown.js';
 import type { HopTraceEvent } from '../shared/transport/hop-trace.js';
 
 const ev = (mark: HopTraceEvent['mark'], key: string, t: number): HopTraceEvent => ({ mark, key, t });
@@ -31,5 +31,9 @@ describe('hop breakdown', () => {
     // 625 000 bytes at 50 Mbit/s = 100 ms per link.
     expect(modelHopMs(625_000, 50, 20, 'relay')).toBeCloseTo(240);
     expect(modelHopMs(625_000, 50, 20, 'p2p')).toBeCloseTo(140);
+    // 256 KiB from a 10-MTU window: 11.8 KB x (2^5 - 1) >= 262 KB, so 4 round trips of 80 ms before the last one way.
+    expect(slowStartWireMs(262_144, 50, 20)).toBeCloseTo(4 * 80 + 40 + 41.94, 1);
+    // A frame within the first window: one way and its serialisation, as the link model.
+    expect(slowStartWireMs(10_000, 50, 20)).toBeCloseTo(modelHopMs(10_000, 50, 20, 'p2p'));
   });
 });

@@ -41,11 +41,12 @@ import { createNetnsLinks, type NetnsLinks } from '../testing/netns-links.js';
 import { startLinkEmulator, type LinkEmulator } from '../testing/link-emulator.js';
 import { startTurnServer, type TurnServer } from '../testing/turn-server.js';
 import { startUdpDelayProxy, type UdpDelayProxy } from '../testing/udp-delay-proxy.js';
+import { sumDrops, udpDropsByPort } from '../testing/udp-drops.js';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setHopTraceSink, type HopTraceEvent } from '../shared/transport/hop-trace.js';
-import { groupMarks, modelHopMs, summarise, SEGMENTS } from './hop-breakdown.js';
+import { groupMarks, modelHopMs, slowStartWireMs, summarise, SEGMENTS } from './hop-breakdown.js';
 
 const f = flags(process.argv.slice(2), { preset: 'string', stages: 'string', iterations: 'string', warmup: 'string', pace: 'string', rounds: 'string', batch: 'string', wire: 'string', links: 'string' });
 const stages = Number(f.stages ?? 4);
@@ -83,7 +84,9 @@ interface Emulated {
 async function emulate(l: { mbps: number; latencyMs: number }): Promise<Emulated> {
   const net = createNetnsLinks(stages, { upMbps: l.mbps, downMbps: l.mbps });
   const turn = await startTurnServer({ ip: net.hostIp });
-  const udp = await startUdpDelayProxy({ listenHost: net.hostIp, target: { host: net.hostIp, port: turn.port }, delayMs: l.latencyMs });
+  // 4 MiB socket buffers: with the kernel's ~208 KiB, the proxy (a JS event loop in this busy process)
+  // dropped datagrams while stalled, losses no real link has (bench/p2p-throughput.ts: 300 drops in 2 MiB).
+  const udp = await startUdpDelayProxy({ listenHost: net.hostIp, target: { host: net.hostIp, port: turn.port }, delayMs: l.latencyMs, socketBytes: 4 * 1024 * 1024 });
   // netns-links removes the namespaces on a signal and re-raises it; coturn must not outlive us either.
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => turn.killNow());
   return { net, turn, udp };
@@ -132,6 +135,7 @@ async function run(transport: Transport, em: Emulated | null): Promise<(string |
     const p2p0 = await sum(coord, 'swarm_p2p_bytes_total');
     const wire0 = children.reduce((a, c) => a + c.link.delivered.up + c.link.delivered.down, 0);
     const drops0 = em?.net.drops();
+    const udp0 = em ? udpDropsByPort(em.net.hostIp) : null;
     const t0 = Date.now();
     await until(() => coord.scheduler.iteration >= warmup + iterations, `${iterations} iterations`, 1_200_000);
     const s = (Date.now() - t0) / 1000 / iterations;
@@ -142,7 +146,8 @@ async function run(transport: Transport, em: Emulated | null): Promise<(string |
     const loss = coord.scheduler.history.at(-1)?.trainLoss;
     if (em && links) {
       const d = em.net.drops();
-      hopRows.push([...hopRow(transport, coordMarks, traceFiles, (relay + peer) / (2 * (stages - 1) * settings.microbatches), links), `${d.up - drops0!.up}/${d.down - drops0!.down}`]);
+      const u = sumDrops(udp0!, udpDropsByPort(em.net.hostIp), new Set(em.udp.ports()));
+      hopRows.push([...hopRow(transport, coordMarks, traceFiles, (relay + peer) / (2 * (stages - 1) * settings.microbatches), links), `${d.up - drops0!.up}/${d.down - drops0!.down}`, `${u.mine}/${u.others}`]);
     }
     return [transport, fmt(s, 3), fmtBytes(relay), fmtBytes(peer), `${fmt(share, 1)}%`, em ? fmtBytes(wire) : '-', await sum(coord, 'swarm_p2p_fallbacks_total'), await sum(coord, 'swarm_abandoned_iterations_total'), coord.events.list('leave').length, loss === undefined ? '-' : loss.toFixed(6)];
   } finally {
@@ -169,7 +174,8 @@ function hopRow(transport: Transport, coordMarks: HopTraceEvent[], files: string
   const measured = (key: string) => Number(key.split(':')[1]) >= warmup;
   const { medians, hops } = summarise(groupMarks(events, measured));
   const model = modelHopMs(frameBytes, l.mbps, l.latencyMs, transport === 'relay' ? 'relay' : 'p2p');
-  return [transport, hops, fmtBytes(frameBytes), ...SEGMENTS.map((s) => (medians[s] === null ? '-' : fmt(medians[s]!, 0))), fmt(model, 0)];
+  const slowStart = transport === 'relay' ? '-' : fmt(slowStartWireMs(frameBytes, l.mbps, l.latencyMs), 0);
+  return [transport, hops, fmtBytes(frameBytes), ...SEGMENTS.map((s) => (medians[s] === null ? '-' : fmt(medians[s]!, 0))), fmt(model, 0), slowStart];
 }
 
 console.log(`bench:p2p-swarm  ${machine()}`);
@@ -193,7 +199,7 @@ try {
 console.log(table(['transport', 's/iteration', 'coordinator relayed /it', 'peer to peer /it', 'coordinator share', 'coordinator link /it', 'fallbacks', 'abandoned', 'leaves', 'last loss'], rows));
 if (hopRows.length) {
   console.log('per-hop medians, ms (hop: sender\'s paced end -> receiver has task and frame; see bench/hop-breakdown.ts)');
-  console.log(table(['transport', 'hops', 'frame', ...SEGMENTS, 'model hop', 'tbf drops up/down'], hopRows));
+  console.log(table(['transport', 'hops', 'frame', ...SEGMENTS, 'model hop', 'slow-start wire', 'tbf drops up/down', 'udp drops proxy/coturn'], hopRows));
 }
 const byT = (t: string) => rows.filter((r) => r[0] === t).map((r) => Number(r[1]));
 const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;

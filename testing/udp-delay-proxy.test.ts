@@ -42,5 +42,18 @@ describe('startUdpDelayProxy', () => {
     expect(back.find((x) => x.who === 'b')!.text).toBe('re:b0');
     for (const x of back) expect(x.at - t0).toBeGreaterThanOrEqual(115);
     expect(proxy.forwarded).toEqual({ up: 6, down: 6 });
+    // The front socket first, then one upstream socket per client.
+    expect(proxy.ports()[0]).toBe(proxy.port);
+    expect(new Set(proxy.ports()).size).toBe(3);
+  });
+
+  it('sets the sockets\' buffers to socketBytes', async () => {
+    const echo = await bound();
+    proxy = await startUdpDelayProxy({ listenHost: '127.0.0.1', target: { host: '127.0.0.1', port: echo.address().port }, delayMs: 0, socketBytes: 1024 * 1024 });
+    const a = await bound();
+    a.send(Buffer.from('x'), proxy.port, '127.0.0.1');
+    await new Promise((r) => setTimeout(r, 100));
+    // Linux reports twice the size asked for (its bookkeeping share): at least what was asked, unless net.core.rmem_max is lower.
+    expect(proxy.bufferBytes()).toBeGreaterThanOrEqual(1024 * 1024);
   });
 });

@@ -16,6 +16,13 @@ export interface UdpDelayProxyOptions {
   target: { host: string; port: number };
   /** One-way delay added to each datagram, each direction, ms. */
   delayMs: number;
+  /**
+   * SO_RCVBUF / SO_SNDBUF of every socket (default 0: the kernel's, ~208 KiB, or `net.core.rmem_default`).
+   * This proxy is a JS event loop: on a loaded CPU it stalls for tens of ms, and a 50 Mbit/s stream
+   * overflows a default receive buffer in ~35 ms; the datagrams dropped there are losses a real
+   * link would not have (bench/p2p-throughput.ts counts them per socket). Capped by `net.core.rmem_max`.
+   */
+  socketBytes?: number;
 }
 
 export interface UdpDelayProxy {
@@ -23,12 +30,18 @@ export interface UdpDelayProxy {
   port: number;
   /** Datagrams forwarded: client -> target, target -> client. */
   forwarded: { up: number; down: number };
+  /** The local ports of its sockets (the front one first): to find them in /proc/net/udp. */
+  ports(): number[];
+  /** The smallest receive buffer among its sockets, bytes, as the kernel reports it (Linux: twice what was set). */
+  bufferBytes(): number;
   close(): Promise<void>;
 }
 
 export async function startUdpDelayProxy(opts: UdpDelayProxyOptions): Promise<UdpDelayProxy> {
   if (!(Number.isFinite(opts.delayMs) && opts.delayMs >= 0)) throw new RangeError(`delayMs must be >= 0, got ${opts.delayMs}`);
-  const front = dgram.createSocket('udp4');
+  const bufs = opts.socketBytes ? { recvBufferSize: opts.socketBytes, sendBufferSize: opts.socketBytes } : {};
+  const socket = () => dgram.createSocket({ type: 'udp4', ...bufs });
+  const front = socket();
   const upstreams = new Map<string, dgram.Socket>();
   const forwarded = { up: 0, down: 0 };
   let closed = false;
@@ -56,7 +69,7 @@ export async function startUdpDelayProxy(opts: UdpDelayProxyOptions): Promise<Ud
     const key = `${rinfo.address}:${rinfo.port}`;
     let up = upstreams.get(key);
     if (!up) {
-      up = dgram.createSocket('udp4');
+      up = socket();
       up.on('message', (back) =>
         later(() => {
           forwarded.down++;
@@ -79,6 +92,14 @@ export async function startUdpDelayProxy(opts: UdpDelayProxyOptions): Promise<Ud
     host: opts.listenHost,
     port: front.address().port,
     forwarded,
+    ports: () => [front.address().port, ...[...upstreams.values()].flatMap((u) => {
+      try {
+        return [u.address().port];
+      } catch {
+        return []; // not bound yet
+      }
+    })],
+    bufferBytes: () => Math.min(front.getRecvBufferSize(), ...[...upstreams.values()].map((u) => u.getRecvBufferSize())),
     close: async () => {
       closed = true;
       if (timer !== null) clearTimeout(timer);
