@@ -5,37 +5,16 @@
  * stage alone, the third tab a spare).
  */
 import { describe, it, expect } from 'vitest';
-import { Coordinator, DEFAULT_COORDINATOR } from '../server.js';
 import type { PoisonedVolunteer } from '../../testing/poisoned-volunteer.js';
-import { DEFAULT_SETTINGS } from '../../shared/run-settings.js';
 import { testSwarm } from '../../testing/test-swarm.js';
+import { startScreeningSwarm, tabsServing } from '../../testing/screening-swarm.js';
 import { until } from '../../testing/until.js';
 
 const harness = testSwarm();
 
 /** `maxReplicas` 1: two tabs serve, the third is a spare; 2: the third is a surplus replica of one stage. */
-async function swarm(names: string[], history = 8, maxReplicas = 1): Promise<PoisonedVolunteer[]> {
-  harness.coord = new Coordinator({
-    ...DEFAULT_COORDINATOR,
-    maxReplicas,
-    settings: { ...DEFAULT_SETTINGS, preset: 'tiny', stages: 2, microbatches: 2, batch: 2, recovery: 'checkfree' },
-    port: 0,
-    silent: true,
-    evalEvery: 0,
-    graceMs: 200,
-  });
-  const url = await harness.coord.listen();
-  const tabs = await harness.poisonable(url, names);
-  const coord = harness.coord;
-  const serve = Math.min(names.length, 2 * maxReplicas);
-  await until(() => coord.scheduler.iteration >= history && coord.stages.allReplicas().length === serve && [0, 1].every((s) => coord.stages.size(s) >= 1), 'a norm history');
-  return tabs;
-}
-
-const serving = (tabs: PoisonedVolunteer[], stage: number) => {
-  const ids = harness.coord!.stages.replicas(stage).map((v) => v.id);
-  return tabs.filter((t) => ids.includes(t.status().volunteerId!));
-};
+const swarm = (names: string[], history = 8, maxReplicas = 1) => startScreeningSwarm(harness, names, { maxReplicas, history });
+const serving = (tabs: PoisonedVolunteer[], stage: number) => tabsServing(harness.coord!, tabs, stage);
 const spareOf = (tabs: PoisonedVolunteer[]) => tabs.filter((t) => !harness.coord!.stages.allReplicas().some((v) => v.id === t.status().volunteerId));
 
 const metric = async (re: RegExp) => Number((await harness.coord!.metrics.text()).match(re)?.[1] ?? 0);

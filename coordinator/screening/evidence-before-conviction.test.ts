@@ -4,36 +4,16 @@
  * Live swarms of Node volunteers (tiny model, 2 stages).
  */
 import { describe, it, expect } from 'vitest';
-import { Coordinator, DEFAULT_COORDINATOR } from '../server.js';
 import type { PoisonedVolunteer } from '../../testing/poisoned-volunteer.js';
-import { DEFAULT_SETTINGS } from '../../shared/run-settings.js';
 import { testSwarm } from '../../testing/test-swarm.js';
+import { startScreeningSwarm, tabsServing } from '../../testing/screening-swarm.js';
 import { until } from '../../testing/until.js';
 
 const harness = testSwarm();
 
 /** 2 stages; `maxReplicas` 2 gives each stage a sibling (4 tabs), 1 leaves every stage alone. */
-async function swarm(maxReplicas: number, names: string[], history = 8): Promise<PoisonedVolunteer[]> {
-  harness.coord = new Coordinator({
-    ...DEFAULT_COORDINATOR,
-    maxReplicas,
-    settings: { ...DEFAULT_SETTINGS, preset: 'tiny', stages: 2, microbatches: 2, batch: 2, recovery: 'checkfree' },
-    port: 0,
-    silent: true,
-    evalEvery: 0,
-    graceMs: 200,
-  });
-  const url = await harness.coord.listen();
-  const tabs = await harness.poisonable(url, names);
-  const coord = harness.coord;
-  await until(() => coord.scheduler.iteration >= history && (maxReplicas === 1 || [0, 1].every((s) => coord.stages.replicas(s).length === maxReplicas)), 'a norm history');
-  return tabs;
-}
-
-const replicasOf = (tabs: PoisonedVolunteer[], stage: number) => {
-  const ids = harness.coord!.stages.replicas(stage).map((v) => v.id);
-  return tabs.filter((t) => ids.includes(t.status().volunteerId!));
-};
+const swarm = (maxReplicas: number, names: string[], history = 8) => startScreeningSwarm(harness, names, { maxReplicas, history });
+const replicasOf = (tabs: PoisonedVolunteer[], stage: number) => tabsServing(harness.coord!, tabs, stage);
 
 /** Waits until the metric matched by `re` reaches `at_least`. */
 async function untilMetric(re: RegExp, atLeast: number, what: string, ms = 120_000): Promise<void> {

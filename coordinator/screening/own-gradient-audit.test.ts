@@ -4,38 +4,15 @@
  * stage norm is the evidence. Live swarms of Node volunteers (tiny model, 2 stages).
  */
 import { describe, it, expect } from 'vitest';
-import { Coordinator, DEFAULT_COORDINATOR } from '../server.js';
 import type { PoisonedVolunteer } from '../../testing/poisoned-volunteer.js';
-import { DEFAULT_SETTINGS } from '../../shared/run-settings.js';
-import { DEFAULT_DP } from '../../shared/dp/dp-settings.js';
 import { testSwarm } from '../../testing/test-swarm.js';
+import { startScreeningSwarm, tabsServing } from '../../testing/screening-swarm.js';
 import { until } from '../../testing/until.js';
 
 const harness = testSwarm();
 
-/** `maxReplicas` 2 with 4 tabs: each stage has a sibling; 1: each stage alone (a third tab is a spare). */
-async function swarm(maxReplicas: number, names: string[], history = 8, diloco = false): Promise<PoisonedVolunteer[]> {
-  harness.coord = new Coordinator({
-    ...DEFAULT_COORDINATOR,
-    maxReplicas,
-    settings: { ...DEFAULT_SETTINGS, preset: 'tiny', stages: 2, microbatches: 2, batch: 2, recovery: 'checkfree', ...(diloco ? { dp: { ...DEFAULT_DP, mode: 'diloco' as const, every: 4 } } : {}) },
-    port: 0,
-    silent: true,
-    evalEvery: 0,
-    graceMs: 200,
-  });
-  const url = await harness.coord.listen();
-  const tabs = await harness.poisonable(url, names);
-  const coord = harness.coord;
-  const serve = Math.min(names.length, 2 * maxReplicas);
-  await until(() => coord.scheduler.iteration >= history && coord.stages.allReplicas().length === serve && [0, 1].every((s) => coord.stages.size(s) >= 1), 'a norm history');
-  return tabs;
-}
-
-const serving = (tabs: PoisonedVolunteer[], stage: number) => {
-  const ids = harness.coord!.stages.replicas(stage).map((v) => v.id);
-  return tabs.filter((t) => ids.includes(t.status().volunteerId!));
-};
+const swarm = (maxReplicas: number, names: string[], history = 8, diloco = false) => startScreeningSwarm(harness, names, { maxReplicas, history, diloco });
+const serving = (tabs: PoisonedVolunteer[], stage: number) => tabsServing(harness.coord!, tabs, stage);
 const metric = async (re: RegExp) => Number((await harness.coord!.metrics.text()).match(re)?.[1] ?? 0);
 const audits = (verdict: string) => metric(new RegExp(`swarm_screening_audits_total\\{verdict="${verdict}"\\} (\\d+)`));
 const ownSuspicions = () => metric(/swarm_screening_suspicions_total\{rule="own"\} (\d+)/);
