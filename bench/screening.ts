@@ -15,7 +15,8 @@
  * per 10,000 honest iterations:
  *   q:upstream q:jump q:grad   quarantines by rule (relay `upstream`, relay `jump`, a stage's own
  *                              gradient outlier or a non-finite frame): the target is 0
- *   susp                       relay-rule suspicions (each audited or judged unverifiable)
+ *   susp                       suspicions of every rule (relay `upstream`/`jump`, a stage's own gradient
+ *                              `own`, a diloco pseudo-gradient `pseudo`), each audited or judged unverifiable
  *   match mism unver           audit verdicts (mismatch convicts; unverifiable: probation)
  *   prob                       tabs put on probation
  *   max diff                   largest relative difference of an honest audit (the wire tolerance
@@ -132,7 +133,7 @@ async function honestRun(c: HonestConfig, iterations: number): Promise<Counts & 
       'q:upstream': upstream,
       'q:jump': jump,
       'q:grad': quarantines - upstream - jump,
-      susp: metricValue(text, 'swarm_screening_suspicions_total', 'rule="upstream"') + metricValue(text, 'swarm_screening_suspicions_total', 'rule="jump"'),
+      susp: ['upstream', 'jump', 'own', 'pseudo'].reduce((sum, rule) => sum + metricValue(text, 'swarm_screening_suspicions_total', `rule="${rule}"`), 0),
       match: metricValue(text, 'swarm_screening_audits_total', 'verdict="match"'),
       mism: metricValue(text, 'swarm_screening_audits_total', 'verdict="mismatch"'),
       unver: metricValue(text, 'swarm_screening_audits_total', 'verdict="unverifiable"'),
