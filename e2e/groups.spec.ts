@@ -8,7 +8,7 @@ const STAGES = 4;
 
 test('8 WebGPU tabs on 4 stages all train; a closed tab is absorbed without a rebuild', async ({ launchSwarm }) => {
   test.setTimeout(420_000);
-  const ITERATIONS = 12;
+  const ITERATIONS = 8;
   const swarm = await launchSwarm({
     coordinator: { maxIterations: ITERATIONS, maxReplicas: Infinity, rebalanceEvery: 0 },
     settings: { microbatches: 4 },
