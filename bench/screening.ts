@@ -210,7 +210,23 @@ async function poisonedRun(mode: NonNullable<PoisonMode>, stage: number, sibling
 
 const per10k = (x: number, its: number) => (its > 0 ? fmt((x / its) * 10_000, 1) : '-');
 
+const HELP = `Usage: npm run bench:screening -- [options]
+  --quick                 9 of the configurations at 200 iterations (x each one's share)
+  --iterations <n>        honest iterations per configuration, x its share (default 2000; 200 with --quick)
+  --configs <a,b,...>     honest configurations to run (default all: ${CONFIGS.map((c) => c.name).join(', ')})
+  --skip-honest           run only the poisoned part
+  --skip-poisoned         run only the honest part
+  --modes <a,b,...>       poisoned modes to run (default all: ${MODES.map((m) => m.mode).join(', ')})
+  --budget <n>            iterations a poisoned tab is watched for (default 30)
+Each honest configuration stops after 20 minutes. Prints quarantines per rule, suspicions, audit
+verdicts and probations per configuration and per 10,000 iterations, then each poisoned mode's
+outcome with and without a sibling.`;
+
 async function main(): Promise<void> {
+  if (process.argv.includes('--help')) {
+    console.log(HELP);
+    return;
+  }
   const f = flags(process.argv.slice(2), { quick: 'boolean', iterations: 'string', configs: 'string', budget: 'string', 'skip-poisoned': 'boolean', 'skip-honest': 'boolean', modes: 'string' });
   const quick = f.quick === true;
   const iterations = Number(f.iterations ?? (quick ? 200 : 2000));
