@@ -215,7 +215,6 @@ export class OwnGradientAudit {
     p.counted = true;
     metrics.audits.inc({ verdict: 'unverifiable' });
     const until = probation.put(p.suspect, p.stage, p.reason);
-    metrics.probation.set(probation.list().length);
     events.add('run', `suspicion of ${this.what(p)} is unverifiable: ${why}; its iteration is dropped and it is on probation until iteration ${until}`, {
       volunteer: p.suspect.id,
       stage: p.stage,

@@ -4,7 +4,7 @@
  * that iteration is dropped and the tab is watched more strictly for a while: for `iterations`
  * applied iterations its relayed frames are judged against `strictness` times their usual
  * thresholds (relay-norms.ts), so a tab that keeps inflating is suspected at a smaller jump.
- * Listed in `/metrics` (`swarm_screening_probation`) and in the event log.
+ * Listed in `/metrics` (`swarm_screening_probation`, the gauge it keeps) and in the event log.
  */
 import type { Volunteer } from '../tabs/registry.js';
 
@@ -22,9 +22,13 @@ export interface ProbationEntry {
 export class Probation {
   private entries = new Map<Volunteer, ProbationEntry>();
 
-  /** `iteration()`: the run's current iteration (applied iterations so far). */
+  /**
+   * `iteration()`: the run's current iteration (applied iterations so far); `gauge`: the count of
+   * tabs on probation (`swarm_screening_probation`), set when a tab is put on it and by `refresh()`.
+   */
   constructor(
     private iteration: () => number,
+    private gauge: { set(value: number): void } | null = null,
     readonly iterations = PROBATION_ITERATIONS,
     readonly strictness = PROBATION_STRICTNESS,
   ) {}
@@ -33,7 +37,13 @@ export class Probation {
   put(v: Volunteer, stage: number, reason: string): number {
     const until = this.iteration() + this.iterations;
     this.entries.set(v, { volunteer: v.id, stage, until, reason });
+    this.refresh();
     return until;
+  }
+
+  /** Sets the gauge to the tabs on probation now (probations also end as iterations are applied). */
+  refresh(): void {
+    this.gauge?.set(this.list().length);
   }
 
   isOn(v: Volunteer): boolean {

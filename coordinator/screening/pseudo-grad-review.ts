@@ -48,7 +48,6 @@ export class PseudoGradReview {
     metrics.audits.inc({ verdict: 'unverifiable' });
     const probation = this.deps.probation();
     const until = probation?.put(v, stage, `${what} (norm ${norm.toExponential(2)})`);
-    if (probation) metrics.probation.set(probation.list().length);
     events.add(
       'run',
       `${v.id}'s ${what} (chunk norm ${norm.toExponential(2)}) is unverifiable: left out of the average, reset to the group's synced state, on probation${until !== undefined ? ` until iteration ${until}` : ''}`,

@@ -138,7 +138,6 @@ export class SuspectReview {
     }
     this.unverified.add(key);
     const until = probation.put(s.sender, s.stage, s.reason);
-    metrics.probation.set(probation.list().length);
     events.add('run', `suspicion of ${s.sender.id} (stage ${s.stage}: ${s.reason}) is unverifiable: ${why}; its iteration is dropped and it is on probation until iteration ${until}`, {
       volunteer: s.sender.id,
       stage: s.stage,
@@ -164,7 +163,7 @@ export class SuspectReview {
     drop(this.cleared);
     drop(this.unverified);
     drop(this.acceptedUnverified);
-    this.deps.metrics.probation.set(this.deps.probation.list().length);
+    this.deps.probation.refresh();
   }
 
   /** A tab is gone: an audit it was running has no verdict. */

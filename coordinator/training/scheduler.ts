@@ -137,7 +137,7 @@ export class Scheduler {
   private plan: { iteration: number; paths: IterationPaths } | null = null;
 
   constructor(readonly opts: SchedulerOptions, private deps: SchedulerDeps) {
-    this.probation = new Probation(() => deps.progress.iteration);
+    this.probation = new Probation(() => deps.progress.iteration, deps.metrics.probation);
     this.screening = new Screening(this.nStages, opts.outlierFactor, (v) => this.probation.strictnessOf(v));
     const { settings, config } = opts;
     this.auditSiblings = new AuditSiblings({ stages: deps.stages, probation: this.probation, events: deps.events, place: (s) => deps.placement.placeAuditSibling(s) });
