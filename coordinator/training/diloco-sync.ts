@@ -239,7 +239,7 @@ export class DilocoSync {
     const accepted = new Map<number, number[]>();
     const screen = (norms: Map<Volunteer, number>, c: ChunkRange): Volunteer[] => {
       const slots = [...norms.keys()];
-      const out = pseudoGradOutliers([...norms.values()], this.history.get(`${stage}:${fragment.index}:${c.index}${inWarmup(this.plan, iteration) ? ':warmup' : ''}`) ?? []).map((i) => slots[i]!);
+      const out = pseudoGradOutliers([...norms.values()], this.history.get(this.historyKey(stage, fragment.index, c.index, iteration)) ?? []).map((i) => slots[i]!);
       rejected.push(...out);
       for (const v of out) if (!rejectedNorms.has(v)) rejectedNorms.set(v, norms.get(v)!);
       accepted.set(c.index, slots.filter((v) => !out.includes(v)).map((v) => norms.get(v)!));
@@ -298,7 +298,7 @@ export class DilocoSync {
     const toReset = this.punish(col);
     // The accepted chunk norms feed the next syncs' screen of the same chunk.
     for (const [index, ns] of col.accepted) {
-      const key = `${stage}:${col.fragment.index}:${index}${inWarmup(this.plan, iteration) ? ':warmup' : ''}`; // warm-up syncs carry one iteration's progress
+      const key = this.historyKey(stage, col.fragment.index, index, iteration);
       this.history.set(key, [...(this.history.get(key) ?? []), ...ns].slice(-SCREEN_HISTORY * Math.max(1, col.groupSize)));
     }
     await Promise.all(
@@ -338,6 +338,11 @@ export class DilocoSync {
       }),
     );
     return bytes;
+  }
+
+  /** The screen history of one chunk of a stage's fragment; warm-up syncs (one iteration's progress, not H) keep their own. */
+  private historyKey(stage: number, fragment: number, chunk: number, iteration: number): string {
+    return `${stage}:${fragment}:${chunk}${inWarmup(this.plan, iteration) ? ':warmup' : ''}`;
   }
 
   /** Replicas the screen left out: judged (pseudo-grad-review.ts; else quarantined). Returns those to reset after the apply. */

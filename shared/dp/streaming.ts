@@ -76,7 +76,7 @@ export function fragmentOffset(p: Pick<StreamingPlan, 'every' | 'fragments'>, f:
 
 /** The fragment whose sync starts after iteration `iteration` (counted from 0), or null; during the warm-up (iteration < W) the whole stage after every iteration. */
 export function fragmentDueAfter(p: Pick<StreamingPlan, 'every' | 'fragments' | 'warmup'>, iteration: number): number | null {
-  if (iteration < (p.warmup ?? 0)) return 0;
+  if (inWarmup(p, iteration)) return 0;
   const phase = (iteration + 1) % p.every;
   for (let f = 0; f < p.fragments; f++) if (fragmentOffset(p, f) === phase) return f;
   return null;
