@@ -21,6 +21,7 @@
  *
  * Pure: the same observations give the same factors.
  */
+import { median } from '../tabs/tab-speed.js';
 
 export interface TabStageTime {
   /** Any id of the tab. */
@@ -68,9 +69,7 @@ function unlinkedShift(obs: readonly TabStageTime[], p: readonly number[], learn
   const out = [...p];
   const fixed = obs.filter((o) => !learn.includes(o.stage)).map((o) => Math.log(o.ms) - p[o.stage]!);
   if (fixed.length === 0) return out;
-  const sorted = [...fixed].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  const typical = sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  const typical = median(fixed)!;
   for (const s of learn) {
     if (!(s >= 0 && s < p.length)) continue;
     const here = obs.filter((o) => o.stage === s);
