@@ -77,6 +77,11 @@ export function summarise(byKey: Map<string, Marks>): { medians: Record<Segment,
  * series, store-and-forward (the relay: the coordinator takes the whole frame before sending it
  * on) or cut-through (p2p: coturn forwards each datagram), plus `latencies` one-way delays.
  */
+export function modelHopMs(bytes: number, mbps: number, latencyMs: number, path: 'relay' | 'p2p'): number {
+  const serialise = (bytes * 8) / (mbps * 1000); // ms on one link
+  return path === 'relay' ? 2 * serialise + 2 * latencyMs : serialise + 2 * latencyMs;
+}
+
 /**
  * A p2p frame's `wire` time (handed to the link -> complete at the receiver) if the frame starts
  * from a congestion window of `windowMtus` and doubles it each round trip: what libdatachannel's
@@ -87,9 +92,4 @@ export function summarise(byKey: Map<string, Marks>): { medians: Record<Segment,
 export function slowStartWireMs(bytes: number, mbps: number, latencyMs: number, mtuPayload = 1183, windowMtus = 10): number {
   const rounds = Math.max(1, Math.ceil(Math.log2(bytes / (windowMtus * mtuPayload) + 1)));
   return (rounds - 1) * 4 * latencyMs + 2 * latencyMs + (bytes * 8) / (mbps * 1000);
-}
-
-export function modelHopMs(bytes: number, mbps: number, latencyMs: number, path: 'relay' | 'p2p'): number {
-  const serialise = (bytes * 8) / (mbps * 1000); // ms on one link
-  return path === 'relay' ? 2 * serialise + 2 * latencyMs : serialise + 2 * latencyMs;
 }
