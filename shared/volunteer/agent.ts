@@ -198,6 +198,7 @@ export class VolunteerAgent {
         // in progress is not undone: the coordinator sent it, so every surviving stage applies it
         // (and there are no stashes during a step).
         this.queue = [];
+        this.peers.cancelWaits();
         if (!this.stepping) this.stage?.abandon();
         this.iterationComputeMs = 0;
         this.iterationTokens = 0;
@@ -284,6 +285,7 @@ export class VolunteerAgent {
         // longer exists (e.g. the coordinator restarted); drop it, keep the weights.
         if (!this.socket.recovered) {
           this.queue = [];
+          this.peers.cancelWaits();
           this.stage?.abandon();
         }
         this.hello();
@@ -517,6 +519,7 @@ export class VolunteerAgent {
         out.got = r.got;
       } catch (e) {
         if (!(e instanceof PeerFrameRefused)) throw e;
+        if (e.reason === 'abandoned') return 0; // nothing to report: the coordinator dropped the pass
         this.log('warn', `frame from ${meta.inputFrom.peer} refused (${e.reason}): ${e.message}`);
         this.socket.emit('out', { ...out, refused: { from: meta.inputFrom.peer, reason: e.reason, ...(e.digest ? { digest: e.digest } : {}) } }, null);
         return 0;

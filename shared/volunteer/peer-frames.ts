@@ -83,6 +83,8 @@ export class PeerFrames {
   /** Keys already taken: a frame that arrives again (its ack was lost) is dropped. */
   private taken = new Set<string>();
   private waiters = new Map<string, () => void>();
+  /** Waits ended by `cancelWaits` (their tasks belong to an abandoned pass). */
+  private cancelled = new Set<string>();
   /** The last frames taken, as received: the coordinator may ask for one (audit). */
   private kept = new Map<string, Uint8Array>();
   /** Peers whose link acknowledged a frame and has not gone down since: a frame to them is reported when handed over. */
@@ -221,6 +223,7 @@ export class PeerFrames {
         });
       });
       this.waiters.delete(key);
+      if (this.cancelled.delete(key)) throw new PeerFrameRefused('abandoned', `the pass of mb ${mb} hop ${from.hop} was abandoned while its frame was awaited`);
     }
     const entry = this.inbox.get(key);
     if (!entry) throw new PeerFrameRefused('missing', `no ${from.kind} frame of mb ${mb} hop ${from.hop} from ${from.peer} within ${PEER_FRAME_WAIT_MS} ms`);
@@ -237,6 +240,18 @@ export class PeerFrames {
       throw e;
     }
     return { frame: entry.frame, got: { from: from.peer, digest: await frameDigest(entry.frame), norm } };
+  }
+
+  /**
+   * The pass was abandoned (or the session is new): a task waiting for its frame stops waiting, so
+   * the retry's tasks do not queue behind a frame that may never come (the early report sends a
+   * task before its frame has arrived).
+   */
+  cancelWaits(): void {
+    for (const [key, wake] of [...this.waiters]) {
+      this.cancelled.add(key);
+      wake();
+    }
   }
 
   /** A frame this tab took from a peer, as received (the coordinator's audit). */
