@@ -19,6 +19,12 @@ describe('hop breakdown', () => {
     expect(hopSegments(late).hop).toBe(80);
   });
 
+  it('times an early report from the paced end: it reaches the coordinator before the frame reaches the peer', () => {
+    const k = 'act:2:0:1';
+    const m = groupMarks([ev('paced', k, 0), ev('coord.out', k, 25), ev('coord.task', k, 26), ev('recv.task', k, 45), ev('recv.frame', k, 70), ev('acked', k, 110), ev('recv.start', k, 72)]).get(k)!;
+    expect(hopSegments(m)).toMatchObject({ wire: 70, ack: 40, report: 25, coord: 1, down: 19, hop: 70, wait: 2 });
+  });
+
   it('keeps the first mark of a kind, filters keys, and takes medians over complete hops', () => {
     const events = [ev('paced', 'act:0:0:0', 0), ev('recv.task', 'act:0:0:0', 10), ev('paced', 'act:1:0:0', 0), ev('recv.task', 'act:1:0:0', 30), ev('recv.task', 'act:1:0:0', 99), ev('paced', 'act:1:1:0', 0), ev('recv.task', 'act:1:1:0', 50), ev('paced', 'act:1:2:0', 0)];
     const { medians, hops } = summarise(groupMarks(events, (k) => Number(k.split(':')[1]) >= 1));

@@ -9,7 +9,11 @@
  *          down = coord.task -> recv.task (receiver's downlink + latency)
  *   p2p:   wire = paced -> recv.frame (link queue, uplink, coturn, downlink, latencies),
  *          ack = recv.frame -> acked (the acknowledgement's way back),
- *          report = acked -> coord.out, coord = coord.out -> coord.task, down = coord.task -> recv.task
+ *          report = the sender's `sent` on its way: paced -> coord.out for an early report (sent as
+ *          the frame is handed to a link that already carried one, before the ack; docs/p2p.md
+ *          #the-early-report), acked -> coord.out for a report sent on the ack (a link's first frame),
+ *          coord = coord.out -> coord.task, down = coord.task -> recv.task
+ *          (with early reports, ack is off the hop's path: report, coord and down run beside wire)
  *   both:  hop = paced -> ready (receiver has task and frame), wait = ready -> recv.start
  *          (the receiver was busy with another task)
  */
@@ -40,12 +44,13 @@ function span(a: number | undefined, b: number | undefined): number | null {
 export function hopSegments(m: Marks): Record<Segment, number | null> {
   const p2p = m['recv.frame'] !== undefined || m.acked !== undefined;
   const ready = p2p ? (m['recv.frame'] === undefined || m['recv.task'] === undefined ? undefined : Math.max(m['recv.frame'], m['recv.task'])) : m['recv.task'];
+  const early = m['coord.out'] !== undefined && (m.acked === undefined || m['coord.out'] < m.acked);
   return {
     pace: span(m.done, m.paced),
     up: p2p ? null : span(m.paced, m['coord.out']),
     wire: p2p ? span(m.paced, m['recv.frame']) : null,
     ack: p2p ? span(m['recv.frame'], m.acked) : null,
-    report: p2p ? span(m.acked, m['coord.out']) : null,
+    report: p2p ? span(early ? m.paced : m.acked, m['coord.out']) : null,
     coord: span(m['coord.out'], m['coord.task']),
     down: span(m['coord.task'], m['recv.task']),
     hop: span(m.paced, ready),

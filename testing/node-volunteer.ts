@@ -87,7 +87,8 @@ interface Pacer {
  * holds each result until the task has lasted `paceMs`. A frame sent peer to peer waits for that
  * moment too (`sendReady`), so a paced p2p tab sends no earlier than a relayed one; from then on
  * the task is over and the next one starts while the frame travels (as a relayed frame travels
- * while the next task runs), and its `out` (sent after the peer's acknowledgement) goes at once.
+ * while the next task runs), and its `out` goes then too (an early report, held to the same
+ * moment) or at once when it comes later (sent after the peer's acknowledgement).
  */
 function paceTasks(socket: VolunteerSocket, paceMs: number): Pacer {
   type Task = Parameters<ServerToVolunteer['task']>;
@@ -134,11 +135,14 @@ function paceTasks(socket: VolunteerSocket, paceMs: number): Pacer {
     if (event === 'out' && released.delete(paceKey(args[0] as OutMeta))) return emit(event, ...args);
     if (event !== 'out' || busySince === null) return emit(event, ...args);
     const wait = Math.max(0, busySince + paceMs - Date.now());
+    const key = busyKey;
     setTimeout(() => {
       const [meta, frame] = args as [OutMeta, Uint8Array | null];
       if (frame) markHop('paced', hopKey(meta.dir === 'B' ? 'grad' : 'act', meta.iteration, meta.mb, meta.hop));
       emit(event, ...args);
-      finish();
+      // An early p2p report waits with its frame: whichever of the two ends the task ends it once.
+      if (key !== null) released.delete(key);
+      if (busyKey === key) finish();
     }, wait);
     return socket;
   };

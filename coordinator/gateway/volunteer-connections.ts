@@ -24,6 +24,7 @@ import type { BundleTransfer } from '../tabs/bundle-transfer.js';
 import { checkStageState } from '../tabs/bundle-check.js';
 import type { P2pSignalling } from './p2p-signalling.js';
 import { hopKey, markHop } from '../../shared/transport/hop-trace.js';
+import { lateFallbackSchema } from '../../shared/protocol/late-fallback.js';
 
 /** A socket that has not said hello within this long is closed. */
 export const HELLO_TIMEOUT_MS = 30_000;
@@ -71,7 +72,7 @@ export interface ConnectionDeps {
   p2p?: P2pSignalling;
 }
 
-const EVENTS = new Set(['out', 'stats', 'leave', 'hello', 'p2p-signal']);
+const EVENTS = new Set(['out', 'stats', 'leave', 'hello', 'p2p-signal', 'p2p_fallback']);
 
 export class VolunteerConnections {
   private bySocket = new Map<string, Volunteer>();
@@ -214,6 +215,14 @@ export class VolunteerConnections {
       if (parsed.frame || parsed.meta.sent) markHop('coord.out', () => hopKey(parsed.meta.dir === 'B' ? 'grad' : 'act', parsed.meta.iteration, parsed.meta.mb, parsed.meta.hop));
       this.deps.credit(v, parsed.meta);
       scheduler.handleOut(v, parsed.meta, parsed.frame);
+    }));
+    socket.on('p2p_fallback', guard('p2p_fallback', (info, frame) => {
+      if (!registry.has(v)) return;
+      const parsed = lateFallbackSchema.safeParse(info);
+      if (!parsed.success) return this.reject(v, 'schema', `bad p2p_fallback: ${parsed.error.issues[0]?.message}`);
+      if (!(frame instanceof Uint8Array)) return this.reject(v, 'schema', 'p2p_fallback: the frame must be binary');
+      if (v.stage === null) return this.reject(v, 'wrong_stage', 'a tab without a stage has no tasks');
+      scheduler.handleLateFallback(v, parsed.data, frame);
     }));
     this.deps.p2p?.attach(v);
     socket.on('stats', guard('stats', (s) => {

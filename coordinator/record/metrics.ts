@@ -32,7 +32,7 @@ export class SwarmMetrics {
   });
   readonly p2pBytes = new Counter({
     name: 'swarm_p2p_bytes_total',
-    help: 'Activation and gradient bytes tabs sent each other peer to peer (senders\' reports of acknowledged frames; --transport p2p|auto)',
+    help: 'Activation and gradient bytes tabs sent each other peer to peer (frames receivers reported taking, at their senders\' reported size; --transport p2p|auto)',
     labelNames: ['direction'] as const,
     registers: [this.registry],
   });

@@ -15,6 +15,12 @@ import { until } from '../../testing/until.js';
 import { wireFrameBytes } from '../../shared/protocol/wire-encoding.js';
 import { wireOf } from '../../shared/run-settings.js';
 import type { VolunteerSocket } from '../../shared/volunteer/agent.js';
+import { inspectTensorFrame } from '../../shared/protocol/codec.js';
+import type { FrameLinks } from '../../shared/transport/link-bridge.js';
+import type { FrameReceipt } from '../../shared/transport/peer-link.js';
+import { LinkDownError } from '../../shared/transport/link-down-error.js';
+import type { NodeVolunteer } from '../../testing/node-volunteer.js';
+import type { RelayedPeerFrame } from '../../shared/protocol/late-fallback.js';
 
 const settings: RunSettings = { ...DEFAULT_SETTINGS, preset: 'tiny', stages: 4, microbatches: 2, batch: 2, recovery: 'checkfree' };
 
@@ -36,11 +42,49 @@ async function counter(coord: Coordinator, name: string): Promise<Map<string, nu
 
 const sum = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
 
+/** The links a Node volunteer's agent owns (private: the tests wrap their sends). */
+function linksOf(nv: NodeVolunteer): FrameLinks | null {
+  return (nv.agent as unknown as { peers: { links: FrameLinks | null } }).peers.links;
+}
+
+type Header = ReturnType<typeof inspectTensorFrame>['header'];
+
+/** Once every volunteer's links exist, their sends go through `hook` (the frame's header, the real send, and the peer / enveloped frame). */
+async function hookSends(hook: (header: Header, send: () => Promise<FrameReceipt>, peer: string, enveloped: Uint8Array) => Promise<FrameReceipt>): Promise<void> {
+  await until(() => harness.vols.length > 0 && harness.vols.every((nv) => linksOf(nv) !== null), 'links configured', 60_000);
+  for (const nv of harness.vols) {
+    const links = linksOf(nv)!;
+    const send = links.send.bind(links);
+    // PeerFrames puts the pass's attempt (4 bytes) in front of the frame.
+    links.send = (peer, enveloped) => hook(inspectTensorFrame(enveloped.subarray(4)).header, () => send(peer, enveloped), peer, enveloped);
+  }
+}
+
+/** Stage 1's activation of microbatch 0 in iteration 1 (its link carried frames in iteration 0). */
+const watched = (h: Pick<Header, 'kind' | 'iteration' | 'microbatch' | 'fromStage'>) => h.kind === 'act' && h.iteration === 1 && h.microbatch === 0 && h.fromStage === 1;
+
 describe('--transport p2p', () => {
   it('matches the local trainer with activations and gradients peer to peer; the coordinator relays none', async () => {
     const N = 4;
     const { coord } = await startSwarm(settings, { maxIterations: N, p2p: { transport: 'p2p' } }, [{}, {}, {}, {}]);
+    // The early report: the watched frame's acknowledgement reaches its sender 1 s late, and its
+    // receiver's task still goes out as soon as the frame is handed to the link.
+    let ackAt = 0;
+    let taskAt = 0;
+    for (const nv of harness.vols) nv.socket.on('task', (meta) => void (meta.dir === 'F' && meta.inputFrom && watched({ kind: meta.inputFrom.kind, iteration: meta.iteration, microbatch: meta.mb, fromStage: meta.inputFrom.fromStage }) && (taskAt = Date.now())));
+    await hookSends((header, send) =>
+      watched(header)
+        ? send().then(async (r) => {
+            await new Promise((w) => setTimeout(w, 1000));
+            ackAt = Date.now();
+            return r;
+          })
+        : send(),
+    );
     await until(() => coord.scheduler.iteration >= N, `${N} iterations`, 180_000);
+    await until(() => ackAt > 0, 'the late acknowledgement', 10_000);
+    expect(taskAt).toBeGreaterThan(0);
+    expect(taskAt).toBeLessThan(ackAt);
     const swarm = coord.scheduler.history.map((h) => h.trainLoss);
     await useNodeBackend('wasm');
     const local = await trainLocal({ ...settings, steps: N, evalEvery: 1000, evalBatches: 1, swap: false });
@@ -95,24 +139,39 @@ describe('--transport p2p', () => {
     // Two tabs the coordinator routes frames between may signal each other.
     expect(coord.p2pRoutes.mayTalk(coord.stages.replicas(0)[0]!.id, coord.stages.replicas(1)[0]!.id)).toBe(true);
     expect(coord.p2pRoutes.mayTalk(coord.stages.replicas(0)[0]!.id, coord.stages.replicas(3)[0]!.id)).toBe(false);
+    // A late fallback whose frame is not binary is a schema offence (late-fallback.test.ts checks its fields).
+    const schemaRejects = () => rejected.filter((r) => r === 'schema').length;
+    const before = schemaRejects();
+    raw.emit('p2p_fallback' as never, { attempt: 0, iteration: 0, mb: 0, dir: 'F', hop: 0, reason: 'silent' } as never, 'not binary' as never);
+    await until(() => schemaRejects() === before + 1, 'a schema reject', 10_000);
     raw.close();
   });
 });
 
 describe('--transport p2p: browser tabs', () => {
-  it('links owned by the page, driven from the worker over postMessage-style messages (BridgedLinks <-> LinkHost), train as the direct ones', async () => {
+  it('links owned by the page, driven from the worker over postMessage-style messages (BridgedLinks <-> LinkHost), train as the direct ones; a link that breaks after the early report sends its frame through the coordinator', async () => {
     const N = 3;
     const { coord } = await startSwarm(settings, { maxIterations: N, p2p: { transport: 'p2p' } }, [0, 1, 2, 3].map(() => ({ bridgeLinks: true })));
+    // The watched frame is reported when handed over, then its link goes silent without delivering it.
+    const relayed: RelayedPeerFrame[] = [];
+    for (const nv of harness.vols) nv.socket.on('p2p_relayed', (info) => void relayed.push(info));
+    await hookSends((header, send, peer, enveloped) =>
+      watched(header) ? new Promise<FrameReceipt>((_, reject) => setTimeout(() => reject(new LinkDownError(peer, 'silent', 'test: silent after the early report', [enveloped])), 50)) : send(),
+    );
     await until(() => coord.scheduler.iteration >= N, `${N} iterations`, 180_000);
+    const sender = coord.stages.owner(1)!.id;
+    expect(relayed).toEqual([{ from: sender, kind: 'act', attempt: expect.any(Number), iteration: 1, mb: 0, hop: 1 }]);
+    expect((await counter(coord, 'swarm_p2p_fallbacks_total')).get('{reason="silent"}')).toBe(1);
     const swarm = coord.scheduler.history.map((h) => h.trainLoss);
     await useNodeBackend('wasm');
     const local = await trainLocal({ ...settings, steps: N, evalEvery: 1000, evalBatches: 1, swap: false });
     for (let i = 0; i < N; i++) expect(Math.abs(swarm[i]! - local.trainLosses[i]!) / local.trainLosses[i]!).toBeLessThan(1e-4);
     const frame = wireFrameBytes([settings.batch, 64, 64], wireOf(settings));
     const p2p = await counter(coord, 'swarm_p2p_bytes_total');
-    expect(p2p.get('{direction="forward"}')).toBe(N * 2 * 3 * frame);
+    // Every frame crossed once: the watched one through the coordinator, the rest peer to peer.
+    expect(p2p.get('{direction="forward"}')).toBe(N * 2 * 3 * frame - frame);
     expect(p2p.get('{direction="backward"}')).toBe(N * 2 * 3 * frame);
-    expect((await counter(coord, 'swarm_relay_bytes_total')).get('{direction="forward"}') ?? 0).toBe(0);
+    expect((await counter(coord, 'swarm_relay_bytes_total')).get('{direction="forward"}') ?? 0).toBe(frame);
   });
 });
 

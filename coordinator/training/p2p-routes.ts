@@ -8,6 +8,7 @@
  * relay-only for a back-off that doubles with each failure in a row.
  */
 import type { Transport, FallbackReason } from '../../shared/protocol/p2p-messages.js';
+import type { RelayedPeerFrame } from '../../shared/protocol/late-fallback.js';
 import type { Volunteer } from '../tabs/registry.js';
 import type { StageTable } from '../placement/stage-table.js';
 import type { SwarmMetrics } from '../record/metrics.js';
@@ -80,6 +81,21 @@ export class P2pRoutes {
   /** Whether `a` and `b` may exchange WebRTC signals (the coordinator routed frames between them). */
   mayTalk(a: string, b: string): boolean {
     return this.enabled && this.pairs.has(pairKey(a, b));
+  }
+
+  /** A receiver took a frame peer to peer (its `got`): its bytes count as p2p, and the pair's failures are forgotten. */
+  took(sender: Volunteer, receiver: Volunteer, kind: 'act' | 'grad', bytes: number): void {
+    this.deps.metrics.p2pBytes.inc({ direction: kind === 'grad' ? 'backward' : 'forward' }, bytes);
+    this.delivered(sender, receiver);
+  }
+
+  /**
+   * A frame whose sender's link broke after its early report (`p2p_fallback`, already checked):
+   * passed to the receiver, whose task waits for it (docs/p2p.md#the-early-report). Counted as relayed.
+   */
+  relayFrame(to: Volunteer, info: RelayedPeerFrame, frame: Uint8Array): void {
+    this.deps.metrics.relayBytes.inc({ direction: info.kind === 'grad' ? 'backward' : 'forward' }, frame.byteLength);
+    to.socket.emit('p2p_relayed', info, frame);
   }
 
   /** A frame got through peer to peer: the pair's failures are forgotten. */

@@ -13,6 +13,8 @@ import type { Hop } from '../../shared/schedule/paths.js';
 import { encodeTensorFrame } from '../../shared/protocol/index.js';
 import type { OutMeta, TaskMeta } from '../../shared/protocol/events.js';
 import type { InputFrom } from '../../shared/protocol/p2p-messages.js';
+import type { LateFallback } from '../../shared/protocol/late-fallback.js';
+import { FrameError } from '../../shared/protocol/frame-error.js';
 import type { Batch } from '../../shared/data/dataset.js';
 import type { Volunteer } from '../tabs/registry.js';
 import type { StageTable } from '../placement/stage-table.js';
@@ -22,6 +24,7 @@ import type { Reject, Task, TaskBook } from './task-book.js';
 import { IterationAbandoned } from './iteration-abandoned.js';
 import type { P2pRoutes } from './p2p-routes.js';
 import type { P2pAudit } from '../screening/p2p-audit.js';
+import { PeerHandoffs } from './peer-handoffs.js';
 
 /** What the pass keeps of one hop of one microbatch. */
 interface HopState {
@@ -68,6 +71,8 @@ export class PipelinePass implements PassControl {
   private readonly hops: HopState[][];
   /** Tasks whose output went peer to peer, by `mb:hop:kind` (this pass only). */
   private readonly sentPeer = new Map<string, TaskMeta>();
+  /** Frames reported sent peer to peer, until their receiver answers (peer-handoffs.ts). */
+  private readonly handoffs = new PeerHandoffs();
   private readonly losses: number[];
   /** Microbatches injected, and finished. */
   private next = 0;
@@ -216,7 +221,10 @@ export class PipelinePass implements PassControl {
     // A frame that came peer to peer is screened as its receiver measured it, under its sender.
     const from = task.meta.inputFrom;
     const sender = from ? this.hops[meta.mb]![from.hop]!.holder : null;
-    if (from && meta.got && sender && this.kind.keepsInputs) {
+    // A frame that came through the relay after all (a late fallback) was screened when it arrived here.
+    const handoff = from && (meta.got || meta.refused) ? this.handoffs.answered(from.kind, meta.mb, from.hop) : undefined;
+    if (from && meta.got && handoff && !handoff.relayed) this.deps.p2p?.took(handoff.sender, v, from.kind, handoff.bytes);
+    if (from && meta.got && sender && this.kind.keepsInputs && !handoff?.relayed) {
       const sent = this.sentPeer.get(`${meta.mb}:${from.hop}:${from.kind}`);
       this.deps.screening.recordFrame(sender, from.fromStage, from.kind, task.meta.stage, meta.got.norm, from.hop, sent ? this.evidenceOf(sent, null) : undefined);
     }
@@ -232,7 +240,7 @@ export class PipelinePass implements PassControl {
     // Where this result's frame went: to its peer, or (a fallback) here with the message.
     const peer = task.meta.sendTo ? (meta.dir === 'B' ? this.hops[meta.mb]![meta.hop - 1]!.holder : this.hops[meta.mb]![meta.hop]!.sendTo) ?? null : null;
     if (this.deps.p2p && task.meta.sendTo) {
-      if (meta.sent && peer) this.deps.p2p.delivered(v, peer);
+      if (meta.sent && peer) this.handoffs.reported(meta.dir === 'B' ? 'grad' : 'act', meta.mb, meta.hop, v, peer, meta.sent.bytes);
       else if (meta.fallback) this.deps.p2p.fellBack(v, peer, meta.fallback);
     }
     const peerFrame = meta.sent ? this.deps.book.peerInput(v, meta.dir === 'B' ? 'grad' : 'act', meta.hop, task.meta.stage) : undefined;
@@ -260,6 +268,36 @@ export class PipelinePass implements PassControl {
     } catch (e) {
       this.settle.reject(e as Error);
     }
+  }
+
+  /**
+   * `v`'s link broke after it reported a frame sent (`p2p_fallback`, schema-checked): the frame is
+   * checked and screened as a relayed one and goes to the receiver's waiting task, unless the
+   * receiver took it from the link already (docs/p2p.md#the-early-report).
+   */
+  onLateFallback(v: Volunteer, info: LateFallback, frame: Uint8Array): void {
+    const kind = info.dir === 'B' ? 'grad' : 'act';
+    const path = this.paths[info.mb];
+    if (!path || info.hop >= path.length || !this.kind.accepts(info.dir)) return this.deps.reject(v, 'out_of_turn', `unexpected p2p_fallback ${info.dir} mb ${info.mb} hop ${info.hop}`);
+    const r = this.handoffs.fellBack(v, kind, info.mb, info.hop);
+    if ('error' in r) return this.deps.reject(v, 'p2p', `p2p_fallback: ${r.error}`);
+    if (!r.relay) return;
+    const { receiver } = r.relay;
+    const stage = path[info.hop]!.stage;
+    const into = path[kind === 'grad' ? info.hop - 1 : info.hop + 1]!.stage;
+    let norm: number;
+    try {
+      norm = this.deps.book.relayFrameNorm(frame, { kind, iteration: this.iteration, microbatch: info.mb, hop: info.hop, fromStage: stage });
+    } catch (e) {
+      this.deps.reject(v, e instanceof FrameError ? e.reason : 'frame', `p2p_fallback: ${(e as Error).message}`);
+      return this.settle.reject(new IterationAbandoned(into, [info.mb], `stage ${stage} fell back with a bad ${kind} frame of mb ${info.mb}`));
+    }
+    this.deps.p2p?.fellBack(v, receiver, info.reason);
+    if (this.kind.keepsInputs) {
+      const sent = this.sentPeer.get(`${info.mb}:${info.hop}:${kind}`);
+      this.deps.screening.recordFrame(v, stage, kind, into, norm, info.hop, sent ? this.evidenceOf(sent, frame) : undefined);
+    }
+    this.deps.p2p?.relayFrame(receiver, { from: v.id, kind, attempt: this.attempt, iteration: this.iteration, mb: info.mb, hop: info.hop }, frame);
   }
 
   /** The hop's inputs and `output`, for an audit of a suspicion (hop-evidence.ts); null where they were not kept (no siblings). */

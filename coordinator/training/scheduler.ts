@@ -49,6 +49,7 @@ import { partialEvalPass } from './partial-eval-pass.js';
 import { evalOrder } from '../../shared/schedule/skip-paths.js';
 import { measuredStageCosts } from './skip-costs.js';
 import type { SchedulerKind } from '../../shared/schedule/skip-request.js';
+import type { LateFallback } from '../../shared/protocol/late-fallback.js';
 
 export { IterationAbandoned };
 export type { RecoveryLadder, StatusBroadcast, TabActions };
@@ -553,6 +554,13 @@ export class Scheduler {
       return;
     }
     pass.onOut(v, meta, frame);
+  }
+
+  /** A sender's `p2p_fallback` (schema-checked): for the pass in progress; one of a pass that is over is dropped (its receiver answered or the pass was abandoned). */
+  handleLateFallback(v: Volunteer, info: LateFallback, frame: Uint8Array): void {
+    const pass = this.activePass();
+    if (!pass || info.attempt !== pass.attempt || info.iteration !== pass.iteration) return void this.deps.metrics.staleResults.inc();
+    pass.onLateFallback(v, info, frame);
   }
 
   /**

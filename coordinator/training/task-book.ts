@@ -12,7 +12,7 @@ import type { ExpectedHopFrame } from '../../shared/protocol/hop-frame-check.js'
 import { checkPeerReports } from './peer-reports.js';
 import type { WireEncoding } from '../../shared/protocol/wire-encoding.js';
 import { FrameError } from '../../shared/protocol/index.js';
-import { checkRelayFrame } from '../screening/relay-check.js';
+import { checkRelayFrame, type ExpectedFrame } from '../screening/relay-check.js';
 import type { Volunteer } from '../tabs/registry.js';
 import type { StageTable } from '../placement/stage-table.js';
 import type { TabSpeeds } from '../tabs/tab-speed.js';
@@ -94,6 +94,12 @@ export class TaskBook {
     return { kind: from.kind, iteration, microbatch: mb, hop: from.hop, fromStage: from.fromStage, toStage, shape: from.shape, wire: this.deps.frames.wire };
   }
 
+  /** The norm of a frame the coordinator relays outside a task's answer (a late p2p fallback); throws a FrameError unless it is the run's frame. */
+  relayFrameNorm(frame: Uint8Array, want: Omit<ExpectedFrame, 'shape' | 'wire'>): number {
+    const { shape, wire, maxBytes } = this.deps.frames;
+    return checkRelayFrame(frame, { ...want, shape, wire }, maxBytes);
+  }
+
   /** Sends a task to `to` (or the replica expected to finish first). Returns the tab it went to. */
   send(meta: TaskMeta, input: Uint8Array | null, targets: Uint8Array | null, opts: { to?: Volunteer; replay?: boolean } = {}): Volunteer {
     const { stages, speeds, metrics } = this.deps;
@@ -148,7 +154,6 @@ export class TaskBook {
       }
     }
     this.tasks.delete(key);
-    if (meta.sent) this.deps.metrics.p2pBytes.inc({ direction: meta.dir === 'B' ? 'backward' : 'forward' }, meta.sent.bytes);
     const now = Date.now();
     this.deps.speeds.answered(v, task.sentAt, now);
     this.deps.times.record(this.deps.timesKey, now - task.sentAt, v);

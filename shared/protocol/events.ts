@@ -19,6 +19,7 @@ import type { DpSettings } from '../dp/dp-settings.js';
 import type { SyncApplyRequest, SyncChunkRequest } from '../dp/sync-messages.js';
 import { fallbackSchema, gotReportSchema, refusedReportSchema, sentReportSchema, type InputFrom, type P2pConfig, type SendTo } from './p2p-messages.js';
 import type { IncomingSignal, OutgoingSignal } from './signal.js';
+import type { LateFallback, RelayedPeerFrame } from './late-fallback.js';
 import { pairStatsSchema } from './pair-stats.js';
 
 // The `dp_*` messages' schemas live with the diloco sync they serve; every event is declared here.
@@ -309,6 +310,8 @@ export interface ServerToVolunteer {
   p2p_frame: (info: { kind: 'act' | 'grad'; attempt: number; iteration: number; mb: number; hop: number }, ack: (frame: Uint8Array | { error: string }) => void) => void;
   /** A WebRTC signal from another tab, relayed (the coordinator sets `from`). */
   'p2p-signal': (s: IncomingSignal) => void;
+  /** A waiting task's peer input, relayed because its sender's link broke after the early report (late-fallback.ts). */
+  p2p_relayed: (info: RelayedPeerFrame, frame: Uint8Array) => void;
 }
 
 export interface GroupInfo {
@@ -329,6 +332,8 @@ export interface VolunteerToServer {
   leave: (ack?: (r: OkAck) => void) => void;
   /** A WebRTC signal for tab `to` (validated and forwarded only between tabs that exchange frames). */
   'p2p-signal': (s: OutgoingSignal) => void;
+  /** The link broke after this task's early `sent` report: the frame, for the coordinator to relay (late-fallback.ts). */
+  p2p_fallback: (info: LateFallback, frame: Uint8Array) => void;
 }
 
 /** Limits the coordinator enforces on the socket (frames are bounded by activation size). */

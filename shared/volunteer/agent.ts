@@ -24,6 +24,8 @@ import { flatLength, flattenWeights, unflattenWeights } from '../dp/flat-weights
 import { syncApplyRequestSchema, syncChunkRequestSchema } from '../dp/sync-messages.js';
 import type { DpSettings } from '../dp/dp-settings.js';
 import { PeerFrames, PeerFrameRefused, type PeerFramesDeps } from './peer-frames.js';
+import { relayedPeerFrameSchema } from '../protocol/late-fallback.js';
+import type { SentReport } from '../protocol/p2p-messages.js';
 import { hopKey, markHop, taskInputKey as inputKey } from '../transport/hop-trace.js';
 import type {
   Assignment,
@@ -196,6 +198,7 @@ export class VolunteerAgent {
         // in progress is not undone: the coordinator sent it, so every surviving stage applies it
         // (and there are no stashes during a step).
         this.queue = [];
+        this.peers.cancelWaits();
         if (!this.stepping) this.stage?.abandon();
         this.iterationComputeMs = 0;
         this.iterationTokens = 0;
@@ -270,12 +273,19 @@ export class VolunteerAgent {
         if (this.status.volunteerId) this.peers.configure(this.status.volunteerId, c);
       },
       'p2p-signal': (s) => this.peers.handleSignal(s?.from, s?.signal),
+      p2p_relayed: (info, frame) => {
+        const parsed = relayedPeerFrameSchema.safeParse(info);
+        const bytes: unknown = frame;
+        if (!parsed.success || !(bytes instanceof Uint8Array || bytes instanceof ArrayBuffer)) return this.log('warn', 'malformed p2p_relayed dropped');
+        this.peers.relayed(parsed.data, toBytes(bytes));
+      },
       p2p_frame: (info, ack) => void reply(ack, async () => this.peers.keptFrame(info.kind, info.attempt, info.iteration, info.mb, info.hop), asError),
       connect: () => {
         // A new session (not a recovered blip): whatever was in flight belongs to a pass that no
         // longer exists (e.g. the coordinator restarted); drop it, keep the weights.
         if (!this.socket.recovered) {
           this.queue = [];
+          this.peers.cancelWaits();
           this.stage?.abandon();
         }
         this.hello();
@@ -465,9 +475,16 @@ export class VolunteerAgent {
   }
 
   private next(): QueuedTask | undefined {
-    const b = this.queue.findIndex((t) => t.meta.dir === 'B');
-    const i = b >= 0 ? b : 0;
-    return this.queue.splice(i, 1)[0];
+    // A task whose input is here runs before one that would wait for its peer frame (the early
+    // report lets a task arrive before its frame); among either, backward first.
+    const ready = (t: QueuedTask) => !t.meta.inputFrom || t.input !== null || this.peers.has(t.meta.inputFrom, t.meta.attempt, t.meta.iteration, t.meta.mb);
+    const first = (ok: (t: QueuedTask) => boolean) => {
+      const b = this.queue.findIndex((t) => t.meta.dir === 'B' && ok(t));
+      return b >= 0 ? b : this.queue.findIndex(ok);
+    };
+    const r = first(ready);
+    const i = r >= 0 ? r : first(() => true);
+    return i >= 0 ? this.queue.splice(i, 1)[0] : undefined;
   }
 
   private async pump(): Promise<void> {
@@ -502,6 +519,7 @@ export class VolunteerAgent {
         out.got = r.got;
       } catch (e) {
         if (!(e instanceof PeerFrameRefused)) throw e;
+        if (e.reason === 'abandoned') return 0; // nothing to report: the coordinator dropped the pass
         this.log('warn', `frame from ${meta.inputFrom.peer} refused (${e.reason}): ${e.message}`);
         this.socket.emit('out', { ...out, refused: { from: meta.inputFrom.peer, reason: e.reason, ...(e.digest ? { digest: e.digest } : {}) } }, null);
         return 0;
@@ -556,11 +574,23 @@ export class VolunteerAgent {
     this.iterationComputeMs += out.computeMs;
     this.status.computeSeconds += out.computeMs / 1000;
     if (meta.sendTo && frame) {
-      // The frame travels while the next task runs (as a relayed one does): `out` goes once the
-      // peer acknowledged it (`sent`), or with the frame when the link failed (`fallback`).
+      // The frame travels while the next task runs (as a relayed one does). On a link that already
+      // carried a frame, `out` (`sent`) goes as the frame is handed over, and a link that breaks
+      // before the peer's ack sends the frame to the coordinator (`p2p_fallback`); on a new link
+      // `out` goes once the peer acknowledged (`sent`), or with the frame when it failed (`fallback`).
       const f = frame;
-      void this.peers.send(meta.sendTo, meta.attempt, f).then(
-        (r) => this.socket.emit('out', 'sent' in r ? { ...out, sent: r.sent } : { ...out, fallback: r.fallback }, 'sent' in r ? null : f),
+      let early = false;
+      const handed = (sent: SentReport) => {
+        early = true;
+        this.socket.emit('out', { ...out, sent }, null);
+      };
+      void this.peers.send(meta.sendTo, meta.attempt, f, handed).then(
+        (r) => {
+          if (!early) return void this.socket.emit('out', 'sent' in r ? { ...out, sent: r.sent } : { ...out, fallback: r.fallback }, 'sent' in r ? null : f);
+          if ('sent' in r) return;
+          this.log('warn', `task ${meta.dir} it${meta.iteration} mb${meta.mb} hop${meta.hop}: the link to ${meta.sendTo!.peer} broke (${r.fallback}); the frame goes through the coordinator`);
+          this.socket.emit('p2p_fallback', { attempt: meta.attempt, iteration: meta.iteration, mb: meta.mb, dir: meta.dir, hop: meta.hop, reason: r.fallback }, f);
+        },
         (e) => this.log('error', `task ${meta.dir} it${meta.iteration} mb${meta.mb} hop${meta.hop}: sending to ${meta.sendTo!.peer} failed: ${(e as Error).message}`),
       );
       return out.computeMs;

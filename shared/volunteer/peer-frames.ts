@@ -18,6 +18,7 @@ import type { Signal } from '../protocol/signal.js';
 import { pairStatsOf, type PairStat } from '../protocol/pair-stats.js';
 import type { WireEncoding } from '../protocol/wire-encoding.js';
 import type { FallbackReason, GotReport, InputFrom, P2pConfig, SendTo, SentReport } from '../protocol/p2p-messages.js';
+import type { RelayedPeerFrame } from '../protocol/late-fallback.js';
 
 export interface PeerFramesDeps {
   /** `new RTCPeerConnection(config)`; absent: this tab cannot open links (everything is relayed). */
@@ -35,8 +36,13 @@ export interface PeerFramesDeps {
 const MAX_INBOX = 64;
 /** Frames taken that stay for the coordinator's audit (it asks right after the task's result). */
 const MAX_KEPT = 32;
-/** How long a task waits for its peer frame (the sender reported it acknowledged, so it is here or lost). */
-export const PEER_FRAME_WAIT_MS = 10_000;
+/**
+ * How long a task waits for its peer frame. The sender reports a frame when it hands it to a link
+ * that works (the early report), so the frame may still be on its way, or come through the relay
+ * after all: a link that breaks is noticed within its silence timeout (5 s) and the frame then
+ * crosses the coordinator (`p2p_fallback` -> `p2p_relayed`). Under the task watchdog's 30 s floor.
+ */
+export const PEER_FRAME_WAIT_MS = 20_000;
 
 /** Why a task could not take its input from the peer (the receiver reports it; docs/p2p.md#trust). */
 export class PeerFrameRefused extends Error {
@@ -77,8 +83,12 @@ export class PeerFrames {
   /** Keys already taken: a frame that arrives again (its ack was lost) is dropped. */
   private taken = new Set<string>();
   private waiters = new Map<string, () => void>();
+  /** Waits ended by `cancelWaits` (their tasks belong to an abandoned pass). */
+  private cancelled = new Set<string>();
   /** The last frames taken, as received: the coordinator may ask for one (audit). */
   private kept = new Map<string, Uint8Array>();
+  /** Peers whose link acknowledged a frame and has not gone down since: a frame to them is reported when handed over. */
+  private proven = new Set<string>();
 
   constructor(private deps: PeerFramesDeps) {}
 
@@ -104,7 +114,10 @@ export class PeerFrames {
       rtcConfig,
       events: {
         onFrame: (peer, frame) => this.arrived(peer, frame),
-        onLinkDown: (peer, failure, detail) => this.deps.log('warn', `link to ${peer} down (${failure}): ${detail}`),
+        onLinkDown: (peer, failure, detail) => {
+          this.proven.delete(peer);
+          this.deps.log('warn', `link to ${peer} down (${failure}): ${detail}`);
+        },
         onSignalRejected: (from, message) => this.deps.log('warn', `signal from ${from} rejected: ${message}`),
       },
     };
@@ -120,8 +133,14 @@ export class PeerFrames {
     this.links?.handleSignal(from, signal);
   }
 
-  /** Sends a task's output to its peer: the report for `out`, or why it must go with `out` after all. */
-  async send(to: SendTo, attempt: number, frame: Uint8Array): Promise<{ sent: SentReport } | { fallback: FallbackReason }> {
+  /**
+   * Sends a task's output to its peer: the report for `out` once the peer acknowledged it, or why
+   * it must go through the relay after all. With `onHanded`, a frame for a peer whose link already
+   * carried one is reported the moment it is handed to the link (the early report, with the same
+   * bytes and digest): the coordinator sends the receiver its task at once, and if the link then
+   * breaks the result is a fallback the caller sends as `p2p_fallback` (docs/p2p.md#the-early-report).
+   */
+  async send(to: SendTo, attempt: number, frame: Uint8Array, onHanded?: (sent: SentReport) => void): Promise<{ sent: SentReport } | { fallback: FallbackReason }> {
     const links = this.links;
     if (!links) return { fallback: 'unsupported' };
     const digest = frameDigest(frame);
@@ -131,7 +150,13 @@ export class PeerFrames {
     const t0 = performance.now();
     for (let attempt = 0; ; attempt++) {
       try {
-        const receipt = await links.send(to.peer, enveloped);
+        const sending = links.send(to.peer, enveloped);
+        if (onHanded && attempt === 0 && this.proven.has(to.peer)) {
+          sending.catch(() => {}); // awaited below; a rejection while the digest is computed is not unhandled
+          onHanded({ to: to.peer, bytes: frame.byteLength, digest: await digest });
+        }
+        const receipt = await sending;
+        this.proven.add(to.peer);
         if (hopTracing()) traceSent(frame, receipt.ms, receipt.writtenMs);
         return { sent: { to: to.peer, bytes: receipt.bytes - ENVELOPE_BYTES, digest: await digest } };
       } catch (e) {
@@ -157,10 +182,29 @@ export class PeerFrames {
     } catch (e) {
       return this.deps.log('warn', `unreadable frame from ${from} dropped: ${(e as Error).message}`);
     }
+    this.keep(key, from, frame);
+  }
+
+  /** Into the inbox, unless it came already (its ack was lost and the sender sent it again, or relayed it). */
+  private keep(key: string, from: string, frame: Uint8Array): void {
     if (this.taken.has(key) || this.inbox.has(key)) return; // a duplicate
     if (this.inbox.size >= MAX_INBOX) this.inbox.delete(this.inbox.keys().next().value!);
     this.inbox.set(key, { from, frame });
     this.waiters.get(key)?.();
+  }
+
+  /**
+   * A peer frame the coordinator relayed (`p2p_relayed`): its sender's link broke after the early
+   * report. It waits in the inbox like a frame from the link and gets the same check when taken.
+   */
+  relayed(info: RelayedPeerFrame, frame: Uint8Array): void {
+    markHop('recv.frame', hopKey(info.kind, info.iteration, info.mb, info.hop));
+    this.keep(frameKey(info.kind, info.attempt, info.iteration, info.mb, info.hop), info.from, frame);
+  }
+
+  /** Whether the frame a task names (`inputFrom`) is here already (the agent runs such a task first). */
+  has(from: InputFrom, attempt: number, iteration: number, mb: number): boolean {
+    return this.inbox.has(frameKey(from.kind, attempt, iteration, mb, from.hop));
   }
 
   /**
@@ -179,6 +223,7 @@ export class PeerFrames {
         });
       });
       this.waiters.delete(key);
+      if (this.cancelled.delete(key)) throw new PeerFrameRefused('abandoned', `the pass of mb ${mb} hop ${from.hop} was abandoned while its frame was awaited`);
     }
     const entry = this.inbox.get(key);
     if (!entry) throw new PeerFrameRefused('missing', `no ${from.kind} frame of mb ${mb} hop ${from.hop} from ${from.peer} within ${PEER_FRAME_WAIT_MS} ms`);
@@ -195,6 +240,18 @@ export class PeerFrames {
       throw e;
     }
     return { frame: entry.frame, got: { from: from.peer, digest: await frameDigest(entry.frame), norm } };
+  }
+
+  /**
+   * The pass was abandoned (or the session is new): a task waiting for its frame stops waiting, so
+   * the retry's tasks do not queue behind a frame that may never come (the early report sends a
+   * task before its frame has arrived).
+   */
+  cancelWaits(): void {
+    for (const [key, wake] of [...this.waiters]) {
+      this.cancelled.add(key);
+      wake();
+    }
   }
 
   /** A frame this tab took from a peer, as received (the coordinator's audit). */
