@@ -15,14 +15,17 @@ import { withBufferedAmountLow, type PolledChannel } from './wrtc-buffered-low.j
 
 export const NODE_WEBRTC_STACKS = ['libdatachannel', 'libwebrtc'] as const;
 export type NodeWebrtcStack = (typeof NODE_WEBRTC_STACKS)[number];
-/** The stack Node volunteers use unless told otherwise. */
-export const DEFAULT_NODE_STACK: NodeWebrtcStack = 'libdatachannel';
-
 /** A stack's name from a flag or argv, checked. */
 export function parseNodeStack(name: string): NodeWebrtcStack {
   if (!(NODE_WEBRTC_STACKS as readonly string[]).includes(name)) throw new Error(`WebRTC stack "${name}": expected ${NODE_WEBRTC_STACKS.join(' or ')}`);
   return name as NodeWebrtcStack;
 }
+
+/**
+ * The stack Node volunteers use unless told otherwise; `NODE_WEBRTC_STACK=libwebrtc` in the
+ * environment runs every Node volunteer, test and benchmark on the other one.
+ */
+export const DEFAULT_NODE_STACK: NodeWebrtcStack = parseNodeStack(process.env.NODE_WEBRTC_STACK || 'libdatachannel');
 
 type Ctor = new (config: RTCConfiguration) => RTCPeerConnection;
 let wrtc: Ctor | null = null;
