@@ -15,6 +15,7 @@ import { withBufferedAmountLow, type PolledChannel } from './wrtc-buffered-low.j
 
 export const NODE_WEBRTC_STACKS = ['libdatachannel', 'libwebrtc'] as const;
 export type NodeWebrtcStack = (typeof NODE_WEBRTC_STACKS)[number];
+
 /** A stack's name from a flag or argv, checked. */
 export function parseNodeStack(name: string): NodeWebrtcStack {
   if (!(NODE_WEBRTC_STACKS as readonly string[]).includes(name)) throw new Error(`WebRTC stack "${name}": expected ${NODE_WEBRTC_STACKS.join(' or ')}`);
