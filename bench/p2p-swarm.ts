@@ -28,6 +28,10 @@
  * hop (bench/hop-breakdown.ts: relay up/coord/down, p2p wire/ack/report/coord/down, the receiver's
  * wait) beside the link model's hop time and the tbf qdiscs' packet drops. `P2P_SCTP='{...}'` in
  * the environment hands libdatachannel SCTP settings to the volunteers (an experiment).
+ *
+ * `--stack LIST` (default libdatachannel): the Node WebRTC stack(s) of the volunteers
+ * (trainer/node-webrtc.ts); each round runs the relay once and p2p once per stack, on the same
+ * emulated network, and the ratio to the relay is printed per stack.
  */
 import { Coordinator, DEFAULT_COORDINATOR } from '../coordinator/server.js';
 import { startNodeVolunteer, type NodeVolunteer } from '../testing/node-volunteer.js';
@@ -47,8 +51,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setHopTraceSink, type HopTraceEvent } from '../shared/transport/hop-trace.js';
 import { groupMarks, modelHopMs, slowStartWireMs, summarise, SEGMENTS } from './hop-breakdown.js';
+import { DEFAULT_NODE_STACK, parseNodeStack, type NodeWebrtcStack } from '../trainer/node-webrtc.js';
 
-const f = flags(process.argv.slice(2), { preset: 'string', stages: 'string', iterations: 'string', warmup: 'string', pace: 'string', rounds: 'string', batch: 'string', wire: 'string', links: 'string' });
+const f = flags(process.argv.slice(2), { preset: 'string', stages: 'string', iterations: 'string', warmup: 'string', pace: 'string', rounds: 'string', batch: 'string', wire: 'string', links: 'string', stack: 'string' });
+const stacks = String(f.stack ?? DEFAULT_NODE_STACK).split(',').map(parseNodeStack);
+/** A run's label: the transport, and the stack for p2p when more than one stack runs or it is not the default. */
+const label = (t: Transport, stack: NodeWebrtcStack) => (t === 'relay' || (stacks.length === 1 && stack === DEFAULT_NODE_STACK) ? t : `${t}/${stack}`);
 const stages = Number(f.stages ?? 4);
 const iterations = Number(f.iterations ?? 10);
 const warmup = Number(f.warmup ?? 2);
@@ -95,9 +103,9 @@ async function emulate(l: { mbps: number; latencyMs: number }): Promise<Emulated
 const VOLUNTEER = fileURLToPath(new URL('./p2p-ns-volunteer.ts', import.meta.url));
 
 /** Volunteer `i` as a child process in its namespace, talking to the coordinator through a latency-only link emulator. */
-async function nsVolunteer(em: Emulated, coordPort: number, i: number, latencyMs: number, traceFile: string): Promise<{ child: ChildProcess; link: LinkEmulator }> {
+async function nsVolunteer(em: Emulated, coordPort: number, i: number, latencyMs: number, traceFile: string, stack: NodeWebrtcStack): Promise<{ child: ChildProcess; link: LinkEmulator }> {
   const link = await startLinkEmulator({ target: `127.0.0.1:${coordPort}`, listenHost: em.net.hostIp, upMbps: 100_000, downMbps: 100_000, latencyMs, queueBytes: 8 * 1024 * 1024 });
-  const child = spawn('ip', ['netns', 'exec', em.net.namespaces[i]!, process.execPath, '--import', 'tsx', VOLUNTEER, link.url, `b${i}`, String(pace), 'relay', traceFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('ip', ['netns', 'exec', em.net.namespaces[i]!, process.execPath, '--import', 'tsx', VOLUNTEER, link.url, `b${i}`, String(pace), 'relay', traceFile, stack], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
@@ -113,7 +121,7 @@ async function stopChild(c: ChildProcess): Promise<void> {
   if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
 }
 
-async function run(transport: Transport, em: Emulated | null): Promise<(string | number)[]> {
+async function run(transport: Transport, stack: NodeWebrtcStack, em: Emulated | null): Promise<(string | number)[]> {
   const p2p = em ? { transport, iceServers: [`turn:${em.net.hostIp}:${em.udp.port}?transport=udp`], turnSecret: em.turn.secret } : { transport };
   const coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings, host: '127.0.0.1', port: 0, silent: true, evalEvery: 0, maxReplicas: 1, maxIterations: warmup + iterations, p2p, ...(em ? { publicHosts: [em.net.hostIp] } : {}) });
   const vols: NodeVolunteer[] = [];
@@ -127,8 +135,8 @@ async function run(transport: Transport, em: Emulated | null): Promise<(string |
     const url = await coord.listen();
     const port = Number(new URL(url).port);
     for (let i = 0; i < stages; i++) {
-      if (em && links) children.push(await nsVolunteer(em, port, i, links.latencyMs, traceFiles[i]!));
-      else vols.push(await startNodeVolunteer(url, { name: `b${i}`, ...(pace ? { paceMs: pace } : {}) }));
+      if (em && links) children.push(await nsVolunteer(em, port, i, links.latencyMs, traceFiles[i]!, stack));
+      else vols.push(await startNodeVolunteer(url, { name: `b${i}`, stack, ...(pace ? { paceMs: pace } : {}) }));
     }
     await until(() => coord.scheduler.iteration >= warmup, 'warm-up', 600_000);
     const relay0 = (await sum(coord, 'swarm_relay_bytes_total', 'forward')) + (await sum(coord, 'swarm_relay_bytes_total', 'backward'));
@@ -147,9 +155,9 @@ async function run(transport: Transport, em: Emulated | null): Promise<(string |
     if (em && links) {
       const d = em.net.drops();
       const u = sumDrops(udp0!, udpDropsByPort(em.net.hostIp), new Set(em.udp.ports()));
-      hopRows.push([...hopRow(transport, coordMarks, traceFiles, (relay + peer) / (2 * (stages - 1) * settings.microbatches), links), `${d.up - drops0!.up}/${d.down - drops0!.down}`, `${u.mine}/${u.others}`]);
+      hopRows.push([...hopRow(transport, label(transport, stack), coordMarks, traceFiles, (relay + peer) / (2 * (stages - 1) * settings.microbatches), links), `${d.up - drops0!.up}/${d.down - drops0!.down}`, `${u.mine}/${u.others}`]);
     }
-    return [transport, fmt(s, 3), fmtBytes(relay), fmtBytes(peer), `${fmt(share, 1)}%`, em ? fmtBytes(wire) : '-', await sum(coord, 'swarm_p2p_fallbacks_total'), await sum(coord, 'swarm_abandoned_iterations_total'), coord.events.list('leave').length, loss === undefined ? '-' : loss.toFixed(6)];
+    return [label(transport, stack), fmt(s, 3), fmtBytes(relay), fmtBytes(peer), `${fmt(share, 1)}%`, em ? fmtBytes(wire) : '-', await sum(coord, 'swarm_p2p_fallbacks_total'), await sum(coord, 'swarm_abandoned_iterations_total'), coord.events.list('leave').length, loss === undefined ? '-' : loss.toFixed(6)];
   } finally {
     for (const v of vols) v.kill();
     await Promise.all(children.map((c) => stopChild(c.child)));
@@ -162,7 +170,7 @@ async function run(transport: Transport, em: Emulated | null): Promise<(string |
 
 /** Medians of one run's hop segments (measured iterations only), next to the link model's hop time. */
 const hopRows: (string | number)[][] = [];
-function hopRow(transport: Transport, coordMarks: HopTraceEvent[], files: string[], frameBytes: number, l: { mbps: number; latencyMs: number }): (string | number)[] {
+function hopRow(transport: Transport, name: string, coordMarks: HopTraceEvent[], files: string[], frameBytes: number, l: { mbps: number; latencyMs: number }): (string | number)[] {
   const events = [...coordMarks];
   for (const f of files) {
     try {
@@ -175,22 +183,23 @@ function hopRow(transport: Transport, coordMarks: HopTraceEvent[], files: string
   const { medians, hops } = summarise(groupMarks(events, measured));
   const model = modelHopMs(frameBytes, l.mbps, l.latencyMs, transport === 'relay' ? 'relay' : 'p2p');
   const slowStart = transport === 'relay' ? '-' : fmt(slowStartWireMs(frameBytes, l.mbps, l.latencyMs), 0);
-  return [transport, hops, fmtBytes(frameBytes), ...SEGMENTS.map((s) => (medians[s] === null ? '-' : fmt(medians[s]!, 0))), fmt(model, 0), slowStart];
+  return [name, hops, fmtBytes(frameBytes), ...SEGMENTS.map((s) => (medians[s] === null ? '-' : fmt(medians[s]!, 0))), fmt(model, 0), slowStart];
 }
 
 console.log(`bench:p2p-swarm  ${machine()}`);
 const where = links
   ? `each volunteer a process in its own network namespace: tbf ${links.mbps} Mbit/s up and down, ${links.latencyMs} ms one-way added in userspace (TCP link emulator to the coordinator; UDP delay proxy to coturn, relayed ICE candidates only)`
   : 'loopback, links not emulated';
-console.log(`preset ${settings.preset}, ${stages} stages (one tab each), ${settings.microbatches} microbatches x batch ${settings.batch}, wire ${settings.wire ?? 'default'}, ${iterations} iterations after ${warmup} warm-up, pace ${pace} ms; ${where}`);
+console.log(`preset ${settings.preset}, ${stages} stages (one tab each), ${settings.microbatches} microbatches x batch ${settings.batch}, wire ${settings.wire ?? 'default'}, ${iterations} iterations after ${warmup} warm-up, pace ${pace} ms, Node WebRTC ${stacks.join(' and ')}; ${where}`);
 const em = links ? await emulate(links) : null;
 const rows: (string | number)[][] = [];
 try {
   for (let r = 0; r < rounds; r++)
-    for (const t of list(undefined, ['relay', 'p2p']) as Transport[]) {
-      rows.push(await run(t, em));
-      console.log(`  done: ${rows.at(-1)!.join('  ')}`); // a run stopped early still says what it saw
-    }
+    for (const t of list(undefined, ['relay', 'p2p']) as Transport[])
+      for (const stack of t === 'relay' ? [stacks[0]!] : stacks) {
+        rows.push(await run(t, stack, em));
+        console.log(`  done: ${rows.at(-1)!.join('  ')}`); // a run stopped early still says what it saw
+      }
 } finally {
   await em?.udp.close();
   await em?.turn.stop();
@@ -203,5 +212,8 @@ if (hopRows.length) {
 }
 const byT = (t: string) => rows.filter((r) => r[0] === t).map((r) => Number(r[1]));
 const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
-if (byT('relay').length && byT('p2p').length) console.log(`p2p / relay iteration time: ${fmt(mean(byT('p2p')) / mean(byT('relay')), 2)}x (target <= 0.6x on 50 Mbit/s / 20 ms links)`);
+for (const stack of stacks) {
+  const p = label('p2p', stack);
+  if (byT('relay').length && byT(p).length) console.log(`${p} / relay iteration time: ${fmt(mean(byT(p)) / mean(byT('relay')), 2)}x (target <= 0.6x on 50 Mbit/s / 20 ms links)`);
+}
 process.exit(0);

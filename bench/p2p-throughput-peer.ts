@@ -11,7 +11,7 @@
 import { createInterface } from 'node:readline';
 import { PeerLinks } from '../shared/transport/peer-links.js';
 import type { PeerLinkOptions } from '../shared/transport/peer-link.js';
-import { createNodePeerConnection } from '../trainer/node-webrtc.js';
+import { nodePeerConnectionFactory, type NodeWebrtcStack } from '../trainer/node-webrtc.js';
 
 export interface PeerConfig {
   self: string;
@@ -21,6 +21,8 @@ export interface PeerConfig {
   link: Partial<PeerLinkOptions>;
   /** libdatachannel's SCTP settings (node-datachannel `setSctpSettings`), before any link. */
   sctp?: Record<string, number>;
+  /** The Node WebRTC stack (trainer/node-webrtc.ts; default its default). */
+  stack?: NodeWebrtcStack;
   frameBytes: number;
   bulk: number;
   paced: number;
@@ -37,6 +39,7 @@ export interface PeerResult {
 }
 
 const cfg = JSON.parse(process.argv[2] ?? '') as PeerConfig;
+if (cfg.sctp && cfg.stack === 'libwebrtc') throw new Error('sctp settings are libdatachannel\'s: not with --stack libwebrtc');
 if (cfg.sctp) {
   const { setSctpSettings } = await import('node-datachannel');
   setSctpSettings(cfg.sctp);
@@ -46,7 +49,7 @@ let received = 0;
 const links = new PeerLinks({
   self: cfg.self,
   signal: (to, signal) => out({ to, signal }),
-  createPeerConnection: createNodePeerConnection,
+  createPeerConnection: nodePeerConnectionFactory(cfg.stack),
   rtcConfig: cfg.rtc,
   linkOptions: { openTimeoutMs: 15_000, silenceTimeoutMs: 15_000, ...cfg.link },
   events: {

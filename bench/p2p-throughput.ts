@@ -10,6 +10,9 @@
  * delay proxy run). Every factor takes a comma list (`--sctp` a `|` list of JSON objects or
  * `default`); every combination runs, on one emulated network, one after the other.
  *
+ * `--stack` picks the Node WebRTC stack of both ends (trainer/node-webrtc.ts): libdatachannel
+ * (usrsctp) or libwebrtc (@roamhq/wrtc, Chromium's dcSCTP), one row each.
+ *
  * Paths: `turn` (as bench:p2p-swarm --links: relayed candidates only, through a real coturn on the
  * bridge behind testing/udp-delay-proxy.ts, `--ms` one-way each side) and `direct` (host
  * candidates across the bridge: tbf only, no added latency, since this kernel has no netem).
@@ -18,6 +21,7 @@
  *   sudo npx tsx bench/p2p-throughput.ts --path direct,turn --ms 0,20
  *   sudo npx tsx bench/p2p-throughput.ts --sctp 'default|{"recvBufferSize":4194304,"sendBufferSize":4194304}'
  *   sudo npx tsx bench/p2p-throughput.ts --chunk 16,64,256 --high 1024,4096
+ *   sudo npx tsx bench/p2p-throughput.ts --stack libdatachannel,libwebrtc --bulk 8 --paced 4
  *
  * Needs root, iproute2 and coturn (scripts/ensure-packages.sh). Removes everything it set up.
  */
@@ -32,6 +36,7 @@ import { turnCredentials } from '../shared/transport/turn-credentials.js';
 import { flags, fmt, machine, median, table } from './util.js';
 import { slowStartWireMs } from './hop-breakdown.js';
 import type { PeerConfig, PeerResult } from './p2p-throughput-peer.js';
+import { DEFAULT_NODE_STACK, NODE_WEBRTC_STACKS, parseNodeStack, type NodeWebrtcStack } from '../trainer/node-webrtc.js';
 
 const HELP = `bench/p2p-throughput.ts: one WebRTC peer link's throughput through emulated links (root)
   --mbps N        tbf rate of each namespace's uplink and downlink, Mbit/s (default 50)
@@ -44,12 +49,13 @@ const HELP = `bench/p2p-throughput.ts: one WebRTC peer link's throughput through
   --chunk LIST    data-channel message size, KiB (PeerLink chunkBytes; default 64)
   --high LIST     PeerLink highWaterBytes, KiB (default 4096)
   --low LIST      PeerLink lowWaterBytes (bufferedAmountLowThreshold), KiB (default 1024)
-  --sctp LIST     '|'-separated libdatachannel SCTP settings as JSON, or 'default' (default: default)
+  --stack LIST    Node WebRTC stack of both ends: ${NODE_WEBRTC_STACKS.join(' | ')} (default ${DEFAULT_NODE_STACK})
+  --sctp LIST     '|'-separated libdatachannel SCTP settings as JSON, or 'default' (default: default; libdatachannel only)
   --proxy-buffer LIST  the UDP delay proxy's socket buffers, KiB (0: the kernel default; default 0)
   --queue KIB     tbf queue limit (default 1000 kB as netns-links)
   --help`;
 
-const f = flags(process.argv.slice(2), { mbps: 'string', ms: 'string', path: 'string', frame: 'string', bulk: 'string', paced: 'string', gap: 'string', chunk: 'string', high: 'string', low: 'string', sctp: 'string', queue: 'string', 'proxy-buffer': 'string', help: 'boolean' });
+const f = flags(process.argv.slice(2), { mbps: 'string', ms: 'string', path: 'string', frame: 'string', bulk: 'string', paced: 'string', gap: 'string', chunk: 'string', high: 'string', low: 'string', sctp: 'string', stack: 'string', queue: 'string', 'proxy-buffer': 'string', help: 'boolean' });
 if (f.help) {
   console.log(HELP);
   process.exit(0);
@@ -66,6 +72,7 @@ const chunks = nums(f.chunk, '64');
 const highs = nums(f.high, '4096');
 const lows = nums(f.low, '1024');
 const proxyBufs = nums(f['proxy-buffer'], '0');
+const stacks = String(f.stack ?? DEFAULT_NODE_STACK).split(',').map(parseNodeStack);
 const sctps = String(f.sctp ?? 'default').split('|').map((s) => (s === 'default' ? undefined : (JSON.parse(s) as Record<string, number>)));
 for (const p of paths) if (p !== 'turn' && p !== 'direct') throw new Error(`--path ${p}: turn or direct`);
 for (const x of [mbps, ...frames, bulk, paced, gapMs, ...latencies, ...chunks, ...highs, ...lows, ...proxyBufs]) if (!(Number.isFinite(x) && x >= 0)) throw new Error(`bad number in the flags: ${x}`);
@@ -86,6 +93,7 @@ interface Config {
   high: number;
   low: number;
   sctp: Record<string, number> | undefined;
+  stack: NodeWebrtcStack;
   proxyBuf: number;
   frameBytes: number;
 }
@@ -102,8 +110,9 @@ try {
   const configs: Config[] = [];
   for (const path of paths)
     for (const ms of path === 'turn' ? latencies : [0])
-      for (const chunk of chunks) for (const high of highs) for (const low of lows) for (const sctp of sctps) for (const proxyBuf of path === 'turn' ? proxyBufs : [0]) for (const frameBytes of frames) configs.push({ path, ms, chunk, high, low, sctp, proxyBuf, frameBytes });
-  for (const c of configs) {
+      for (const chunk of chunks) for (const high of highs) for (const low of lows) for (const sctp of sctps) for (const stack of stacks) for (const proxyBuf of path === 'turn' ? proxyBufs : [0]) for (const frameBytes of frames) configs.push({ path, ms, chunk, high, low, sctp, stack, proxyBuf, frameBytes });
+  // SCTP settings are libdatachannel's: libwebrtc runs only with the default.
+  for (const c of configs.filter((c) => !(c.sctp && c.stack === 'libwebrtc'))) {
     let rtc: RTCConfiguration = {};
     proxyNow = null;
     if (c.path === 'turn') {
@@ -114,7 +123,7 @@ try {
       const cred = await turnCredentials(turn!.secret, 'bench', 3600);
       rtc = { iceServers: [{ urls: `turn:${net.hostIp}:${proxy.port}?transport=udp`, username: cred.username, credential: cred.credential }], iceTransportPolicy: 'relay' };
     }
-    const base = { rtc, link: { chunkBytes: c.chunk * 1024, highWaterBytes: c.high * 1024, lowWaterBytes: c.low * 1024 }, ...(c.sctp ? { sctp: c.sctp } : {}), frameBytes: c.frameBytes, bulk, paced, gapMs };
+    const base = { rtc, link: { chunkBytes: c.chunk * 1024, highWaterBytes: c.high * 1024, lowWaterBytes: c.low * 1024 }, ...(c.sctp ? { sctp: c.sctp } : {}), stack: c.stack, frameBytes: c.frameBytes, bulk, paced, gapMs };
     const drops0 = net.drops();
     const udp0 = net.namespaces.map((n) => udpRcvbufErrors(n));
     const port0 = udpDropsByPort(net.hostIp);
@@ -146,7 +155,7 @@ try {
     const modelMs = ((c.frameBytes * 8) / (mbps * 1e6)) * 1000 + (c.path === 'turn' ? 4 * c.ms : 0);
     const ssMs = slowStartWireMs(c.frameBytes, mbps, c.path === 'turn' ? c.ms : 0) + (c.path === 'turn' ? 2 * c.ms : 0); // + the ack's way back
     const r = result as PeerResult | null;
-    const label = [`${c.frameBytes / 1024}K`, c.path, c.path === 'turn' ? `${c.ms} ms` : '-', c.proxyBuf ? `${c.proxyBuf}K` : '-', `${c.chunk}K`, `${c.high}K/${c.low}K`, c.sctp ? JSON.stringify(c.sctp) : 'default'];
+    const label = [`${c.frameBytes / 1024}K`, c.path, c.path === 'turn' ? `${c.ms} ms` : '-', c.proxyBuf ? `${c.proxyBuf}K` : '-', `${c.chunk}K`, `${c.high}K/${c.low}K`, c.stack, c.sctp ? JSON.stringify(c.sctp) : 'default'];
     if (!r) {
       rows.push([...label, 'failed', down || a.log().split('\n').slice(-3).join(' ') || 'timeout', '', '', '', '', '', '', '']);
     } else {
@@ -159,7 +168,7 @@ try {
   await turn?.stop();
   net.remove();
 }
-console.log(table(['frame', 'path', 'latency', 'proxy buf', 'chunk', 'high/low', 'sctp', 'bulk Mbit/s', 'paced ms', 'model ms', 'slow-start ms', 'rtt ms', 'tbf drops up/down', 'udp drops proxy/coturn/a/b'], rows));
+console.log(table(['frame', 'path', 'latency', 'proxy buf', 'chunk', 'high/low', 'stack', 'sctp', 'bulk Mbit/s', 'paced ms', 'model ms', 'slow-start ms', 'rtt ms', 'tbf drops up/down', 'udp drops proxy/coturn/a/b'], rows));
 console.log('model ms: frame / rate + the send and ack latencies (turn: 2 x one-way each side of coturn, the ack 2 x again: bytes/rate + 4 x ms)');
 console.log('slow-start ms: the same if each frame restarts from a 10-MTU window doubling per round trip (libdatachannel\'s SCTP max burst): rounds x RTT + bytes/rate');
 console.log('udp drops: datagrams lost to full socket receive buffers: the delay proxy\'s and coturn\'s sockets on the bridge (/proc/net/udp), each namespace\'s (RcvbufErrors)');

@@ -13,6 +13,7 @@ import { BridgedLinks, LinkHost } from '../shared/transport/link-bridge.js';
 import { PeerLinks } from '../shared/transport/peer-links.js';
 import { hopKey, markHop, taskInputKey } from '../shared/transport/hop-trace.js';
 import { inspectTensorFrame } from '../shared/protocol/codec.js';
+import type { NodeWebrtcStack } from '../trainer/node-webrtc.js';
 
 export interface NodeVolunteer {
   agent: VolunteerAgent;
@@ -53,6 +54,8 @@ export interface NodeVolunteerOptions {
    * says otherwise); false: the tab cannot open links and every frame goes through the relay.
    */
   webrtc?: boolean;
+  /** Which Node WebRTC stack (trainer/node-webrtc.ts; default its DEFAULT_NODE_STACK). */
+  stack?: NodeWebrtcStack;
   rtcExtra?: RTCConfiguration;
   /**
    * Run the links as a browser tab does: the agent's BridgedLinks talks to a LinkHost through
@@ -182,14 +185,15 @@ export async function startNodeVolunteer(url: string, opts: NodeVolunteerOptions
   const pace = opts.paceMs ? paceTasks(socket, opts.paceMs) : null;
   opts.wrapSocket?.(socket);
   const rtc = opts.webrtc === false ? null : await import('../trainer/node-webrtc.js');
+  const createPc = rtc ? rtc.nodePeerConnectionFactory(opts.stack) : null;
   let last: AgentStatus | null = null;
   const agent = new VolunteerAgent(socket, {
     capabilities: { backend, adapter: null, throughputGflops: 1, agent: `node/${opts.name ?? 'sim'} tfjs-${tf.version_core}`, ...opts.capabilities },
     onStatus: (s) => (last = s),
     createStage: opts.createStage,
-    ...(rtc && opts.bridgeLinks ? { createLinks: bridgedLinks(rtc.createNodePeerConnection), rtcExtra: opts.rtcExtra ?? rtc.LOOPBACK_ONLY } : {}),
-    ...(rtc && !opts.bridgeLinks && pace ? { createLinks: pacedLinks(rtc.createNodePeerConnection, pace), rtcExtra: opts.rtcExtra ?? rtc.LOOPBACK_ONLY } : {}),
-    ...(rtc && !opts.bridgeLinks && !pace ? { createPeerConnection: rtc.createNodePeerConnection, rtcExtra: opts.rtcExtra ?? rtc.LOOPBACK_ONLY } : {}),
+    ...(rtc && opts.bridgeLinks ? { createLinks: bridgedLinks(createPc!), rtcExtra: opts.rtcExtra ?? rtc.LOOPBACK_ONLY } : {}),
+    ...(rtc && !opts.bridgeLinks && pace ? { createLinks: pacedLinks(createPc!, pace), rtcExtra: opts.rtcExtra ?? rtc.LOOPBACK_ONLY } : {}),
+    ...(rtc && !opts.bridgeLinks && !pace ? { createPeerConnection: createPc!, rtcExtra: opts.rtcExtra ?? rtc.LOOPBACK_ONLY } : {}),
     ...(opts.dutyCycle !== undefined ? { dutyCycle: () => opts.dutyCycle! } : {}),
   });
   return {

@@ -1,8 +1,9 @@
 /**
  * Two PeerLinks managers in one process whose signals go through a stand-in for the coordinator:
  * each signal is serialised to JSON and parsed back (as socket.io would carry it), delivered on a
- * later turn of the event loop, and can be dropped or inspected. Node WebRTC (node-datachannel)
- * bound to 127.0.0.1: its only host candidate is loopback. For the transport's tests and
+ * later turn of the event loop, and can be dropped or inspected. Node WebRTC on `stack`
+ * (trainer/node-webrtc.ts): libdatachannel bound to 127.0.0.1, its only host candidate loopback;
+ * libwebrtc offers this machine's non-loopback addresses. For the transport's tests and
  * bench/p2p.ts.
  */
 import type { Signal } from '../shared/protocol/signal.js';
@@ -10,7 +11,7 @@ import { wireFrameBytes } from '../shared/protocol/wire-encoding.js';
 import { PeerLinks, type PeerLinksEvents } from '../shared/transport/peer-links.js';
 import type { PeerLinkOptions } from '../shared/transport/peer-link.js';
 import type { LinkFailure } from '../shared/transport/link-down-error.js';
-import { createNodePeerConnection, LOOPBACK_ONLY } from '../trainer/node-webrtc.js';
+import { LOOPBACK_ONLY, nodePeerConnectionFactory, type NodeWebrtcStack } from '../trainer/node-webrtc.js';
 
 export interface PeerEnd {
   id: string;
@@ -29,6 +30,8 @@ export interface PeerPairOptions {
   deliver?: (from: string, to: string, signal: Signal) => boolean;
   /** Called with each received frame instead of storing it (benchmarks). */
   onFrame?: (to: string, from: string, frame: Uint8Array) => void;
+  /** The Node WebRTC stack both ends use (default: trainer/node-webrtc.ts's). */
+  stack?: NodeWebrtcStack;
 }
 
 export function peerPair(a: string, b: string, opts: PeerPairOptions = {}): [PeerEnd, PeerEnd] {
@@ -48,7 +51,7 @@ export function peerPair(a: string, b: string, opts: PeerPairOptions = {}): [Pee
         const wire = JSON.stringify(signal);
         setImmediate(() => ends.get(to)?.links.handleSignal(id, JSON.parse(wire)));
       },
-      createPeerConnection: createNodePeerConnection,
+      createPeerConnection: nodePeerConnectionFactory(opts.stack),
       rtcConfig: { ...LOOPBACK_ONLY, ...opts.rtcConfig },
       linkOptions: opts.linkOptions,
       events,
