@@ -310,8 +310,36 @@ async function measure(tabs: number, paceMs: number, mbPerTab: number, iteration
   }
 }
 
+const HELP = `bench:scaling: does the swarm's throughput grow with its volunteers? S = 4 stages, N Node
+volunteers (N/4 replicas per stage), weak scaling; prints tokens/s, fraction of linear, iteration
+time, bytes through the coordinator per iteration and per replica-iteration, each tab's link use.
+Figures and what they mean: docs/benchmarks.md, docs/data-parallel.md.
+
+  npm run bench:scaling -- [options]
+
+  --tabs N,N,...            volunteer counts, each a multiple of 4 (default 4,8,16,32; the first is the baseline)
+  --pace MS                 every task lasts at least MS ms of wall time (default 300): volunteers of fixed speed
+  --volunteer node|paced    node: real Node volunteers (tiny-sized models only on 2 cores); paced: the
+                            benchmark-only volunteer that computes nothing but sends frames, states and
+                            sync chunks of the true sizes and encodings (use it for base and up)
+  --preset NAME             model preset (default tiny); batch 1, seq 32
+  --iterations N            measured iterations per size (default 3)
+  --warmup N                warm-up iterations per size, not measured (default 1)
+  --mb-per-tab N            microbatches per volunteer per iteration (default 2)
+  --dp exact|diloco         data parallelism inside a stage (default exact)
+  --dp-every H              diloco sync interval (default ${DEFAULT_DP.every})
+  --dp-fragments F          Streaming DiLoCo fragments (default 1)
+  --dp-overlap TAU          Streaming DiLoCo overlap in iterations (default 0)
+  --link UP,DOWN,MS         every volunteer behind its own emulated link (Mbit/s up, down, one-way ms)
+  --warm-fast               links unshaped until every volunteer is placed, shaped from the warm-up on
+  --heartbeat-timeout MS    the coordinator's heartbeat timeout (default ${DEFAULT_COORDINATOR.heartbeatTimeoutMs})
+  --codec-ms MS             paced volunteers: ms per frame or sync chunk encoded (default 5)
+  --help                    this text
+`;
+
 async function main(): Promise<void> {
   const f = flags(process.argv.slice(2), {
+    help: 'boolean',
     tabs: 'string',
     pace: 'string',
     iterations: 'string',
@@ -331,6 +359,7 @@ async function main(): Promise<void> {
     'warm-fast': 'boolean',
     'heartbeat-timeout': 'string',
   });
+  if (f.help) return void process.stdout.write(HELP);
   const link = parseLink(f.link as string | undefined);
   const dp = String(f.dp ?? 'exact') as DpMode;
   if (!DP_MODES.includes(dp)) throw new Error(`--dp must be one of ${DP_MODES.join(', ')}`);
