@@ -18,6 +18,7 @@
  *   npm run bench:diloco-quality -- --every 20 --outer 1/0,0.7/0.9   (several outer lr/momentum settings, one exact)
  *   npm run bench:diloco-quality -- --every 4 --streaming 1/0,4/0,4/1   (Streaming DiLoCo: fragments / overlap)
  *   npm run bench:diloco-quality -- --every 20 --outer 1/0 --warmup 0,10,20   (a synced warm-up before diloco)
+ *   npm run bench:diloco-quality -- --every 20 --outer 1/0 --warmup 5 --inner-lr-scale 1,sqrt,inv,0.85   (the replicas' inner lr)
  *   npm run bench:diloco-quality -- --steps 0               (bytes only)
  */
 import { trainLocal, type LocalTrainResult } from '../trainer/cli.js';
@@ -45,6 +46,8 @@ const HELP = `Usage: npm run bench:diloco-quality -- [options]
   --outer-lr <x>, --outer-momentum <x>   (default ${DEFAULT_DP.outerLr}, ${DEFAULT_DP.outerMomentum})
   --outer <lr/m,...>    several outer (lr/momentum) settings in one run, exact trained once (overrides the two above)
   --warmup <W,...>      diloco: the first W iterations sync every iteration, then every H (default 0; several: one mode each)
+  --inner-lr-scale <s,...>  diloco: the replicas' inner (Adam) lr is --lr x s, exact keeps --lr (default 1; several: one mode each;
+                        sqrt = 1/sqrt(R), inv = 1/R: each replica steps on 1/R of the iteration's microbatches)
   --streaming <F/tau[/merge],...>  Streaming DiLoCo fragments / overlap (/ mix|delta) for every diloco mode (default 1/0 = plain DiLoCo)
   --stages, --microbatches, --batch, --seq, --lr   (default 4, 4, 2, 32, 3e-3)
   --eval-every <n>      validation interval (default: the least common multiple of the H values, at least 20)
@@ -61,6 +64,8 @@ const pct = (x: number) => `${x >= 0 ? '+' : ''}${fmt(x * 100, 2)}%`;
 interface Mode {
   name: string;
   dp: Partial<DpSettings>;
+  /** The replicas' inner lr as a multiple of --lr (1 for exact). */
+  lrScale: number;
 }
 
 /** Bytes per replica-iteration of both modes for every stage of `preset`, formula and actual encode. */
@@ -127,6 +132,7 @@ async function main(): Promise<void> {
     'bytes-preset': 'string',
     streaming: 'string',
     warmup: 'string',
+    'inner-lr-scale': 'string',
     help: 'boolean',
   });
   if (f.help) return void process.stdout.write(HELP);
@@ -163,6 +169,12 @@ async function main(): Promise<void> {
     if (!/^\d+$/.test(w)) throw new Error(`--warmup: expected iteration counts like 0,10,20, got "${w}"`);
     return Number(w);
   });
+  const innerScales = list(f['inner-lr-scale'], ['1']).map((x) => {
+    const v = x === 'sqrt' ? 1 / Math.sqrt(R) : x === 'inv' ? 1 / R : Number(x);
+    if (!(v > 0 && v <= 4)) throw new Error(`--inner-lr-scale: expected factors in (0, 4] or sqrt|inv, got "${x}"`);
+    return { label: x, scale: v };
+  });
+  const scaleName = (sc: { label: string; scale: number }) => (innerScales.length > 1 || sc.scale !== 1 ? ` lr x${sc.label === 'sqrt' ? '1/sqrt(R)' : sc.label === 'inv' ? '1/R' : sc.label}` : '');
   const warmName = (w: number) => (warmups.length > 1 || w > 0 ? ` W=${w}` : '');
   const streamName = (st: { fragments: number; overlap: number; merge: string }) => (streams.length > 1 || st.fragments > 1 || st.overlap > 0 ? ` F=${st.fragments} tau=${st.overlap}${st.overlap > 0 ? ` ${st.merge}` : ''}` : '');
   const lcm = everies.reduce((a, b) => (a * b) / gcd(a, b), 1);
@@ -177,14 +189,20 @@ async function main(): Promise<void> {
     console.log(
       `preset ${settings.preset} (d ${cfg.dModel}, ${cfg.nLayers} layers), ${settings.stages} stages x ${R} replicas, ${settings.microbatches} microbatches x batch ${settings.batch} x seq ${cfg.seqLen} ` +
         `(${tokensPerIt} tokens per iteration, split over the replicas), lr ${settings.lr}, ${steps} iterations, seeds ${seeds.join(', ')}; ` +
-        `diloco: outer lr/momentum ${outers.map((o) => `${o.outerLr}/${o.outerMomentum}`).join(', ')}, pseudo-gradients ${wire}; validation on ${evalBatches} batches every ${evalEvery} iterations`,
+        `diloco: outer lr/momentum ${outers.map((o) => `${o.outerLr}/${o.outerMomentum}`).join(', ')}, pseudo-gradients ${wire}, inner lr x ${innerScales.map((sc) => fmt(sc.scale, 4)).join(', ')}; validation on ${evalBatches} batches every ${evalEvery} iterations`,
     );
     const modes: Mode[] = [
-      { name: 'exact', dp: { mode: 'exact' } },
+      { name: 'exact', dp: { mode: 'exact' }, lrScale: 1 },
       ...outers.flatMap((o) =>
         everies.flatMap((h) =>
           streams.flatMap((st) =>
-            warmups.map((w) => ({ name: (outers.length > 1 ? `diloco H=${h} ${o.outerLr}/${o.outerMomentum}` : `diloco H=${h}`) + streamName(st) + warmName(w), dp: { mode: 'diloco' as const, every: h, ...o, ...st, warmup: w } })),
+            warmups.flatMap((w) =>
+              innerScales.map((sc) => ({
+                name: (outers.length > 1 ? `diloco H=${h} ${o.outerLr}/${o.outerMomentum}` : `diloco H=${h}`) + streamName(st) + warmName(w) + scaleName(sc),
+                dp: { mode: 'diloco' as const, every: h, ...o, ...st, warmup: w },
+                lrScale: sc.scale,
+              })),
+            ),
           ),
         ),
       ),
@@ -196,9 +214,9 @@ async function main(): Promise<void> {
       syncs.set(m.name, []);
       for (const seed of seeds) {
         const t0 = Date.now();
-        const r = await trainLocal({ ...settings, seed, steps, evalEvery, evalBatches, swap: false, replicas: R, dp: m.dp, onSync: (_, rep) => syncs.get(m.name)!.push(rep) });
+        const r = await trainLocal({ ...settings, lr: settings.lr * m.lrScale, seed, steps, evalEvery, evalBatches, swap: false, replicas: R, dp: m.dp, onSync: (_, rep) => syncs.get(m.name)!.push(rep) });
         runs.get(m.name)!.push(r);
-        console.log(`  ${m.name.padEnd(outers.length > 1 || warmups.length > 1 ? 30 : streams.length > 1 ? 28 : 12)} seed ${String(seed).padEnd(5)} val ${fmt(r.initialValLoss, 4)} -> ${fmt(r.finalValLoss, 4)}  (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+        console.log(`  ${m.name.padEnd(outers.length > 1 || warmups.length > 1 || innerScales.length > 1 ? 36 : streams.length > 1 ? 28 : 12)} seed ${String(seed).padEnd(5)} val ${fmt(r.initialValLoss, 4)} -> ${fmt(r.finalValLoss, 4)}  (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
       }
     }
     const points = runs.get('exact')![0]!.valLosses.map((v) => v.step);

@@ -79,7 +79,9 @@ Trains the pipeline-split model in one process (the reference for the swarm).
   --dp-merge <mix|delta>       diloco, tau >= 1: mix = 0.5 local + 0.5 global (Streaming DiLoCo's); delta = global +
                                the local progress since the sync started (default ${DEFAULT_DP.merge})
   --dp-warmup <W>              diloco: the first W iterations sync after every iteration, then every H;
-                               F = 1, tau = 0 only (default 0)
+                               F = 1, tau = 0 only (default 0). --dp-every 20 --dp-warmup 5 --outer-lr 1
+                               --outer-momentum 0: +1.7% of exact at tiny (100 it., 9 seeds), +1.5% at
+                               small (200 it., 6 seeds; docs/data-parallel.md, "Closing the gap at small")
   --assignment <file.json>     replay a recorded assignment of microbatch hops to replicas (default:
                                microbatch mb on replica mb mod R at every hop)
   --record-assignment <file>   write the assignment used, as JSON
