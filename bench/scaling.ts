@@ -6,7 +6,7 @@
  *   npm run bench:scaling -- --tabs 4,8,16 --pace 400 --iterations 4
  *   npm run bench:scaling -- --dp diloco --dp-every 4 --link 50,50,20 --preset tiny
  *   npm run bench:scaling -- --volunteer paced --preset base --dp diloco --link 50,50,20 --pace 100
- *   (add --heartbeat-timeout 60000 at base on slow links: a ping queued behind a 100 MB state arrives late)
+ *   (32 base volunteers on 50,50,20 links place in ~7 minutes: states go in 1 MiB pieces, pings between them)
  *
  * `--dp exact|diloco` (docs/data-parallel.md; `--dp-every H`, `--dp-fragments F --dp-overlap tau`), `--preset`, and `--link up,down,latency`
  * (Mbit/s, Mbit/s, ms: every volunteer reaches the coordinator through its own emulated link,
