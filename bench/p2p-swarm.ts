@@ -54,7 +54,7 @@ import { groupMarks, modelHopMs, slowStartWireMs, summarise, SEGMENTS } from './
 import { DEFAULT_NODE_STACK, parseNodeStack, type NodeWebrtcStack } from '../trainer/node-webrtc.js';
 
 const f = flags(process.argv.slice(2), { preset: 'string', stages: 'string', iterations: 'string', warmup: 'string', pace: 'string', rounds: 'string', batch: 'string', wire: 'string', links: 'string', stack: 'string' });
-const stacks = String(f.stack ?? DEFAULT_NODE_STACK).split(',').map(parseNodeStack);
+const stacks = list(f.stack, [DEFAULT_NODE_STACK]).map(parseNodeStack);
 /** A run's label: the transport, and the stack for p2p when more than one stack runs or it is not the default. */
 const label = (t: Transport, stack: NodeWebrtcStack) => (t === 'relay' || (stacks.length === 1 && stack === DEFAULT_NODE_STACK) ? t : `${t}/${stack}`);
 const stages = Number(f.stages ?? 4);

@@ -94,7 +94,7 @@ export class TaskBook {
     return { kind: from.kind, iteration, microbatch: mb, hop: from.hop, fromStage: from.fromStage, toStage, shape: from.shape, wire: this.deps.frames.wire };
   }
 
-  /** The norm of a frame the coordinator relays outside a task's answer (a late p2p fallback); throws a FrameError unless it is the run's frame. */
+  /** The norm of a frame the coordinator relays (a task's answer, or a late p2p fallback); throws a FrameError unless it is the run's frame. */
   relayFrameNorm(frame: Uint8Array, want: Omit<ExpectedFrame, 'shape' | 'wire'>): number {
     const { shape, wire, maxBytes } = this.deps.frames;
     return checkRelayFrame(frame, { ...want, shape, wire }, maxBytes);
@@ -147,8 +147,7 @@ export class TaskBook {
     let norm = 0;
     if (frame) {
       try {
-        const { shape, wire, maxBytes } = this.deps.frames;
-        norm = checkRelayFrame(frame, { kind: meta.dir === 'B' ? 'grad' : 'act', iteration: meta.iteration, microbatch: meta.mb, hop: meta.hop, fromStage: task.meta.stage, shape, wire }, maxBytes);
+        norm = this.relayFrameNorm(frame, { kind: meta.dir === 'B' ? 'grad' : 'act', iteration: meta.iteration, microbatch: meta.mb, hop: meta.hop, fromStage: task.meta.stage });
       } catch (e) {
         return void reject(v, e instanceof FrameError ? e.reason : 'frame', (e as Error).message);
       }
