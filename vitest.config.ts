@@ -12,6 +12,7 @@ const ALONE = [
   'testing/udp-delay-proxy.test.ts',
   'testing/udp-drops.test.ts',
   'shared/transport/peer-links.test.ts',
+  'shared/transport/striped-link.test.ts',
   'coordinator/tests/p2p*.test.ts',
   'coordinator/screening/p2p-audit.test.ts',
   'coordinator/tabs/bundle-push.test.ts',

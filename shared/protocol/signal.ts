@@ -11,7 +11,9 @@
  *   bye        link `link` is closed on purpose
  *
  * `link` is a random id chosen by the side that opens the link: signals of an older link between
- * the same pair are recognised and dropped.
+ * the same pair are recognised and dropped. With `--p2p-stripes K` > 1 a link is K peer
+ * connections (shared/transport/striped-link.ts): its offer, answer and candidates carry the
+ * connection's `stripe` index (0 .. K-1); with K = 1 they carry none, as before.
  */
 import { z } from 'zod';
 
@@ -33,13 +35,18 @@ const sdp = (type: 'offer' | 'answer') =>
     .refine((s) => s.startsWith('v=0'), `${type} SDP must start with v=0`)
     .refine((s) => !s.includes('\u0000'), `${type} SDP must not contain NUL`);
 
+/** Most stripes (peer connections) one link may have: `--p2p-stripes` is 1 .. MAX_STRIPES. */
+export const MAX_STRIPES = 8;
+const stripe = z.number().int().min(0).max(MAX_STRIPES - 1).optional();
+
 export const signalSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('connect'), link: linkIdSchema }),
-  z.strictObject({ type: z.literal('offer'), link: linkIdSchema, sdp: sdp('offer') }),
-  z.strictObject({ type: z.literal('answer'), link: linkIdSchema, sdp: sdp('answer') }),
+  z.strictObject({ type: z.literal('offer'), link: linkIdSchema, stripe, sdp: sdp('offer') }),
+  z.strictObject({ type: z.literal('answer'), link: linkIdSchema, stripe, sdp: sdp('answer') }),
   z.strictObject({
     type: z.literal('candidate'),
     link: linkIdSchema,
+    stripe,
     /** Empty string = end of candidates. */
     candidate: z
       .string()

@@ -58,6 +58,26 @@ export interface FrameReceipt {
   writtenMs?: number;
 }
 
+/**
+ * What PeerLinks needs of the link to one peer: a PeerLink (one peer connection), or a
+ * StripedLink (K of them, `--p2p-stripes`). The same rules hold for both: `send` resolves when
+ * the peer acknowledged the whole frame, and rejects with a LinkDownError holding the frame if
+ * the link goes down first.
+ */
+export interface PairLink {
+  readonly peer: string;
+  readonly id: string;
+  readonly role: 'offerer' | 'answerer';
+  readonly state: LinkState;
+  readonly hasRemoteDescription: boolean;
+  readonly downReason: LinkFailure | null;
+  send(frame: Uint8Array): Promise<FrameReceipt>;
+  /** A signal for this link (validated by signal.ts, its stripe index checked by PeerLinks). */
+  handleSignal(signal: Signal): Promise<void>;
+  close(): void;
+  stats(): LinkStats;
+}
+
 export interface PeerLinkEvents {
   onOpen(link: PeerLink): void;
   /** A complete frame from the peer: still unchecked (the receiver runs its frame checks). */
@@ -93,7 +113,7 @@ interface Outgoing {
 const RTT_EWMA = 0.2;
 const CHANNEL_LABEL = 'frames';
 
-export class PeerLink {
+export class PeerLink implements PairLink {
   readonly peer: string;
   private _id: string;
   readonly role: 'offerer' | 'answerer';

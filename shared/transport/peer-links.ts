@@ -8,16 +8,21 @@
  * gradients the other) never both offer; a `connect` that crosses an offer in flight is ignored.
  * A peer that sends a fresh offer replaces its old link (it restarted or saw the link break).
  * Signals of other link ids (an older link) are dropped; malformed ones are rejected.
+ *
+ * With `stripes` K > 1 each pair's link is a StripedLink of K peer connections (striped-link.ts):
+ * offers, answers and candidates then carry a stripe index 0 .. K-1, which is checked here (a
+ * missing or out-of-range index, or one in a run without stripes, is rejected like any bad signal).
  */
-import { parseSignal, type Signal } from '../protocol/signal.js';
+import { MAX_STRIPES, parseSignal, type Signal } from '../protocol/signal.js';
 import { LinkDownError, type LinkFailure } from './link-down-error.js';
 import type { LinkStats } from './link-stats.js';
-import { PeerLink, type FrameReceipt, type PeerLinkOptions } from './peer-link.js';
+import { PeerLink, type FrameReceipt, type PairLink, type PeerLinkOptions } from './peer-link.js';
+import { StripedLink } from './striped-link.js';
 
 export interface PeerLinksEvents {
   /** A complete, still unchecked frame from `peer`. */
   onFrame(peer: string, frame: Uint8Array): void;
-  onLinkUp?(peer: string, link: PeerLink): void;
+  onLinkUp?(peer: string, link: PairLink): void;
   /** The link to `peer` went down: its unacknowledged sends reject with LinkDownError. */
   onLinkDown?(peer: string, failure: LinkFailure, detail: string): void;
   /** A signal from `from` was malformed or not allowed. */
@@ -39,6 +44,8 @@ export interface PeerLinksDeps {
   acceptFrom?: (peer: string) => boolean;
   /** Most links at once (default 32): a stranger cannot make a tab open connections without end. */
   maxLinks?: number;
+  /** Peer connections per link, 1 .. MAX_STRIPES (default 1: one PeerLink per pair). */
+  stripes?: number;
 }
 
 /** A random link id (16 characters of base64url). */
@@ -49,13 +56,16 @@ export function newLinkId(): string {
 
 export class PeerLinks {
   private readonly deps: PeerLinksDeps;
-  private readonly links = new Map<string, PeerLink>();
+  private readonly links = new Map<string, PairLink>();
   private readonly maxLinks: number;
+  private readonly stripes: number;
   private rtcConfig: RTCConfiguration | undefined;
 
   constructor(deps: PeerLinksDeps) {
     this.deps = deps;
     this.maxLinks = deps.maxLinks ?? 32;
+    this.stripes = deps.stripes ?? 1;
+    if (!Number.isInteger(this.stripes) || this.stripes < 1 || this.stripes > MAX_STRIPES) throw new Error(`PeerLinks: ${this.stripes} stripes (1 .. ${MAX_STRIPES})`);
     this.rtcConfig = deps.rtcConfig;
   }
 
@@ -66,7 +76,7 @@ export class PeerLinks {
 
   /** Sends `frame` to `peer`, opening a link first if there is none. Rejects with LinkDownError. */
   send(peer: string, frame: Uint8Array): Promise<FrameReceipt> {
-    let link: PeerLink;
+    let link: PairLink;
     try {
       link = this.open(peer);
     } catch (e) {
@@ -76,7 +86,7 @@ export class PeerLinks {
   }
 
   /** The link to `peer`, opened if there is none (or the last one is down). */
-  open(peer: string): PeerLink {
+  open(peer: string): PairLink {
     if (peer === this.deps.self) throw new Error('PeerLinks: no link to oneself');
     const have = this.links.get(peer);
     if (have && have.state !== 'down') return have;
@@ -88,7 +98,7 @@ export class PeerLinks {
   }
 
   /** The current link to `peer`, if any. */
-  link(peer: string): PeerLink | undefined {
+  link(peer: string): PairLink | undefined {
     return this.links.get(peer);
   }
 
@@ -99,6 +109,8 @@ export class PeerLinks {
     if (from === this.deps.self) return this.reject(from, 'signal from oneself');
     if (this.deps.acceptFrom && !this.deps.acceptFrom(from)) return this.reject(from, `no link allowed with ${from}`);
     const signal = parsed.signal;
+    const stripeProblem = this.stripeProblem(signal);
+    if (stripeProblem) return this.reject(from, stripeProblem);
     const have = this.links.get(from);
     const live = have && have.state !== 'down' ? have : undefined;
     switch (signal.type) {
@@ -140,27 +152,32 @@ export class PeerLinks {
     return [...this.links.values()].map((l) => l.stats());
   }
 
-  private create(peer: string, id: string, role: 'offerer' | 'answerer'): PeerLink {
+  /** Why `signal`'s stripe index does not fit this tab's links (undefined: it fits). */
+  private stripeProblem(signal: Signal): string | undefined {
+    if (signal.type !== 'offer' && signal.type !== 'answer' && signal.type !== 'candidate') return undefined;
+    if (this.stripes === 1) return signal.stripe === undefined ? undefined : `${signal.type} for stripe ${signal.stripe}, but links here are not striped`;
+    if (signal.stripe === undefined) return `${signal.type} without a stripe index (links here have ${this.stripes} stripes)`;
+    return signal.stripe < this.stripes ? undefined : `${signal.type} for stripe ${signal.stripe} of ${this.stripes}`;
+  }
+
+  private create(peer: string, id: string, role: 'offerer' | 'answerer'): PairLink {
     const live = [...this.links.values()].filter((l) => l.state !== 'down').length;
     if (live >= this.maxLinks) throw new Error(`PeerLinks: at most ${this.maxLinks} links`);
-    const pc = this.deps.createPeerConnection({ ...this.rtcConfig });
+    const rtcConfig = { ...this.rtcConfig };
     const events = this.deps.events;
-    const link = new PeerLink({
-      peer,
-      id,
-      role,
-      pc,
-      signal: (s) => this.deps.signal(peer, s),
-      options: this.deps.linkOptions,
-      events: {
-        onOpen: (l) => events.onLinkUp?.(peer, l),
-        onFrame: (_l, frame) => events.onFrame(peer, frame),
-        onDown: (l, failure, detail) => {
-          if (this.links.get(peer) === l) this.links.delete(peer);
-          events.onLinkDown?.(peer, failure, detail);
-        },
+    const linkEvents = {
+      onOpen: (l: PairLink) => events.onLinkUp?.(peer, l),
+      onFrame: (_l: PairLink, frame: Uint8Array) => events.onFrame(peer, frame),
+      onDown: (l: PairLink, failure: LinkFailure, detail: string) => {
+        if (this.links.get(peer) === l) this.links.delete(peer);
+        events.onLinkDown?.(peer, failure, detail);
       },
-    });
+    };
+    const common = { peer, id, role, signal: (s: Signal) => this.deps.signal(peer, s), options: this.deps.linkOptions, events: linkEvents };
+    const link: PairLink =
+      this.stripes === 1
+        ? new PeerLink({ ...common, pc: this.deps.createPeerConnection(rtcConfig) })
+        : new StripedLink({ ...common, stripes: this.stripes, createPeerConnection: () => this.deps.createPeerConnection({ ...rtcConfig }) });
     this.links.set(peer, link);
     return link;
   }
