@@ -26,6 +26,7 @@ import type { WireEncoding } from '../shared/protocol/wire-encoding.js';
 import { streamingJoinWarning, streamingOf, type StreamingMerge } from '../shared/dp/streaming.js';
 import type { SchedulerKind } from '../shared/schedule/skip-request.js';
 import type { Transport } from '../shared/protocol/p2p-messages.js';
+import { MAX_STRIPES } from '../shared/protocol/signal.js';
 import { checkIceServers, type P2pOptions } from './gateway/p2p-signalling.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -63,12 +64,13 @@ function clientStale(): boolean {
   return Math.max(newest(join(ROOT, 'client')), newest(join(ROOT, 'shared'))) > built;
 }
 
-/** `--transport`, `--ice-server`, `--turn-secret`, `--turn-ttl`, checked (a bad entry stops the start with its reason). */
-function p2pFromFlags(transport: Transport, ice: string | undefined, turnSecret: string | undefined, turnTtlS: number): Partial<P2pOptions> {
+/** `--transport`, `--ice-server`, `--turn-secret`, `--turn-ttl`, `--p2p-stripes`, checked (a bad entry stops the start with its reason). */
+function p2pFromFlags(transport: Transport, ice: string | undefined, turnSecret: string | undefined, turnTtlS: number, stripes: number): Partial<P2pOptions> {
   const iceServers = (ice ?? '').split(',').map((u) => u.trim()).filter(Boolean);
   checkIceServers(iceServers, turnSecret);
   if (!Number.isInteger(turnTtlS) || turnTtlS < 60 || turnTtlS > 7 * 86400) throw new Error(`--turn-ttl ${turnTtlS}: 60 .. 604800 seconds`);
-  return { transport, iceServers, turnTtlS, ...(turnSecret ? { turnSecret } : {}) };
+  if (!Number.isInteger(stripes) || stripes < 1 || stripes > MAX_STRIPES) throw new Error(`--p2p-stripes ${stripes}: 1 .. ${MAX_STRIPES}`);
+  return { transport, iceServers, turnTtlS, stripes, ...(turnSecret ? { turnSecret } : {}) };
 }
 
 async function main(): Promise<void> {
@@ -109,7 +111,7 @@ async function main(): Promise<void> {
     tls: tls?.credentials ?? null,
     trustProxy: v['trust-proxy'] === true,
     sampleEverySeconds: num('sample-every'),
-    p2p: p2pFromFlags(str('transport') as Transport, str('ice-server'), str('turn-secret'), num('turn-ttl')),
+    p2p: p2pFromFlags(str('transport') as Transport, str('ice-server'), str('turn-secret'), num('turn-ttl'), num('p2p-stripes')),
     settings: {
       preset: str('preset')!,
       stages: num('stages'),

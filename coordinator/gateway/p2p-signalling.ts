@@ -26,9 +26,11 @@ export interface P2pOptions {
   signalRate: number;
   /** Share of peer-to-peer frames the coordinator fetches from their receiver and checks itself. */
   auditRate: number;
+  /** Peer connections per pair link, 1 .. MAX_STRIPES (docs/p2p.md#striped-frames). */
+  stripes: number;
 }
 
-export const DEFAULT_P2P: P2pOptions = { transport: 'relay', iceServers: [], turnTtlS: 3600, signalRate: 50, auditRate: 0.05 };
+export const DEFAULT_P2P: P2pOptions = { transport: 'relay', iceServers: [], turnTtlS: 3600, signalRate: 50, auditRate: 0.05, stripes: 1 };
 
 /** Checks the ICE server list of the flags; throws with a message naming the bad entry. */
 export function checkIceServers(urls: string[], turnSecret: string | undefined): void {
@@ -74,7 +76,7 @@ export class P2pSignalling {
     if (!this.enabled) return;
     const send = () =>
       void this.rtcConfig(v.id)
-        .then((rtc) => v.socket.emit('p2p_config', { transport: this.opts.transport, rtc } satisfies P2pConfig))
+        .then((rtc) => v.socket.emit('p2p_config', { transport: this.opts.transport, rtc, ...(this.opts.stripes > 1 ? { stripes: this.opts.stripes } : {}) } satisfies P2pConfig))
         .catch((e: Error) => this.deps.warn(v, `p2p config not sent: ${e.message}`));
     send();
     if (this.opts.iceServers.some((u) => /^turns?:/.test(u))) {

@@ -19,6 +19,7 @@ import { inspectTensorFrame } from '../../shared/protocol/codec.js';
 import type { FrameLinks } from '../../shared/transport/link-bridge.js';
 import type { FrameReceipt } from '../../shared/transport/peer-link.js';
 import { LinkDownError } from '../../shared/transport/link-down-error.js';
+import { MIN_PART_BYTES } from '../../shared/transport/striped-link.js';
 import type { NodeVolunteer } from '../../testing/node-volunteer.js';
 import type { RelayedPeerFrame } from '../../shared/protocol/late-fallback.js';
 
@@ -100,6 +101,30 @@ describe('--transport p2p', () => {
     expect(relay.get('{direction="forward"}') ?? 0).toBe(0);
     expect(relay.get('{direction="backward"}') ?? 0).toBe(0);
     expect(sum(fallbacks)).toBe(0);
+  });
+
+  it('--p2p-stripes 2: every link is two peer connections, each frame cut in two (f32 frames of 64 KiB), direct and page-owned links alike; still matches the local trainer', async () => {
+    const N = 2;
+    const s: RunSettings = { ...settings, batch: 4, wire: 'f32' };
+    const { coord } = await startSwarm(s, { maxIterations: N, p2p: { transport: 'p2p', stripes: 2 } }, [{}, { bridgeLinks: true }, {}, { bridgeLinks: true }]);
+    const stripes: unknown[] = [];
+    for (const nv of harness.vols) nv.socket.on('p2p-signal', (m) => void (m.signal.type === 'offer' || m.signal.type === 'answer' ? stripes.push(m.signal.stripe) : 0));
+    await until(() => coord.scheduler.iteration >= N, `${N} iterations`, 180_000);
+    const swarm = coord.scheduler.history.map((h) => h.trainLoss);
+    await useNodeBackend('wasm');
+    const local = await trainLocal({ ...s, steps: N, evalEvery: 1000, evalBatches: 1, swap: false });
+    for (let i = 0; i < N; i++) expect(Math.abs(swarm[i]! - local.trainLosses[i]!) / local.trainLosses[i]!).toBeLessThan(1e-4);
+    // Three pairs, each an offer and an answer per stripe (more if a link was opened again).
+    expect(new Set(stripes)).toEqual(new Set([0, 1]));
+    expect(stripes.filter((k) => k === 1).length).toBeGreaterThanOrEqual(6);
+    const frame = wireFrameBytes([s.batch, 64, 64], 'f32');
+    expect(frame).toBeGreaterThanOrEqual(2 * MIN_PART_BYTES);
+    const p2p = await counter(coord, 'swarm_p2p_bytes_total');
+    expect(p2p.get('{direction="forward"}')).toBe(N * 2 * 3 * frame);
+    expect(p2p.get('{direction="backward"}')).toBe(N * 2 * 3 * frame);
+    const relay = await counter(coord, 'swarm_relay_bytes_total');
+    expect((relay.get('{direction="forward"}') ?? 0) + (relay.get('{direction="backward"}') ?? 0)).toBe(0);
+    expect(sum(await counter(coord, 'swarm_p2p_fallbacks_total'))).toBe(0);
   });
 
   it('gives each tab its ICE servers with its own TURN credentials and forwards signals only between paired tabs', async () => {

@@ -25,13 +25,15 @@ export interface FrameLinks {
 export interface FrameLinksDeps {
   self: string;
   rtcConfig: RTCConfiguration;
+  /** Peer connections per link (PeerLinksDeps.stripes; default 1). */
+  stripes?: number;
   signal: (to: string, signal: Signal) => void;
   events: PeerLinksEvents;
 }
 
 /** Worker -> page. */
 export type LinkRequest =
-  | { op: 'open'; self: string; rtcConfig: RTCConfiguration }
+  | { op: 'open'; self: string; rtcConfig: RTCConfiguration; stripes?: number }
   | { op: 'rtc'; rtcConfig: RTCConfiguration }
   | { op: 'signal'; from: string; signal: unknown }
   | { op: 'send'; id: number; peer: string; frame: Uint8Array }
@@ -55,7 +57,7 @@ export class BridgedLinks implements FrameLinks {
   private lastStats: LinkStats[] = [];
 
   constructor(private post: (r: LinkRequest, transfer?: ArrayBuffer[]) => void, private deps: FrameLinksDeps) {
-    post({ op: 'open', self: deps.self, rtcConfig: deps.rtcConfig });
+    post({ op: 'open', self: deps.self, rtcConfig: deps.rtcConfig, ...(deps.stripes !== undefined ? { stripes: deps.stripes } : {}) });
   }
 
   send(peer: string, frame: Uint8Array): Promise<FrameReceipt> {
@@ -131,6 +133,7 @@ export class LinkHost {
           signal: (to, signal) => this.post({ op: 'signal', to, signal }),
           createPeerConnection: this.createPeerConnection,
           rtcConfig: r.rtcConfig,
+          stripes: r.stripes,
           events: {
             onFrame: (from, frame) => this.post({ op: 'frame', from, frame }, [frame.buffer as ArrayBuffer]),
             onLinkDown: (peer, failure, detail) => this.post({ op: 'down', peer, failure, detail }),

@@ -107,3 +107,28 @@ describe('PeerFrames', () => {
     expect((e as PeerFrameRefused).reason).toBe('abandoned');
   });
 });
+
+describe('PeerFrames: --p2p-stripes from p2p_config', () => {
+  const linksFor = (stripes: unknown) => {
+    let deps: FrameLinksDeps | null = null;
+    const warnings: string[] = [];
+    const frames = new PeerFrames({
+      createLinks: (d) => ((deps = d), { send: () => Promise.reject(new Error('unused')), handleSignal: () => {}, setRtcConfig: () => {}, closeAll: () => {}, stats: () => [] }),
+      signal: () => {},
+      log: (_level, m) => void warnings.push(m),
+    });
+    frames.configure('b', { transport: 'p2p', rtc: {}, stripes } as never);
+    return { stripes: deps!.stripes ?? 1, warnings };
+  };
+
+  it('opens links of the stripes asked for; a value outside 1 .. 8 (or not an integer) is refused with a warning and links stay single', () => {
+    expect(linksFor(undefined)).toEqual({ stripes: 1, warnings: [] });
+    expect(linksFor(4)).toEqual({ stripes: 4, warnings: [] });
+    expect(linksFor(8)).toEqual({ stripes: 8, warnings: [] });
+    for (const bad of [0, 9, 2.5, '4', -1, null]) {
+      const got = linksFor(bad);
+      expect(got.stripes, String(bad)).toBe(1);
+      expect(got.warnings[0]).toMatch(/stripes/);
+    }
+  });
+});

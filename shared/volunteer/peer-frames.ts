@@ -17,7 +17,7 @@ import { FrameError } from '../protocol/frame-error.js';
 import type { Signal } from '../protocol/signal.js';
 import { pairStatsOf, type PairStat } from '../protocol/pair-stats.js';
 import type { WireEncoding } from '../protocol/wire-encoding.js';
-import type { FallbackReason, GotReport, InputFrom, P2pConfig, SendTo, SentReport } from '../protocol/p2p-messages.js';
+import { stripesOf, type FallbackReason, type GotReport, type InputFrom, type P2pConfig, type SendTo, type SentReport } from '../protocol/p2p-messages.js';
 import type { RelayedPeerFrame } from '../protocol/late-fallback.js';
 
 export interface PeerFramesDeps {
@@ -106,12 +106,20 @@ export class PeerFrames {
       this.links.setRtcConfig(rtcConfig);
       return;
     }
+    let stripes: number;
+    try {
+      stripes = stripesOf(c);
+    } catch (e) {
+      this.deps.log('warn', `${(e as Error).message}: one connection per link`);
+      stripes = 1;
+    }
     this.links?.closeAll();
     this.self = self;
     const deps: FrameLinksDeps = {
       self,
       signal: this.deps.signal,
       rtcConfig,
+      ...(stripes > 1 ? { stripes } : {}),
       events: {
         onFrame: (peer, frame) => this.arrived(peer, frame),
         onLinkDown: (peer, failure, detail) => {
