@@ -1,6 +1,6 @@
 /**
  * One end of bench/p2p-throughput.ts, a process of its own (started in a network namespace with
- * `ip netns exec`): a PeerLinks with one peer, signalled through its parent (stdout lines
+ * `ip netns exec`): a PeerLinks with one peer (`stripes` peer connections), signalled through its parent (stdout lines
  * `{"to","signal"}` out, stdin lines `{"from","signal"}` in). The sender opens the link, then sends
  * `bulk` frames all at once (throughput) and `paced` frames one at a time with `gapMs` of idle
  * between an acknowledgement and the next send (what a pipeline hop does), and prints one
@@ -23,6 +23,8 @@ export interface PeerConfig {
   sctp?: Record<string, number>;
   /** The Node WebRTC stack (trainer/node-webrtc.ts; default its default). */
   stack?: NodeWebrtcStack;
+  /** Peer connections per pair (PeerLinks `stripes`; default 1). */
+  stripes?: number;
   frameBytes: number;
   bulk: number;
   paced: number;
@@ -51,6 +53,7 @@ const links = new PeerLinks({
   signal: (to, signal) => out({ to, signal }),
   createPeerConnection: nodePeerConnectionFactory(cfg.stack),
   rtcConfig: cfg.rtc,
+  stripes: cfg.stripes ?? 1,
   linkOptions: { openTimeoutMs: 15_000, silenceTimeoutMs: 15_000, ...cfg.link },
   events: {
     onFrame: () => void received++,

@@ -10,18 +10,25 @@
  * delay proxy run). Every factor takes a comma list (`--sctp` a `|` list of JSON objects or
  * `default`); every combination runs, on one emulated network, one after the other.
  *
+ * `--stripes` gives the pair K peer connections (shared/transport/striped-link.ts, the swarm's
+ * `--p2p-stripes`): each frame is cut into up to K parts sent at once, one per connection; the
+ * slow-start model column then starts each frame from K x 10 MTUs in flight.
+ *
  * `--stack` picks the Node WebRTC stack of both ends (trainer/node-webrtc.ts): libdatachannel
  * (usrsctp) or libwebrtc (@roamhq/wrtc, Chromium's dcSCTP), one row each.
  *
  * Paths: `turn` (as bench:p2p-swarm --links: relayed candidates only, through a real coturn on the
  * bridge behind testing/udp-delay-proxy.ts, `--ms` one-way each side) and `direct` (host
- * candidates across the bridge: tbf only, no added latency, since this kernel has no netem).
+ * candidates across the bridge: tbf only, no added latency, since this kernel has no netem) and
+ * `proxied` (host candidates, one end's through delay proxies of 2 x `--ms` each way: the turn
+ * path's round trip without coturn; bench/candidate-proxies.ts).
  *
  *   sudo npx tsx bench/p2p-throughput.ts                               (50 Mbit/s, 20 ms, turn)
  *   sudo npx tsx bench/p2p-throughput.ts --path direct,turn --ms 0,20
  *   sudo npx tsx bench/p2p-throughput.ts --sctp 'default|{"recvBufferSize":4194304,"sendBufferSize":4194304}'
  *   sudo npx tsx bench/p2p-throughput.ts --chunk 16,64,256 --high 1024,4096
  *   sudo npx tsx bench/p2p-throughput.ts --stack libdatachannel,libwebrtc --bulk 8 --paced 4
+ *   sudo npx tsx bench/p2p-throughput.ts --ms 20 --proxy-buffer 4096 --frame 256,1024 --paced 5 --bulk 4 --stripes 1,2,4,8
  *
  * Needs root, iproute2 and coturn (scripts/ensure-packages.sh). Removes everything it set up.
  */
@@ -35,13 +42,15 @@ import { sumDrops, udpDropsByPort, udpRcvbufErrors } from '../testing/udp-drops.
 import { turnCredentials } from '../shared/transport/turn-credentials.js';
 import { flags, fmt, list, machine, median, table } from './util.js';
 import { slowStartWireMs } from './hop-breakdown.js';
+import { CandidateProxies } from './candidate-proxies.js';
 import type { PeerConfig, PeerResult } from './p2p-throughput-peer.js';
+import { MAX_STRIPES } from '../shared/protocol/signal.js';
 import { DEFAULT_NODE_STACK, NODE_WEBRTC_STACKS, parseNodeStack, type NodeWebrtcStack } from '../trainer/node-webrtc.js';
 
 const HELP = `bench/p2p-throughput.ts: one WebRTC peer link's throughput through emulated links (root)
   --mbps N        tbf rate of each namespace's uplink and downlink, Mbit/s (default 50)
   --ms LIST       one-way latency added by the UDP delay proxy, each side, ms (turn path; default 20)
-  --path LIST     turn | direct (default turn)
+  --path LIST     turn | direct | proxied (default turn; proxied: host candidates through a delay proxy, 2 x --ms each way, no coturn needed)
   --frame LIST    frame size, KiB (default 256)
   --bulk N        frames sent at once (default 32: 8 MiB of 256 KiB frames)
   --paced N       frames sent one at a time after --gap ms idle (default 8)
@@ -49,13 +58,14 @@ const HELP = `bench/p2p-throughput.ts: one WebRTC peer link's throughput through
   --chunk LIST    data-channel message size, KiB (PeerLink chunkBytes; default 64)
   --high LIST     PeerLink highWaterBytes, KiB (default 4096)
   --low LIST      PeerLink lowWaterBytes (bufferedAmountLowThreshold), KiB (default 1024)
+  --stripes LIST  peer connections per pair, 1 .. 8 (the swarm's --p2p-stripes; default 1)
   --stack LIST    Node WebRTC stack of both ends: ${NODE_WEBRTC_STACKS.join(' | ')} (default ${DEFAULT_NODE_STACK})
   --sctp LIST     '|'-separated libdatachannel SCTP settings as JSON, or 'default' (default: default; libdatachannel only)
   --proxy-buffer LIST  the UDP delay proxy's socket buffers, KiB (0: the kernel default; default 0)
   --queue KIB     tbf queue limit (default 1000 kB as netns-links)
   --help`;
 
-const f = flags(process.argv.slice(2), { mbps: 'string', ms: 'string', path: 'string', frame: 'string', bulk: 'string', paced: 'string', gap: 'string', chunk: 'string', high: 'string', low: 'string', sctp: 'string', stack: 'string', queue: 'string', 'proxy-buffer': 'string', help: 'boolean' });
+const f = flags(process.argv.slice(2), { mbps: 'string', ms: 'string', path: 'string', frame: 'string', bulk: 'string', paced: 'string', gap: 'string', chunk: 'string', high: 'string', low: 'string', sctp: 'string', stack: 'string', queue: 'string', 'proxy-buffer': 'string', stripes: 'string', help: 'boolean' });
 if (f.help) {
   console.log(HELP);
   process.exit(0);
@@ -67,14 +77,18 @@ const bulk = Number(f.bulk ?? 32);
 const paced = Number(f.paced ?? 8);
 const gapMs = Number(f.gap ?? 150);
 const latencies = nums(f.ms, '20');
-const paths = String(f.path ?? 'turn').split(',') as ('turn' | 'direct')[];
+const paths = String(f.path ?? 'turn').split(',') as Path[];
 const chunks = nums(f.chunk, '64');
 const highs = nums(f.high, '4096');
 const lows = nums(f.low, '1024');
 const proxyBufs = nums(f['proxy-buffer'], '0');
+const stripeCounts = nums(f.stripes, '1');
+for (const k of stripeCounts) if (!(Number.isInteger(k) && k >= 1 && k <= MAX_STRIPES)) throw new Error(`--stripes ${k}: 1 .. ${MAX_STRIPES}`);
 const stacks = list(f.stack, [DEFAULT_NODE_STACK]).map(parseNodeStack);
 const sctps = String(f.sctp ?? 'default').split('|').map((s) => (s === 'default' ? undefined : (JSON.parse(s) as Record<string, number>)));
-for (const p of paths) if (p !== 'turn' && p !== 'direct') throw new Error(`--path ${p}: turn or direct`);
+for (const p of paths) if (p !== 'turn' && p !== 'direct' && p !== 'proxied') throw new Error(`--path ${p}: turn, direct or proxied`);
+/** Paths with `--ms` latency (and a delay proxy whose buffers `--proxy-buffer` sets). */
+const delayed = (p: Path) => p !== 'direct';
 for (const x of [mbps, ...frames, bulk, paced, gapMs, ...latencies, ...chunks, ...highs, ...lows, ...proxyBufs]) if (!(Number.isFinite(x) && x >= 0)) throw new Error(`bad number in the flags: ${x}`);
 
 const PEER = fileURLToPath(new URL('./p2p-throughput-peer.ts', import.meta.url));
@@ -86,8 +100,10 @@ function startPeer(ns: string, cfg: PeerConfig): { child: ChildProcess; lines: A
   return { child, lines: createInterface({ input: child.stdout! }), log: () => err.slice(-2000) };
 }
 
+type Path = 'turn' | 'direct' | 'proxied';
+
 interface Config {
-  path: 'turn' | 'direct';
+  path: Path;
   ms: number;
   chunk: number;
   high: number;
@@ -96,6 +112,7 @@ interface Config {
   stack: NodeWebrtcStack;
   proxyBuf: number;
   frameBytes: number;
+  stripes: number;
 }
 
 console.log(`bench:p2p-throughput  ${machine()}`);
@@ -109,12 +126,14 @@ const rows: (string | number)[][] = [];
 try {
   const configs: Config[] = [];
   for (const path of paths)
-    for (const ms of path === 'turn' ? latencies : [0])
-      for (const chunk of chunks) for (const high of highs) for (const low of lows) for (const sctp of sctps) for (const stack of stacks) for (const proxyBuf of path === 'turn' ? proxyBufs : [0]) for (const frameBytes of frames) configs.push({ path, ms, chunk, high, low, sctp, stack, proxyBuf, frameBytes });
+    for (const ms of delayed(path) ? latencies : [0])
+      for (const chunk of chunks) for (const high of highs) for (const low of lows) for (const sctp of sctps) for (const stack of stacks) for (const proxyBuf of delayed(path) ? proxyBufs : [0]) for (const frameBytes of frames) for (const stripes of stripeCounts) configs.push({ path, ms, chunk, high, low, sctp, stack, proxyBuf, frameBytes, stripes });
   // SCTP settings are libdatachannel's: libwebrtc runs only with the default.
   for (const c of configs.filter((c) => !(c.sctp && c.stack === 'libwebrtc'))) {
     let rtc: RTCConfiguration = {};
     proxyNow = null;
+    // proxied: b's host candidates through delay proxies, 2 x --ms each way (turn's round trip).
+    const cands = c.path === 'proxied' ? new CandidateProxies({ listenHost: net.hostIp, delayMs: 2 * c.ms, socketBytes: c.proxyBuf * 1024, proxiedEnd: 'b' }) : null;
     if (c.path === 'turn') {
       const key = `${c.ms}/${c.proxyBuf}`;
       let proxy = proxies.get(key);
@@ -123,7 +142,7 @@ try {
       const cred = await turnCredentials(turn!.secret, 'bench', 3600);
       rtc = { iceServers: [{ urls: `turn:${net.hostIp}:${proxy.port}?transport=udp`, username: cred.username, credential: cred.credential }], iceTransportPolicy: 'relay' };
     }
-    const base = { rtc, link: { chunkBytes: c.chunk * 1024, highWaterBytes: c.high * 1024, lowWaterBytes: c.low * 1024 }, ...(c.sctp ? { sctp: c.sctp } : {}), stack: c.stack, frameBytes: c.frameBytes, bulk, paced, gapMs };
+    const base = { rtc, link: { chunkBytes: c.chunk * 1024, highWaterBytes: c.high * 1024, lowWaterBytes: c.low * 1024 }, ...(c.sctp ? { sctp: c.sctp } : {}), stack: c.stack, stripes: c.stripes, frameBytes: c.frameBytes, bulk, paced, gapMs };
     const drops0 = net.drops();
     const udp0 = net.namespaces.map((n) => udpRcvbufErrors(n));
     const port0 = udpDropsByPort(net.hostIp);
@@ -135,7 +154,8 @@ try {
     const pump = async (from: 'a' | 'b') => {
       for await (const line of ends[from].lines) {
         const m = JSON.parse(line) as { to?: 'a' | 'b'; signal?: unknown; result?: PeerResult; down?: { failure: string; detail: string } };
-        if (m.to && m.signal) ends[m.to].child.stdin!.write(JSON.stringify({ from, signal: m.signal }) + '\n');
+        const signal = m.signal && cands ? await cands.rewrite(from, m.signal as { type: string }) : m.signal;
+        if (m.to && signal) ends[m.to].child.stdin!.write(JSON.stringify({ from, signal }) + '\n');
         if (m.result) result = m.result;
         if (m.down) down ||= `${from}: ${m.down.failure} (${m.down.detail})`;
         if (result) return;
@@ -151,11 +171,13 @@ try {
     const drops = net.drops();
     const udp = net.namespaces.map((n, i) => udpRcvbufErrors(n) - udp0[i]!);
     // Root-namespace drops split by socket: the delay proxy's (an emulation artefact) and coturn's (every other port on the bridge).
-    const { mine: proxyDrops, others: turnDrops } = sumDrops(port0, udpDropsByPort(net.hostIp), new Set((proxyNow as UdpDelayProxy | null)?.ports() ?? []));
-    const modelMs = ((c.frameBytes * 8) / (mbps * 1e6)) * 1000 + (c.path === 'turn' ? 4 * c.ms : 0);
-    const ssMs = slowStartWireMs(c.frameBytes, mbps, c.path === 'turn' ? c.ms : 0) + (c.path === 'turn' ? 2 * c.ms : 0); // + the ack's way back
+    const { mine: proxyDrops, others: turnDrops } = sumDrops(port0, udpDropsByPort(net.hostIp), new Set([...((proxyNow as UdpDelayProxy | null)?.ports() ?? []), ...((await cands?.ports()) ?? [])]));
+    await cands?.close();
+    const modelMs = ((c.frameBytes * 8) / (mbps * 1e6)) * 1000 + (delayed(c.path) ? 4 * c.ms : 0);
+    // K stripes: K associations each restarting from 10 MTUs = one frame starting from K x 10.
+    const ssMs = slowStartWireMs(c.frameBytes, mbps, delayed(c.path) ? c.ms : 0, undefined, 10 * c.stripes) + (delayed(c.path) ? 2 * c.ms : 0); // + the ack's way back
     const r = result as PeerResult | null;
-    const label = [`${c.frameBytes / 1024}K`, c.path, c.path === 'turn' ? `${c.ms} ms` : '-', c.proxyBuf ? `${c.proxyBuf}K` : '-', `${c.chunk}K`, `${c.high}K/${c.low}K`, c.stack, c.sctp ? JSON.stringify(c.sctp) : 'default'];
+    const label = [`${c.frameBytes / 1024}K`, String(c.stripes), c.path, delayed(c.path) ? `${c.ms} ms` : '-', c.proxyBuf ? `${c.proxyBuf}K` : '-', `${c.chunk}K`, `${c.high}K/${c.low}K`, c.stack, c.sctp ? JSON.stringify(c.sctp) : 'default'];
     if (!r) {
       rows.push([...label, 'failed', down || a.log().split('\n').slice(-3).join(' ') || 'timeout', '', '', '', '', '', '', '']);
     } else {
@@ -168,7 +190,7 @@ try {
   await turn?.stop();
   net.remove();
 }
-console.log(table(['frame', 'path', 'latency', 'proxy buf', 'chunk', 'high/low', 'stack', 'sctp', 'bulk Mbit/s', 'paced ms', 'model ms', 'slow-start ms', 'rtt ms', 'tbf drops up/down', 'udp drops proxy/coturn/a/b'], rows));
+console.log(table(['frame', 'stripes', 'path', 'latency', 'proxy buf', 'chunk', 'high/low', 'stack', 'sctp', 'bulk Mbit/s', 'paced ms', 'model ms', 'slow-start ms', 'rtt ms', 'tbf drops up/down', 'udp drops proxy/coturn/a/b'], rows));
 console.log('model ms: frame / rate + the send and ack latencies (turn: 2 x one-way each side of coturn, the ack 2 x again: bytes/rate + 4 x ms)');
-console.log('slow-start ms: the same if each frame restarts from a 10-MTU window doubling per round trip (libdatachannel\'s SCTP max burst): rounds x RTT + bytes/rate');
+console.log('slow-start ms: the same if each frame restarts from a 10-MTU window per stripe doubling per round trip (libdatachannel\'s SCTP max burst): rounds x RTT + bytes/rate');
 console.log('udp drops: datagrams lost to full socket receive buffers: the delay proxy\'s and coturn\'s sockets on the bridge (/proc/net/udp), each namespace\'s (RcvbufErrors)');
