@@ -5,7 +5,8 @@
  * A `p2p-signal` from a tab is validated (outgoingSignalSchema), rate-limited per tab, and
  * forwarded only to a tab it was told to exchange frames with, stamped with the sender's id
  * (never copied from what the sender wrote). A signal that is not forwarded is counted
- * (`swarm_rejected_messages_total{reason}`); a malformed one is an offence.
+ * (`swarm_rejected_messages_total{reason}`); a malformed one is an offence, as is a stripe index
+ * this run's `--p2p-stripes` does not have.
  */
 import { outgoingSignalSchema } from '../../shared/protocol/signal.js';
 import type { P2pConfig, Transport } from '../../shared/protocol/p2p-messages.js';
@@ -104,8 +105,10 @@ export class P2pSignalling {
     if (!this.enabled) return this.deps.reject(v, 'p2p_signal', 'this run relays every frame (--transport relay)');
     const parsed = outgoingSignalSchema.safeParse(raw);
     if (!parsed.success) return this.deps.reject(v, 'schema', `bad p2p-signal: ${parsed.error.issues[0]?.message}`);
-    if (!bucket.take()) return void metrics.rejected.inc({ reason: 'p2p_signal_rate' });
     const { to, signal } = parsed.data;
+    const stripe = 'stripe' in signal ? signal.stripe : undefined;
+    if (stripe !== undefined && (this.opts.stripes === 1 || stripe >= this.opts.stripes)) return this.deps.reject(v, 'schema', `bad p2p-signal: stripe ${stripe}, but this run has ${this.opts.stripes} (--p2p-stripes)`);
+    if (!bucket.take()) return void metrics.rejected.inc({ reason: 'p2p_signal_rate' });
     const peer = this.deps.tab(to);
     // A peer that just left, or a pair that never exchanged frames: not forwarded, not an offence.
     if (!peer || peer === v || !this.deps.mayTalk(v.id, to)) return void metrics.rejected.inc({ reason: 'p2p_signal_pair' });

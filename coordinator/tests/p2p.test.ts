@@ -169,6 +169,9 @@ describe('--transport p2p', () => {
     const before = schemaRejects();
     raw.emit('p2p_fallback' as never, { attempt: 0, iteration: 0, mb: 0, dir: 'F', hop: 0, reason: 'silent' } as never, 'not binary' as never);
     await until(() => schemaRejects() === before + 1, 'a schema reject', 10_000);
+    // A stripe index in a run without --p2p-stripes: an offence too.
+    raw.emit('p2p-signal' as never, { to: victim.id, signal: { type: 'candidate', link: 'abcdefgh12', stripe: 0, candidate: '', sdpMid: '0', sdpMLineIndex: 0 } } as never);
+    await until(() => schemaRejects() === before + 2, 'a stripe index rejected', 10_000);
     raw.close();
   });
 });
