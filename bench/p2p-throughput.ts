@@ -49,7 +49,7 @@ import { DEFAULT_NODE_STACK, NODE_WEBRTC_STACKS, parseNodeStack, type NodeWebrtc
 
 const HELP = `bench/p2p-throughput.ts: one WebRTC peer link's throughput through emulated links (root)
   --mbps N        tbf rate of each namespace's uplink and downlink, Mbit/s (default 50)
-  --ms LIST       one-way latency added by the UDP delay proxy, each side, ms (turn path; default 20)
+  --ms LIST       one-way latency added by the UDP delay proxy, each side, ms (turn and proxied paths; default 20)
   --path LIST     turn | direct | proxied (default turn; proxied: host candidates through a delay proxy, 2 x --ms each way, no coturn needed)
   --frame LIST    frame size, KiB (default 256)
   --bulk N        frames sent at once (default 32: 8 MiB of 256 KiB frames)
