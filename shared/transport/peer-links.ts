@@ -42,7 +42,7 @@ export interface PeerLinksDeps {
   events: PeerLinksEvents;
   /** Peers this tab accepts links from (default: any the coordinator forwards). */
   acceptFrom?: (peer: string) => boolean;
-  /** Most links at once (default 32): a stranger cannot make a tab open connections without end. */
+  /** Most links at once (default 32; each of `stripes` connections): a stranger cannot make a tab open connections without end. */
   maxLinks?: number;
   /** Peer connections per link, 1 .. MAX_STRIPES (default 1: one PeerLink per pair). */
   stripes?: number;
