@@ -36,6 +36,7 @@ import { readFileSync } from 'node:fs';
 import { ip, type NetnsLinks } from './netns-links.js';
 import { removeOnExit } from './remove-on-exit.js';
 import { startUdpPipe, type UdpPipe } from './udp-pipe.js';
+import { udpDropsByPort } from './udp-drops.js';
 
 export interface TcpOverlayOptions {
   /** One-way delay each direction, ms. */
@@ -53,6 +54,10 @@ export interface TcpOverlay {
   congestionControl: { host: string; volunteers: string };
   /** Bytes through the root's overlay interface so far, IP packets with their headers: from the namespaces (`up`) and to them (`down`). */
   bytes(): { up: number; down: number };
+  /** The pipes' local ports on the links' host address (`net.hostIp`): to tell their drops from others' there (testing/udp-drops.ts). */
+  pipePorts(): number[];
+  /** Datagrams the pipes' sockets (both ends) lost so far to full receive buffers: losses of the emulation, not of a link. */
+  pipeDrops(): number;
   remove(): Promise<void>;
 }
 
@@ -166,6 +171,11 @@ export async function createTcpOverlay(net: NetnsLinks, opts: TcpOverlayOptions)
       volunteers: net.namespaces[0] ? inNs(net.namespaces[0], 'sysctl', '-n', 'net.ipv4.tcp_congestion_control') : (cc ?? '-'),
     },
     bytes: () => ({ up: counter(overlayDev, 'rx_bytes'), down: counter(overlayDev, 'tx_bytes') }),
+    pipePorts: () => pipes.map((p) => p.portA),
+    pipeDrops: () => {
+      const [a, b] = [udpDropsByPort(net.hostIp), udpDropsByPort(underHost)];
+      return pipes.reduce((n, p) => n + (a.get(p.portA) ?? 0) + (b.get(p.portB) ?? 0), 0);
+    },
     remove,
   };
 }
