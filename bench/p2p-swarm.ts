@@ -25,7 +25,9 @@
  * namespaces' TCP congestion control for the kernel path (default: the kernel's; the server side
  * keeps the root namespace's). WebRTC goes through a real coturn (testing/turn-server.ts; the tabs
  * offer relayed candidates only) behind testing/udp-delay-proxy.ts, which delays every datagram
- * MS ms each way. So a relayed frame crosses: sender's uplink, +MS, coordinator, +MS, receiver's
+ * MS ms each way; or, with `--peer-path overlay` (the default where coturn is not installed),
+ * across the overlay, each volunteer's ICE bound to its overlay address: the same links and
+ * delays, with the overlay's switch (a kernel bridge) in coturn's place. So a relayed frame crosses: sender's uplink, +MS, coordinator, +MS, receiver's
  * downlink; a p2p frame: sender's uplink, +MS, coturn (per datagram, not per frame), +MS,
  * receiver's downlink. `--pace` (ms) makes every task last at least that long (a p2p frame leaves
  * no earlier than a relayed one), so compute on a shared CPU is not what is measured.
@@ -62,7 +64,25 @@ import { setHopTraceSink, type HopTraceEvent } from '../shared/transport/hop-tra
 import { groupMarks, modelHopMs, slowStartWireMs, summarise, tcpSlowStartMs, SEGMENTS } from './hop-breakdown.js';
 import { DEFAULT_NODE_STACK, parseNodeStack, type NodeWebrtcStack } from '../trainer/node-webrtc.js';
 
-const f = flags(process.argv.slice(2), { preset: 'string', stages: 'string', iterations: 'string', warmup: 'string', pace: 'string', rounds: 'string', batch: 'string', wire: 'string', links: 'string', stack: 'string', 'tcp-path': 'string', 'tcp-cc': 'string', 'peer-path': 'string' });
+const HELP = `bench/p2p-swarm.ts: the real swarm, --transport relay vs p2p, side by side (see the header of this file)
+  --preset NAME       model preset (default tiny)          --stages N      stages, one volunteer each (default 4)
+  --iterations N      measured iterations (default 10)     --warmup N      iterations before measuring (default 2)
+  --pace MS           every task lasts at least MS (default 0)   --rounds N  relay+p2p pairs (default 2)
+  --batch N           batch per microbatch (default 2)     --wire f32|...  frame encoding (default: the run's)
+  --stack LIST        Node WebRTC stack(s) of the volunteers (default ${DEFAULT_NODE_STACK})
+  --links MBPS/MS     (root) each volunteer in a network namespace behind tbf links of MBPS, MS one-way added in userspace
+  --tcp-path kernel|emulated   (--links) the relay's socket.io over kernel TCP through the links and the delay
+                      (a VXLAN overlay, testing/tcp-overlay.ts; default where it can be set up) or through the link emulator
+  --tcp-cc NAME       (--links, kernel path) TCP congestion control of the volunteers' namespaces (default: the kernel's)
+  --peer-path turn|overlay     (--links) peer frames through coturn behind the UDP delay proxy (relayed candidates only),
+                      or across the overlay (ICE bound to the overlay address; libdatachannel); default turn where coturn is installed
+  --help`;
+
+const f = flags(process.argv.slice(2), { help: 'boolean', preset: 'string', stages: 'string', iterations: 'string', warmup: 'string', pace: 'string', rounds: 'string', batch: 'string', wire: 'string', links: 'string', stack: 'string', 'tcp-path': 'string', 'tcp-cc': 'string', 'peer-path': 'string' });
+if (f.help) {
+  console.log(HELP);
+  process.exit(0);
+}
 const stacks = list(f.stack, [DEFAULT_NODE_STACK]).map(parseNodeStack);
 /** A run's label: the transport, and the stack for p2p when more than one stack runs or it is not the default. */
 const label = (t: Transport, stack: NodeWebrtcStack) => (t === 'relay' || (stacks.length === 1 && stack === DEFAULT_NODE_STACK) ? t : `${t}/${stack}`);
@@ -194,6 +214,7 @@ async function run(transport: Transport, stack: NodeWebrtcStack, em: Emulated | 
     const drops0 = em?.net.drops();
     const udp0 = em ? udpDropsByPort(em.net.hostIp) : null;
     const pipe0 = em?.overlay?.pipeDrops() ?? 0;
+    const late0 = em?.overlay?.pipeLateness();
     const t0 = Date.now();
     await until(() => coord.scheduler.iteration >= warmup + iterations, `${iterations} iterations`, 1_200_000);
     const s = (Date.now() - t0) / 1000 / iterations;
@@ -209,7 +230,10 @@ async function run(transport: Transport, stack: NodeWebrtcStack, em: Emulated | 
       // The kernel path's pipes listen on the same address as the proxy and coturn: their drops are not coturn's.
       const pipeHere = em.overlay ? sumDrops(udp0!, udp1, new Set(em.overlay.pipePorts())).mine : 0;
       const pipe = em.overlay ? `/${em.overlay.pipeDrops() - pipe0}` : '';
-      hopRows.push([...hopRow(transport, label(transport, stack), coordMarks, traceFiles, (relay + peer) / (2 * (stages - 1) * settings.microbatches), links, em.kernelTcp), `${d.up - drops0!.up}/${d.down - drops0!.down}`, `${u.mine}/${u.others - pipeHere}${pipe}`]);
+      // The pipes are JS in this busy process: how late their datagrams left (mean over the measured iterations, largest since the start).
+      const late = em.overlay?.pipeLateness();
+      const lateCol = late && late0 ? `${fmt((late.sumMs - late0.sumMs) / Math.max(1, late.n - late0.n), 1)}/${fmt(late.maxMs, 0)}` : '-';
+      hopRows.push([...hopRow(transport, label(transport, stack), coordMarks, traceFiles, (relay + peer) / (2 * (stages - 1) * settings.microbatches), links, em.kernelTcp), `${d.up - drops0!.up}/${d.down - drops0!.down}`, `${u.mine}/${u.others - pipeHere}${pipe}`, lateCol]);
     }
     return [label(transport, stack), fmt(s, 3), fmtBytes(relay), fmtBytes(peer), `${fmt(share, 1)}%`, em ? fmtBytes(wire) : '-', await sum(coord, 'swarm_p2p_fallbacks_total'), await sum(coord, 'swarm_abandoned_iterations_total'), coord.events.list('leave').length, loss === undefined ? '-' : loss.toFixed(6)];
   } finally {
@@ -268,7 +292,7 @@ try {
 console.log(table(['transport', 's/iteration', 'coordinator relayed /it', 'peer to peer /it', 'coordinator share', 'coordinator link /it', 'fallbacks', 'abandoned', 'leaves', 'last loss'], rows));
 if (hopRows.length) {
   console.log('per-hop medians, ms (hop: sender\'s paced end -> receiver has task and frame; see bench/hop-breakdown.ts)');
-  console.log(table(['transport', 'hops', 'frame', ...SEGMENTS, 'model hop', 'slow-start wire or up/down', 'tbf drops up/down', `udp drops proxy/coturn${em?.overlay ? '/tcp pipes' : ''}`], hopRows));
+  console.log(table(['transport', 'hops', 'frame', ...SEGMENTS, 'model hop', 'slow-start wire or up/down', 'tbf drops up/down', `udp drops proxy/coturn${em?.overlay ? '/tcp pipes' : ''}`, 'pipe late ms mean/max'], hopRows));
 }
 const byT = (t: string) => rows.filter((r) => r[0] === t).map((r) => Number(r[1]));
 const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;

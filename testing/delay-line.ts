@@ -10,6 +10,8 @@ export class DelayLine {
   private head = 0;
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
+  /** How late items went out against their due time, ms (a stalled event loop shows here): count, sum, largest. */
+  readonly lateness = { n: 0, sumMs: 0, maxMs: 0 };
 
   constructor(private readonly delayMs: number) {
     if (!(Number.isFinite(delayMs) && delayMs >= 0)) throw new RangeError(`delayMs must be >= 0, got ${delayMs}`);
@@ -32,7 +34,14 @@ export class DelayLine {
   private readonly drain = (): void => {
     this.timer = null;
     const now = performance.now();
-    while (this.head < this.due.length && this.due[this.head]!.at <= now + 1) this.due[this.head++]!.send();
+    while (this.head < this.due.length && this.due[this.head]!.at <= now + 1) {
+      const item = this.due[this.head++]!;
+      const late = Math.max(0, now - item.at);
+      this.lateness.n++;
+      this.lateness.sumMs += late;
+      if (late > this.lateness.maxMs) this.lateness.maxMs = late;
+      item.send();
+    }
     if (this.head > 1024 && this.head * 2 > this.due.length) {
       this.due.splice(0, this.head);
       this.head = 0;

@@ -58,6 +58,8 @@ export interface TcpOverlay {
   pipePorts(): number[];
   /** Datagrams the pipes' sockets (both ends) lost so far to full receive buffers: losses of the emulation, not of a link. */
   pipeDrops(): number;
+  /** How late the pipes' datagrams left against their delay so far, all pipes: count, sum and largest, ms. */
+  pipeLateness(): { n: number; sumMs: number; maxMs: number };
   remove(): Promise<void>;
 }
 
@@ -172,6 +174,8 @@ export async function createTcpOverlay(net: NetnsLinks, opts: TcpOverlayOptions)
     },
     bytes: () => ({ up: counter(overlayDev, 'rx_bytes'), down: counter(overlayDev, 'tx_bytes') }),
     pipePorts: () => pipes.map((p) => p.portA),
+    pipeLateness: () =>
+      pipes.map((p) => p.lateness()).reduce((a, l) => ({ n: a.n + l.n, sumMs: a.sumMs + l.sumMs, maxMs: Math.max(a.maxMs, l.maxMs) }), { n: 0, sumMs: 0, maxMs: 0 }),
     pipeDrops: () => {
       const [a, b] = [udpDropsByPort(net.hostIp), udpDropsByPort(underHost)];
       return pipes.reduce((n, p) => n + (a.get(p.portA) ?? 0) + (b.get(p.portB) ?? 0), 0);

@@ -31,6 +31,8 @@ export interface UdpPipe {
   portB: number;
   /** Datagrams and bytes forwarded: a -> b (`ab`), b -> a (`ba`). */
   forwarded: { ab: number; ba: number; abBytes: number; baBytes: number };
+  /** How late datagrams left against their due time, both directions (DelayLine.lateness). */
+  lateness(): { n: number; sumMs: number; maxMs: number };
   close(): Promise<void>;
 }
 
@@ -62,6 +64,7 @@ export async function startUdpPipe(opts: UdpPipeOptions): Promise<UdpPipe> {
     portA: a.address().port,
     portB: b.address().port,
     forwarded,
+    lateness: () => ({ n: ab.lateness.n + ba.lateness.n, sumMs: ab.lateness.sumMs + ba.lateness.sumMs, maxMs: Math.max(ab.lateness.maxMs, ba.lateness.maxMs) }),
     close: async () => {
       ab.close();
       ba.close();
