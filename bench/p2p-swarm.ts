@@ -27,17 +27,19 @@
  * offer relayed candidates only) behind testing/udp-delay-proxy.ts, which delays every datagram
  * MS ms each way; or, with `--peer-path overlay` (the default where coturn is not installed),
  * across the overlay, each volunteer's ICE bound to its overlay address: the same links and
- * delays, with the overlay's switch (a kernel bridge) in coturn's place. So a relayed frame crosses: sender's uplink, +MS, coordinator, +MS, receiver's
- * downlink; a p2p frame: sender's uplink, +MS, coturn (per datagram, not per frame), +MS,
- * receiver's downlink. `--pace` (ms) makes every task last at least that long (a p2p frame leaves
+ * delays, with the overlay's switch (a kernel bridge) in coturn's place. So a relayed frame
+ * crosses: sender's uplink, +MS, coordinator, +MS, receiver's downlink; a p2p frame: sender's
+ * uplink, +MS, coturn or the switch (per datagram or packet, not per frame), +MS, receiver's
+ * downlink. `--pace` (ms) makes every task last at least that long (a p2p frame leaves
  * no earlier than a relayed one), so compute on a shared CPU is not what is measured.
  *
  * With `--links`, every hop is traced (shared/transport/hop-trace.ts; each volunteer process
  * writes its marks to a file) and a second table gives, per run, the median of each segment of a
  * hop (bench/hop-breakdown.ts: relay up/coord/down, p2p wire/ack/report/coord/down, the receiver's
  * wait) beside the link model's hop time, the slow-start model (p2p: SCTP's `wire`; relay over
- * the kernel path: TCP's `up`/`down` from 10 segments) and the tbf qdiscs' packet drops. `P2P_SCTP='{...}'` in
- * the environment hands libdatachannel SCTP settings to the volunteers (an experiment).
+ * the kernel path: TCP's `up`/`down` from 10 segments), the tbf qdiscs' packet drops, the UDP
+ * relays' drops and how late the overlay's pipes ran. `P2P_SCTP='{...}'` in the environment hands
+ * libdatachannel SCTP settings to the volunteers (an experiment).
  *
  * `--stack LIST` (default libdatachannel): the Node WebRTC stack(s) of the volunteers
  * (trainer/node-webrtc.ts); each round runs the relay once and p2p once per stack, on the same
