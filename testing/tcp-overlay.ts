@@ -60,6 +60,7 @@ export interface TcpOverlay {
   pipeDrops(): number;
   /** How late the pipes' datagrams left against their delay so far, all pipes: count, sum and largest, ms. */
   pipeLateness(): { n: number; sumMs: number; maxMs: number };
+  /** Waits (up to 3 s) for the namespaces' TCP connections to finish closing over the path, then removes it all. */
   remove(): Promise<void>;
 }
 
@@ -88,6 +89,25 @@ for name in sys.argv[1:]:
 
 function txChecksumOff(ns: string, ...devs: string[]): void {
   inNs(ns, 'python3', '-c', TX_CSUM_OFF, ...devs);
+}
+
+/** TCP states that still need the path: an orphaned socket in one retransmits for minutes into a removed overlay, and keeps its dead namespace (and the veth's host end) alive. */
+const UNSETTLED = ['established', 'syn-sent', 'syn-recv', 'fin-wait-1', 'fin-wait-2', 'close-wait', 'last-ack', 'closing'].flatMap((st) => ['state', st]);
+
+/** Waits (up to `maxMs`) until no TCP connection in the namespaces is still closing or open. */
+async function settled(namespaces: readonly string[], maxMs = 3000): Promise<void> {
+  const until = performance.now() + maxMs;
+  for (;;) {
+    const busy = namespaces.some((ns) => {
+      try {
+        return inNs(ns, 'ss', '-Htan', ...UNSETTLED) !== '';
+      } catch {
+        return false; // the namespace is gone
+      }
+    });
+    if (!busy || performance.now() > until) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 function counter(dev: string, name: 'rx_bytes' | 'tx_bytes'): number {
@@ -122,6 +142,7 @@ export async function createTcpOverlay(net: NetnsLinks, opts: TcpOverlayOptions)
     }
   });
   const remove = async () => {
+    await settled(net.namespaces);
     removeDevices();
     await Promise.all(pipes.splice(0).map((p) => p.close()));
   };
