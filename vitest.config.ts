@@ -10,6 +10,7 @@ const ALL = ['shared/**/*.test.ts', 'client/**/*.test.ts', 'coordinator/**/*.tes
 const ALONE = [
   'testing/link-emulator.test.ts',
   'testing/udp-delay-proxy.test.ts',
+  'testing/tcp-overlay.test.ts',
   'testing/udp-drops.test.ts',
   'shared/transport/peer-links.test.ts',
   'shared/transport/striped-link.test.ts',

@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { groupMarks, hopSegments, modelHopMs, slowStartWireMs, summarise } from './hop-breakdown.js';
+import { groupMarks, hopSegments, modelHopMs, OVERLAY_MSS, slowStartWireMs, summarise, tcpSlowStartMs } from './hop-breakdown.js';
 import type { HopTraceEvent } from '../shared/transport/hop-trace.js';
 
 const ev = (mark: HopTraceEvent['mark'], key: string, t: number): HopTraceEvent => ({ mark, key, t });
@@ -41,5 +41,13 @@ describe('hop breakdown', () => {
     expect(slowStartWireMs(262_144, 50, 20)).toBeCloseTo(4 * 80 + 40 + 41.94, 1);
     // A frame within the first window: one way and its serialisation, as the link model.
     expect(slowStartWireMs(10_000, 50, 20)).toBeCloseTo(modelHopMs(10_000, 50, 20, 'p2p'));
+  });
+
+  it('models a relayed frame over kernel TCP as slow start from 10 segments over one link\'s round trip', () => {
+    expect(OVERLAY_MSS).toBe(1398);
+    // 256 KiB: 13 980 x (2^5 - 1) >= 262 144 > 13 980 x (2^4 - 1), so 4 round trips of 40 ms, then 20 ms and 41.94 ms of serialisation.
+    expect(tcpSlowStartMs(262_144, 50, 20)).toBeCloseTo(4 * 40 + 20 + 41.94, 1);
+    // Within the initial window: the way and the serialisation.
+    expect(tcpSlowStartMs(13_000, 50, 20)).toBeCloseTo(20 + 2.08, 1);
   });
 });

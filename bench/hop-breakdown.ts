@@ -88,13 +88,38 @@ export function modelHopMs(bytes: number, mbps: number, latencyMs: number, path:
 }
 
 /**
+ * Time to deliver `bytes` by a sender that starts from a congestion window of `window` segments
+ * of `segmentBytes` and doubles it each round trip of `rttMs` (slow start, no loss): n rounds
+ * with window x segment x (2^n - 1) >= bytes; the last round adds the one-way delay and the
+ * serialisation at `mbps`.
+ */
+export function slowStartMs(bytes: number, mbps: number, oneWayMs: number, rttMs: number, segmentBytes: number, window: number): number {
+  const rounds = Math.max(1, Math.ceil(Math.log2(bytes / (window * segmentBytes) + 1)));
+  return (rounds - 1) * rttMs + oneWayMs + (bytes * 8) / (mbps * 1000);
+}
+
+/**
  * A p2p frame's `wire` time (handed to the link -> complete at the receiver) if the frame starts
  * from a congestion window of `windowMtus` and doubles it each round trip: what libdatachannel's
  * SCTP does after an idle gap (its max burst of 10 MTUs cuts the window to flight + 10 MTUs; see
- * docs/p2p.md). Through coturn the round trip is 4 x `latencyMs` (each side's one-way, both ways);
- * rounds n: windowMtus x mtu x (2^n - 1) >= bytes; the last round adds one way and the serialisation.
+ * docs/p2p.md). Through coturn the round trip is 4 x `latencyMs` (each side's one-way, both ways)
+ * and a frame travels 2 x `latencyMs`.
  */
 export function slowStartWireMs(bytes: number, mbps: number, latencyMs: number, mtuPayload = 1183, windowMtus = 10): number {
-  const rounds = Math.max(1, Math.ceil(Math.log2(bytes / (windowMtus * mtuPayload) + 1)));
-  return (rounds - 1) * 4 * latencyMs + 2 * latencyMs + (bytes * 8) / (mbps * 1000);
+  return slowStartMs(bytes, mbps, 2 * latencyMs, 4 * latencyMs, mtuPayload, windowMtus);
+}
+
+/** TCP's payload per segment on the overlay of testing/tcp-overlay.ts: MTU 1450 less IP, TCP and timestamp headers. */
+export const OVERLAY_MSS = 1450 - 20 - 20 - 12;
+
+/**
+ * A relayed frame's `up` (sender -> coordinator) or `down` (coordinator -> receiver) over one
+ * volunteer link through kernel TCP (bench/p2p-swarm.ts --tcp-path kernel) if each frame starts
+ * from TCP's initial window of 10 segments: Linux restarts a connection idle for longer than its
+ * retransmission timeout from there (`tcp_slow_start_after_idle`, for loss-based congestion
+ * controls such as reno and cubic; BBR keeps its rate estimate instead). The round trip is
+ * 2 x `latencyMs`, the way one `latencyMs`.
+ */
+export function tcpSlowStartMs(bytes: number, mbps: number, latencyMs: number, mss = OVERLAY_MSS, initialWindow = 10): number {
+  return slowStartMs(bytes, mbps, latencyMs, 2 * latencyMs, mss, initialWindow);
 }

@@ -12,6 +12,7 @@
  *   net.remove();
  */
 import { execFileSync } from 'node:child_process';
+import { removeOnExit } from './remove-on-exit.js';
 
 export interface NetnsLinkSpec {
   upMbps: number;
@@ -31,7 +32,8 @@ export interface NetnsLinks {
   remove(): void;
 }
 
-function ip(...args: string[]): void {
+/** Runs `ip ARGS` (iproute2), throwing with its stderr on failure. */
+export function ip(...args: string[]): void {
   execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
@@ -57,10 +59,7 @@ export function createNetnsLinks(count: number, spec: NetnsLinkSpec): NetnsLinks
   const namespaces = Array.from({ length: count }, (_, i) => `p2pbench-${tag}-${i}`);
   const ips = namespaces.map((_, i) => `${subnet}.${10 + i}`);
   const hostIp = `${subnet}.1`;
-  let removed = false;
-  const remove = () => {
-    if (removed) return;
-    removed = true;
+  const remove = removeOnExit(() => {
     for (const ns of namespaces) {
       try {
         ip('netns', 'del', ns);
@@ -73,14 +72,7 @@ export function createNetnsLinks(count: number, spec: NetnsLinkSpec): NetnsLinks
     } catch {
       /* not created */
     }
-  };
-  const onSignal = (sig: NodeJS.Signals) => {
-    remove();
-    process.kill(process.pid, sig);
-  };
-  process.once('exit', remove);
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  });
   try {
     ip('link', 'add', bridge, 'type', 'bridge');
     ip('addr', 'add', `${hostIp}/24`, 'dev', bridge);

@@ -10,6 +10,7 @@
  *   // clients send to proxy.host:proxy.port
  */
 import dgram from 'node:dgram';
+import { DelayLine } from './delay-line.js';
 
 export interface UdpDelayProxyOptions {
   listenHost: string;
@@ -38,33 +39,13 @@ export interface UdpDelayProxy {
 }
 
 export async function startUdpDelayProxy(opts: UdpDelayProxyOptions): Promise<UdpDelayProxy> {
-  if (!(Number.isFinite(opts.delayMs) && opts.delayMs >= 0)) throw new RangeError(`delayMs must be >= 0, got ${opts.delayMs}`);
+  const line = new DelayLine(opts.delayMs); // checks delayMs before any socket exists
   const bufs = opts.socketBytes ? { recvBufferSize: opts.socketBytes, sendBufferSize: opts.socketBytes } : {};
   const socket = () => dgram.createSocket({ type: 'udp4', ...bufs });
   const front = socket();
   const upstreams = new Map<string, dgram.Socket>();
   const forwarded = { up: 0, down: 0 };
-  let closed = false;
-  // Every datagram waits the same delay, so due times arrive in order: one FIFO and one timer for
-  // its head, instead of a timer per datagram (a 256 KiB frame is ~200 datagrams; on a loaded CPU
-  // a timer each added its own scheduling delay). Datagrams due within 1 ms go out together.
-  const due: { at: number; send: () => void }[] = [];
-  let head = 0;
-  let timer: NodeJS.Timeout | null = null;
-  const drain = () => {
-    timer = null;
-    const now = performance.now();
-    while (head < due.length && due[head]!.at <= now + 1) due[head++]!.send();
-    if (head > 1024 && head * 2 > due.length) {
-      due.splice(0, head);
-      head = 0;
-    }
-    if (!closed && head < due.length) timer = setTimeout(drain, Math.max(0, due[head]!.at - performance.now()));
-  };
-  const later = (send: () => void) => {
-    due.push({ at: performance.now() + opts.delayMs, send });
-    if (timer === null && !closed) timer = setTimeout(drain, opts.delayMs);
-  };
+  const later = (send: () => void) => line.push(send);
   front.on('message', (msg, rinfo) => {
     const key = `${rinfo.address}:${rinfo.port}`;
     let up = upstreams.get(key);
@@ -101,9 +82,7 @@ export async function startUdpDelayProxy(opts: UdpDelayProxyOptions): Promise<Ud
     })],
     bufferBytes: () => Math.min(front.getRecvBufferSize(), ...[...upstreams.values()].map((u) => u.getRecvBufferSize())),
     close: async () => {
-      closed = true;
-      if (timer !== null) clearTimeout(timer);
-      due.length = 0;
+      line.close();
       for (const u of upstreams.values()) u.close();
       await new Promise<void>((r) => front.close(() => r()));
     },
