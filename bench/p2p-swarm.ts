@@ -23,7 +23,10 @@
  * testing/link-emulator.ts (TCP ends in the root namespace, a LAN round trip; the emulator adds
  * the latency as an ideal pipe, the rate is tbf's). `--tcp-cc NAME` sets the volunteers'
  * namespaces' TCP congestion control for the kernel path (default: the kernel's; the server side
- * keeps the root namespace's). WebRTC goes through a real coturn (testing/turn-server.ts; the tabs
+ * keeps the root namespace's). `--coord-mbps MBPS` shapes the coordinator's own link on the kernel
+ * path (a tbf each way on the overlay's server end, shared by every volunteer's TCP): the share of
+ * a server's link that these tabs would have among many pipelines, where the relay pays for its
+ * second crossing (default: unshaped). WebRTC goes through a real coturn (testing/turn-server.ts; the tabs
  * offer relayed candidates only) behind testing/udp-delay-proxy.ts, which delays every datagram
  * MS ms each way; or, with `--peer-path overlay` (the default where coturn is not installed),
  * across the overlay, each volunteer's ICE bound to its overlay address: the same links and
@@ -81,11 +84,13 @@ const HELP = `bench/p2p-swarm.ts: the real swarm, --transport relay vs p2p, side
   --tcp-path kernel|emulated   (--links) the relay's socket.io over kernel TCP through the links and the delay
                       (a VXLAN overlay, testing/tcp-overlay.ts; default where it can be set up) or through the link emulator
   --tcp-cc NAME       (--links, kernel path) TCP congestion control of the volunteers' namespaces (default: the kernel's)
+  --coord-mbps MBPS   (--links, kernel path) shape the coordinator's own link to MBPS each way (default: unshaped, a
+                      server); e.g. a 1 Gbit/s server's share for these tabs in a swarm of 1000/MBPS such pipelines
   --peer-path turn|overlay     (--links) peer frames through coturn behind the UDP delay proxy (relayed candidates only),
                       or across the overlay (ICE bound to the overlay address; libdatachannel); default turn where coturn is installed
   --help`;
 
-const f = flags(process.argv.slice(2), { help: 'boolean', preset: 'string', stages: 'string', iterations: 'string', warmup: 'string', pace: 'string', rounds: 'string', batch: 'string', wire: 'string', links: 'string', stack: 'string', 'tcp-path': 'string', 'tcp-cc': 'string', 'peer-path': 'string', stripes: 'string' });
+const f = flags(process.argv.slice(2), { help: 'boolean', preset: 'string', stages: 'string', iterations: 'string', warmup: 'string', pace: 'string', rounds: 'string', batch: 'string', wire: 'string', links: 'string', stack: 'string', 'tcp-path': 'string', 'tcp-cc': 'string', 'peer-path': 'string', stripes: 'string', 'coord-mbps': 'string' });
 if (f.help) {
   console.log(HELP);
   process.exit(0);
@@ -110,7 +115,10 @@ const tcpPath = f['tcp-path'] as string | undefined;
 if (tcpPath !== undefined && tcpPath !== 'kernel' && tcpPath !== 'emulated') throw new Error(`--tcp-path ${tcpPath}: expected kernel or emulated`);
 const peerPathFlag = f['peer-path'] as string | undefined;
 if (peerPathFlag !== undefined && peerPathFlag !== 'turn' && peerPathFlag !== 'overlay') throw new Error(`--peer-path ${peerPathFlag}: expected turn or overlay`);
-if ((tcpPath || f['tcp-cc'] || peerPathFlag) && !links) throw new Error('--tcp-path, --tcp-cc and --peer-path need --links');
+if ((tcpPath || f['tcp-cc'] || peerPathFlag || f['coord-mbps']) && !links) throw new Error('--tcp-path, --tcp-cc, --peer-path and --coord-mbps need --links');
+const coordMbps = f['coord-mbps'] === undefined ? undefined : Number(f['coord-mbps']);
+if (coordMbps !== undefined && !(coordMbps > 0)) throw new Error(`--coord-mbps ${f['coord-mbps']}: expected Mbit/s > 0`);
+if (coordMbps !== undefined && tcpPath === 'emulated') throw new Error('--coord-mbps shapes the kernel TCP path: not with --tcp-path emulated');
 /** How peer frames cross the links: coturn behind the UDP delay proxy, or the overlay's switch (default: turn where coturn is installed). */
 const peerPath = peerPathFlag ?? (turnServerBinary() ? 'turn' : 'overlay');
 if (links && peerPath === 'overlay' && stacks.some((s) => s !== 'libdatachannel')) throw new Error('--peer-path overlay binds ICE to the overlay address, an option only libdatachannel has: use --stack libdatachannel or --peer-path turn');
@@ -149,9 +157,9 @@ interface Emulated {
 async function overlayFor(net: NetnsLinks, latencyMs: number): Promise<TcpOverlay | null> {
   if (tcpPath === 'emulated' && peerPath !== 'overlay') return null;
   try {
-    return await createTcpOverlay(net, { delayMs: latencyMs, ...(f['tcp-cc'] ? { congestionControl: f['tcp-cc'] as string } : {}) });
+    return await createTcpOverlay(net, { delayMs: latencyMs, ...(f['tcp-cc'] ? { congestionControl: f['tcp-cc'] as string } : {}), ...(coordMbps ? { serverMbps: coordMbps } : {}) });
   } catch (e) {
-    if (tcpPath === 'kernel' || peerPath === 'overlay') throw e;
+    if (tcpPath === 'kernel' || peerPath === 'overlay' || coordMbps) throw e;
     console.log(`note: the kernel TCP path is not available (${(e as Error).message}); the relay's TCP goes through the link emulator (--tcp-path emulated)`);
     return null;
   }
@@ -282,7 +290,7 @@ function hopRow(transport: Transport, name: string, coordMarks: HopTraceEvent[],
 console.log(`bench:p2p-swarm  ${machine()}`);
 const em = links ? await emulate(links) : null;
 const tcpWay = em?.kernelTcp && em.overlay
-  ? `kernel TCP to the coordinator over a VXLAN overlay through the links and a UDP delay (congestion control: volunteers ${em.overlay.congestionControl.volunteers}, coordinator ${em.overlay.congestionControl.host})`
+  ? `kernel TCP to the coordinator over a VXLAN overlay through the links and a UDP delay (congestion control: volunteers ${em.overlay.congestionControl.volunteers}, coordinator ${em.overlay.congestionControl.host}; the coordinator's own link ${coordMbps ? `shaped to ${coordMbps} Mbit/s each way` : 'unshaped'})`
   : 'TCP link emulator to the coordinator';
 const where = links
   ? `each volunteer a process in its own network namespace: tbf ${links.mbps} Mbit/s up and down, ${links.latencyMs} ms one-way added in userspace (${tcpWay}; ${em!.turn ? 'UDP delay proxy to coturn, relayed ICE candidates only' : 'peer frames across the overlay\'s switch, ICE host candidates on the overlay address only'})`

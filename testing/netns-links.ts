@@ -44,7 +44,8 @@ function qdiscDrops(dev: string, ns?: string): number {
   return Number(/dropped (\d+)/.exec(out)?.[1] ?? 0);
 }
 
-function tbf(dev: string, mbps: number, queueBytes: number, ns?: string): void {
+/** A `tbf` qdisc of `mbps` on `dev`'s egress (in `ns`, else the root namespace), dropping past `queueBytes` queued. */
+export function tbf(dev: string, mbps: number, queueBytes: number, ns?: string): void {
   const cmd = ['qdisc', 'add', 'dev', dev, 'root', 'tbf', 'rate', `${mbps}mbit`, 'burst', '32kb', 'limit', String(queueBytes)];
   if (ns) execFileSync('ip', ['netns', 'exec', ns, 'tc', ...cmd], { stdio: ['ignore', 'ignore', 'pipe'] });
   else execFileSync('tc', cmd, { stdio: ['ignore', 'ignore', 'pipe'] });

@@ -11,8 +11,9 @@
  * The root namespace's ends of the tunnels live in a switch namespace of their own: a VXLAN
  * device whose destination is a local address is short-cut inside the kernel ("local bypass",
  * which iproute2 6.1 cannot turn off), so it could not send to the pipe in this process. The
- * switch bridges its VXLAN devices to the root namespace over an unshaped veth (the server's side
- * stays unshaped, as in link-emulator), and reaches the pipes over a second one:
+ * switch bridges its VXLAN devices to the root namespace over a veth (the server's side: unshaped,
+ * as in link-emulator, unless `serverMbps` puts a tbf on each of its ends), and reaches the pipes
+ * over a second one:
  *
  *   volunteer i: vx (VNI 1000+i) --UDP--> veth (tbf up) --> pipe i end a (+delayMs)
  *     --> switch: vxlan i --> bridge --> veth pb<pid>o (root: hostIp, where TCP ends)
@@ -33,7 +34,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { ip, type NetnsLinks } from './netns-links.js';
+import { ip, tbf, type NetnsLinks } from './netns-links.js';
 import { removeOnExit } from './remove-on-exit.js';
 import { startUdpPipe, type UdpPipe } from './udp-pipe.js';
 import { udpDropsByPort } from './udp-drops.js';
@@ -43,6 +44,11 @@ export interface TcpOverlayOptions {
   delayMs: number;
   /** TCP congestion control of the volunteers' namespaces (default: the kernel's for a new namespace). */
   congestionControl?: string;
+  /**
+   * The server's own link, Mbit/s each way (a tbf on each end of the overlay veth: every
+   * volunteer's TCP to `hostIp` shares it). Default: unshaped.
+   */
+  serverMbps?: number;
 }
 
 export interface TcpOverlay {
@@ -65,6 +71,8 @@ export interface TcpOverlay {
 }
 
 export const OVERLAY_MTU = 1450;
+/** The shaped server link's queue (`serverMbps`), as netns-links' default for a volunteer's. */
+const SERVER_QUEUE_BYTES = 1_000_000;
 const VXLAN_PORT = 4789;
 
 function inNs(ns: string, cmd: string, ...args: string[]): string {
@@ -121,6 +129,7 @@ function counter(dev: string, name: 'rx_bytes' | 'tx_bytes'): number {
 export async function createTcpOverlay(net: NetnsLinks, opts: TcpOverlayOptions): Promise<TcpOverlay> {
   const cc = opts.congestionControl;
   if (cc !== undefined && !/^[a-z0-9_]+$/.test(cc)) throw new RangeError(`congestionControl: not a name: ${cc}`);
+  if (opts.serverMbps !== undefined && !(opts.serverMbps > 0)) throw new RangeError(`serverMbps must be > 0, got ${opts.serverMbps}`);
   const tag = String(process.pid % 100000);
   const sw = `p2pbench-${tag}-switch`;
   const overlayDev = `pb${tag}o`; // root end of the overlay veth
@@ -182,6 +191,10 @@ export async function createTcpOverlay(net: NetnsLinks, opts: TcpOverlayOptions)
       if (cc) inNs(ns, 'sysctl', '-qw', `net.ipv4.tcp_congestion_control=${cc}`);
     }
     ip('-n', sw, 'link', 'set', 'sw0', 'up');
+    if (opts.serverMbps !== undefined) {
+      tbf(overlayDev, opts.serverMbps, SERVER_QUEUE_BYTES); // the server's uplink: root -> switch
+      tbf('o', opts.serverMbps, SERVER_QUEUE_BYTES, sw); // its downlink: switch -> root
+    }
   } catch (e) {
     await remove();
     throw new Error(`the VXLAN overlay could not be set up (root, iproute2 and a kernel with vxlan needed): ${(e as Error & { stderr?: Buffer }).stderr?.toString().trim() || (e as Error).message}`);
