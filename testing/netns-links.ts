@@ -4,7 +4,7 @@
  * end (the namespace's end shapes its uplink, the bridge's end its downlink). This kernel has no
  * `netem`, so tbf gives rate only; latency is added in userspace by whoever the namespaces talk to
  * (bench/p2p-swarm.ts: testing/link-emulator.ts for TCP, testing/udp-delay-proxy.ts for UDP).
- * Needs root and iproute2. Everything is named after this process's pid and removed by
+ * Needs root and iproute2. Everything is named after this process's pid (`instanceTag`) and removed by
  * `remove()`, which also runs on exit, SIGINT and SIGTERM, so a failed run leaves nothing behind.
  *
  *   const net = createNetnsLinks(4, { upMbps: 50, downMbps: 50 });
@@ -51,11 +51,24 @@ export function tbf(dev: string, mbps: number, queueBytes: number, ns?: string):
   else execFileSync('tc', cmd, { stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
+let instances = 0;
+
+/**
+ * A number naming one set of devices and namespaces (and choosing its subnets): this process's
+ * pid and a count of the sets it made, so that a second set made in the same process does not
+ * meet devices of an earlier one that the kernel has not finished removing (a veth whose
+ * namespace still holds a closing TCP socket lingers).
+ */
+export function instanceTag(): number {
+  return (process.pid % 10000) * 10 + (instances++ % 10);
+}
+
 export function createNetnsLinks(count: number, spec: NetnsLinkSpec): NetnsLinks {
   for (const k of ['upMbps', 'downMbps'] as const) if (!(spec[k] > 0)) throw new RangeError(`${k} must be > 0`);
   if (!(count >= 1 && count <= 200)) throw new RangeError(`count must be 1..200, got ${count}`);
-  const tag = String(process.pid % 100000);
-  const subnet = `10.${77 + (process.pid % 100)}.${Math.floor(process.pid / 100) % 250}`;
+  const n = instanceTag();
+  const tag = String(n);
+  const subnet = `10.${77 + (n % 100)}.${Math.floor(n / 100) % 250}`;
   const bridge = `pb${tag}br`;
   const namespaces = Array.from({ length: count }, (_, i) => `p2pbench-${tag}-${i}`);
   const ips = namespaces.map((_, i) => `${subnet}.${10 + i}`);

@@ -34,7 +34,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { ip, tbf, type NetnsLinks } from './netns-links.js';
+import { instanceTag, ip, tbf, type NetnsLinks } from './netns-links.js';
 import { removeOnExit } from './remove-on-exit.js';
 import { startUdpPipe, type UdpPipe } from './udp-pipe.js';
 import { udpDropsByPort } from './udp-drops.js';
@@ -130,15 +130,16 @@ export async function createTcpOverlay(net: NetnsLinks, opts: TcpOverlayOptions)
   const cc = opts.congestionControl;
   if (cc !== undefined && !/^[a-z0-9_]+$/.test(cc)) throw new RangeError(`congestionControl: not a name: ${cc}`);
   if (opts.serverMbps !== undefined && !(opts.serverMbps > 0)) throw new RangeError(`serverMbps must be > 0, got ${opts.serverMbps}`);
-  const tag = String(process.pid % 100000);
+  const n = instanceTag();
+  const tag = String(n);
   const sw = `p2pbench-${tag}-switch`;
   const overlayDev = `pb${tag}o`; // root end of the overlay veth
   const underlayDev = `pb${tag}u`; // root end of the switch's underlay veth
-  const subnet = `172.${16 + (process.pid % 16)}.${Math.floor(process.pid / 16) % 250}`;
+  const subnet = `172.${16 + (n % 16)}.${Math.floor(n / 16) % 250}`;
   const hostIp = `${subnet}.1`;
   const ips = net.namespaces.map((_, i) => `${subnet}.${10 + i}`);
   // The switch's underlay: a /30 in a second pid-derived block.
-  const under = `172.${16 + (process.pid % 16)}.${250 + (process.pid % 5)}.${4 * (Math.floor(process.pid / 16) % 60)}`;
+  const under = `172.${16 + (n % 16)}.${250 + (n % 5)}.${4 * (Math.floor(n / 16) % 60)}`;
   const [underHost, underSwitch] = [under.replace(/\.(\d+)$/, (_, d) => `.${Number(d) + 1}`), under.replace(/\.(\d+)$/, (_, d) => `.${Number(d) + 2}`)];
   const pipes: UdpPipe[] = [];
   const removeDevices = removeOnExit(() => {
