@@ -70,7 +70,7 @@ import { join } from 'node:path';
 import { setHopTraceSink, type HopTraceEvent } from '../shared/transport/hop-trace.js';
 import { groupMarks, modelHopMs, slowStartWireMs, summarise, tcpSlowStartMs, SEGMENTS } from './hop-breakdown.js';
 import { DEFAULT_NODE_STACK, parseNodeStack, type NodeWebrtcStack } from '../trainer/node-webrtc.js';
-import { MAX_STRIPES } from '../shared/protocol/signal.js';
+import { isStripeCount, MAX_STRIPES } from '../shared/protocol/signal.js';
 
 const HELP = `bench/p2p-swarm.ts: the real swarm, --transport relay vs p2p, side by side (see the header of this file)
   --preset NAME       model preset (default tiny)          --stages N      stages, one volunteer each (default 4)
@@ -97,7 +97,7 @@ if (f.help) {
 }
 const stacks = list(f.stack, [DEFAULT_NODE_STACK]).map(parseNodeStack);
 const stripeCounts = list(f.stripes, ['1']).map(Number);
-for (const k of stripeCounts) if (!(Number.isInteger(k) && k >= 1 && k <= MAX_STRIPES)) throw new Error(`--stripes ${k}: 1 .. ${MAX_STRIPES}`);
+for (const k of stripeCounts) if (!isStripeCount(k)) throw new Error(`--stripes ${k}: 1 .. ${MAX_STRIPES}`);
 /** The p2p variants: each stack with each stripe count. */
 const variants = stacks.flatMap((stack) => stripeCounts.map((stripes) => ({ stack, stripes })));
 /** A run's label: the transport, and the stack for p2p when more than one stack runs or it is not the default. */

@@ -44,7 +44,7 @@ import { flags, fmt, list, machine, median, table } from './util.js';
 import { slowStartWireMs } from './hop-breakdown.js';
 import { CandidateProxies } from './candidate-proxies.js';
 import type { PeerConfig, PeerResult } from './p2p-throughput-peer.js';
-import { MAX_STRIPES } from '../shared/protocol/signal.js';
+import { isStripeCount, MAX_STRIPES } from '../shared/protocol/signal.js';
 import { DEFAULT_NODE_STACK, NODE_WEBRTC_STACKS, parseNodeStack, type NodeWebrtcStack } from '../trainer/node-webrtc.js';
 
 const HELP = `bench/p2p-throughput.ts: one WebRTC peer link's throughput through emulated links (root)
@@ -83,7 +83,7 @@ const highs = nums(f.high, '4096');
 const lows = nums(f.low, '1024');
 const proxyBufs = nums(f['proxy-buffer'], '0');
 const stripeCounts = nums(f.stripes, '1');
-for (const k of stripeCounts) if (!(Number.isInteger(k) && k >= 1 && k <= MAX_STRIPES)) throw new Error(`--stripes ${k}: 1 .. ${MAX_STRIPES}`);
+for (const k of stripeCounts) if (!isStripeCount(k)) throw new Error(`--stripes ${k}: 1 .. ${MAX_STRIPES}`);
 const stacks = list(f.stack, [DEFAULT_NODE_STACK]).map(parseNodeStack);
 const sctps = String(f.sctp ?? 'default').split('|').map((s) => (s === 'default' ? undefined : (JSON.parse(s) as Record<string, number>)));
 for (const p of paths) if (p !== 'turn' && p !== 'direct' && p !== 'proxied') throw new Error(`--path ${p}: turn, direct or proxied`);

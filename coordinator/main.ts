@@ -26,7 +26,7 @@ import type { WireEncoding } from '../shared/protocol/wire-encoding.js';
 import { streamingJoinWarning, streamingOf, type StreamingMerge } from '../shared/dp/streaming.js';
 import type { SchedulerKind } from '../shared/schedule/skip-request.js';
 import type { Transport } from '../shared/protocol/p2p-messages.js';
-import { MAX_STRIPES } from '../shared/protocol/signal.js';
+import { isStripeCount, MAX_STRIPES } from '../shared/protocol/signal.js';
 import { checkIceServers, type P2pOptions } from './gateway/p2p-signalling.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -69,7 +69,7 @@ function p2pFromFlags(transport: Transport, ice: string | undefined, turnSecret:
   const iceServers = (ice ?? '').split(',').map((u) => u.trim()).filter(Boolean);
   checkIceServers(iceServers, turnSecret);
   if (!Number.isInteger(turnTtlS) || turnTtlS < 60 || turnTtlS > 7 * 86400) throw new Error(`--turn-ttl ${turnTtlS}: 60 .. 604800 seconds`);
-  if (!Number.isInteger(stripes) || stripes < 1 || stripes > MAX_STRIPES) throw new Error(`--p2p-stripes ${stripes}: 1 .. ${MAX_STRIPES}`);
+  if (!isStripeCount(stripes)) throw new Error(`--p2p-stripes ${stripes}: 1 .. ${MAX_STRIPES}`);
   return { transport, iceServers, turnTtlS, stripes, ...(turnSecret ? { turnSecret } : {}) };
 }
 

@@ -7,7 +7,7 @@
 import { z } from 'zod';
 import { LINK_FAILURES } from '../transport/link-down-error.js';
 import { FRAME_DIGEST_CHARS } from '../transport/frame-digest.js';
-import { MAX_STRIPES, peerIdSchema } from './signal.js';
+import { isStripeCount, MAX_STRIPES, peerIdSchema } from './signal.js';
 
 export const TRANSPORTS = ['relay', 'p2p', 'auto'] as const;
 /** relay: every frame through the coordinator; p2p: straight to the next tab, a failed frame through the relay; auto: p2p, and a failing pair goes relay-only for a back-off. */
@@ -25,7 +25,7 @@ export interface P2pConfig {
 /** The stripes a `p2p_config` asks for, checked: 1 .. MAX_STRIPES, else an error naming it. */
 export function stripesOf(c: { stripes?: unknown }): number {
   const k = c.stripes === undefined ? 1 : c.stripes;
-  if (typeof k !== 'number' || !Number.isInteger(k) || k < 1 || k > MAX_STRIPES) throw new Error(`p2p_config stripes ${String(k).slice(0, 20)}: expected an integer 1 .. ${MAX_STRIPES}`);
+  if (!isStripeCount(k)) throw new Error(`p2p_config stripes ${String(k).slice(0, 20)}: expected an integer 1 .. ${MAX_STRIPES}`);
   return k;
 }
 

@@ -37,6 +37,10 @@ const sdp = (type: 'offer' | 'answer') =>
 
 /** Most stripes (peer connections) one link may have: `--p2p-stripes` is 1 .. MAX_STRIPES. */
 export const MAX_STRIPES = 8;
+/** Whether `k` is a stripe count a link may have: an integer 1 .. MAX_STRIPES. */
+export function isStripeCount(k: unknown): k is number {
+  return typeof k === 'number' && Number.isInteger(k) && k >= 1 && k <= MAX_STRIPES;
+}
 const stripe = z.number().int().min(0).max(MAX_STRIPES - 1).optional();
 
 export const signalSchema = z.discriminatedUnion('type', [

@@ -13,7 +13,7 @@
  * offers, answers and candidates then carry a stripe index 0 .. K-1, which is checked here (a
  * missing or out-of-range index, or one in a run without stripes, is rejected like any bad signal).
  */
-import { MAX_STRIPES, parseSignal, type Signal } from '../protocol/signal.js';
+import { isStripeCount, MAX_STRIPES, parseSignal, type Signal } from '../protocol/signal.js';
 import { LinkDownError, type LinkFailure } from './link-down-error.js';
 import type { LinkStats } from './link-stats.js';
 import { PeerLink, type FrameReceipt, type PairLink, type PeerLinkOptions } from './peer-link.js';
@@ -65,7 +65,7 @@ export class PeerLinks {
     this.deps = deps;
     this.maxLinks = deps.maxLinks ?? 32;
     this.stripes = deps.stripes ?? 1;
-    if (!Number.isInteger(this.stripes) || this.stripes < 1 || this.stripes > MAX_STRIPES) throw new Error(`PeerLinks: ${this.stripes} stripes (1 .. ${MAX_STRIPES})`);
+    if (!isStripeCount(this.stripes)) throw new Error(`PeerLinks: ${this.stripes} stripes (1 .. ${MAX_STRIPES})`);
     this.rtcConfig = deps.rtcConfig;
   }
 
