@@ -14,6 +14,7 @@ const ALONE = [
   'testing/udp-drops.test.ts',
   'shared/transport/peer-links.test.ts',
   'shared/transport/striped-link.test.ts',
+  'trainer/sctp-burst.test.ts',
   'coordinator/tests/p2p*.test.ts',
   'coordinator/screening/p2p-audit.test.ts',
   'coordinator/tabs/bundle-push.test.ts',

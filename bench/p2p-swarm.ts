@@ -49,6 +49,8 @@
  * emulated network, and the ratio to the relay is printed per stack.
  * `--stripes LIST` (default 1): peer connections per pair (the coordinator's `--p2p-stripes`,
  * shared/transport/striped-link.ts); each value is a p2p run of its own, with its own ratio.
+ * `--sctp-burst LIST` (default lifted): usrsctp's burst limits in the volunteers on libdatachannel
+ * (trainer/sctp-burst.ts: `lifted`, or usrsctp's own `limited`); each value is a p2p run of its own.
  */
 import { Coordinator, DEFAULT_COORDINATOR } from '../coordinator/server.js';
 import { startNodeVolunteer, type NodeVolunteer } from '../testing/node-volunteer.js';
@@ -70,6 +72,7 @@ import { join } from 'node:path';
 import { setHopTraceSink, type HopTraceEvent } from '../shared/transport/hop-trace.js';
 import { groupMarks, modelHopMs, slowStartWireMs, summarise, tcpSlowStartMs, SEGMENTS } from './hop-breakdown.js';
 import { DEFAULT_NODE_STACK, parseNodeStack, type NodeWebrtcStack } from '../trainer/node-webrtc.js';
+import { DEFAULT_SCTP_BURST, parseSctpBurst, SCTP_BURSTS, type SctpBurst } from '../trainer/sctp-burst.js';
 import { isStripeCount, MAX_STRIPES } from '../shared/protocol/signal.js';
 
 const HELP = `bench/p2p-swarm.ts: the real swarm, --transport relay vs p2p, side by side (see the header of this file)
@@ -80,6 +83,8 @@ const HELP = `bench/p2p-swarm.ts: the real swarm, --transport relay vs p2p, side
   --stack LIST        Node WebRTC stack(s) of the volunteers (default ${DEFAULT_NODE_STACK})
   --stripes LIST      peer connections per pair in p2p, 1 .. ${MAX_STRIPES} (the coordinator's --p2p-stripes; default 1):
                       each value is a p2p run of its own, labelled p2p/kK when K > 1
+  --sctp-burst LIST   usrsctp's burst limits in libdatachannel volunteers: ${SCTP_BURSTS.join(' | ')} (default ${DEFAULT_SCTP_BURST});
+                      each value is a p2p run of its own, labelled p2p/<value> when more than one is listed
   --links MBPS/MS     (root) each volunteer in a network namespace behind tbf links of MBPS, MS one-way added in userspace
   --tcp-path kernel|emulated   (--links) the relay's socket.io over kernel TCP through the links and the delay
                       (a VXLAN overlay, testing/tcp-overlay.ts; default where it can be set up) or through the link emulator
@@ -90,7 +95,7 @@ const HELP = `bench/p2p-swarm.ts: the real swarm, --transport relay vs p2p, side
                       or across the overlay (ICE bound to the overlay address; libdatachannel); default turn where coturn is installed
   --help`;
 
-const f = flags(process.argv.slice(2), { help: 'boolean', preset: 'string', stages: 'string', iterations: 'string', warmup: 'string', pace: 'string', rounds: 'string', batch: 'string', wire: 'string', links: 'string', stack: 'string', 'tcp-path': 'string', 'tcp-cc': 'string', 'peer-path': 'string', stripes: 'string', 'coord-mbps': 'string' });
+const f = flags(process.argv.slice(2), { help: 'boolean', preset: 'string', stages: 'string', iterations: 'string', warmup: 'string', pace: 'string', rounds: 'string', batch: 'string', wire: 'string', links: 'string', stack: 'string', 'tcp-path': 'string', 'tcp-cc': 'string', 'peer-path': 'string', stripes: 'string', 'coord-mbps': 'string', 'sctp-burst': 'string' });
 if (f.help) {
   console.log(HELP);
   process.exit(0);
@@ -98,11 +103,22 @@ if (f.help) {
 const stacks = list(f.stack, [DEFAULT_NODE_STACK]).map(parseNodeStack);
 const stripeCounts = list(f.stripes, ['1']).map(Number);
 for (const k of stripeCounts) if (!isStripeCount(k)) throw new Error(`--stripes ${k}: 1 .. ${MAX_STRIPES}`);
-/** The p2p variants: each stack with each stripe count. */
-const variants = stacks.flatMap((stack) => stripeCounts.map((stripes) => ({ stack, stripes })));
-/** A run's label: the transport, and the stack for p2p when more than one stack runs or it is not the default. */
-const label = (t: Transport, stack: NodeWebrtcStack, stripes = 1) =>
-  t === 'relay' ? t : `${t}${stacks.length === 1 && stack === DEFAULT_NODE_STACK ? '' : `/${stack}`}${stripes > 1 ? `/k${stripes}` : ''}`;
+const bursts = list(f['sctp-burst'], [DEFAULT_SCTP_BURST]).map(parseSctpBurst);
+interface Variant {
+  stack: NodeWebrtcStack;
+  stripes: number;
+  /** usrsctp's burst limits (libdatachannel only: null on libwebrtc). */
+  burst: SctpBurst | null;
+}
+/** The p2p variants: each stack with each stripe count (and on libdatachannel each burst setting). */
+const variants: Variant[] = stacks.flatMap((stack) =>
+  stripeCounts.flatMap((stripes) => (stack === 'libdatachannel' ? bursts : [null]).map((burst) => ({ stack, stripes, burst }))),
+);
+/** A run's label: the transport; for p2p the stack when more than one stack runs or it is not the default, K, and the burst setting when more than one is listed or it is not the default. */
+const label = (t: Transport, v: Variant) =>
+  t === 'relay'
+    ? t
+    : `${t}${stacks.length === 1 && v.stack === DEFAULT_NODE_STACK ? '' : `/${v.stack}`}${v.stripes > 1 ? `/k${v.stripes}` : ''}${v.burst && (bursts.length > 1 || v.burst !== DEFAULT_SCTP_BURST) ? `/${v.burst}` : ''}`;
 const stages = Number(f.stages ?? 4);
 const iterations = Number(f.iterations ?? 10);
 const warmup = Number(f.warmup ?? 2);
@@ -185,10 +201,10 @@ const VOLUNTEER = fileURLToPath(new URL('./p2p-ns-volunteer.ts', import.meta.url
  * TCP path (`link` null) or through a latency-only link emulator; its ICE offers relayed
  * candidates only (TURN) or host candidates on its overlay address only.
  */
-async function nsVolunteer(em: Emulated, coordPort: number, i: number, latencyMs: number, traceFile: string, stack: NodeWebrtcStack): Promise<{ child: ChildProcess; link: LinkEmulator | null }> {
+async function nsVolunteer(em: Emulated, coordPort: number, i: number, latencyMs: number, traceFile: string, v: Variant): Promise<{ child: ChildProcess; link: LinkEmulator | null }> {
   const link = em.kernelTcp ? null : await startLinkEmulator({ target: `127.0.0.1:${coordPort}`, listenHost: em.net.hostIp, upMbps: 100_000, downMbps: 100_000, latencyMs, queueBytes: 8 * 1024 * 1024 });
   const url = link ? link.url : `http://${em.overlay!.hostIp}:${coordPort}`;
-  const child = spawn('ip', ['netns', 'exec', em.net.namespaces[i]!, process.execPath, '--import', 'tsx', VOLUNTEER, url, `b${i}`, String(pace), em.turn ? 'relay' : `bind=${em.overlay!.ips[i]}`, traceFile, stack], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('ip', ['netns', 'exec', em.net.namespaces[i]!, process.execPath, '--import', 'tsx', VOLUNTEER, url, `b${i}`, String(pace), em.turn ? 'relay' : `bind=${em.overlay!.ips[i]}`, traceFile, v.stack], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...(v.burst ? { NODE_SCTP_BURST: v.burst } : {}) } });
   let out = '';
   child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
@@ -204,7 +220,8 @@ async function stopChild(c: ChildProcess): Promise<void> {
   if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
 }
 
-async function run(transport: Transport, stack: NodeWebrtcStack, stripes: number, em: Emulated | null): Promise<(string | number)[]> {
+async function run(transport: Transport, v: Variant, em: Emulated | null): Promise<(string | number)[]> {
+  const { stack, stripes } = v;
   const p2p = { transport, stripes, ...(em?.turn && em.udp ? { iceServers: [`turn:${em.net.hostIp}:${em.udp.port}?transport=udp`], turnSecret: em.turn.secret } : {}) };
   // Over the kernel path the coordinator listens on the overlay's root end (a server on an unshaped link).
   const coord = new Coordinator({ ...DEFAULT_COORDINATOR, settings, host: em?.kernelTcp ? em.overlay!.hostIp : '127.0.0.1', port: 0, silent: true, evalEvery: 0, maxReplicas: 1, maxIterations: warmup + iterations, p2p, ...(em ? { publicHosts: [em.net.hostIp] } : {}) });
@@ -224,8 +241,8 @@ async function run(transport: Transport, stack: NodeWebrtcStack, stripes: number
     const url = await coord.listen();
     const port = Number(new URL(url).port);
     for (let i = 0; i < stages; i++) {
-      if (em && links) children.push(await nsVolunteer(em, port, i, links.latencyMs, traceFiles[i]!, stack));
-      else vols.push(await startNodeVolunteer(url, { name: `b${i}`, stack, ...(pace ? { paceMs: pace } : {}) }));
+      if (em && links) children.push(await nsVolunteer(em, port, i, links.latencyMs, traceFiles[i]!, v));
+      else vols.push(await startNodeVolunteer(url, { name: `b${i}`, stack, ...(v.burst ? { sctpBurst: v.burst } : {}), ...(pace ? { paceMs: pace } : {}) }));
     }
     await until(() => coord.scheduler.iteration >= warmup, 'warm-up', 600_000);
     const relay0 = (await sum(coord, 'swarm_relay_bytes_total', 'forward')) + (await sum(coord, 'swarm_relay_bytes_total', 'backward'));
@@ -253,9 +270,9 @@ async function run(transport: Transport, stack: NodeWebrtcStack, stripes: number
       // The pipes are JS in this busy process: how late their datagrams left (mean over the measured iterations, largest since the start).
       const late = em.overlay?.pipeLateness();
       const lateCol = late && late0 ? `${fmt((late.sumMs - late0.sumMs) / Math.max(1, late.n - late0.n), 1)}/${fmt(late.maxMs, 0)}` : '-';
-      hopRows.push([...hopRow(transport, label(transport, stack, stripes), coordMarks, traceFiles, (relay + peer) / (2 * (stages - 1) * settings.microbatches), links, em.kernelTcp, stripes), `${d.up - drops0!.up}/${d.down - drops0!.down}`, `${u.mine}/${u.others - pipeHere}${pipe}`, lateCol]);
+      hopRows.push([...hopRow(transport, label(transport, v), coordMarks, traceFiles, (relay + peer) / (2 * (stages - 1) * settings.microbatches), links, em.kernelTcp, v), `${d.up - drops0!.up}/${d.down - drops0!.down}`, `${u.mine}/${u.others - pipeHere}${pipe}`, lateCol]);
     }
-    return [label(transport, stack, stripes), fmt(s, 3), fmtBytes(relay), fmtBytes(peer), `${fmt(share, 1)}%`, em ? fmtBytes(wire) : '-', await sum(coord, 'swarm_p2p_fallbacks_total'), await sum(coord, 'swarm_abandoned_iterations_total'), coord.events.list('leave').length, loss === undefined ? '-' : loss.toFixed(6)];
+    return [label(transport, v), fmt(s, 3), fmtBytes(relay), fmtBytes(peer), `${fmt(share, 1)}%`, em ? fmtBytes(wire) : '-', await sum(coord, 'swarm_p2p_fallbacks_total'), await sum(coord, 'swarm_abandoned_iterations_total'), coord.events.list('leave').length, loss === undefined ? '-' : loss.toFixed(6)];
   } finally {
     for (const v of vols) v.kill();
     await Promise.all(children.map((c) => stopChild(c.child)));
@@ -268,7 +285,7 @@ async function run(transport: Transport, stack: NodeWebrtcStack, stripes: number
 
 /** Medians of one run's hop segments (measured iterations only), next to the link model's hop time. */
 const hopRows: (string | number)[][] = [];
-function hopRow(transport: Transport, name: string, coordMarks: HopTraceEvent[], files: string[], frameBytes: number, l: { mbps: number; latencyMs: number }, kernelTcp: boolean, stripes: number): (string | number)[] {
+function hopRow(transport: Transport, name: string, coordMarks: HopTraceEvent[], files: string[], frameBytes: number, l: { mbps: number; latencyMs: number }, kernelTcp: boolean, v: Variant): (string | number)[] {
   const events = [...coordMarks];
   for (const f of files) {
     try {
@@ -282,8 +299,8 @@ function hopRow(transport: Transport, name: string, coordMarks: HopTraceEvent[],
   const model = modelHopMs(frameBytes, l.mbps, l.latencyMs, transport === 'relay' ? 'relay' : 'p2p');
   // p2p: SCTP's wire; relay: TCP's up/down where TCP crosses the links (the emulator's TCP never slow-starts against the latency).
   const tcp = fmt(tcpSlowStartMs(frameBytes, l.mbps, l.latencyMs), 0);
-  // K stripes start a frame with K associations' 10-MTU windows (shared/transport/striped-link.ts).
-  const slowStart = transport !== 'relay' ? fmt(slowStartWireMs(frameBytes, l.mbps, l.latencyMs, undefined, 10 * stripes), 0) : kernelTcp ? `${tcp}/${tcp}` : '-';
+  // K stripes start a frame with K associations' 10-MTU windows (shared/transport/striped-link.ts); with the burst limits lifted no frame restarts from 10 MTUs (trainer/sctp-burst.ts).
+  const slowStart = transport !== 'relay' ? (v.burst === 'lifted' ? '-' : fmt(slowStartWireMs(frameBytes, l.mbps, l.latencyMs, undefined, 10 * v.stripes), 0)) : kernelTcp ? `${tcp}/${tcp}` : '-';
   return [name, hops, fmtBytes(frameBytes), ...SEGMENTS.map((s) => (medians[s] === null ? '-' : fmt(medians[s]!, 0))), fmt(model, 0), slowStart];
 }
 
@@ -295,13 +312,13 @@ const tcpWay = em?.kernelTcp && em.overlay
 const where = links
   ? `each volunteer a process in its own network namespace: tbf ${links.mbps} Mbit/s up and down, ${links.latencyMs} ms one-way added in userspace (${tcpWay}; ${em!.turn ? 'UDP delay proxy to coturn, relayed ICE candidates only' : 'peer frames across the overlay\'s switch, ICE host candidates on the overlay address only'})`
   : 'loopback, links not emulated';
-console.log(`preset ${settings.preset}, ${stages} stages (one tab each), ${settings.microbatches} microbatches x batch ${settings.batch}, wire ${settings.wire ?? 'default'}, ${iterations} iterations after ${warmup} warm-up, pace ${pace} ms, Node WebRTC ${stacks.join(' and ')}; ${where}`);
+console.log(`preset ${settings.preset}, ${stages} stages (one tab each), ${settings.microbatches} microbatches x batch ${settings.batch}, wire ${settings.wire ?? 'default'}, ${iterations} iterations after ${warmup} warm-up, pace ${pace} ms, Node WebRTC ${stacks.join(' and ')}${stacks.includes('libdatachannel') ? ` (usrsctp burst limits ${bursts.join(' and ')})` : ''}; ${where}`);
 const rows: (string | number)[][] = [];
 try {
   for (let r = 0; r < rounds; r++)
     for (const t of list(undefined, ['relay', 'p2p']) as Transport[])
-      for (const { stack, stripes } of t === 'relay' ? [{ stack: stacks[0]!, stripes: 1 }] : variants) {
-        rows.push(await run(t, stack, stripes, em));
+      for (const v of t === 'relay' ? [{ stack: stacks[0]!, stripes: 1, burst: null }] : variants) {
+        rows.push(await run(t, v, em));
         console.log(`  done: ${rows.at(-1)!.join('  ')}`); // a run stopped early still says what it saw
       }
 } finally {
@@ -317,8 +334,8 @@ if (hopRows.length) {
 }
 const byT = (t: string) => rows.filter((r) => r[0] === t).map((r) => Number(r[1]));
 const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
-for (const { stack, stripes } of variants) {
-  const p = label('p2p', stack, stripes);
+for (const v of variants) {
+  const p = label('p2p', v);
   if (byT('relay').length && byT(p).length) console.log(`${p} / relay iteration time: ${fmt(mean(byT(p)) / mean(byT('relay')), 2)}x (target <= 0.6x on 50 Mbit/s / 20 ms links)`);
 }
 process.exit(0);

@@ -12,6 +12,7 @@ import { createInterface } from 'node:readline';
 import { PeerLinks } from '../shared/transport/peer-links.js';
 import type { PeerLinkOptions } from '../shared/transport/peer-link.js';
 import { nodePeerConnectionFactory, type NodeWebrtcStack } from '../trainer/node-webrtc.js';
+import type { SctpBurst } from '../trainer/sctp-burst.js';
 
 export interface PeerConfig {
   self: string;
@@ -21,6 +22,8 @@ export interface PeerConfig {
   link: Partial<PeerLinkOptions>;
   /** libdatachannel's SCTP settings (node-datachannel `setSctpSettings`), before any link. */
   sctp?: Record<string, number>;
+  /** usrsctp's burst limits (trainer/sctp-burst.ts; libdatachannel only; default its default). */
+  sctpBurst?: SctpBurst;
   /** The Node WebRTC stack (trainer/node-webrtc.ts; default its default). */
   stack?: NodeWebrtcStack;
   /** Peer connections per pair (PeerLinks `stripes`; default 1). */
@@ -51,7 +54,7 @@ let received = 0;
 const links = new PeerLinks({
   self: cfg.self,
   signal: (to, signal) => out({ to, signal }),
-  createPeerConnection: nodePeerConnectionFactory(cfg.stack),
+  createPeerConnection: nodePeerConnectionFactory(cfg.stack, cfg.sctpBurst),
   rtcConfig: cfg.rtc,
   stripes: cfg.stripes ?? 1,
   linkOptions: { openTimeoutMs: 15_000, silenceTimeoutMs: 15_000, ...cfg.link },

@@ -46,6 +46,7 @@ import { CandidateProxies } from './candidate-proxies.js';
 import type { PeerConfig, PeerResult } from './p2p-throughput-peer.js';
 import { isStripeCount, MAX_STRIPES } from '../shared/protocol/signal.js';
 import { DEFAULT_NODE_STACK, NODE_WEBRTC_STACKS, parseNodeStack, type NodeWebrtcStack } from '../trainer/node-webrtc.js';
+import { DEFAULT_SCTP_BURST, parseSctpBurst, type SctpBurst } from '../trainer/sctp-burst.js';
 
 const HELP = `bench/p2p-throughput.ts: one WebRTC peer link's throughput through emulated links (root)
   --mbps N        tbf rate of each namespace's uplink and downlink, Mbit/s (default 50)
@@ -60,12 +61,13 @@ const HELP = `bench/p2p-throughput.ts: one WebRTC peer link's throughput through
   --low LIST      PeerLink lowWaterBytes (bufferedAmountLowThreshold), KiB (default 1024)
   --stripes LIST  peer connections per pair, 1 .. 8 (the swarm's --p2p-stripes; default 1)
   --stack LIST    Node WebRTC stack of both ends: ${NODE_WEBRTC_STACKS.join(' | ')} (default ${DEFAULT_NODE_STACK})
+  --sctp-burst LIST  usrsctp's burst limits (trainer/sctp-burst.ts): lifted | limited (default ${DEFAULT_SCTP_BURST}; libdatachannel only)
   --sctp LIST     '|'-separated libdatachannel SCTP settings as JSON, or 'default' (default: default; libdatachannel only)
   --proxy-buffer LIST  the UDP delay proxy's socket buffers, KiB (0: the kernel default; default 0)
   --queue KIB     tbf queue limit (default 1000 kB as netns-links)
   --help`;
 
-const f = flags(process.argv.slice(2), { mbps: 'string', ms: 'string', path: 'string', frame: 'string', bulk: 'string', paced: 'string', gap: 'string', chunk: 'string', high: 'string', low: 'string', sctp: 'string', stack: 'string', queue: 'string', 'proxy-buffer': 'string', stripes: 'string', help: 'boolean' });
+const f = flags(process.argv.slice(2), { mbps: 'string', ms: 'string', path: 'string', frame: 'string', bulk: 'string', paced: 'string', gap: 'string', chunk: 'string', high: 'string', low: 'string', sctp: 'string', 'sctp-burst': 'string', stack: 'string', queue: 'string', 'proxy-buffer': 'string', stripes: 'string', help: 'boolean' });
 if (f.help) {
   console.log(HELP);
   process.exit(0);
@@ -85,6 +87,7 @@ const proxyBufs = nums(f['proxy-buffer'], '0');
 const stripeCounts = nums(f.stripes, '1');
 for (const k of stripeCounts) if (!isStripeCount(k)) throw new Error(`--stripes ${k}: 1 .. ${MAX_STRIPES}`);
 const stacks = list(f.stack, [DEFAULT_NODE_STACK]).map(parseNodeStack);
+const bursts = list(f['sctp-burst'], [DEFAULT_SCTP_BURST]).map(parseSctpBurst);
 const sctps = String(f.sctp ?? 'default').split('|').map((s) => (s === 'default' ? undefined : (JSON.parse(s) as Record<string, number>)));
 for (const p of paths) if (p !== 'turn' && p !== 'direct' && p !== 'proxied') throw new Error(`--path ${p}: turn, direct or proxied`);
 /** Paths with `--ms` latency (and a delay proxy whose buffers `--proxy-buffer` sets). */
@@ -109,6 +112,7 @@ interface Config {
   high: number;
   low: number;
   sctp: Record<string, number> | undefined;
+  burst: SctpBurst;
   stack: NodeWebrtcStack;
   proxyBuf: number;
   frameBytes: number;
@@ -127,9 +131,10 @@ try {
   const configs: Config[] = [];
   for (const path of paths)
     for (const ms of delayed(path) ? latencies : [0])
-      for (const chunk of chunks) for (const high of highs) for (const low of lows) for (const sctp of sctps) for (const stack of stacks) for (const proxyBuf of delayed(path) ? proxyBufs : [0]) for (const frameBytes of frames) for (const stripes of stripeCounts) configs.push({ path, ms, chunk, high, low, sctp, stack, proxyBuf, frameBytes, stripes });
+      for (const chunk of chunks) for (const high of highs) for (const low of lows) for (const sctp of sctps) for (const burst of bursts) for (const stack of stacks) for (const proxyBuf of delayed(path) ? proxyBufs : [0]) for (const frameBytes of frames) for (const stripes of stripeCounts) configs.push({ path, ms, chunk, high, low, sctp, burst, stack, proxyBuf, frameBytes, stripes });
   // SCTP settings are libdatachannel's: libwebrtc runs only with the default.
-  for (const c of configs.filter((c) => !(c.sctp && c.stack === 'libwebrtc'))) {
+  // SCTP settings and burst limits are libdatachannel's: libwebrtc runs once, under the first burst value.
+  for (const c of configs.filter((c) => !(c.sctp && c.stack === 'libwebrtc') && !(c.stack === 'libwebrtc' && c.burst !== bursts[0]))) {
     let rtc: RTCConfiguration = {};
     proxyNow = null;
     // proxied: b's host candidates through delay proxies, 2 x --ms each way (turn's round trip).
@@ -142,7 +147,7 @@ try {
       const cred = await turnCredentials(turn!.secret, 'bench', 3600);
       rtc = { iceServers: [{ urls: `turn:${net.hostIp}:${proxy.port}?transport=udp`, username: cred.username, credential: cred.credential }], iceTransportPolicy: 'relay' };
     }
-    const base = { rtc, link: { chunkBytes: c.chunk * 1024, highWaterBytes: c.high * 1024, lowWaterBytes: c.low * 1024 }, ...(c.sctp ? { sctp: c.sctp } : {}), stack: c.stack, stripes: c.stripes, frameBytes: c.frameBytes, bulk, paced, gapMs };
+    const base = { rtc, link: { chunkBytes: c.chunk * 1024, highWaterBytes: c.high * 1024, lowWaterBytes: c.low * 1024 }, ...(c.sctp ? { sctp: c.sctp } : {}), sctpBurst: c.burst, stack: c.stack, stripes: c.stripes, frameBytes: c.frameBytes, bulk, paced, gapMs };
     const drops0 = net.drops();
     const udp0 = net.namespaces.map((n) => udpRcvbufErrors(n));
     const port0 = udpDropsByPort(net.hostIp);
@@ -174,14 +179,14 @@ try {
     const { mine: proxyDrops, others: turnDrops } = sumDrops(port0, udpDropsByPort(net.hostIp), new Set([...((proxyNow as UdpDelayProxy | null)?.ports() ?? []), ...((await cands?.ports()) ?? [])]));
     await cands?.close();
     const modelMs = ((c.frameBytes * 8) / (mbps * 1e6)) * 1000 + (delayed(c.path) ? 4 * c.ms : 0);
-    // K stripes: K associations each restarting from 10 MTUs = one frame starting from K x 10.
-    const ssMs = slowStartWireMs(c.frameBytes, mbps, delayed(c.path) ? c.ms : 0, undefined, 10 * c.stripes) + (delayed(c.path) ? 2 * c.ms : 0); // + the ack's way back
+    // K stripes: K associations each restarting from 10 MTUs = one frame starting from K x 10 (usrsctp's limits; lifted: no restart, the model column applies).
+    const ssMs = c.stack === 'libdatachannel' && c.burst === 'lifted' ? null : slowStartWireMs(c.frameBytes, mbps, delayed(c.path) ? c.ms : 0, undefined, 10 * c.stripes) + (delayed(c.path) ? 2 * c.ms : 0); // + the ack's way back
     const r = result as PeerResult | null;
-    const label = [`${c.frameBytes / 1024}K`, String(c.stripes), c.path, delayed(c.path) ? `${c.ms} ms` : '-', c.proxyBuf ? `${c.proxyBuf}K` : '-', `${c.chunk}K`, `${c.high}K/${c.low}K`, c.stack, c.sctp ? JSON.stringify(c.sctp) : 'default'];
+    const label = [`${c.frameBytes / 1024}K`, String(c.stripes), c.path, delayed(c.path) ? `${c.ms} ms` : '-', c.proxyBuf ? `${c.proxyBuf}K` : '-', `${c.chunk}K`, `${c.high}K/${c.low}K`, c.stack, c.stack === 'libdatachannel' ? c.burst : '-', c.sctp ? JSON.stringify(c.sctp) : 'default'];
     if (!r) {
-      rows.push([...label, 'failed', down || a.log().split('\n').slice(-3).join(' ') || 'timeout', '', '', '', '', '', '', '']);
+      rows.push([...label, 'failed', down || a.log().split('\n').slice(-3).join(' ') || 'timeout', '', '', '', '', '', '']);
     } else {
-      rows.push([...label, fmt((r.bulkBytes * 8) / (r.bulkMs / 1000) / 1e6, 1), fmt(median(r.pacedMs), 0), fmt(modelMs, 0), fmt(ssMs, 0), r.rttMs === null ? '-' : fmt(r.rttMs, 0), `${drops.up - drops0.up}/${drops.down - drops0.down}`, `${proxyDrops}/${turnDrops}/${udp.join('/')}`]);
+      rows.push([...label, fmt((r.bulkBytes * 8) / (r.bulkMs / 1000) / 1e6, 1), fmt(median(r.pacedMs), 0), fmt(modelMs, 0), ssMs === null ? '-' : fmt(ssMs, 0), r.rttMs === null ? '-' : fmt(r.rttMs, 0), `${drops.up - drops0.up}/${drops.down - drops0.down}`, `${proxyDrops}/${turnDrops}/${udp.join('/')}`]);
     }
     console.log(`  ${rows.at(-1)!.join('  ')}`);
   }
@@ -190,7 +195,7 @@ try {
   await turn?.stop();
   net.remove();
 }
-console.log(table(['frame', 'stripes', 'path', 'latency', 'proxy buf', 'chunk', 'high/low', 'stack', 'sctp', 'bulk Mbit/s', 'paced ms', 'model ms', 'slow-start ms', 'rtt ms', 'tbf drops up/down', 'udp drops proxy/coturn/a/b'], rows));
+console.log(table(['frame', 'stripes', 'path', 'latency', 'proxy buf', 'chunk', 'high/low', 'stack', 'burst', 'sctp', 'bulk Mbit/s', 'paced ms', 'model ms', 'slow-start ms', 'rtt ms', 'tbf drops up/down', 'udp drops proxy/coturn/a/b'], rows));
 console.log('model ms: frame / rate + the send and ack latencies (turn: 2 x one-way each side of coturn, the ack 2 x again: bytes/rate + 4 x ms)');
-console.log('slow-start ms: the same if each frame restarts from a 10-MTU window per stripe doubling per round trip (libdatachannel\'s SCTP max burst): rounds x RTT + bytes/rate');
+console.log('slow-start ms: the same if each frame restarts from a 10-MTU window per stripe doubling per round trip (usrsctp\'s burst limits, burst limited): rounds x RTT + bytes/rate; - where they are lifted');
 console.log('udp drops: datagrams lost to full socket receive buffers: the delay proxy\'s and coturn\'s sockets on the bridge (/proc/net/udp), each namespace\'s (RcvbufErrors)');

@@ -14,6 +14,7 @@ import { PeerLinks } from '../shared/transport/peer-links.js';
 import { hopKey, markHop, taskInputKey } from '../shared/transport/hop-trace.js';
 import { inspectTensorFrame } from '../shared/protocol/codec.js';
 import type { NodeWebrtcStack } from '../trainer/node-webrtc.js';
+import type { SctpBurst } from '../trainer/sctp-burst.js';
 
 export interface NodeVolunteer {
   agent: VolunteerAgent;
@@ -56,6 +57,8 @@ export interface NodeVolunteerOptions {
   webrtc?: boolean;
   /** Which Node WebRTC stack (trainer/node-webrtc.ts; default its DEFAULT_NODE_STACK). */
   stack?: NodeWebrtcStack;
+  /** usrsctp's burst limits on libdatachannel (trainer/sctp-burst.ts; process-wide; default its DEFAULT_SCTP_BURST). */
+  sctpBurst?: SctpBurst;
   rtcExtra?: RTCConfiguration;
   /**
    * Run the links as a browser tab does: the agent's BridgedLinks talks to a LinkHost through
@@ -185,7 +188,7 @@ export async function startNodeVolunteer(url: string, opts: NodeVolunteerOptions
   const pace = opts.paceMs ? paceTasks(socket, opts.paceMs) : null;
   opts.wrapSocket?.(socket);
   const rtc = opts.webrtc === false ? null : await import('../trainer/node-webrtc.js');
-  const createPc = rtc ? rtc.nodePeerConnectionFactory(opts.stack) : null;
+  const createPc = rtc ? rtc.nodePeerConnectionFactory(opts.stack, opts.sctpBurst) : null;
   let last: AgentStatus | null = null;
   const agent = new VolunteerAgent(socket, {
     capabilities: { backend, adapter: null, throughputGflops: 1, agent: `node/${opts.name ?? 'sim'} tfjs-${tf.version_core}`, ...opts.capabilities },

@@ -12,6 +12,7 @@ import { PeerLinks, type PeerLinksEvents } from '../shared/transport/peer-links.
 import type { PeerLinkOptions } from '../shared/transport/peer-link.js';
 import type { LinkFailure } from '../shared/transport/link-down-error.js';
 import { LOOPBACK_ONLY, nodePeerConnectionFactory, type NodeWebrtcStack } from '../trainer/node-webrtc.js';
+import type { SctpBurst } from '../trainer/sctp-burst.js';
 
 export interface PeerEnd {
   id: string;
@@ -32,6 +33,8 @@ export interface PeerPairOptions {
   onFrame?: (to: string, from: string, frame: Uint8Array) => void;
   /** The Node WebRTC stack both ends use (default: trainer/node-webrtc.ts's). */
   stack?: NodeWebrtcStack;
+  /** usrsctp's burst limits on libdatachannel (trainer/sctp-burst.ts; process-wide; default its default). */
+  sctpBurst?: SctpBurst;
 }
 
 export function peerPair(a: string, b: string, opts: PeerPairOptions = {}): [PeerEnd, PeerEnd] {
@@ -51,7 +54,7 @@ export function peerPair(a: string, b: string, opts: PeerPairOptions = {}): [Pee
         const wire = JSON.stringify(signal);
         setImmediate(() => ends.get(to)?.links.handleSignal(id, JSON.parse(wire)));
       },
-      createPeerConnection: nodePeerConnectionFactory(opts.stack),
+      createPeerConnection: nodePeerConnectionFactory(opts.stack, opts.sctpBurst),
       rtcConfig: { ...LOOPBACK_ONLY, ...opts.rtcConfig },
       linkOptions: opts.linkOptions,
       events,

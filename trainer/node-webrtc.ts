@@ -12,6 +12,7 @@
 import { createRequire } from 'node:module';
 import { RTCPeerConnection as NodeRTCPeerConnection } from 'node-datachannel/polyfill';
 import { withBufferedAmountLow, type PolledChannel } from './wrtc-buffered-low.js';
+import { DEFAULT_SCTP_BURST, setSctpBurst, type SctpBurst } from './sctp-burst.js';
 
 export const NODE_WEBRTC_STACKS = ['libdatachannel', 'libwebrtc'] as const;
 export type NodeWebrtcStack = (typeof NODE_WEBRTC_STACKS)[number];
@@ -36,15 +37,29 @@ function libwebrtc(): Ctor {
   return wrtc;
 }
 
-/** `new RTCPeerConnection(config)` for Node on `stack`, typed as the DOM's. */
-export function createNodePeerConnection(config: RTCConfiguration = {}, stack: NodeWebrtcStack = DEFAULT_NODE_STACK): RTCPeerConnection {
+/**
+ * `new RTCPeerConnection(config)` for Node on `stack`, typed as the DOM's. On libdatachannel,
+ * usrsctp's burst limits are first set to `burst` (sctp-burst.ts; process-wide, so the last
+ * setting asked for wins); one that cannot be set is said once on stderr and the connection
+ * is made anyway.
+ */
+export function createNodePeerConnection(config: RTCConfiguration = {}, stack: NodeWebrtcStack = DEFAULT_NODE_STACK, burst: SctpBurst = DEFAULT_SCTP_BURST): RTCPeerConnection {
   if (stack === 'libwebrtc') {
     // libdatachannel's own options (bindAddress, ...) mean nothing to libwebrtc.
     const { iceServers, iceTransportPolicy, bundlePolicy, rtcpMuxPolicy, certificates } = config;
     const pc = new (libwebrtc())({ ...(iceServers ? { iceServers } : {}), ...(iceTransportPolicy ? { iceTransportPolicy } : {}), ...(bundlePolicy ? { bundlePolicy } : {}), ...(rtcpMuxPolicy ? { rtcpMuxPolicy } : {}), ...(certificates ? { certificates } : {}) });
     return withLowEvents(pc);
   }
+  applyBurst(burst);
   return new NodeRTCPeerConnection(config as ConstructorParameters<typeof NodeRTCPeerConnection>[0]) as unknown as RTCPeerConnection;
+}
+
+let burstNow: SctpBurst | null = null;
+function applyBurst(burst: SctpBurst): void {
+  if (burstNow === burst) return;
+  burstNow = burst;
+  const r = setSctpBurst(burst);
+  if (!r.ok) console.warn(`[node-webrtc] SCTP burst limits stay usrsctp's (asked: ${burst}): ${r.reason}`);
 }
 
 /** Every data channel of `pc`, made or announced, gets a working `bufferedamountlow` (wrtc-buffered-low.ts). */
@@ -56,9 +71,9 @@ function withLowEvents(pc: RTCPeerConnection): RTCPeerConnection {
   return pc;
 }
 
-/** `createNodePeerConnection` bound to one stack: what PeerLinks and the agent take. */
-export function nodePeerConnectionFactory(stack: NodeWebrtcStack = DEFAULT_NODE_STACK): (config: RTCConfiguration) => RTCPeerConnection {
-  return (config) => createNodePeerConnection(config, stack);
+/** `createNodePeerConnection` bound to one stack (and burst setting): what PeerLinks and the agent take. */
+export function nodePeerConnectionFactory(stack: NodeWebrtcStack = DEFAULT_NODE_STACK, burst: SctpBurst = DEFAULT_SCTP_BURST): (config: RTCConfiguration) => RTCPeerConnection {
+  return (config) => createNodePeerConnection(config, stack, burst);
 }
 
 /**
