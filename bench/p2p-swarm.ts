@@ -63,7 +63,7 @@ import { fileURLToPath } from 'node:url';
 import { createNetnsLinks, type NetnsLinks } from '../testing/netns-links.js';
 import { createTcpOverlay, type TcpOverlay } from '../testing/tcp-overlay.js';
 import { startLinkEmulator, type LinkEmulator } from '../testing/link-emulator.js';
-import { startTurnServer, turnServerBinary, type TurnServer } from '../testing/turn-server.js';
+import { TURN_NICENESS, startTurnServer, turnServerBinary, type TurnServer } from '../testing/turn-server.js';
 import { startUdpDelayProxy, type UdpDelayProxy } from '../testing/udp-delay-proxy.js';
 import { sumDrops, udpDropsByPort } from '../testing/udp-drops.js';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -185,7 +185,7 @@ async function emulate(l: { mbps: number; latencyMs: number }): Promise<Emulated
   const net = createNetnsLinks(stages, { upMbps: l.mbps, downMbps: l.mbps });
   const overlay = await overlayFor(net, l.latencyMs);
   if (peerPath === 'overlay') return { net, turn: null, udp: null, overlay, kernelTcp: tcpPath !== 'emulated' };
-  const turn = await startTurnServer({ ip: net.hostIp });
+  const turn = await startTurnServer({ ip: net.hostIp, niceness: TURN_NICENESS });
   // 4 MiB socket buffers: with the kernel's ~208 KiB, the proxy (a JS event loop in this busy process)
   // dropped datagrams while stalled, losses no real link has (bench/p2p-throughput.ts: 300 drops in 2 MiB).
   const udp = await startUdpDelayProxy({ listenHost: net.hostIp, target: { host: net.hostIp, port: turn.port }, delayMs: l.latencyMs, socketBytes: 4 * 1024 * 1024 });
@@ -310,7 +310,7 @@ const tcpWay = em?.kernelTcp && em.overlay
   ? `kernel TCP to the coordinator over a VXLAN overlay through the links and a UDP delay (congestion control: volunteers ${em.overlay.congestionControl.volunteers}, coordinator ${em.overlay.congestionControl.host}; the coordinator's own link ${coordMbps ? `shaped to ${coordMbps} Mbit/s each way` : 'unshaped'})`
   : 'TCP link emulator to the coordinator';
 const where = links
-  ? `each volunteer a process in its own network namespace: tbf ${links.mbps} Mbit/s up and down, ${links.latencyMs} ms one-way added in userspace (${tcpWay}; ${em!.turn ? 'UDP delay proxy to coturn, relayed ICE candidates only' : 'peer frames across the overlay\'s switch, ICE host candidates on the overlay address only'})`
+  ? `each volunteer a process in its own network namespace: tbf ${links.mbps} Mbit/s up and down, ${links.latencyMs} ms one-way added in userspace (${tcpWay}; ${em!.turn ? `UDP delay proxy to coturn (at nice ${TURN_NICENESS}), relayed ICE candidates only` : 'peer frames across the overlay\'s switch, ICE host candidates on the overlay address only'})`
   : 'loopback, links not emulated';
 console.log(`preset ${settings.preset}, ${stages} stages (one tab each), ${settings.microbatches} microbatches x batch ${settings.batch}, wire ${settings.wire ?? 'default'}, ${iterations} iterations after ${warmup} warm-up, pace ${pace} ms, Node WebRTC ${stacks.join(' and ')}${stacks.includes('libdatachannel') ? ` (usrsctp burst limits ${bursts.join(' and ')})` : ''}; ${where}`);
 const rows: (string | number)[][] = [];

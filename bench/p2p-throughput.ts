@@ -36,7 +36,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { createNetnsLinks } from '../testing/netns-links.js';
-import { startTurnServer } from '../testing/turn-server.js';
+import { TURN_NICENESS, startTurnServer } from '../testing/turn-server.js';
 import { startUdpDelayProxy, type UdpDelayProxy } from '../testing/udp-delay-proxy.js';
 import { sumDrops, udpDropsByPort, udpRcvbufErrors } from '../testing/udp-drops.js';
 import { turnCredentials } from '../shared/transport/turn-credentials.js';
@@ -122,7 +122,7 @@ interface Config {
 console.log(`bench:p2p-throughput  ${machine()}`);
 console.log(`tbf ${mbps} Mbit/s up and down per namespace; ${bulk} frames at once, then ${paced} one at a time after ${gapMs} ms idle`);
 const net = createNetnsLinks(2, { upMbps: mbps, downMbps: mbps, ...(f.queue ? { queueBytes: Number(f.queue) * 1024 } : {}) });
-const turn = paths.includes('turn') ? await startTurnServer({ ip: net.hostIp }) : null;
+const turn = paths.includes('turn') ? await startTurnServer({ ip: net.hostIp, niceness: TURN_NICENESS }) : null;
 for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => turn?.killNow());
 const proxies = new Map<string, UdpDelayProxy>();
 let proxyNow: UdpDelayProxy | null = null;

@@ -11,7 +11,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { getPriority, setPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, requireCommand, stopProcess, substitute } from '../deploy/harness.js';
 import { until } from './until.js';
@@ -19,11 +19,29 @@ import { until } from './until.js';
 const CONF = new URL('../deploy/coturn/turnserver.conf', import.meta.url);
 const FILE = 'deploy/coturn/turnserver.conf';
 
+/**
+ * The priority benchmarks give coturn: 10 steps above their own (at most -20), so that it stands
+ * for a TURN server on a machine of its own rather than one more process on a busy CPU.
+ */
+export const TURN_NICENESS = Math.max(-20, getPriority() - 10);
+
 export interface TurnServerOptions {
   /** Address coturn listens and relays on (default 127.0.0.1). */
   ip?: string;
   /** Peer addresses coturn may relay to besides `ip` (the shipped file denies private ranges). */
   allowedPeers?: string[];
+  /**
+   * UDP ports coturn may relay from (default 1000). Each allocation holds one until it expires
+   * (10 min), and a tab that is killed never frees its own: a benchmark's runs share one coturn,
+   * and four striped runs need ~60 (51 ports made the fourth fail every link).
+   */
+  relayPorts?: number;
+  /**
+   * Scheduling priority of the coturn process (`os.setPriority`; below the parent's needs root).
+   * Benchmarks give it a higher one than their own, as for a TURN server on its own machine: a
+   * starved coturn drops datagrams from its sockets' buffers.
+   */
+  niceness?: number;
 }
 
 export interface TurnServer {
@@ -54,7 +72,9 @@ export async function startTurnServer(opts: TurnServerOptions = {}): Promise<Tur
   const secret = 'test-secret-' + Math.random().toString(36).slice(2);
   const dir = mkdtempSync(join(tmpdir(), 'swarm-coturn-'));
   const port = await freePort(ip);
-  const relayBase = 50_000 + Math.floor(Math.random() * 10_000);
+  const relayPorts = opts.relayPorts ?? 1000;
+  if (!(Number.isInteger(relayPorts) && relayPorts >= 2 && relayPorts <= 4000)) throw new Error(`relayPorts ${relayPorts}: 2 .. 4000`);
+  const relayBase = 50_000 + Math.floor(Math.random() * (15_000 - relayPorts));
   const allowed = [ip, ...(opts.allowedPeers ?? [])].map((a) => `allowed-peer-ip=${a}\n`).join('');
   let conf = readFileSync(CONF, 'utf8');
   conf = substitute(FILE, conf, 'static-auth-secret=CHANGE-ME-to-32-random-bytes-openssl-rand-hex-32', `static-auth-secret=${secret}`);
@@ -62,7 +82,7 @@ export async function startTurnServer(opts: TurnServerOptions = {}): Promise<Tur
   conf = substitute(FILE, conf, 'tls-listening-port=5349\n', 'no-tls\nno-dtls\n');
   conf = substitute(FILE, conf, 'external-ip=203.0.113.10\n', '');
   conf = substitute(FILE, conf, 'min-port=49160\n', `min-port=${relayBase}\n`);
-  conf = substitute(FILE, conf, 'max-port=49999\n', `max-port=${relayBase + 50}\n`);
+  conf = substitute(FILE, conf, 'max-port=49999\n', `max-port=${relayBase + relayPorts - 1}\n`);
   conf = substitute(FILE, conf, 'cert=/etc/letsencrypt/live/swarm.example.org/fullchain.pem\n', '');
   conf = substitute(FILE, conf, 'pkey=/etc/letsencrypt/live/swarm.example.org/privkey.pem\n', '');
   conf = substitute(FILE, conf, 'no-loopback-peers\n', `allow-loopback-peers\n${allowed}`);
@@ -70,6 +90,13 @@ export async function startTurnServer(opts: TurnServerOptions = {}): Promise<Tur
   writeFileSync(join(dir, 'turnserver.conf'), conf);
   let out = '';
   const child: ChildProcess = spawn(bin, ['-c', join(dir, 'turnserver.conf')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  if (opts.niceness !== undefined && child.pid !== undefined) {
+    try {
+      setPriority(child.pid, opts.niceness);
+    } catch (e) {
+      out += `[turn-server] priority ${opts.niceness} not set: ${(e as Error).message}\n`;
+    }
+  }
   child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
   const log = () => {
