@@ -201,10 +201,14 @@ const VOLUNTEER = fileURLToPath(new URL('./p2p-ns-volunteer.ts', import.meta.url
  * TCP path (`link` null) or through a latency-only link emulator; its ICE offers relayed
  * candidates only (TURN) or host candidates on its overlay address only.
  */
+/** How many nice steps below this process the volunteer processes run (--links). */
+const VOLUNTEER_NICE = 5;
+
 async function nsVolunteer(em: Emulated, coordPort: number, i: number, latencyMs: number, traceFile: string, v: Variant): Promise<{ child: ChildProcess; link: LinkEmulator | null }> {
   const link = em.kernelTcp ? null : await startLinkEmulator({ target: `127.0.0.1:${coordPort}`, listenHost: em.net.hostIp, upMbps: 100_000, downMbps: 100_000, latencyMs, queueBytes: 8 * 1024 * 1024 });
   const url = link ? link.url : `http://${em.overlay!.hostIp}:${coordPort}`;
-  const child = spawn('ip', ['netns', 'exec', em.net.namespaces[i]!, process.execPath, '--import', 'tsx', VOLUNTEER, url, `b${i}`, String(pace), em.turn ? 'relay' : `bind=${em.overlay!.ips[i]}`, traceFile, v.stack], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...(v.burst ? { NODE_SCTP_BURST: v.burst } : {}) } });
+  // Volunteers run VOLUNTEER_NICE steps below this process: its coordinator, UDP delay proxy and overlay pipes stand for other machines and the network, and must not wait behind the tabs' compute.
+  const child = spawn('ip', ['netns', 'exec', em.net.namespaces[i]!, 'nice', '-n', String(VOLUNTEER_NICE), process.execPath, '--import', 'tsx', VOLUNTEER, url, `b${i}`, String(pace), em.turn ? 'relay' : `bind=${em.overlay!.ips[i]}`, traceFile, v.stack], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...(v.burst ? { NODE_SCTP_BURST: v.burst } : {}) } });
   let out = '';
   child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
@@ -310,7 +314,7 @@ const tcpWay = em?.kernelTcp && em.overlay
   ? `kernel TCP to the coordinator over a VXLAN overlay through the links and a UDP delay (congestion control: volunteers ${em.overlay.congestionControl.volunteers}, coordinator ${em.overlay.congestionControl.host}; the coordinator's own link ${coordMbps ? `shaped to ${coordMbps} Mbit/s each way` : 'unshaped'})`
   : 'TCP link emulator to the coordinator';
 const where = links
-  ? `each volunteer a process in its own network namespace: tbf ${links.mbps} Mbit/s up and down, ${links.latencyMs} ms one-way added in userspace (${tcpWay}; ${em!.turn ? `UDP delay proxy to coturn (at nice ${TURN_NICENESS}), relayed ICE candidates only` : 'peer frames across the overlay\'s switch, ICE host candidates on the overlay address only'})`
+  ? `each volunteer a process (${VOLUNTEER_NICE} nice steps below this one) in its own network namespace: tbf ${links.mbps} Mbit/s up and down, ${links.latencyMs} ms one-way added in userspace (${tcpWay}; ${em!.turn ? `UDP delay proxy to coturn (at nice ${TURN_NICENESS}), relayed ICE candidates only` : 'peer frames across the overlay\'s switch, ICE host candidates on the overlay address only'})`
   : 'loopback, links not emulated';
 console.log(`preset ${settings.preset}, ${stages} stages (one tab each), ${settings.microbatches} microbatches x batch ${settings.batch}, wire ${settings.wire ?? 'default'}, ${iterations} iterations after ${warmup} warm-up, pace ${pace} ms, Node WebRTC ${stacks.join(' and ')}${stacks.includes('libdatachannel') ? ` (usrsctp burst limits ${bursts.join(' and ')})` : ''}; ${where}`);
 const rows: (string | number)[][] = [];
