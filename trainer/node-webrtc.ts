@@ -54,12 +54,13 @@ export function createNodePeerConnection(config: RTCConfiguration = {}, stack: N
   return new NodeRTCPeerConnection(config as ConstructorParameters<typeof NodeRTCPeerConnection>[0]) as unknown as RTCPeerConnection;
 }
 
-let burstNow: SctpBurst | null = null;
+let burstWarned = false;
 function applyBurst(burst: SctpBurst): void {
-  if (burstNow === burst) return;
-  burstNow = burst;
   const r = setSctpBurst(burst);
-  if (!r.ok) console.warn(`[node-webrtc] SCTP burst limits stay usrsctp's (asked: ${burst}): ${r.reason}`);
+  if (!r.ok && !burstWarned) {
+    burstWarned = true;
+    console.warn(`[node-webrtc] SCTP burst limits stay usrsctp's (asked: ${burst}): ${r.reason}`);
+  }
 }
 
 /** Every data channel of `pc`, made or announced, gets a working `bufferedamountlow` (wrtc-buffered-low.ts). */

@@ -58,13 +58,18 @@ interface Knob {
   write(v: number): number;
 }
 let knobs: Knob[] | string | null = null;
+/** What this process's usrsctp was last set to here (null: not yet, or the last setting failed). */
+let setTo: SctpBurst | null = null;
 
 /**
  * Sets usrsctp's burst limits in this whole process to `burst` (`lifted` or usrsctp's own
- * `limited`); the last call wins, for associations open and to come. Never throws: a platform,
- * binary or FFI that does not fit leaves usrsctp as it is and says why.
+ * `limited`); the last call wins, for associations open and to come, and a call asking for what
+ * is already set does nothing. Never throws: a platform, binary or FFI that does not fit leaves
+ * usrsctp as it is and says why.
  */
 export function setSctpBurst(burst: SctpBurst): BurstResult {
+  if (setTo === burst) return { ok: true };
+  setTo = null;
   knobs ??= find();
   if (typeof knobs === 'string') return { ok: false, reason: knobs };
   try {
@@ -76,6 +81,7 @@ export function setSctpBurst(burst: SctpBurst): BurstResult {
   } catch (e) {
     return { ok: false, reason: (e as Error).message };
   }
+  setTo = burst;
   return { ok: true };
 }
 
