@@ -132,7 +132,6 @@ try {
   for (const path of paths)
     for (const ms of delayed(path) ? latencies : [0])
       for (const chunk of chunks) for (const high of highs) for (const low of lows) for (const sctp of sctps) for (const burst of bursts) for (const stack of stacks) for (const proxyBuf of delayed(path) ? proxyBufs : [0]) for (const frameBytes of frames) for (const stripes of stripeCounts) configs.push({ path, ms, chunk, high, low, sctp, burst, stack, proxyBuf, frameBytes, stripes });
-  // SCTP settings are libdatachannel's: libwebrtc runs only with the default.
   // SCTP settings and burst limits are libdatachannel's: libwebrtc runs once, under the first burst value.
   for (const c of configs.filter((c) => !(c.sctp && c.stack === 'libwebrtc') && !(c.stack === 'libwebrtc' && c.burst !== bursts[0]))) {
     let rtc: RTCConfiguration = {};
@@ -184,7 +183,7 @@ try {
     const r = result as PeerResult | null;
     const label = [`${c.frameBytes / 1024}K`, String(c.stripes), c.path, delayed(c.path) ? `${c.ms} ms` : '-', c.proxyBuf ? `${c.proxyBuf}K` : '-', `${c.chunk}K`, `${c.high}K/${c.low}K`, c.stack, c.stack === 'libdatachannel' ? c.burst : '-', c.sctp ? JSON.stringify(c.sctp) : 'default'];
     if (!r) {
-      rows.push([...label, 'failed', down || a.log().split('\n').slice(-3).join(' ') || 'timeout', '', '', '', '', '', '']);
+      rows.push([...label, 'failed', down || a.log().split('\n').slice(-3).join(' ') || 'timeout', '', '', '', '', '']);
     } else {
       rows.push([...label, fmt((r.bulkBytes * 8) / (r.bulkMs / 1000) / 1e6, 1), fmt(median(r.pacedMs), 0), fmt(modelMs, 0), ssMs === null ? '-' : fmt(ssMs, 0), r.rttMs === null ? '-' : fmt(r.rttMs, 0), `${drops.up - drops0.up}/${drops.down - drops0.down}`, `${proxyDrops}/${turnDrops}/${udp.join('/')}`]);
     }
